@@ -1,0 +1,801 @@
+//! What the agents' tools ask of a set of usage records: where the money
+//! goes (`summarize`), how to spend less (`recommend`, `total_savings`) and
+//! where spend is heading (`forecast`).
+//!
+//! Every figure is derived from the records with integer money, so totals
+//! reconcile to the micro-dollar and the same records always give the same
+//! answer.
+
+use std::collections::BTreeMap;
+
+use crate::date;
+use crate::money::{div_round_half_away, group_thousands, Money};
+use crate::prices::{cheaper_sibling, price_for, rate_label, Price};
+use crate::records::{cost_of, UsageRecord};
+
+// ---------------------------------------------------------------------------
+// Summary
+
+/// Spend of one model or feature.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct GroupTotal {
+    pub key: String,
+    pub cost: Money,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Share of the summary's total cost, in basis points (10_000 = 100%).
+    pub share_bp: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct DailyTotal {
+    pub day: String,
+    pub cost: Money,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Summary {
+    /// First and last day covered ("YYYY-MM-DD"); empty without records.
+    pub from: String,
+    pub to: String,
+    /// Calendar days from `from` to `to` inclusive.
+    pub days: u32,
+    pub total: Money,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_input_tokens: u64,
+    /// Records whose model is not in the price catalog; they count as $0.
+    pub unpriced_records: u64,
+    /// Sorted by cost descending, then key. Dated snapshots are merged into
+    /// their catalog model so "gpt-4o-2024-08-06" and "gpt-4o" are one row.
+    pub by_model: Vec<GroupTotal>,
+    pub by_feature: Vec<GroupTotal>,
+    /// One entry per calendar day, oldest first; days without usage are $0.
+    pub daily: Vec<DailyTotal>,
+}
+
+pub fn summarize(records: &[UsageRecord]) -> Summary {
+    // Price each record once; every breakdown below re-uses these exact
+    // amounts, which is what makes them add up to `total`.
+    let costed: Vec<(&UsageRecord, Money)> = records.iter().map(|r| (r, cost_of(r))).collect();
+    let total: Money = costed.iter().map(|(_, cost)| *cost).sum();
+    let daily = daily_totals(&costed);
+    Summary {
+        from: daily.first().map(|d| d.day.clone()).unwrap_or_default(),
+        to: daily.last().map(|d| d.day.clone()).unwrap_or_default(),
+        days: daily.len() as u32,
+        total,
+        requests: records.iter().map(|r| r.requests).sum(),
+        input_tokens: records.iter().map(|r| r.input_tokens).sum(),
+        output_tokens: records.iter().map(|r| r.output_tokens).sum(),
+        cached_input_tokens: records.iter().map(|r| r.cached_input_tokens).sum(),
+        unpriced_records: records
+            .iter()
+            .filter(|r| price_for(&r.model).is_none())
+            .count() as u64,
+        by_model: group_totals(&costed, total, model_key),
+        by_feature: group_totals(&costed, total, |r| r.feature.clone()),
+        daily,
+    }
+}
+
+/// The catalog name for priced models, the raw name otherwise.
+fn model_key(r: &UsageRecord) -> String {
+    price_for(&r.model).map_or_else(|| r.model.clone(), |p| p.model.to_owned())
+}
+
+fn group_totals(
+    costed: &[(&UsageRecord, Money)],
+    total: Money,
+    key: impl Fn(&UsageRecord) -> String,
+) -> Vec<GroupTotal> {
+    let mut groups: BTreeMap<String, GroupTotal> = BTreeMap::new();
+    for &(r, cost) in costed {
+        let k = key(r);
+        let g = groups.entry(k.clone()).or_insert_with(|| GroupTotal {
+            key: k,
+            cost: Money::ZERO,
+            requests: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            share_bp: 0,
+        });
+        g.cost += cost;
+        g.requests += r.requests;
+        g.input_tokens += r.input_tokens;
+        g.output_tokens += r.output_tokens;
+    }
+    let mut groups: Vec<GroupTotal> = groups.into_values().collect();
+    for g in &mut groups {
+        g.share_bp = share_bp(g.cost, total);
+    }
+    // Keys are unique, so this order is total and deterministic.
+    groups.sort_by(|a, b| b.cost.cmp(&a.cost).then_with(|| a.key.cmp(&b.key)));
+    groups
+}
+
+fn share_bp(part: Money, total: Money) -> u32 {
+    if total <= Money::ZERO {
+        return 0;
+    }
+    let bp = div_round_half_away(
+        i128::from(part.micros()) * 10_000,
+        i128::from(total.micros()),
+    );
+    u32::try_from(bp).unwrap_or(0)
+}
+
+/// Cost per day, oldest first. When the days parse, gaps are filled with $0
+/// so that "the last 7 entries" really are the last 7 calendar days; a day
+/// string that does not parse is kept as reported, without gap filling.
+fn daily_totals(costed: &[(&UsageRecord, Money)]) -> Vec<DailyTotal> {
+    let mut by_day: BTreeMap<String, Money> = BTreeMap::new();
+    for &(r, cost) in costed {
+        *by_day.entry(r.day.clone()).or_default() += cost;
+    }
+    let parsed: Option<Vec<i64>> = by_day.keys().map(|d| date::parse_day(d)).collect();
+    if let Some((&first, &last)) = parsed.as_ref().and_then(|d| d.first().zip(d.last())) {
+        for day in first..=last {
+            by_day.entry(date::format_day(day)).or_default();
+        }
+    }
+    by_day
+        .into_iter()
+        .map(|(day, cost)| DailyTotal { day, cost })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Recommendations
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecommendationKind {
+    ModelDowngrade,
+    PromptCaching,
+    BatchApi,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Recommendation {
+    pub kind: RecommendationKind,
+    pub title: String,
+    pub feature: String,
+    /// Catalog name of the model the feature runs on.
+    pub model: String,
+    pub target_model: Option<String>,
+    /// Monthly figures are normalised to a 30-day month from the covered days.
+    pub current_monthly: Money,
+    pub projected_monthly: Money,
+    /// Exactly `current_monthly - projected_monthly`.
+    pub monthly_savings: Money,
+    /// The reasoning, with the numbers used.
+    pub rationale: String,
+    /// "high" | "medium" | "low".
+    pub confidence: &'static str,
+}
+
+/// Averages at or above this many output tokens per request suggest real
+/// generation, where a smaller model is more likely to lose quality.
+const SHORT_OUTPUT_TOKENS: u64 = 200;
+/// Below this, outputs are labels or ids: the safest downgrade.
+const TINY_OUTPUT_TOKENS: u64 = 50;
+/// Caching pays off only for long prompts that mostly miss the cache today.
+const CACHING_MIN_INPUT_TOKENS: u64 = 1_000;
+const CACHING_MAX_CACHED_PCT: u64 = 30;
+/// Conservative hit rate once a stable prompt prefix is in place.
+const CACHING_ASSUMED_CACHED_PCT: u64 = 60;
+/// Feature names that mark work nobody waits on. "summar" is weaker evidence
+/// (summaries can be interactive), so it earns less confidence.
+const OFFLINE_MARKERS: [(&str, &str); 3] =
+    [("nightly", "high"), ("batch", "high"), ("summar", "medium")];
+const DAYS_PER_MONTH: i64 = 30;
+
+/// Savings opportunities found in the records, largest first.
+///
+/// Each recommendation is priced on its own against today's spend; when a
+/// feature gets several, their savings overlap (use `total_savings`).
+pub fn recommend(records: &[UsageRecord]) -> Vec<Recommendation> {
+    let costed: Vec<(&UsageRecord, Money)> = records.iter().map(|r| (r, cost_of(r))).collect();
+    let days = daily_totals(&costed).len() as i64;
+    let mut recs: Vec<Recommendation> = feature_usage(records)
+        .iter()
+        .flat_map(|u| {
+            let drafts = [model_downgrade(u), prompt_caching(u), batch_api(u)];
+            drafts
+                .into_iter()
+                .flatten()
+                .map(move |draft| draft.finish(u, days))
+        })
+        .filter(|r| r.monthly_savings > Money::ZERO)
+        .collect();
+    note_overlaps(&mut recs);
+    recs.sort_by(|a, b| {
+        b.monthly_savings
+            .cmp(&a.monthly_savings)
+            .then_with(|| a.feature.cmp(&b.feature))
+            .then_with(|| a.kind.cmp(&b.kind))
+    });
+    recs
+}
+
+/// Everything one feature sent to one (priced) model over the covered days.
+struct FeatureUsage<'a> {
+    feature: &'a str,
+    price: &'static Price,
+    records: Vec<&'a UsageRecord>,
+    requests: u64,
+    input: u64,
+    cached: u64,
+    output: u64,
+    current: Money,
+}
+
+impl FeatureUsage<'_> {
+    fn per_request(&self, tokens: u64) -> u64 {
+        div_round_half_away(i128::from(tokens), i128::from(self.requests.max(1))) as u64
+    }
+
+    fn cached_pct(&self) -> u64 {
+        div_round_half_away(i128::from(self.cached) * 100, i128::from(self.input.max(1))) as u64
+    }
+
+    /// Re-prices every record and sums, so projections round exactly like
+    /// the current cost they are compared with.
+    fn reprice(&self, cost: impl Fn(&UsageRecord) -> Money) -> Money {
+        self.records.iter().map(|r| cost(r)).sum()
+    }
+
+    fn tokens_sentence(&self) -> String {
+        format!(
+            "{} requests averaging {} input ({}% cached) and {} output tokens on {} ({})",
+            group_thousands(self.requests),
+            group_thousands(self.per_request(self.input)),
+            self.cached_pct(),
+            group_thousands(self.per_request(self.output)),
+            self.price.model,
+            self.price.label(),
+        )
+    }
+}
+
+/// Groups priced records by feature and catalog model, in key order.
+/// Unpriced records are skipped: without a price there is nothing to save.
+fn feature_usage(records: &[UsageRecord]) -> Vec<FeatureUsage<'_>> {
+    let mut groups: BTreeMap<(&str, &str), FeatureUsage<'_>> = BTreeMap::new();
+    for r in records {
+        let Some(price) = price_for(&r.model) else {
+            continue;
+        };
+        let u = groups
+            .entry((&r.feature, price.model))
+            .or_insert_with(|| FeatureUsage {
+                feature: &r.feature,
+                price,
+                records: Vec::new(),
+                requests: 0,
+                input: 0,
+                cached: 0,
+                output: 0,
+                current: Money::ZERO,
+            });
+        u.records.push(r);
+        u.requests += r.requests;
+        u.input += r.input_tokens;
+        u.cached += r.cached_input_tokens.min(r.input_tokens);
+        u.output += r.output_tokens;
+        u.current += cost_of(r);
+    }
+    groups.into_values().collect()
+}
+
+/// A recommendation before its monthly figures are worked out.
+struct Draft {
+    kind: RecommendationKind,
+    title: String,
+    target: Option<&'static Price>,
+    /// Cost of the covered days had the change been in place.
+    projected: Money,
+    why: String,
+    confidence: &'static str,
+}
+
+impl Draft {
+    fn finish(self, u: &FeatureUsage, days: i64) -> Recommendation {
+        let current_monthly = u.current.mul_div(DAYS_PER_MONTH, days);
+        let projected_monthly = self.projected.mul_div(DAYS_PER_MONTH, days);
+        let monthly_savings = current_monthly - projected_monthly;
+        let rationale = format!(
+            "{} Over the {days} days observed that is {} instead of {}; \
+             per 30-day month {current_monthly} -> {projected_monthly}, saving {monthly_savings}.",
+            self.why, self.projected, u.current,
+        );
+        Recommendation {
+            kind: self.kind,
+            title: self.title,
+            feature: u.feature.to_owned(),
+            model: u.price.model.to_owned(),
+            target_model: self.target.map(|t| t.model.to_owned()),
+            current_monthly,
+            projected_monthly,
+            monthly_savings,
+            rationale,
+            confidence: self.confidence,
+        }
+    }
+}
+
+/// Short answers on an expensive model: the same tokens on its cheaper sibling.
+fn model_downgrade(u: &FeatureUsage) -> Option<Draft> {
+    let target = cheaper_sibling(u.price.model)?;
+    let short = u.requests > 0 && u.output < SHORT_OUTPUT_TOKENS * u.requests;
+    if !short {
+        return None;
+    }
+    let avg_output = u.per_request(u.output);
+    let why = format!(
+        "{} made {}. Under {SHORT_OUTPUT_TOKENS} output tokens per request is the short, \
+         constrained answer a smaller model usually handles; the same tokens on {} ({}) were re-priced.",
+        u.feature,
+        u.tokens_sentence(),
+        target.model,
+        target.label(),
+    );
+    Some(Draft {
+        kind: RecommendationKind::ModelDowngrade,
+        title: format!(
+            "Move {} from {} to {}",
+            u.feature, u.price.model, target.model
+        ),
+        target: Some(target),
+        projected: u
+            .reprice(|r| target.cost(r.input_tokens, r.cached_input_tokens, r.output_tokens)),
+        why,
+        confidence: if avg_output < TINY_OUTPUT_TOKENS {
+            "high"
+        } else {
+            "medium"
+        },
+    })
+}
+
+/// Long prompts that mostly miss the cache: assume a stable prefix gets
+/// `CACHING_ASSUMED_CACHED_PCT` of input served from cache.
+fn prompt_caching(u: &FeatureUsage) -> Option<Draft> {
+    let long_prompts = u.requests > 0 && u.input > CACHING_MIN_INPUT_TOKENS * u.requests;
+    let mostly_uncached = u.cached * 100 < u.input * CACHING_MAX_CACHED_PCT;
+    if !(long_prompts && mostly_uncached) {
+        return None;
+    }
+    // Anthropic bills cache writes above the input rate; list prices here
+    // have no such rate, so say so rather than silently overstate.
+    let caveat = if u.price.provider == "anthropic" {
+        " Cache-write surcharges are not included."
+    } else {
+        ""
+    };
+    let why = format!(
+        "{} made {}. With the repeated prompt prefix cached, {CACHING_ASSUMED_CACHED_PCT}% of input \
+         was re-priced at the cached rate of {} instead of {} per 1M tokens.{caveat}",
+        u.feature,
+        u.tokens_sentence(),
+        rate_label(u.price.cached_input_per_mtok),
+        rate_label(u.price.input_per_mtok),
+    );
+    let price = u.price;
+    Some(Draft {
+        kind: RecommendationKind::PromptCaching,
+        title: format!("Enable prompt caching for {}", u.feature),
+        target: None,
+        projected: u.reprice(|r| {
+            let cached =
+                (r.input_tokens * CACHING_ASSUMED_CACHED_PCT / 100).max(r.cached_input_tokens);
+            price.cost(r.input_tokens, cached, r.output_tokens)
+        }),
+        why,
+        confidence: "medium",
+    })
+}
+
+/// Work nobody waits on: the provider's batch API bills it at a discount.
+fn batch_api(u: &FeatureUsage) -> Option<Draft> {
+    let name = u.feature.to_ascii_lowercase();
+    let (marker, confidence) = OFFLINE_MARKERS.iter().find(|(m, _)| name.contains(m))?;
+    let price = u.price;
+    let why = format!(
+        "{} made {}. Its name (\"{marker}\") marks it as offline work that can wait for the \
+         batch API's asynchronous turnaround, which {} bills {}% below list price.",
+        u.feature,
+        u.tokens_sentence(),
+        price.provider,
+        price.batch_discount_pct,
+    );
+    Some(Draft {
+        kind: RecommendationKind::BatchApi,
+        title: format!("Run {} through the {} Batch API", u.feature, price.provider),
+        target: None,
+        projected: u
+            .reprice(|r| price.batch_cost(r.input_tokens, r.cached_input_tokens, r.output_tokens)),
+        why,
+        confidence,
+    })
+}
+
+/// Tells the reader when a feature's recommendations overlap, so nobody adds
+/// their savings up by hand.
+fn note_overlaps(recs: &mut [Recommendation]) {
+    let mut per_feature: BTreeMap<String, usize> = BTreeMap::new();
+    for r in recs.iter() {
+        *per_feature.entry(r.feature.clone()).or_default() += 1;
+    }
+    for r in recs.iter_mut() {
+        let others = per_feature[&r.feature] - 1;
+        if others > 0 {
+            let plural = if others == 1 { "" } else { "s" };
+            r.rationale.push_str(&format!(
+                " Computed independently of the {others} other recommendation{plural} for {}; \
+                 the savings overlap, so they do not simply add up.",
+                r.feature
+            ));
+        }
+    }
+}
+
+/// Combined monthly savings of `recs` without double counting.
+///
+/// Per feature and model, the recommendations are applied one after another,
+/// each cutting the same fraction of the *remaining* cost that it cuts of
+/// today's cost (largest first). Savings therefore compound rather than add,
+/// and a feature can never save more than it currently costs.
+pub fn total_savings(recs: &[Recommendation]) -> Money {
+    let mut per_feature: BTreeMap<(&str, &str), Vec<&Recommendation>> = BTreeMap::new();
+    for r in recs {
+        per_feature
+            .entry((&r.feature, &r.model))
+            .or_default()
+            .push(r);
+    }
+    per_feature
+        .into_values()
+        .map(|group| combined_savings(&group))
+        .sum()
+}
+
+fn combined_savings(group: &[&Recommendation]) -> Money {
+    let current = group
+        .iter()
+        .map(|r| r.current_monthly)
+        .max()
+        .unwrap_or_default();
+    if current <= Money::ZERO {
+        return Money::ZERO;
+    }
+    let mut savings: Vec<Money> = group
+        .iter()
+        .map(|r| r.monthly_savings.max(Money::ZERO))
+        .collect();
+    savings.sort_unstable_by(|a, b| b.cmp(a));
+    let remaining = savings.into_iter().fold(current, |remaining, saving| {
+        let cut = saving.mul_div(remaining.micros(), current.micros());
+        (remaining - cut).max(Money::ZERO)
+    });
+    current - remaining
+}
+
+// ---------------------------------------------------------------------------
+// Forecast
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Forecast {
+    pub days_observed: u32,
+    /// Average of the last 7 days, times 30.
+    pub monthly_run_rate: Money,
+    /// Average of the first 7 days, times 30.
+    pub previous_run_rate: Money,
+    /// Change of the last-7 against the first-7 average, in basis points.
+    pub trend_bp: i64,
+}
+
+/// Days in each run-rate window.
+const RUN_RATE_DAYS: usize = 7;
+
+/// Run rates from the first and last week of the summary. With fewer than 14
+/// days the windows overlap (and with 7 or fewer they coincide, giving a flat
+/// trend): the honest answer for so little data.
+pub fn forecast(summary: &Summary) -> Forecast {
+    let daily: Vec<Money> = summary.daily.iter().map(|d| d.cost).collect();
+    let window = daily.len().min(RUN_RATE_DAYS);
+    let run_rate = |days: &[Money]| {
+        days.iter()
+            .sum::<Money>()
+            .mul_div(DAYS_PER_MONTH, window as i64)
+    };
+    let monthly_run_rate = run_rate(&daily[daily.len() - window..]);
+    let previous_run_rate = run_rate(&daily[..window]);
+    let trend_bp = if previous_run_rate > Money::ZERO {
+        let change = i128::from((monthly_run_rate - previous_run_rate).micros()) * 10_000;
+        div_round_half_away(change, i128::from(previous_run_rate.micros())) as i64
+    } else {
+        0
+    };
+    Forecast {
+        days_observed: summary.days,
+        monthly_run_rate,
+        previous_run_rate,
+        trend_bp,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::demo_dataset;
+
+    fn record(
+        day: &str,
+        feature: &str,
+        model: &str,
+        requests: u64,
+        input: u64,
+        cached: u64,
+        output: u64,
+    ) -> UsageRecord {
+        UsageRecord {
+            day: day.into(),
+            provider: "openai".into(),
+            model: model.into(),
+            feature: feature.into(),
+            project: "p".into(),
+            requests,
+            input_tokens: input,
+            output_tokens: output,
+            cached_input_tokens: cached,
+        }
+    }
+
+    fn sum(groups: &[GroupTotal]) -> Money {
+        groups.iter().map(|g| g.cost).sum()
+    }
+
+    #[test]
+    fn totals_reconcile_exactly() {
+        for seed in [0, 1, 42] {
+            let s = summarize(&demo_dataset(seed));
+            assert_eq!(s.total, sum(&s.by_model));
+            assert_eq!(s.total, sum(&s.by_feature));
+            assert_eq!(s.total, s.daily.iter().map(|d| d.cost).sum::<Money>());
+            assert_eq!(
+                s.total,
+                demo_dataset(seed).iter().map(cost_of).sum::<Money>()
+            );
+        }
+    }
+
+    #[test]
+    fn demo_summary_is_realistic() {
+        let s = summarize(&demo_dataset(0));
+        assert_eq!(
+            (s.from.as_str(), s.to.as_str(), s.days),
+            ("2026-10-26", "2026-11-24", 30)
+        );
+        assert!(
+            s.total > Money::from_usd_cents(300_000) && s.total < Money::from_usd_cents(900_000),
+            "{}",
+            s.total
+        );
+        assert_eq!(s.unpriced_records, 0);
+        // The dated Claude snapshot is reported under its catalog name.
+        assert!(s.by_model.iter().any(|g| g.key == "claude-3-5-sonnet"));
+        let shares: u32 = s.by_feature.iter().map(|g| g.share_bp).sum();
+        assert!((9_995..=10_005).contains(&shares));
+    }
+
+    #[test]
+    fn groups_sort_by_cost_then_key_and_count_unpriced() {
+        let records = [
+            record("2026-01-01", "b", "gpt-4o", 1, 1_000_000, 0, 0),
+            record("2026-01-01", "a", "gpt-4o-2024-08-06", 1, 1_000_000, 0, 0),
+            record("2026-01-01", "c", "mystery", 1, 1_000_000, 0, 0),
+        ];
+        let s = summarize(&records);
+        let keys: Vec<&str> = s.by_feature.iter().map(|g| g.key.as_str()).collect();
+        assert_eq!(keys, ["a", "b", "c"]);
+        assert_eq!(s.by_model[0].key, "gpt-4o");
+        assert_eq!(s.by_model[0].share_bp, 10_000);
+        assert_eq!(s.by_model[1].key, "mystery");
+        assert_eq!(s.unpriced_records, 1);
+    }
+
+    #[test]
+    fn daily_fills_calendar_gaps() {
+        let records = [
+            record("2026-02-27", "f", "gpt-4o", 1, 1_000_000, 0, 0),
+            record("2026-03-02", "f", "gpt-4o", 1, 1_000_000, 0, 0),
+        ];
+        let s = summarize(&records);
+        let days: Vec<&str> = s.daily.iter().map(|d| d.day.as_str()).collect();
+        assert_eq!(
+            days,
+            ["2026-02-27", "2026-02-28", "2026-03-01", "2026-03-02"]
+        );
+        assert_eq!(s.days, 4);
+        assert_eq!(s.daily[1].cost, Money::ZERO);
+    }
+
+    #[test]
+    fn empty_input_gives_empty_results() {
+        let s = summarize(&[]);
+        assert_eq!((s.days, s.total, s.from.as_str()), (0, Money::ZERO, ""));
+        assert!(recommend(&[]).is_empty());
+        assert_eq!(forecast(&s).monthly_run_rate, Money::ZERO);
+    }
+
+    #[test]
+    fn downgrade_matches_hand_computation() {
+        // One day: 1M input at $2.50 + 50k output at $10 = $3.00 on gpt-4o,
+        // versus 1M at $0.15 + 50k at $0.60 = $0.18 on gpt-4o-mini.
+        // A 30-day month: $90.00 -> $5.40, saving $84.60.
+        let records = [record(
+            "2026-11-24",
+            "ticket-classification",
+            "gpt-4o",
+            1_000,
+            1_000_000,
+            0,
+            50_000,
+        )];
+        let recs = recommend(&records);
+        assert_eq!(recs.len(), 1, "{recs:#?}");
+        let r = &recs[0];
+        assert_eq!(r.kind, RecommendationKind::ModelDowngrade);
+        assert_eq!(r.target_model.as_deref(), Some("gpt-4o-mini"));
+        assert_eq!(r.current_monthly, Money(90_000_000));
+        assert_eq!(r.projected_monthly, Money(5_400_000));
+        assert_eq!(r.monthly_savings, Money(84_600_000));
+        assert!(r.rationale.contains("$84.60"), "{}", r.rationale);
+    }
+
+    #[test]
+    fn caching_and_batch_match_hand_computation() {
+        // Two days of a nightly job: 2,000 requests, 4M input (none cached) and
+        // 400k output (200 per request, too long for a downgrade): $14.00.
+        // Caching: 2.4M at $1.25 + 1.6M at $2.50 + output $4.00 = $11.00.
+        // Batch: half of $14.00. Both savings are scaled by 30/2.
+        let records = [
+            record(
+                "2026-11-23",
+                "nightly-report",
+                "gpt-4o",
+                1_000,
+                2_000_000,
+                0,
+                200_000,
+            ),
+            record(
+                "2026-11-24",
+                "nightly-report",
+                "gpt-4o",
+                1_000,
+                2_000_000,
+                0,
+                200_000,
+            ),
+        ];
+        let recs = recommend(&records);
+        let kinds: Vec<_> = recs.iter().map(|r| (r.kind, r.monthly_savings)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (RecommendationKind::BatchApi, Money(105_000_000)),
+                (RecommendationKind::PromptCaching, Money(45_000_000)),
+            ]
+        );
+        assert!(recs.iter().all(|r| r.current_monthly == Money(210_000_000)));
+        assert!(recs.iter().all(|r| r.rationale.contains("independently")));
+        // Sequentially: batch leaves $105, caching then cuts 3/14 of it ($22.50).
+        assert_eq!(total_savings(&recs), Money(127_500_000));
+    }
+
+    #[test]
+    fn savings_equal_current_minus_projected() {
+        for seed in [0, 3, 99] {
+            for r in recommend(&demo_dataset(seed)) {
+                assert_eq!(r.monthly_savings, r.current_monthly - r.projected_monthly);
+                assert!(r.monthly_savings > Money::ZERO);
+            }
+        }
+    }
+
+    #[test]
+    fn demo_recommendations_tell_the_intended_story() {
+        let recs = recommend(&demo_dataset(0));
+        let found: Vec<(&str, RecommendationKind)> =
+            recs.iter().map(|r| (r.feature.as_str(), r.kind)).collect();
+        for expected in [
+            ("ticket-classification", RecommendationKind::ModelDowngrade),
+            ("support-chat", RecommendationKind::PromptCaching),
+            ("nightly-summaries", RecommendationKind::BatchApi),
+        ] {
+            assert!(
+                found.contains(&expected),
+                "{expected:?} missing from {found:?}"
+            );
+        }
+        assert!(!found
+            .iter()
+            .any(|(f, _)| *f == "code-review" || *f == "search-embeddings"));
+        assert!(recs
+            .windows(2)
+            .all(|w| w[0].monthly_savings >= w[1].monthly_savings));
+    }
+
+    #[test]
+    fn total_savings_never_exceeds_cost() {
+        for seed in 0..10 {
+            let records = demo_dataset(seed);
+            let recs = recommend(&records);
+            let combined = total_savings(&recs);
+            let naive: Money = recs.iter().map(|r| r.monthly_savings).sum();
+            let monthly_total = summarize(&records).total; // 30 days: already monthly
+            assert!(combined <= naive && combined > Money::ZERO);
+            assert!(combined <= monthly_total);
+        }
+    }
+
+    #[test]
+    fn total_savings_caps_each_feature_at_its_cost() {
+        let rec = |kind, savings| Recommendation {
+            kind,
+            title: String::new(),
+            feature: "f".into(),
+            model: "gpt-4o".into(),
+            target_model: None,
+            current_monthly: Money(100),
+            projected_monthly: Money(100) - savings,
+            monthly_savings: savings,
+            rationale: String::new(),
+            confidence: "low",
+        };
+        let recs = [
+            rec(RecommendationKind::ModelDowngrade, Money(90)),
+            rec(RecommendationKind::BatchApi, Money(90)),
+        ];
+        assert_eq!(total_savings(&recs), Money(99));
+        assert_eq!(total_savings(&[]), Money::ZERO);
+    }
+
+    #[test]
+    fn forecast_follows_the_trend() {
+        let rising: Vec<UsageRecord> = (1..=14)
+            .map(|d| {
+                record(
+                    &format!("2026-03-{d:02}"),
+                    "f",
+                    "gpt-4o",
+                    1,
+                    1_000_000 * d,
+                    0,
+                    0,
+                )
+            })
+            .collect();
+        let up = forecast(&summarize(&rising));
+        // First week averages $10 a day ($300/month), last week $27.50 ($825).
+        assert_eq!(up.previous_run_rate, Money(300_000_000));
+        assert_eq!(up.monthly_run_rate, Money(825_000_000));
+        assert_eq!(up.trend_bp, 17_500);
+        assert_eq!(up.days_observed, 14);
+
+        let falling: Vec<UsageRecord> = rising
+            .iter()
+            .map(|r| UsageRecord {
+                input_tokens: 15_000_000 - r.input_tokens,
+                ..r.clone()
+            })
+            .collect();
+        assert!(forecast(&summarize(&falling)).trend_bp < 0);
+        assert!(forecast(&summarize(&demo_dataset(0))).trend_bp > 0);
+    }
+}

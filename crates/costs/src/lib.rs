@@ -1,0 +1,22 @@
+//! Netra Apex cost engine: prices LLM usage exactly and analyses where the
+//! money goes, how to spend less, and where spend is heading.
+//!
+//! Pure computation — no I/O, no clocks, no randomness beyond the seeded
+//! demo dataset — so every answer the agents give is reproducible.
+//! Money is integer micro-dollars throughout; see [`Money`].
+
+#![forbid(unsafe_code)]
+
+mod analysis;
+mod date;
+mod money;
+mod prices;
+mod records;
+
+pub use analysis::{
+    forecast, recommend, summarize, total_savings, DailyTotal, Forecast, GroupTotal,
+    Recommendation, RecommendationKind, Summary,
+};
+pub use money::{Money, MICROS_PER_USD};
+pub use prices::{cheaper_sibling, price_catalog, price_for, Price};
+pub use records::{cost_of, demo_dataset, UsageRecord};

@@ -1,0 +1,271 @@
+//! Published list prices, and the arithmetic that turns tokens into money.
+//!
+//! Rates are per million tokens and held as exact `Money`, so a price such as
+//! $0.075 / 1M is stored as 75_000 micro-dollars with nothing lost.
+
+use crate::money::{div_round_half_away, Money, MICROS_PER_USD};
+
+/// One model's list price.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Price {
+    pub provider: &'static str,
+    pub model: &'static str,
+    pub input_per_mtok: Money,
+    pub output_per_mtok: Money,
+    /// Rate for input tokens served from the provider's prompt cache.
+    pub cached_input_per_mtok: Money,
+    /// Discount for the provider's asynchronous batch API, in percent.
+    pub batch_discount_pct: u8,
+}
+
+/// Tokens in the "per million tokens" unit that list prices are quoted in.
+const TOKENS_PER_MTOK: i128 = 1_000_000;
+
+impl Price {
+    /// Cost of one usage slice at this price.
+    ///
+    /// `cached_input_tokens` is the part of `input_tokens` read from cache;
+    /// it is clamped to `input_tokens` so inconsistent imports can never
+    /// produce a negative uncached count. Each component is rounded half-up
+    /// to the micro-dollar on its own, so the result does not depend on how
+    /// the components are later grouped.
+    pub fn cost(&self, input_tokens: u64, cached_input_tokens: u64, output_tokens: u64) -> Money {
+        let cached = cached_input_tokens.min(input_tokens);
+        component(input_tokens - cached, self.input_per_mtok)
+            + component(cached, self.cached_input_per_mtok)
+            + component(output_tokens, self.output_per_mtok)
+    }
+
+    /// `cost` as if sent through the batch API.
+    pub fn batch_cost(
+        &self,
+        input_tokens: u64,
+        cached_input_tokens: u64,
+        output_tokens: u64,
+    ) -> Money {
+        let full = self.cost(input_tokens, cached_input_tokens, output_tokens);
+        full.mul_div(100 - i64::from(self.batch_discount_pct.min(100)), 100)
+    }
+
+    /// "$2.50 in / $10.00 out per 1M tokens", for rationale texts.
+    pub(crate) fn label(&self) -> String {
+        format!(
+            "{} in / {} out per 1M tokens",
+            rate_label(self.input_per_mtok),
+            rate_label(self.output_per_mtok)
+        )
+    }
+}
+
+/// `tokens * rate / 1M`, rounded half-up; i128 because the product of two
+/// large u64-ish values overflows i64.
+fn component(tokens: u64, per_mtok: Money) -> Money {
+    let micros = div_round_half_away(tokens as i128 * per_mtok.micros() as i128, TOKENS_PER_MTOK);
+    Money(micros as i64)
+}
+
+/// Rates need sub-cent precision ($0.075), which `Money`'s cent display would
+/// hide: show at least two decimals and as many more as are non-zero.
+pub(crate) fn rate_label(rate: Money) -> String {
+    let micros = rate.micros();
+    let whole = micros / MICROS_PER_USD;
+    let frac = format!("{:06}", (micros % MICROS_PER_USD).abs());
+    let frac = frac.trim_end_matches('0');
+    format!("${whole}.{frac:0<2}")
+}
+
+/// Shorthand for the catalog: micro-dollars per 1M tokens.
+const fn per_mtok(micros: i64) -> Money {
+    Money(micros)
+}
+
+const fn openai(model: &'static str, input: i64, output: i64, cached: i64) -> Price {
+    Price {
+        provider: "openai",
+        model,
+        input_per_mtok: per_mtok(input),
+        output_per_mtok: per_mtok(output),
+        cached_input_per_mtok: per_mtok(cached),
+        batch_discount_pct: 50,
+    }
+}
+
+const fn anthropic(model: &'static str, input: i64, output: i64, cached: i64) -> Price {
+    Price {
+        provider: "anthropic",
+        model,
+        input_per_mtok: per_mtok(input),
+        output_per_mtok: per_mtok(output),
+        cached_input_per_mtok: per_mtok(cached),
+        batch_discount_pct: 50,
+    }
+}
+
+/// Published list prices (USD per 1M tokens: input, output, cached input).
+static CATALOG: [Price; 8] = [
+    openai("gpt-4o", 2_500_000, 10_000_000, 1_250_000),
+    openai("gpt-4o-mini", 150_000, 600_000, 75_000),
+    openai("gpt-4.1", 2_000_000, 8_000_000, 500_000),
+    openai("gpt-4.1-mini", 400_000, 1_600_000, 100_000),
+    openai("o3-mini", 1_100_000, 4_400_000, 550_000),
+    anthropic("claude-3-5-sonnet", 3_000_000, 15_000_000, 300_000),
+    anthropic("claude-3-5-haiku", 800_000, 4_000_000, 80_000),
+    // Embeddings have no output tokens and no prompt cache.
+    openai("text-embedding-3-small", 20_000, 0, 20_000),
+];
+
+/// Same-family models that are markedly cheaper, for downgrade advice.
+const CHEAPER_SIBLINGS: [(&str, &str); 3] = [
+    ("gpt-4o", "gpt-4o-mini"),
+    ("gpt-4.1", "gpt-4.1-mini"),
+    ("claude-3-5-sonnet", "claude-3-5-haiku"),
+];
+
+pub fn price_catalog() -> &'static [Price] {
+    &CATALOG
+}
+
+/// Looks a model up by exact name, then without a dated snapshot suffix:
+/// usage exports name snapshots ("gpt-4o-2024-08-06",
+/// "claude-3-5-sonnet-20241022") which are billed at the family's list price.
+pub fn price_for(model: &str) -> Option<&'static Price> {
+    exact(model).or_else(|| strip_date_suffix(model).and_then(exact))
+}
+
+/// The cheaper same-family model for `model`, if the catalog knows one.
+pub fn cheaper_sibling(model: &str) -> Option<&'static Price> {
+    let model = price_for(model)?.model;
+    let (_, target) = CHEAPER_SIBLINGS.iter().find(|(from, _)| *from == model)?;
+    exact(target)
+}
+
+fn exact(model: &str) -> Option<&'static Price> {
+    CATALOG.iter().find(|p| p.model == model)
+}
+
+/// "name-2024-08-06" or "name-20241022" -> "name".
+fn strip_date_suffix(model: &str) -> Option<&str> {
+    // `d` stands for any ASCII digit; every other byte must match literally.
+    const SHAPES: [&[u8]; 2] = [b"-dddd-dd-dd", b"-dddddddd"];
+    let matches = |suffix: &[u8], shape: &[u8]| {
+        suffix.iter().zip(shape).all(|(&c, &s)| {
+            if s == b'd' {
+                c.is_ascii_digit()
+            } else {
+                c == s
+            }
+        })
+    };
+    SHAPES.iter().find_map(|shape| {
+        let start = model
+            .len()
+            .checked_sub(shape.len())
+            .filter(|&start| start > 0)?;
+        // The suffix is all ASCII when it matches, so `start` is a char boundary.
+        matches(&model.as_bytes()[start..], shape).then(|| &model[..start])
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gpt_4o() -> &'static Price {
+        price_for("gpt-4o").unwrap()
+    }
+
+    #[test]
+    fn cost_matches_hand_computation_with_cache() {
+        // 600k uncached * $2.50 + 400k cached * $1.25 + 100k out * $10 = $1.50 + $0.50 + $1.00
+        assert_eq!(gpt_4o().cost(1_000_000, 400_000, 100_000), Money(3_000_000));
+    }
+
+    #[test]
+    fn each_component_rounds_half_up_to_the_micro() {
+        // 1 token * 2.5 micro = 2.5 -> 3; 1 cached * 1.25 -> 1; 1 out * 10 -> 10.
+        assert_eq!(gpt_4o().cost(1, 0, 0), Money(3));
+        assert_eq!(gpt_4o().cost(1, 1, 0), Money(1));
+        assert_eq!(gpt_4o().cost(2, 1, 1), Money(3 + 1 + 10));
+    }
+
+    #[test]
+    fn cached_beyond_input_is_clamped() {
+        assert_eq!(gpt_4o().cost(100, 500, 0), gpt_4o().cost(100, 100, 0));
+    }
+
+    #[test]
+    fn batch_cost_applies_provider_discount() {
+        assert_eq!(
+            gpt_4o().batch_cost(1_000_000, 400_000, 100_000),
+            Money(1_500_000)
+        );
+    }
+
+    #[test]
+    fn catalog_has_published_prices() {
+        let mini = price_for("gpt-4o-mini").unwrap();
+        assert_eq!(
+            (
+                mini.input_per_mtok,
+                mini.output_per_mtok,
+                mini.cached_input_per_mtok
+            ),
+            (Money(150_000), Money(600_000), Money(75_000))
+        );
+        assert_eq!(price_catalog().len(), 8);
+        assert!(price_catalog().iter().all(|p| p.batch_discount_pct == 50));
+    }
+
+    #[test]
+    fn resolves_dated_aliases() {
+        assert_eq!(price_for("gpt-4o-2024-08-06").unwrap().model, "gpt-4o");
+        assert_eq!(
+            price_for("gpt-4o-mini-2024-07-18").unwrap().model,
+            "gpt-4o-mini"
+        );
+        assert_eq!(
+            price_for("claude-3-5-sonnet-20241022").unwrap().model,
+            "claude-3-5-sonnet"
+        );
+        assert_eq!(
+            price_for("claude-3-5-haiku-20241022").unwrap().model,
+            "claude-3-5-haiku"
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_and_malformed_names() {
+        assert_eq!(price_for("gpt-5"), None);
+        assert_eq!(price_for("gpt-4o-2024-8-06"), None);
+        assert_eq!(price_for("gpt-4o-latest"), None);
+        assert_eq!(price_for("-20241022"), None);
+        assert_eq!(price_for(""), None);
+        assert_eq!(price_for("gpt-4o-2024-08-0é"), None);
+    }
+
+    #[test]
+    fn siblings_are_cheaper() {
+        assert_eq!(
+            cheaper_sibling("gpt-4o-2024-08-06").unwrap().model,
+            "gpt-4o-mini"
+        );
+        assert_eq!(
+            cheaper_sibling("claude-3-5-sonnet").unwrap().model,
+            "claude-3-5-haiku"
+        );
+        assert_eq!(cheaper_sibling("gpt-4o-mini"), None);
+        for (from, to) in CHEAPER_SIBLINGS {
+            let (from, to) = (exact(from).unwrap(), exact(to).unwrap());
+            assert!(to.input_per_mtok < from.input_per_mtok);
+            assert!(to.output_per_mtok < from.output_per_mtok);
+        }
+    }
+
+    #[test]
+    fn rate_labels_keep_sub_cent_precision() {
+        assert_eq!(rate_label(Money(75_000)), "$0.075");
+        assert_eq!(rate_label(Money(2_500_000)), "$2.50");
+        assert_eq!(rate_label(Money(0)), "$0.00");
+        assert_eq!(gpt_4o().label(), "$2.50 in / $10.00 out per 1M tokens");
+    }
+}

@@ -1,0 +1,46 @@
+use apex_protocol::AgentName;
+use async_trait::async_trait;
+use serde_json::json;
+
+use super::{money, str_of};
+use crate::agent::{Agent, AgentError, AgentOutput, Scratchpad};
+use crate::context::RunContext;
+use crate::sink::EventSink;
+
+/// Aggregates the user's usage: totals by model, feature and day.
+pub struct DataAgent;
+
+#[async_trait]
+impl Agent for DataAgent {
+    fn name(&self) -> AgentName {
+        AgentName::Data
+    }
+
+    async fn run(&self, ctx: &RunContext, sink: &EventSink, pad: &Scratchpad) -> Result<AgentOutput, AgentError> {
+        let overview = pad.get(AgentName::Supervisor).unwrap_or_default();
+        sink.thinking(
+            AgentName::Data,
+            format!(
+                "Aggregating {} usage records from {} to {} by model, feature and day.",
+                overview.get("records").and_then(|v| v.as_u64()).unwrap_or(0),
+                str_of(&overview, "from"),
+                str_of(&overview, "to"),
+            ),
+        )
+        .await;
+        let summary = sink
+            .call_tool(ctx, AgentName::Data, "query_usage", json!({ "group_by": ["model", "feature", "day"] }))
+            .await?;
+        let top = summary.get("by_model").and_then(|m| m.get(0)).cloned().unwrap_or_default();
+        Ok(AgentOutput {
+            summary: format!(
+                "{} spent over {} days; the largest model is {} at {}.",
+                money(&summary["total"]),
+                summary["days"],
+                str_of(&top, "key"),
+                money(&top["cost"]),
+            ),
+            output: summary,
+        })
+    }
+}

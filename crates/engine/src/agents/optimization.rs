@@ -1,0 +1,37 @@
+use apex_protocol::AgentName;
+use async_trait::async_trait;
+use serde_json::{json, Value};
+
+use super::money;
+use crate::agent::{Agent, AgentError, AgentOutput, Scratchpad};
+use crate::context::RunContext;
+use crate::sink::EventSink;
+
+/// Finds concrete savings: cheaper models where outputs are short, prompt caching where
+/// inputs repeat, batch pricing for offline work.
+pub struct OptimizationAgent;
+
+#[async_trait]
+impl Agent for OptimizationAgent {
+    fn name(&self) -> AgentName {
+        AgentName::Optimization
+    }
+
+    async fn run(&self, ctx: &RunContext, sink: &EventSink, pad: &Scratchpad) -> Result<AgentOutput, AgentError> {
+        let features = pad
+            .get(AgentName::Data)
+            .and_then(|d| d.get("by_feature").and_then(Value::as_array).map(Vec::len))
+            .unwrap_or(0);
+        sink.thinking(
+            AgentName::Optimization,
+            format!("Checking {features} features for model downgrades, prompt caching and batch pricing."),
+        )
+        .await;
+        let savings = sink.call_tool(ctx, AgentName::Optimization, "find_savings", json!({})).await?;
+        let count = savings["recommendations"].as_array().map(Vec::len).unwrap_or(0);
+        Ok(AgentOutput {
+            summary: format!("{count} opportunities worth {} per month.", money(&savings["total_monthly_savings"])),
+            output: savings,
+        })
+    }
+}

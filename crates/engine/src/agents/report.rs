@@ -1,0 +1,223 @@
+//! The report agent and the built-in writer: a Markdown report assembled from the tool
+//! results of this run, streamed as `response_delta` chunks. Every figure in it was
+//! computed by a tool; the writer only arranges them.
+use std::fmt::Write as _;
+
+use apex_protocol::AgentName;
+use async_trait::async_trait;
+use serde_json::{json, Value};
+
+use super::{money, pct, str_of};
+use crate::agent::{Agent, AgentError, AgentOutput, Scratchpad};
+use crate::context::RunContext;
+use crate::sink::EventSink;
+
+/// Longest `response_delta` text, in bytes (chunks end at line boundaries when possible).
+const CHUNK: usize = 240;
+
+pub struct ReportAgent;
+
+#[async_trait]
+impl Agent for ReportAgent {
+    fn name(&self) -> AgentName {
+        AgentName::Report
+    }
+
+    async fn run(&self, ctx: &RunContext, sink: &EventSink, pad: &Scratchpad) -> Result<AgentOutput, AgentError> {
+        sink.thinking(AgentName::Report, "Projecting this month's spend and writing the report.").await;
+        let forecast = sink.call_tool(ctx, AgentName::Report, "forecast_spend", json!({})).await?;
+        let inputs = ReportInputs {
+            triage: pad.get(AgentName::Triage).unwrap_or_default(),
+            usage: pad.get(AgentName::Data).unwrap_or_default(),
+            savings: pad.get(AgentName::Optimization).unwrap_or_default(),
+            forecast,
+        };
+        let text = write_report(&inputs);
+        for chunk in chunks(&text, CHUNK) {
+            sink.delta(ctx.message_id, chunk.to_owned()).await;
+        }
+        let summary = format!("Report written ({} words).", text.split_whitespace().count());
+        Ok(AgentOutput { summary, output: json!({ "text": text, "forecast": inputs.forecast }) })
+    }
+}
+
+struct ReportInputs {
+    triage: Value,
+    usage: Value,
+    savings: Value,
+    forecast: Value,
+}
+
+fn write_report(r: &ReportInputs) -> String {
+    let mut out = String::with_capacity(2048);
+    let u = &r.usage;
+    let _ = writeln!(
+        out,
+        "## Your AI spend: {} over {} days ({} to {})\n",
+        money(&u["total"]),
+        u["days"],
+        str_of(u, "from"),
+        str_of(u, "to")
+    );
+    let _ = writeln!(
+        out,
+        "{} requests used {} input and {} output tokens.\n",
+        thousands(u["requests"].as_u64().unwrap_or(0)),
+        thousands(u["input_tokens"].as_u64().unwrap_or(0)),
+        thousands(u["output_tokens"].as_u64().unwrap_or(0)),
+    );
+    let sections: [fn(&ReportInputs, &mut String); 3] = match str_of(&r.triage, "intent") {
+        "optimization" => [savings_section, spend_section, forecast_section],
+        "forecast" => [forecast_section, spend_section, savings_section],
+        _ => [spend_section, savings_section, forecast_section],
+    };
+    for section in sections {
+        section(r, &mut out);
+    }
+    next_steps(r, &mut out);
+    out
+}
+
+fn spend_section(r: &ReportInputs, out: &mut String) {
+    let by_feature_first = str_of(&r.triage, "focus") == "feature";
+    let (first, second) = if by_feature_first { ("by_feature", "by_model") } else { ("by_model", "by_feature") };
+    out.push_str("### Where the money goes\n\n");
+    group_table(&r.usage[first], if by_feature_first { "Feature" } else { "Model" }, out);
+    let others: Vec<String> = r.usage[second]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .take(3)
+        .map(|g| format!("**{}** {} ({})", str_of(g, "key"), money(&g["cost"]), pct(&g["share_bp"])))
+        .collect();
+    let label = if by_feature_first { "models" } else { "features" };
+    let _ = writeln!(out, "Top {label}: {}.\n", others.join(", "));
+}
+
+fn group_table(groups: &Value, label: &str, out: &mut String) {
+    let _ = writeln!(out, "| {label} | Spend | Share | Requests |\n|---|---:|---:|---:|");
+    for g in groups.as_array().into_iter().flatten().take(6) {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            str_of(g, "key"),
+            money(&g["cost"]),
+            pct(&g["share_bp"]),
+            thousands(g["requests"].as_u64().unwrap_or(0))
+        );
+    }
+    out.push('\n');
+}
+
+fn savings_section(r: &ReportInputs, out: &mut String) {
+    let recs = r.savings["recommendations"].as_array().cloned().unwrap_or_default();
+    if recs.is_empty() {
+        out.push_str("### Savings\n\nNo change would lower this bill without changing what it buys: every feature already runs on a fitting model, caches its prompts and uses batch pricing where it can.\n\n");
+        return;
+    }
+    let _ = writeln!(out, "### Savings you can make: {} per month\n", money(&r.savings["total_monthly_savings"]));
+    for (i, rec) in recs.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{}. **{}**: save **{}/month** ({} → {}). {} _Confidence: {}._",
+            i + 1,
+            str_of(rec, "title"),
+            money(&rec["monthly_savings"]),
+            money(&rec["current_monthly"]),
+            money(&rec["projected_monthly"]),
+            str_of(rec, "rationale"),
+            str_of(rec, "confidence"),
+        );
+    }
+    if recs.len() > 1 {
+        out.push_str("\nWhere two changes touch the same feature, the total counts their combined effect once.\n");
+    }
+    out.push('\n');
+}
+
+fn forecast_section(r: &ReportInputs, out: &mut String) {
+    let f = &r.forecast;
+    let trend = f["trend_bp"].as_i64().unwrap_or(0);
+    let direction = match trend {
+        t if t > 0 => "up",
+        t if t < 0 => "down",
+        _ => "flat",
+    };
+    let _ = writeln!(
+        out,
+        "### Where the month is heading\n\nAt the last 7 days' pace you will spend **{} per month**, {} {} from {} in the first week of the period.\n",
+        money(&f["monthly_run_rate"]),
+        direction,
+        pct(&json!(trend.abs())),
+        money(&f["previous_run_rate"]),
+    );
+}
+
+fn next_steps(r: &ReportInputs, out: &mut String) {
+    out.push_str("### Next steps\n\n");
+    match r.savings["recommendations"].get(0) {
+        Some(first) => {
+            let _ = writeln!(
+                out,
+                "- Start with **{}** on `{}`: it is the largest single saving ({}/month).",
+                str_of(first, "title"),
+                str_of(first, "feature"),
+                money(&first["monthly_savings"])
+            );
+        }
+        None => out.push_str("- Keep watching the run rate: nothing needs to change today.\n"),
+    }
+    out.push_str("- Ask \"which feature costs most?\" or \"how do I reduce spend?\" to dig deeper.\n");
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Splits text into pieces of at most `max` bytes, preferring line ends; concatenating the
+/// pieces gives back the text exactly.
+pub fn chunks(text: &str, max: usize) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while rest.len() > max {
+        let mut limit = max;
+        while !rest.is_char_boundary(limit) {
+            limit -= 1;
+        }
+        let cut = rest[..limit].rfind('\n').map_or(limit, |i| i + 1);
+        pieces.push(&rest[..cut]);
+        rest = &rest[cut..];
+    }
+    if !rest.is_empty() {
+        pieces.push(rest);
+    }
+    pieces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_reassemble_exactly_and_respect_the_bound() {
+        let text = "héllo wörld\n".repeat(50) + &"x".repeat(1000) + "ünïcode";
+        let pieces = chunks(&text, 64);
+        assert!(pieces.iter().all(|p| p.len() <= 64 && !p.is_empty()));
+        assert_eq!(pieces.concat(), text);
+    }
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(thousands(100), "100");
+    }
+}

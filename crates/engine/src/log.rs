@@ -1,0 +1,137 @@
+//! The per-run event log: the ordered history of a live run and its fan-out.
+//!
+//! The history itself is the buffer: followers keep the next `seq` they need and read from
+//! it whenever the watch channel says something was appended. A slow follower therefore
+//! never loses events and never slows the run; the history is released when the run
+//! ends and its linger period is over (the store has everything by then).
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use apex_protocol::{RunId, ThreadId};
+use tokio::sync::watch;
+
+pub struct RunLog {
+    pub run_id: RunId,
+    pub thread_id: ThreadId,
+    pub user_id: Arc<str>,
+    /// Wire JSON of each event; index `i` holds `seq = i + 1`.
+    events: RwLock<Vec<Arc<str>>>,
+    published: watch::Sender<u64>,
+    /// The seq of the terminal event once published, 0 before.
+    terminal_seq: AtomicU64,
+}
+
+impl RunLog {
+    pub fn new(run_id: RunId, thread_id: ThreadId, user_id: Arc<str>) -> Self {
+        Self {
+            run_id,
+            thread_id,
+            user_id,
+            events: RwLock::new(Vec::with_capacity(64)),
+            published: watch::channel(0).0,
+            terminal_seq: AtomicU64::new(0),
+        }
+    }
+
+    /// Appends an event built for the next seq, returning that seq. Numbering and
+    /// appending happen under one lock, so seqs are contiguous and in order.
+    pub fn append(&self, build: impl FnOnce(u64) -> (Arc<str>, bool)) -> u64 {
+        let seq = {
+            let mut events = self.events.write().expect("event log lock");
+            let seq = events.len() as u64 + 1;
+            let (json, terminal) = build(seq);
+            events.push(json);
+            if terminal {
+                self.terminal_seq.store(seq, Ordering::Release);
+            }
+            seq
+        };
+        self.published.send_replace(seq);
+        seq
+    }
+
+    /// The next seq that [`append`](Self::append) will assign.
+    pub fn next_seq(&self) -> u64 {
+        self.events.read().expect("event log lock").len() as u64 + 1
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.terminal_seq.load(Ordering::Acquire) != 0
+    }
+
+    /// Events with `seq > after_seq`, in order.
+    pub fn events_after(&self, after_seq: u64) -> Vec<Arc<str>> {
+        let events = self.events.read().expect("event log lock");
+        let from = (after_seq as usize).min(events.len());
+        events[from..].to_vec()
+    }
+
+    /// A follower that yields the events after `after_seq`, then live ones until the
+    /// terminal event.
+    pub fn follow(self: &Arc<Self>, after_seq: u64) -> Follow {
+        Follow::Live { rx: self.published.subscribe(), log: self.clone(), sent: after_seq }
+    }
+}
+
+/// A stream of event batches for one follower of one run.
+pub enum Follow {
+    Live { log: Arc<RunLog>, rx: watch::Receiver<u64>, sent: u64 },
+    /// A run that is no longer in memory: its stored events, delivered once.
+    Stored(Option<Vec<Arc<str>>>),
+}
+
+impl Follow {
+    /// The next batch of events, or `None` once the terminal event has been yielded.
+    pub async fn next_batch(&mut self) -> Option<Vec<Arc<str>>> {
+        match self {
+            Follow::Stored(events) => events.take().filter(|e| !e.is_empty()),
+            Follow::Live { log, rx, sent } => loop {
+                let terminal = log.terminal_seq.load(Ordering::Acquire);
+                if terminal != 0 && *sent >= terminal {
+                    return None;
+                }
+                let batch = log.events_after(*sent);
+                if !batch.is_empty() {
+                    *sent += batch.len() as u64;
+                    return Some(batch);
+                }
+                // The log owns the sender, and we hold the log: this only wakes on append.
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn followers_see_history_then_live_events_without_gaps() {
+        let log = Arc::new(RunLog::new(RunId::new(), ThreadId::new(), Arc::from("u")));
+        log.append(|s| (Arc::from(format!("e{s}")), false));
+        log.append(|s| (Arc::from(format!("e{s}")), false));
+        let mut late = log.follow(1);
+        let mut from_start = log.follow(0);
+        assert_eq!(late.next_batch().await.unwrap(), vec![Arc::from("e2")]);
+        let writer = {
+            let log = log.clone();
+            tokio::spawn(async move {
+                for i in 0..100 {
+                    log.append(|s| (Arc::from(format!("e{s}")), i == 99));
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let mut seen = Vec::new();
+        while let Some(batch) = from_start.next_batch().await {
+            seen.extend(batch);
+        }
+        writer.await.unwrap();
+        let expected: Vec<Arc<str>> = (1..=102).map(|s| Arc::from(format!("e{s}"))).collect();
+        assert_eq!(seen, expected);
+        assert!(log.is_finished());
+    }
+}

@@ -1,0 +1,318 @@
+//! The RunManager: accepts messages, owns the live runs, and lets any connection of the
+//! run's user follow, resume or stop them. Runs belong to the manager, not to sockets: a
+//! run goes on when its client disconnects.
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use apex_protocol::{now_ms, MessageId, RunId, ThreadId, UserMessage};
+use apex_store::{NewRun, Store, StoreError, Write};
+use futures_util::FutureExt;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::agent::Tools;
+use crate::context::RunContext;
+use crate::log::{Follow, RunLog};
+use crate::sink::{EventSink, Outcome};
+use crate::supervisor::Supervisor;
+use crate::tools::{ToolContext, UsageSource};
+use crate::writer::{self, WriterHandle};
+
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    /// A run still going after this long ends with `run_timed_out`.
+    pub run_timeout: Duration,
+    /// How long a finished run stays in memory for followers before only the store has it.
+    pub linger: Duration,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self { run_timeout: Duration::from_secs(60), linger: Duration::from_secs(30) }
+    }
+}
+
+/// A message was accepted: it is persisted and its run is under way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    pub run_id: RunId,
+    pub thread_id: ThreadId,
+    pub message_id: MessageId,
+    /// The `client_message_id` was seen before: this is the original run, nothing new started.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("the thread already has an active run")]
+    ThreadBusy(RunId),
+    #[error("not found")]
+    NotFound,
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("storage failed: {0}")]
+    Store(String),
+}
+
+impl From<StoreError> for StartError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Self::NotFound,
+            other => Self::Store(other.to_string()),
+        }
+    }
+}
+
+const CANCELLED: u8 = 1;
+const INTERRUPTED: u8 = 2;
+
+struct LiveRun {
+    log: Arc<RunLog>,
+    cancel: CancellationToken,
+    reason: AtomicU8,
+    finished_at: Mutex<Option<Instant>>,
+}
+
+#[derive(Clone)]
+pub struct RunManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    writer: WriterHandle,
+    writer_task: Mutex<Option<JoinHandle<()>>>,
+    tools: Tools,
+    source: Arc<dyn UsageSource>,
+    supervisor: Supervisor,
+    settings: EngineSettings,
+    runs: Mutex<HashMap<RunId, Arc<LiveRun>>>,
+    busy_threads: Mutex<HashMap<ThreadId, RunId>>,
+    tracker: TaskTracker,
+    accepting: AtomicBool,
+    stop_sweeper: CancellationToken,
+}
+
+/// Reserves a thread while its message is being persisted.
+const RESERVED: RunId = RunId(Uuid::nil());
+
+impl RunManager {
+    /// Recovers from a previous crash (unfinished runs become `interrupted`) and starts the
+    /// persistence writer.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        settings: EngineSettings,
+        tools: Tools,
+        source: Arc<dyn UsageSource>,
+    ) -> Result<Self, StoreError> {
+        let interrupted = store.interrupt_unfinished().await?;
+        if !interrupted.is_empty() {
+            tracing::warn!(count = interrupted.len(), "runs left unfinished by the previous process were marked interrupted");
+        }
+        let (writer, writer_task) = writer::spawn(store.clone());
+        let inner = Arc::new(Inner {
+            store,
+            writer,
+            writer_task: Mutex::new(Some(writer_task)),
+            tools,
+            source,
+            supervisor: Supervisor::default(),
+            settings,
+            runs: Mutex::default(),
+            busy_threads: Mutex::default(),
+            tracker: TaskTracker::new(),
+            accepting: AtomicBool::new(true),
+            stop_sweeper: CancellationToken::new(),
+        });
+        tokio::spawn(sweep(Arc::downgrade(&inner), inner.settings.linger, inner.stop_sweeper.clone()));
+        Ok(Self { inner })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// Persists the message and starts its run. Returns once the message is durable.
+    pub async fn submit(&self, user_id: &str, msg: UserMessage) -> Result<Accepted, StartError> {
+        let inner = &self.inner;
+        if !inner.accepting.load(Ordering::Acquire) {
+            return Err(StartError::ShuttingDown);
+        }
+        if let Some(thread) = msg.thread_id {
+            let mut busy = inner.busy_threads.lock().expect("busy lock");
+            if let Some(run) = busy.get(&thread) {
+                return Err(StartError::ThreadBusy(*run));
+            }
+            busy.insert(thread, RESERVED);
+        }
+        let begun = inner
+            .store
+            .begin_run(NewRun {
+                user_id: user_id.to_owned(),
+                thread_id: msg.thread_id,
+                text: msg.text.clone(),
+                client_message_id: msg.client_message_id.clone(),
+                at_ms: now_ms(),
+            })
+            .await;
+        let begun = match begun {
+            Ok(b) if !b.duplicate => b,
+            other => {
+                if let Some(thread) = msg.thread_id {
+                    inner.busy_threads.lock().expect("busy lock").remove(&thread);
+                }
+                let b = other?;
+                return Ok(Accepted { run_id: b.run_id, thread_id: b.thread_id, message_id: b.message_id, duplicate: true });
+            }
+        };
+        inner.busy_threads.lock().expect("busy lock").insert(begun.thread_id, begun.run_id);
+
+        let user: Arc<str> = Arc::from(user_id);
+        let live = Arc::new(LiveRun {
+            log: Arc::new(RunLog::new(begun.run_id, begun.thread_id, user.clone())),
+            cancel: CancellationToken::new(),
+            reason: AtomicU8::new(0),
+            finished_at: Mutex::new(None),
+        });
+        inner.runs.lock().expect("runs lock").insert(begun.run_id, live.clone());
+        let ctx = RunContext {
+            user_id: user,
+            thread_id: begun.thread_id,
+            run_id: begun.run_id,
+            message_id: MessageId::new(),
+            text: Arc::from(msg.text),
+            tools: ToolContext::new(inner.source.clone()),
+        };
+        let task_inner = inner.clone();
+        inner.tracker.spawn(async move { task_inner.execute(live, ctx).await });
+        Ok(Accepted { run_id: begun.run_id, thread_id: begun.thread_id, message_id: begun.message_id, duplicate: false })
+    }
+
+    /// Follows a run of this user from `after_seq`: its missed events, then live ones until
+    /// the terminal event. Another user's run is `NotFound`.
+    pub async fn follow(&self, user_id: &str, run_id: RunId, after_seq: u64) -> Result<Follow, StartError> {
+        if let Some(log) = self.live_log(user_id, run_id) {
+            return Ok(log.follow(after_seq));
+        }
+        let events = self.inner.store.run_events(user_id, run_id, after_seq).await?;
+        Ok(Follow::Stored(Some(events.into_iter().map(Arc::from).collect())))
+    }
+
+    /// The in-memory log of a run of this user, while it is live or lingering.
+    pub fn live_log(&self, user_id: &str, run_id: RunId) -> Option<Arc<RunLog>> {
+        let runs = self.inner.runs.lock().expect("runs lock");
+        runs.get(&run_id).filter(|r| &*r.log.user_id == user_id).map(|r| r.log.clone())
+    }
+
+    /// Stops a run of this user. Returns false when the run had already finished.
+    pub async fn stop(&self, user_id: &str, run_id: RunId) -> Result<bool, StartError> {
+        let live = {
+            let runs = self.inner.runs.lock().expect("runs lock");
+            runs.get(&run_id).filter(|r| &*r.log.user_id == user_id).cloned()
+        };
+        match live {
+            Some(run) if !run.log.is_finished() => {
+                let _ = run.reason.compare_exchange(0, CANCELLED, Ordering::AcqRel, Ordering::Acquire);
+                run.cancel.cancel();
+                Ok(true)
+            }
+            Some(_) => Ok(false),
+            None => self.inner.store.get_run(user_id, run_id).await.map(|_| false).map_err(Into::into),
+        }
+    }
+
+    /// Runs executing now.
+    pub fn active_runs(&self) -> usize {
+        self.inner.tracker.len()
+    }
+
+    /// Writes waiting to be persisted.
+    pub fn persistence_backlog(&self) -> usize {
+        self.inner.writer.backlog()
+    }
+
+    pub fn is_accepting(&self) -> bool {
+        self.inner.accepting.load(Ordering::Acquire)
+    }
+
+    /// Stops accepting runs, lets active ones finish within `grace`, interrupts the rest
+    /// (their partial answers are kept), and flushes everything to the store.
+    /// Returns how many runs had to be interrupted.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        let inner = &self.inner;
+        inner.accepting.store(false, Ordering::Release);
+        inner.tracker.close();
+        let mut interrupted = 0;
+        if tokio::time::timeout(grace, inner.tracker.wait()).await.is_err() {
+            for run in inner.runs.lock().expect("runs lock").values() {
+                if !run.log.is_finished()
+                    && run.reason.compare_exchange(0, INTERRUPTED, Ordering::AcqRel, Ordering::Acquire).is_ok()
+                {
+                    interrupted += 1;
+                    run.cancel.cancel();
+                }
+            }
+            inner.tracker.wait().await;
+        }
+        inner.stop_sweeper.cancel();
+        // Every run has ended, so nothing else queues writes: a final empty commit
+        // returns once all of them are durable.
+        inner.writer.commit(Vec::new()).await;
+        if let Some(task) = inner.writer_task.lock().expect("writer lock").take() {
+            task.abort();
+        }
+        interrupted
+    }
+}
+
+impl Inner {
+    async fn execute(self: Arc<Self>, live: Arc<LiveRun>, ctx: RunContext) {
+        self.writer.send(Write::RunStarted { run_id: ctx.run_id, at_ms: now_ms() }).await;
+        let sink = EventSink::new(live.log.clone(), self.writer.clone(), self.tools.clone());
+        let pipeline = AssertUnwindSafe(self.supervisor.run(&ctx, &sink)).catch_unwind();
+        let outcome = tokio::select! {
+            biased;
+            _ = live.cancel.cancelled() => match live.reason.load(Ordering::Acquire) {
+                INTERRUPTED => Outcome::Interrupted,
+                _ => Outcome::Cancelled,
+            },
+            result = tokio::time::timeout(self.settings.run_timeout, pipeline) => match result {
+                Ok(Ok(Ok(text))) => Outcome::Completed { text },
+                Ok(Ok(Err(e))) => Outcome::Failed { code: e.code().into(), message: e.to_string() },
+                Ok(Err(_panic)) => {
+                    tracing::error!(run_id = %ctx.run_id, "an agent panicked; the run ends as failed");
+                    Outcome::Failed { code: "internal".into(), message: "an internal error ended the run".into() }
+                }
+                Err(_elapsed) => Outcome::TimedOut,
+            },
+        };
+        let status = sink.finish(&ctx, outcome).await;
+        tracing::debug!(run_id = %ctx.run_id, status = status.as_str(), "run finished");
+        let mut busy = self.busy_threads.lock().expect("busy lock");
+        if busy.get(&ctx.thread_id) == Some(&ctx.run_id) {
+            busy.remove(&ctx.thread_id);
+        }
+        drop(busy);
+        *live.finished_at.lock().expect("finished lock") = Some(Instant::now());
+    }
+}
+
+/// Releases finished runs from memory once their linger period is over.
+async fn sweep(inner: std::sync::Weak<Inner>, linger: Duration, stop: CancellationToken) {
+    let period = (linger / 2).max(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        inner.runs.lock().expect("runs lock").retain(|_, run| {
+            run.finished_at.lock().expect("finished lock").is_none_or(|at| at.elapsed() < linger)
+        });
+    }
+}

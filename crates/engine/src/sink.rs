@@ -1,0 +1,186 @@
+//! The EventSink: how agents report what they do. It numbers events, appends them to the
+//! run's log (live delivery) and queues them for persistence, in that order, so that
+//! delivery never waits for the disk.
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use apex_protocol::{now_ms, AgentName, EventKind, MessageId, RunEvent};
+use apex_store::{RunFinish, RunStatus, Write};
+use serde_json::Value;
+
+use crate::agent::{AgentError, Tools};
+use crate::context::RunContext;
+use crate::log::RunLog;
+use crate::writer::WriterHandle;
+
+pub struct EventSink {
+    log: Arc<RunLog>,
+    writer: WriterHandle,
+    tools: Tools,
+    state: Mutex<SinkState>,
+}
+
+#[derive(Default)]
+struct SinkState {
+    /// The answer streamed so far (what a timeout or cancel keeps).
+    partial: String,
+    tool_calls: u64,
+    /// Tool calls started and not completed, closed with an error if the run ends first.
+    open_calls: Vec<(AgentName, String, String, Instant)>,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum Outcome {
+    Completed { text: String },
+    Failed { code: String, message: String },
+    Cancelled,
+    TimedOut,
+    Interrupted,
+}
+
+impl EventSink {
+    pub fn new(log: Arc<RunLog>, writer: WriterHandle, tools: Tools) -> Self {
+        Self { log, writer, tools, state: Mutex::default() }
+    }
+
+    /// Emits a non-terminal event and returns its seq.
+    pub async fn emit(&self, kind: EventKind) -> u64 {
+        debug_assert!(!kind.is_terminal(), "terminal events go through finish()");
+        let kind_name = kind.type_name();
+        let mut json: Arc<str> = Arc::from("");
+        let seq = self.log.append(|seq| {
+            json = self.serialize(seq, kind);
+            (json.clone(), false)
+        });
+        self.writer.send(Write::Event { run_id: self.log.run_id, seq, kind: kind_name, json }).await;
+        seq
+    }
+
+    fn serialize(&self, seq: u64, kind: EventKind) -> Arc<str> {
+        let event = RunEvent { kind, run_id: self.log.run_id, thread_id: self.log.thread_id, seq, ts: now_ms() };
+        Arc::from(serde_json::to_string(&event).expect("run events always serialize"))
+    }
+
+    pub async fn started(&self, agent: AgentName) {
+        self.emit(EventKind::AgentStarted { agent }).await;
+    }
+
+    pub async fn thinking(&self, agent: AgentName, text: impl Into<String>) {
+        self.emit(EventKind::AgentThinking { agent, text: text.into() }).await;
+    }
+
+    pub async fn completed(&self, agent: AgentName, summary: String, started: Instant) {
+        let duration_ms = started.elapsed().as_millis() as u64;
+        self.emit(EventKind::AgentCompleted { agent, summary, duration_ms }).await;
+    }
+
+    /// Streams a piece of the answer.
+    pub async fn delta(&self, message_id: MessageId, text: String) {
+        self.state.lock().expect("sink lock").partial.push_str(&text);
+        self.emit(EventKind::ResponseDelta { message_id, text }).await;
+    }
+
+    /// Calls a tool, emitting `tool_executing` and `tool_completed` around it.
+    pub async fn call_tool(&self, ctx: &RunContext, agent: AgentName, tool: &str, args: Value) -> Result<Value, AgentError> {
+        let Some(implementation) = self.tools.get(tool).cloned() else {
+            return Err(AgentError::UnknownTool(tool.to_owned()));
+        };
+        let tool_call_id = {
+            let mut state = self.state.lock().expect("sink lock");
+            state.tool_calls += 1;
+            let id = format!("call_{}", state.tool_calls);
+            state.open_calls.push((agent, tool.to_owned(), id.clone(), Instant::now()));
+            id
+        };
+        let started = Instant::now();
+        self.emit(EventKind::ToolExecuting { agent, tool: tool.to_owned(), tool_call_id: tool_call_id.clone(), args: args.clone() })
+            .await;
+        let result = implementation.call(ctx, args).await;
+        self.state.lock().expect("sink lock").open_calls.retain(|c| c.2 != tool_call_id);
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let (ok, result, error) = match result {
+            Ok(v) => (true, Some(v), None),
+            Err(e) => (false, None, Some(e.0)),
+        };
+        self.emit(EventKind::ToolCompleted {
+            agent,
+            tool: tool.to_owned(),
+            tool_call_id,
+            ok,
+            result: result.clone(),
+            error: error.clone(),
+            duration_ms,
+        })
+        .await;
+        match (result, error) {
+            (Some(v), _) => Ok(v),
+            (None, e) => Err(AgentError::Tool { tool: tool.to_owned(), message: e.unwrap_or_default() }),
+        }
+    }
+
+    /// Queues an agent's structured output for persistence.
+    pub async fn agent_result(&self, agent: AgentName, output: &Value, duration_ms: u64) {
+        let output = serde_json::to_string(output).unwrap_or_else(|_| "null".into());
+        self.writer.send(Write::AgentResult { run_id: self.log.run_id, agent: agent.as_str(), output, duration_ms }).await;
+    }
+
+    pub fn partial_text(&self) -> String {
+        self.state.lock().expect("sink lock").partial.clone()
+    }
+
+    /// Ends the run: closes dangling tool calls, persists the outcome together with the
+    /// terminal event, and only then publishes that event.
+    pub async fn finish(&self, ctx: &RunContext, outcome: Outcome) -> RunStatus {
+        let open = std::mem::take(&mut self.state.lock().expect("sink lock").open_calls);
+        let reason = match &outcome {
+            Outcome::TimedOut => "the run timed out",
+            Outcome::Cancelled => "the run was stopped",
+            _ => "the run ended",
+        };
+        for (agent, tool, tool_call_id, started) in open {
+            let duration_ms = started.elapsed().as_millis() as u64;
+            let error = Some(format!("{reason} before the tool finished"));
+            self.emit(EventKind::ToolCompleted { agent, tool, tool_call_id, ok: false, result: None, error, duration_ms })
+                .await;
+        }
+        let partial = self.partial_text();
+        let (status, kind, text, error) = match outcome {
+            Outcome::Completed { text } => {
+                (RunStatus::Completed, EventKind::FinalResponse { message_id: ctx.message_id, text: text.clone() }, text, None)
+            }
+            Outcome::Failed { code, message } => {
+                let error = Some((code.clone(), message.clone()));
+                (RunStatus::Failed, EventKind::RunFailed { code, message }, partial, error)
+            }
+            Outcome::Cancelled => (RunStatus::Cancelled, EventKind::RunCancelled {}, partial, None),
+            Outcome::TimedOut => {
+                (RunStatus::TimedOut, EventKind::RunTimedOut { partial_text: partial.clone() }, partial, None)
+            }
+            Outcome::Interrupted => {
+                (RunStatus::Interrupted, EventKind::RunInterrupted { partial_text: partial.clone() }, partial, None)
+            }
+        };
+        // Only the run task emits, and the pipeline has stopped: the next seq is ours.
+        let seq = self.log.next_seq();
+        let kind_name = kind.type_name();
+        let json = self.serialize(seq, kind);
+        let finish = RunFinish {
+            run_id: ctx.run_id,
+            user_id: ctx.user_id.to_string(),
+            thread_id: ctx.thread_id,
+            status,
+            at_ms: now_ms(),
+            error,
+            message_id: ctx.message_id,
+            text,
+        };
+        let event = Write::Event { run_id: ctx.run_id, seq, kind: kind_name, json: json.clone() };
+        if !self.writer.commit(vec![event, Write::Finish(finish)]).await {
+            tracing::error!(run_id = %ctx.run_id, "the end of a run could not be persisted");
+        }
+        let published = self.log.append(|_| (json, true));
+        debug_assert_eq!(published, seq);
+        status
+    }
+}

@@ -1,0 +1,160 @@
+//! The built-in tools: the cost engine over the user's usage data.
+//!
+//! Data comes from a [`UsageSource`]. Until usage import lands, the source is the built-in
+//! demo dataset ([`DemoUsage`]), seeded per user so that each user has their own stable
+//! figures. Every number a tool returns is computed by `apex-costs`; the agents only
+//! format them.
+use std::fmt;
+use std::sync::Arc;
+
+use apex_costs::{forecast, recommend, summarize, total_savings, UsageRecord};
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use tokio::sync::OnceCell;
+
+use crate::agent::{Tool, ToolError, Tools};
+use crate::context::RunContext;
+
+mod classify;
+
+pub use classify::classify;
+
+/// Where a user's LLM usage records come from.
+#[async_trait]
+pub trait UsageSource: Send + Sync {
+    async fn usage(&self, user_id: &str) -> Result<Vec<UsageRecord>, String>;
+}
+
+/// The built-in demo dataset: 30 days of realistic usage, different for each user.
+pub struct DemoUsage;
+
+#[async_trait]
+impl UsageSource for DemoUsage {
+    async fn usage(&self, user_id: &str) -> Result<Vec<UsageRecord>, String> {
+        Ok(apex_costs::demo_dataset(seed_for(user_id)))
+    }
+}
+
+/// FNV-1a: a stable seed per user id, so a user's demo figures never change.
+fn seed_for(user_id: &str) -> u64 {
+    user_id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The per-run view of the data: loaded once, shared by every tool call of the run.
+#[derive(Clone)]
+pub struct ToolContext {
+    source: Arc<dyn UsageSource>,
+    records: Arc<OnceCell<Arc<Vec<UsageRecord>>>>,
+}
+
+impl fmt::Debug for ToolContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ToolContext").field("loaded", &self.records.initialized()).finish()
+    }
+}
+
+impl ToolContext {
+    pub fn new(source: Arc<dyn UsageSource>) -> Self {
+        Self { source, records: Arc::default() }
+    }
+
+    pub async fn records(&self, user_id: &str) -> Result<Arc<Vec<UsageRecord>>, ToolError> {
+        self.records
+            .get_or_try_init(|| async { self.source.usage(user_id).await.map(Arc::new).map_err(ToolError) })
+            .await
+            .cloned()
+    }
+}
+
+/// The tools every run has, one or more per agent.
+pub fn builtin() -> Tools {
+    Tools::default()
+        .with(Arc::new(UsageOverview))
+        .with(Arc::new(ClassifyRequest))
+        .with(Arc::new(QueryUsage))
+        .with(Arc::new(FindSavings))
+        .with(Arc::new(ForecastSpend))
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, ToolError> {
+    serde_json::to_value(v).map_err(|e| ToolError(format!("result could not be encoded: {e}")))
+}
+
+/// Supervisor: what data the user has (coverage, size), to plan the run.
+pub struct UsageOverview;
+
+#[async_trait]
+impl Tool for UsageOverview {
+    fn name(&self) -> &str {
+        "load_usage_overview"
+    }
+    async fn call(&self, ctx: &RunContext, _args: Value) -> Result<Value, ToolError> {
+        let records = ctx.tools.records(&ctx.user_id).await?;
+        let s = summarize(&records);
+        Ok(json!({
+            "records": records.len(),
+            "from": s.from, "to": s.to, "days": s.days,
+            "total": s.total,
+            "models": s.by_model.len(),
+            "features": s.by_feature.len(),
+            "unpriced_records": s.unpriced_records,
+        }))
+    }
+}
+
+/// Triage: what the user is asking for.
+pub struct ClassifyRequest;
+
+#[async_trait]
+impl Tool for ClassifyRequest {
+    fn name(&self) -> &str {
+        "classify_request"
+    }
+    async fn call(&self, ctx: &RunContext, args: Value) -> Result<Value, ToolError> {
+        let text = args.get("text").and_then(Value::as_str).unwrap_or(&ctx.text);
+        to_value(&classify(text))
+    }
+}
+
+/// Data: spend aggregated by model, feature and day.
+pub struct QueryUsage;
+
+#[async_trait]
+impl Tool for QueryUsage {
+    fn name(&self) -> &str {
+        "query_usage"
+    }
+    async fn call(&self, ctx: &RunContext, _args: Value) -> Result<Value, ToolError> {
+        let records = ctx.tools.records(&ctx.user_id).await?;
+        to_value(&summarize(&records))
+    }
+}
+
+/// Optimization: concrete savings, each with its reasoning.
+pub struct FindSavings;
+
+#[async_trait]
+impl Tool for FindSavings {
+    fn name(&self) -> &str {
+        "find_savings"
+    }
+    async fn call(&self, ctx: &RunContext, _args: Value) -> Result<Value, ToolError> {
+        let records = ctx.tools.records(&ctx.user_id).await?;
+        let recs = recommend(&records);
+        Ok(json!({ "total_monthly_savings": total_savings(&recs), "recommendations": to_value(&recs)? }))
+    }
+}
+
+/// Report: where the month is heading.
+pub struct ForecastSpend;
+
+#[async_trait]
+impl Tool for ForecastSpend {
+    fn name(&self) -> &str {
+        "forecast_spend"
+    }
+    async fn call(&self, ctx: &RunContext, _args: Value) -> Result<Value, ToolError> {
+        let records = ctx.tools.records(&ctx.user_id).await?;
+        to_value(&forecast(&summarize(&records)))
+    }
+}

@@ -1,0 +1,243 @@
+//! Client → server frames, and the one parser that turns raw text into them.
+//!
+//! Parse, don't validate: after [`parse_client_frame`] every id is a typed id, every text
+//! is within bounds, and nothing downstream checks again. Errors carry a stable
+//! [`ErrorCode`] and a message that names the offending field.
+use serde_json::{Map, Value};
+
+use crate::codes::ErrorCode;
+use crate::ids::{RunId, ThreadId};
+
+/// Longest accepted `client_message_id`, in bytes.
+pub const MAX_CLIENT_MESSAGE_ID: usize = 128;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientFrame {
+    UserMessage(UserMessage),
+    StopAgent { run_id: RunId },
+    Resume { run_id: RunId, after_seq: u64 },
+    Ping,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserMessage {
+    /// Non-empty after trimming; bounded by the frame size limit.
+    pub text: String,
+    pub thread_id: Option<ThreadId>,
+    pub client_message_id: Option<String>,
+}
+
+/// Why a frame was refused. `code` is stable; `message` is for humans.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct ClientError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// The `client_message_id` of the refused frame, when it could be read.
+    pub client_message_id: Option<String>,
+}
+
+impl ClientError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), client_message_id: None }
+    }
+}
+
+/// Parses one text frame. `max_bytes` is the frame limit (default 8192).
+pub fn parse_client_frame(text: &str, max_bytes: usize) -> Result<ClientFrame, ClientError> {
+    if text.len() > max_bytes {
+        return Err(ClientError::new(
+            ErrorCode::MessageTooLarge,
+            format!("frame is {} bytes; the limit is {max_bytes}", text.len()),
+        ));
+    }
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| ClientError::new(ErrorCode::InvalidJson, format!("not valid JSON: {e}")))?;
+    let Value::Object(obj) = value else {
+        return Err(ClientError::new(ErrorCode::InvalidJson, "a frame must be a JSON object"));
+    };
+    let kind = match obj.get("type") {
+        None => return Err(ClientError::new(ErrorCode::MissingField, "field `type` is required")),
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err(ClientError::new(ErrorCode::InvalidField, "field `type` must be a string")),
+    };
+    match kind {
+        "user_message" => parse_user_message(&obj),
+        "stop_agent" => Ok(ClientFrame::StopAgent { run_id: required_id(&obj, "run_id")? }),
+        "resume" => Ok(ClientFrame::Resume {
+            run_id: required_id(&obj, "run_id")?,
+            after_seq: optional_u64(&obj, "after_seq")?.unwrap_or(0),
+        }),
+        "ping" => Ok(ClientFrame::Ping),
+        other => Err(ClientError::new(
+            ErrorCode::UnknownType,
+            format!("unknown frame type `{}`", truncate(other, 64)),
+        )),
+    }
+}
+
+fn parse_user_message(obj: &Map<String, Value>) -> Result<ClientFrame, ClientError> {
+    // Read the correlation id first so that every later error can carry it back.
+    let client_message_id = match obj.get("client_message_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_CLIENT_MESSAGE_ID => Some(s.clone()),
+        Some(_) => {
+            return Err(ClientError::new(
+                ErrorCode::InvalidField,
+                format!("field `client_message_id` must be a string of 1 to {MAX_CLIENT_MESSAGE_ID} bytes"),
+            ))
+        }
+    };
+    let with_id = |mut e: ClientError| {
+        e.client_message_id = client_message_id.clone();
+        e
+    };
+    let text = match obj.get("text") {
+        None | Some(Value::Null) => {
+            return Err(with_id(ClientError::new(ErrorCode::MissingField, "field `text` is required")))
+        }
+        Some(Value::String(s)) => s,
+        Some(_) => {
+            return Err(with_id(ClientError::new(ErrorCode::InvalidField, "field `text` must be a string")))
+        }
+    };
+    if text.trim().is_empty() {
+        return Err(with_id(ClientError::new(ErrorCode::InvalidField, "field `text` must not be empty")));
+    }
+    let thread_id = optional_id(obj, "thread_id").map_err(with_id)?;
+    Ok(ClientFrame::UserMessage(UserMessage { text: text.clone(), thread_id, client_message_id }))
+}
+
+fn required_id<T: std::str::FromStr>(obj: &Map<String, Value>, field: &str) -> Result<T, ClientError> {
+    optional_id(obj, field)?
+        .ok_or_else(|| ClientError::new(ErrorCode::MissingField, format!("field `{field}` is required")))
+}
+
+fn optional_id<T: std::str::FromStr>(obj: &Map<String, Value>, field: &str) -> Result<Option<T>, ClientError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => s.parse().map(Some).map_err(|_| {
+            ClientError::new(ErrorCode::InvalidField, format!("field `{field}` must be a UUID string"))
+        }),
+        Some(_) => Err(ClientError::new(ErrorCode::InvalidField, format!("field `{field}` must be a UUID string"))),
+    }
+}
+
+fn optional_u64(obj: &Map<String, Value>, field: &str) -> Result<Option<u64>, ClientError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            ClientError::new(ErrorCode::InvalidField, format!("field `{field}` must be a non-negative integer"))
+        }),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MAX: usize = 8192;
+
+    fn code(text: &str) -> ErrorCode {
+        parse_client_frame(text, MAX).unwrap_err().code
+    }
+
+    #[test]
+    fn parses_every_frame_type() {
+        let run = RunId::new();
+        let thread = ThreadId::new();
+        assert_eq!(parse_client_frame(r#"{"type":"ping"}"#, MAX), Ok(ClientFrame::Ping));
+        assert_eq!(
+            parse_client_frame(&format!(r#"{{"type":"stop_agent","run_id":"{run}"}}"#), MAX),
+            Ok(ClientFrame::StopAgent { run_id: run })
+        );
+        assert_eq!(
+            parse_client_frame(&format!(r#"{{"type":"resume","run_id":"{run}","after_seq":7}}"#), MAX),
+            Ok(ClientFrame::Resume { run_id: run, after_seq: 7 })
+        );
+        let m = format!(r#"{{"type":"user_message","text":"hi","thread_id":"{thread}","client_message_id":"c1"}}"#);
+        assert_eq!(
+            parse_client_frame(&m, MAX),
+            Ok(ClientFrame::UserMessage(UserMessage {
+                text: "hi".into(),
+                thread_id: Some(thread),
+                client_message_id: Some("c1".into())
+            }))
+        );
+    }
+
+    #[test]
+    fn refuses_bad_frames_with_stable_codes() {
+        assert_eq!(code("{"), ErrorCode::InvalidJson);
+        assert_eq!(code("[1,2]"), ErrorCode::InvalidJson);
+        assert_eq!(code(r#""x""#), ErrorCode::InvalidJson);
+        assert_eq!(code(r#"{"text":"x"}"#), ErrorCode::MissingField);
+        assert_eq!(code(r#"{"type":5}"#), ErrorCode::InvalidField);
+        assert_eq!(code(r#"{"type":"launch_missiles"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":"user_message"}"#), ErrorCode::MissingField);
+        assert_eq!(code(r#"{"type":"user_message","text":42}"#), ErrorCode::InvalidField);
+        assert_eq!(code(r#"{"type":"user_message","text":"   "}"#), ErrorCode::InvalidField);
+        assert_eq!(code(r#"{"type":"user_message","text":"a","thread_id":"nope"}"#), ErrorCode::InvalidField);
+        assert_eq!(code(r#"{"type":"stop_agent"}"#), ErrorCode::MissingField);
+        assert_eq!(code(r#"{"type":"resume","run_id":"0190a0a0-0000-7000-8000-000000000000","after_seq":-1}"#), ErrorCode::InvalidField);
+        assert_eq!(code(&format!(r#"{{"type":"user_message","text":"{}"}}"#, "a".repeat(MAX))), ErrorCode::MessageTooLarge);
+        let nested = format!("{}{}", "[".repeat(1_000), "]".repeat(1_000));
+        assert_eq!(code(&nested), ErrorCode::InvalidJson);
+    }
+
+    #[test]
+    fn errors_carry_the_client_message_id() {
+        let e = parse_client_frame(r#"{"type":"user_message","text":"","client_message_id":"abc"}"#, MAX).unwrap_err();
+        assert_eq!(e.client_message_id.as_deref(), Some("abc"));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_text(s in ".{0,300}") {
+            let _ = parse_client_frame(&s, MAX);
+        }
+
+        #[test]
+        fn never_panics_on_json_shaped_input(
+            ty in prop_oneof![
+                Just("user_message".to_string()), Just("stop_agent".to_string()), Just("resume".to_string()),
+                Just("ping".to_string()), ".{0,12}",
+            ],
+            key in prop_oneof![
+                Just("text".to_string()), Just("run_id".to_string()), Just("thread_id".to_string()),
+                Just("after_seq".to_string()), Just("client_message_id".to_string()), ".{0,8}",
+            ],
+            val in prop_oneof![
+                Just(Value::Null), any::<bool>().prop_map(Value::from), any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)),
+                ".{0,40}".prop_map(Value::from),
+            ],
+        ) {
+            let mut obj = Map::new();
+            obj.insert("type".into(), Value::from(ty));
+            obj.insert(key, val);
+            let text = Value::Object(obj).to_string();
+            match parse_client_frame(&text, MAX) {
+                Ok(ClientFrame::UserMessage(m)) => prop_assert!(!m.text.trim().is_empty()),
+                Ok(_) | Err(_) => {}
+            }
+        }
+
+        #[test]
+        fn user_messages_round_trip(text in "[a-zA-Z0-9 ?!.,]{1,200}", cid in proptest::option::of("[a-z0-9-]{1,40}")) {
+            prop_assume!(!text.trim().is_empty());
+            let mut obj = serde_json::json!({"type": "user_message", "text": text});
+            if let Some(c) = &cid { obj["client_message_id"] = Value::from(c.clone()); }
+            let parsed = parse_client_frame(&obj.to_string(), MAX).unwrap();
+            prop_assert_eq!(parsed, ClientFrame::UserMessage(UserMessage { text, thread_id: None, client_message_id: cid }));
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! Run events: everything a run emits, in order, each with a per-run `seq` (1, 2, 3 …).
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ids::{MessageId, RunId, ThreadId};
+
+/// The agents of the pipeline, in the order the supervisor runs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentName {
+    Supervisor,
+    Triage,
+    Data,
+    Optimization,
+    Report,
+}
+
+impl AgentName {
+    pub const SUB_AGENTS: [AgentName; 4] = [Self::Triage, Self::Data, Self::Optimization, Self::Report];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Supervisor => "supervisor",
+            Self::Triage => "triage",
+            Self::Data => "data",
+            Self::Optimization => "optimization",
+            Self::Report => "report",
+        }
+    }
+}
+
+/// One event of a run as sent on the wire.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunEvent {
+    #[serde(flatten)]
+    pub kind: EventKind,
+    pub run_id: RunId,
+    pub thread_id: ThreadId,
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch.
+    pub ts: u64,
+}
+
+/// What happened. Exactly one terminal kind ends every run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    AgentStarted {
+        agent: AgentName,
+    },
+    AgentThinking {
+        agent: AgentName,
+        text: String,
+    },
+    ToolExecuting {
+        agent: AgentName,
+        tool: String,
+        tool_call_id: String,
+        args: Value,
+    },
+    ToolCompleted {
+        agent: AgentName,
+        tool: String,
+        tool_call_id: String,
+        ok: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        duration_ms: u64,
+    },
+    AgentCompleted {
+        agent: AgentName,
+        summary: String,
+        duration_ms: u64,
+    },
+    ResponseDelta {
+        message_id: MessageId,
+        text: String,
+    },
+    FinalResponse {
+        message_id: MessageId,
+        text: String,
+    },
+    RunFailed {
+        code: String,
+        message: String,
+    },
+    RunCancelled {},
+    RunTimedOut {
+        partial_text: String,
+    },
+    /// The server stopped (shutdown past its grace period, or a crash) before the run
+    /// could finish; `partial_text` is what had been written so far.
+    RunInterrupted {
+        partial_text: String,
+    },
+}
+
+impl EventKind {
+    /// True for the kinds that end a run; exactly one of them is a run's last event.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Self::FinalResponse { .. }
+                | Self::RunFailed { .. }
+                | Self::RunCancelled {}
+                | Self::RunTimedOut { .. }
+                | Self::RunInterrupted { .. }
+        )
+    }
+
+    /// The wire name of this kind (the `type` field).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::AgentStarted { .. } => "agent_started",
+            Self::AgentThinking { .. } => "agent_thinking",
+            Self::ToolExecuting { .. } => "tool_executing",
+            Self::ToolCompleted { .. } => "tool_completed",
+            Self::AgentCompleted { .. } => "agent_completed",
+            Self::ResponseDelta { .. } => "response_delta",
+            Self::FinalResponse { .. } => "final_response",
+            Self::RunFailed { .. } => "run_failed",
+            Self::RunCancelled {} => "run_cancelled",
+            Self::RunTimedOut { .. } => "run_timed_out",
+            Self::RunInterrupted { .. } => "run_interrupted",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_serializes_flat_with_type_first() {
+        let ev = RunEvent {
+            kind: EventKind::AgentStarted { agent: AgentName::Supervisor },
+            run_id: RunId::new(),
+            thread_id: ThreadId::new(),
+            seq: 1,
+            ts: 5,
+        };
+        let s = serde_json::to_string(&ev).unwrap();
+        assert!(s.starts_with(r#"{"type":"agent_started","agent":"supervisor","run_id":"#), "{s}");
+        let back: RunEvent = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, ev);
+        let c = serde_json::to_string(&EventKind::RunCancelled {}).unwrap();
+        assert_eq!(c, r#"{"type":"run_cancelled"}"#);
+    }
+}

@@ -1,0 +1,33 @@
+//! The Apex wire protocol (v1), in one place.
+//!
+//! Everything that crosses the WebSocket is defined here: the frames a client may send
+//! ([`client`]), the run events and server frames it receives ([`event`], [`server`]), and
+//! the stable error and close codes ([`codes`]). Other transports map these same types.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod codes;
+pub mod event;
+pub mod ids;
+pub mod server;
+
+pub use client::{parse_client_frame, ClientError, ClientFrame, UserMessage};
+pub use codes::{close, ErrorCode};
+pub use event::{AgentName, EventKind, RunEvent};
+pub use ids::{ConnectionId, MessageId, RunId, ThreadId};
+pub use server::ServerFrame;
+
+/// The WebSocket subprotocol spoken by this version.
+pub const SUBPROTOCOL: &str = "apex.v1";
+/// Prefix of the subprotocol that carries a token from browsers (`jwt.<token>`).
+pub const JWT_SUBPROTOCOL_PREFIX: &str = "jwt.";
+/// Default upper bound, in bytes, of one client text frame.
+pub const DEFAULT_MAX_CLIENT_FRAME: usize = 8192;
+
+/// Milliseconds since the Unix epoch, the unit of every `ts` on the wire.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,67 @@
+//! Persistence for Apex: the [`Store`] trait and its backends.
+//!
+//! Every read takes the user id and filters by it: isolation is enforced where data is
+//! loaded, so a query for another user's thread or run simply finds nothing. Writes of a
+//! running run arrive in batches ([`Write`]) from the engine's writer task, so that the
+//! database never sits on the event delivery path.
+#![forbid(unsafe_code)]
+
+mod model;
+pub mod sqlite;
+
+pub use model::*;
+
+use apex_protocol::{RunId, ThreadId};
+use async_trait::async_trait;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A cheap round trip, for readiness checks.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Persists an accepted user message: the user and thread (created on first use, titled
+    /// from the text), the message, and its run in state `queued`, in one transaction.
+    /// A `client_message_id` seen before for this user returns the original run instead.
+    /// A `thread_id` that is not this user's is `NotFound`.
+    async fn begin_run(&self, new: NewRun) -> StoreResult<BegunRun>;
+
+    /// Applies a batch of writes in one transaction, in order.
+    async fn apply(&self, batch: &[Write]) -> StoreResult<()>;
+
+    /// Marks every run left `queued` or `running` (by a crash) as `interrupted`, appends its
+    /// terminal `run_interrupted` event and keeps its partial answer. Returns those runs.
+    async fn interrupt_unfinished(&self) -> StoreResult<Vec<RunId>>;
+
+    async fn list_threads(&self, user_id: &str) -> StoreResult<Vec<ThreadRow>>;
+    async fn thread_messages(&self, user_id: &str, thread_id: ThreadId) -> StoreResult<Vec<MessageRow>>;
+    async fn get_run(&self, user_id: &str, run_id: RunId) -> StoreResult<RunRow>;
+    /// Events of a run with `seq > after_seq`, in order, as their wire JSON.
+    async fn run_events(&self, user_id: &str, run_id: RunId, after_seq: u64) -> StoreResult<Vec<String>>;
+    async fn agent_results(&self, user_id: &str, run_id: RunId) -> StoreResult<Vec<AgentResultRow>>;
+}
+
+/// Opens the backend named by the URL scheme (`sqlite://…`).
+pub async fn connect(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else {
+        Err(StoreError::Config(format!(
+            "unsupported DATABASE_URL scheme in `{}`: this build supports sqlite://",
+            url.split(':').next().unwrap_or("")
+        )))
+    }
+}

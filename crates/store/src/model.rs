@@ -1,0 +1,146 @@
+//! The records the store reads and writes.
+use apex_protocol::{MessageId, RunId, ThreadId};
+use serde::Serialize;
+
+/// Longest thread title derived from the first message, in characters.
+pub const TITLE_CHARS: usize = 80;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+    TimedOut,
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::TimedOut => "timed_out",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => Self::Queued,
+            "running" => Self::Running,
+            "completed" => Self::Completed,
+            "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
+            "timed_out" => Self::TimedOut,
+            "interrupted" => Self::Interrupted,
+            _ => return None,
+        })
+    }
+
+    pub fn is_finished(self) -> bool {
+        !matches!(self, Self::Queued | Self::Running)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NewRun {
+    pub user_id: String,
+    /// `None` starts a new thread.
+    pub thread_id: Option<ThreadId>,
+    pub text: String,
+    pub client_message_id: Option<String>,
+    pub at_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BegunRun {
+    pub run_id: RunId,
+    pub thread_id: ThreadId,
+    pub message_id: MessageId,
+    /// True when `client_message_id` matched an earlier message: nothing new was written.
+    pub duplicate: bool,
+}
+
+/// One write of the engine's writer task.
+#[derive(Clone, Debug)]
+pub enum Write {
+    RunStarted { run_id: RunId, at_ms: u64 },
+    /// An event exactly as sent on the wire.
+    Event { run_id: RunId, seq: u64, kind: &'static str, json: std::sync::Arc<str> },
+    AgentResult { run_id: RunId, agent: &'static str, output: String, duration_ms: u64 },
+    Finish(RunFinish),
+}
+
+/// The end of a run: its state, its answer (full or partial) and its terminal event.
+#[derive(Clone, Debug)]
+pub struct RunFinish {
+    pub run_id: RunId,
+    pub user_id: String,
+    pub thread_id: ThreadId,
+    pub status: RunStatus,
+    pub at_ms: u64,
+    pub error: Option<(String, String)>,
+    /// The assistant message; saved when its text is not empty.
+    pub message_id: MessageId,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ThreadRow {
+    pub id: ThreadId,
+    pub title: String,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MessageRow {
+    pub id: MessageId,
+    pub thread_id: ThreadId,
+    pub run_id: Option<RunId>,
+    pub role: String,
+    pub content: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_message_id: Option<String>,
+    pub created_at: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunRow {
+    pub id: RunId,
+    pub thread_id: ThreadId,
+    pub user_message_id: MessageId,
+    pub status: RunStatus,
+    pub created_at: u64,
+    pub started_at: Option<u64>,
+    pub finished_at: Option<u64>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    /// The highest `seq` persisted for this run.
+    pub last_seq: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AgentResultRow {
+    pub agent: String,
+    pub output: serde_json::Value,
+    pub duration_ms: u64,
+}
+
+/// A thread title from the first message: its first line, whitespace collapsed, shortened.
+pub fn title_from(text: &str) -> String {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("New chat");
+    let collapsed: String = line.split_whitespace().collect::<Vec<_>>().join(" ");
+    if collapsed.chars().count() <= TITLE_CHARS {
+        collapsed
+    } else {
+        let cut: String = collapsed.chars().take(TITLE_CHARS - 1).collect();
+        format!("{}…", cut.trim_end())
+    }
+}

@@ -1,0 +1,392 @@
+//! The SQLite backend: one file in the data dir, WAL mode, a single writer connection fed
+//! in batches and a small pool of readers.
+use std::str::FromStr;
+use std::time::Duration;
+
+use apex_protocol::{EventKind, MessageId, RunEvent, RunId, ThreadId};
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, Sqlite, Transaction};
+
+use crate::model::*;
+use crate::{Store, StoreError, StoreResult};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+pub struct SqliteStore {
+    /// Exactly one connection: SQLite has one writer at a time, and queuing in our own
+    /// batches beats contending on the file lock.
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // With WAL, NORMAL is durable across process crashes; only an OS crash can
+            // lose the last transactions.
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        MIGRATOR.run(&writer).await?;
+        let readers = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
+        Ok(Self { writer, readers })
+    }
+}
+
+fn parse_id<T: FromStr>(s: &str) -> StoreResult<T> {
+    s.parse().map_err(|_| StoreError::Database(sqlx::Error::Decode(format!("bad id `{s}`").into())))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+
+    async fn begin_run(&self, new: NewRun) -> StoreResult<BegunRun> {
+        let mut tx = self.writer.begin().await?;
+        if let Some(cid) = &new.client_message_id {
+            let row = sqlx::query("SELECT id, thread_id, run_id FROM messages WHERE user_id = ? AND client_message_id = ?")
+                .bind(&new.user_id)
+                .bind(cid)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(row) = row {
+                let run: Option<String> = row.get(2);
+                return Ok(BegunRun {
+                    message_id: parse_id(row.get::<&str, _>(0))?,
+                    thread_id: parse_id(row.get::<&str, _>(1))?,
+                    run_id: parse_id(run.as_deref().unwrap_or_default())?,
+                    duplicate: true,
+                });
+            }
+        }
+        let at = new.at_ms as i64;
+        sqlx::query("INSERT INTO users (id, created_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING")
+            .bind(&new.user_id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        let thread_id = match new.thread_id {
+            Some(id) => {
+                let updated = sqlx::query("UPDATE threads SET updated_at = ? WHERE id = ? AND user_id = ?")
+                    .bind(at)
+                    .bind(id.to_string())
+                    .bind(&new.user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                if updated.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                id
+            }
+            None => {
+                let id = ThreadId::new();
+                sqlx::query("INSERT INTO threads (id, user_id, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?)")
+                    .bind(id.to_string())
+                    .bind(&new.user_id)
+                    .bind(title_from(&new.text))
+                    .bind(at)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                id
+            }
+        };
+        let run_id = RunId::new();
+        let message_id = MessageId::new();
+        sqlx::query(
+            "INSERT INTO messages (id, thread_id, user_id, run_id, role, content, client_message_id, created_at) \
+             VALUES (?, ?, ?, ?, 'user', ?, ?, ?)",
+        )
+        .bind(message_id.to_string())
+        .bind(thread_id.to_string())
+        .bind(&new.user_id)
+        .bind(run_id.to_string())
+        .bind(&new.text)
+        .bind(&new.client_message_id)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO runs (id, user_id, thread_id, user_message_id, status, created_at) VALUES (?, ?, ?, ?, 'queued', ?)",
+        )
+        .bind(run_id.to_string())
+        .bind(&new.user_id)
+        .bind(thread_id.to_string())
+        .bind(message_id.to_string())
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(BegunRun { run_id, thread_id, message_id, duplicate: false })
+    }
+
+    async fn apply(&self, batch: &[Write]) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        for write in batch {
+            apply_one(&mut tx, write).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn interrupt_unfinished(&self) -> StoreResult<Vec<RunId>> {
+        let mut tx = self.writer.begin().await?;
+        let rows = sqlx::query("SELECT id, user_id, thread_id FROM runs WHERE status IN ('queued', 'running')")
+            .fetch_all(&mut *tx)
+            .await?;
+        let now = apex_protocol::now_ms();
+        let mut interrupted = Vec::with_capacity(rows.len());
+        for row in rows {
+            let run_id: RunId = parse_id(row.get::<&str, _>(0))?;
+            let thread_id: ThreadId = parse_id(row.get::<&str, _>(2))?;
+            let (last_seq, partial) = partial_answer(&mut tx, run_id).await?;
+            let message_id = partial.1.unwrap_or_default();
+            let terminal = RunEvent {
+                kind: EventKind::RunInterrupted { partial_text: partial.0.clone() },
+                run_id,
+                thread_id,
+                seq: last_seq + 1,
+                ts: now,
+            };
+            let finish = RunFinish {
+                run_id,
+                user_id: row.get(1),
+                thread_id,
+                status: RunStatus::Interrupted,
+                at_ms: now,
+                error: Some(("interrupted".into(), "the server stopped before the run finished".into())),
+                message_id,
+                text: partial.0,
+            };
+            apply_one(
+                &mut tx,
+                &Write::Event {
+                    run_id,
+                    seq: terminal.seq,
+                    kind: terminal.kind.type_name(),
+                    json: serde_json::to_string(&terminal).expect("events serialize").into(),
+                },
+            )
+            .await?;
+            apply_one(&mut tx, &Write::Finish(finish)).await?;
+            interrupted.push(run_id);
+        }
+        tx.commit().await?;
+        Ok(interrupted)
+    }
+
+    async fn list_threads(&self, user_id: &str) -> StoreResult<Vec<ThreadRow>> {
+        let rows = sqlx::query(
+            "SELECT id, title, created_at, updated_at FROM threads WHERE user_id = ? ORDER BY updated_at DESC, id DESC",
+        )
+        .bind(user_id)
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ThreadRow {
+                    id: parse_id(r.get::<&str, _>(0))?,
+                    title: r.get(1),
+                    created_at: r.get::<i64, _>(2) as u64,
+                    updated_at: r.get::<i64, _>(3) as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn thread_messages(&self, user_id: &str, thread_id: ThreadId) -> StoreResult<Vec<MessageRow>> {
+        let owned = sqlx::query("SELECT 1 FROM threads WHERE id = ? AND user_id = ?")
+            .bind(thread_id.to_string())
+            .bind(user_id)
+            .fetch_optional(&self.readers)
+            .await?;
+        if owned.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let rows = sqlx::query(
+            "SELECT id, run_id, role, content, client_message_id, created_at FROM messages \
+             WHERE thread_id = ? AND user_id = ? ORDER BY created_at, id",
+        )
+        .bind(thread_id.to_string())
+        .bind(user_id)
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let run: Option<String> = r.get(1);
+                Ok(MessageRow {
+                    id: parse_id(r.get::<&str, _>(0))?,
+                    thread_id,
+                    run_id: run.as_deref().map(parse_id).transpose()?,
+                    role: r.get(2),
+                    content: r.get(3),
+                    client_message_id: r.get(4),
+                    created_at: r.get::<i64, _>(5) as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn get_run(&self, user_id: &str, run_id: RunId) -> StoreResult<RunRow> {
+        let r = sqlx::query(
+            "SELECT thread_id, user_message_id, status, created_at, started_at, finished_at, error_code, error_message, \
+             (SELECT COALESCE(MAX(seq), 0) FROM run_events WHERE run_id = runs.id) \
+             FROM runs WHERE id = ? AND user_id = ?",
+        )
+        .bind(run_id.to_string())
+        .bind(user_id)
+        .fetch_optional(&self.readers)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let status: &str = r.get(2);
+        Ok(RunRow {
+            id: run_id,
+            thread_id: parse_id(r.get::<&str, _>(0))?,
+            user_message_id: parse_id(r.get::<&str, _>(1))?,
+            status: RunStatus::parse(status).ok_or_else(|| StoreError::Config(format!("unknown run status {status}")))?,
+            created_at: r.get::<i64, _>(3) as u64,
+            started_at: r.get::<Option<i64>, _>(4).map(|v| v as u64),
+            finished_at: r.get::<Option<i64>, _>(5).map(|v| v as u64),
+            error_code: r.get(6),
+            error_message: r.get(7),
+            last_seq: r.get::<i64, _>(8) as u64,
+        })
+    }
+
+    async fn run_events(&self, user_id: &str, run_id: RunId, after_seq: u64) -> StoreResult<Vec<String>> {
+        let owned = sqlx::query("SELECT 1 FROM runs WHERE id = ? AND user_id = ?")
+            .bind(run_id.to_string())
+            .bind(user_id)
+            .fetch_optional(&self.readers)
+            .await?;
+        if owned.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let rows = sqlx::query("SELECT payload FROM run_events WHERE run_id = ? AND seq > ? ORDER BY seq")
+            .bind(run_id.to_string())
+            .bind(after_seq.min(i64::MAX as u64) as i64)
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn agent_results(&self, user_id: &str, run_id: RunId) -> StoreResult<Vec<AgentResultRow>> {
+        let rows = sqlx::query(
+            "SELECT a.agent, a.output, a.duration_ms FROM agent_results a JOIN runs r ON r.id = a.run_id \
+             WHERE a.run_id = ? AND r.user_id = ? ORDER BY rowid",
+        )
+        .bind(run_id.to_string())
+        .bind(user_id)
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| AgentResultRow {
+                agent: r.get(0),
+                output: serde_json::from_str(r.get::<&str, _>(1)).unwrap_or(serde_json::Value::Null),
+                duration_ms: r.get::<i64, _>(2) as u64,
+            })
+            .collect())
+    }
+}
+
+async fn apply_one(tx: &mut Transaction<'_, Sqlite>, write: &Write) -> StoreResult<()> {
+    match write {
+        Write::RunStarted { run_id, at_ms } => {
+            sqlx::query("UPDATE runs SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'")
+                .bind(*at_ms as i64)
+                .bind(run_id.to_string())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Write::Event { run_id, seq, kind, json } => {
+            // Replays of the same event (a retried batch) are harmless.
+            sqlx::query("INSERT OR IGNORE INTO run_events (run_id, seq, type, payload) VALUES (?, ?, ?, ?)")
+                .bind(run_id.to_string())
+                .bind(*seq as i64)
+                .bind(*kind)
+                .bind(&**json)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Write::AgentResult { run_id, agent, output, duration_ms } => {
+            sqlx::query("INSERT OR REPLACE INTO agent_results (run_id, agent, output, duration_ms) VALUES (?, ?, ?, ?)")
+                .bind(run_id.to_string())
+                .bind(*agent)
+                .bind(output)
+                .bind(*duration_ms as i64)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Write::Finish(f) => {
+            let (code, message) = f.error.clone().unzip();
+            sqlx::query(
+                "UPDATE runs SET status = ?, finished_at = ?, started_at = COALESCE(started_at, ?), \
+                 error_code = ?, error_message = ? WHERE id = ?",
+            )
+            .bind(f.status.as_str())
+            .bind(f.at_ms as i64)
+            .bind(f.at_ms as i64)
+            .bind(code)
+            .bind(message)
+            .bind(f.run_id.to_string())
+            .execute(&mut **tx)
+            .await?;
+            if !f.text.is_empty() {
+                sqlx::query(
+                    "INSERT OR IGNORE INTO messages (id, thread_id, user_id, run_id, role, content, created_at) \
+                     VALUES (?, ?, ?, ?, 'assistant', ?, ?)",
+                )
+                .bind(f.message_id.to_string())
+                .bind(f.thread_id.to_string())
+                .bind(&f.user_id)
+                .bind(f.run_id.to_string())
+                .bind(&f.text)
+                .bind(f.at_ms as i64)
+                .execute(&mut **tx)
+                .await?;
+            }
+            sqlx::query("UPDATE threads SET updated_at = MAX(updated_at, ?) WHERE id = ?")
+                .bind(f.at_ms as i64)
+                .bind(f.thread_id.to_string())
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The last persisted seq of a run and the answer text it had streamed so far (with the
+/// message id the deltas used).
+async fn partial_answer(tx: &mut Transaction<'_, Sqlite>, run_id: RunId) -> StoreResult<(u64, (String, Option<MessageId>))> {
+    let rows = sqlx::query("SELECT seq, type, payload FROM run_events WHERE run_id = ? ORDER BY seq")
+        .bind(run_id.to_string())
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut last_seq = 0;
+    let mut text = String::new();
+    let mut message = None;
+    for r in rows {
+        last_seq = r.get::<i64, _>(0) as u64;
+        if r.get::<&str, _>(1) == "response_delta" {
+            if let Ok(RunEvent { kind: EventKind::ResponseDelta { message_id, text: t }, .. }) =
+                serde_json::from_str::<RunEvent>(r.get::<&str, _>(2))
+            {
+                text.push_str(&t);
+                message = Some(message_id);
+            }
+        }
+    }
+    Ok((last_seq, (text, message)))
+}
