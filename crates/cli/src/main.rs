@@ -1,1 +1,116 @@
-fn main() {}
+//! `apex`: the Netra Apex server and its companions. Thin by design: every command is a
+//! call into a library.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use apex_server::{Auth, Layer, Settings};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "apex", version, about = "Netra Apex: real-time AI agent chat server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (embedded SQLite, demo data and chat page by default)
+    Serve(ServeArgs),
+    /// Mint a token for a user with the configured secret
+    Token(TokenArgs),
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// TOML configuration file (layered under environment variables and flags)
+    #[arg(long, env = "APEX_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (SQLite database, demo signing secret)
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Address to listen on [env: APEX_BIND] [default: 127.0.0.1:8080]
+    #[arg(long)]
+    bind: Option<std::net::SocketAddr>,
+    /// Log JSON lines instead of human-readable text
+    #[arg(long)]
+    log_json: bool,
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The user id (the token's subject)
+    #[arg(long)]
+    user: String,
+    /// Lifetime, e.g. 30m, 1h, 7d
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    ttl: Duration,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await.map(|()| 0),
+            Command::Token(args) => token(args).map(|()| 0),
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("apex: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn settings(config: &ConfigArgs, mut flags: Layer) -> anyhow::Result<Settings> {
+    flags.data_dir = config.data_dir.clone();
+    Ok(Settings::load(config.config.as_deref(), flags)?)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let flags = Layer { bind: args.bind, log_json: args.log_json.then_some(true), ..Layer::default() };
+    let settings = settings(&args.config, flags)?;
+    apex_server::telemetry::init(settings.log_json);
+    let listener = tokio::net::TcpListener::bind(settings.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.bind))?;
+    tracing::info!(addr = %listener.local_addr()?, data_dir = %settings.data_dir.display(), "listening");
+    apex_server::run(listener, settings, apex_server::shutdown_signal()).await
+}
+
+fn token(args: TokenArgs) -> anyhow::Result<()> {
+    let settings = settings(&args.config, Layer::default())?;
+    let auth = Auth::from_settings(&settings)?;
+    println!("{}", auth.mint(&args.user, args.ttl, false));
+    Ok(())
+}
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("`{s}`: expected a number and a unit (s, m, h, d)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use s, m, h or d)")),
+    };
+    Ok(Duration::from_secs(secs))
+}

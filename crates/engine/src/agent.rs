@@ -69,6 +69,11 @@ impl Tools {
         self
     }
 
+    /// Wraps every tool, e.g. to add a fault-injection delay.
+    pub fn map(self, wrap: impl Fn(Arc<dyn Tool>) -> Arc<dyn Tool>) -> Self {
+        Self(self.0.into_iter().map(|(name, tool)| (name, wrap(tool))).collect())
+    }
+
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
         self.0.get(name)
     }

@@ -1,1 +1,159 @@
+//! The Apex server: axum over the run engine.
+//!
+//! [`run`] takes a bound listener, the settings and a shutdown future; tests bind
+//! `127.0.0.1:0` and pass their own. [`Server`] is the same with seams for tests and
+//! embedders (replace a tool, or the usage data source).
 #![forbid(unsafe_code)]
+
+pub mod api;
+pub mod auth;
+pub mod health;
+pub mod settings;
+pub mod telemetry;
+pub mod ws;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use apex_engine::{DemoUsage, EngineSettings, RunManager, Tool, Tools, UsageSource};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use auth::{Auth, Identity};
+pub use settings::{Layer, Settings};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub auth: Arc<Auth>,
+    pub runs: RunManager,
+    /// Cancelled when shutdown begins: sessions announce `server_shutdown`.
+    pub shutting_down: CancellationToken,
+    /// Cancelled when runs are over: sessions flush and close with 1012.
+    pub close_sessions: CancellationToken,
+    pub sessions: TaskTracker,
+    pub connections: Arc<AtomicUsize>,
+}
+
+impl AppState {
+    pub fn open_connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+}
+
+/// A server under construction.
+pub struct Server {
+    settings: Settings,
+    tools: Tools,
+    source: Arc<dyn UsageSource>,
+}
+
+impl Server {
+    pub fn new(settings: Settings) -> Self {
+        Self { settings, tools: apex_engine::tools::builtin(), source: Arc::new(DemoUsage) }
+    }
+
+    /// Replaces the tool of the same name.
+    pub fn with_tool(mut self, tool: Arc<dyn Tool>) -> Self {
+        self.tools = self.tools.with(tool);
+        self
+    }
+
+    pub fn with_usage_source(mut self, source: Arc<dyn UsageSource>) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// Opens the store, recovers unfinished runs, and serves until `shutdown` resolves;
+    /// then stops accepting, tells clients, lets runs finish within the grace period and
+    /// closes every socket with 1012.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let state = self.build().await?;
+        let app = router(state.clone());
+        let stop_accepting = CancellationToken::new();
+        let server = axum::serve(listener, app).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
+        let server = tokio::spawn(async move { server.await });
+        tracing::info!("ready");
+
+        shutdown.await;
+        let grace = state.settings.shutdown_grace;
+        tracing::info!(grace_ms = grace.as_millis() as u64, active_runs = state.runs.active_runs(), "shutting down");
+        stop_accepting.cancel();
+        state.shutting_down.cancel();
+        let interrupted = state.runs.shutdown(grace).await;
+        state.close_sessions.cancel();
+        state.sessions.close();
+        if tokio::time::timeout(Duration::from_secs(5), state.sessions.wait()).await.is_err() {
+            tracing::warn!("some connections did not close in time");
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        tracing::info!(interrupted, "stopped");
+        Ok(())
+    }
+
+    async fn build(self) -> anyhow::Result<AppState> {
+        let settings = self.settings;
+        let auth = Auth::from_settings(&settings)?;
+        if settings.demo_mode {
+            tracing::warn!("demo mode is on: clients without a token are admitted as demo users (set DEMO_MODE=0 or APEX_ENV=production to turn it off)");
+        }
+        if settings.redis_url.is_some() {
+            tracing::warn!("REDIS_URL is set, but this build runs as a single instance and does not use Redis yet");
+        }
+        if settings.database_url.starts_with("sqlite:") {
+            std::fs::create_dir_all(&settings.data_dir)?;
+        }
+        let store = apex_store::connect(&settings.database_url).await?;
+        let mut tools = self.tools;
+        if !settings.tool_delay.is_zero() {
+            let delay = settings.tool_delay;
+            tracing::warn!(delay_ms = delay.as_millis() as u64, "fault injection: every tool call is delayed");
+            tools = tools.map(|inner| Arc::new(apex_engine::tools::Delayed { inner, delay }));
+        }
+        let engine = EngineSettings { run_timeout: settings.run_timeout, ..EngineSettings::default() };
+        let runs = RunManager::start(store, engine, tools, self.source).await?;
+        Ok(AppState {
+            settings: Arc::new(settings),
+            auth: Arc::new(auth),
+            runs,
+            shutting_down: CancellationToken::new(),
+            close_sessions: CancellationToken::new(),
+            sessions: TaskTracker::new(),
+            connections: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+}
+
+/// Serves with the built-in tools and demo data until `shutdown` resolves.
+pub async fn run(listener: TcpListener, settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    Server::new(settings).serve(listener, shutdown).await
+}
+
+/// Each feature module owns its routes; this merges them.
+pub fn router(state: AppState) -> Router {
+    Router::new().merge(health::router()).merge(ws::router()).merge(api::router()).with_state(state)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -76,6 +76,24 @@ pub fn builtin() -> Tools {
         .with(Arc::new(ForecastSpend))
 }
 
+/// Delays a tool before it runs: a fault-injection knob (`APEX_TOOL_DELAY_MS`) for testing
+/// how clients live through slow runs, disconnects and restarts. Off by default.
+pub struct Delayed {
+    pub inner: Arc<dyn Tool>,
+    pub delay: std::time::Duration,
+}
+
+#[async_trait]
+impl Tool for Delayed {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    async fn call(&self, ctx: &RunContext, args: Value) -> Result<Value, ToolError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.call(ctx, args).await
+    }
+}
+
 fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, ToolError> {
     serde_json::to_value(v).map_err(|e| ToolError(format!("result could not be encoded: {e}")))
 }

@@ -284,7 +284,7 @@ impl Store for SqliteStore {
     async fn agent_results(&self, user_id: &str, run_id: RunId) -> StoreResult<Vec<AgentResultRow>> {
         let rows = sqlx::query(
             "SELECT a.agent, a.output, a.duration_ms FROM agent_results a JOIN runs r ON r.id = a.run_id \
-             WHERE a.run_id = ? AND r.user_id = ? ORDER BY rowid",
+             WHERE a.run_id = ? AND r.user_id = ? ORDER BY a.rowid",
         )
         .bind(run_id.to_string())
         .bind(user_id)

@@ -1,0 +1,327 @@
+//! Test harness: a real server on 127.0.0.1:0 with a temporary data dir, driven by a real
+//! WebSocket client (tokio-tungstenite) and a real HTTP client (reqwest).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apex_engine::{Tool, ToolError};
+use apex_server::{Auth, Layer, Server, Settings};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const SECRET: &str = "test-secret-0123456789abcdef";
+/// Upper bound for anything a test waits for; a hang fails instead of blocking CI.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub dir: TempDir,
+    pub settings: Settings,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Settings for a test server: demo mode on, a known secret, a fresh data dir.
+pub fn test_settings(dir: &TempDir, overrides: Layer) -> Settings {
+    let base = Layer {
+        data_dir: Some(dir.path().to_path_buf()),
+        jwt_secret: Some(SECRET.into()),
+        bind: Some("127.0.0.1:0".parse().unwrap()),
+        ..Layer::default()
+    };
+    Settings::resolve([base, overrides]).expect("valid test settings")
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(Layer::default(), |s| s).await
+}
+
+pub async fn spawn_with(overrides: Layer, customize: impl FnOnce(Server) -> Server) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = test_settings(&dir, overrides);
+    spawn_in(dir, settings, customize).await
+}
+
+pub async fn spawn_in(dir: TempDir, settings: Settings, customize: impl FnOnce(Server) -> Server) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = customize(Server::new(settings.clone()));
+    let task = tokio::spawn(server.serve(listener, async move {
+        let _ = rx.await;
+    }));
+    wait_healthy(addr).await;
+    TestApp { addr, dir, settings, shutdown: Some(tx), task: Some(task) }
+}
+
+pub async fn wait_healthy(addr: SocketAddr) {
+    let http = reqwest::Client::new();
+    for _ in 0..500 {
+        if let Ok(r) = http.get(format!("http://{addr}/health")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("server at {addr} never became healthy");
+}
+
+impl TestApp {
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn token(&self, user: &str) -> String {
+        Auth::from_settings(&self.settings).unwrap().mint(user, Duration::from_secs(3600), false)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let r = reqwest::Client::new().get(self.http(path)).bearer_auth(token).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Triggers graceful shutdown and waits for the server to stop.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(60), task).await.expect("server stops").unwrap().unwrap();
+        }
+    }
+
+    pub fn trigger_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub enum Auth_ {
+    Demo,
+    Header(String),
+    Subprotocol(String),
+    Query(String),
+}
+pub use Auth_ as By;
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub ready: Value,
+    pub user_id: String,
+    /// The token that keeps this identity (issued in demo mode, or the one used).
+    pub token: Option<String>,
+    pub subprotocol: Option<String>,
+}
+
+/// What the next read from the socket gave.
+#[derive(Debug)]
+pub enum Frame {
+    Json(Value),
+    Close(Option<u16>),
+}
+
+pub async fn try_connect(url: &str, by: By) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+    let (url, header, proto, used) = match &by {
+        By::Demo => (url.to_owned(), None, None, None),
+        By::Header(t) => (url.to_owned(), Some(format!("Bearer {t}")), None, Some(t.clone())),
+        By::Subprotocol(t) => (url.to_owned(), None, Some(format!("apex.v1, jwt.{t}")), Some(t.clone())),
+        By::Query(t) => (format!("{url}?token={t}"), None, None, Some(t.clone())),
+    };
+    let mut request = url.into_client_request()?;
+    if let Some(h) = header {
+        request.headers_mut().insert("authorization", h.parse().unwrap());
+    }
+    if let Some(p) = proto {
+        request.headers_mut().insert("sec-websocket-protocol", p.parse().unwrap());
+    }
+    let (ws, response) = tokio_tungstenite::connect_async(request).await?;
+    let subprotocol =
+        response.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap().to_owned());
+    let mut client = Client { ws, ready: Value::Null, user_id: String::new(), token: used, subprotocol };
+    let ready = client.next_json().await;
+    assert_eq!(ready["type"], "connection_ready", "first frame must be connection_ready: {ready}");
+    client.user_id = ready["user_id"].as_str().unwrap().to_owned();
+    if let Some(t) = ready["token"].as_str() {
+        client.token = Some(t.to_owned());
+    }
+    client.ready = ready;
+    Ok(client)
+}
+
+pub async fn connect(app: &TestApp, by: By) -> Client {
+    try_connect(&app.ws_url(), by).await.expect("websocket connects")
+}
+
+impl Client {
+    pub async fn send(&mut self, v: Value) {
+        self.ws.send(Message::Text(v.to_string().into())).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, m: Message) {
+        self.ws.send(m).await.unwrap();
+    }
+
+    pub async fn next_frame(&mut self) -> Frame {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next()).await.expect("a frame arrives in time");
+            match msg {
+                Some(Ok(Message::Text(t))) => return Frame::Json(serde_json::from_str(&t).expect("server sends JSON")),
+                Some(Ok(Message::Close(frame))) => return Frame::Close(frame.map(|f: CloseFrame| u16::from(f.code))),
+                Some(Ok(Message::Binary(_))) => panic!("server sent a binary frame"),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Frame::Close(None),
+            }
+        }
+    }
+
+    pub async fn next_json(&mut self) -> Value {
+        match self.next_frame().await {
+            Frame::Json(v) => {
+                assert_ne!(v["type"], "error_1011");
+                v
+            }
+            Frame::Close(code) => panic!("connection closed ({code:?}) while a frame was expected"),
+        }
+    }
+
+    /// Sends a user message and returns `message_accepted`.
+    pub async fn ask(&mut self, text: &str, thread: Option<&str>) -> Value {
+        let mut msg = json!({"type": "user_message", "text": text});
+        if let Some(t) = thread {
+            msg["thread_id"] = json!(t);
+        }
+        self.send(msg).await;
+        let accepted = self.next_json().await;
+        assert_eq!(accepted["type"], "message_accepted", "{accepted}");
+        accepted
+    }
+
+    /// Reads run events until the terminal one.
+    pub async fn events_until_terminal(&mut self) -> Vec<Value> {
+        let mut events = Vec::new();
+        loop {
+            let v = self.next_json().await;
+            let terminal = is_terminal(&v);
+            events.push(v);
+            if terminal {
+                return events;
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+pub fn is_terminal(v: &Value) -> bool {
+    matches!(
+        v["type"].as_str(),
+        Some("final_response" | "run_failed" | "run_cancelled" | "run_timed_out" | "run_interrupted")
+    )
+}
+
+/// Checks everything a successful golden-path run promises and returns its answer text.
+pub fn assert_golden_run(events: &[Value]) -> String {
+    assert!(!events.is_empty());
+    let run_id = events[0]["run_id"].clone();
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["seq"], json!(i as u64 + 1), "seq must be contiguous from 1: {e}");
+        assert_eq!(e["run_id"], run_id);
+        assert!(e["ts"].as_u64().is_some());
+    }
+    assert_eq!(events[0]["type"], "agent_started");
+    assert_eq!(events[0]["agent"], "supervisor");
+    let terminals: Vec<_> = events.iter().filter(|e| is_terminal(e)).collect();
+    assert_eq!(terminals.len(), 1, "exactly one terminal event");
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "final_response", "{last}");
+
+    let started: Vec<&str> =
+        events.iter().filter(|e| e["type"] == "agent_started").map(|e| e["agent"].as_str().unwrap()).collect();
+    assert_eq!(started, ["supervisor", "triage", "data", "optimization", "report"]);
+    for agent in ["supervisor", "triage", "data", "optimization", "report"] {
+        let of = |t: &str| events.iter().filter(|e| e["type"] == t && e["agent"] == agent).count();
+        assert_eq!(of("agent_started"), 1, "{agent}");
+        assert!(of("agent_thinking") >= 1, "{agent} thinks");
+        assert!(of("tool_executing") >= 1, "{agent} calls a tool");
+        assert_eq!(of("agent_completed"), 1, "{agent}");
+        let completed = events.iter().find(|e| e["type"] == "agent_completed" && e["agent"] == agent).unwrap();
+        assert!(completed["summary"].as_str().is_some_and(|s| !s.is_empty()));
+        assert!(completed["duration_ms"].as_u64().is_some());
+    }
+    // Sub-agents run strictly one after another, inside the supervisor.
+    let position = |t: &str, agent: &str| events.iter().position(|e| e["type"] == t && e["agent"] == agent).unwrap();
+    for pair in ["triage", "data", "optimization", "report"].windows(2) {
+        assert!(position("agent_completed", pair[0]) < position("agent_started", pair[1]));
+    }
+    assert!(position("agent_completed", "report") < position("agent_completed", "supervisor"));
+
+    let mut open: HashMap<String, &Value> = HashMap::new();
+    for e in events {
+        match e["type"].as_str().unwrap() {
+            "tool_executing" => {
+                assert!(e["args"].is_object());
+                assert!(open.insert(e["tool_call_id"].as_str().unwrap().to_owned(), e).is_none(), "unique call ids");
+            }
+            "tool_completed" => {
+                let started = open.remove(e["tool_call_id"].as_str().unwrap()).expect("completion follows its start");
+                assert_eq!(started["tool"], e["tool"]);
+                assert_eq!(started["agent"], e["agent"]);
+                assert_eq!(e["ok"], true);
+                assert!(e["result"].is_object());
+                assert!(e["duration_ms"].as_u64().is_some());
+            }
+            _ => {}
+        }
+    }
+    assert!(open.is_empty(), "every tool call completes");
+
+    let streamed: String = events
+        .iter()
+        .filter(|e| e["type"] == "response_delta")
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    let final_text = last["text"].as_str().unwrap();
+    assert!(events.iter().filter(|e| e["type"] == "response_delta").count() >= 2, "the answer streams");
+    assert_eq!(streamed, final_text, "deltas add up to the final text");
+    final_text.to_owned()
+}
+
+/// A tool that always fails.
+pub struct FailingTool(pub &'static str);
+
+#[async_trait::async_trait]
+impl Tool for FailingTool {
+    fn name(&self) -> &str {
+        self.0
+    }
+    async fn call(&self, _ctx: &apex_engine::RunContext, _args: Value) -> Result<Value, ToolError> {
+        Err(ToolError("the usage warehouse refused the query".into()))
+    }
+}
+
+/// The built-in tool `name`, made to take `ms` milliseconds: for disconnects, stops and
+/// timeouts in the middle of a run.
+pub fn slow(name: &'static str, ms: u64) -> Arc<dyn Tool> {
+    let inner = apex_engine::tools::builtin().get(name).cloned().expect("a built-in tool");
+    Arc::new(apex_engine::tools::Delayed { inner, delay: Duration::from_millis(ms) })
+}

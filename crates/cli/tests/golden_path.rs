@@ -1,0 +1,141 @@
+//! The golden path over real sockets: connect, ask, watch every agent work, read the
+//! persisted answer back over REST.
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+async fn golden_path(app: &TestApp, mut client: Client) {
+    let accepted = client.ask("Analyze my AI costs", None).await;
+    let events = client.events_until_terminal().await;
+    let answer = assert_golden_run(&events);
+    assert_eq!(events[0]["run_id"], accepted["run_id"]);
+    assert_eq!(events[0]["thread_id"], accepted["thread_id"]);
+
+    // The answer is substantive: dollar figures and concrete savings from this user's data.
+    assert!(answer.contains("## Your AI spend: $"), "{answer}");
+    assert!(answer.contains("Savings you can make: $"), "{answer}");
+    assert!(answer.contains("gpt-4o-mini"), "a concrete downgrade is recommended: {answer}");
+
+    let token = client.token.clone().expect("a token for this identity");
+    let run_id = accepted["run_id"].as_str().unwrap();
+    let thread_id = accepted["thread_id"].as_str().unwrap();
+
+    let (status, messages) = app.get(&format!("/api/threads/{thread_id}/messages"), &token).await;
+    assert_eq!(status, 200);
+    let messages = messages["messages"].as_array().unwrap().clone();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0]["role"], "user");
+    assert_eq!(messages[0]["content"], "Analyze my AI costs");
+    assert_eq!(messages[1]["role"], "assistant");
+    assert_eq!(messages[1]["content"].as_str().unwrap(), answer, "the persisted answer is verbatim");
+    assert_eq!(messages[1]["run_id"], accepted["run_id"]);
+
+    let (status, run) = app.get(&format!("/api/runs/{run_id}"), &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(run["run"]["status"], "completed");
+    let agents: Vec<&str> = run["agent_results"].as_array().unwrap().iter().map(|a| a["agent"].as_str().unwrap()).collect();
+    assert_eq!(agents.len(), 5, "one result per agent: {agents:?}");
+    for agent in ["supervisor", "triage", "data", "optimization", "report"] {
+        assert!(agents.contains(&agent), "{agent} result persisted");
+    }
+
+    // The events endpoint returns the very events that were streamed.
+    let (status, stored) = app.get(&format!("/api/runs/{run_id}/events?after_seq=0"), &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(stored["events"].as_array().unwrap(), &events);
+    let (_, tail) = app.get(&format!("/api/runs/{run_id}/events?after_seq=10"), &token).await;
+    assert_eq!(tail["events"].as_array().unwrap()[..], events[10..]);
+
+    let (status, threads) = app.get("/api/threads", &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(threads["threads"][0]["id"], accepted["thread_id"]);
+    assert_eq!(threads["threads"][0]["title"], "Analyze my AI costs");
+}
+
+#[tokio::test]
+async fn demo_mode_golden_path() {
+    let app = spawn_app().await;
+    let client = connect(&app, By::Demo).await;
+    assert_eq!(client.ready["demo"], true);
+    assert!(client.user_id.starts_with("demo-user-"), "{}", client.user_id);
+    golden_path(&app, client).await;
+}
+
+#[tokio::test]
+async fn jwt_in_header_golden_path() {
+    let app = spawn_with(apex_server::Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    let client = connect(&app, By::Header(app.token("alice"))).await;
+    assert_eq!(client.user_id, "alice");
+    assert_eq!(client.ready["demo"], false);
+    assert!(client.ready.get("token").is_none());
+    golden_path(&app, client).await;
+}
+
+#[tokio::test]
+async fn jwt_in_subprotocol_golden_path() {
+    let app = spawn_with(apex_server::Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    let client = connect(&app, By::Subprotocol(app.token("bob"))).await;
+    assert_eq!(client.subprotocol.as_deref(), Some("apex.v1"), "the server answers with apex.v1");
+    assert_eq!(client.user_id, "bob");
+    golden_path(&app, client).await;
+}
+
+#[tokio::test]
+async fn jwt_in_query_is_accepted() {
+    let app = spawn_with(apex_server::Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    let client = connect(&app, By::Query(app.token("carol"))).await;
+    assert_eq!(client.user_id, "carol");
+}
+
+#[tokio::test]
+async fn demo_token_keeps_identity_and_threads_on_reconnect() {
+    let app = spawn_app().await;
+    let mut first = connect(&app, By::Demo).await;
+    let accepted = first.ask("What did I spend on embeddings?", None).await;
+    first.events_until_terminal().await;
+    let token = first.token.clone().unwrap();
+    let user = first.user_id.clone();
+    first.close().await;
+
+    let mut again = connect(&app, By::Header(token.clone())).await;
+    assert_eq!(again.user_id, user);
+    // A follow-up in the same thread works and the thread keeps both exchanges.
+    let thread_id = accepted["thread_id"].as_str().unwrap();
+    let second = again.ask("And how do I reduce spend?", Some(thread_id)).await;
+    assert_eq!(second["thread_id"], accepted["thread_id"]);
+    let events = again.events_until_terminal().await;
+    let answer = assert_golden_run(&events);
+    assert!(answer.find("### Savings").unwrap() < answer.find("### Where the money goes").unwrap(), "optimization leads");
+    let (_, messages) = app.get(&format!("/api/threads/{thread_id}/messages"), &token).await;
+    assert_eq!(messages["messages"].as_array().unwrap().len(), 4);
+
+    // A fresh anonymous client is somebody else.
+    let other = connect(&app, By::Demo).await;
+    assert_ne!(other.user_id, user);
+}
+
+#[tokio::test]
+async fn different_users_get_their_own_figures() {
+    let app = spawn_with(apex_server::Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    let mut totals = Vec::new();
+    for user in ["dana", "erik"] {
+        let mut c = connect(&app, By::Header(app.token(user))).await;
+        c.ask("Analyze my AI costs", None).await;
+        let events = c.events_until_terminal().await;
+        let answer = assert_golden_run(&events);
+        totals.push(answer.lines().next().unwrap().to_owned());
+    }
+    assert_ne!(totals[0], totals[1], "each user's demo data differs: {totals:?}");
+}
+
+#[tokio::test]
+async fn health_endpoints_report_components() {
+    let app = spawn_app().await;
+    let live: Value = reqwest::get(app.http("/health")).await.unwrap().json().await.unwrap();
+    assert_eq!(live["status"], "ok");
+    let ready: Value = reqwest::get(app.http("/api/health")).await.unwrap().json().await.unwrap();
+    assert_eq!(ready["status"], "ok");
+    assert_eq!(ready["components"]["store"]["status"], "ok");
+    assert_eq!(ready["components"]["engine"]["status"], "ok");
+}

@@ -1,0 +1,50 @@
+//! Liveness (`/health`: the process answers) and readiness (`/api/health`: each component).
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/health", get(live)).route("/api/health", get(ready))
+}
+
+async fn live() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn ready(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
+    let started = Instant::now();
+    let store = app.runs.store().ping().await;
+    let store_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let accepting = app.runs.is_accepting();
+    let status = match (&store, accepting) {
+        (_, false) => "shutting_down",
+        (Err(_), _) => "unavailable",
+        (Ok(()), true) => "ok",
+    };
+    let code = if status == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({
+        "status": status,
+        "version": env!("CARGO_PKG_VERSION"),
+        "demo_mode": app.settings.demo_mode,
+        "components": {
+            "store": {
+                "status": if store.is_ok() { "ok" } else { "unavailable" },
+                "backend": app.settings.database_url.split(':').next().unwrap_or(""),
+                "latency_ms": (store_ms * 1000.0).round() / 1000.0,
+            },
+            "engine": {
+                "status": if accepting { "ok" } else { "draining" },
+                "active_runs": app.runs.active_runs(),
+                "persistence_backlog": app.runs.persistence_backlog(),
+            },
+            "websocket": { "status": "ok", "connections": app.open_connections() },
+        },
+    });
+    (code, Json(body))
+}

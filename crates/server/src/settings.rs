@@ -1,0 +1,244 @@
+//! Configuration, layered: defaults → optional TOML file → environment → command-line
+//! flags. Every layer is a [`Layer`] (all fields optional); [`Settings::resolve`] folds them.
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub redis_url: Option<String>,
+    pub demo_mode: bool,
+    pub env: String,
+    pub jwt_secret: Option<String>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub llm: String,
+    /// Largest accepted client text frame, in bytes.
+    pub max_frame_bytes: usize,
+    pub ping_interval: Duration,
+    pub run_timeout: Duration,
+    pub shutdown_grace: Duration,
+    /// Frames queued for one connection before its producers wait.
+    pub outbound_queue: usize,
+    /// A connection whose socket accepts nothing for this long is dropped as a slow consumer.
+    pub write_timeout: Duration,
+    /// Client frames per second allowed per connection (bursts of twice that).
+    pub rate_limit: u32,
+    pub log_json: bool,
+    /// Fault injection: every tool call waits this long first (0 = off).
+    pub tool_delay: Duration,
+}
+
+/// One configuration layer; `None` leaves the value of the layers below.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    pub bind: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub redis_url: Option<String>,
+    pub demo_mode: Option<bool>,
+    pub env: Option<String>,
+    pub jwt_secret: Option<String>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub llm: Option<String>,
+    pub max_frame_bytes: Option<usize>,
+    pub ping_interval_secs: Option<f64>,
+    pub run_timeout_secs: Option<f64>,
+    pub shutdown_grace_secs: Option<f64>,
+    pub outbound_queue: Option<usize>,
+    pub write_timeout_secs: Option<f64>,
+    pub rate_limit: Option<u32>,
+    pub log_json: Option<bool>,
+    pub tool_delay_ms: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("invalid config file {0}: {1}")]
+    Parse(PathBuf, toml::de::Error),
+    #[error("invalid value for {0}: {1}")]
+    Env(&'static str, String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./apex-data"),
+            database_url: String::new(),
+            redis_url: None,
+            demo_mode: true,
+            env: "development".into(),
+            jwt_secret: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            llm: "builtin".into(),
+            max_frame_bytes: apex_protocol::DEFAULT_MAX_CLIENT_FRAME,
+            ping_interval: Duration::from_secs(30),
+            run_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(25),
+            outbound_queue: 256,
+            write_timeout: Duration::from_secs(10),
+            rate_limit: 50,
+            log_json: false,
+            tool_delay: Duration::ZERO,
+        }
+    }
+}
+
+impl Settings {
+    /// Defaults, then the file (if any), then the environment, then `flags`.
+    pub fn load(file: Option<&Path>, flags: Layer) -> Result<Self, ConfigError> {
+        let mut layers = Vec::with_capacity(3);
+        if let Some(path) = file {
+            layers.push(Layer::from_file(path)?);
+        }
+        layers.push(Layer::from_env(|k| std::env::var(k).ok())?);
+        layers.push(flags);
+        Self::resolve(layers)
+    }
+
+    pub fn resolve(layers: impl IntoIterator<Item = Layer>) -> Result<Self, ConfigError> {
+        let mut s = Settings::default();
+        for l in layers {
+            s.apply(l)?;
+        }
+        s.finish()
+    }
+
+    fn apply(&mut self, l: Layer) -> Result<(), ConfigError> {
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = l.$field { self.$field = v; } )* };
+        }
+        macro_rules! set_some {
+            ($($field:ident),*) => { $( if l.$field.is_some() { self.$field = l.$field; } )* };
+        }
+        set!(bind, data_dir, database_url, demo_mode, env, llm, max_frame_bytes, outbound_queue, rate_limit, log_json);
+        set_some!(redis_url, jwt_secret, jwt_issuer, jwt_audience);
+        if let Some(ms) = l.tool_delay_ms {
+            self.tool_delay = Duration::from_millis(ms);
+        }
+        for (value, target, name) in [
+            (l.ping_interval_secs, &mut self.ping_interval, "ping_interval_secs"),
+            (l.run_timeout_secs, &mut self.run_timeout, "run_timeout_secs"),
+            (l.shutdown_grace_secs, &mut self.shutdown_grace, "shutdown_grace_secs"),
+            (l.write_timeout_secs, &mut self.write_timeout, "write_timeout_secs"),
+        ] {
+            if let Some(secs) = value {
+                *target = Duration::try_from_secs_f64(secs)
+                    .map_err(|_| ConfigError::Invalid(format!("{name} must be a non-negative number of seconds")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Derived values and the rules that tie settings together.
+    fn finish(mut self) -> Result<Self, ConfigError> {
+        if self.env == "production" {
+            self.demo_mode = false;
+        }
+        if self.database_url.is_empty() {
+            self.database_url = format!("sqlite://{}", self.data_dir.join("apex.db").display());
+        }
+        if self.llm != "builtin" {
+            return Err(ConfigError::Invalid(format!(
+                "APEX_LLM={} is not available in this build; the built-in writer (`builtin`) is",
+                self.llm
+            )));
+        }
+        if self.max_frame_bytes < 256 || self.outbound_queue == 0 || self.rate_limit == 0 {
+            return Err(ConfigError::Invalid(
+                "max_frame_bytes must be at least 256, outbound_queue and rate_limit at least 1".into(),
+            ));
+        }
+        if self.ping_interval.is_zero() {
+            return Err(ConfigError::Invalid("ping_interval_secs must be greater than zero".into()));
+        }
+        Ok(self)
+    }
+}
+
+impl Layer {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.into(), e))?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse(path.into(), e))
+    }
+
+    /// Reads the documented environment variables through `get` (so tests need not touch
+    /// the process environment).
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        fn parse<T: std::str::FromStr>(name: &'static str, v: Option<String>) -> Result<Option<T>, ConfigError> {
+            v.map(|s| s.trim().parse::<T>().map_err(|_| ConfigError::Env(name, s))).transpose()
+        }
+        let flag = |name: &'static str| -> Result<Option<bool>, ConfigError> {
+            get(name)
+                .map(|v| match v.trim().to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" | "on" => Ok(true),
+                    "0" | "false" | "no" | "off" => Ok(false),
+                    _ => Err(ConfigError::Env(name, v)),
+                })
+                .transpose()
+        };
+        Ok(Layer {
+            bind: parse("APEX_BIND", get("APEX_BIND"))?,
+            data_dir: get("APEX_DATA_DIR").map(PathBuf::from),
+            database_url: get("DATABASE_URL"),
+            redis_url: get("REDIS_URL").filter(|s| !s.is_empty()),
+            demo_mode: flag("DEMO_MODE")?,
+            env: get("APEX_ENV"),
+            jwt_secret: get("APEX_JWT_SECRET").filter(|s| !s.is_empty()),
+            jwt_issuer: get("APEX_JWT_ISSUER"),
+            jwt_audience: get("APEX_JWT_AUDIENCE"),
+            llm: get("APEX_LLM"),
+            max_frame_bytes: parse("APEX_MAX_FRAME_BYTES", get("APEX_MAX_FRAME_BYTES"))?,
+            ping_interval_secs: parse("APEX_PING_INTERVAL_SECS", get("APEX_PING_INTERVAL_SECS"))?,
+            run_timeout_secs: parse("APEX_RUN_TIMEOUT_SECS", get("APEX_RUN_TIMEOUT_SECS"))?,
+            shutdown_grace_secs: parse("APEX_SHUTDOWN_GRACE_SECS", get("APEX_SHUTDOWN_GRACE_SECS"))?,
+            outbound_queue: parse("APEX_OUTBOUND_QUEUE", get("APEX_OUTBOUND_QUEUE"))?,
+            write_timeout_secs: parse("APEX_WRITE_TIMEOUT_SECS", get("APEX_WRITE_TIMEOUT_SECS"))?,
+            rate_limit: parse("APEX_RATE_LIMIT", get("APEX_RATE_LIMIT"))?,
+            log_json: get("APEX_LOG_FORMAT").map(|f| f.eq_ignore_ascii_case("json")),
+            tool_delay_ms: parse("APEX_TOOL_DELAY_MS", get("APEX_TOOL_DELAY_MS"))?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order_and_production_disables_demo() {
+        let file: Layer = toml::from_str("bind = \"127.0.0.1:9000\"\nrun_timeout_secs = 5\ndemo_mode = true").unwrap();
+        let env = Layer::from_env(|k| match k {
+            "APEX_BIND" => Some("127.0.0.1:9001".into()),
+            "APEX_ENV" => Some("production".into()),
+            _ => None,
+        })
+        .unwrap();
+        let flags = Layer { bind: Some("127.0.0.1:9002".parse().unwrap()), ..Layer::default() };
+        let s = Settings::resolve([file, env, flags]).unwrap();
+        assert_eq!(s.bind.port(), 9002);
+        assert_eq!(s.run_timeout, Duration::from_secs(5));
+        assert!(!s.demo_mode);
+        assert!(s.database_url.starts_with("sqlite://") && s.database_url.ends_with("apex.db"));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Layer::from_env(|k| (k == "DEMO_MODE").then(|| "maybe".into())).unwrap_err();
+        assert!(err.to_string().contains("DEMO_MODE"), "{err}");
+        assert!(toml::from_str::<Layer>("unknown_key = 1").is_err());
+    }
+}

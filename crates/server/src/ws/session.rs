@@ -1,0 +1,309 @@
+//! One WebSocket connection: parse, validate and authorize client frames, and deliver the
+//! events of every run this connection follows.
+//!
+//! Three kinds of tasks, all owned here and released when the connection ends: this
+//! session loop (reads frames), one writer (the only owner of the socket's write half,
+//! fed by a bounded queue) and one follower per followed run (copies the run's events
+//! into the queue). A client that stops reading fills the queue, then the socket; the
+//! writer gives up after the write timeout and the connection ends, without touching the
+//! run itself.
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apex_engine::{Follow, StartError};
+use apex_protocol::{close, now_ms, parse_client_frame, ClientFrame, ConnectionId, ErrorCode, RunId, ServerFrame, SUBPROTOCOL};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
+use tracing::Instrument;
+
+use crate::auth::Identity;
+use crate::AppState;
+
+enum Outbound {
+    Text(Utf8Bytes),
+    Ping,
+    Close(u16, &'static str),
+}
+
+pub(super) async fn run(socket: WebSocket, app: AppState, identity: Identity) {
+    let connection_id = ConnectionId::new();
+    let span = tracing::info_span!("connection", user_id = %identity.user_id, %connection_id);
+    let _open = ConnectionCount::open(&app.connections);
+    let (sink, stream) = socket.split();
+    let (out, rx) = mpsc::channel(app.settings.outbound_queue);
+    let writer = tokio::spawn(write_loop(sink, rx, app.settings.write_timeout).instrument(span.clone()));
+    let mut session = Session {
+        limiter: TokenBucket::new(app.settings.rate_limit),
+        app,
+        user: Arc::from(identity.user_id.as_str()),
+        out,
+        followers: JoinSet::new(),
+        following: HashMap::new(),
+    };
+    session.serve(stream, writer, identity, connection_id).instrument(span).await;
+}
+
+struct Session {
+    app: AppState,
+    user: Arc<str>,
+    out: mpsc::Sender<Outbound>,
+    followers: JoinSet<()>,
+    following: HashMap<RunId, AbortHandle>,
+    limiter: TokenBucket,
+}
+
+impl Session {
+    async fn serve(&mut self, mut stream: SplitStream<WebSocket>, mut writer: JoinHandle<()>, identity: Identity, connection_id: ConnectionId) {
+        tracing::debug!("connected");
+        self.send(ServerFrame::ConnectionReady {
+            user_id: identity.user_id.clone(),
+            connection_id,
+            demo: identity.demo,
+            token: identity.issued_token.clone(),
+            protocol: SUBPROTOCOL.into(),
+        })
+        .await;
+        let interval = self.app.settings.ping_interval;
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        let mut last_seen = Instant::now();
+        let mut announced_shutdown = false;
+        let (shutting_down, close_sessions) = (self.app.shutting_down.clone(), self.app.close_sessions.clone());
+        let reason = loop {
+            tokio::select! {
+                frame = stream.next() => match frame {
+                    Some(Ok(message)) => {
+                        last_seen = Instant::now();
+                        match message {
+                            Message::Text(text) => self.on_text(&text).await,
+                            Message::Binary(_) => {
+                                self.error(ErrorCode::BinaryNotSupported, "send JSON text frames", None).await
+                            }
+                            Message::Ping(_) | Message::Pong(_) => {}
+                            Message::Close(_) => break "client closed",
+                        }
+                    }
+                    Some(Err(e)) => {
+                        if is_too_big(e) {
+                            self.close(close::TOO_BIG, "frame larger than the transport limit").await;
+                            break "frame too big";
+                        }
+                        break "read error";
+                    }
+                    None => break "disconnected",
+                },
+                _ = ping.tick() => {
+                    if last_seen.elapsed() > interval * 2 {
+                        self.close(close::PING_TIMEOUT, "no answer to ping").await;
+                        break "ping timeout";
+                    }
+                    if now_ms() / 1000 >= identity.expires_at {
+                        self.close(close::POLICY, "token expired").await;
+                        break "token expired";
+                    }
+                    let _ = self.out.send(Outbound::Ping).await;
+                }
+                _ = shutting_down.cancelled(), if !announced_shutdown => {
+                    announced_shutdown = true;
+                    let grace_ms = self.app.settings.shutdown_grace.as_millis() as u64;
+                    self.send(ServerFrame::ServerShutdown { grace_ms }).await;
+                }
+                _ = close_sessions.cancelled() => {
+                    // Runs are over: let followers deliver their last events, then close.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                        while self.followers.join_next().await.is_some() {}
+                    })
+                    .await;
+                    self.close(close::SERVICE_RESTART, "server restarting").await;
+                    break "server shutdown";
+                }
+                _ = &mut writer => break "write failed or too slow",
+                Some(_) = self.followers.join_next(), if !self.followers.is_empty() => {}
+            }
+        };
+        tracing::debug!(reason, "connection ended");
+        self.followers.abort_all();
+        let Self { out, .. } = self;
+        drop(std::mem::replace(out, mpsc::channel(1).0));
+        if tokio::time::timeout(Duration::from_secs(2), &mut writer).await.is_err() {
+            writer.abort();
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) {
+        if !self.limiter.allow() {
+            return self.error(ErrorCode::RateLimited, "too many frames; slow down", None).await;
+        }
+        let frame = match parse_client_frame(text, self.app.settings.max_frame_bytes) {
+            Ok(frame) => frame,
+            Err(e) => {
+                let frame = ServerFrame::Error { code: e.code, message: e.message, run_id: None, client_message_id: e.client_message_id };
+                return self.send(frame).await;
+            }
+        };
+        match frame {
+            ClientFrame::Ping => self.send(ServerFrame::Pong).await,
+            ClientFrame::UserMessage(message) => {
+                let client_message_id = message.client_message_id.clone();
+                match self.app.runs.submit(&self.user, message).await {
+                    Ok(accepted) => {
+                        self.send(ServerFrame::MessageAccepted {
+                            run_id: accepted.run_id,
+                            thread_id: accepted.thread_id,
+                            message_id: accepted.message_id,
+                            client_message_id,
+                        })
+                        .await;
+                        self.follow(accepted.run_id, 0).await;
+                    }
+                    Err(e) => {
+                        let (code, message, run_id) = start_error(e);
+                        self.send(ServerFrame::Error { code, message, run_id, client_message_id }).await;
+                    }
+                }
+            }
+            ClientFrame::StopAgent { run_id } => {
+                if let Err(e) = self.app.runs.stop(&self.user, run_id).await {
+                    let (code, message, _) = start_error(e);
+                    self.error(code, message, Some(run_id)).await;
+                }
+            }
+            ClientFrame::Resume { run_id, after_seq } => self.follow(run_id, after_seq).await,
+        }
+    }
+
+    /// Starts delivering a run's events after `after_seq`. Following a run again replaces
+    /// the previous follower, so each event reaches this connection once per request.
+    async fn follow(&mut self, run_id: RunId, after_seq: u64) {
+        match self.app.runs.follow(&self.user, run_id, after_seq).await {
+            Ok(follow) => {
+                self.following.retain(|_, task| !task.is_finished());
+                if let Some(previous) = self.following.remove(&run_id) {
+                    previous.abort();
+                }
+                let task = self.followers.spawn(forward(follow, self.out.clone()).in_current_span());
+                self.following.insert(run_id, task);
+            }
+            Err(e) => {
+                let (code, message, _) = start_error(e);
+                self.error(code, message, Some(run_id)).await;
+            }
+        }
+    }
+
+    async fn send(&self, frame: ServerFrame) {
+        let _ = self.out.send(Outbound::Text(Utf8Bytes::from(frame.to_json()))).await;
+    }
+
+    async fn error(&self, code: ErrorCode, message: impl Into<String>, run_id: Option<RunId>) {
+        self.send(ServerFrame::Error { code, message: message.into(), run_id, client_message_id: None }).await;
+    }
+
+    async fn close(&self, code: u16, reason: &'static str) {
+        let _ = self.out.send(Outbound::Close(code, reason)).await;
+    }
+}
+
+fn start_error(e: StartError) -> (ErrorCode, String, Option<RunId>) {
+    match e {
+        StartError::ThreadBusy(run) => (
+            ErrorCode::ThreadBusy,
+            "this thread has an active run; wait for it to finish or stop it".into(),
+            Some(run),
+        ),
+        StartError::NotFound => (ErrorCode::NotFound, "no such thread or run".into(), None),
+        StartError::ShuttingDown => (ErrorCode::ShuttingDown, "the server is restarting; retry shortly".into(), None),
+        StartError::Store(detail) => {
+            tracing::error!(error = %detail, "storage failed while handling a frame");
+            (ErrorCode::Internal, "the request could not be saved; retry".into(), None)
+        }
+    }
+}
+
+/// Copies a run's events into the connection's queue until the terminal event.
+async fn forward(mut follow: Follow, out: mpsc::Sender<Outbound>) {
+    while let Some(batch) = follow.next_batch().await {
+        for event in batch {
+            if out.send(Outbound::Text(Utf8Bytes::from(&*event))).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Owns the socket's write half. Queued frames are fed together and flushed once.
+async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Outbound>, timeout: Duration) {
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(item) = next.take().or_else(|| rx.try_recv().ok()) {
+            let message = match item {
+                Outbound::Text(text) => Message::Text(text),
+                Outbound::Ping => Message::Ping(Default::default()),
+                Outbound::Close(code, reason) => {
+                    let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
+                    let _ = tokio::time::timeout(timeout, sink.send(Message::Close(Some(frame)))).await;
+                    let _ = tokio::time::timeout(timeout, sink.close()).await;
+                    return;
+                }
+            };
+            if !matches!(tokio::time::timeout(timeout, sink.feed(message)).await, Ok(Ok(()))) {
+                tracing::info!("dropping a connection that does not accept data (slow consumer or broken socket)");
+                return;
+            }
+        }
+        if !matches!(tokio::time::timeout(timeout, sink.flush()).await, Ok(Ok(()))) {
+            tracing::info!("dropping a connection that does not accept data (slow consumer or broken socket)");
+            return;
+        }
+    }
+    let _ = tokio::time::timeout(timeout, sink.close()).await;
+}
+
+fn is_too_big(e: axum::Error) -> bool {
+    matches!(e.into_inner().downcast_ref::<tungstenite::Error>(), Some(tungstenite::Error::Capacity(_)))
+}
+
+/// Keeps the open-connection gauge right however the session ends.
+struct ConnectionCount(Arc<AtomicUsize>);
+
+impl ConnectionCount {
+    fn open(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for ConnectionCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Per-connection frame allowance: `rate` per second, bursts of twice that.
+struct TokenBucket {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32) -> Self {
+        Self { rate: rate as f64, tokens: rate as f64 * 2.0, at: Instant::now() }
+    }
+
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.rate * 2.0);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
