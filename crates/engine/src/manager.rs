@@ -92,7 +92,9 @@ struct Inner {
     supervisor: Supervisor,
     settings: EngineSettings,
     runs: Mutex<HashMap<RunId, Arc<LiveRun>>>,
-    busy_threads: Mutex<HashMap<ThreadId, RunId>>,
+    /// Threads with an active run, with the owner: another user's thread is never "busy",
+    /// it does not exist for them.
+    busy_threads: Mutex<HashMap<ThreadId, (Arc<str>, RunId)>>,
     tracker: TaskTracker,
     accepting: AtomicBool,
     stop_sweeper: CancellationToken,
@@ -143,12 +145,19 @@ impl RunManager {
         if !inner.accepting.load(Ordering::Acquire) {
             return Err(StartError::ShuttingDown);
         }
+        let user: Arc<str> = Arc::from(user_id);
+        let mut reserved = None;
         if let Some(thread) = msg.thread_id {
             let mut busy = inner.busy_threads.lock().expect("busy lock");
-            if let Some(run) = busy.get(&thread) {
-                return Err(StartError::ThreadBusy(*run));
+            match busy.get(&thread) {
+                Some((owner, run)) if *owner == user => return Err(StartError::ThreadBusy(*run)),
+                // Not this user's thread: the store will answer NotFound.
+                Some(_) => {}
+                None => {
+                    busy.insert(thread, (user.clone(), RESERVED));
+                    reserved = Some(thread);
+                }
             }
-            busy.insert(thread, RESERVED);
         }
         let begun = inner
             .store
@@ -163,16 +172,15 @@ impl RunManager {
         let begun = match begun {
             Ok(b) if !b.duplicate => b,
             other => {
-                if let Some(thread) = msg.thread_id {
+                if let Some(thread) = reserved {
                     inner.busy_threads.lock().expect("busy lock").remove(&thread);
                 }
                 let b = other?;
                 return Ok(Accepted { run_id: b.run_id, thread_id: b.thread_id, message_id: b.message_id, duplicate: true });
             }
         };
-        inner.busy_threads.lock().expect("busy lock").insert(begun.thread_id, begun.run_id);
+        inner.busy_threads.lock().expect("busy lock").insert(begun.thread_id, (user.clone(), begun.run_id));
 
-        let user: Arc<str> = Arc::from(user_id);
         let live = Arc::new(LiveRun {
             log: Arc::new(RunLog::new(begun.run_id, begun.thread_id, user.clone())),
             cancel: CancellationToken::new(),
@@ -294,7 +302,7 @@ impl Inner {
         let status = sink.finish(&ctx, outcome).await;
         tracing::debug!(run_id = %ctx.run_id, status = status.as_str(), "run finished");
         let mut busy = self.busy_threads.lock().expect("busy lock");
-        if busy.get(&ctx.thread_id) == Some(&ctx.run_id) {
+        if busy.get(&ctx.thread_id).is_some_and(|(_, run)| *run == ctx.run_id) {
             busy.remove(&ctx.thread_id);
         }
         drop(busy);

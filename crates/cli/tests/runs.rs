@@ -1,0 +1,205 @@
+//! Runs are not owned by sockets: resume, disconnects, stop, timeout, failure, busy threads.
+mod common;
+
+use std::time::Duration;
+
+use apex_server::Layer;
+use common::*;
+use serde_json::{json, Value};
+
+/// A server whose data agent takes a while, so that things can happen mid-run.
+async fn slow_app(ms: u64) -> TestApp {
+    spawn_with(Layer::default(), |s| s.with_tool(slow("query_usage", ms))).await
+}
+
+#[tokio::test]
+async fn resume_after_reconnect_gets_exactly_the_missing_events() {
+    let app = slow_app(300).await;
+    let mut first = connect(&app, By::Demo).await;
+    let token = first.token.clone().unwrap();
+    let accepted = first.ask("Analyze my AI costs", None).await;
+    let run_id = accepted["run_id"].as_str().unwrap().to_owned();
+    let mut seen = Vec::new();
+    while seen.len() < 8 {
+        seen.push(first.next_json().await);
+    }
+    drop(first); // the socket just goes away, mid-run
+
+    let mut second = connect(&app, By::Header(token)).await;
+    second.send(json!({"type": "resume", "run_id": run_id, "after_seq": 8})).await;
+    let rest = second.events_until_terminal().await;
+    assert_eq!(rest[0]["seq"], 9, "no gap and no duplicate");
+    let all: Vec<Value> = seen.into_iter().chain(rest).collect();
+    assert_golden_run(&all);
+}
+
+#[tokio::test]
+async fn resume_is_exact_at_every_point_of_a_run() {
+    let app = slow_app(50).await;
+    let mut owner = connect(&app, By::Demo).await;
+    let token = owner.token.clone().unwrap();
+    let accepted = owner.ask("Analyze my AI costs", None).await;
+    let run_id = accepted["run_id"].as_str().unwrap().to_owned();
+    let full = owner.events_until_terminal().await;
+    assert_golden_run(&full);
+    // A finished run resumes from any seq, from another connection, identically.
+    for after in [0, 1, 5, full.len() as u64 - 1, full.len() as u64] {
+        let mut c = connect(&app, By::Header(token.clone())).await;
+        c.send(json!({"type": "resume", "run_id": run_id, "after_seq": after})).await;
+        if after == full.len() as u64 {
+            c.send(json!({"type": "ping"})).await;
+            assert_eq!(c.next_json().await["type"], "pong", "nothing after the terminal event");
+            continue;
+        }
+        let rest = c.events_until_terminal().await;
+        assert_eq!(rest[..], full[after as usize..]);
+    }
+}
+
+#[tokio::test]
+async fn a_run_completes_and_persists_when_its_client_never_comes_back() {
+    let app = slow_app(200).await;
+    let mut client = connect(&app, By::Demo).await;
+    let token = client.token.clone().unwrap();
+    let accepted = client.ask("Analyze my AI costs", None).await;
+    client.next_json().await;
+    drop(client);
+    let run_id = accepted["run_id"].as_str().unwrap();
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = app.get(&format!("/api/runs/{run_id}"), &token).await.1["run"]["status"].clone();
+        if status == "completed" {
+            break;
+        }
+    }
+    assert_eq!(status, "completed");
+    let (_, events) = app.get(&format!("/api/runs/{run_id}/events"), &token).await;
+    assert_golden_run(events["events"].as_array().unwrap());
+    let thread = accepted["thread_id"].as_str().unwrap();
+    let (_, messages) = app.get(&format!("/api/threads/{thread}/messages"), &token).await;
+    assert_eq!(messages["messages"][1]["role"], "assistant");
+}
+
+#[tokio::test]
+async fn several_tabs_of_one_user_follow_the_same_run() {
+    let app = slow_app(100).await;
+    let mut tab1 = connect(&app, By::Demo).await;
+    let mut tab2 = connect(&app, By::Header(tab1.token.clone().unwrap())).await;
+    let accepted = tab1.ask("Analyze my AI costs", None).await;
+    tab2.send(json!({"type": "resume", "run_id": accepted["run_id"], "after_seq": 0})).await;
+    let a = tab1.events_until_terminal().await;
+    let b = tab2.events_until_terminal().await;
+    assert_golden_run(&a);
+    assert_eq!(a, b);
+}
+
+#[tokio::test]
+async fn stop_agent_cancels_the_run() {
+    let app = slow_app(2_000).await;
+    let mut client = connect(&app, By::Demo).await;
+    let token = client.token.clone().unwrap();
+    let accepted = client.ask("Analyze my AI costs", None).await;
+    // Wait until the data agent's (slow) tool is executing, then stop.
+    loop {
+        let e = client.next_json().await;
+        if e["type"] == "tool_executing" && e["agent"] == "data" {
+            break;
+        }
+    }
+    client.send(json!({"type": "stop_agent", "run_id": accepted["run_id"]})).await;
+    let rest = client.events_until_terminal().await;
+    let last = rest.last().unwrap();
+    assert_eq!(last["type"], "run_cancelled");
+    let closed = rest.iter().find(|e| e["type"] == "tool_completed").expect("the open tool call is closed");
+    assert_eq!(closed["ok"], false);
+    let (_, run) = app.get(&format!("/api/runs/{}", accepted["run_id"].as_str().unwrap()), &token).await;
+    assert_eq!(run["run"]["status"], "cancelled");
+    // The connection is unharmed and the thread is free again.
+    let next = client.ask("Analyze my AI costs", accepted["thread_id"].as_str()).await;
+    assert_eq!(next["thread_id"], accepted["thread_id"]);
+}
+
+#[tokio::test]
+async fn a_run_past_its_timeout_ends_with_its_partial_text_persisted() {
+    let app = spawn_with(Layer { run_timeout_secs: Some(0.4), ..Default::default() }, |s| {
+        s.with_tool(slow("forecast_spend", 5_000))
+    })
+    .await;
+    let mut client = connect(&app, By::Demo).await;
+    let token = client.token.clone().unwrap();
+    let accepted = client.ask("Analyze my AI costs", None).await;
+    let events = client.events_until_terminal().await;
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "run_timed_out", "{last}");
+    let streamed: String = events.iter().filter(|e| e["type"] == "response_delta").map(|e| e["text"].as_str().unwrap()).collect();
+    assert_eq!(last["partial_text"].as_str().unwrap(), streamed, "the partial text is what was streamed");
+    let run_id = accepted["run_id"].as_str().unwrap();
+    let (_, run) = app.get(&format!("/api/runs/{run_id}"), &token).await;
+    assert_eq!(run["run"]["status"], "timed_out");
+    let (_, stored) = app.get(&format!("/api/runs/{run_id}/events"), &token).await;
+    assert_eq!(stored["events"].as_array().unwrap(), &events);
+    client.send(json!({"type": "ping"})).await;
+    assert_eq!(client.next_json().await["type"], "pong");
+}
+
+#[tokio::test]
+async fn a_failing_tool_ends_the_run_with_run_failed() {
+    let app = spawn_with(Layer::default(), |s| s.with_tool(std::sync::Arc::new(FailingTool("find_savings")))).await;
+    let mut client = connect(&app, By::Demo).await;
+    let token = client.token.clone().unwrap();
+    let accepted = client.ask("Analyze my AI costs", None).await;
+    let events = client.events_until_terminal().await;
+    let failed_call = events.iter().find(|e| e["type"] == "tool_completed" && e["tool"] == "find_savings").unwrap();
+    assert_eq!(failed_call["ok"], false);
+    assert!(failed_call["error"].as_str().unwrap().contains("refused"));
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "run_failed");
+    assert_eq!(last["code"], "tool_failed");
+    let (_, run) = app.get(&format!("/api/runs/{}", accepted["run_id"].as_str().unwrap()), &token).await;
+    assert_eq!(run["run"]["status"], "failed");
+    assert_eq!(run["run"]["error_code"], "tool_failed");
+    client.send(json!({"type": "ping"})).await;
+    assert_eq!(client.next_json().await["type"], "pong", "the connection is unharmed");
+}
+
+#[tokio::test]
+async fn a_second_message_to_a_busy_thread_is_refused_with_thread_busy() {
+    let app = slow_app(500).await;
+    let mut client = connect(&app, By::Demo).await;
+    let accepted = client.ask("Analyze my AI costs", None).await;
+    client
+        .send(json!({"type": "user_message", "text": "again", "thread_id": accepted["thread_id"], "client_message_id": "m2"}))
+        .await;
+    let reply = loop {
+        let v = client.next_json().await;
+        if v["type"] == "error" {
+            break v;
+        }
+    };
+    assert_eq!(reply["code"], "thread_busy");
+    assert_eq!(reply["run_id"], accepted["run_id"]);
+    assert_eq!(reply["client_message_id"], "m2");
+    let events = client.events_until_terminal().await;
+    assert_eq!(events.last().unwrap()["type"], "final_response");
+    // Once the run is over the thread takes messages again.
+    client.ask("again", accepted["thread_id"].as_str()).await;
+}
+
+#[tokio::test]
+async fn a_resent_client_message_id_returns_the_original_run() {
+    let app = spawn_app().await;
+    let mut client = connect(&app, By::Demo).await;
+    let token = client.token.clone().unwrap();
+    client.send(json!({"type": "user_message", "text": "Analyze my AI costs", "client_message_id": "once"})).await;
+    let first = client.next_json().await;
+    client.events_until_terminal().await;
+    client.send(json!({"type": "user_message", "text": "Analyze my AI costs", "client_message_id": "once"})).await;
+    let again = client.next_json().await;
+    assert_eq!(again["type"], "message_accepted");
+    assert_eq!(again["run_id"], first["run_id"]);
+    let replay = client.events_until_terminal().await;
+    assert_golden_run(&replay);
+    let (_, threads) = app.get("/api/threads", &token).await;
+    assert_eq!(threads["threads"].as_array().unwrap().len(), 1, "no second thread or run");
+}
