@@ -1,5 +1,9 @@
 //! The per-run event log: the ordered history of a live run and its fan-out.
 //!
+//! Events enter the log only once they are durable (the persistence writer publishes them
+//! after each commit), so whatever a client has seen survives a crash, and the seq of
+//! the `run_interrupted` written at recovery is always past anything a client saw.
+//!
 //! The history itself is the buffer: followers keep the next `seq` they need and read from
 //! it whenever the watch channel says something was appended. A slow follower therefore
 //! never loses events and never slows the run; the history is released when the run
@@ -33,26 +37,18 @@ impl RunLog {
         }
     }
 
-    /// Appends an event built for the next seq, returning that seq. Numbering and
-    /// appending happen under one lock, so seqs are contiguous and in order.
-    pub fn append(&self, build: impl FnOnce(u64) -> (Arc<str>, bool)) -> u64 {
-        let seq = {
+    /// Publishes the next event to every follower. Events arrive in seq order (one
+    /// writer, FIFO); `seq` is checked against the history length.
+    pub fn publish(&self, seq: u64, json: Arc<str>, terminal: bool) {
+        {
             let mut events = self.events.write().expect("event log lock");
-            let seq = events.len() as u64 + 1;
-            let (json, terminal) = build(seq);
+            debug_assert_eq!(seq, events.len() as u64 + 1, "events are published in seq order");
             events.push(json);
             if terminal {
                 self.terminal_seq.store(seq, Ordering::Release);
             }
-            seq
-        };
+        }
         self.published.send_replace(seq);
-        seq
-    }
-
-    /// The next seq that [`append`](Self::append) will assign.
-    pub fn next_seq(&self) -> u64 {
-        self.events.read().expect("event log lock").len() as u64 + 1
     }
 
     pub fn is_finished(&self) -> bool {
@@ -111,16 +107,16 @@ mod tests {
     #[tokio::test]
     async fn followers_see_history_then_live_events_without_gaps() {
         let log = Arc::new(RunLog::new(RunId::new(), ThreadId::new(), Arc::from("u")));
-        log.append(|s| (Arc::from(format!("e{s}")), false));
-        log.append(|s| (Arc::from(format!("e{s}")), false));
+        log.publish(1, Arc::from("e1"), false);
+        log.publish(2, Arc::from("e2"), false);
         let mut late = log.follow(1);
         let mut from_start = log.follow(0);
         assert_eq!(late.next_batch().await.unwrap(), vec![Arc::from("e2")]);
         let writer = {
             let log = log.clone();
             tokio::spawn(async move {
-                for i in 0..100 {
-                    log.append(|s| (Arc::from(format!("e{s}")), i == 99));
+                for s in 3..=102 {
+                    log.publish(s, Arc::from(format!("e{s}")), s == 102);
                     tokio::task::yield_now().await;
                 }
             })

@@ -268,9 +268,9 @@ impl RunManager {
             inner.tracker.wait().await;
         }
         inner.stop_sweeper.cancel();
-        // Every run has ended, so nothing else queues writes: a final empty commit
-        // returns once all of them are durable.
-        inner.writer.commit(Vec::new()).await;
+        // Every run has ended, so nothing else queues writes: once this flush returns,
+        // all of them are durable.
+        inner.writer.flush().await;
         if let Some(task) = inner.writer_task.lock().expect("writer lock").take() {
             task.abort();
         }

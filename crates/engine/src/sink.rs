@@ -11,13 +11,16 @@ use serde_json::Value;
 use crate::agent::{AgentError, Tools};
 use crate::context::RunContext;
 use crate::log::RunLog;
-use crate::writer::WriterHandle;
+use crate::writer::{Publish, WriterHandle};
 
 pub struct EventSink {
     log: Arc<RunLog>,
     writer: WriterHandle,
     tools: Tools,
     state: Mutex<SinkState>,
+    /// The next seq. Held while an event is handed to the writer, so that seq order and
+    /// queue order are the same even if agents ever emit concurrently.
+    next_seq: tokio::sync::Mutex<u64>,
 }
 
 #[derive(Default)]
@@ -41,20 +44,27 @@ pub enum Outcome {
 
 impl EventSink {
     pub fn new(log: Arc<RunLog>, writer: WriterHandle, tools: Tools) -> Self {
-        Self { log, writer, tools, state: Mutex::default() }
+        Self { log, writer, tools, state: Mutex::default(), next_seq: tokio::sync::Mutex::new(1) }
     }
 
-    /// Emits a non-terminal event and returns its seq.
+    /// Emits a non-terminal event and returns its seq. It reaches followers once durable.
     pub async fn emit(&self, kind: EventKind) -> u64 {
         debug_assert!(!kind.is_terminal(), "terminal events go through finish()");
-        let kind_name = kind.type_name();
-        let mut json: Arc<str> = Arc::from("");
-        let seq = self.log.append(|seq| {
-            json = self.serialize(seq, kind);
-            (json.clone(), false)
-        });
-        self.writer.send(Write::Event { run_id: self.log.run_id, seq, kind: kind_name, json }).await;
+        let mut next = self.next_seq.lock().await;
+        let seq = *next;
+        let (write, publish) = self.event(seq, kind, false);
+        self.writer.publish(vec![write], publish).await;
+        // Advanced only once handed over: a run cancelled while waiting for queue space
+        // leaves no gap in its seqs.
+        *next = seq + 1;
         seq
+    }
+
+    fn event(&self, seq: u64, kind: EventKind, terminal: bool) -> (Write, Publish) {
+        let kind_name = kind.type_name();
+        let json = self.serialize(seq, kind);
+        let write = Write::Event { run_id: self.log.run_id, seq, kind: kind_name, json: json.clone() };
+        (write, Publish { log: self.log.clone(), seq, json, terminal })
     }
 
     fn serialize(&self, seq: u64, kind: EventKind) -> Arc<str> {
@@ -161,10 +171,6 @@ impl EventSink {
                 (RunStatus::Interrupted, EventKind::RunInterrupted { partial_text: partial.clone() }, partial, None)
             }
         };
-        // Only the run task emits, and the pipeline has stopped: the next seq is ours.
-        let seq = self.log.next_seq();
-        let kind_name = kind.type_name();
-        let json = self.serialize(seq, kind);
         let finish = RunFinish {
             run_id: ctx.run_id,
             user_id: ctx.user_id.to_string(),
@@ -175,12 +181,13 @@ impl EventSink {
             message_id: ctx.message_id,
             text,
         };
-        let event = Write::Event { run_id: ctx.run_id, seq, kind: kind_name, json: json.clone() };
-        if !self.writer.commit(vec![event, Write::Finish(finish)]).await {
+        let mut next = self.next_seq.lock().await;
+        let (event, publish) = self.event(*next, kind, true);
+        *next += 1;
+        // The run's state, its answer and its terminal event commit together.
+        if !self.writer.publish_acked(vec![Write::Finish(finish), event], publish).await {
             tracing::error!(run_id = %ctx.run_id, "the end of a run could not be persisted");
         }
-        let published = self.log.append(|_| (json, true));
-        debug_assert_eq!(published, seq);
         status
     }
 }

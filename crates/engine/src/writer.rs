@@ -1,9 +1,10 @@
 //! The persistence writer: one task that turns the engine's writes into batched
-//! transactions, off the event delivery path.
+//! transactions, and publishes each event to its run's log once the batch holding it is
+//! committed.
 //!
-//! Events are handed over and forgotten (the run never waits for the disk); a run's end
-//! is handed over with an acknowledgement, so its terminal event is only published once
-//! everything before it, and the answer, is durable.
+//! Runs hand events over and go on without waiting; delivery waits only for the group
+//! commit that makes the event durable, so a client never sees an event that a crash
+//! could take back. Batches grow with load, which keeps commits per event low.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,15 +12,29 @@ use apex_store::{Store, Write};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::log::RunLog;
+
 /// Upper bound of writes applied in one transaction.
-const MAX_BATCH: usize = 2048;
+const MAX_BATCH: usize = 4096;
 /// Queue length between runs and the writer; a full queue slows runs down instead of
 /// growing memory without bound.
 const QUEUE: usize = 16_384;
 const RETRY_DELAYS_MS: [u64; 4] = [20, 100, 500, 2000];
 
+/// An event on its way to its run's followers.
+pub struct Publish {
+    pub log: Arc<RunLog>,
+    pub seq: u64,
+    pub json: Arc<str>,
+    /// True for the event that ends the run.
+    pub terminal: bool,
+}
+
 struct Item {
-    write: Write,
+    /// Applied in the same transaction, never split across batches.
+    writes: Vec<Write>,
+    /// Published once `writes` are committed.
+    publish: Option<Publish>,
     ack: Option<oneshot::Sender<bool>>,
 }
 
@@ -31,24 +46,33 @@ pub struct WriterHandle {
 impl WriterHandle {
     /// Queues a write without waiting for it to be durable.
     pub async fn send(&self, write: Write) {
-        if self.tx.send(Item { write, ack: None }).await.is_err() {
-            tracing::error!("persistence writer is gone; a write was dropped");
-        }
+        self.push(Item { writes: vec![write], publish: None, ack: None }).await;
     }
 
-    /// Queues writes and waits until they (and everything queued before) are committed.
-    /// Returns false when they could not be persisted.
-    pub async fn commit(&self, writes: Vec<Write>) -> bool {
+    /// Queues writes and an event to publish once they are committed.
+    pub async fn publish(&self, writes: Vec<Write>, publish: Publish) {
+        self.push(Item { writes, publish: Some(publish), ack: None }).await;
+    }
+
+    /// Like [`publish`](Self::publish), and waits until the event is committed and
+    /// published. Returns false when the writes could not be persisted.
+    pub async fn publish_acked(&self, writes: Vec<Write>, publish: Publish) -> bool {
         let (ack, done) = oneshot::channel();
-        let last = writes.len().saturating_sub(1);
-        let mut ack = Some(ack);
-        for (i, write) in writes.into_iter().enumerate() {
-            let item = Item { write, ack: if i == last { ack.take() } else { None } };
-            if self.tx.send(item).await.is_err() {
-                return false;
-            }
-        }
+        self.push(Item { writes, publish: Some(publish), ack: Some(ack) }).await;
         done.await.unwrap_or(false)
+    }
+
+    /// Waits until everything queued so far is committed.
+    pub async fn flush(&self) -> bool {
+        let (ack, done) = oneshot::channel();
+        self.push(Item { writes: Vec::new(), publish: None, ack: Some(ack) }).await;
+        done.await.unwrap_or(false)
+    }
+
+    async fn push(&self, item: Item) {
+        if self.tx.send(item).await.is_err() {
+            tracing::error!("persistence writer is gone; a write was dropped");
+        }
     }
 
     /// Writes waiting in the queue.
@@ -67,15 +91,20 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Item>) {
     let mut items = Vec::with_capacity(MAX_BATCH);
     let mut writes = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut items, MAX_BATCH).await > 0 {
-        let mut acks = Vec::new();
-        for item in items.drain(..) {
-            writes.push(item.write);
-            acks.extend(item.ack);
+        for item in &mut items {
+            writes.append(&mut item.writes);
         }
-        let ok = apply_with_retry(store.as_ref(), &writes).await;
+        // Publish even when persisting failed for good: a run must never hang. The
+        // failure is logged; liveness wins over durability here.
+        let ok = writes.is_empty() || apply_with_retry(store.as_ref(), &writes).await;
         writes.clear();
-        for ack in acks {
-            let _ = ack.send(ok);
+        for item in items.drain(..) {
+            if let Some(p) = item.publish {
+                p.log.publish(p.seq, p.json, p.terminal);
+            }
+            if let Some(ack) = item.ack {
+                let _ = ack.send(ok);
+            }
         }
     }
 }

@@ -1,0 +1,219 @@
+//! Connection and process lifecycle: nothing leaks, shutdown is graceful, a crash loses
+//! nothing that was acknowledged.
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use apex_server::Layer;
+use common::*;
+use serde_json::{json, Value};
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_task_of_a_connection_is_released_on_disconnect() {
+    let app = spawn_with(Layer::default(), |s| s.with_tool(slow("query_usage", 100))).await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    // Let the health-check connection of startup wind down, then take the baseline.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let baseline = metrics.num_alive_tasks();
+
+    let mut clients = Vec::new();
+    for i in 0..20 {
+        let mut c = connect(&app, By::Demo).await;
+        if i % 2 == 0 {
+            c.ask("Analyze my AI costs", None).await; // some leave mid-run
+        }
+        clients.push(c);
+    }
+    assert!(metrics.num_alive_tasks() >= baseline + 20 * 2, "sessions, writers and runs are running");
+    for (i, c) in clients.into_iter().enumerate() {
+        if i % 3 == 0 {
+            drop(c); // vanish without a close frame
+        } else {
+            c.close().await;
+        }
+    }
+    eventually("every connection task and run to end", || metrics.num_alive_tasks() <= baseline).await;
+}
+
+#[tokio::test]
+async fn peers_that_stop_answering_pings_are_dropped() {
+    let app = spawn_with(Layer { ping_interval_secs: Some(0.1), ..Default::default() }, |s| s).await;
+    let mut c = connect(&app, By::Demo).await;
+    // Do not read: tungstenite answers pings only while the socket is read, so this peer
+    // looks dead. Wait long enough for two intervals, then look at what arrived.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    match c.next_frame().await {
+        Frame::Close(code) => assert_eq!(code, Some(4000)),
+        Frame::Json(v) => panic!("expected the ping-timeout close, got {v}"),
+    }
+}
+
+#[tokio::test]
+async fn a_reading_peer_is_kept_alive_by_pings() {
+    let app = spawn_with(Layer { ping_interval_secs: Some(0.1), ..Default::default() }, |s| s).await;
+    let mut c = connect(&app, By::Demo).await;
+    let until = Instant::now() + Duration::from_millis(700);
+    while Instant::now() < until {
+        // Reading answers the server's pings.
+        let _ = tokio::time::timeout(Duration::from_millis(50), futures_util::StreamExt::next(&mut c.ws)).await;
+    }
+    c.send(json!({"type": "ping"})).await;
+    assert_eq!(c.next_json().await["type"], "pong");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_lets_runs_finish_then_closes_with_1012() {
+    let mut app = spawn_with(Layer::default(), |s| s.with_tool(slow("query_usage", 400))).await;
+    let mut c = connect(&app, By::Demo).await;
+    c.ask("Analyze my AI costs", None).await;
+    let first = c.next_json().await;
+    assert_eq!(first["type"], "agent_started");
+    app.trigger_shutdown();
+    let mut events = vec![first];
+    let mut notice = None;
+    loop {
+        match c.next_frame().await {
+            Frame::Json(v) if v["type"] == "server_shutdown" => notice = Some(v),
+            Frame::Json(v) => events.push(v),
+            Frame::Close(code) => {
+                assert_eq!(code, Some(1012));
+                break;
+            }
+        }
+    }
+    assert!(notice.is_some_and(|n| n["grace_ms"].as_u64().unwrap() > 0));
+    assert_golden_run(&events);
+    app.stop().await;
+    // New connections are not accepted any more.
+    assert!(try_connect(&app.ws_url(), By::Demo).await.is_err());
+}
+
+#[tokio::test]
+async fn runs_past_the_grace_period_are_interrupted_and_persisted() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = test_settings(&dir, Layer { shutdown_grace_secs: Some(0.2), ..Default::default() });
+    let mut app = spawn_in(dir, settings.clone(), |s| s.with_tool(slow("find_savings", 10_000))).await;
+    let mut c = connect(&app, By::Demo).await;
+    let token = c.token.clone().unwrap();
+    let accepted = c.ask("Analyze my AI costs", None).await;
+    loop {
+        let e = c.next_json().await;
+        if e["type"] == "tool_executing" && e["tool"] == "find_savings" {
+            break;
+        }
+    }
+    app.trigger_shutdown();
+    let mut last = Value::Null;
+    loop {
+        match c.next_frame().await {
+            Frame::Json(v) if v["type"] == "server_shutdown" => {}
+            Frame::Json(v) => last = v,
+            Frame::Close(code) => {
+                assert_eq!(code, Some(1012));
+                break;
+            }
+        }
+    }
+    assert_eq!(last["type"], "run_interrupted", "{last}");
+    app.stop().await;
+
+    let again = spawn_in(app.dir, settings, |s| s).await;
+    let run = accepted["run_id"].as_str().unwrap();
+    let (_, body) = again.get(&format!("/api/runs/{run}"), &token).await;
+    assert_eq!(body["run"]["status"], "interrupted");
+    let (_, events) = again.get(&format!("/api/runs/{run}/events"), &token).await;
+    let events = events["events"].as_array().unwrap();
+    assert_eq!(events.last().unwrap()["type"], "run_interrupted");
+    assert_eq!(events.iter().filter(|e| is_terminal(e)).count(), 1);
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn start_binary(data_dir: &std::path::Path, port: u16) -> Proc {
+    let child = Command::new(env!("CARGO_BIN_EXE_apex"))
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env("APEX_DATA_DIR", data_dir)
+        .env("APEX_TOOL_DELAY_MS", "150")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("apex binary starts");
+    wait_healthy(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    Proc(child)
+}
+
+#[tokio::test]
+async fn a_killed_server_marks_its_runs_interrupted_and_keeps_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let server = start_binary(dir.path(), port).await;
+
+    let mut c = try_connect(&url, By::Demo).await.unwrap();
+    let token = c.token.clone().unwrap();
+    // One run that completes, then one killed in the middle.
+    c.ask("Analyze my AI costs", None).await;
+    let done = c.events_until_terminal().await;
+    assert_golden_run(&done);
+    let accepted = c.ask("How do I reduce spend?", done[0]["thread_id"].as_str()).await;
+    let mut seen = Vec::new();
+    while seen.len() < 6 {
+        seen.push(c.next_json().await);
+    }
+    drop(server); // SIGKILL: no shutdown path runs
+    drop(c);
+
+    let _server = start_binary(dir.path(), port).await;
+    let http = |path: String| {
+        let token = token.clone();
+        async move {
+            let r = reqwest::Client::new().get(format!("http://127.0.0.1:{port}{path}")).bearer_auth(token).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let run = accepted["run_id"].as_str().unwrap();
+    let (status, body) = http(format!("/api/runs/{run}")).await;
+    assert_eq!(status, 200, "the demo identity survives the restart (secret kept in the data dir)");
+    assert_eq!(body["run"]["status"], "interrupted");
+
+    let thread = accepted["thread_id"].as_str().unwrap();
+    let (_, messages) = http(format!("/api/threads/{thread}/messages")).await;
+    let roles: Vec<&str> = messages["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["user", "assistant", "user"], "the acknowledged message is kept");
+
+    // Resume after the restart: whatever was persisted after what we saw, then the end.
+    let mut c = try_connect(&url, By::Header(token.clone())).await.unwrap();
+    c.send(json!({"type": "resume", "run_id": run, "after_seq": 0})).await;
+    let replay = c.events_until_terminal().await;
+    assert_eq!(replay.last().unwrap()["type"], "run_interrupted");
+    for (i, e) in replay.iter().enumerate() {
+        assert_eq!(e["seq"], json!(i as u64 + 1));
+    }
+    for (a, b) in seen.iter().zip(&replay) {
+        assert_eq!(a, b, "persisted events are the ones that were sent");
+    }
+    // And the server takes new work as usual.
+    c.ask("Analyze my AI costs", None).await;
+    assert_golden_run(&c.events_until_terminal().await);
+}
