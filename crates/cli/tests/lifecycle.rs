@@ -45,6 +45,35 @@ async fn every_task_of_a_connection_is_released_on_disconnect() {
 }
 
 #[tokio::test]
+async fn connections_beyond_the_cap_are_told_to_try_again_later() {
+    let app = spawn_with(Layer { max_connections: Some(2), ..Default::default() }, |s| s).await;
+    let _a = connect(&app, By::Demo).await;
+    let _b = connect(&app, By::Demo).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(app.ws_url()).await.unwrap();
+    let frame = tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut ws)).await.unwrap();
+    match frame {
+        Some(Ok(tokio_tungstenite::tungstenite::Message::Close(Some(f)))) => assert_eq!(u16::from(f.code), 1013),
+        other => panic!("expected close 1013, got {other:?}"),
+    }
+    drop(_a);
+    eventually_connects(&app).await;
+}
+
+async fn eventually_connects(app: &TestApp) {
+    for _ in 0..100 {
+        if let Ok((mut ws, _)) = tokio_tungstenite::connect_async(app.ws_url()).await {
+            if let Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) = futures_util::StreamExt::next(&mut ws).await {
+                if t.contains("connection_ready") {
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("a slot never freed up");
+}
+
+#[tokio::test]
 async fn peers_that_stop_answering_pings_are_dropped() {
     let app = spawn_with(Layer { ping_interval_secs: Some(0.1), ..Default::default() }, |s| s).await;
     let mut c = connect(&app, By::Demo).await;

@@ -13,6 +13,7 @@ use futures_util::FutureExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::agent::Tools;
@@ -197,7 +198,8 @@ impl RunManager {
             tools: ToolContext::new(inner.source.clone()),
         };
         let task_inner = inner.clone();
-        inner.tracker.spawn(async move { task_inner.execute(live, ctx).await });
+        let span = tracing::info_span!("run", user_id = %ctx.user_id, thread_id = %ctx.thread_id, run_id = %ctx.run_id);
+        inner.tracker.spawn(async move { task_inner.execute(live, ctx).await }.instrument(span));
         Ok(Accepted { run_id: begun.run_id, thread_id: begun.thread_id, message_id: begun.message_id, duplicate: false })
     }
 

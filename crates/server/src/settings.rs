@@ -29,6 +29,8 @@ pub struct Settings {
     pub write_timeout: Duration,
     /// Client frames per second allowed per connection (bursts of twice that).
     pub rate_limit: u32,
+    /// Open WebSocket connections beyond this are closed with 1013 (try again later).
+    pub max_connections: usize,
     pub log_json: bool,
     /// Fault injection: every tool call waits this long first (0 = off).
     pub tool_delay: Duration,
@@ -55,6 +57,7 @@ pub struct Layer {
     pub outbound_queue: Option<usize>,
     pub write_timeout_secs: Option<f64>,
     pub rate_limit: Option<u32>,
+    pub max_connections: Option<usize>,
     pub log_json: Option<bool>,
     pub tool_delay_ms: Option<u64>,
 }
@@ -91,6 +94,7 @@ impl Default for Settings {
             outbound_queue: 256,
             write_timeout: Duration::from_secs(10),
             rate_limit: 50,
+            max_connections: 10_000,
             log_json: false,
             tool_delay: Duration::ZERO,
         }
@@ -124,7 +128,7 @@ impl Settings {
         macro_rules! set_some {
             ($($field:ident),*) => { $( if l.$field.is_some() { self.$field = l.$field; } )* };
         }
-        set!(bind, data_dir, database_url, demo_mode, env, llm, max_frame_bytes, outbound_queue, rate_limit, log_json);
+        set!(bind, data_dir, database_url, demo_mode, env, llm, max_frame_bytes, outbound_queue, rate_limit, max_connections, log_json);
         set_some!(redis_url, jwt_secret, jwt_issuer, jwt_audience);
         if let Some(ms) = l.tool_delay_ms {
             self.tool_delay = Duration::from_millis(ms);
@@ -208,6 +212,7 @@ impl Layer {
             outbound_queue: parse("APEX_OUTBOUND_QUEUE", get("APEX_OUTBOUND_QUEUE"))?,
             write_timeout_secs: parse("APEX_WRITE_TIMEOUT_SECS", get("APEX_WRITE_TIMEOUT_SECS"))?,
             rate_limit: parse("APEX_RATE_LIMIT", get("APEX_RATE_LIMIT"))?,
+            max_connections: parse("APEX_MAX_CONNECTIONS", get("APEX_MAX_CONNECTIONS"))?,
             log_json: get("APEX_LOG_FORMAT").map(|f| f.eq_ignore_ascii_case("json")),
             tool_delay_ms: parse("APEX_TOOL_DELAY_MS", get("APEX_TOOL_DELAY_MS"))?,
         })

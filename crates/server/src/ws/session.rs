@@ -60,6 +60,12 @@ struct Session {
 impl Session {
     async fn serve(&mut self, mut stream: SplitStream<WebSocket>, mut writer: JoinHandle<()>, identity: Identity, connection_id: ConnectionId) {
         tracing::debug!("connected");
+        if self.app.open_connections() > self.app.settings.max_connections {
+            tracing::warn!(limit = self.app.settings.max_connections, "connection cap reached; closing with 1013");
+            self.close(close::TRY_AGAIN_LATER, "too many connections; retry shortly").await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), &mut writer).await;
+            return;
+        }
         self.send(ServerFrame::ConnectionReady {
             user_id: identity.user_id.clone(),
             connection_id,
