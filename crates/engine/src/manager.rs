@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use apex_protocol::{now_ms, MessageId, RunId, ThreadId, UserMessage};
-use apex_store::{NewRun, Store, StoreError, Write};
+use apex_store::{BeginOutcome, NewRun, Store, StoreError, Write};
 use futures_util::FutureExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -160,24 +160,21 @@ impl RunManager {
                 }
             }
         }
-        let begun = inner
-            .store
-            .begin_run(NewRun {
-                user_id: user_id.to_owned(),
-                thread_id: msg.thread_id,
-                text: msg.text.clone(),
-                client_message_id: msg.client_message_id.clone(),
-                at_ms: now_ms(),
-            })
-            .await;
-        let begun = match begun {
-            Ok(b) if !b.duplicate => b,
+        let new = NewRun::new(user_id, msg.thread_id, msg.text.clone(), msg.client_message_id.clone(), now_ms());
+        let outcome = inner.writer.begin(new).await;
+        let begun = match outcome {
+            Some(BeginOutcome::Begun(b)) => b,
             other => {
                 if let Some(thread) = reserved {
                     inner.busy_threads.lock().expect("busy lock").remove(&thread);
                 }
-                let b = other?;
-                return Ok(Accepted { run_id: b.run_id, thread_id: b.thread_id, message_id: b.message_id, duplicate: true });
+                return match other {
+                    Some(BeginOutcome::Duplicate(b)) => {
+                        Ok(Accepted { run_id: b.run_id, thread_id: b.thread_id, message_id: b.message_id, duplicate: true })
+                    }
+                    Some(BeginOutcome::ThreadNotFound) => Err(StartError::NotFound),
+                    _ => Err(StartError::Store("the message could not be persisted".into())),
+                };
             }
         };
         inner.busy_threads.lock().expect("busy lock").insert(begun.thread_id, (user.clone(), begun.run_id));

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use apex_store::{Store, Write};
+use apex_store::{BeginOutcome, NewRun, Store, Write};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -31,6 +31,8 @@ pub struct Publish {
 }
 
 struct Item {
+    /// An accepted user message, answered once it is durable.
+    begin: Option<(NewRun, oneshot::Sender<Option<BeginOutcome>>)>,
     /// Applied in the same transaction, never split across batches.
     writes: Vec<Write>,
     /// Published once `writes` are committed.
@@ -46,26 +48,34 @@ pub struct WriterHandle {
 impl WriterHandle {
     /// Queues a write without waiting for it to be durable.
     pub async fn send(&self, write: Write) {
-        self.push(Item { writes: vec![write], publish: None, ack: None }).await;
+        self.push(Item { begin: None, writes: vec![write], publish: None, ack: None }).await;
     }
 
     /// Queues writes and an event to publish once they are committed.
     pub async fn publish(&self, writes: Vec<Write>, publish: Publish) {
-        self.push(Item { writes, publish: Some(publish), ack: None }).await;
+        self.push(Item { begin: None, writes, publish: Some(publish), ack: None }).await;
     }
 
     /// Like [`publish`](Self::publish), and waits until the event is committed and
     /// published. Returns false when the writes could not be persisted.
     pub async fn publish_acked(&self, writes: Vec<Write>, publish: Publish) -> bool {
         let (ack, done) = oneshot::channel();
-        self.push(Item { writes, publish: Some(publish), ack: Some(ack) }).await;
+        self.push(Item { begin: None, writes, publish: Some(publish), ack: Some(ack) }).await;
         done.await.unwrap_or(false)
+    }
+
+    /// Persists an accepted user message with its run, together with whatever else is
+    /// queued (group commit). `None` when it could not be persisted.
+    pub async fn begin(&self, new: NewRun) -> Option<BeginOutcome> {
+        let (tx, rx) = oneshot::channel();
+        self.push(Item { begin: Some((new, tx)), writes: Vec::new(), publish: None, ack: None }).await;
+        rx.await.ok().flatten()
     }
 
     /// Waits until everything queued so far is committed.
     pub async fn flush(&self) -> bool {
         let (ack, done) = oneshot::channel();
-        self.push(Item { writes: Vec::new(), publish: None, ack: Some(ack) }).await;
+        self.push(Item { begin: None, writes: Vec::new(), publish: None, ack: Some(ack) }).await;
         done.await.unwrap_or(false)
     }
 
@@ -89,14 +99,30 @@ pub fn spawn(store: Arc<dyn Store>) -> (WriterHandle, JoinHandle<()>) {
 
 async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Item>) {
     let mut items = Vec::with_capacity(MAX_BATCH);
+    let mut begins = Vec::new();
     let mut writes = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut items, MAX_BATCH).await > 0 {
+        let mut answers = Vec::new();
         for item in &mut items {
             writes.append(&mut item.writes);
+            if let Some((new, answer)) = item.begin.take() {
+                begins.push(new);
+                answers.push(answer);
+            }
         }
         // Publish even when persisting failed for good: a run must never hang. The
         // failure is logged; liveness wins over durability here.
-        let ok = writes.is_empty() || apply_with_retry(store.as_ref(), &writes).await;
+        let outcomes = if begins.is_empty() && writes.is_empty() {
+            Some(Vec::new())
+        } else {
+            apply_with_retry(store.as_ref(), &begins, &writes).await
+        };
+        let ok = outcomes.is_some();
+        let mut outcomes = outcomes.map(Vec::into_iter);
+        for answer in answers {
+            let _ = answer.send(outcomes.as_mut().and_then(Iterator::next));
+        }
+        begins.clear();
         writes.clear();
         for item in items.drain(..) {
             if let Some(p) = item.publish {
@@ -109,16 +135,16 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Item>) {
     }
 }
 
-async fn apply_with_retry(store: &dyn Store, writes: &[Write]) -> bool {
+async fn apply_with_retry(store: &dyn Store, begins: &[NewRun], writes: &[Write]) -> Option<Vec<BeginOutcome>> {
     for (attempt, delay) in std::iter::once(0).chain(RETRY_DELAYS_MS).enumerate() {
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
-        match store.apply(writes).await {
-            Ok(()) => return true,
-            Err(e) => tracing::warn!(attempt, error = %e, writes = writes.len(), "persisting a batch failed"),
+        match store.apply(begins, writes).await {
+            Ok(outcomes) => return Some(outcomes),
+            Err(e) => tracing::warn!(attempt, error = %e, writes = writes.len() + begins.len(), "persisting a batch failed"),
         }
     }
-    tracing::error!(writes = writes.len(), "giving up on a batch after retries");
-    false
+    tracing::error!(writes = writes.len() + begins.len(), "giving up on a batch after retries");
+    None
 }

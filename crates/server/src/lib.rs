@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apex_engine::{DemoUsage, EngineSettings, RunManager, Tool, Tools, UsageSource};
+use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -55,7 +56,7 @@ pub struct Server {
 
 impl Server {
     pub fn new(settings: Settings) -> Self {
-        Self { settings, tools: apex_engine::tools::builtin(), source: Arc::new(DemoUsage) }
+        Self { settings, tools: apex_engine::tools::builtin(), source: Arc::new(DemoUsage::default()) }
     }
 
     /// Replaces the tool of the same name.
@@ -76,6 +77,10 @@ impl Server {
         let state = self.build().await?;
         let app = router(state.clone());
         let stop_accepting = CancellationToken::new();
+        // Events are small frames that must leave at once: no Nagle delay.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let server = axum::serve(listener, app).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
         let server = tokio::spawn(async move { server.await });
         tracing::info!("ready");

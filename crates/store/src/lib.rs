@@ -33,14 +33,19 @@ pub trait Store: Send + Sync + 'static {
     /// A cheap round trip, for readiness checks.
     async fn ping(&self) -> StoreResult<()>;
 
-    /// Persists an accepted user message: the user and thread (created on first use, titled
-    /// from the text), the message, and its run in state `queued`, in one transaction.
-    /// A `client_message_id` seen before for this user returns the original run instead.
-    /// A `thread_id` that is not this user's is `NotFound`.
-    async fn begin_run(&self, new: NewRun) -> StoreResult<BegunRun>;
+    /// Applies a batch in one transaction: first the accepted user messages (`begins`: the
+    /// user and thread, created on first use and titled from the text, the message, and its
+    /// run in state `queued`), then `writes`. Returns one outcome per begin, in order. A
+    /// `client_message_id` seen before for this user gives the original run; a `thread_id`
+    /// that is not this user's gives `ThreadNotFound`. Either way the rest of the batch is
+    /// written.
+    async fn apply(&self, begins: &[NewRun], writes: &[Write]) -> StoreResult<Vec<BeginOutcome>>;
 
-    /// Applies a batch of writes in one transaction, in order.
-    async fn apply(&self, batch: &[Write]) -> StoreResult<()>;
+    /// One accepted message, in a transaction of its own.
+    async fn begin_run(&self, new: NewRun) -> StoreResult<BeginOutcome> {
+        let mut outcomes = self.apply(std::slice::from_ref(&new), &[]).await?;
+        Ok(outcomes.pop().expect("one outcome per begin"))
+    }
 
     /// Marks every run left `queued` or `running` (by a crash) as `interrupted`, appends its
     /// terminal `run_interrupted` event and keeps its partial answer. Returns those runs.

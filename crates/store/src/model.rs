@@ -48,14 +48,49 @@ impl RunStatus {
     }
 }
 
+/// An accepted user message and the run it starts. The ids are chosen by the caller, so
+/// that many of these can be written in one transaction.
 #[derive(Clone, Debug)]
 pub struct NewRun {
     pub user_id: String,
-    /// `None` starts a new thread.
+    /// `None` starts a new thread, with id `new_thread_id`.
     pub thread_id: Option<ThreadId>,
+    pub new_thread_id: ThreadId,
+    pub run_id: RunId,
+    pub message_id: MessageId,
     pub text: String,
     pub client_message_id: Option<String>,
     pub at_ms: u64,
+}
+
+impl NewRun {
+    pub fn new(user_id: &str, thread_id: Option<ThreadId>, text: String, client_message_id: Option<String>, at_ms: u64) -> Self {
+        Self {
+            user_id: user_id.to_owned(),
+            thread_id,
+            new_thread_id: ThreadId::new(),
+            run_id: RunId::new(),
+            message_id: MessageId::new(),
+            text,
+            client_message_id,
+            at_ms,
+        }
+    }
+
+    pub fn thread(&self) -> ThreadId {
+        self.thread_id.unwrap_or(self.new_thread_id)
+    }
+}
+
+/// What became of a [`NewRun`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BeginOutcome {
+    /// Written: the message is durable and the run is `queued`.
+    Begun(BegunRun),
+    /// `client_message_id` was seen before for this user: the original, nothing written.
+    Duplicate(BegunRun),
+    /// The thread does not exist for this user.
+    ThreadNotFound,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,8 +98,6 @@ pub struct BegunRun {
     pub run_id: RunId,
     pub thread_id: ThreadId,
     pub message_id: MessageId,
-    /// True when `client_message_id` matched an earlier message: nothing new was written.
-    pub duplicate: bool,
 }
 
 /// One write of the engine's writer task.

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use apex_costs::{forecast, recommend, summarize, total_savings, UsageRecord};
+use apex_costs::{forecast, recommend, summarize, total_savings, Summary, UsageRecord};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use tokio::sync::OnceCell;
@@ -22,16 +22,27 @@ pub use classify::classify;
 /// Where a user's LLM usage records come from.
 #[async_trait]
 pub trait UsageSource: Send + Sync {
-    async fn usage(&self, user_id: &str) -> Result<Vec<UsageRecord>, String>;
+    async fn usage(&self, user_id: &str) -> Result<Arc<Vec<UsageRecord>>, String>;
 }
 
 /// The built-in demo dataset: 30 days of realistic usage, different for each user.
-pub struct DemoUsage;
+/// Generated once per user and kept (it never changes), up to `DEMO_CACHE` users.
+#[derive(Default)]
+pub struct DemoUsage {
+    cache: std::sync::Mutex<std::collections::HashMap<u64, Arc<Vec<UsageRecord>>>>,
+}
+
+const DEMO_CACHE: usize = 10_000;
 
 #[async_trait]
 impl UsageSource for DemoUsage {
-    async fn usage(&self, user_id: &str) -> Result<Vec<UsageRecord>, String> {
-        Ok(apex_costs::demo_dataset(seed_for(user_id)))
+    async fn usage(&self, user_id: &str) -> Result<Arc<Vec<UsageRecord>>, String> {
+        let seed = seed_for(user_id);
+        let mut cache = self.cache.lock().expect("demo cache lock");
+        if cache.len() >= DEMO_CACHE && !cache.contains_key(&seed) {
+            cache.clear();
+        }
+        Ok(cache.entry(seed).or_insert_with(|| Arc::new(apex_costs::demo_dataset(seed))).clone())
     }
 }
 
@@ -45,6 +56,7 @@ fn seed_for(user_id: &str) -> u64 {
 pub struct ToolContext {
     source: Arc<dyn UsageSource>,
     records: Arc<OnceCell<Arc<Vec<UsageRecord>>>>,
+    summary: Arc<OnceCell<Arc<Summary>>>,
 }
 
 impl fmt::Debug for ToolContext {
@@ -55,14 +67,17 @@ impl fmt::Debug for ToolContext {
 
 impl ToolContext {
     pub fn new(source: Arc<dyn UsageSource>) -> Self {
-        Self { source, records: Arc::default() }
+        Self { source, records: Arc::default(), summary: Arc::default() }
     }
 
     pub async fn records(&self, user_id: &str) -> Result<Arc<Vec<UsageRecord>>, ToolError> {
-        self.records
-            .get_or_try_init(|| async { self.source.usage(user_id).await.map(Arc::new).map_err(ToolError) })
-            .await
-            .cloned()
+        self.records.get_or_try_init(|| async { self.source.usage(user_id).await.map_err(ToolError) }).await.cloned()
+    }
+
+    /// The records summarized, computed once per run for every tool that needs it.
+    pub async fn summary(&self, user_id: &str) -> Result<Arc<Summary>, ToolError> {
+        let records = self.records(user_id).await?;
+        Ok(self.summary.get_or_init(|| async { Arc::new(summarize(&records)) }).await.clone())
     }
 }
 
@@ -108,10 +123,10 @@ impl Tool for UsageOverview {
     }
     async fn call(&self, ctx: &RunContext, _args: Value) -> Result<Value, ToolError> {
         let records = ctx.tools.records(&ctx.user_id).await?;
-        let s = summarize(&records);
+        let s = ctx.tools.summary(&ctx.user_id).await?;
         Ok(json!({
             "records": records.len(),
-            "from": s.from, "to": s.to, "days": s.days,
+            "from": &s.from, "to": &s.to, "days": s.days,
             "total": s.total,
             "models": s.by_model.len(),
             "features": s.by_feature.len(),
@@ -143,8 +158,7 @@ impl Tool for QueryUsage {
         "query_usage"
     }
     async fn call(&self, ctx: &RunContext, _args: Value) -> Result<Value, ToolError> {
-        let records = ctx.tools.records(&ctx.user_id).await?;
-        to_value(&summarize(&records))
+        to_value(&*ctx.tools.summary(&ctx.user_id).await?)
     }
 }
 
@@ -172,7 +186,6 @@ impl Tool for ForecastSpend {
         "forecast_spend"
     }
     async fn call(&self, ctx: &RunContext, _args: Value) -> Result<Value, ToolError> {
-        let records = ctx.tools.records(&ctx.user_id).await?;
-        to_value(&forecast(&summarize(&records)))
+        to_value(&forecast(&*ctx.tools.summary(&ctx.user_id).await?))
     }
 }

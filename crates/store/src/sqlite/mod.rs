@@ -11,6 +11,8 @@ use sqlx::{Row, Sqlite, Transaction};
 use crate::model::*;
 use crate::{Store, StoreError, StoreResult};
 
+mod batch;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub struct SqliteStore {
@@ -18,6 +20,8 @@ pub struct SqliteStore {
     /// batches beats contending on the file lock.
     writer: SqlitePool,
     readers: SqlitePool,
+    /// The checkpoint task runs while this is alive.
+    _alive: std::sync::Arc<()>,
 }
 
 impl SqliteStore {
@@ -30,16 +34,41 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
+        // Checkpoints are taken by a background connection (below), not by whichever
+        // commit happens to cross the threshold: that put milliseconds of page copying on
+        // the event delivery path.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            .connect_with(options.clone())
+            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
         MIGRATOR.run(&writer).await?;
-        let readers = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
-        Ok(Self { writer, readers })
+        let readers = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone().read_only(true)).await?;
+        let checkpointer = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+        let alive = std::sync::Arc::new(());
+        tokio::spawn(checkpoint_periodically(checkpointer, std::sync::Arc::downgrade(&alive)));
+        Ok(Self { writer, readers, _alive: alive })
     }
 }
+
+/// Copies the write-ahead log into the database file every half second. PASSIVE never
+/// blocks the writer; it stops when the store is closed.
+async fn checkpoint_periodically(checkpointer: SqlitePool, store: std::sync::Weak<()>) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if store.strong_count() == 0 {
+            checkpointer.close().await;
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&checkpointer).await {
+            tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
+        }
+    }
+}
+
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 fn parse_id<T: FromStr>(s: &str) -> StoreResult<T> {
     s.parse().map_err(|_| StoreError::Database(sqlx::Error::Decode(format!("bad id `{s}`").into())))
@@ -52,92 +81,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn begin_run(&self, new: NewRun) -> StoreResult<BegunRun> {
+    async fn apply(&self, begins: &[NewRun], writes: &[Write]) -> StoreResult<Vec<BeginOutcome>> {
         let mut tx = self.writer.begin().await?;
-        if let Some(cid) = &new.client_message_id {
-            let row = sqlx::query("SELECT id, thread_id, run_id FROM messages WHERE user_id = ? AND client_message_id = ?")
-                .bind(&new.user_id)
-                .bind(cid)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(row) = row {
-                let run: Option<String> = row.get(2);
-                return Ok(BegunRun {
-                    message_id: parse_id(row.get::<&str, _>(0))?,
-                    thread_id: parse_id(row.get::<&str, _>(1))?,
-                    run_id: parse_id(run.as_deref().unwrap_or_default())?,
-                    duplicate: true,
-                });
-            }
-        }
-        let at = new.at_ms as i64;
-        sqlx::query("INSERT INTO users (id, created_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING")
-            .bind(&new.user_id)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-        let thread_id = match new.thread_id {
-            Some(id) => {
-                let updated = sqlx::query("UPDATE threads SET updated_at = ? WHERE id = ? AND user_id = ?")
-                    .bind(at)
-                    .bind(id.to_string())
-                    .bind(&new.user_id)
-                    .execute(&mut *tx)
-                    .await?;
-                if updated.rows_affected() == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                id
-            }
-            None => {
-                let id = ThreadId::new();
-                sqlx::query("INSERT INTO threads (id, user_id, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?)")
-                    .bind(id.to_string())
-                    .bind(&new.user_id)
-                    .bind(title_from(&new.text))
-                    .bind(at)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
-                id
-            }
-        };
-        let run_id = RunId::new();
-        let message_id = MessageId::new();
-        sqlx::query(
-            "INSERT INTO messages (id, thread_id, user_id, run_id, role, content, client_message_id, created_at) \
-             VALUES (?, ?, ?, ?, 'user', ?, ?, ?)",
-        )
-        .bind(message_id.to_string())
-        .bind(thread_id.to_string())
-        .bind(&new.user_id)
-        .bind(run_id.to_string())
-        .bind(&new.text)
-        .bind(&new.client_message_id)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO runs (id, user_id, thread_id, user_message_id, status, created_at) VALUES (?, ?, ?, ?, 'queued', ?)",
-        )
-        .bind(run_id.to_string())
-        .bind(&new.user_id)
-        .bind(thread_id.to_string())
-        .bind(message_id.to_string())
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
+        let outcomes = batch::begin(&mut tx, begins).await?;
+        batch::apply(&mut tx, writes).await?;
         tx.commit().await?;
-        Ok(BegunRun { run_id, thread_id, message_id, duplicate: false })
-    }
-
-    async fn apply(&self, batch: &[Write]) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
-        for write in batch {
-            apply_one(&mut tx, write).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        Ok(outcomes)
     }
 
     async fn interrupt_unfinished(&self) -> StoreResult<Vec<RunId>> {
@@ -169,17 +118,13 @@ impl Store for SqliteStore {
                 message_id,
                 text: partial.0,
             };
-            apply_one(
-                &mut tx,
-                &Write::Event {
-                    run_id,
-                    seq: terminal.seq,
-                    kind: terminal.kind.type_name(),
-                    json: serde_json::to_string(&terminal).expect("events serialize").into(),
-                },
-            )
-            .await?;
-            apply_one(&mut tx, &Write::Finish(finish)).await?;
+            let event = Write::Event {
+                run_id,
+                seq: terminal.seq,
+                kind: terminal.kind.type_name(),
+                json: serde_json::to_string(&terminal).expect("events serialize").into(),
+            };
+            batch::apply(&mut tx, &[event, Write::Finish(finish)]).await?;
             interrupted.push(run_id);
         }
         tx.commit().await?;
@@ -299,72 +244,6 @@ impl Store for SqliteStore {
             })
             .collect())
     }
-}
-
-async fn apply_one(tx: &mut Transaction<'_, Sqlite>, write: &Write) -> StoreResult<()> {
-    match write {
-        Write::RunStarted { run_id, at_ms } => {
-            sqlx::query("UPDATE runs SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'")
-                .bind(*at_ms as i64)
-                .bind(run_id.to_string())
-                .execute(&mut **tx)
-                .await?;
-        }
-        Write::Event { run_id, seq, kind, json } => {
-            // Replays of the same event (a retried batch) are harmless.
-            sqlx::query("INSERT OR IGNORE INTO run_events (run_id, seq, type, payload) VALUES (?, ?, ?, ?)")
-                .bind(run_id.to_string())
-                .bind(*seq as i64)
-                .bind(*kind)
-                .bind(&**json)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Write::AgentResult { run_id, agent, output, duration_ms } => {
-            sqlx::query("INSERT OR REPLACE INTO agent_results (run_id, agent, output, duration_ms) VALUES (?, ?, ?, ?)")
-                .bind(run_id.to_string())
-                .bind(*agent)
-                .bind(output)
-                .bind(*duration_ms as i64)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Write::Finish(f) => {
-            let (code, message) = f.error.clone().unzip();
-            sqlx::query(
-                "UPDATE runs SET status = ?, finished_at = ?, started_at = COALESCE(started_at, ?), \
-                 error_code = ?, error_message = ? WHERE id = ?",
-            )
-            .bind(f.status.as_str())
-            .bind(f.at_ms as i64)
-            .bind(f.at_ms as i64)
-            .bind(code)
-            .bind(message)
-            .bind(f.run_id.to_string())
-            .execute(&mut **tx)
-            .await?;
-            if !f.text.is_empty() {
-                sqlx::query(
-                    "INSERT OR IGNORE INTO messages (id, thread_id, user_id, run_id, role, content, created_at) \
-                     VALUES (?, ?, ?, ?, 'assistant', ?, ?)",
-                )
-                .bind(f.message_id.to_string())
-                .bind(f.thread_id.to_string())
-                .bind(&f.user_id)
-                .bind(f.run_id.to_string())
-                .bind(&f.text)
-                .bind(f.at_ms as i64)
-                .execute(&mut **tx)
-                .await?;
-            }
-            sqlx::query("UPDATE threads SET updated_at = MAX(updated_at, ?) WHERE id = ?")
-                .bind(f.at_ms as i64)
-                .bind(f.thread_id.to_string())
-                .execute(&mut **tx)
-                .await?;
-        }
-    }
-    Ok(())
 }
 
 /// The last persisted seq of a run and the answer text it had streamed so far (with the

@@ -1,0 +1,261 @@
+//! Applying a batch of writes with as few statements as possible. Every statement is a
+//! round trip to SQLite's worker thread, so rows of one kind go into one multi-row
+//! statement per batch; only the end of a run needs a statement of its own.
+use std::collections::{HashMap, HashSet};
+
+use apex_protocol::{MessageId, RunId, ThreadId};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+
+use crate::model::{title_from, BeginOutcome, BegunRun, NewRun, RunFinish, Write};
+use crate::{StoreError, StoreResult};
+
+/// Rows per multi-row statement (at most 4 parameters each: far below SQLite's limit).
+const ROWS_PER_STATEMENT: usize = 512;
+
+/// Writes accepted messages and their runs: two lookups (earlier `client_message_id`s and
+/// thread owners), then one multi-row statement per table.
+pub(super) async fn begin(tx: &mut Transaction<'_, Sqlite>, begins: &[NewRun]) -> StoreResult<Vec<BeginOutcome>> {
+    if begins.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut seen = earlier_messages(tx, begins).await?;
+    let owners = thread_owners(tx, begins).await?;
+    let mut outcomes = Vec::with_capacity(begins.len());
+    let mut accepted = Vec::with_capacity(begins.len());
+    for b in begins {
+        let key = b.client_message_id.as_ref().map(|c| (b.user_id.clone(), c.clone()));
+        if let Some(original) = key.as_ref().and_then(|k| seen.get(k)) {
+            outcomes.push(BeginOutcome::Duplicate(original.clone()));
+            continue;
+        }
+        if let Some(thread) = b.thread_id {
+            if owners.get(&thread) != Some(&b.user_id) {
+                outcomes.push(BeginOutcome::ThreadNotFound);
+                continue;
+            }
+        }
+        let begun = BegunRun { run_id: b.run_id, thread_id: b.thread(), message_id: b.message_id };
+        if let Some(k) = key {
+            // The same id twice in one batch: the second is a resend of the first.
+            seen.insert(k, begun.clone());
+        }
+        outcomes.push(BeginOutcome::Begun(begun));
+        accepted.push(b);
+    }
+    for chunk in accepted.chunks(ROWS_PER_STATEMENT / 2) {
+        insert_accepted(tx, chunk).await?;
+    }
+    Ok(outcomes)
+}
+
+async fn earlier_messages(
+    tx: &mut Transaction<'_, Sqlite>,
+    begins: &[NewRun],
+) -> StoreResult<HashMap<(String, String), BegunRun>> {
+    let ids: Vec<&str> = begins.iter().filter_map(|b| b.client_message_id.as_deref()).collect();
+    let mut found = HashMap::new();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT user_id, client_message_id, id, thread_id, run_id FROM messages WHERE client_message_id IN (",
+        );
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        q.push(")");
+        for row in q.build().fetch_all(&mut **tx).await? {
+            let run: Option<String> = row.get(4);
+            let begun = BegunRun {
+                message_id: parse::<MessageId>(row.get(2))?,
+                thread_id: parse::<ThreadId>(row.get(3))?,
+                run_id: parse::<RunId>(run.as_deref().unwrap_or_default())?,
+            };
+            found.insert((row.get(0), row.get(1)), begun);
+        }
+    }
+    Ok(found)
+}
+
+async fn thread_owners(tx: &mut Transaction<'_, Sqlite>, begins: &[NewRun]) -> StoreResult<HashMap<ThreadId, String>> {
+    let ids: Vec<String> = begins.iter().filter_map(|b| b.thread_id).map(|t| t.to_string()).collect();
+    let mut owners = HashMap::new();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT id, user_id FROM threads WHERE id IN (");
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(id.as_str());
+        }
+        q.push(")");
+        for row in q.build().fetch_all(&mut **tx).await? {
+            owners.insert(parse::<ThreadId>(row.get(0))?, row.get(1));
+        }
+    }
+    Ok(owners)
+}
+
+async fn insert_accepted(tx: &mut Transaction<'_, Sqlite>, accepted: &[&NewRun]) -> StoreResult<()> {
+    let users: HashSet<&str> = accepted.iter().map(|b| b.user_id.as_str()).collect();
+    let mut q = QueryBuilder::<Sqlite>::new("INSERT OR IGNORE INTO users (id, created_at) ");
+    q.push_values(&users, |mut row, user| {
+        row.push_bind(*user).push_bind(accepted[0].at_ms as i64);
+    });
+    q.build().execute(&mut **tx).await?;
+
+    let (fresh, existing): (Vec<&&NewRun>, Vec<&&NewRun>) = accepted.iter().partition(|b| b.thread_id.is_none());
+    if !fresh.is_empty() {
+        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO threads (id, user_id, title, created_at, updated_at) ");
+        q.push_values(&fresh, |mut row, b| {
+            row.push_bind(b.new_thread_id.to_string())
+                .push_bind(b.user_id.as_str())
+                .push_bind(title_from(&b.text))
+                .push_bind(b.at_ms as i64)
+                .push_bind(b.at_ms as i64);
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+    if !existing.is_empty() {
+        let latest = existing.iter().map(|b| b.at_ms).max().unwrap_or(0);
+        let mut q = QueryBuilder::<Sqlite>::new("UPDATE threads SET updated_at = MAX(updated_at, ");
+        q.push_bind(latest as i64).push(") WHERE id IN (");
+        let mut list = q.separated(", ");
+        for b in &existing {
+            list.push_bind(b.thread().to_string());
+        }
+        q.push(")");
+        q.build().execute(&mut **tx).await?;
+    }
+
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO messages (id, thread_id, user_id, run_id, role, content, client_message_id, created_at) ",
+    );
+    q.push_values(accepted, |mut row, b| {
+        row.push_bind(b.message_id.to_string())
+            .push_bind(b.thread().to_string())
+            .push_bind(b.user_id.as_str())
+            .push_bind(b.run_id.to_string())
+            .push_bind("user")
+            .push_bind(b.text.as_str())
+            .push_bind(b.client_message_id.as_deref())
+            .push_bind(b.at_ms as i64);
+    });
+    q.build().execute(&mut **tx).await?;
+
+    let mut q =
+        QueryBuilder::<Sqlite>::new("INSERT INTO runs (id, user_id, thread_id, user_message_id, status, created_at) ");
+    q.push_values(accepted, |mut row, b| {
+        row.push_bind(b.run_id.to_string())
+            .push_bind(b.user_id.as_str())
+            .push_bind(b.thread().to_string())
+            .push_bind(b.message_id.to_string())
+            .push_bind("queued")
+            .push_bind(b.at_ms as i64);
+    });
+    q.build().execute(&mut **tx).await?;
+    Ok(())
+}
+
+fn parse<T: std::str::FromStr>(s: &str) -> StoreResult<T> {
+    s.parse().map_err(|_| StoreError::Database(sqlx::Error::Decode(format!("bad id `{s}`").into())))
+}
+
+pub(super) async fn apply(tx: &mut Transaction<'_, Sqlite>, batch: &[Write]) -> StoreResult<()> {
+    let mut events = Vec::new();
+    let mut results = Vec::new();
+    let mut started = Vec::new();
+    let mut finished = Vec::new();
+    for write in batch {
+        match write {
+            Write::Event { .. } => events.push(write),
+            Write::AgentResult { .. } => results.push(write),
+            Write::RunStarted { .. } => started.push(write),
+            Write::Finish(f) => finished.push(f),
+        }
+    }
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        // Replays of the same event (a retried batch) are harmless.
+        let mut q = QueryBuilder::<Sqlite>::new("INSERT OR IGNORE INTO run_events (run_id, seq, type, payload) ");
+        q.push_values(chunk, |mut row, w| {
+            if let Write::Event { run_id, seq, kind, json } = w {
+                row.push_bind(run_id.to_string()).push_bind(*seq as i64).push_bind(*kind).push_bind(&**json);
+            }
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+    for chunk in results.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new("INSERT OR REPLACE INTO agent_results (run_id, agent, output, duration_ms) ");
+        q.push_values(chunk, |mut row, w| {
+            if let Write::AgentResult { run_id, agent, output, duration_ms } = w {
+                row.push_bind(run_id.to_string()).push_bind(*agent).push_bind(output.as_str()).push_bind(*duration_ms as i64);
+            }
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+    for chunk in started.chunks(ROWS_PER_STATEMENT) {
+        // A run that already finished (its Finish came first) stays finished.
+        let mut q = QueryBuilder::<Sqlite>::new("UPDATE runs SET status = 'running', started_at = CASE id ");
+        for w in chunk {
+            if let Write::RunStarted { run_id, at_ms } = w {
+                q.push(" WHEN ").push_bind(run_id.to_string()).push(" THEN ").push_bind(*at_ms as i64);
+            }
+        }
+        q.push(" END WHERE status = 'queued' AND id IN (");
+        let mut ids = q.separated(", ");
+        for w in chunk {
+            if let Write::RunStarted { run_id, .. } = w {
+                ids.push_bind(run_id.to_string());
+            }
+        }
+        q.push(")");
+        q.build().execute(&mut **tx).await?;
+    }
+    if !finished.is_empty() {
+        finish_runs(tx, &finished).await?;
+    }
+    Ok(())
+}
+
+async fn finish_runs(tx: &mut Transaction<'_, Sqlite>, finished: &[&RunFinish]) -> StoreResult<()> {
+    for f in finished {
+        let (code, message) = f.error.clone().unzip();
+        sqlx::query(
+            "UPDATE runs SET status = ?, finished_at = ?, started_at = COALESCE(started_at, ?), \
+             error_code = ?, error_message = ? WHERE id = ?",
+        )
+        .bind(f.status.as_str())
+        .bind(f.at_ms as i64)
+        .bind(f.at_ms as i64)
+        .bind(code)
+        .bind(message)
+        .bind(f.run_id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    }
+    let answers: Vec<&&RunFinish> = finished.iter().filter(|f| !f.text.is_empty()).collect();
+    for chunk in answers.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT OR IGNORE INTO messages (id, thread_id, user_id, run_id, role, content, created_at) ",
+        );
+        q.push_values(chunk, |mut row, f| {
+            row.push_bind(f.message_id.to_string())
+                .push_bind(f.thread_id.to_string())
+                .push_bind(f.user_id.as_str())
+                .push_bind(f.run_id.to_string())
+                .push_bind("assistant")
+                .push_bind(f.text.as_str())
+                .push_bind(f.at_ms as i64);
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+    for chunk in finished.chunks(ROWS_PER_STATEMENT) {
+        let latest = chunk.iter().map(|f| f.at_ms).max().unwrap_or(0);
+        let mut q = QueryBuilder::<Sqlite>::new("UPDATE threads SET updated_at = MAX(updated_at, ");
+        q.push_bind(latest as i64).push(") WHERE id IN (");
+        let mut ids = q.separated(", ");
+        for f in chunk {
+            ids.push_bind(f.thread_id.to_string());
+        }
+        q.push(")");
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
