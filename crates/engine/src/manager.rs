@@ -34,7 +34,7 @@ pub struct EngineSettings {
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        Self { run_timeout: Duration::from_secs(60), linger: Duration::from_secs(30) }
+        Self { run_timeout: Duration::from_secs(60), linger: Duration::from_secs(2) }
     }
 }
 

@@ -53,11 +53,13 @@ CREATE TABLE agent_results (
 );
 
 -- Each run's events exactly as sent on the wire, so that resume and the events endpoint
--- work after the run ended and after a restart.
+-- work after the run ended and after a restart. A rowid table: rows are appended in
+-- commit order (pages fill up), and the small index serves lookups by run. Keyed by
+-- (run_id, seq), the interleaved inserts of concurrent runs split pages all over the tree.
 CREATE TABLE run_events (
     run_id   TEXT NOT NULL,
     seq      INTEGER NOT NULL,
     type     TEXT NOT NULL,
-    payload  TEXT NOT NULL,
-    PRIMARY KEY (run_id, seq)
-) WITHOUT ROWID;
+    payload  TEXT NOT NULL
+);
+CREATE UNIQUE INDEX run_events_by_run ON run_events(run_id, seq);

@@ -34,13 +34,15 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        // Checkpoints are taken by a background connection (below), not by whichever
-        // commit happens to cross the threshold: that put milliseconds of page copying on
-        // the event delivery path.
+        // Checkpoints are mostly taken by a background connection (below), not by whichever
+        // commit crosses the threshold: that put milliseconds of page copying on the event
+        // delivery path. The writer's own threshold stays as a backstop: a passive
+        // checkpoint cannot reset the log while writes keep coming, and only a checkpoint
+        // on the writer connection lets the log start over instead of growing.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
+            .connect_with(options.clone().pragma("wal_autocheckpoint", "4000"))
             .await?;
         MIGRATOR.run(&writer).await?;
         let readers = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone().read_only(true)).await?;
@@ -51,7 +53,7 @@ impl SqliteStore {
     }
 }
 
-/// Copies the write-ahead log into the database file every half second. PASSIVE never
+/// Copies the write-ahead log into the database file four times a second. PASSIVE never
 /// blocks the writer; it stops when the store is closed.
 async fn checkpoint_periodically(checkpointer: SqlitePool, store: std::sync::Weak<()>) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
@@ -68,7 +70,7 @@ async fn checkpoint_periodically(checkpointer: SqlitePool, store: std::sync::Wea
     }
 }
 
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 fn parse_id<T: FromStr>(s: &str) -> StoreResult<T> {
     s.parse().map_err(|_| StoreError::Database(sqlx::Error::Decode(format!("bad id `{s}`").into())))
