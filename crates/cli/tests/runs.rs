@@ -187,6 +187,43 @@ async fn a_second_message_to_a_busy_thread_is_refused_with_thread_busy() {
 }
 
 #[tokio::test]
+async fn a_resend_into_its_own_busy_thread_returns_the_original_run() {
+    let app = slow_app(300).await;
+    let mut first = connect(&app, By::Demo).await;
+    first.ask("Analyze my AI costs", None).await;
+    let done = first.events_until_terminal().await;
+    let thread = done[0]["thread_id"].clone();
+    // The follow-up is accepted, then the connection drops before the client saw it.
+    first.send(json!({"type": "user_message", "text": "And savings?", "thread_id": thread, "client_message_id": "f1"})).await;
+    let accepted = first.next_json().await;
+    assert_eq!(accepted["type"], "message_accepted");
+    let token = first.token.clone().unwrap();
+    drop(first);
+    let mut again = connect(&app, By::Header(token)).await;
+    again.send(json!({"type": "user_message", "text": "And savings?", "thread_id": thread, "client_message_id": "f1"})).await;
+    let resent = again.next_json().await;
+    assert_eq!(resent["type"], "message_accepted", "{resent}");
+    assert_eq!(resent["run_id"], accepted["run_id"]);
+    // A different message into the still-busy thread is refused, naming the active run.
+    again.send(json!({"type": "user_message", "text": "Other", "thread_id": thread, "client_message_id": "f2"})).await;
+    let mut events = Vec::new();
+    let mut refusal = None;
+    while events.last().is_none_or(|e: &Value| !is_terminal(e)) {
+        let v = again.next_json().await;
+        if v["type"] == "error" {
+            refusal = Some(v);
+        } else {
+            events.push(v);
+        }
+    }
+    assert_golden_run(&events);
+    let refusal = refusal.expect("the second message was refused");
+    assert_eq!(refusal["code"], "thread_busy");
+    assert_eq!(refusal["run_id"], accepted["run_id"]);
+    assert_eq!(refusal["client_message_id"], "f2");
+}
+
+#[tokio::test]
 async fn a_resent_client_message_id_returns_the_original_run() {
     let app = spawn_app().await;
     let mut client = connect(&app, By::Demo).await;

@@ -50,8 +50,9 @@ pub struct Accepted {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The thread has an active run (its id, once it has one).
     #[error("the thread already has an active run")]
-    ThreadBusy(RunId),
+    ThreadBusy(Option<RunId>),
     #[error("not found")]
     NotFound,
     #[error("the server is shutting down")]
@@ -149,15 +150,21 @@ impl RunManager {
         let user: Arc<str> = Arc::from(user_id);
         let mut reserved = None;
         if let Some(thread) = msg.thread_id {
-            let mut busy = inner.busy_threads.lock().expect("busy lock");
-            match busy.get(&thread) {
-                Some((owner, run)) if *owner == user => return Err(StartError::ThreadBusy(*run)),
-                // Not this user's thread: the store will answer NotFound.
-                Some(_) => {}
-                None => {
-                    busy.insert(thread, (user.clone(), RESERVED));
-                    reserved = Some(thread);
+            let busy_with = {
+                let mut busy = inner.busy_threads.lock().expect("busy lock");
+                match busy.get(&thread) {
+                    Some((owner, run)) if *owner == user => Some(*run),
+                    // Not this user's thread: the store will answer NotFound.
+                    Some(_) => None,
+                    None => {
+                        busy.insert(thread, (user.clone(), RESERVED));
+                        reserved = Some(thread);
+                        None
+                    }
                 }
+            };
+            if let Some(run) = busy_with {
+                return self.busy_or_resent(user_id, &msg, run).await;
             }
         }
         let new = NewRun::new(user_id, msg.thread_id, msg.text.clone(), msg.client_message_id.clone(), now_ms());
@@ -198,6 +205,17 @@ impl RunManager {
         let span = tracing::info_span!("run", user_id = %ctx.user_id, thread_id = %ctx.thread_id, run_id = %ctx.run_id);
         inner.tracker.spawn(async move { task_inner.execute(live, ctx).await }.instrument(span));
         Ok(Accepted { run_id: begun.run_id, thread_id: begun.thread_id, message_id: begun.message_id, duplicate: false })
+    }
+
+    /// A message for a busy thread: refused, unless it is a resend of one already accepted
+    /// (same `client_message_id`), which gets the original run back.
+    async fn busy_or_resent(&self, user_id: &str, msg: &UserMessage, active: RunId) -> Result<Accepted, StartError> {
+        if let Some(cid) = &msg.client_message_id {
+            if let Some(b) = self.inner.store.find_client_message(user_id, cid).await? {
+                return Ok(Accepted { run_id: b.run_id, thread_id: b.thread_id, message_id: b.message_id, duplicate: true });
+            }
+        }
+        Err(StartError::ThreadBusy((active != RESERVED).then_some(active)))
     }
 
     /// Follows a run of this user from `after_seq`: its missed events, then live ones until

@@ -1,6 +1,7 @@
-//! The EventSink: how agents report what they do. It numbers events, appends them to the
-//! run's log (live delivery) and queues them for persistence, in that order, so that
-//! delivery never waits for the disk.
+//! The EventSink: how agents report what they do. It numbers each event, serializes it
+//! once, and hands it to the persistence writer, which publishes it to the run's log
+//! (live delivery) right after the group commit that makes it durable. The run itself
+//! never waits for the disk.
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -167,9 +168,12 @@ impl EventSink {
             Outcome::TimedOut => {
                 (RunStatus::TimedOut, EventKind::RunTimedOut { partial_text: partial.clone() }, partial, None)
             }
-            Outcome::Interrupted => {
-                (RunStatus::Interrupted, EventKind::RunInterrupted { partial_text: partial.clone() }, partial, None)
-            }
+            Outcome::Interrupted => (
+                RunStatus::Interrupted,
+                EventKind::RunInterrupted { partial_text: partial.clone() },
+                partial,
+                Some(apex_store::INTERRUPTED.clone()),
+            ),
         };
         let finish = RunFinish {
             run_id: ctx.run_id,

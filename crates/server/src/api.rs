@@ -31,6 +31,8 @@ pub enum ApiError {
     NotFound,
     #[error("{1}")]
     BadRequest(&'static str, String),
+    #[error("{0}")]
+    Unavailable(&'static str),
     #[error("internal error")]
     Internal(String),
 }
@@ -50,6 +52,7 @@ impl IntoResponse for ApiError {
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::BadRequest(code, _) => (StatusCode::BAD_REQUEST, *code),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             Self::Internal(detail) => {
                 tracing::error!(error = %detail, "request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
@@ -110,8 +113,8 @@ struct EventsQuery {
     after_seq: Option<u64>,
 }
 
-/// A live run answers from memory (its latest events may not be persisted yet); a
-/// finished one from the store.
+/// A live run answers from its in-memory log (every event there is already persisted,
+/// this just saves a query); a finished one from the store.
 async fn run_events(
     State(app): State<AppState>,
     User(user): User,

@@ -51,6 +51,9 @@ pub trait Store: Send + Sync + 'static {
     /// terminal `run_interrupted` event and keeps its partial answer. Returns those runs.
     async fn interrupt_unfinished(&self) -> StoreResult<Vec<RunId>>;
 
+    /// The message (and run) this user sent earlier with this `client_message_id`.
+    async fn find_client_message(&self, user_id: &str, client_message_id: &str) -> StoreResult<Option<BegunRun>>;
+
     async fn list_threads(&self, user_id: &str) -> StoreResult<Vec<ThreadRow>>;
     async fn thread_messages(&self, user_id: &str, thread_id: ThreadId) -> StoreResult<Vec<MessageRow>>;
     async fn get_run(&self, user_id: &str, run_id: RunId) -> StoreResult<RunRow>;

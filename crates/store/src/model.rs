@@ -2,6 +2,11 @@
 use apex_protocol::{MessageId, RunId, ThreadId};
 use serde::Serialize;
 
+/// The `error_code`/`error_message` of a run that the server stopped (shutdown past its
+/// grace period, or a crash) before it could finish.
+pub static INTERRUPTED: std::sync::LazyLock<(String, String)> =
+    std::sync::LazyLock::new(|| ("interrupted".into(), "the server stopped before the run finished".into()));
+
 /// Longest thread title derived from the first message, in characters.
 pub const TITLE_CHARS: usize = 80;
 

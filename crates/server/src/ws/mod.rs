@@ -44,7 +44,7 @@ async fn upgrade(
         }
     };
     if app.shutting_down.is_cancelled() {
-        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+        return ApiError::Unavailable("the server is shutting down; reconnect shortly").into_response();
     }
     let limit = TRANSPORT_LIMIT.max(app.settings.max_frame_bytes * 2);
     ws.protocols([SUBPROTOCOL])

@@ -219,7 +219,7 @@ fn start_error(e: StartError) -> (ErrorCode, String, Option<RunId>) {
         StartError::ThreadBusy(run) => (
             ErrorCode::ThreadBusy,
             "this thread has an active run; wait for it to finish or stop it".into(),
-            Some(run),
+            run,
         ),
         StartError::NotFound => (ErrorCode::NotFound, "no such thread or run".into(), None),
         StartError::ShuttingDown => (ErrorCode::ShuttingDown, "the server is restarting; retry shortly".into(), None),

@@ -3,7 +3,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use apex_protocol::{EventKind, MessageId, RunEvent, RunId, ThreadId};
+use apex_protocol::{AgentName, EventKind, MessageId, RunEvent, RunId, ThreadId};
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, Transaction};
@@ -101,36 +101,63 @@ impl Store for SqliteStore {
         for row in rows {
             let run_id: RunId = parse_id(row.get::<&str, _>(0))?;
             let thread_id: ThreadId = parse_id(row.get::<&str, _>(2))?;
-            let (last_seq, partial) = partial_answer(&mut tx, run_id).await?;
-            let message_id = partial.1.unwrap_or_default();
-            let terminal = RunEvent {
-                kind: EventKind::RunInterrupted { partial_text: partial.0.clone() },
-                run_id,
-                thread_id,
-                seq: last_seq + 1,
-                ts: now,
+            let state = persisted_state(&mut tx, run_id).await?;
+            let mut seq = state.last_seq;
+            let mut event = |kind: EventKind| {
+                seq += 1;
+                let e = RunEvent { kind, run_id, thread_id, seq, ts: now };
+                let json = serde_json::to_string(&e).expect("run events always serialize").into();
+                Write::Event { run_id, seq, kind: e.kind.type_name(), json }
             };
-            let finish = RunFinish {
+            // Close what the crash left open, so the history reads as a whole, then end it.
+            let mut writes: Vec<Write> = state
+                .open_calls
+                .into_iter()
+                .map(|(agent, tool, tool_call_id)| {
+                    event(EventKind::ToolCompleted {
+                        agent,
+                        tool,
+                        tool_call_id,
+                        ok: false,
+                        result: None,
+                        error: Some("the server stopped before the tool finished".into()),
+                        duration_ms: 0,
+                    })
+                })
+                .collect();
+            writes.push(event(EventKind::RunInterrupted { partial_text: state.partial.clone() }));
+            writes.push(Write::Finish(RunFinish {
                 run_id,
                 user_id: row.get(1),
                 thread_id,
                 status: RunStatus::Interrupted,
                 at_ms: now,
-                error: Some(("interrupted".into(), "the server stopped before the run finished".into())),
-                message_id,
-                text: partial.0,
-            };
-            let event = Write::Event {
-                run_id,
-                seq: terminal.seq,
-                kind: terminal.kind.type_name(),
-                json: serde_json::to_string(&terminal).expect("events serialize").into(),
-            };
-            batch::apply(&mut tx, &[event, Write::Finish(finish)]).await?;
+                error: Some(INTERRUPTED.clone()),
+                message_id: state.message_id.unwrap_or_default(),
+                text: state.partial,
+            }));
+            batch::apply(&mut tx, &writes).await?;
             interrupted.push(run_id);
         }
         tx.commit().await?;
         Ok(interrupted)
+    }
+
+    async fn find_client_message(&self, user_id: &str, client_message_id: &str) -> StoreResult<Option<BegunRun>> {
+        let row = sqlx::query("SELECT id, thread_id, run_id FROM messages WHERE user_id = ? AND client_message_id = ?")
+            .bind(user_id)
+            .bind(client_message_id)
+            .fetch_optional(&self.readers)
+            .await?;
+        row.map(|r| {
+            let run: Option<String> = r.get(2);
+            Ok(BegunRun {
+                message_id: parse_id(r.get::<&str, _>(0))?,
+                thread_id: parse_id(r.get::<&str, _>(1))?,
+                run_id: parse_id(run.as_deref().unwrap_or_default())?,
+            })
+        })
+        .transpose()
     }
 
     async fn list_threads(&self, user_id: &str) -> StoreResult<Vec<ThreadRow>> {
@@ -248,26 +275,33 @@ impl Store for SqliteStore {
     }
 }
 
-/// The last persisted seq of a run and the answer text it had streamed so far (with the
-/// message id the deltas used).
-async fn partial_answer(tx: &mut Transaction<'_, Sqlite>, run_id: RunId) -> StoreResult<(u64, (String, Option<MessageId>))> {
-    let rows = sqlx::query("SELECT seq, type, payload FROM run_events WHERE run_id = ? ORDER BY seq")
+/// What a crash left of a run: its last persisted seq, the answer streamed so far (and the
+/// message id the deltas used), and the tool calls that never completed.
+struct PersistedState {
+    last_seq: u64,
+    partial: String,
+    message_id: Option<MessageId>,
+    open_calls: Vec<(AgentName, String, String)>,
+}
+
+async fn persisted_state(tx: &mut Transaction<'_, Sqlite>, run_id: RunId) -> StoreResult<PersistedState> {
+    let rows = sqlx::query("SELECT seq, payload FROM run_events WHERE run_id = ? ORDER BY seq")
         .bind(run_id.to_string())
         .fetch_all(&mut **tx)
         .await?;
-    let mut last_seq = 0;
-    let mut text = String::new();
-    let mut message = None;
+    let mut state = PersistedState { last_seq: 0, partial: String::new(), message_id: None, open_calls: Vec::new() };
     for r in rows {
-        last_seq = r.get::<i64, _>(0) as u64;
-        if r.get::<&str, _>(1) == "response_delta" {
-            if let Ok(RunEvent { kind: EventKind::ResponseDelta { message_id, text: t }, .. }) =
-                serde_json::from_str::<RunEvent>(r.get::<&str, _>(2))
-            {
-                text.push_str(&t);
-                message = Some(message_id);
+        state.last_seq = r.get::<i64, _>(0) as u64;
+        let Ok(event) = serde_json::from_str::<RunEvent>(r.get::<&str, _>(1)) else { continue };
+        match event.kind {
+            EventKind::ResponseDelta { message_id, text } => {
+                state.partial.push_str(&text);
+                state.message_id = Some(message_id);
             }
+            EventKind::ToolExecuting { agent, tool, tool_call_id, .. } => state.open_calls.push((agent, tool, tool_call_id)),
+            EventKind::ToolCompleted { tool_call_id, .. } => state.open_calls.retain(|c| c.2 != tool_call_id),
+            _ => {}
         }
     }
-    Ok((last_seq, (text, message)))
+    Ok(state)
 }

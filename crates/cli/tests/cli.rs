@@ -1,0 +1,100 @@
+//! The `apex` binary end to end: `serve`, `token` and `chat --once` as separate processes.
+mod common;
+
+use std::process::{Child, Command, Stdio};
+
+use common::wait_healthy;
+
+const SECRET: &str = "cli-test-secret-0123456789";
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn apex(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_apex"));
+    cmd.env("APEX_DATA_DIR", dir).env("RUST_LOG", "warn").env_remove("APEX_TOKEN").env_remove("APEX_URL");
+    cmd
+}
+
+async fn serve(dir: &std::path::Path, demo: bool) -> (Server, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = apex(dir)
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env("DEMO_MODE", if demo { "1" } else { "0" })
+        .env("APEX_JWT_SECRET", SECRET)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_healthy(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    (Server(child), format!("ws://127.0.0.1:{port}/ws"))
+}
+
+fn chat_once(dir: &std::path::Path, url: &str, token: Option<&str>) -> std::process::Output {
+    let mut cmd = apex(dir);
+    cmd.args(["chat", "--url", url, "--once", "Analyze my AI costs"]);
+    if let Some(t) = token {
+        cmd.args(["--token", t]);
+    }
+    cmd.output().unwrap()
+}
+
+#[tokio::test]
+async fn token_then_chat_once_streams_a_full_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url) = serve(dir.path(), false).await;
+    let minted = apex(dir.path()).args(["token", "--user", "ops@example.com", "--ttl", "10m"]).env("APEX_JWT_SECRET", SECRET).output().unwrap();
+    assert!(minted.status.success());
+    let token = String::from_utf8(minted.stdout).unwrap().trim().to_owned();
+    assert_eq!(token.split('.').count(), 3);
+
+    let out = tokio::task::spawn_blocking({
+        let (dir, url, token) = (dir.path().to_owned(), url.clone(), token.clone());
+        move || chat_once(&dir, &url, Some(&token))
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    for agent in ["supervisor", "triage", "data", "optimization", "report"] {
+        assert!(stdout.contains(&format!("▶ {agent} started")), "{agent} in {stdout}");
+    }
+    assert!(stdout.contains("## Your AI spend: $"));
+    assert!(stdout.contains("final_response"));
+}
+
+#[tokio::test]
+async fn chat_once_fails_on_a_refused_token_and_works_in_demo_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url) = serve(dir.path(), true).await;
+    let refused = tokio::task::spawn_blocking({
+        let (dir, url) = (dir.path().to_owned(), url.clone());
+        move || chat_once(&dir, &url, Some("not.a.token"))
+    })
+    .await
+    .unwrap();
+    assert_ne!(refused.status.code(), Some(0));
+
+    let demo = tokio::task::spawn_blocking({
+        let (dir, url) = (dir.path().to_owned(), url.clone());
+        move || chat_once(&dir, &url, None)
+    })
+    .await
+    .unwrap();
+    assert_eq!(demo.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&demo.stderr).contains("demo"));
+}
+
+#[test]
+fn token_refuses_to_mint_without_a_key_outside_demo_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = apex(dir.path()).args(["token", "--user", "x"]).env("DEMO_MODE", "0").env_remove("APEX_JWT_SECRET").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("APEX_JWT_SECRET"));
+}
