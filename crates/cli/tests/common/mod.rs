@@ -180,8 +180,10 @@ impl Client {
     }
 
     pub async fn next_frame(&mut self) -> Frame {
+        // One deadline for the whole wait: pings arriving forever must not keep it going.
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next()).await.expect("a frame arrives in time");
+            let msg = tokio::time::timeout_at(deadline, self.ws.next()).await.expect("a frame arrives in time");
             match msg {
                 Some(Ok(Message::Text(t))) => return Frame::Json(serde_json::from_str(&t).expect("server sends JSON")),
                 Some(Ok(Message::Close(frame))) => return Frame::Close(frame.map(|f: CloseFrame| u16::from(f.code))),
