@@ -3,8 +3,10 @@
 //!
 //! Without `--url` the bench starts `apex serve` itself on a free port with a fresh data
 //! directory, which is what makes cold start and server memory measurable. Phases:
-//! idle-connection memory, then N users connect, then each runs back to back for the
-//! duration. Idle memory is measured first, on a fresh process, because memory freed by
+//! idle-connection memory, then N users connect, then a baseline (each user does
+//! `ping`/`pong` round trips back to back: the same sockets, server and machine, no run),
+//! then each user runs back to back for the duration. Results are reported beside the
+//! baseline as ratios, which hold up on a noisy machine where absolute numbers do not. Idle memory is measured first, on a fresh process, because memory freed by
 //! the run phase stays in the allocator and would hide what idle connections cost.
 use std::fs::File;
 use std::path::PathBuf;
@@ -42,6 +44,9 @@ pub struct BenchArgs {
 
 /// Every run is a new thread (no `thread_id`) with the golden-path question.
 const GOLDEN_MESSAGE: Utf8Bytes = Utf8Bytes::from_static(r#"{"type":"user_message","text":"Analyze my AI costs"}"#);
+const PING: Utf8Bytes = Utf8Bytes::from_static(r#"{"type":"ping"}"#);
+/// Length of the ping baseline phase.
+const BASELINE: Duration = Duration::from_secs(2);
 /// TCP connect + upgrade + `connection_ready`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A run longer than this counts as failed and ends that user's loop.
@@ -71,7 +76,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     };
     let connected = connect_users(&url, args.users).await;
     let users = connected.streams.len();
-    let (runs, elapsed) = run_users(connected.streams, Duration::from_secs(args.duration)).await;
+    let (streams, baseline) = ping_users(connected.streams, BASELINE).await;
+    let (runs, elapsed) = run_users(streams, Duration::from_secs(args.duration)).await;
     let rss_kib = server.as_ref().map(|s| rss_kib(s.pid())).transpose()?;
     let report = Report {
         url,
@@ -81,6 +87,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         runs_completed: runs.completed,
         runs_per_s: runs.completed as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
         connect_ms: connected.latency.summary(),
+        baseline_pings_per_s: baseline.count as f64 / baseline.elapsed.as_secs_f64().max(f64::EPSILON),
+        baseline_ping_ms: baseline.rtt.summary(),
         first_event_ms: runs.first_event.summary(),
         full_run_ms: runs.full_run.summary(),
         events_lost: runs.lost,
@@ -306,6 +314,48 @@ async fn run_users(streams: Vec<WsStream>, duration: Duration) -> (RunStats, Dur
     (total, started.elapsed())
 }
 
+struct Baseline {
+    count: u64,
+    rtt: Latencies,
+    elapsed: Duration,
+}
+
+/// The baseline phase: every user sends `ping` and waits for `pong`, back to back, on the
+/// connection it will use for runs. Returns the connections still usable.
+async fn ping_users(streams: Vec<WsStream>, duration: Duration) -> (Vec<WsStream>, Baseline) {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks: JoinSet<Option<(WsStream, Latencies)>> = JoinSet::new();
+    for mut ws in streams {
+        tasks.spawn(async move {
+            let mut rtt = Latencies::default();
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                ws.send(Message::Text(PING)).await.ok()?;
+                loop {
+                    match timeout(RUN_TIMEOUT, ws.next()).await.ok()??.ok()? {
+                        Message::Text(t) if t.contains(r#""pong""#) => break,
+                        Message::Close(_) => return None,
+                        _ => {}
+                    }
+                }
+                rtt.record(sent.elapsed());
+            }
+            Some((ws, rtt))
+        });
+    }
+    let mut kept = Vec::new();
+    let mut total = Latencies::default();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok(Some((ws, rtt))) = joined {
+            kept.push(ws);
+            total.merge(rtt);
+        }
+    }
+    let baseline = Baseline { count: total.0.len() as u64, rtt: total, elapsed: started.elapsed() };
+    (kept, baseline)
+}
+
 async fn user_loop(mut ws: WsStream, deadline: Instant) -> RunStats {
     let mut stats = RunStats::default();
     while Instant::now() < deadline {
@@ -476,6 +526,9 @@ struct Report {
     runs_completed: u64,
     runs_per_s: f64,
     connect_ms: Percentiles,
+    /// Baseline: `ping` → `pong` round trips per second over the same connections.
+    baseline_pings_per_s: f64,
+    baseline_ping_ms: Percentiles,
     first_event_ms: Percentiles,
     full_run_ms: Percentiles,
     events_lost: u64,
@@ -515,6 +568,7 @@ impl Report {
         println!("  duration              {:.2} s", self.duration_s);
         println!("  runs completed        {} ({:.1} runs/s)", self.runs_completed, self.runs_per_s);
         println!("  connect               {}", lat(&self.connect_ms));
+        println!("  baseline ping         {}   ({:.0} round trips/s)", lat(&self.baseline_ping_ms), self.baseline_pings_per_s);
         println!("  first event           {}", lat(&self.first_event_ms));
         println!("  full run              {}", lat(&self.full_run_ms));
         println!("  events lost           {}", self.events_lost);
@@ -530,6 +584,13 @@ impl Report {
         println!("  idle memory           {idle}");
         let cold = self.cold_start_ms.map_or_else(na, |c| format!("{c:.1} ms"));
         println!("  cold start to ready   {cold}");
+        let ratio = |a: f64, b: f64| if b > 0.0 { format!("{:.4}", a / b) } else { "n/a".into() };
+        println!(
+            "  vs baseline           runs/s ÷ pings/s {}   first event p50 ÷ ping p50 {}   full run p50 ÷ ping p50 {}",
+            ratio(self.runs_per_s, self.baseline_pings_per_s),
+            ratio(self.first_event_ms.p50, self.baseline_ping_ms.p50),
+            ratio(self.full_run_ms.p50, self.baseline_ping_ms.p50),
+        );
         if let Some(why) = &self.first_failure {
             println!("  first failure         {why}");
         }

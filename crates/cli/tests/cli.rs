@@ -91,6 +91,77 @@ async fn chat_once_fails_on_a_refused_token_and_works_in_demo_mode() {
     assert!(String::from_utf8_lossy(&demo.stderr).contains("demo"));
 }
 
+/// A TCP proxy that can cut every connection passing through it, like a flaky network.
+struct CuttingProxy {
+    addr: std::net::SocketAddr,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl CuttingProxy {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut, cuts) = tokio::sync::watch::channel(0u64);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut cuts = cuts.clone();
+                cuts.mark_unchanged();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cuts.changed() => {} // both sockets drop: the connection is cut
+                    }
+                });
+            }
+        });
+        Self { addr, cut }
+    }
+
+    fn cut_all(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+}
+
+#[tokio::test]
+async fn chat_once_reconnects_and_resumes_through_dropped_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = apex(dir.path())
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env("APEX_TOOL_DELAY_MS", "300")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = Server(child);
+    let upstream: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_healthy(upstream).await;
+    let proxy = CuttingProxy::start(upstream).await;
+
+    let url = format!("ws://{}/ws", proxy.addr);
+    let chat = tokio::task::spawn_blocking({
+        let dir = dir.path().to_owned();
+        move || chat_once(&dir, &url, None)
+    });
+    // Five tools at 300 ms each: cut the connection twice while the run is going.
+    for _ in 0..2 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        proxy.cut_all();
+    }
+    let out = chat.await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("reconnect"), "the client noticed the drops: {stderr}");
+    // Every step printed exactly once, and the answer exactly once.
+    for agent in ["supervisor", "triage", "data", "optimization", "report"] {
+        assert_eq!(stdout.matches(&format!("▶ {agent} started")).count(), 1, "{agent}: {stdout}");
+    }
+    assert_eq!(stdout.matches("## Your AI spend: $").count(), 1, "{stdout}");
+    assert_eq!(stdout.matches("### Next steps").count(), 1, "{stdout}");
+}
+
 #[test]
 fn token_refuses_to_mint_without_a_key_outside_demo_mode() {
     let dir = tempfile::tempdir().unwrap();
