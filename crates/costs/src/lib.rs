@@ -17,6 +17,6 @@ pub use analysis::{
     forecast, recommend, summarize, total_savings, DailyTotal, Forecast, GroupTotal,
     Recommendation, RecommendationKind, Summary,
 };
-pub use money::{Money, MICROS_PER_USD};
+pub use money::{group_thousands, Money, MICROS_PER_USD};
 pub use prices::{cheaper_sibling, price_catalog, price_for, Price};
 pub use records::{cost_of, demo_dataset, UsageRecord};

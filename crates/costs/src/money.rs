@@ -82,8 +82,8 @@ impl fmt::Display for Money {
     }
 }
 
-/// `1234567` -> `"1,234,567"`; shared with the rationale texts for token counts.
-pub(crate) fn group_thousands(n: u64) -> String {
+/// `1234567` -> `"1,234,567"`; for token and request counts in texts.
+pub fn group_thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {

@@ -7,6 +7,8 @@ use apex_protocol::AgentName;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
+use apex_costs::group_thousands;
+
 use super::{money, pct, str_of};
 use crate::agent::{Agent, AgentError, AgentOutput, Scratchpad};
 use crate::context::RunContext;
@@ -62,9 +64,9 @@ fn write_report(r: &ReportInputs) -> String {
     let _ = writeln!(
         out,
         "{} requests used {} input and {} output tokens.\n",
-        thousands(u["requests"].as_u64().unwrap_or(0)),
-        thousands(u["input_tokens"].as_u64().unwrap_or(0)),
-        thousands(u["output_tokens"].as_u64().unwrap_or(0)),
+        group_thousands(u["requests"].as_u64().unwrap_or(0)),
+        group_thousands(u["input_tokens"].as_u64().unwrap_or(0)),
+        group_thousands(u["output_tokens"].as_u64().unwrap_or(0)),
     );
     let sections: [fn(&ReportInputs, &mut String); 3] = match str_of(&r.triage, "intent") {
         "optimization" => [savings_section, spend_section, forecast_section],
@@ -103,7 +105,7 @@ fn group_table(groups: &Value, label: &str, out: &mut String) {
             str_of(g, "key"),
             money(&g["cost"]),
             pct(&g["share_bp"]),
-            thousands(g["requests"].as_u64().unwrap_or(0))
+            group_thousands(g["requests"].as_u64().unwrap_or(0))
         );
     }
     out.push('\n');
@@ -170,18 +172,6 @@ fn next_steps(r: &ReportInputs, out: &mut String) {
     out.push_str("- Ask \"which feature costs most?\" or \"how do I reduce spend?\" to dig deeper.\n");
 }
 
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// Splits text into pieces of at most `max` bytes, preferring line ends; concatenating the
 /// pieces gives back the text exactly.
 pub fn chunks(text: &str, max: usize) -> Vec<&str> {
@@ -212,12 +202,5 @@ mod tests {
         let pieces = chunks(&text, 64);
         assert!(pieces.iter().all(|p| p.len() <= 64 && !p.is_empty()));
         assert_eq!(pieces.concat(), text);
-    }
-
-    #[test]
-    fn thousands_groups_digits() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(1234567), "1,234,567");
-        assert_eq!(thousands(100), "100");
     }
 }

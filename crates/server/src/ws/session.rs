@@ -133,8 +133,8 @@ impl Session {
         };
         tracing::debug!(reason, "connection ended");
         self.followers.abort_all();
-        let Self { out, .. } = self;
-        drop(std::mem::replace(out, mpsc::channel(1).0));
+        // Dropping the last sender lets the writer send what is queued, then finish.
+        drop(std::mem::replace(&mut self.out, mpsc::channel(1).0));
         if tokio::time::timeout(Duration::from_secs(2), &mut writer).await.is_err() {
             writer.abort();
         }

@@ -7,7 +7,8 @@ use apex_protocol::{MessageId, RunId, ThreadId};
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use crate::model::{title_from, BeginOutcome, BegunRun, NewRun, RunFinish, Write};
-use crate::{StoreError, StoreResult};
+use super::parse_id;
+use crate::StoreResult;
 
 /// Rows per multi-row statement (at most 4 parameters each: far below SQLite's limit).
 const ROWS_PER_STATEMENT: usize = 512;
@@ -66,9 +67,9 @@ async fn earlier_messages(
         for row in q.build().fetch_all(&mut **tx).await? {
             let run: Option<String> = row.get(4);
             let begun = BegunRun {
-                message_id: parse::<MessageId>(row.get(2))?,
-                thread_id: parse::<ThreadId>(row.get(3))?,
-                run_id: parse::<RunId>(run.as_deref().unwrap_or_default())?,
+                message_id: parse_id::<MessageId>(row.get(2))?,
+                thread_id: parse_id::<ThreadId>(row.get(3))?,
+                run_id: parse_id::<RunId>(run.as_deref().unwrap_or_default())?,
             };
             found.insert((row.get(0), row.get(1)), begun);
         }
@@ -87,7 +88,7 @@ async fn thread_owners(tx: &mut Transaction<'_, Sqlite>, begins: &[NewRun]) -> S
         }
         q.push(")");
         for row in q.build().fetch_all(&mut **tx).await? {
-            owners.insert(parse::<ThreadId>(row.get(0))?, row.get(1));
+            owners.insert(parse_id::<ThreadId>(row.get(0))?, row.get(1));
         }
     }
     Ok(owners)
@@ -154,9 +155,6 @@ async fn insert_accepted(tx: &mut Transaction<'_, Sqlite>, accepted: &[&NewRun])
     Ok(())
 }
 
-fn parse<T: std::str::FromStr>(s: &str) -> StoreResult<T> {
-    s.parse().map_err(|_| StoreError::Database(sqlx::Error::Decode(format!("bad id `{s}`").into())))
-}
 
 pub(super) async fn apply(tx: &mut Transaction<'_, Sqlite>, batch: &[Write]) -> StoreResult<()> {
     let mut events = Vec::new();

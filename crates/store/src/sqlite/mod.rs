@@ -51,6 +51,13 @@ impl SqliteStore {
         tokio::spawn(checkpoint_periodically(checkpointer, std::sync::Arc::downgrade(&alive)));
         Ok(Self { writer, readers, _alive: alive })
     }
+
+    /// `NotFound` unless `query` (`… WHERE id = ? AND user_id = ?`) finds a row: another
+    /// user's thread or run does not exist for this one.
+    async fn ensure_owned(&self, query: &'static str, id: String, user_id: &str) -> StoreResult<()> {
+        let owned = sqlx::query(query).bind(id).bind(user_id).fetch_optional(&self.readers).await?;
+        owned.map(|_| ()).ok_or(StoreError::NotFound)
+    }
 }
 
 /// Copies the write-ahead log into the database file four times a second. PASSIVE never
@@ -180,14 +187,7 @@ impl Store for SqliteStore {
     }
 
     async fn thread_messages(&self, user_id: &str, thread_id: ThreadId) -> StoreResult<Vec<MessageRow>> {
-        let owned = sqlx::query("SELECT 1 FROM threads WHERE id = ? AND user_id = ?")
-            .bind(thread_id.to_string())
-            .bind(user_id)
-            .fetch_optional(&self.readers)
-            .await?;
-        if owned.is_none() {
-            return Err(StoreError::NotFound);
-        }
+        self.ensure_owned("SELECT 1 FROM threads WHERE id = ? AND user_id = ?", thread_id.to_string(), user_id).await?;
         let rows = sqlx::query(
             "SELECT id, run_id, role, content, client_message_id, created_at FROM messages \
              WHERE thread_id = ? AND user_id = ? ORDER BY created_at, id",
@@ -239,14 +239,7 @@ impl Store for SqliteStore {
     }
 
     async fn run_events(&self, user_id: &str, run_id: RunId, after_seq: u64) -> StoreResult<Vec<String>> {
-        let owned = sqlx::query("SELECT 1 FROM runs WHERE id = ? AND user_id = ?")
-            .bind(run_id.to_string())
-            .bind(user_id)
-            .fetch_optional(&self.readers)
-            .await?;
-        if owned.is_none() {
-            return Err(StoreError::NotFound);
-        }
+        self.ensure_owned("SELECT 1 FROM runs WHERE id = ? AND user_id = ?", run_id.to_string(), user_id).await?;
         let rows = sqlx::query("SELECT payload FROM run_events WHERE run_id = ? AND seq > ? ORDER BY seq")
             .bind(run_id.to_string())
             .bind(after_seq.min(i64::MAX as u64) as i64)
