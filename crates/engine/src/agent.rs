@@ -17,12 +17,17 @@ pub trait Agent: Send + Sync {
     async fn run(&self, ctx: &RunContext, sink: &EventSink, pad: &Scratchpad) -> Result<AgentOutput, AgentError>;
 }
 
-/// What an agent hands back: a one-line summary (sent in `agent_completed`) and its
-/// structured output (persisted as the agent result).
+/// What an agent hands back: a one-line summary (sent in `agent_completed`), its
+/// structured output for the agents after it, and the result that is persisted.
+///
+/// The persisted result is the agent's conclusion, not a second copy of its tool results:
+/// those are already stored in the run's `tool_completed` events, and duplicating them
+/// was a quarter of the bytes written per run.
 #[derive(Clone, Debug)]
 pub struct AgentOutput {
     pub summary: String,
     pub output: Value,
+    pub result: Value,
 }
 
 #[derive(Debug, thiserror::Error)]

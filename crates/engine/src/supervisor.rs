@@ -50,7 +50,7 @@ impl Supervisor {
             sink.started(agent.name()).await;
             let out = agent.run(ctx, sink, &pad).await?;
             let duration_ms = agent_started.elapsed().as_millis() as u64;
-            sink.agent_result(agent.name(), &out.output, duration_ms).await;
+            sink.agent_result(agent.name(), &out.result, duration_ms).await;
             sink.completed(agent.name(), out.summary, agent_started).await;
             pad.put(agent.name(), out.output);
         }

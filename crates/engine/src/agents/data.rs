@@ -32,7 +32,15 @@ impl Agent for DataAgent {
             .call_tool(ctx, AgentName::Data, "query_usage", json!({ "group_by": ["model", "feature", "day"] }))
             .await?;
         let top = summary.get("by_model").and_then(|m| m.get(0)).cloned().unwrap_or_default();
+        let count = |key: &str| summary.get(key).and_then(|v| v.as_array()).map_or(0, Vec::len);
+        let result = json!({
+            "from": summary["from"], "to": summary["to"], "days": summary["days"],
+            "total": summary["total"], "requests": summary["requests"],
+            "models": count("by_model"), "features": count("by_feature"),
+            "top_model": { "model": top["key"], "cost": top["cost"] },
+        });
         Ok(AgentOutput {
+            result,
             summary: format!(
                 "{} spent over {} days; the largest model is {} at {}.",
                 money(&summary["total"]),

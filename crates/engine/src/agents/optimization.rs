@@ -28,8 +28,17 @@ impl Agent for OptimizationAgent {
         )
         .await;
         let savings = sink.call_tool(ctx, AgentName::Optimization, "find_savings", json!({})).await?;
-        let count = savings["recommendations"].as_array().map(Vec::len).unwrap_or(0);
+        let recommendations = savings["recommendations"].as_array().cloned().unwrap_or_default();
+        let count = recommendations.len();
+        let result = json!({
+            "total_monthly_savings": savings["total_monthly_savings"],
+            "recommendations": recommendations
+                .iter()
+                .map(|r| json!({ "kind": r["kind"], "feature": r["feature"], "monthly_savings": r["monthly_savings"] }))
+                .collect::<Vec<Value>>(),
+        });
         Ok(AgentOutput {
+            result,
             summary: format!("{count} opportunities worth {} per month.", money(&savings["total_monthly_savings"])),
             output: savings,
         })

@@ -35,11 +35,16 @@ impl Agent for ReportAgent {
             forecast,
         };
         let text = write_report(&inputs);
-        for chunk in chunks(&text, CHUNK) {
+        let pieces = chunks(&text, CHUNK);
+        let streamed = pieces.len();
+        for chunk in pieces {
             sink.delta(ctx.message_id, chunk.to_owned()).await;
         }
-        let summary = format!("Report written ({} words).", text.split_whitespace().count());
-        Ok(AgentOutput { summary, output: json!({ "text": text, "forecast": inputs.forecast }) })
+        let words = text.split_whitespace().count();
+        let summary = format!("Report written ({words} words).");
+        // The text itself is persisted once, as the assistant message.
+        let result = json!({ "words": words, "chunks": streamed, "forecast": inputs.forecast });
+        Ok(AgentOutput { summary, result, output: json!({ "text": text }) })
     }
 }
 

@@ -20,6 +20,7 @@ impl Agent for TriageAgent {
         let triage = sink.call_tool(ctx, AgentName::Triage, "classify_request", json!({ "text": &*ctx.text })).await?;
         let intent = super::str_of(&triage, "intent").replace('_', " ");
         let focus = super::str_of(&triage, "focus");
-        Ok(AgentOutput { summary: format!("Intent: {intent}; the report leads with spend by {focus}."), output: triage })
+        let summary = format!("Intent: {intent}; the report leads with spend by {focus}.");
+        Ok(AgentOutput { summary, result: triage.clone(), output: triage })
     }
 }

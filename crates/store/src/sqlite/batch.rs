@@ -213,20 +213,23 @@ pub(super) async fn apply(tx: &mut Transaction<'_, Sqlite>, batch: &[Write]) -> 
 }
 
 async fn finish_runs(tx: &mut Transaction<'_, Sqlite>, finished: &[&RunFinish]) -> StoreResult<()> {
-    for f in finished {
-        let (code, message) = f.error.clone().unzip();
-        sqlx::query(
-            "UPDATE runs SET status = ?, finished_at = ?, started_at = COALESCE(started_at, ?), \
-             error_code = ?, error_message = ? WHERE id = ?",
-        )
-        .bind(f.status.as_str())
-        .bind(f.at_ms as i64)
-        .bind(f.at_ms as i64)
-        .bind(code)
-        .bind(message)
-        .bind(f.run_id.to_string())
-        .execute(&mut **tx)
-        .await?;
+    for chunk in finished.chunks(ROWS_PER_STATEMENT / 2) {
+        // One statement for all the runs that end in this batch.
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "UPDATE runs SET status = v.column2, finished_at = v.column3, \
+             started_at = COALESCE(runs.started_at, v.column3), error_code = v.column4, error_message = v.column5 \
+             FROM (",
+        );
+        q.push_values(chunk, |mut row, f| {
+            let (code, message) = f.error.clone().unzip();
+            row.push_bind(f.run_id.to_string())
+                .push_bind(f.status.as_str())
+                .push_bind(f.at_ms as i64)
+                .push_bind(code)
+                .push_bind(message);
+        });
+        q.push(") AS v WHERE runs.id = v.column1");
+        q.build().execute(&mut **tx).await?;
     }
     let answers: Vec<&&RunFinish> = finished.iter().filter(|f| !f.text.is_empty()).collect();
     for chunk in answers.chunks(ROWS_PER_STATEMENT) {
