@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use crate::date;
 use crate::money::{div_round_half_away, group_thousands, Money};
 use crate::prices::{cheaper_sibling, price_for, rate_label, Price};
-use crate::records::{cost_of, UsageRecord};
+use crate::records::{cost_of, list_cost, UsageRecord};
 
 // ---------------------------------------------------------------------------
 // Summary
@@ -73,11 +73,47 @@ pub fn summarize(records: &[UsageRecord]) -> Summary {
         cached_input_tokens: records.iter().map(|r| r.cached_input_tokens).sum(),
         unpriced_records: records
             .iter()
-            .filter(|r| price_for(&r.model).is_none())
+            .filter(|r| r.cost.is_none() && price_for(&r.model).is_none())
             .count() as u64,
         by_model: group_totals(&costed, total, model_key),
         by_feature: group_totals(&costed, total, |r| r.feature.clone()),
         daily,
+    }
+}
+
+/// What a breakdown groups by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupBy {
+    Model,
+    Provider,
+    Feature,
+    Project,
+    Day,
+}
+
+impl GroupBy {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "model" => Self::Model,
+            "provider" => Self::Provider,
+            "feature" => Self::Feature,
+            "project" => Self::Project,
+            "day" => Self::Day,
+            _ => return None,
+        })
+    }
+}
+
+/// Spend grouped by one dimension, largest first; the groups add up to the total exactly.
+pub fn breakdown(records: &[UsageRecord], by: GroupBy) -> Vec<GroupTotal> {
+    let costed: Vec<(&UsageRecord, Money)> = records.iter().map(|r| (r, cost_of(r))).collect();
+    let total: Money = costed.iter().map(|(_, cost)| *cost).sum();
+    match by {
+        GroupBy::Model => group_totals(&costed, total, model_key),
+        GroupBy::Provider => group_totals(&costed, total, |r| r.provider.clone()),
+        GroupBy::Feature => group_totals(&costed, total, |r| r.feature.clone()),
+        GroupBy::Project => group_totals(&costed, total, |r| r.project.clone()),
+        GroupBy::Day => group_totals(&costed, total, |r| r.day.clone()),
     }
 }
 
@@ -286,7 +322,10 @@ fn feature_usage(records: &[UsageRecord]) -> Vec<FeatureUsage<'_>> {
         u.input += r.input_tokens;
         u.cached += r.cached_input_tokens.min(r.input_tokens);
         u.output += r.output_tokens;
-        u.current += cost_of(r);
+        // Both sides of a saving at list price: a billed cost (negotiated, or including
+        // extras the tokens do not show) compared with a list-price projection would
+        // count the difference between the two as a saving.
+        u.current += list_cost(r);
     }
     groups.into_values().collect()
 }
@@ -552,6 +591,7 @@ mod tests {
             input_tokens: input,
             output_tokens: output,
             cached_input_tokens: cached,
+            cost: None,
         }
     }
 

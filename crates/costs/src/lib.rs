@@ -9,14 +9,15 @@
 
 mod analysis;
 mod date;
+pub mod import;
 mod money;
 mod prices;
 mod records;
 
 pub use analysis::{
-    forecast, recommend, summarize, total_savings, DailyTotal, Forecast, GroupTotal,
-    Recommendation, RecommendationKind, Summary,
+    breakdown, forecast, recommend, summarize, total_savings, DailyTotal, Forecast, GroupBy,
+    GroupTotal, Recommendation, RecommendationKind, Summary,
 };
 pub use money::{group_thousands, Money, MICROS_PER_USD};
 pub use prices::{cheaper_sibling, price_catalog, price_for, Price};
-pub use records::{cost_of, demo_dataset, UsageRecord};
+pub use records::{cost_of, demo_dataset, list_cost, UsageRecord};

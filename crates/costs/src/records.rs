@@ -20,11 +20,20 @@ pub struct UsageRecord {
     pub output_tokens: u64,
     /// The part of `input_tokens` served from the prompt cache.
     pub cached_input_tokens: u64,
+    /// What the source says this usage cost, when it says; the catalog price otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<Money>,
 }
 
-/// What the record cost at list price. Models missing from the catalog cost
-/// `Money(0)` here; `summarize` reports them as unpriced instead of guessing.
+/// What the record cost: the cost its source reported, else the catalog's list price.
+/// Models missing from the catalog without a reported cost are `Money(0)` here;
+/// `summarize` reports them as unpriced instead of guessing.
 pub fn cost_of(r: &UsageRecord) -> Money {
+    r.cost.unwrap_or_else(|| list_cost(r))
+}
+
+/// The record at the catalog's list price (zero for models the catalog does not know).
+pub fn list_cost(r: &UsageRecord) -> Money {
     price_for(&r.model).map_or(Money::ZERO, |p| {
         p.cost(r.input_tokens, r.cached_input_tokens, r.output_tokens)
     })
@@ -142,6 +151,7 @@ fn demo_record(f: &DemoFeature, day: &str, requests: u64) -> UsageRecord {
         input_tokens: requests * f.input_per_request,
         output_tokens: requests * f.output_per_request,
         cached_input_tokens: requests * f.cached_per_request,
+        cost: None,
     }
 }
 
@@ -174,6 +184,7 @@ mod tests {
             input_tokens: input,
             output_tokens: output,
             cached_input_tokens: cached,
+            cost: None,
         }
     }
 

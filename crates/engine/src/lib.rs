@@ -22,4 +22,4 @@ pub use context::RunContext;
 pub use log::{Follow, RunLog};
 pub use manager::{Accepted, EngineSettings, RunManager, StartError};
 pub use sink::EventSink;
-pub use tools::{DemoUsage, UsageSource};
+pub use tools::{DemoUsage, Origin, StoredUsage, UsageData, UsageSource};

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod health;
 pub mod settings;
 pub mod telemetry;
+pub mod usage;
 pub mod ws;
 
 use std::future::Future;
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use apex_engine::{DemoUsage, EngineSettings, RunManager, Tool, Tools, UsageSource};
+use apex_engine::{EngineSettings, RunManager, StoredUsage, Tool, Tools, UsageSource};
 use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
@@ -51,12 +52,13 @@ impl AppState {
 pub struct Server {
     settings: Settings,
     tools: Tools,
-    source: Arc<dyn UsageSource>,
+    /// `None`: the user's imported usage from the store (demo data until they import).
+    source: Option<Arc<dyn UsageSource>>,
 }
 
 impl Server {
     pub fn new(settings: Settings) -> Self {
-        Self { settings, tools: apex_engine::tools::builtin(), source: Arc::new(DemoUsage::default()) }
+        Self { settings, tools: apex_engine::tools::builtin(), source: None }
     }
 
     /// Replaces the tool of the same name.
@@ -66,7 +68,7 @@ impl Server {
     }
 
     pub fn with_usage_source(mut self, source: Arc<dyn UsageSource>) -> Self {
-        self.source = source;
+        self.source = Some(source);
         self
     }
 
@@ -121,7 +123,8 @@ impl Server {
             tools = tools.map(|inner| Arc::new(apex_engine::tools::Delayed { inner, delay }));
         }
         let engine = EngineSettings { run_timeout: settings.run_timeout, ..EngineSettings::default() };
-        let runs = RunManager::start(store, engine, tools, self.source).await?;
+        let source = self.source.unwrap_or_else(|| Arc::new(StoredUsage::new(store.clone())));
+        let runs = RunManager::start(store, engine, tools, source).await?;
         Ok(AppState {
             settings: Arc::new(settings),
             auth: Arc::new(auth),
@@ -141,7 +144,7 @@ pub async fn run(listener: TcpListener, settings: Settings, shutdown: impl Futur
 
 /// Each feature module owns its routes; this merges them.
 pub fn router(state: AppState) -> Router {
-    Router::new().merge(health::router()).merge(ws::router()).merge(api::router()).with_state(state)
+    Router::new().merge(health::router()).merge(ws::router()).merge(api::router()).merge(usage::router()).with_state(state)
 }
 
 /// Resolves on SIGINT or SIGTERM.

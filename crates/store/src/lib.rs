@@ -11,6 +11,8 @@ pub mod sqlite;
 
 pub use model::*;
 
+use apex_costs::import::ImportRow;
+use apex_costs::UsageRecord;
 use apex_protocol::{RunId, ThreadId};
 use async_trait::async_trait;
 
@@ -60,6 +62,14 @@ pub trait Store: Send + Sync + 'static {
     /// Events of a run with `seq > after_seq`, in order, as their wire JSON.
     async fn run_events(&self, user_id: &str, run_id: RunId, after_seq: u64) -> StoreResult<Vec<String>>;
     async fn agent_results(&self, user_id: &str, run_id: RunId) -> StoreResult<Vec<AgentResultRow>>;
+
+    /// Adds imported usage rows for this user; rows whose key is already stored are
+    /// skipped. Returns how many were new.
+    async fn import_usage(&self, user_id: &str, rows: &[ImportRow], at_ms: u64) -> StoreResult<u64>;
+    /// This user's usage rows, optionally limited to days `from..=to` (`YYYY-MM-DD`).
+    async fn usage(&self, user_id: &str, from: Option<&str>, to: Option<&str>) -> StoreResult<Vec<UsageRecord>>;
+    /// Removes all of this user's usage rows; returns how many.
+    async fn delete_usage(&self, user_id: &str) -> StoreResult<u64>;
 }
 
 /// Opens the backend named by the URL scheme (`sqlite://…`).

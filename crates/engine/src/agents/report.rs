@@ -29,6 +29,7 @@ impl Agent for ReportAgent {
         sink.thinking(AgentName::Report, "Projecting this month's spend and writing the report.").await;
         let forecast = sink.call_tool(ctx, AgentName::Report, "forecast_spend", json!({})).await?;
         let inputs = ReportInputs {
+            demo: pad.get(AgentName::Supervisor).is_some_and(|o| o["source"] == "demo"),
             triage: pad.get(AgentName::Triage).unwrap_or_default(),
             usage: pad.get(AgentName::Data).unwrap_or_default(),
             savings: pad.get(AgentName::Optimization).unwrap_or_default(),
@@ -49,6 +50,8 @@ impl Agent for ReportAgent {
 }
 
 struct ReportInputs {
+    /// The figures are the built-in demo dataset, not the user's own.
+    demo: bool,
     triage: Value,
     usage: Value,
     savings: Value,
@@ -66,6 +69,9 @@ fn write_report(r: &ReportInputs) -> String {
         str_of(u, "from"),
         str_of(u, "to")
     );
+    if r.demo {
+        out.push_str("_These figures come from the built-in demo dataset, not from your usage. Import yours (an OpenAI usage export or a CSV, `POST /api/usage/import`) and ask again._\n\n");
+    }
     let _ = writeln!(
         out,
         "{} requests used {} input and {} output tokens.\n",

@@ -12,6 +12,8 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 use tokio::sync::OnceCell;
 
+use apex_store::Store;
+
 use crate::agent::{Tool, ToolError, Tools};
 use crate::context::RunContext;
 
@@ -22,7 +24,47 @@ pub use classify::classify;
 /// Where a user's LLM usage records come from.
 #[async_trait]
 pub trait UsageSource: Send + Sync {
-    async fn usage(&self, user_id: &str) -> Result<Arc<Vec<UsageRecord>>, String>;
+    async fn usage(&self, user_id: &str) -> Result<UsageData, String>;
+}
+
+/// A user's usage records and where they came from.
+#[derive(Clone, Debug)]
+pub struct UsageData {
+    pub records: Arc<Vec<UsageRecord>>,
+    pub origin: Origin,
+}
+
+/// Whether the figures are the user's own: the answer says so when they are not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// Imported by the user.
+    Imported,
+    /// The built-in demo dataset, for users who have imported nothing yet.
+    Demo,
+}
+
+/// The user's imported usage from the store, or the demo dataset while they have none.
+pub struct StoredUsage {
+    store: Arc<dyn Store>,
+    demo: DemoUsage,
+}
+
+impl StoredUsage {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store, demo: DemoUsage::default() }
+    }
+}
+
+#[async_trait]
+impl UsageSource for StoredUsage {
+    async fn usage(&self, user_id: &str) -> Result<UsageData, String> {
+        let records = self.store.usage(user_id, None, None).await.map_err(|e| format!("usage data unavailable: {e}"))?;
+        if records.is_empty() {
+            return self.demo.usage(user_id).await;
+        }
+        Ok(UsageData { records: Arc::new(records), origin: Origin::Imported })
+    }
 }
 
 /// The built-in demo dataset: 30 days of realistic usage, different for each user.
@@ -36,13 +78,14 @@ const DEMO_CACHE: usize = 10_000;
 
 #[async_trait]
 impl UsageSource for DemoUsage {
-    async fn usage(&self, user_id: &str) -> Result<Arc<Vec<UsageRecord>>, String> {
+    async fn usage(&self, user_id: &str) -> Result<UsageData, String> {
         let seed = seed_for(user_id);
         let mut cache = self.cache.lock().expect("demo cache lock");
         if cache.len() >= DEMO_CACHE && !cache.contains_key(&seed) {
             cache.clear();
         }
-        Ok(cache.entry(seed).or_insert_with(|| Arc::new(apex_costs::demo_dataset(seed))).clone())
+        let records = cache.entry(seed).or_insert_with(|| Arc::new(apex_costs::demo_dataset(seed))).clone();
+        Ok(UsageData { records, origin: Origin::Demo })
     }
 }
 
@@ -55,23 +98,28 @@ fn seed_for(user_id: &str) -> u64 {
 #[derive(Clone)]
 pub struct ToolContext {
     source: Arc<dyn UsageSource>,
-    records: Arc<OnceCell<Arc<Vec<UsageRecord>>>>,
+    data: Arc<OnceCell<UsageData>>,
     summary: Arc<OnceCell<Arc<Summary>>>,
 }
 
 impl fmt::Debug for ToolContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ToolContext").field("loaded", &self.records.initialized()).finish()
+        f.debug_struct("ToolContext").field("loaded", &self.data.initialized()).finish()
     }
 }
 
 impl ToolContext {
     pub fn new(source: Arc<dyn UsageSource>) -> Self {
-        Self { source, records: Arc::default(), summary: Arc::default() }
+        Self { source, data: Arc::default(), summary: Arc::default() }
+    }
+
+    /// The user's usage, loaded once per run.
+    pub async fn data(&self, user_id: &str) -> Result<&UsageData, ToolError> {
+        self.data.get_or_try_init(|| async { self.source.usage(user_id).await.map_err(ToolError) }).await
     }
 
     pub async fn records(&self, user_id: &str) -> Result<Arc<Vec<UsageRecord>>, ToolError> {
-        self.records.get_or_try_init(|| async { self.source.usage(user_id).await.map_err(ToolError) }).await.cloned()
+        Ok(self.data(user_id).await?.records.clone())
     }
 
     /// The records summarized, computed once per run for every tool that needs it.
@@ -122,10 +170,11 @@ impl Tool for UsageOverview {
         "load_usage_overview"
     }
     async fn call(&self, ctx: &RunContext, _args: Value) -> Result<Value, ToolError> {
-        let records = ctx.tools.records(&ctx.user_id).await?;
+        let data = ctx.tools.data(&ctx.user_id).await?;
         let s = ctx.tools.summary(&ctx.user_id).await?;
         Ok(json!({
-            "records": records.len(),
+            "source": data.origin,
+            "records": data.records.len(),
             "from": &s.from, "to": &s.to, "days": s.days,
             "total": s.total,
             "models": s.by_model.len(),

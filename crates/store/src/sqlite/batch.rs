@@ -3,6 +3,7 @@
 //! statement per batch; only the end of a run needs a statement of its own.
 use std::collections::{HashMap, HashSet};
 
+use apex_costs::import::ImportRow;
 use apex_protocol::{MessageId, RunId, ThreadId};
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
@@ -155,6 +156,40 @@ async fn insert_accepted(tx: &mut Transaction<'_, Sqlite>, accepted: &[&NewRun])
     Ok(())
 }
 
+
+/// Adds usage rows, skipping keys already stored; returns how many were new.
+pub(super) async fn insert_usage(
+    tx: &mut Transaction<'_, Sqlite>,
+    user_id: &str,
+    rows: &[ImportRow],
+    at_ms: u64,
+) -> StoreResult<u64> {
+    let mut inserted = 0;
+    for chunk in rows.chunks(ROWS_PER_STATEMENT / 4) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT OR IGNORE INTO usage_records (user_id, key, day, provider, model, feature, project, requests, \
+             input_tokens, output_tokens, cached_input_tokens, cost_micros, imported_at) ",
+        );
+        q.push_values(chunk, |mut row, r| {
+            let u = &r.record;
+            row.push_bind(user_id)
+                .push_bind(r.key.as_str())
+                .push_bind(u.day.as_str())
+                .push_bind(u.provider.as_str())
+                .push_bind(u.model.as_str())
+                .push_bind(u.feature.as_str())
+                .push_bind(u.project.as_str())
+                .push_bind(u.requests as i64)
+                .push_bind(u.input_tokens as i64)
+                .push_bind(u.output_tokens as i64)
+                .push_bind(u.cached_input_tokens as i64)
+                .push_bind(u.cost.map(|c| c.0))
+                .push_bind(at_ms as i64);
+        });
+        inserted += q.build().execute(&mut **tx).await?.rows_affected();
+    }
+    Ok(inserted)
+}
 
 pub(super) async fn apply(tx: &mut Transaction<'_, Sqlite>, batch: &[Write]) -> StoreResult<()> {
     let mut events = Vec::new();

@@ -8,6 +8,9 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, Transaction};
 
+use apex_costs::import::ImportRow;
+use apex_costs::UsageRecord;
+
 use crate::model::*;
 use crate::{Store, StoreError, StoreResult};
 
@@ -148,6 +151,46 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(interrupted)
+    }
+
+    async fn import_usage(&self, user_id: &str, rows: &[ImportRow], at_ms: u64) -> StoreResult<u64> {
+        let mut tx = self.writer.begin().await?;
+        let inserted = batch::insert_usage(&mut tx, user_id, rows, at_ms).await?;
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    async fn usage(&self, user_id: &str, from: Option<&str>, to: Option<&str>) -> StoreResult<Vec<UsageRecord>> {
+        let rows = sqlx::query(
+            "SELECT day, provider, model, feature, project, requests, input_tokens, output_tokens, \
+             cached_input_tokens, cost_micros FROM usage_records \
+             WHERE user_id = ? AND day >= COALESCE(?, '') AND day <= COALESCE(?, '9999') ORDER BY day",
+        )
+        .bind(user_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| UsageRecord {
+                day: r.get(0),
+                provider: r.get(1),
+                model: r.get(2),
+                feature: r.get(3),
+                project: r.get(4),
+                requests: r.get::<i64, _>(5) as u64,
+                input_tokens: r.get::<i64, _>(6) as u64,
+                output_tokens: r.get::<i64, _>(7) as u64,
+                cached_input_tokens: r.get::<i64, _>(8) as u64,
+                cost: r.get::<Option<i64>, _>(9).map(apex_costs::Money),
+            })
+            .collect())
+    }
+
+    async fn delete_usage(&self, user_id: &str) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM usage_records WHERE user_id = ?").bind(user_id).execute(&self.writer).await?;
+        Ok(done.rows_affected())
     }
 
     async fn find_client_message(&self, user_id: &str, client_message_id: &str) -> StoreResult<Option<BegunRun>> {

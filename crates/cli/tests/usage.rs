@@ -1,0 +1,157 @@
+//! Usage import over REST, then the golden path analyzes the user's own data.
+mod common;
+
+use std::collections::HashSet;
+use std::io::Write as _;
+
+use apex_server::Layer;
+use common::*;
+use serde_json::{json, Value};
+
+/// Hand-checked figures. Rows with `cost_usd` keep it; the gpt-4o-mini row is priced from
+/// the catalog: 2,000,000 input × $0.15/M + 1,000,000 output × $0.60/M = $0.90.
+const CSV: &str = "date,model,provider,input_tokens,output_tokens,cached_input_tokens,requests,cost_usd,feature,project\n\
+2026-11-01,gpt-4o,openai,100000,20000,0,50,1200.00,support-chat,web\n\
+2026-11-02,gpt-4o,openai,100000,20000,0,50,1300.50,support-chat,web\n\
+2026-11-02,claude-3-5-sonnet,anthropic,50000,5000,0,20,400.25,nightly-summaries,batch\n\
+2026-11-03,gpt-4o-mini,openai,2000000,1000000,0,100,,classification,web\n\
+2026-11-03,gpt-4o,openai,oops,1,0,1,1,support-chat,web\n\
+2026-11-40,gpt-4o,openai,1,1,0,1,1,support-chat,web\n";
+const TOTAL: &str = "$2,901.65"; // 1200.00 + 1300.50 + 400.25 + 0.90
+
+async fn import(app: &TestApp, token: &str, body: Vec<u8>, query: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(app.http(&format!("/api/usage/import{query}")))
+        .bearer_auth(token)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// Every `$…` figure in `text`.
+fn dollar_figures(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let bytes = text.as_bytes();
+    for (i, _) in text.match_indices('$') {
+        let end = bytes[i + 1..].iter().position(|b| !(b.is_ascii_digit() || *b == b',' || *b == b'.')).map_or(text.len(), |p| i + 1 + p);
+        let fig = text[i..end].trim_end_matches(['.', ',']);
+        if fig.len() > 1 {
+            out.push(fig.to_owned());
+        }
+    }
+    out
+}
+
+/// Every money amount the tools returned this run, as the report would print it, plus
+/// every `$…` figure inside their text fields.
+fn tool_figures(events: &[Value]) -> HashSet<String> {
+    fn walk(v: &Value, out: &mut HashSet<String>) {
+        match v {
+            Value::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    out.insert(apex_costs::Money(i).to_string());
+                }
+            }
+            Value::String(s) => out.extend(dollar_figures(s)),
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            Value::Object(o) => o.values().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = HashSet::new();
+    for e in events.iter().filter(|e| e["type"] == "tool_completed") {
+        walk(&e["result"], &mut out);
+    }
+    out
+}
+
+#[tokio::test]
+async fn imported_usage_is_what_the_agents_analyze() {
+    let app = spawn_with(Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    let token = app.token("finance@acme");
+
+    let (status, report) = import(&app, &token, CSV.as_bytes().to_vec(), "").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["format"], "generic_csv");
+    assert_eq!(report["imported"], 4);
+    assert_eq!(report["rejected_count"], 2);
+    let lines: Vec<u64> = report["rejected"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, [6, 7]);
+
+    // Importing the same file again changes nothing.
+    let (_, again) = import(&app, &token, CSV.as_bytes().to_vec(), "?format=generic_csv").await;
+    assert_eq!((again["imported"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(4)));
+
+    let (status, summary) = app.get("/api/usage/summary?group_by=feature", &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(summary["total_display"], TOTAL);
+    assert_eq!(summary["groups"][0]["key"], "support-chat");
+    assert_eq!(summary["groups"][0]["cost"], 2_500_500_000_i64);
+    let (_, ranged) = app.get("/api/usage/summary?from=2026-11-02&to=2026-11-02", &token).await;
+    assert_eq!(ranged["total"], 1_700_750_000_i64);
+
+    let mut c = connect(&app, By::Header(token.clone())).await;
+    c.ask("Analyze my AI costs", None).await;
+    let events = c.events_until_terminal().await;
+    let answer = assert_golden_run(&events);
+    assert!(answer.contains(&format!("Your AI spend: {TOTAL}")), "{answer}");
+    assert!(answer.contains("| gpt-4o | $2,500.50 |"), "the top driver: {answer}");
+    assert!(!answer.contains("demo dataset"), "these are the user's own figures");
+    // Every dollar figure in the answer was computed by a tool of this run.
+    let computed = tool_figures(&events);
+    let figures = dollar_figures(&answer);
+    assert!(figures.len() >= 8, "the answer is substantive: {figures:?}");
+    for figure in figures {
+        assert!(computed.contains(&figure), "{figure} is not in any tool result of the run");
+    }
+
+    // Another user sees none of it.
+    let other = app.token("someone-else");
+    let (_, theirs) = app.get("/api/usage/summary", &other).await;
+    assert_eq!(theirs["records"], 0);
+    let mut o = connect(&app, By::Header(other)).await;
+    o.ask("Analyze my AI costs", None).await;
+    let theirs = assert_golden_run(&o.events_until_terminal().await);
+    assert!(theirs.contains("demo dataset"), "without an import, the answer says it is demo data");
+
+    // Deleting returns the user to the demo data.
+    let r = reqwest::Client::new().delete(app.http("/api/usage")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["deleted"], 4);
+    assert_eq!(app.get("/api/usage/summary", &token).await.1["records"], 0);
+}
+
+#[tokio::test]
+async fn openai_usage_json_is_detected_even_gzipped() {
+    let app = spawn_app().await;
+    let token = app.token("ops");
+    let page = json!({"object": "page", "has_more": false, "data": [
+        {"object": "bucket", "start_time": 1793491200, "end_time": 1793577600, "results": [
+            {"object": "organization.usage.completions.result", "input_tokens": 4_000_000, "output_tokens": 1_000_000,
+             "input_cached_tokens": 0, "num_model_requests": 1000, "project_id": "proj_1", "api_key_id": "key_a",
+             "user_id": null, "model": "gpt-4o-2024-08-06", "batch": false}]}]});
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(page.to_string().as_bytes()).unwrap();
+    let (status, report) = import(&app, &token, gz.finish().unwrap(), "").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!((report["format"].as_str(), report["imported"].as_u64()), (Some("openai_usage_json"), Some(1)));
+    // 4M input × $2.50/M + 1M output × $10.00/M = $20.00.
+    let (_, summary) = app.get("/api/usage/summary?group_by=model", &token).await;
+    assert_eq!(summary["total_display"], "$20.00");
+    assert_eq!(summary["groups"][0]["key"], "gpt-4o");
+}
+
+#[tokio::test]
+async fn unusable_uploads_and_queries_get_clear_errors() {
+    let app = spawn_app().await;
+    let token = app.token("ops");
+    let (status, body) = import(&app, &token, b"hello world".to_vec(), "").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("unknown_format")));
+    let (status, body) = import(&app, &token, b"when,what\n1,2\n".to_vec(), "?format=generic_csv").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("unreadable_file")));
+    assert_eq!(app.get("/api/usage/summary?group_by=colour", &token).await.0, 400);
+    assert_eq!(app.get("/api/usage/summary?from=yesterday", &token).await.0, 400);
+    let r = reqwest::Client::new().post(app.http("/api/usage/import")).body(CSV).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+}

@@ -1,0 +1,198 @@
+//! The generic CSV: one row per usage line, columns found by header name (case and
+//! surrounding spaces ignored; the aliases below are accepted). Documented in
+//! `docs/cost-analysis.md`.
+//!
+//! | column | required | meaning |
+//! |---|---|---|
+//! | `date` / `day` / `timestamp` | yes | `YYYY-MM-DD`, or an RFC 3339 time (its UTC date is used) |
+//! | `model` | yes | model name as billed (dated snapshots are resolved) |
+//! | `provider` | no | defaults to the catalog's provider for the model, else `unknown` |
+//! | `input_tokens` / `prompt_tokens` | no (0) | all input tokens, cached ones included |
+//! | `cached_input_tokens` / `cached_tokens` | no (0) | the part of the input served from cache |
+//! | `output_tokens` / `completion_tokens` | no (0) | |
+//! | `requests` / `num_requests` | no (1) | requests this row stands for |
+//! | `cost_usd` / `cost` / `spend` | no | what the source billed, in dollars; list price otherwise |
+//! | `feature`, `project` | no | tags (`unattributed`, `default`) |
+//! | `request_id` | no | identifies the row across imports (else its content does) |
+use std::collections::HashMap;
+
+use super::{content_key, parse_usd, ImportError, ImportRow, Rejected};
+use crate::date::parse_day;
+use crate::prices::price_for;
+use crate::records::UsageRecord;
+
+const ALIASES: &[(&str, &[&str])] = &[
+    ("date", &["date", "day", "timestamp"]),
+    ("model", &["model"]),
+    ("provider", &["provider"]),
+    ("input_tokens", &["input_tokens", "prompt_tokens"]),
+    ("cached_input_tokens", &["cached_input_tokens", "cached_tokens"]),
+    ("output_tokens", &["output_tokens", "completion_tokens"]),
+    ("requests", &["requests", "num_requests"]),
+    ("cost", &["cost_usd", "cost", "spend"]),
+    ("feature", &["feature"]),
+    ("project", &["project"]),
+    ("request_id", &["request_id"]),
+];
+
+pub(super) fn read(
+    input: impl std::io::Read,
+    mut row: impl FnMut(ImportRow),
+    mut reject: impl FnMut(Rejected),
+) -> Result<(), ImportError> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(input);
+    let headers = reader.headers().map_err(|e| ImportError::Unreadable(format!("no CSV header: {e}")))?.clone();
+    let columns = columns(&headers)?;
+    let mut record = csv::StringRecord::new();
+    loop {
+        let line = reader.position().line() + 1;
+        match reader.read_record(&mut record) {
+            Ok(false) => return Ok(()),
+            Ok(true) if record.iter().all(str::is_empty) => {}
+            Ok(true) => match parse_row(&columns, &record) {
+                Ok(r) => row(r),
+                Err(reason) => reject(Rejected { line: record.position().map_or(line, |p| p.line()), reason }),
+            },
+            Err(e) => reject(Rejected { line, reason: format!("unreadable CSV row: {e}") }),
+        }
+    }
+}
+
+/// Column index per canonical name.
+fn columns(headers: &csv::StringRecord) -> Result<HashMap<&'static str, usize>, ImportError> {
+    let mut found = HashMap::new();
+    for (i, h) in headers.iter().enumerate() {
+        let h = h.trim_start_matches('\u{feff}').trim().to_ascii_lowercase();
+        if let Some((name, _)) = ALIASES.iter().find(|(_, names)| names.contains(&h.as_str())) {
+            found.entry(*name).or_insert(i);
+        }
+    }
+    for required in ["date", "model"] {
+        if !found.contains_key(required) {
+            return Err(ImportError::Unreadable(format!("the header has no `{required}` column")));
+        }
+    }
+    Ok(found)
+}
+
+fn parse_row(columns: &HashMap<&'static str, usize>, record: &csv::StringRecord) -> Result<ImportRow, String> {
+    let get = |name: &str| columns.get(name).and_then(|&i| record.get(i)).filter(|v| !v.is_empty());
+    let count = |name: &str, default: u64| -> Result<u64, String> {
+        get(name).map_or(Ok(default), |v| v.parse().map_err(|_| format!("`{name}` is not a non-negative integer: `{v}`")))
+    };
+    let day = get("date").ok_or("`date` is empty")?;
+    let day = day_of(day).ok_or_else(|| format!("`date` is not a date: `{day}`"))?;
+    let model = get("model").ok_or("`model` is empty")?.to_owned();
+    let input_tokens = count("input_tokens", 0)?;
+    let cached_input_tokens = count("cached_input_tokens", 0)?;
+    if cached_input_tokens > input_tokens {
+        return Err(format!("`cached_input_tokens` ({cached_input_tokens}) exceeds `input_tokens` ({input_tokens})"));
+    }
+    let cost = get("cost").map(|v| parse_usd(v).ok_or_else(|| format!("`cost_usd` is not an amount: `{v}`"))).transpose()?;
+    let provider = get("provider")
+        .map(str::to_owned)
+        .unwrap_or_else(|| price_for(&model).map_or("unknown", |p| p.provider).to_owned());
+    let record = UsageRecord {
+        day,
+        provider,
+        model,
+        feature: get("feature").unwrap_or("unattributed").to_owned(),
+        project: get("project").unwrap_or("default").to_owned(),
+        requests: count("requests", 1)?,
+        input_tokens,
+        output_tokens: count("output_tokens", 0)?,
+        cached_input_tokens,
+        cost,
+    };
+    let key = match get("request_id") {
+        Some(id) => format!("req:{id}"),
+        None => {
+            let numbers = [record.requests, record.input_tokens, record.cached_input_tokens, record.output_tokens]
+                .map(|n| n.to_string());
+            let cost = record.cost.map(|c| c.0.to_string()).unwrap_or_default();
+            let mut fields = vec![record.day.as_str(), &record.provider, &record.model, &record.feature, &record.project, &cost];
+            fields.extend(numbers.iter().map(String::as_str));
+            content_key(&fields)
+        }
+    };
+    Ok(ImportRow { record, key })
+}
+
+/// `YYYY-MM-DD`, or the date part of an RFC 3339 time in UTC.
+fn day_of(value: &str) -> Option<String> {
+    let date = value.get(..10)?;
+    parse_day(date)?;
+    let rest = &value[10..];
+    if rest.is_empty() || (rest.starts_with(['T', 't', ' ']) && (rest.ends_with('Z') || rest.ends_with('z') || rest.len() <= 9)) {
+        return Some(date.to_owned());
+    }
+    // An offset other than UTC would move the date; refuse rather than guess.
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{import, Format};
+    use super::*;
+    use crate::money::Money;
+
+    fn run(csv: &str) -> (Vec<ImportRow>, Vec<Rejected>) {
+        let (mut rows, mut bad) = (Vec::new(), Vec::new());
+        import(Format::GenericCsv, csv.as_bytes(), |r| rows.push(r), |r| bad.push(r)).unwrap();
+        (rows, bad)
+    }
+
+    #[test]
+    fn reads_columns_by_name_with_defaults() {
+        let (rows, bad) = run(
+            "Model, Date ,prompt_tokens,completion_tokens,cached_tokens,requests,cost_usd,feature\n\
+             gpt-4o-2024-08-06,2026-11-02,1000,200,100,3,0.0125,chat\n\
+             claude-3-5-haiku,2026-11-03T10:00:00Z,10,1,,,,\n",
+        );
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(rows.len(), 2);
+        let r = &rows[0].record;
+        assert_eq!((r.day.as_str(), r.provider.as_str(), r.requests), ("2026-11-02", "openai", 3));
+        assert_eq!((r.input_tokens, r.cached_input_tokens, r.output_tokens), (1000, 100, 200));
+        assert_eq!(r.cost, Some(Money(12_500)));
+        let h = &rows[1].record;
+        assert_eq!((h.day.as_str(), h.provider.as_str(), h.feature.as_str(), h.project.as_str()), ("2026-11-03", "anthropic", "unattributed", "default"));
+        assert_eq!((h.requests, h.cost), (1, None));
+    }
+
+    #[test]
+    fn bad_rows_are_reported_by_line_and_good_rows_kept() {
+        let (rows, bad) = run(
+            "date,model,input_tokens,cached_input_tokens\n\
+             2026-11-01,gpt-4o,10,0\n\
+             2026-13-01,gpt-4o,10,0\n\
+             2026-11-02,,10,0\n\
+             2026-11-02,gpt-4o,-5,0\n\
+             2026-11-02,gpt-4o,5,6\n\
+             2026-11-02T10:00:00+05:00,gpt-4o,5,0\n\
+             \n\
+             2026-11-03,gpt-4o,7,0\n",
+        );
+        assert_eq!(rows.len(), 2);
+        let lines: Vec<u64> = bad.iter().map(|b| b.line).collect();
+        assert_eq!(lines, [3, 4, 5, 6, 7], "{bad:?}");
+        assert!(bad[0].reason.contains("not a date"));
+        assert!(bad[3].reason.contains("exceeds"));
+    }
+
+    #[test]
+    fn keys_are_stable_and_request_ids_win() {
+        let csv = "date,model,input_tokens,request_id\n2026-11-01,gpt-4o,10,\n2026-11-01,gpt-4o,10,abc\n";
+        let (a, _) = run(csv);
+        let (b, _) = run(csv);
+        assert_eq!(a, b);
+        assert!(a[0].key.starts_with("row:"));
+        assert_eq!(a[1].key, "req:abc");
+    }
+
+    #[test]
+    fn a_file_without_the_required_columns_is_unreadable() {
+        let err = import(Format::GenericCsv, "when,what\n1,2\n".as_bytes(), |_| {}, |_| {}).unwrap_err();
+        assert!(err.to_string().contains("`date`"));
+    }
+}

@@ -1,0 +1,147 @@
+//! Importers: usage exports in, [`ImportRow`]s out, one callback per row so that a caller
+//! can store them in batches without holding the file's rows in memory.
+//!
+//! A bad row never stops an import: it is reported with its line number and reason, and
+//! the good rows are kept. Every row carries a `key` that identifies it across imports,
+//! so that importing the same file twice, or overlapping files, never double counts.
+mod generic_csv;
+mod openai;
+
+use crate::money::Money;
+use crate::records::UsageRecord;
+
+/// One usage row and its identity across imports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImportRow {
+    pub record: UsageRecord,
+    /// The source's request id where it has one, otherwise a hash of the row's content.
+    pub key: String,
+}
+
+/// A row that could not be imported.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Rejected {
+    /// 1-based line of the file (the header is line 1 of a CSV).
+    pub line: u64,
+    pub reason: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// The documented generic CSV (`docs/cost-analysis.md`).
+    GenericCsv,
+    /// OpenAI's Usage API, completions endpoint (`organization.usage.completions.result`).
+    OpenaiUsageJson,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "generic_csv" | "csv" => Some(Self::GenericCsv),
+            "openai_usage_json" | "openai" => Some(Self::OpenaiUsageJson),
+            _ => None,
+        }
+    }
+
+    /// Guesses the format from the first bytes of the file.
+    pub fn detect(head: &[u8]) -> Option<Self> {
+        let text = String::from_utf8_lossy(&head[..head.len().min(4096)]);
+        let trimmed = text.trim_start_matches('\u{feff}').trim_start();
+        if trimmed.starts_with('{') || trimmed.starts_with('[') {
+            return text.contains("organization.usage.completions").then_some(Self::OpenaiUsageJson);
+        }
+        let header = trimmed.lines().next().unwrap_or("").to_ascii_lowercase();
+        let has = |names: &[&str]| header.split(',').any(|h| names.contains(&h.trim().trim_matches('"')));
+        (has(&["model"]) && has(&["date", "day", "timestamp"])).then_some(Self::GenericCsv)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ImportError {
+    /// The file as a whole cannot be read in this format (no header, not JSON, …).
+    Unreadable(String),
+}
+
+impl std::fmt::Display for ImportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unreadable(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for ImportError {}
+
+/// Reads `input` in `format`, calling `row` for each good row and `reject` for each bad one.
+pub fn import(
+    format: Format,
+    input: impl std::io::Read,
+    row: impl FnMut(ImportRow),
+    reject: impl FnMut(Rejected),
+) -> Result<(), ImportError> {
+    match format {
+        Format::GenericCsv => generic_csv::read(input, row, reject),
+        Format::OpenaiUsageJson => openai::read(input, row, reject),
+    }
+}
+
+/// Parses a non-negative decimal amount of dollars exactly ("12.3456785" → 12,345,679
+/// micro-dollars, half away from zero past the sixth decimal). No floating point.
+pub fn parse_usd(s: &str) -> Option<Money> {
+    let s = s.trim().trim_start_matches('$');
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    if whole.is_empty() && frac.is_empty() {
+        return None;
+    }
+    if !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let mut micros: i64 = 0;
+    for (i, b) in frac.bytes().take(6).enumerate() {
+        micros += i64::from(b - b'0') * 10_i64.pow(5 - i as u32);
+    }
+    let round_up = frac.as_bytes().get(6).is_some_and(|b| *b >= b'5');
+    whole.checked_mul(1_000_000)?.checked_add(micros + i64::from(round_up)).map(Money)
+}
+
+/// FNV-1a over the fields that identify a row: stable across runs and machines.
+pub(crate) fn content_key(fields: &[&str]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for field in fields {
+        for b in field.bytes().chain([0x1f]) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("row:{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dollars_parse_exactly() {
+        assert_eq!(parse_usd("12.34"), Some(Money(12_340_000)));
+        assert_eq!(parse_usd("$0.000001"), Some(Money(1)));
+        assert_eq!(parse_usd("1.0000005"), Some(Money(1_000_001)));
+        assert_eq!(parse_usd("7"), Some(Money(7_000_000)));
+        assert_eq!(parse_usd(".5"), Some(Money(500_000)));
+        assert_eq!(parse_usd("-1"), None);
+        assert_eq!(parse_usd("1e3"), None);
+        assert_eq!(parse_usd(""), None);
+    }
+
+    #[test]
+    fn formats_are_detected_from_the_head_of_the_file() {
+        assert_eq!(Format::detect(b"date,model,input_tokens\n"), Some(Format::GenericCsv));
+        assert_eq!(Format::detect(b"\xef\xbb\xbf\"Day\",\"Model\"\n"), Some(Format::GenericCsv), "BOM, quotes, case");
+        assert_eq!(Format::detect(b"day,model\n"), Some(Format::GenericCsv));
+        assert_eq!(
+            Format::detect(br#"{"object":"page","data":[{"results":[{"object":"organization.usage.completions.result"}]}]}"#),
+            Some(Format::OpenaiUsageJson)
+        );
+        assert_eq!(Format::detect(b"hello"), None);
+    }
+}

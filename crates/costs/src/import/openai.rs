@@ -1,0 +1,131 @@
+//! OpenAI's Usage API, completions endpoint: a page of time buckets, each with
+//! `organization.usage.completions.result` entries (grouped by model, project, key, …).
+//! Line numbers are not meaningful in JSON; a rejected result is reported by its position
+//! (`bucket N, result M`) in `reason` and the line of the document's start.
+use serde::Deserialize;
+
+use super::{ImportError, ImportRow, Rejected};
+use crate::date::format_day;
+use crate::records::UsageRecord;
+
+#[derive(Deserialize)]
+struct Page {
+    data: Vec<Bucket>,
+}
+
+#[derive(Deserialize)]
+struct Bucket {
+    start_time: i64,
+    #[serde(default)]
+    results: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Completions {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    input_cached_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+    #[serde(default)]
+    num_model_requests: u64,
+    #[serde(default)]
+    project_id: Option<String>,
+    #[serde(default)]
+    api_key_id: Option<String>,
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    batch: Option<bool>,
+}
+
+pub(super) fn read(
+    input: impl std::io::Read,
+    mut row: impl FnMut(ImportRow),
+    mut reject: impl FnMut(Rejected),
+) -> Result<(), ImportError> {
+    let page: Page = serde_json::from_reader(input)
+        .map_err(|e| ImportError::Unreadable(format!("not an OpenAI usage page: {e}")))?;
+    for (b, bucket) in page.data.iter().enumerate() {
+        let day = format_day(bucket.start_time.div_euclid(86_400));
+        for (r, raw) in bucket.results.iter().enumerate() {
+            let at = format!("bucket {}, result {}", b + 1, r + 1);
+            if raw.get("object").and_then(|o| o.as_str()) != Some("organization.usage.completions.result") {
+                reject(Rejected { line: 1, reason: format!("{at}: not a completions usage result") });
+                continue;
+            }
+            let c: Completions = match serde_json::from_value(raw.clone()) {
+                Ok(c) => c,
+                Err(e) => {
+                    reject(Rejected { line: 1, reason: format!("{at}: {e}") });
+                    continue;
+                }
+            };
+            let Some(model) = c.model.clone() else {
+                reject(Rejected { line: 1, reason: format!("{at}: no `model` (group the export by model)") });
+                continue;
+            };
+            if c.input_cached_tokens > c.input_tokens {
+                reject(Rejected { line: 1, reason: format!("{at}: cached tokens exceed input tokens") });
+                continue;
+            }
+            let project = c.project_id.clone().unwrap_or_else(|| "default".into());
+            let key = format!(
+                "openai:{}:{}:{}:{}:{}:{}",
+                bucket.start_time,
+                model,
+                project,
+                c.api_key_id.as_deref().unwrap_or(""),
+                c.user_id.as_deref().unwrap_or(""),
+                c.batch.map_or("", |b| if b { "batch" } else { "sync" }),
+            );
+            let record = UsageRecord {
+                day: day.clone(),
+                provider: "openai".into(),
+                model,
+                feature: c.api_key_id.unwrap_or_else(|| "unattributed".into()),
+                project,
+                requests: c.num_model_requests,
+                input_tokens: c.input_tokens,
+                output_tokens: c.output_tokens,
+                cached_input_tokens: c.input_cached_tokens,
+                cost: None,
+            };
+            row(ImportRow { record, key });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{import, Format};
+
+    const PAGE: &str = r#"{"object":"page","has_more":false,"next_page":null,"data":[
+      {"object":"bucket","start_time":1793491200,"end_time":1793577600,"results":[
+        {"object":"organization.usage.completions.result","input_tokens":1200000,"output_tokens":300000,
+         "input_cached_tokens":200000,"num_model_requests":900,"project_id":"proj_a","user_id":null,
+         "api_key_id":"key_support","model":"gpt-4o-2024-08-06","batch":false},
+        {"object":"organization.usage.completions.result","input_tokens":5,"output_tokens":1,
+         "input_cached_tokens":9,"num_model_requests":1,"model":"gpt-4o-mini"}]},
+      {"object":"bucket","start_time":1793577600,"end_time":1793664000,"results":[
+        {"object":"organization.usage.completions.result","input_tokens":10,"output_tokens":2,
+         "input_cached_tokens":0,"num_model_requests":1,"model":null}]}]}"#;
+
+    #[test]
+    fn buckets_become_daily_rows_and_bad_results_are_reported() {
+        let (mut rows, mut bad) = (Vec::new(), Vec::new());
+        import(Format::OpenaiUsageJson, PAGE.as_bytes(), |r| rows.push(r), |r| bad.push(r)).unwrap();
+        assert_eq!(rows.len(), 1);
+        let r = &rows[0].record;
+        assert_eq!(r.day, "2026-11-01"); // 1793491200 is 2026-11-01T00:00:00Z
+        assert_eq!((r.model.as_str(), r.project.as_str(), r.feature.as_str()), ("gpt-4o-2024-08-06", "proj_a", "key_support"));
+        assert_eq!((r.requests, r.input_tokens, r.cached_input_tokens, r.output_tokens), (900, 1_200_000, 200_000, 300_000));
+        assert_eq!(bad.len(), 2);
+        assert!(bad[0].reason.starts_with("bucket 1, result 2"));
+        assert!(bad[1].reason.contains("no `model`"));
+    }
+}
