@@ -31,6 +31,8 @@ enum Command {
     Serve(ServeArgs),
     /// Mint a token for a user with the configured secret
     Token(TokenArgs),
+    /// Show what the cost engine charges for models
+    Prices(PricesArgs),
     /// Chat with a server from the terminal
     Chat(chat::ChatArgs),
     /// Load-test a server (starts its own unless --url is given)
@@ -71,6 +73,13 @@ struct TokenArgs {
     ttl: Duration,
 }
 
+#[derive(clap::Args)]
+struct PricesArgs {
+    /// Model names as usage exports write them (dated snapshots and `provider/` prefixes resolve)
+    #[arg(required = true)]
+    models: Vec<String>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
@@ -78,6 +87,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await.map(|()| 0),
             Command::Token(args) => token(args).map(|()| 0),
+            Command::Prices(args) => Ok(prices(&args)),
             Command::Chat(args) => chat::run(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
@@ -112,6 +122,33 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
     let auth = Auth::from_settings(&settings)?;
     println!("{}", auth.mint(&args.user, args.ttl, false));
     Ok(())
+}
+
+/// Prints the price each model resolves to; exit code 1 when one is not in the catalog.
+fn prices(args: &PricesArgs) -> i32 {
+    let mut code = 0;
+    for name in &args.models {
+        match apex_costs::price_for(name) {
+            Some(p) => println!(
+                "{name} → {} ({}): input {}, cached input {}, output {} per 1M tokens; batch API -{}%",
+                p.model, p.provider, rate(p.input_per_mtok), rate(p.cached_input_per_mtok), rate(p.output_per_mtok), p.batch_discount_pct
+            ),
+            None => {
+                println!("{name}: not in the catalog (its usage counts as unpriced unless the rows carry a cost)");
+                code = 1;
+            }
+        }
+    }
+    let (source, generated) = apex_costs::catalog_source();
+    println!("prices: {source}, snapshot of {generated}");
+    code
+}
+
+/// Per-1M-token rates need sub-cent digits ($0.075).
+fn rate(m: apex_costs::Money) -> String {
+    let micros = m.micros();
+    let frac = format!("{:06}", micros % 1_000_000);
+    format!("${}.{:0<2}", micros / 1_000_000, frac.trim_end_matches('0'))
 }
 
 fn parse_ttl(s: &str) -> Result<Duration, String> {

@@ -169,3 +169,16 @@ fn token_refuses_to_mint_without_a_key_outside_demo_mode() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("APEX_JWT_SECRET"));
 }
+
+#[test]
+fn prices_shows_what_the_engine_charges() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = apex(dir.path()).args(["prices", "gpt-4o-2024-08-06", "openai/gpt-4o-mini"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("gpt-4o-2024-08-06 → gpt-4o (openai): input $2.50, cached input $1.25, output $10.00"), "{text}");
+    assert!(text.contains("gpt-4o-mini (openai): input $0.15, cached input $0.075, output $0.60"), "{text}");
+    assert!(text.contains("prices: litellm "), "the source is named: {text}");
+    let unknown = apex(dir.path()).args(["prices", "no-such-model"]).output().unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
+}

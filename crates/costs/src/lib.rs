@@ -19,5 +19,5 @@ pub use analysis::{
     GroupTotal, Recommendation, RecommendationKind, Summary,
 };
 pub use money::{group_thousands, Money, MICROS_PER_USD};
-pub use prices::{cheaper_sibling, price_catalog, price_for, Price};
+pub use prices::{catalog_source, cheaper_sibling, price_catalog, price_for, Price};
 pub use records::{cost_of, demo_dataset, list_cost, UsageRecord};

@@ -2,6 +2,13 @@
 //!
 //! Rates are per million tokens and held as exact `Money`, so a price such as
 //! $0.075 / 1M is stored as 75_000 micro-dollars with nothing lost.
+//!
+//! The catalog is the snapshot in `data/prices.json` (generated from LiteLLM's published
+//! table by `scripts/update-prices.py`, source and date recorded in it), followed by a few
+//! built-in entries for models that table no longer lists but usage exports still name.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use crate::money::{div_round_half_away, Money, MICROS_PER_USD};
 
@@ -101,8 +108,10 @@ const fn anthropic(model: &'static str, input: i64, output: i64, cached: i64) ->
     }
 }
 
-/// Published list prices (USD per 1M tokens: input, output, cached input).
-static CATALOG: [Price; 8] = [
+/// Models retired from the published table that older usage still names
+/// (USD per 1M tokens: input, output, cached input). Used only where the snapshot has
+/// no entry of the same name.
+static BUILTIN: [Price; 8] = [
     openai("gpt-4o", 2_500_000, 10_000_000, 1_250_000),
     openai("gpt-4o-mini", 150_000, 600_000, 75_000),
     openai("gpt-4.1", 2_000_000, 8_000_000, 500_000),
@@ -121,15 +130,74 @@ const CHEAPER_SIBLINGS: [(&str, &str); 3] = [
     ("claude-3-5-sonnet", "claude-3-5-haiku"),
 ];
 
+#[derive(serde::Deserialize)]
+struct Snapshot {
+    source: String,
+    generated: String,
+    models: Vec<SnapshotModel>,
+}
+
+#[derive(serde::Deserialize)]
+struct SnapshotModel {
+    provider: String,
+    model: String,
+    input: i64,
+    output: i64,
+    cached_input: i64,
+    batch_discount_pct: u8,
+}
+
+struct Catalog {
+    prices: Vec<Price>,
+    by_name: HashMap<&'static str, usize>,
+    source: &'static str,
+    generated: &'static str,
+}
+
+/// Built once, on first use. The names live for the whole process (`Price` hands out
+/// `&'static str`), so they are leaked once, a fixed ~50 KiB.
+static CATALOG: LazyLock<Catalog> = LazyLock::new(|| {
+    let snapshot: Snapshot =
+        serde_json::from_str(include_str!("../data/prices.json")).expect("the shipped price snapshot parses");
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let mut prices: Vec<Price> = snapshot
+        .models
+        .into_iter()
+        .map(|m| Price {
+            provider: leak(m.provider),
+            model: leak(m.model),
+            input_per_mtok: Money(m.input),
+            output_per_mtok: Money(m.output),
+            cached_input_per_mtok: Money(m.cached_input),
+            batch_discount_pct: m.batch_discount_pct,
+        })
+        .collect();
+    for builtin in &BUILTIN {
+        if !prices.iter().any(|p| p.model == builtin.model) {
+            prices.push(builtin.clone());
+        }
+    }
+    let by_name = prices.iter().enumerate().map(|(i, p)| (p.model, i)).collect();
+    Catalog { prices, by_name, source: leak(snapshot.source), generated: leak(snapshot.generated) }
+});
+
 pub fn price_catalog() -> &'static [Price] {
-    &CATALOG
+    &CATALOG.prices
+}
+
+/// Where the catalog's prices come from, and when the snapshot was taken.
+pub fn catalog_source() -> (&'static str, &'static str) {
+    (CATALOG.source, CATALOG.generated)
 }
 
 /// Looks a model up by exact name, then without a dated snapshot suffix:
 /// usage exports name snapshots ("gpt-4o-2024-08-06",
 /// "claude-3-5-sonnet-20241022") which are billed at the family's list price.
+/// A `provider/` prefix (as LiteLLM and gateways write names) is ignored.
 pub fn price_for(model: &str) -> Option<&'static Price> {
-    exact(model).or_else(|| strip_date_suffix(model).and_then(exact))
+    let model = model.trim();
+    let bare = model.split_once('/').map_or(model, |(_, m)| m);
+    [model, bare].into_iter().find_map(|m| exact(m).or_else(|| strip_date_suffix(m).and_then(exact)))
 }
 
 /// The cheaper same-family model for `model`, if the catalog knows one.
@@ -140,7 +208,8 @@ pub fn cheaper_sibling(model: &str) -> Option<&'static Price> {
 }
 
 fn exact(model: &str) -> Option<&'static Price> {
-    CATALOG.iter().find(|p| p.model == model)
+    let catalog = &*CATALOG;
+    catalog.by_name.get(model).map(|&i| &catalog.prices[i])
 }
 
 /// "name-2024-08-06" or "name-20241022" -> "name".
@@ -212,8 +281,15 @@ mod tests {
             ),
             (Money(150_000), Money(600_000), Money(75_000))
         );
-        assert_eq!(price_catalog().len(), 8);
-        assert!(price_catalog().iter().all(|p| p.batch_discount_pct == 50));
+        // The shipped snapshot, plus built-ins for retired models.
+        assert!(price_catalog().len() > 200, "{}", price_catalog().len());
+        let (source, generated) = catalog_source();
+        assert!(source.starts_with("litellm ") && generated.len() == 10);
+        // A dated snapshot with a price of its own keeps it.
+        assert_eq!(price_for("gpt-4o-2024-05-13").unwrap().input_per_mtok, Money(5_000_000));
+        // Gateways' `provider/model` names resolve too.
+        assert_eq!(price_for("openai/gpt-4o-mini").unwrap().model, "gpt-4o-mini");
+        assert_eq!(price_for("claude-3-5-sonnet").unwrap().batch_discount_pct, 50);
     }
 
     #[test]
@@ -235,7 +311,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_and_malformed_names() {
-        assert_eq!(price_for("gpt-5"), None);
+        assert_eq!(price_for("no-such-model-9000"), None);
         assert_eq!(price_for("gpt-4o-2024-8-06"), None);
         assert_eq!(price_for("gpt-4o-latest"), None);
         assert_eq!(price_for("-20241022"), None);
