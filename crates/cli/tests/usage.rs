@@ -143,6 +143,25 @@ async fn openai_usage_json_is_detected_even_gzipped() {
 }
 
 #[tokio::test]
+async fn litellm_spend_logs_are_detected_and_request_ids_dedupe() {
+    let app = spawn_app().await;
+    let token = app.token("platform");
+    let logs = "request_id,call_type,spend,total_tokens,prompt_tokens,completion_tokens,startTime,endTime,model,custom_llm_provider\n\
+                r-1,acompletion,0.25,0,1000,100,2026-11-05 10:00:00.000,2026-11-05 10:00:01.000,gpt-4o,openai\n\
+                r-2,acompletion,0.50,0,2000,200,2026-11-05 11:00:00.000,2026-11-05 11:00:01.000,gpt-4o,openai\n";
+    let (_, first) = import(&app, &token, logs.as_bytes().to_vec(), "").await;
+    assert_eq!((first["format"].as_str(), first["imported"].as_u64()), (Some("litellm_spend_logs"), Some(2)));
+    // An overlapping later export: r-2 again, plus r-3.
+    let later = "request_id,spend,prompt_tokens,completion_tokens,startTime,model\n\
+                 r-2,0.50,2000,200,2026-11-05 11:00:00.000,gpt-4o\n\
+                 r-3,0.05,100,10,2026-11-06 08:00:00.000,gpt-4o\n";
+    let (_, second) = import(&app, &token, later.as_bytes().to_vec(), "?format=litellm_spend_logs").await;
+    assert_eq!((second["imported"].as_u64(), second["duplicates"].as_u64()), (Some(1), Some(1)));
+    let (_, summary) = app.get("/api/usage/summary", &token).await;
+    assert_eq!(summary["total_display"], "$0.80", "LiteLLM's billed spend, each request once");
+}
+
+#[tokio::test]
 async fn unusable_uploads_and_queries_get_clear_errors() {
     let app = spawn_app().await;
     let token = app.token("ops");

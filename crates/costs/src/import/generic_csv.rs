@@ -21,7 +21,9 @@ use crate::date::parse_day;
 use crate::prices::price_for;
 use crate::records::UsageRecord;
 
-const ALIASES: &[(&str, &[&str])] = &[
+pub(super) type Aliases = &'static [(&'static str, &'static [&'static str])];
+
+pub(super) const GENERIC: Aliases = &[
     ("date", &["date", "day", "timestamp"]),
     ("model", &["model"]),
     ("provider", &["provider"]),
@@ -35,21 +37,24 @@ const ALIASES: &[(&str, &[&str])] = &[
     ("request_id", &["request_id"]),
 ];
 
+/// Reads a CSV whose columns are named by `aliases` (canonical name → accepted headers).
 pub(super) fn read(
+    aliases: Aliases,
+    key_prefix: &str,
     input: impl std::io::Read,
     mut row: impl FnMut(ImportRow),
     mut reject: impl FnMut(Rejected),
 ) -> Result<(), ImportError> {
     let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(input);
     let headers = reader.headers().map_err(|e| ImportError::Unreadable(format!("no CSV header: {e}")))?.clone();
-    let columns = columns(&headers)?;
+    let columns = columns(aliases, &headers)?;
     let mut record = csv::StringRecord::new();
     loop {
         let line = reader.position().line() + 1;
         match reader.read_record(&mut record) {
             Ok(false) => return Ok(()),
             Ok(true) if record.iter().all(str::is_empty) => {}
-            Ok(true) => match parse_row(&columns, &record) {
+            Ok(true) => match parse_row(key_prefix, |name| columns.get(name).and_then(|&i| record.get(i))) {
                 Ok(r) => row(r),
                 Err(reason) => reject(Rejected { line: record.position().map_or(line, |p| p.line()), reason }),
             },
@@ -59,11 +64,11 @@ pub(super) fn read(
 }
 
 /// Column index per canonical name.
-fn columns(headers: &csv::StringRecord) -> Result<HashMap<&'static str, usize>, ImportError> {
+fn columns(aliases: Aliases, headers: &csv::StringRecord) -> Result<HashMap<&'static str, usize>, ImportError> {
     let mut found = HashMap::new();
     for (i, h) in headers.iter().enumerate() {
         let h = h.trim_start_matches('\u{feff}').trim().to_ascii_lowercase();
-        if let Some((name, _)) = ALIASES.iter().find(|(_, names)| names.contains(&h.as_str())) {
+        if let Some((name, _)) = aliases.iter().find(|(_, names)| names.contains(&h.as_str())) {
             found.entry(*name).or_insert(i);
         }
     }
@@ -75,8 +80,12 @@ fn columns(headers: &csv::StringRecord) -> Result<HashMap<&'static str, usize>, 
     Ok(found)
 }
 
-fn parse_row(columns: &HashMap<&'static str, usize>, record: &csv::StringRecord) -> Result<ImportRow, String> {
-    let get = |name: &str| columns.get(name).and_then(|&i| record.get(i)).filter(|v| !v.is_empty());
+/// Builds a row from canonical fields (`field(name)` gives the raw text of one).
+pub(super) fn parse_row<'a>(
+    key_prefix: &str,
+    field: impl Fn(&str) -> Option<&'a str>,
+) -> Result<ImportRow, String> {
+    let get = |name: &str| field(name).map(str::trim).filter(|v| !v.is_empty());
     let count = |name: &str, default: u64| -> Result<u64, String> {
         get(name).map_or(Ok(default), |v| v.parse().map_err(|_| format!("`{name}` is not a non-negative integer: `{v}`")))
     };
@@ -105,7 +114,7 @@ fn parse_row(columns: &HashMap<&'static str, usize>, record: &csv::StringRecord)
         cost,
     };
     let key = match get("request_id") {
-        Some(id) => format!("req:{id}"),
+        Some(id) => format!("{key_prefix}{id}"),
         None => {
             let numbers = [record.requests, record.input_tokens, record.cached_input_tokens, record.output_tokens]
                 .map(|n| n.to_string());
@@ -118,16 +127,16 @@ fn parse_row(columns: &HashMap<&'static str, usize>, record: &csv::StringRecord)
     Ok(ImportRow { record, key })
 }
 
-/// `YYYY-MM-DD`, or the date part of an RFC 3339 time in UTC.
+/// `YYYY-MM-DD`, or the date part of a time in UTC (`…Z`, or without any offset, which
+/// exports such as LiteLLM's write for UTC).
 fn day_of(value: &str) -> Option<String> {
     let date = value.get(..10)?;
     parse_day(date)?;
     let rest = &value[10..];
-    if rest.is_empty() || (rest.starts_with(['T', 't', ' ']) && (rest.ends_with('Z') || rest.ends_with('z') || rest.len() <= 9)) {
-        return Some(date.to_owned());
-    }
+    let time_ok = rest.is_empty()
+        || (rest.starts_with(['T', 't', ' ']) && !rest.contains(['+', '-']) && !rest[1..].contains(['T', ' ']));
     // An offset other than UTC would move the date; refuse rather than guess.
-    None
+    time_ok.then(|| date.to_owned())
 }
 
 #[cfg(test)]

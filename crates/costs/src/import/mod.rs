@@ -5,6 +5,7 @@
 //! the good rows are kept. Every row carries a `key` that identifies it across imports,
 //! so that importing the same file twice, or overlapping files, never double counts.
 mod generic_csv;
+mod litellm;
 mod openai;
 
 use crate::money::Money;
@@ -33,6 +34,8 @@ pub enum Format {
     GenericCsv,
     /// OpenAI's Usage API, completions endpoint (`organization.usage.completions.result`).
     OpenaiUsageJson,
+    /// LiteLLM proxy spend logs (`LiteLLM_SpendLogs`), as CSV or as a JSON array.
+    LitellmSpendLogs,
 }
 
 impl Format {
@@ -40,6 +43,7 @@ impl Format {
         match s {
             "generic_csv" | "csv" => Some(Self::GenericCsv),
             "openai_usage_json" | "openai" => Some(Self::OpenaiUsageJson),
+            "litellm_spend_logs" | "litellm" => Some(Self::LitellmSpendLogs),
             _ => None,
         }
     }
@@ -49,10 +53,17 @@ impl Format {
         let text = String::from_utf8_lossy(&head[..head.len().min(4096)]);
         let trimmed = text.trim_start_matches('\u{feff}').trim_start();
         if trimmed.starts_with('{') || trimmed.starts_with('[') {
-            return text.contains("organization.usage.completions").then_some(Self::OpenaiUsageJson);
+            if text.contains("organization.usage.completions") {
+                return Some(Self::OpenaiUsageJson);
+            }
+            let litellm = ["\"request_id\"", "\"spend\"", "\"startTime\""].iter().all(|k| text.contains(k));
+            return litellm.then_some(Self::LitellmSpendLogs);
         }
         let header = trimmed.lines().next().unwrap_or("").to_ascii_lowercase();
         let has = |names: &[&str]| header.split(',').any(|h| names.contains(&h.trim().trim_matches('"')));
+        if has(&["request_id"]) && has(&["spend"]) && has(&["starttime"]) {
+            return Some(Self::LitellmSpendLogs);
+        }
         (has(&["model"]) && has(&["date", "day", "timestamp"])).then_some(Self::GenericCsv)
     }
 }
@@ -81,8 +92,9 @@ pub fn import(
     reject: impl FnMut(Rejected),
 ) -> Result<(), ImportError> {
     match format {
-        Format::GenericCsv => generic_csv::read(input, row, reject),
+        Format::GenericCsv => generic_csv::read(generic_csv::GENERIC, "req:", input, row, reject),
         Format::OpenaiUsageJson => openai::read(input, row, reject),
+        Format::LitellmSpendLogs => litellm::read(input, row, reject),
     }
 }
 
@@ -90,6 +102,11 @@ pub fn import(
 /// micro-dollars, half away from zero past the sixth decimal). No floating point.
 pub fn parse_usd(s: &str) -> Option<Money> {
     let s = s.trim().trim_start_matches('$');
+    // Exports that went through a float write small amounts as `1.5e-05`: shift the
+    // decimal point in the text, still without floating point.
+    if let Some((mantissa, exp)) = s.split_once(['e', 'E']) {
+        return parse_usd(&shift_decimal(mantissa, exp.parse().ok()?)?);
+    }
     let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
     if whole.is_empty() && frac.is_empty() {
         return None;
@@ -104,6 +121,23 @@ pub fn parse_usd(s: &str) -> Option<Money> {
     }
     let round_up = frac.as_bytes().get(6).is_some_and(|b| *b >= b'5');
     whole.checked_mul(1_000_000)?.checked_add(micros + i64::from(round_up)).map(Money)
+}
+
+/// `"1.5"` shifted by `-5` → `"0.000015"`; `None` for anything that is not plain digits.
+fn shift_decimal(mantissa: &str, exp: i32) -> Option<String> {
+    let (whole, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits: String = [whole, frac].concat();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || exp.abs() > 30 {
+        return None;
+    }
+    let point = whole.len() as i32 + exp; // where the decimal point lands in `digits`
+    Some(if point <= 0 {
+        format!("0.{}{}", "0".repeat((-point) as usize), digits)
+    } else if point as usize >= digits.len() {
+        format!("{}{}", digits, "0".repeat(point as usize - digits.len()))
+    } else {
+        format!("{}.{}", &digits[..point as usize], &digits[point as usize..])
+    })
 }
 
 /// FNV-1a over the fields that identify a row: stable across runs and machines.
@@ -129,7 +163,12 @@ mod tests {
         assert_eq!(parse_usd("7"), Some(Money(7_000_000)));
         assert_eq!(parse_usd(".5"), Some(Money(500_000)));
         assert_eq!(parse_usd("-1"), None);
-        assert_eq!(parse_usd("1e3"), None);
+        assert_eq!(parse_usd("1e3"), Some(Money(1_000_000_000)));
+        assert_eq!(parse_usd("1.5e-05"), Some(Money(15)));
+        assert_eq!(parse_usd("2.5E-7"), Some(Money(0)), "below half a micro-dollar");
+        assert_eq!(parse_usd("7.5e-7"), Some(Money(1)));
+        assert_eq!(parse_usd("1e"), None);
+        assert_eq!(parse_usd("x1e3"), None);
         assert_eq!(parse_usd(""), None);
     }
 
