@@ -54,12 +54,12 @@ async fn import_usage(
     let gzipped = body.starts_with(&[0x1f, 0x8b]);
     let format = match named.as_deref() {
         Some(name) => Some(Format::parse(name).ok_or_else(|| {
-            ApiError::BadRequest("invalid_field", format!("unknown format `{name}` (generic_csv, openai_usage_json, litellm_spend_logs)"))
+            ApiError::BadRequest("invalid_field", format!("unknown format `{name}` (generic_csv, openai_usage_json, litellm_spend_logs, otel_spans_json)"))
         })?),
         None => Format::detect(&head(&body, gzipped)),
     }
     .ok_or_else(|| {
-        ApiError::BadRequest("unknown_format", "cannot tell the format; pass ?format=generic_csv, openai_usage_json or litellm_spend_logs".into())
+        ApiError::BadRequest("unknown_format", "cannot tell the format; pass ?format=generic_csv, openai_usage_json, litellm_spend_logs or otel_spans_json".into())
     })?;
 
     // Parsing is CPU work: it runs on a blocking thread and hands rows over in chunks, so

@@ -7,6 +7,7 @@
 mod generic_csv;
 mod litellm;
 mod openai;
+mod otel;
 
 use crate::money::Money;
 use crate::records::UsageRecord;
@@ -36,6 +37,8 @@ pub enum Format {
     OpenaiUsageJson,
     /// LiteLLM proxy spend logs (`LiteLLM_SpendLogs`), as CSV or as a JSON array.
     LitellmSpendLogs,
+    /// OpenTelemetry GenAI spans as OTLP JSON (`gen_ai.usage.*` attributes).
+    OtelSpansJson,
 }
 
 impl Format {
@@ -44,6 +47,7 @@ impl Format {
             "generic_csv" | "csv" => Some(Self::GenericCsv),
             "openai_usage_json" | "openai" => Some(Self::OpenaiUsageJson),
             "litellm_spend_logs" | "litellm" => Some(Self::LitellmSpendLogs),
+            "otel_spans_json" | "otel" | "otlp" => Some(Self::OtelSpansJson),
             _ => None,
         }
     }
@@ -55,6 +59,9 @@ impl Format {
         if trimmed.starts_with('{') || trimmed.starts_with('[') {
             if text.contains("organization.usage.completions") {
                 return Some(Self::OpenaiUsageJson);
+            }
+            if text.contains("\"resourceSpans\"") {
+                return Some(Self::OtelSpansJson);
             }
             let litellm = ["\"request_id\"", "\"spend\"", "\"startTime\""].iter().all(|k| text.contains(k));
             return litellm.then_some(Self::LitellmSpendLogs);
@@ -95,6 +102,7 @@ pub fn import(
         Format::GenericCsv => generic_csv::read(generic_csv::GENERIC, "req:", input, row, reject),
         Format::OpenaiUsageJson => openai::read(input, row, reject),
         Format::LitellmSpendLogs => litellm::read(input, row, reject),
+        Format::OtelSpansJson => otel::read(input, row, reject),
     }
 }
 
