@@ -53,6 +53,10 @@ async fn token_then_chat_once_streams_a_full_answer() {
     assert!(minted.status.success());
     let token = String::from_utf8(minted.stdout).unwrap().trim().to_owned();
     assert_eq!(token.split('.').count(), 3);
+    let usage = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/usage.csv")).unwrap();
+    let http = url.replace("ws://", "http://").replace("/ws", "/api/usage/import");
+    let imported = reqwest::Client::new().post(http).bearer_auth(&token).body(usage).send().await.unwrap();
+    assert_eq!(imported.status().as_u16(), 200);
 
     let out = tokio::task::spawn_blocking({
         let (dir, url, token) = (dir.path().to_owned(), url.clone(), token.clone());

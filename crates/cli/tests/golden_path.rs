@@ -12,7 +12,8 @@ async fn golden_path(app: &TestApp, mut client: Client) {
     assert_eq!(events[0]["run_id"], accepted["run_id"]);
     assert_eq!(events[0]["thread_id"], accepted["thread_id"]);
 
-    // The answer is substantive: dollar figures and concrete savings from this user's data.
+    // The answer is substantive: dollar figures and concrete savings from this user's data
+    // (the demo dataset for demo users, the imported fixture for the others).
     assert!(answer.contains("## Your AI spend: $"), "{answer}");
     assert!(answer.contains("Savings you can make: $"), "{answer}");
     assert!(answer.contains("gpt-4o-mini"), "a concrete downgrade is recommended: {answer}");
@@ -65,6 +66,7 @@ async fn demo_mode_golden_path() {
 #[tokio::test]
 async fn jwt_in_header_golden_path() {
     let app = spawn_with(apex_server::Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    app.import_fixture(&app.token("alice")).await;
     let client = connect(&app, By::Header(app.token("alice"))).await;
     assert_eq!(client.user_id, "alice");
     assert_eq!(client.ready["demo"], false);
@@ -75,6 +77,7 @@ async fn jwt_in_header_golden_path() {
 #[tokio::test]
 async fn jwt_in_subprotocol_golden_path() {
     let app = spawn_with(apex_server::Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    app.import_fixture(&app.token("bob")).await;
     let client = connect(&app, By::Subprotocol(app.token("bob"))).await;
     assert_eq!(client.subprotocol.as_deref(), Some("apex.v1"), "the server answers with apex.v1");
     assert_eq!(client.user_id, "bob");
@@ -116,17 +119,28 @@ async fn demo_token_keeps_identity_and_threads_on_reconnect() {
 }
 
 #[tokio::test]
-async fn different_users_get_their_own_figures() {
-    let app = spawn_with(apex_server::Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
+async fn different_demo_users_get_their_own_demo_figures() {
+    let app = spawn_app().await;
     let mut totals = Vec::new();
-    for user in ["dana", "erik"] {
-        let mut c = connect(&app, By::Header(app.token(user))).await;
+    for _ in 0..2 {
+        let mut c = connect(&app, By::Demo).await;
         c.ask("Analyze my AI costs", None).await;
         let events = c.events_until_terminal().await;
         let answer = assert_golden_run(&events);
         totals.push(answer.lines().next().unwrap().to_owned());
     }
     assert_ne!(totals[0], totals[1], "each user's demo data differs: {totals:?}");
+}
+
+#[tokio::test]
+async fn an_account_without_data_is_told_how_to_import_never_shown_made_up_figures() {
+    let app = spawn_with(apex_server::Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    let mut c = connect(&app, By::Header(app.token("new-customer"))).await;
+    c.ask("Analyze my AI costs", None).await;
+    let answer = assert_golden_run(&c.events_until_terminal().await);
+    assert!(answer.starts_with("## No usage data yet"), "{answer}");
+    assert!(answer.contains("POST /api/usage/import"));
+    assert!(!answer.contains("$0") && !answer.contains("demo dataset"), "{answer}");
 }
 
 #[tokio::test]

@@ -99,6 +99,7 @@ async fn imported_usage_is_what_the_agents_analyze() {
     assert!(answer.contains(&format!("Your AI spend: {TOTAL}")), "{answer}");
     assert!(answer.contains("| gpt-4o | $2,500.50 |"), "the top driver: {answer}");
     assert!(!answer.contains("demo dataset"), "these are the user's own figures");
+    assert!(!answer.contains("No usage data"));
     // Every dollar figure in the answer was computed by a tool of this run.
     let computed = tool_figures(&events);
     let figures = dollar_figures(&answer);
@@ -114,9 +115,9 @@ async fn imported_usage_is_what_the_agents_analyze() {
     let mut o = connect(&app, By::Header(other)).await;
     o.ask("Analyze my AI costs", None).await;
     let theirs = assert_golden_run(&o.events_until_terminal().await);
-    assert!(theirs.contains("demo dataset"), "without an import, the answer says it is demo data");
+    assert!(theirs.starts_with("## No usage data yet"), "without an import there is nothing to analyze: {theirs}");
 
-    // Deleting returns the user to the demo data.
+    // Deleting removes the user's data.
     let r = reqwest::Client::new().delete(app.http("/api/usage")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["deleted"], 4);
     assert_eq!(app.get("/api/usage/summary", &token).await.1["records"], 0);

@@ -21,6 +21,9 @@ pub use server::ServerFrame;
 pub const SUBPROTOCOL: &str = "apex.v1";
 /// Prefix of the subprotocol that carries a token from browsers (`jwt.<token>`).
 pub const JWT_SUBPROTOCOL_PREFIX: &str = "jwt.";
+/// Prefix of the user ids that demo mode gives anonymous clients
+/// (`demo-user-<unix ms>-<8 hex digits>`).
+pub const DEMO_USER_PREFIX: &str = "demo-user-";
 /// Default upper bound, in bytes, of one client text frame.
 pub const DEFAULT_MAX_CLIENT_FRAME: usize = 8192;
 

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use apex_protocol::{now_ms, JWT_SUBPROTOCOL_PREFIX};
+use apex_protocol::{now_ms, DEMO_USER_PREFIX, JWT_SUBPROTOCOL_PREFIX};
 use axum::http::{header, HeaderMap};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::Rng;
@@ -174,7 +174,7 @@ pub fn token_from(headers: &HeaderMap, query_token: Option<&str>) -> Option<Stri
 
 fn demo_user_id() -> String {
     let suffix: u32 = rand::thread_rng().gen();
-    format!("demo-user-{}-{:08x}", now_ms(), suffix)
+    format!("{DEMO_USER_PREFIX}{}-{:08x}", now_ms(), suffix)
 }
 
 fn resolve_secret(settings: &Settings) -> Result<Vec<u8>, KeyError> {

@@ -97,6 +97,15 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Imports the month of usage in `tests/fixtures/usage.csv` for the token's user.
+    pub async fn import_fixture(&self, token: &str) {
+        let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/usage.csv")).unwrap();
+        let r = reqwest::Client::new().post(self.http("/api/usage/import")).bearer_auth(token).body(body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let report: Value = r.json().await.unwrap();
+        assert_eq!(report["imported"], 112, "{report}");
+    }
+
     /// Triggers graceful shutdown and waits for the server to stop.
     pub async fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {

@@ -14,6 +14,18 @@ use crate::agent::{Agent, AgentError, AgentOutput, Scratchpad};
 use crate::context::RunContext;
 use crate::sink::EventSink;
 
+/// The answer for a user who has imported nothing: no figures to invent, so how to start.
+const NO_DATA: &str = "## No usage data yet\n\n\
+There is nothing to analyze: no LLM usage has been imported for your account, and I do not make figures up.\n\n\
+### How to import your usage\n\n\
+Send an export to `POST /api/usage/import` with your token; the format is detected:\n\n\
+- an **OpenAI Usage API** page (`/v1/organization/usage/completions`, grouped by model),\n\
+- **LiteLLM** spend logs (CSV export or the `/spend/logs` JSON),\n\
+- **OpenTelemetry** GenAI spans (OTLP JSON),\n\
+- or a **CSV** with `date`, `model`, token columns and optionally `cost_usd`, `feature`, `project`.\n\n\
+For example: `curl -H \"Authorization: Bearer $TOKEN\" --data-binary @usage.csv http://HOST/api/usage/import`\n\n\
+Then ask again, for instance \"Analyze my AI costs\" or \"How do I reduce spend?\", and I will break down your spend by model and feature and work out concrete savings.\n";
+
 /// Longest `response_delta` text, in bytes (chunks end at line boundaries when possible).
 const CHUNK: usize = 240;
 
@@ -28,8 +40,10 @@ impl Agent for ReportAgent {
     async fn run(&self, ctx: &RunContext, sink: &EventSink, pad: &Scratchpad) -> Result<AgentOutput, AgentError> {
         sink.thinking(AgentName::Report, "Projecting this month's spend and writing the report.").await;
         let forecast = sink.call_tool(ctx, AgentName::Report, "forecast_spend", json!({})).await?;
+        let source = pad.get(AgentName::Supervisor).map(|o| o["source"].clone()).unwrap_or_default();
         let inputs = ReportInputs {
-            demo: pad.get(AgentName::Supervisor).is_some_and(|o| o["source"] == "demo"),
+            demo: source == "demo",
+            empty: source == "empty",
             triage: pad.get(AgentName::Triage).unwrap_or_default(),
             usage: pad.get(AgentName::Data).unwrap_or_default(),
             savings: pad.get(AgentName::Optimization).unwrap_or_default(),
@@ -52,6 +66,8 @@ impl Agent for ReportAgent {
 struct ReportInputs {
     /// The figures are the built-in demo dataset, not the user's own.
     demo: bool,
+    /// The user has no usage data at all.
+    empty: bool,
     triage: Value,
     usage: Value,
     savings: Value,
@@ -59,6 +75,9 @@ struct ReportInputs {
 }
 
 fn write_report(r: &ReportInputs) -> String {
+    if r.empty {
+        return NO_DATA.to_owned();
+    }
     let mut out = String::with_capacity(2048);
     let u = &r.usage;
     let _ = writeln!(

@@ -40,11 +40,15 @@ pub struct UsageData {
 pub enum Origin {
     /// Imported by the user.
     Imported,
-    /// The built-in demo dataset, for users who have imported nothing yet.
+    /// The built-in demo dataset, for demo users who have imported nothing yet.
     Demo,
+    /// Nothing imported yet (and not a demo user): there is nothing to analyze.
+    Empty,
 }
 
-/// The user's imported usage from the store, or the demo dataset while they have none.
+/// The user's imported usage from the store. Until they import, demo users (demo mode's
+/// anonymous identities) get the demo dataset and everyone else an empty one: a real
+/// account is never shown made-up figures.
 pub struct StoredUsage {
     store: Arc<dyn Store>,
     demo: DemoUsage,
@@ -61,7 +65,10 @@ impl UsageSource for StoredUsage {
     async fn usage(&self, user_id: &str) -> Result<UsageData, String> {
         let records = self.store.usage(user_id, None, None).await.map_err(|e| format!("usage data unavailable: {e}"))?;
         if records.is_empty() {
-            return self.demo.usage(user_id).await;
+            if user_id.starts_with(apex_protocol::DEMO_USER_PREFIX) {
+                return self.demo.usage(user_id).await;
+            }
+            return Ok(UsageData { records: Arc::default(), origin: Origin::Empty });
         }
         Ok(UsageData { records: Arc::new(records), origin: Origin::Imported })
     }
