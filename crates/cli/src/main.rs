@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod chat;
+mod ingest;
 
 /// Measured: with glibc's allocator, a quarter of the server's CPU under load went to
 /// malloc/free (many small, short-lived event and frame buffers across threads).
@@ -33,6 +34,13 @@ enum Command {
     Token(TokenArgs),
     /// Show what the cost engine charges for models
     Prices(PricesArgs),
+    /// Import usage exports into the store, or upload them to a server (--url)
+    Ingest {
+        #[command(flatten)]
+        args: ingest::IngestArgs,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Chat with a server from the terminal
     Chat(chat::ChatArgs),
     /// Load-test a server (starts its own unless --url is given)
@@ -88,6 +96,10 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await.map(|()| 0),
             Command::Token(args) => token(args).map(|()| 0),
             Command::Prices(args) => Ok(prices(&args)),
+            Command::Ingest { args, config } => match settings(&config, Layer::default()) {
+                Ok(s) => ingest::run(args, s).await,
+                Err(e) => Err(e),
+            },
             Command::Chat(args) => chat::run(args).await,
             Command::Bench(args) => bench::run(args).await,
         }

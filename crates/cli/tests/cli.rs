@@ -186,3 +186,50 @@ fn prices_shows_what_the_engine_charges() {
     let unknown = apex(dir.path()).args(["prices", "no-such-model"]).output().unwrap();
     assert_eq!(unknown.status.code(), Some(1));
 }
+
+#[tokio::test]
+async fn ingest_writes_to_the_store_or_uploads_to_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/usage.csv");
+    // Straight into the store, before any server runs; twice, to show it is idempotent.
+    for expected in ["112 imported, 0 already there", "0 imported, 112 already there"] {
+        let out = apex(dir.path()).args(["ingest", fixture, "--user", "ops"]).env("APEX_JWT_SECRET", SECRET).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && stdout.contains(expected), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let (_server, url) = serve(dir.path(), false).await;
+    let http = url.replace("ws://", "http://").replace("/ws", "");
+    let auth = |user: &str| {
+        let out = apex(dir.path()).args(["token", "--user", user]).env("APEX_JWT_SECRET", SECRET).output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let summary = |user: String| {
+        let http = http.clone();
+        async move {
+            let r = reqwest::Client::new().get(format!("{http}/api/usage/summary")).bearer_auth(user).send().await.unwrap();
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let stored = summary(auth("ops")).await;
+    assert_eq!(stored["records"], 112, "the server sees what ingest stored: {stored}");
+
+    // Uploading to the running server, as another user, with a token minted for --user.
+    let out = tokio::task::spawn_blocking({
+        let (dir, http) = (dir.path().to_owned(), http.clone());
+        move || {
+            apex(&dir).args(["ingest", fixture, "--user", "ops2", "--url", &http]).env("APEX_JWT_SECRET", SECRET).output().unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let uploaded = summary(auth("ops2")).await;
+    assert_eq!(uploaded["total"], stored["total"], "the same file gives the same total either way");
+
+    // A file with rejected rows exits 1 and lists them.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "date,model,input_tokens\n2026-11-01,gpt-4o,10\n2026-11-99,gpt-4o,10\n").unwrap();
+    let out = apex(dir.path()).args(["ingest", bad.to_str().unwrap(), "--user", "ops3"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("line 3: `date` is not a date"));
+}

@@ -6,6 +6,7 @@
 //! database never sits on the event delivery path.
 #![forbid(unsafe_code)]
 
+pub mod import;
 mod model;
 pub mod sqlite;
 

@@ -21,14 +21,14 @@ pub struct ImportRow {
 }
 
 /// A row that could not be imported.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Rejected {
     /// 1-based line of the file (the header is line 1 of a CSV).
     pub line: u64,
     pub reason: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     /// The documented generic CSV (`docs/cost-analysis.md`).
@@ -72,6 +72,36 @@ impl Format {
             return Some(Self::LitellmSpendLogs);
         }
         (has(&["model"]) && has(&["date", "day", "timestamp"])).then_some(Self::GenericCsv)
+    }
+}
+
+/// What the first bytes of an upload say: whether it is gzip, and its format if one is
+/// recognized (looking inside the compression).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sniffed {
+    pub gzipped: bool,
+    pub format: Option<Format>,
+}
+
+/// Looks at the start of a file (a few KiB are enough).
+pub fn sniff(head: &[u8]) -> Sniffed {
+    use std::io::Read as _;
+    let gzipped = head.starts_with(&[0x1f, 0x8b]);
+    if !gzipped {
+        return Sniffed { gzipped, format: Format::detect(head) };
+    }
+    // A truncated stream still yields its first bytes, which is all detection needs.
+    let mut inner = Vec::with_capacity(4096);
+    let _ = flate2::read::GzDecoder::new(head).take(4096).read_to_end(&mut inner);
+    Sniffed { gzipped, format: Format::detect(&inner) }
+}
+
+/// `input`, decompressed when the upload is gzip.
+pub fn decompressed<R: std::io::Read + Send + 'static>(input: R, gzipped: bool) -> Box<dyn std::io::Read + Send> {
+    if gzipped {
+        Box::new(flate2::read::GzDecoder::new(input))
+    } else {
+        Box::new(input)
     }
 }
 

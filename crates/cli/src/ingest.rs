@@ -1,0 +1,137 @@
+//! `apex ingest FILE…`: import usage exports, either straight into the configured store
+//! (no server needed) or by uploading them to a running server (`--url`).
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use apex_costs::import::{decompressed, sniff, Format};
+use apex_store::import::{import_into, ImportReport};
+
+#[derive(clap::Args, Debug)]
+pub struct IngestArgs {
+    /// Usage exports (CSV, OpenAI usage JSON, LiteLLM spend logs, OTLP JSON; gzip accepted)
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// The user the usage belongs to (required without --token)
+    #[arg(long)]
+    pub user: Option<String>,
+    /// generic_csv, openai_usage_json, litellm_spend_logs or otel_spans_json (detected when omitted)
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Upload to a running server (http://HOST:PORT) instead of writing to the store
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Bearer token for --url (else one is minted for --user with the configured secret)
+    #[arg(long, env = "APEX_TOKEN")]
+    pub token: Option<String>,
+}
+
+/// Imports every file; returns the exit code (1 if any file failed or had rejected rows).
+pub async fn run(args: IngestArgs, settings: apex_server::Settings) -> anyhow::Result<i32> {
+    let named = args.format.as_deref().map(|f| Format::parse(f).with_context(|| format!("unknown format `{f}`"))).transpose()?;
+    let mut clean = true;
+    match &args.url {
+        None => {
+            let user = args.user.as_deref().context("--user is required when writing to the store")?;
+            if settings.database_url.starts_with("sqlite:") {
+                std::fs::create_dir_all(&settings.data_dir)?;
+            }
+            let store = apex_store::connect(&settings.database_url).await?;
+            for path in &args.files {
+                let report = to_store(store.as_ref(), user, path, named).await?;
+                clean &= print_report(path, &report);
+            }
+        }
+        Some(url) => {
+            let token = match (&args.token, &args.user) {
+                (Some(t), _) => t.clone(),
+                (None, Some(user)) => apex_server::Auth::from_settings(&settings)?.mint(user, Duration::from_secs(3600), false),
+                (None, None) => bail!("--url needs --token, or --user to mint one"),
+            };
+            for path in &args.files {
+                let report = upload(url, &token, path, args.format.as_deref()).await?;
+                clean &= print_report(path, &report);
+            }
+        }
+    }
+    Ok(if clean { 0 } else { 1 })
+}
+
+async fn to_store(store: &dyn apex_store::Store, user: &str, path: &Path, named: Option<Format>) -> anyhow::Result<ImportReport> {
+    let mut head = vec![0; 64 * 1024];
+    let n = File::open(path).with_context(|| format!("cannot open {}", path.display()))?.read(&mut head)?;
+    let sniffed = sniff(&head[..n]);
+    let format = named.or(sniffed.format).with_context(|| format!("{}: cannot tell the format; pass --format", path.display()))?;
+    let size = std::fs::metadata(path)?.len().max(1);
+    let read = Arc::new(AtomicU64::new(0));
+    let file = Counting { inner: File::open(path)?, read: read.clone() };
+    let started = Instant::now();
+    let mut last = Instant::now();
+    let name = path.display().to_string();
+    let report = import_into(store, user, format, decompressed(file, sniffed.gzipped), |rows| {
+        if last.elapsed() >= Duration::from_millis(250) {
+            last = Instant::now();
+            let pct = read.load(Ordering::Relaxed) * 100 / size;
+            eprint!("\r{name}: {pct:>3}%  {rows} rows  {:.1} s", started.elapsed().as_secs_f64());
+        }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    eprint!("\r{}\r", " ".repeat(name.len() + 40));
+    Ok(report)
+}
+
+async fn upload(url: &str, token: &str, path: &Path, format: Option<&str>) -> anyhow::Result<ImportReport> {
+    let body = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    eprintln!("{}: uploading {:.1} MiB…", path.display(), body.len() as f64 / 1_048_576.0);
+    let mut endpoint = format!("{}/api/usage/import", url.trim_end_matches('/'));
+    if let Some(f) = format {
+        endpoint.push_str(&format!("?format={f}"));
+    }
+    let response = reqwest::Client::new().post(endpoint).bearer_auth(token).body(body).send().await?;
+    let status = response.status();
+    let json: serde_json::Value = response.json().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("{}: the server answered {status}: {}", path.display(), json["error"]["message"].as_str().unwrap_or(""));
+    }
+    Ok(serde_json::from_value(json).context("unexpected import report")?)
+}
+
+/// One line per file, then the rejected lines; true when nothing was rejected.
+fn print_report(path: &Path, r: &ImportReport) -> bool {
+    let format = r.format.map(|f| serde_json::to_value(f).unwrap_or_default()).unwrap_or_default();
+    println!(
+        "{}: {} rows read, {} imported, {} already there, {} rejected ({})",
+        path.display(),
+        r.rows_read,
+        r.imported,
+        r.duplicates,
+        r.rejected_count,
+        format.as_str().unwrap_or("?")
+    );
+    for bad in r.rejected.iter().take(20) {
+        println!("  line {}: {}", bad.line, bad.reason);
+    }
+    if r.rejected_count > 20 {
+        println!("  … and {} more", r.rejected_count - 20);
+    }
+    r.rejected_count == 0
+}
+
+/// Counts the bytes read from the file, for the progress line.
+struct Counting {
+    inner: File,
+    read: Arc<AtomicU64>,
+}
+
+impl Read for Counting {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
