@@ -67,7 +67,9 @@ pub trait Store: Send + Sync + 'static {
     /// Adds imported usage rows for this user; rows whose key is already stored are
     /// skipped. Returns how many were new.
     async fn import_usage(&self, user_id: &str, rows: &[ImportRow], at_ms: u64) -> StoreResult<u64>;
-    /// This user's usage rows, optionally limited to days `from..=to` (`YYYY-MM-DD`).
+    /// This user's usage, optionally limited to days `from..=to` (`YYYY-MM-DD`), summed
+    /// per day, provider, model, feature and project (rows with a billed cost apart from
+    /// rows without).
     async fn usage(&self, user_id: &str, from: Option<&str>, to: Option<&str>) -> StoreResult<Vec<UsageRecord>>;
     /// Removes all of this user's usage rows; returns how many.
     async fn delete_usage(&self, user_id: &str) -> StoreResult<u64>;
