@@ -16,5 +16,5 @@ CREATE TABLE usage_records (
     cost_micros          INTEGER,
     imported_at          INTEGER NOT NULL,
     PRIMARY KEY (user_id, key)
-);
-CREATE INDEX usage_by_day ON usage_records(user_id, day);
+) WITHOUT ROWID;
+-- Reads go to usage_daily (0003); this table only has to answer "is this key new?".

@@ -11,6 +11,9 @@ use crate::model::{title_from, BeginOutcome, BegunRun, NewRun, RunFinish, Write}
 use super::parse_id;
 use crate::StoreResult;
 
+/// Usage rows staged per statement: 11 parameters each, within SQLite's 32,766.
+const USAGE_ROWS_PER_STATEMENT: usize = 2_000;
+
 /// Rows per multi-row statement (at most 4 parameters each: far below SQLite's limit).
 const ROWS_PER_STATEMENT: usize = 512;
 
@@ -157,23 +160,32 @@ async fn insert_accepted(tx: &mut Transaction<'_, Sqlite>, accepted: &[&NewRun])
 }
 
 
-/// Adds usage rows, skipping keys already stored; returns how many were new.
+/// Adds usage rows, skipping keys already stored, and adds the new ones to the daily
+/// sums; returns how many were new. Each chunk goes through a staging table so that the
+/// deduplication and the summing happen inside SQLite, not row by row out here.
 pub(super) async fn insert_usage(
     tx: &mut Transaction<'_, Sqlite>,
     user_id: &str,
     rows: &[ImportRow],
     at_ms: u64,
 ) -> StoreResult<u64> {
+    sqlx::query(
+        "CREATE TEMP TABLE IF NOT EXISTS usage_staging (key TEXT PRIMARY KEY, day TEXT, provider TEXT, model TEXT, \
+         feature TEXT, project TEXT, requests INTEGER, input_tokens INTEGER, output_tokens INTEGER, \
+         cached_input_tokens INTEGER, cost_micros INTEGER)",
+    )
+    .execute(&mut **tx)
+    .await?;
     let mut inserted = 0;
-    for chunk in rows.chunks(ROWS_PER_STATEMENT / 4) {
+    for chunk in rows.chunks(USAGE_ROWS_PER_STATEMENT) {
+        // A key repeated inside the chunk is staged once.
         let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT OR IGNORE INTO usage_records (user_id, key, day, provider, model, feature, project, requests, \
-             input_tokens, output_tokens, cached_input_tokens, cost_micros, imported_at) ",
+            "INSERT OR IGNORE INTO temp.usage_staging (key, day, provider, model, feature, project, requests, \
+             input_tokens, output_tokens, cached_input_tokens, cost_micros) ",
         );
         q.push_values(chunk, |mut row, r| {
             let u = &r.record;
-            row.push_bind(user_id)
-                .push_bind(r.key.as_str())
+            row.push_bind(r.key.as_str())
                 .push_bind(u.day.as_str())
                 .push_bind(u.provider.as_str())
                 .push_bind(u.model.as_str())
@@ -183,10 +195,44 @@ pub(super) async fn insert_usage(
                 .push_bind(u.input_tokens as i64)
                 .push_bind(u.output_tokens as i64)
                 .push_bind(u.cached_input_tokens as i64)
-                .push_bind(u.cost.map(|c| c.0))
-                .push_bind(at_ms as i64);
+                .push_bind(u.cost.map(|c| c.0));
         });
-        inserted += q.build().execute(&mut **tx).await?.rows_affected();
+        q.build().execute(&mut **tx).await?;
+        // Keys this user already has are not new: they never reach the sums.
+        sqlx::query(
+            "DELETE FROM temp.usage_staging WHERE EXISTS \
+             (SELECT 1 FROM usage_records r WHERE r.user_id = ? AND r.key = usage_staging.key)",
+        )
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+        inserted += sqlx::query(
+            "INSERT INTO usage_records (user_id, key, day, provider, model, feature, project, requests, input_tokens, \
+             output_tokens, cached_input_tokens, cost_micros, imported_at) \
+             SELECT ?, key, day, provider, model, feature, project, requests, input_tokens, output_tokens, \
+             cached_input_tokens, cost_micros, ? FROM temp.usage_staging",
+        )
+        .bind(user_id)
+        .bind(at_ms as i64)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "INSERT INTO usage_daily (user_id, day, provider, model, feature, project, billed, requests, input_tokens, \
+             output_tokens, cached_input_tokens, cost_micros) \
+             SELECT ?, day, provider, model, feature, project, cost_micros IS NOT NULL, SUM(requests), SUM(input_tokens), \
+             SUM(output_tokens), SUM(cached_input_tokens), COALESCE(SUM(cost_micros), 0) FROM temp.usage_staging \
+             GROUP BY day, provider, model, feature, project, cost_micros IS NOT NULL \
+             ON CONFLICT (user_id, day, provider, model, feature, project, billed) DO UPDATE SET \
+             requests = requests + excluded.requests, input_tokens = input_tokens + excluded.input_tokens, \
+             output_tokens = output_tokens + excluded.output_tokens, \
+             cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens, \
+             cost_micros = cost_micros + excluded.cost_micros",
+        )
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("DELETE FROM temp.usage_staging").execute(&mut **tx).await?;
     }
     Ok(inserted)
 }

@@ -161,14 +161,12 @@ impl Store for SqliteStore {
     }
 
     async fn usage(&self, user_id: &str, from: Option<&str>, to: Option<&str>) -> StoreResult<Vec<UsageRecord>> {
-        // Aggregated in SQL to one row per day, provider, model, feature and project (rows
-        // with and without a billed cost kept apart): the analysis needs nothing finer,
-        // and a run then reads hundreds of rows, not millions.
+        // The daily sums kept by each import: one row per day, provider, model, feature and
+        // project, which is all the analysis needs.
         let rows = sqlx::query(
-            "SELECT day, provider, model, feature, project, SUM(requests), SUM(input_tokens), SUM(output_tokens), \
-             SUM(cached_input_tokens), SUM(cost_micros) FROM usage_records \
-             WHERE user_id = ? AND day >= COALESCE(?, '') AND day <= COALESCE(?, '9999') \
-             GROUP BY day, provider, model, feature, project, cost_micros IS NULL ORDER BY day",
+            "SELECT day, provider, model, feature, project, requests, input_tokens, output_tokens, \
+             cached_input_tokens, CASE WHEN billed THEN cost_micros END FROM usage_daily \
+             WHERE user_id = ? AND day >= COALESCE(?, '') AND day <= COALESCE(?, '9999') ORDER BY day",
         )
         .bind(user_id)
         .bind(from)
@@ -193,7 +191,10 @@ impl Store for SqliteStore {
     }
 
     async fn delete_usage(&self, user_id: &str) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM usage_records WHERE user_id = ?").bind(user_id).execute(&self.writer).await?;
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("DELETE FROM usage_daily WHERE user_id = ?").bind(user_id).execute(&mut *tx).await?;
+        let done = sqlx::query("DELETE FROM usage_records WHERE user_id = ?").bind(user_id).execute(&mut *tx).await?;
+        tx.commit().await?;
         Ok(done.rows_affected())
     }
 
