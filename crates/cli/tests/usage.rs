@@ -175,3 +175,24 @@ async fn unusable_uploads_and_queries_get_clear_errors() {
     let r = reqwest::Client::new().post(app.http("/api/usage/import")).body(CSV).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401);
 }
+
+#[tokio::test]
+async fn a_spike_in_imported_usage_is_reported_with_its_day_and_size() {
+    let app = spawn_with(Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    let token = app.token("sre");
+    app.import_fixture(&token).await; // support-chat ran five times its usual traffic on 2026-11-15
+    let mut c = connect(&app, By::Header(token)).await;
+    c.ask("Analyze my AI costs", None).await;
+    let events = c.events_until_terminal().await;
+    let answer = assert_golden_run(&events);
+    assert!(answer.contains("### Unusual days"), "{answer}");
+    assert!(answer.contains("- **2026-11-15**: feature `support-chat` cost $"), "{answer}");
+    assert!(answer.contains("The biggest drivers: `support-chat` on gpt-4o"), "{answer}");
+    assert!(answer.contains("The last 7 days cost $"), "week over week: {answer}");
+    let computed = tool_figures(&events);
+    for figure in dollar_figures(&answer) {
+        assert!(computed.contains(&figure), "{figure} is not in any tool result of the run");
+    }
+    let call = events.iter().find(|e| e["type"] == "tool_completed" && e["tool"] == "detect_anomalies").unwrap();
+    assert_eq!(call["result"]["anomalies"][0]["day"], "2026-11-15");
+}

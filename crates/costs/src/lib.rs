@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod analysis;
+mod anomalies;
 mod date;
 pub mod import;
 mod money;
@@ -18,6 +19,7 @@ pub use analysis::{
     breakdown, forecast, recommend, summarize, total_savings, DailyTotal, Forecast, GroupBy,
     GroupTotal, Recommendation, RecommendationKind, Summary,
 };
+pub use anomalies::{detect_anomalies, top_drivers, week_over_week, Anomaly, Driver, WeekOverWeek};
 pub use money::{group_thousands, Money, MICROS_PER_USD};
 pub use prices::{catalog_source, cheaper_sibling, price_catalog, price_for, Price};
 pub use records::{cost_of, demo_dataset, list_cost, UsageRecord};

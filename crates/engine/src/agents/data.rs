@@ -31,6 +31,8 @@ impl Agent for DataAgent {
         let summary = sink
             .call_tool(ctx, AgentName::Data, "query_usage", json!({ "group_by": ["model", "feature", "day"] }))
             .await?;
+        let signals = sink.call_tool(ctx, AgentName::Data, "detect_anomalies", json!({ "method": "median_mad" })).await?;
+        let spikes = signals["anomalies"].as_array().map_or(0, Vec::len);
         let top = summary.get("by_model").and_then(|m| m.get(0)).cloned().unwrap_or_default();
         let count = |key: &str| summary.get(key).and_then(|v| v.as_array()).map_or(0, Vec::len);
         let result = json!({
@@ -38,17 +40,18 @@ impl Agent for DataAgent {
             "total": summary["total"], "requests": summary["requests"],
             "models": count("by_model"), "features": count("by_feature"),
             "top_model": { "model": top["key"], "cost": top["cost"] },
+            "anomalies": spikes,
         });
-        Ok(AgentOutput {
-            result,
-            summary: format!(
-                "{} spent over {} days; the largest model is {} at {}.",
-                money(&summary["total"]),
-                summary["days"],
-                str_of(&top, "key"),
-                money(&top["cost"]),
-            ),
-            output: summary,
-        })
+        let summary_line = format!(
+            "{} spent over {} days; the largest model is {} at {}; {} unusual day(s).",
+            money(&summary["total"]),
+            summary["days"],
+            str_of(&top, "key"),
+            money(&top["cost"]),
+            spikes,
+        );
+        let mut output = summary;
+        output["signals"] = signals;
+        Ok(AgentOutput { result, summary: summary_line, output })
     }
 }

@@ -124,6 +124,39 @@ fn spend_section(r: &ReportInputs, out: &mut String) {
         .collect();
     let label = if by_feature_first { "models" } else { "features" };
     let _ = writeln!(out, "Top {label}: {}.\n", others.join(", "));
+    drivers(&r.usage["signals"], out);
+    anomalies(&r.usage["signals"], out);
+}
+
+fn drivers(signals: &Value, out: &mut String) {
+    let drivers: Vec<String> = signals["top_drivers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .take(3)
+        .map(|d| format!("`{}` on {} ({}, {})", str_of(d, "feature"), str_of(d, "model"), money(&d["cost"]), pct(&d["share_bp"])))
+        .collect();
+    if !drivers.is_empty() {
+        let _ = writeln!(out, "The biggest drivers: {}.\n", drivers.join("; "));
+    }
+}
+
+fn anomalies(signals: &Value, out: &mut String) {
+    let Some(found) = signals["anomalies"].as_array().filter(|a| !a.is_empty()) else { return };
+    out.push_str("### Unusual days\n\n");
+    for a in found {
+        let _ = writeln!(
+            out,
+            "- **{}**: {} `{}` cost {} against a typical {} per day ({} more).",
+            str_of(a, "day"),
+            str_of(a, "dimension"),
+            str_of(a, "key"),
+            money(&a["cost"]),
+            money(&a["median"]),
+            money(&a["excess"]),
+        );
+    }
+    out.push_str("\nA spike like this is worth checking first: a retry loop, a runaway job or a prompt that grew.\n\n");
 }
 
 fn group_table(groups: &Value, label: &str, out: &mut String) {
@@ -169,6 +202,7 @@ fn savings_section(r: &ReportInputs, out: &mut String) {
 
 fn forecast_section(r: &ReportInputs, out: &mut String) {
     let f = &r.forecast;
+    let wow = &r.usage["signals"]["week_over_week"];
     let trend = f["trend_bp"].as_i64().unwrap_or(0);
     let direction = match trend {
         t if t > 0 => "up",
@@ -183,6 +217,16 @@ fn forecast_section(r: &ReportInputs, out: &mut String) {
         pct(&json!(trend.abs())),
         money(&f["previous_run_rate"]),
     );
+    if let Some(change) = wow["change_bp"].as_i64() {
+        let _ = writeln!(
+            out,
+            "The last 7 days cost {}, {} {} on the 7 days before ({}).\n",
+            money(&wow["last_week"]),
+            if change >= 0 { "up" } else { "down" },
+            pct(&json!(change.abs())),
+            money(&wow["previous_week"]),
+        );
+    }
 }
 
 fn next_steps(r: &ReportInputs, out: &mut String) {

@@ -7,7 +7,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use apex_costs::{forecast, recommend, summarize, total_savings, Summary, UsageRecord};
+use apex_costs::{
+    detect_anomalies, forecast, recommend, summarize, top_drivers, total_savings, week_over_week, Summary, UsageRecord,
+};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use tokio::sync::OnceCell;
@@ -142,6 +144,7 @@ pub fn builtin() -> Tools {
         .with(Arc::new(UsageOverview))
         .with(Arc::new(ClassifyRequest))
         .with(Arc::new(QueryUsage))
+        .with(Arc::new(DetectAnomalies))
         .with(Arc::new(FindSavings))
         .with(Arc::new(ForecastSpend))
 }
@@ -215,6 +218,24 @@ impl Tool for QueryUsage {
     }
     async fn call(&self, ctx: &RunContext, _args: Value) -> Result<Value, ToolError> {
         to_value(&*ctx.tools.summary(&ctx.user_id).await?)
+    }
+}
+
+/// Data: what stands out: unusual days, the biggest drivers, the week-over-week change.
+pub struct DetectAnomalies;
+
+#[async_trait]
+impl Tool for DetectAnomalies {
+    fn name(&self) -> &str {
+        "detect_anomalies"
+    }
+    async fn call(&self, ctx: &RunContext, _args: Value) -> Result<Value, ToolError> {
+        let records = ctx.tools.records(&ctx.user_id).await?;
+        Ok(json!({
+            "anomalies": to_value(&detect_anomalies(&records))?,
+            "top_drivers": to_value(&top_drivers(&records, 5))?,
+            "week_over_week": to_value(&week_over_week(&records))?,
+        }))
     }
 }
 
