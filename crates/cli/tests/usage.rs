@@ -196,3 +196,46 @@ async fn a_spike_in_imported_usage_is_reported_with_its_day_and_size() {
     let call = events.iter().find(|e| e["type"] == "tool_completed" && e["tool"] == "detect_anomalies").unwrap();
     assert_eq!(call["result"]["anomalies"][0]["day"], "2026-11-15");
 }
+
+async fn answer_to(app: &TestApp, token: &str, question: &str) -> (String, Vec<Value>) {
+    let mut c = connect(app, By::Header(token.to_owned())).await;
+    c.ask(question, None).await;
+    let events = c.events_until_terminal().await;
+    (assert_golden_run(&events), events)
+}
+
+#[tokio::test]
+async fn what_if_questions_are_priced_from_the_users_tokens() {
+    let app = spawn_with(Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    let token = app.token("cfo");
+    app.import_fixture(&token).await;
+    let (answer, events) = answer_to(&app, &token, "What if we move ticket-triage from gpt-4o to gpt-4o-mini?").await;
+    assert!(answer.contains("### What if `ticket-triage` ran on gpt-4o-mini"), "{answer}");
+    assert!(answer.contains("it would save **$"), "{answer}");
+    let call = events.iter().find(|e| e["type"] == "tool_completed" && e["tool"] == "what_if").expect("the what_if tool ran");
+    assert_eq!(call["result"]["feature"], "ticket-triage");
+    assert!(call["result"]["monthly_change"].as_i64().unwrap() < 0);
+    let computed = tool_figures(&events);
+    for figure in dollar_figures(&answer) {
+        assert!(computed.contains(&figure), "{figure} is not in any tool result of the run");
+    }
+    let (answer, _) = answer_to(&app, &token, "what if everything ran on no-such-model-x?").await;
+    assert!(!answer.contains("### What if"), "an unknown model is not a what-if: {answer}");
+}
+
+#[tokio::test]
+async fn import_help_and_off_topic_questions_get_fitting_answers() {
+    let app = spawn_with(Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    let token = app.token("newbie");
+    app.import_fixture(&token).await;
+    let (help, _) = answer_to(&app, &token, "How do I import my LiteLLM export?").await;
+    assert!(help.starts_with("### How to import your usage"), "{help}");
+    assert!(help.contains("You already have 112 usage records"), "{help}");
+    let (other, events) = answer_to(&app, &token, "Tell me a joke about cats").await;
+    assert!(other.starts_with("I am Apex's cost analyst"), "{other}");
+    assert!(other.contains("What if support-chat ran on gpt-4o-mini?"), "{other}");
+    let computed = tool_figures(&events);
+    for figure in dollar_figures(&other) {
+        assert!(computed.contains(&figure), "{figure} is not in any tool result of the run");
+    }
+}

@@ -14,6 +14,7 @@ pub mod import;
 mod money;
 mod prices;
 mod records;
+mod whatif;
 
 pub use analysis::{
     breakdown, forecast, recommend, summarize, total_savings, DailyTotal, Forecast, GroupBy,
@@ -22,4 +23,5 @@ pub use analysis::{
 pub use anomalies::{detect_anomalies, top_drivers, week_over_week, Anomaly, Driver, WeekOverWeek};
 pub use money::{group_thousands, Money, MICROS_PER_USD};
 pub use prices::{catalog_source, cheaper_sibling, price_catalog, price_for, Price};
+pub use whatif::{what_if, WhatIf, WhatIfError};
 pub use records::{cost_of, demo_dataset, list_cost, UsageRecord};

@@ -27,16 +27,28 @@ impl Agent for OptimizationAgent {
             format!("Checking {features} features for model downgrades, prompt caching and batch pricing."),
         )
         .await;
-        let savings = sink.call_tool(ctx, AgentName::Optimization, "find_savings", json!({})).await?;
+        let triage = pad.get(AgentName::Triage).unwrap_or_default();
+        let what_if = match triage["target_model"].as_str() {
+            Some(to_model) if triage["intent"] == "what_if" => {
+                let args = json!({ "feature": triage["feature"], "to_model": to_model });
+                Some(sink.call_tool(ctx, AgentName::Optimization, "what_if", args).await?)
+            }
+            _ => None,
+        };
+        let mut savings = sink.call_tool(ctx, AgentName::Optimization, "find_savings", json!({})).await?;
         let recommendations = savings["recommendations"].as_array().cloned().unwrap_or_default();
         let count = recommendations.len();
-        let result = json!({
+        let mut result = json!({
             "total_monthly_savings": savings["total_monthly_savings"],
             "recommendations": recommendations
                 .iter()
                 .map(|r| json!({ "kind": r["kind"], "feature": r["feature"], "monthly_savings": r["monthly_savings"] }))
                 .collect::<Vec<Value>>(),
         });
+        if let Some(w) = what_if {
+            result["what_if"] = json!({ "to_model": w["to_model"], "feature": w["feature"], "monthly_change": w["monthly_change"] });
+            savings["what_if"] = w;
+        }
         Ok(AgentOutput {
             result,
             summary: format!("{count} opportunities worth {} per month.", money(&savings["total_monthly_savings"])),

@@ -40,8 +40,10 @@ impl Agent for ReportAgent {
     async fn run(&self, ctx: &RunContext, sink: &EventSink, pad: &Scratchpad) -> Result<AgentOutput, AgentError> {
         sink.thinking(AgentName::Report, "Projecting this month's spend and writing the report.").await;
         let forecast = sink.call_tool(ctx, AgentName::Report, "forecast_spend", json!({})).await?;
-        let source = pad.get(AgentName::Supervisor).map(|o| o["source"].clone()).unwrap_or_default();
+        let overview = pad.get(AgentName::Supervisor).unwrap_or_default();
+        let source = &overview["source"];
         let inputs = ReportInputs {
+            records: overview["records"].as_u64().unwrap_or(0),
             demo: source == "demo",
             empty: source == "empty",
             triage: pad.get(AgentName::Triage).unwrap_or_default(),
@@ -64,6 +66,8 @@ impl Agent for ReportAgent {
 }
 
 struct ReportInputs {
+    /// Usage records analyzed (as stored: summed per day, model, feature and project).
+    records: u64,
     /// The figures are the built-in demo dataset, not the user's own.
     demo: bool,
     /// The user has no usage data at all.
@@ -77,6 +81,11 @@ struct ReportInputs {
 fn write_report(r: &ReportInputs) -> String {
     if r.empty {
         return NO_DATA.to_owned();
+    }
+    match str_of(&r.triage, "intent") {
+        "import_help" => return import_help(r),
+        "off_topic" => return off_topic(r),
+        _ => {}
     }
     let mut out = String::with_capacity(2048);
     let u = &r.usage;
@@ -98,15 +107,76 @@ fn write_report(r: &ReportInputs) -> String {
         group_thousands(u["input_tokens"].as_u64().unwrap_or(0)),
         group_thousands(u["output_tokens"].as_u64().unwrap_or(0)),
     );
-    let sections: [fn(&ReportInputs, &mut String); 3] = match str_of(&r.triage, "intent") {
-        "optimization" => [savings_section, spend_section, forecast_section],
-        "forecast" => [forecast_section, spend_section, savings_section],
-        _ => [spend_section, savings_section, forecast_section],
+    let sections: &[fn(&ReportInputs, &mut String)] = match str_of(&r.triage, "intent") {
+        "what_if" => &[what_if_section, spend_section, savings_section, forecast_section],
+        "optimization" => &[savings_section, spend_section, forecast_section],
+        "forecast" => &[forecast_section, spend_section, savings_section],
+        _ => &[spend_section, savings_section, forecast_section],
     };
     for section in sections {
         section(r, &mut out);
     }
     next_steps(r, &mut out);
+    out
+}
+
+fn what_if_section(r: &ReportInputs, out: &mut String) {
+    let w = &r.savings["what_if"];
+    if let Some(why) = w["unavailable"].as_str() {
+        let _ = writeln!(out, "### What if\n\nI cannot price that change: {why}.\n");
+        return;
+    }
+    let scope = w["feature"].as_str().map_or_else(|| "all your usage".to_owned(), |f| format!("`{f}`"));
+    let change = w["monthly_change"].as_i64().unwrap_or(0);
+    let verdict = if change < 0 { "would save" } else { "would cost" };
+    let _ = writeln!(
+        out,
+        "### What if {scope} ran on {}\n\n**{} a month instead of {}**: it {verdict} **{}/month**. {}\n",
+        str_of(w, "to_model"),
+        money(&w["projected_monthly"]),
+        money(&w["current_monthly"]),
+        money(&json!(change.abs())),
+        str_of(w, "rationale"),
+    );
+}
+
+/// For "how do I import…": the instructions, and what is already there.
+fn import_help(r: &ReportInputs) -> String {
+    let mut out = String::from(&NO_DATA[NO_DATA.find("### How to import").unwrap_or(0)..]);
+    let u = &r.usage;
+    let _ = writeln!(
+        out,
+        "\nYou already have {} usage records from {} to {} ({} in total); importing the same rows again never counts them twice.",
+        r.records,
+        str_of(u, "from"),
+        str_of(u, "to"),
+        money(&u["total"]),
+    );
+    out
+}
+
+/// For questions outside AI spend: what this assistant does, with the headline figures.
+fn off_topic(r: &ReportInputs) -> String {
+    let u = &r.usage;
+    let top = &u["signals"]["top_drivers"][0];
+    let mut out = String::from("I am Apex's cost analyst: I answer questions about your AI spend, from your usage data.\n\n");
+    let _ = writeln!(
+        out,
+        "Right now: {} over {} days ({} to {}); the biggest driver is `{}` on {} at {}, and I found savings worth {} a month.\n",
+        money(&u["total"]),
+        u["days"],
+        str_of(u, "from"),
+        str_of(u, "to"),
+        str_of(top, "feature"),
+        str_of(top, "model"),
+        money(&top["cost"]),
+        money(&r.savings["total_monthly_savings"]),
+    );
+    let _ = writeln!(
+        out,
+        "Try: \"Analyze my AI costs\", \"How do I reduce spend?\", \"Forecast next month\", or \"What if {} ran on gpt-4o-mini?\"",
+        str_of(top, "feature"),
+    );
     out
 }
 

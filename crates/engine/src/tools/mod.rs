@@ -146,6 +146,7 @@ pub fn builtin() -> Tools {
         .with(Arc::new(QueryUsage))
         .with(Arc::new(DetectAnomalies))
         .with(Arc::new(FindSavings))
+        .with(Arc::new(WhatIfTool))
         .with(Arc::new(ForecastSpend))
 }
 
@@ -204,7 +205,9 @@ impl Tool for ClassifyRequest {
     }
     async fn call(&self, ctx: &RunContext, args: Value) -> Result<Value, ToolError> {
         let text = args.get("text").and_then(Value::as_str).unwrap_or(&ctx.text);
-        to_value(&classify(text))
+        let summary = ctx.tools.summary(&ctx.user_id).await?;
+        let features: Vec<String> = summary.by_feature.iter().map(|g| g.key.clone()).collect();
+        to_value(&classify(text, &features, |w| apex_costs::price_for(w).is_some()))
     }
 }
 
@@ -236,6 +239,26 @@ impl Tool for DetectAnomalies {
             "top_drivers": to_value(&top_drivers(&records, 5))?,
             "week_over_week": to_value(&week_over_week(&records))?,
         }))
+    }
+}
+
+/// Optimization: the user's usage priced on another model ("what if").
+pub struct WhatIfTool;
+
+#[async_trait]
+impl Tool for WhatIfTool {
+    fn name(&self) -> &str {
+        "what_if"
+    }
+    async fn call(&self, ctx: &RunContext, args: Value) -> Result<Value, ToolError> {
+        let to_model = args["to_model"].as_str().ok_or_else(|| ToolError("`to_model` is required".into()))?;
+        let feature = args["feature"].as_str();
+        let records = ctx.tools.records(&ctx.user_id).await?;
+        match apex_costs::what_if(&records, feature, to_model) {
+            Ok(w) => to_value(&w),
+            // Not a failure of the run: the answer explains it.
+            Err(e) => Ok(json!({ "unavailable": e.to_string() })),
+        }
     }
 }
 
