@@ -239,3 +239,31 @@ async fn import_help_and_off_topic_questions_get_fitting_answers() {
         assert!(computed.contains(&figure), "{figure} is not in any tool result of the run");
     }
 }
+
+#[tokio::test]
+async fn recommendations_are_cached_per_dataset_version_and_an_import_invalidates_them() {
+    let app = spawn_with(Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    let token = app.token("cache-user");
+    app.import_fixture(&token).await;
+    let savings = |events: &[Value]| {
+        events.iter().find(|e| e["type"] == "tool_completed" && e["tool"] == "find_savings").unwrap()["result"].clone()
+    };
+    let (_, first) = answer_to(&app, &token, "How do I reduce spend?").await;
+    let (_, second) = answer_to(&app, &token, "How do I reduce spend?").await;
+    assert_eq!(savings(&first)["cached"], false);
+    assert_eq!(savings(&second)["cached"], true, "same data, same recommendations, from the cache");
+    assert_eq!(savings(&first)["recommendations"], savings(&second)["recommendations"]);
+
+    // Re-importing the same file adds nothing: still cached.
+    app.import_fixture_again(&token).await;
+    let (_, third) = answer_to(&app, &token, "How do I reduce spend?").await;
+    assert_eq!(savings(&third)["cached"], true);
+
+    // New usage moves the dataset on.
+    let more = "date,model,input_tokens,output_tokens,requests,feature\n2026-11-24,gpt-4o,90000000,100000,90000,ticket-triage\n";
+    let (status, _) = import(&app, &token, more.as_bytes().to_vec(), "").await;
+    assert_eq!(status, 200);
+    let (_, fourth) = answer_to(&app, &token, "How do I reduce spend?").await;
+    assert_eq!(savings(&fourth)["cached"], false);
+    assert_ne!(savings(&fourth)["total_monthly_savings"], savings(&first)["total_monthly_savings"]);
+}

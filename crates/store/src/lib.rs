@@ -73,6 +73,9 @@ pub trait Store: Send + Sync + 'static {
     async fn usage(&self, user_id: &str, from: Option<&str>, to: Option<&str>) -> StoreResult<Vec<UsageRecord>>;
     /// Removes all of this user's usage rows; returns how many.
     async fn delete_usage(&self, user_id: &str) -> StoreResult<u64>;
+    /// The version of this user's usage data: it changes whenever an import adds rows or
+    /// the data is deleted (0 before any import).
+    async fn usage_version(&self, user_id: &str) -> StoreResult<u64>;
 }
 
 /// Opens the backend named by the URL scheme (`sqlite://…`).

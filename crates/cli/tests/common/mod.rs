@@ -106,6 +106,14 @@ impl TestApp {
         assert_eq!(report["imported"], 112, "{report}");
     }
 
+    /// Imports the fixture again: every row is already there.
+    pub async fn import_fixture_again(&self, token: &str) {
+        let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/usage.csv")).unwrap();
+        let r = reqwest::Client::new().post(self.http("/api/usage/import")).bearer_auth(token).body(body).send().await.unwrap();
+        let report: Value = r.json().await.unwrap();
+        assert_eq!((report["imported"].as_u64(), report["duplicates"].as_u64()), (Some(0), Some(112)), "{report}");
+    }
+
     /// Triggers graceful shutdown and waits for the server to stop.
     pub async fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {

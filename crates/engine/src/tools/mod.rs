@@ -34,10 +34,12 @@ pub trait UsageSource: Send + Sync {
 pub struct UsageData {
     pub records: Arc<Vec<UsageRecord>>,
     pub origin: Origin,
+    /// Changes whenever the data does (imports, deletes); keys cached analyses.
+    pub version: u64,
 }
 
 /// Whether the figures are the user's own: the answer says so when they are not.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Origin {
     /// Imported by the user.
@@ -65,14 +67,16 @@ impl StoredUsage {
 #[async_trait]
 impl UsageSource for StoredUsage {
     async fn usage(&self, user_id: &str) -> Result<UsageData, String> {
-        let records = self.store.usage(user_id, None, None).await.map_err(|e| format!("usage data unavailable: {e}"))?;
+        let unavailable = |e: apex_store::StoreError| format!("usage data unavailable: {e}");
+        let version = self.store.usage_version(user_id).await.map_err(unavailable)?;
+        let records = self.store.usage(user_id, None, None).await.map_err(unavailable)?;
         if records.is_empty() {
             if user_id.starts_with(apex_protocol::DEMO_USER_PREFIX) {
                 return self.demo.usage(user_id).await;
             }
-            return Ok(UsageData { records: Arc::default(), origin: Origin::Empty });
+            return Ok(UsageData { records: Arc::default(), origin: Origin::Empty, version });
         }
-        Ok(UsageData { records: Arc::new(records), origin: Origin::Imported })
+        Ok(UsageData { records: Arc::new(records), origin: Origin::Imported, version })
     }
 }
 
@@ -94,7 +98,7 @@ impl UsageSource for DemoUsage {
             cache.clear();
         }
         let records = cache.entry(seed).or_insert_with(|| Arc::new(apex_costs::demo_dataset(seed))).clone();
-        Ok(UsageData { records, origin: Origin::Demo })
+        Ok(UsageData { records, origin: Origin::Demo, version: 0 })
     }
 }
 
@@ -145,7 +149,7 @@ pub fn builtin() -> Tools {
         .with(Arc::new(ClassifyRequest))
         .with(Arc::new(QueryUsage))
         .with(Arc::new(DetectAnomalies))
-        .with(Arc::new(FindSavings))
+        .with(Arc::new(FindSavings::default()))
         .with(Arc::new(WhatIfTool))
         .with(Arc::new(ForecastSpend))
 }
@@ -262,8 +266,16 @@ impl Tool for WhatIfTool {
     }
 }
 
-/// Optimization: concrete savings, each with its reasoning.
-pub struct FindSavings;
+/// Optimization: concrete savings, each with its reasoning. Cached per user and dataset
+/// version: the same data always gives the same recommendations, and an import or a
+/// delete moves the version on.
+#[derive(Default)]
+pub struct FindSavings {
+    cache: std::sync::Mutex<std::collections::HashMap<(String, Origin, u64), Value>>,
+}
+
+/// Users whose recommendations are kept; the cache starts over beyond that.
+const SAVINGS_CACHE: usize = 10_000;
 
 #[async_trait]
 impl Tool for FindSavings {
@@ -271,9 +283,23 @@ impl Tool for FindSavings {
         "find_savings"
     }
     async fn call(&self, ctx: &RunContext, _args: Value) -> Result<Value, ToolError> {
-        let records = ctx.tools.records(&ctx.user_id).await?;
-        let recs = recommend(&records);
-        Ok(json!({ "total_monthly_savings": total_savings(&recs), "recommendations": to_value(&recs)? }))
+        let data = ctx.tools.data(&ctx.user_id).await?;
+        let key = (ctx.user_id.to_string(), data.origin, data.version);
+        if let Some(hit) = self.cache.lock().expect("savings cache lock").get(&key) {
+            let mut hit = hit.clone();
+            hit["cached"] = json!(true);
+            return Ok(hit);
+        }
+        let recs = recommend(&data.records);
+        let value = json!({ "total_monthly_savings": total_savings(&recs), "recommendations": to_value(&recs)?, "cached": false });
+        let mut cache = self.cache.lock().expect("savings cache lock");
+        if cache.len() >= SAVINGS_CACHE {
+            cache.clear();
+        }
+        // One entry per user: an older version is never asked for again.
+        cache.retain(|(user, _, _), _| user.as_str() != &*ctx.user_id);
+        cache.insert(key, value.clone());
+        Ok(value)
     }
 }
 

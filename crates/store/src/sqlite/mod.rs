@@ -156,6 +156,9 @@ impl Store for SqliteStore {
     async fn import_usage(&self, user_id: &str, rows: &[ImportRow], at_ms: u64) -> StoreResult<u64> {
         let mut tx = self.writer.begin().await?;
         let inserted = batch::insert_usage(&mut tx, user_id, rows, at_ms).await?;
+        if inserted > 0 {
+            bump_version(&mut tx, user_id).await?;
+        }
         tx.commit().await?;
         Ok(inserted)
     }
@@ -194,8 +197,17 @@ impl Store for SqliteStore {
         let mut tx = self.writer.begin().await?;
         sqlx::query("DELETE FROM usage_daily WHERE user_id = ?").bind(user_id).execute(&mut *tx).await?;
         let done = sqlx::query("DELETE FROM usage_records WHERE user_id = ?").bind(user_id).execute(&mut *tx).await?;
+        bump_version(&mut tx, user_id).await?;
         tx.commit().await?;
         Ok(done.rows_affected())
+    }
+
+    async fn usage_version(&self, user_id: &str) -> StoreResult<u64> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT version FROM usage_versions WHERE user_id = ?")
+            .bind(user_id)
+            .fetch_optional(&self.readers)
+            .await?;
+        Ok(v.unwrap_or(0) as u64)
     }
 
     async fn find_client_message(&self, user_id: &str, client_message_id: &str) -> StoreResult<Option<BegunRun>> {
@@ -314,6 +326,17 @@ impl Store for SqliteStore {
             })
             .collect())
     }
+}
+
+async fn bump_version(tx: &mut Transaction<'_, Sqlite>, user_id: &str) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO usage_versions (user_id, version) VALUES (?, 1) \
+         ON CONFLICT (user_id) DO UPDATE SET version = version + 1",
+    )
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// What a crash left of a run: its last persisted seq, the answer streamed so far (and the
