@@ -69,7 +69,8 @@ impl UsageSource for StoredUsage {
     async fn usage(&self, user_id: &str) -> Result<UsageData, String> {
         let unavailable = |e: apex_store::StoreError| format!("usage data unavailable: {e}");
         let version = self.store.usage_version(user_id).await.map_err(unavailable)?;
-        let records = self.store.usage(user_id, None, None).await.map_err(unavailable)?;
+        // Version 0: nothing was ever imported, so there is nothing to read.
+        let records = if version == 0 { Vec::new() } else { self.store.usage(user_id, None, None).await.map_err(unavailable)? };
         if records.is_empty() {
             if user_id.starts_with(apex_protocol::DEMO_USER_PREFIX) {
                 return self.demo.usage(user_id).await;
