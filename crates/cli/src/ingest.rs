@@ -98,7 +98,7 @@ async fn upload(url: &str, token: &str, path: &Path, format: Option<&str>) -> an
     if !status.is_success() {
         bail!("{}: the server answered {status}: {}", path.display(), json["error"]["message"].as_str().unwrap_or(""));
     }
-    Ok(serde_json::from_value(json).context("unexpected import report")?)
+    serde_json::from_value(json).context("unexpected import report")
 }
 
 /// One line per file, then the rejected lines; true when nothing was rejected.

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use apex_costs::rate_label;
 use apex_server::{Auth, Layer, Settings};
 use clap::{Parser, Subcommand};
 
@@ -143,7 +144,12 @@ fn prices(args: &PricesArgs) -> i32 {
         match apex_costs::price_for(name) {
             Some(p) => println!(
                 "{name} → {} ({}): input {}, cached input {}, output {} per 1M tokens; batch API -{}%",
-                p.model, p.provider, rate(p.input_per_mtok), rate(p.cached_input_per_mtok), rate(p.output_per_mtok), p.batch_discount_pct
+                p.model,
+                p.provider,
+                rate_label(p.input_per_mtok),
+                rate_label(p.cached_input_per_mtok),
+                rate_label(p.output_per_mtok),
+                p.batch_discount_pct
             ),
             None => {
                 println!("{name}: not in the catalog (its usage counts as unpriced unless the rows carry a cost)");
@@ -154,13 +160,6 @@ fn prices(args: &PricesArgs) -> i32 {
     let (source, generated) = apex_costs::catalog_source();
     println!("prices: {source}, snapshot of {generated}");
     code
-}
-
-/// Per-1M-token rates need sub-cent digits ($0.075).
-fn rate(m: apex_costs::Money) -> String {
-    let micros = m.micros();
-    let frac = format!("{:06}", micros % 1_000_000);
-    format!("${}.{:0<2}", micros / 1_000_000, frac.trim_end_matches('0'))
 }
 
 fn parse_ttl(s: &str) -> Result<Duration, String> {

@@ -118,7 +118,7 @@ pub fn breakdown(records: &[UsageRecord], by: GroupBy) -> Vec<GroupTotal> {
 }
 
 /// The catalog name for priced models, the raw name otherwise.
-fn model_key(r: &UsageRecord) -> String {
+pub(crate) fn model_key(r: &UsageRecord) -> String {
     price_for(&r.model).map_or_else(|| r.model.clone(), |p| p.model.to_owned())
 }
 
@@ -227,7 +227,7 @@ const CACHING_ASSUMED_CACHED_PCT: u64 = 60;
 /// (summaries can be interactive), so it earns less confidence.
 const OFFLINE_MARKERS: [(&str, &str); 3] =
     [("nightly", "high"), ("batch", "high"), ("summar", "medium")];
-const DAYS_PER_MONTH: i64 = 30;
+pub(crate) const DAYS_PER_MONTH: i64 = 30;
 
 /// Savings opportunities found in the records, largest first.
 ///

@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::analysis::model_key;
 use crate::date;
 use crate::money::Money;
-use crate::prices::price_for;
 use crate::records::{cost_of, UsageRecord};
 
 const MIN_DAYS: usize = 7;
@@ -39,13 +39,12 @@ pub struct Anomaly {
 
 /// The largest spikes, biggest excess first (at most five).
 pub fn detect_anomalies(records: &[UsageRecord]) -> Vec<Anomaly> {
-    let days = covered_days(records);
+    let days = covered_days(records.iter().map(|r| r.day.as_str()));
     if days.len() < MIN_DAYS {
         return Vec::new();
     }
     let mut found = Vec::new();
-    let model = |r: &UsageRecord| price_for(&r.model).map_or_else(|| r.model.clone(), |p| p.model.to_owned());
-    for (dimension, key_of) in [("model", &model as &dyn Fn(&UsageRecord) -> String), ("feature", &|r: &UsageRecord| r.feature.clone())] {
+    for (dimension, key_of) in [("model", &model_key as &dyn Fn(&UsageRecord) -> String), ("feature", &|r: &UsageRecord| r.feature.clone())] {
         let mut series: BTreeMap<String, BTreeMap<&str, Money>> = BTreeMap::new();
         for r in records {
             *series.entry(key_of(r)).or_default().entry(r.day.as_str()).or_default() += cost_of(r);
@@ -68,9 +67,9 @@ pub fn detect_anomalies(records: &[UsageRecord]) -> Vec<Anomaly> {
     found
 }
 
-/// Every calendar day from the first to the last record (unparseable days as they are).
-fn covered_days(records: &[UsageRecord]) -> Vec<String> {
-    let mut days: Vec<&str> = records.iter().map(|r| r.day.as_str()).collect();
+/// Every calendar day from the first to the last of `days` (unparseable days as they are).
+pub(crate) fn covered_days<'a>(days: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut days: Vec<&str> = days.collect();
     days.sort_unstable();
     days.dedup();
     let parsed: Option<Vec<i64>> = days.iter().map(|d| date::parse_day(d)).collect();
@@ -131,8 +130,7 @@ pub fn top_drivers(records: &[UsageRecord], n: usize) -> Vec<Driver> {
     for r in records {
         let cost = cost_of(r);
         total += cost;
-        let model = price_for(&r.model).map_or_else(|| r.model.clone(), |p| p.model.to_owned());
-        let g = groups.entry((r.feature.clone(), model)).or_default();
+        let g = groups.entry((r.feature.clone(), model_key(r))).or_default();
         g.0 += cost;
         g.1 += r.requests;
     }
@@ -162,7 +160,7 @@ pub struct WeekOverWeek {
 
 /// Needs 14 covered days.
 pub fn week_over_week(records: &[UsageRecord]) -> Option<WeekOverWeek> {
-    let days = covered_days(records);
+    let days = covered_days(records.iter().map(|r| r.day.as_str()));
     if days.len() < 14 {
         return None;
     }

@@ -73,7 +73,7 @@ fn component(tokens: u64, per_mtok: Money) -> Money {
 
 /// Rates need sub-cent precision ($0.075), which `Money`'s cent display would
 /// hide: show at least two decimals and as many more as are non-zero.
-pub(crate) fn rate_label(rate: Money) -> String {
+pub fn rate_label(rate: Money) -> String {
     let micros = rate.micros();
     let whole = micros / MICROS_PER_USD;
     let frac = format!("{:06}", (micros % MICROS_PER_USD).abs());

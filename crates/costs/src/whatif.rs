@@ -1,12 +1,11 @@
 //! "What if": the same tokens priced on another model, for one feature or for everything.
 use serde::Serialize;
 
-use crate::date;
+use crate::analysis::DAYS_PER_MONTH;
+use crate::anomalies::covered_days;
 use crate::money::Money;
 use crate::prices::{price_for, rate_label};
 use crate::records::{list_cost, UsageRecord};
-
-const DAYS_PER_MONTH: i64 = 30;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct WhatIf {
@@ -55,7 +54,7 @@ pub fn what_if(records: &[UsageRecord], feature: Option<&str>, to_model: &str) -
     let mut from_models: Vec<String> = scope.iter().filter_map(|r| price_for(&r.model)).map(|p| p.model.to_owned()).collect();
     from_models.sort_unstable();
     from_models.dedup();
-    let days = covered_days(&scope);
+    let days = covered_days(scope.iter().map(|r| r.day.as_str())).len().max(1) as i64;
     let current_monthly = current.mul_div(DAYS_PER_MONTH, days);
     let projected_monthly = projected.mul_div(DAYS_PER_MONTH, days);
     let requests = scope.iter().map(|r| r.requests).sum();
@@ -79,14 +78,6 @@ pub fn what_if(records: &[UsageRecord], feature: Option<&str>, to_model: &str) -
         requests,
         rationale,
     })
-}
-
-fn covered_days(records: &[&UsageRecord]) -> i64 {
-    let days: Vec<i64> = records.iter().filter_map(|r| date::parse_day(&r.day)).collect();
-    match (days.iter().min(), days.iter().max()) {
-        (Some(first), Some(last)) => last - first + 1,
-        _ => 1,
-    }
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ proptest! {
         let again: Vec<Vec<String>> = resend.iter().filter_map(|i| pieces.get(*i).cloned()).collect();
         pieces.extend(again);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let whole = rt.block_on(totals(&[lines.clone()]));
+        let whole = rt.block_on(totals(std::slice::from_ref(&lines)));
         let split = rt.block_on(totals(&pieces));
         prop_assert_eq!(whole, split);
     }
