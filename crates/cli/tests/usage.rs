@@ -100,6 +100,9 @@ async fn imported_usage_is_what_the_agents_analyze() {
     assert!(answer.contains("| gpt-4o | $2,500.50 |"), "the top driver: {answer}");
     assert!(!answer.contains("demo dataset"), "these are the user's own figures");
     assert!(!answer.contains("No usage data"));
+    // 1,200.00 + 1,300.50 + 400.25 billed, against $1.13 at list price for the same tokens.
+    assert!(answer.contains("3 records carry the cost your provider billed, $2,900.75 in all"), "{answer}");
+    assert!(answer.contains("list price for the same tokens ($1.13)"), "{answer}");
     // Every dollar figure in the answer was computed by a tool of this run.
     let computed = tool_figures(&events);
     let figures = dollar_figures(&answer);

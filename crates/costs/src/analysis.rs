@@ -48,12 +48,42 @@ pub struct Summary {
     pub cached_input_tokens: u64,
     /// Records whose model is not in the price catalog; they count as $0.
     pub unpriced_records: u64,
+    /// Where the source billed a cost: how it compares with list price for the same tokens.
+    pub billed: BilledVsList,
     /// Sorted by cost descending, then key. Dated snapshots are merged into
     /// their catalog model so "gpt-4o-2024-08-06" and "gpt-4o" are one row.
     pub by_model: Vec<GroupTotal>,
     pub by_feature: Vec<GroupTotal>,
     /// One entry per calendar day, oldest first; days without usage are $0.
     pub daily: Vec<DailyTotal>,
+}
+
+/// Records that carry a billed cost, against the catalog's list price for the same tokens
+/// (only records whose model the catalog knows are compared).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct BilledVsList {
+    pub records: u64,
+    pub billed: Money,
+    pub at_list_price: Money,
+    /// `billed − at_list_price`: negative when the billed rate is below list.
+    pub difference: Money,
+    /// The difference in basis points of the list price (None without comparable records).
+    pub difference_bp: Option<i64>,
+}
+
+fn billed_vs_list(records: &[UsageRecord]) -> BilledVsList {
+    let mut b = BilledVsList::default();
+    for r in records.iter().filter(|r| price_for(&r.model).is_some()) {
+        if let Some(cost) = r.cost {
+            b.records += 1;
+            b.billed += cost;
+            b.at_list_price += list_cost(r);
+        }
+    }
+    b.difference = b.billed - b.at_list_price;
+    b.difference_bp = (b.at_list_price.0 > 0)
+        .then(|| (i128::from(b.difference.0) * 10_000 / i128::from(b.at_list_price.0)) as i64);
+    b
 }
 
 pub fn summarize(records: &[UsageRecord]) -> Summary {
@@ -75,6 +105,7 @@ pub fn summarize(records: &[UsageRecord]) -> Summary {
             .iter()
             .filter(|r| r.cost.is_none() && price_for(&r.model).is_none())
             .count() as u64,
+        billed: billed_vs_list(records),
         by_model: group_totals(&costed, total, model_key),
         by_feature: group_totals(&costed, total, |r| r.feature.clone()),
         daily,
@@ -593,6 +624,22 @@ mod tests {
             cached_input_tokens: cached,
             cost: None,
         }
+    }
+
+    #[test]
+    fn billed_costs_are_compared_with_list_price() {
+        // gpt-4o: 1M input + 0.1M output at list = $2.50 + $1.00 = $3.50; billed $2.80 (20 % off).
+        let mut billed = record("2026-11-01", "chat", "gpt-4o", 1, 1_000_000, 0, 100_000);
+        billed.cost = Some(Money(2_800_000));
+        let mut unknown = record("2026-11-01", "chat", "in-house-llm", 1, 10, 0, 10);
+        unknown.cost = Some(Money(5_000_000));
+        let list_only = record("2026-11-01", "chat", "gpt-4o", 1, 1_000_000, 0, 0);
+        let s = summarize(&[billed, unknown, list_only]);
+        assert_eq!(s.billed.records, 1, "only catalog models can be compared");
+        assert_eq!((s.billed.billed, s.billed.at_list_price), (Money(2_800_000), Money(3_500_000)));
+        assert_eq!((s.billed.difference, s.billed.difference_bp), (Money(-700_000), Some(-2_000)));
+        assert_eq!(s.total, Money(2_800_000 + 5_000_000 + 2_500_000), "billed costs count as billed");
+        assert_eq!(s.unpriced_records, 0, "a billed cost prices an unknown model");
     }
 
     fn sum(groups: &[GroupTotal]) -> Money {

@@ -17,7 +17,7 @@ mod records;
 mod whatif;
 
 pub use analysis::{
-    breakdown, forecast, recommend, summarize, total_savings, DailyTotal, Forecast, GroupBy,
+    breakdown, forecast, recommend, BilledVsList, summarize, total_savings, DailyTotal, Forecast, GroupBy,
     GroupTotal, Recommendation, RecommendationKind, Summary,
 };
 pub use anomalies::{detect_anomalies, top_drivers, week_over_week, Anomaly, Driver, WeekOverWeek};

@@ -107,6 +107,7 @@ fn write_report(r: &ReportInputs) -> String {
         group_thousands(u["input_tokens"].as_u64().unwrap_or(0)),
         group_thousands(u["output_tokens"].as_u64().unwrap_or(0)),
     );
+    pricing_notes(u, &mut out);
     let sections: &[fn(&ReportInputs, &mut String)] = match str_of(&r.triage, "intent") {
         "what_if" => &[what_if_section, spend_section, savings_section, forecast_section],
         "optimization" => &[savings_section, spend_section, forecast_section],
@@ -118,6 +119,33 @@ fn write_report(r: &ReportInputs) -> String {
     }
     next_steps(r, &mut out);
     out
+}
+
+/// Where the figures rest on billed costs rather than list prices, and what could not be
+/// priced at all.
+fn pricing_notes(u: &Value, out: &mut String) {
+    let b = &u["billed"];
+    if let (Some(records), Some(bp)) = (b["records"].as_u64().filter(|n| *n > 0), b["difference_bp"].as_i64()) {
+        let relation = match bp {
+            bp if bp < 0 => format!("{} below", pct(&json!(-bp))),
+            bp if bp > 0 => format!("{} above", pct(&json!(bp))),
+            _ => "exactly".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "{} records carry the cost your provider billed, {} in all: {relation} list price for the same tokens ({}). Totals use the billed cost; savings are worked out at list price on both sides.\n",
+            group_thousands(records),
+            money(&b["billed"]),
+            money(&b["at_list_price"]),
+        );
+    }
+    if let Some(n) = u["unpriced_records"].as_u64().filter(|n| *n > 0) {
+        let _ = writeln!(
+            out,
+            "{} records name models the price catalog does not know and carry no cost; they are left out of the totals here (`apex prices MODEL` shows what is known).\n",
+            group_thousands(n),
+        );
+    }
 }
 
 fn what_if_section(r: &ReportInputs, out: &mut String) {
