@@ -84,6 +84,8 @@ struct TokenArgs {
 
 #[derive(clap::Args)]
 struct PricesArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
     /// Model names as usage exports write them (dated snapshots and `provider/` prefixes resolve)
     #[arg(required = true)]
     models: Vec<String>,
@@ -96,7 +98,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await.map(|()| 0),
             Command::Token(args) => token(args).map(|()| 0),
-            Command::Prices(args) => Ok(prices(&args)),
+            Command::Prices(args) => settings(&args.config, Layer::default())
+                .and_then(|s| apex_server::prices::install(&s).map_err(anyhow::Error::msg))
+                .map(|_| prices(&args)),
             Command::Ingest { args, config } => match settings(&config, Layer::default()) {
                 Ok(s) => ingest::run(args, s).await,
                 Err(e) => Err(e),
@@ -143,13 +147,14 @@ fn prices(args: &PricesArgs) -> i32 {
     for name in &args.models {
         match apex_costs::price_for(name) {
             Some(p) => println!(
-                "{name} → {} ({}): input {}, cached input {}, output {} per 1M tokens; batch API -{}%",
+                "{name} → {} ({}): input {}, cached input {}, output {} per 1M tokens; batch API -{}%{}",
                 p.model,
                 p.provider,
                 rate_label(p.input_per_mtok),
                 rate_label(p.cached_input_per_mtok),
                 rate_label(p.output_per_mtok),
-                p.batch_discount_pct
+                p.batch_discount_pct,
+                if apex_costs::is_override(p) { " (negotiated, from the prices file)" } else { "" }
             ),
             None => {
                 println!("{name}: not in the catalog (its usage counts as unpriced unless the rows carry a cost)");

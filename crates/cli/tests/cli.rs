@@ -233,3 +233,50 @@ async fn ingest_writes_to_the_store_or_uploads_to_a_server() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("line 3: `date` is not a date"));
 }
+
+#[tokio::test]
+async fn negotiated_prices_from_a_file_replace_the_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("prices.toml");
+    std::fs::write(&file, "[[price]]\nmodel = \"gpt-4o\"\ninput_per_mtok = \"2.00\"\noutput_per_mtok = 8\n").unwrap();
+    let shown = apex(dir.path()).args(["prices", "gpt-4o-2024-08-06"]).env("APEX_PRICES_FILE", &file).output().unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        text.contains("gpt-4o (openai): input $2.00, cached input $1.25, output $8.00 per 1M tokens; batch API -50% (negotiated"),
+        "{text}{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+
+    // The server prices usage with them: 1M input + 1M output = $2 + $8, not the list $12.50.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = apex(dir.path())
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env("APEX_JWT_SECRET", SECRET)
+        .env("APEX_PRICES_FILE", &file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = Server(child);
+    wait_healthy(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let token = String::from_utf8(apex(dir.path()).args(["token", "--user", "buyer"]).env("APEX_JWT_SECRET", SECRET).output().unwrap().stdout).unwrap();
+    let http = reqwest::Client::new();
+    let csv = "date,model,input_tokens,output_tokens\n2026-11-01,gpt-4o,1000000,1000000\n";
+    http.post(format!("http://127.0.0.1:{port}/api/usage/import")).bearer_auth(token.trim()).body(csv).send().await.unwrap();
+    let summary: serde_json::Value = http
+        .get(format!("http://127.0.0.1:{port}/api/usage/summary"))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(summary["total_display"], "$10.00");
+
+    // A broken file stops the server from starting, with the reason.
+    std::fs::write(&file, "[[price]]\nmodel = \"gpt-4o\"\ninput_per_mtok = \"two\"\noutput_per_mtok = 8\n").unwrap();
+    let out = apex(dir.path()).args(["prices", "gpt-4o"]).env("APEX_PRICES_FILE", &file).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("gpt-4o: `input_per_mtok` is not an amount of dollars: `two`"));
+}

@@ -207,7 +207,26 @@ pub fn cheaper_sibling(model: &str) -> Option<&'static Price> {
     exact(target)
 }
 
+/// Negotiated rates that replace catalog prices, installed at startup.
+static OVERRIDES: std::sync::RwLock<Vec<&'static Price>> = std::sync::RwLock::new(Vec::new());
+
+/// Replaces the price overrides (a deployment's negotiated rates). Each price applies to
+/// its model name, before the catalog; names resolve as usual (dated snapshots, prefixes).
+pub fn set_price_overrides(prices: Vec<Price>) {
+    // Installed once per process start; the few bytes live as long as the catalog does.
+    let leaked: Vec<&'static Price> = prices.into_iter().map(|p| &*Box::leak(Box::new(p))).collect();
+    *OVERRIDES.write().expect("price overrides lock") = leaked;
+}
+
+/// Whether `price` comes from the overrides rather than the catalog.
+pub fn is_override(price: &Price) -> bool {
+    OVERRIDES.read().expect("price overrides lock").iter().any(|p| std::ptr::eq(*p, price))
+}
+
 fn exact(model: &str) -> Option<&'static Price> {
+    if let Some(p) = OVERRIDES.read().expect("price overrides lock").iter().find(|p| p.model == model) {
+        return Some(*p);
+    }
     let catalog = &*CATALOG;
     catalog.by_name.get(model).map(|&i| &catalog.prices[i])
 }

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod health;
+pub mod prices;
 pub mod settings;
 pub mod telemetry;
 pub mod usage;
@@ -106,6 +107,10 @@ impl Server {
     async fn build(self) -> anyhow::Result<AppState> {
         let settings = self.settings;
         let auth = Auth::from_settings(&settings)?;
+        let overrides = prices::install(&settings).map_err(anyhow::Error::msg)?;
+        if overrides > 0 {
+            tracing::info!(overrides, "negotiated prices replace the catalog's for these models");
+        }
         if settings.demo_mode {
             tracing::warn!("demo mode is on: clients without a token are admitted as demo users (set DEMO_MODE=0 or APEX_ENV=production to turn it off)");
         }

@@ -34,6 +34,8 @@ pub struct Settings {
     pub log_json: bool,
     /// Fault injection: every tool call waits this long first (0 = off).
     pub tool_delay: Duration,
+    /// Negotiated prices that replace the catalog's (TOML, see `prices.rs`).
+    pub prices_file: Option<PathBuf>,
 }
 
 /// One configuration layer; `None` leaves the value of the layers below.
@@ -60,6 +62,7 @@ pub struct Layer {
     pub max_connections: Option<usize>,
     pub log_json: Option<bool>,
     pub tool_delay_ms: Option<u64>,
+    pub prices_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +100,7 @@ impl Default for Settings {
             max_connections: 10_000,
             log_json: false,
             tool_delay: Duration::ZERO,
+            prices_file: None,
         }
     }
 }
@@ -129,7 +133,7 @@ impl Settings {
             ($($field:ident),*) => { $( if l.$field.is_some() { self.$field = l.$field; } )* };
         }
         set!(bind, data_dir, database_url, demo_mode, env, llm, max_frame_bytes, outbound_queue, rate_limit, max_connections, log_json);
-        set_some!(redis_url, jwt_secret, jwt_issuer, jwt_audience);
+        set_some!(redis_url, jwt_secret, jwt_issuer, jwt_audience, prices_file);
         if let Some(ms) = l.tool_delay_ms {
             self.tool_delay = Duration::from_millis(ms);
         }
@@ -215,6 +219,7 @@ impl Layer {
             max_connections: parse("APEX_MAX_CONNECTIONS", get("APEX_MAX_CONNECTIONS"))?,
             log_json: get("APEX_LOG_FORMAT").map(|f| f.eq_ignore_ascii_case("json")),
             tool_delay_ms: parse("APEX_TOOL_DELAY_MS", get("APEX_TOOL_DELAY_MS"))?,
+            prices_file: get("APEX_PRICES_FILE").filter(|s| !s.is_empty()).map(PathBuf::from),
         })
     }
 }

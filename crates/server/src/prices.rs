@@ -1,0 +1,91 @@
+//! Price overrides: a deployment's negotiated rates, from a TOML file
+//! (`APEX_PRICES_FILE` / `prices_file`), installed before the server starts.
+//!
+//! ```toml
+//! [[price]]
+//! model = "gpt-4o"               # as usage names it; dated snapshots and prefixes resolve
+//! input_per_mtok = "2.00"        # USD per 1M tokens, a string or a number
+//! output_per_mtok = "8.00"
+//! cached_input_per_mtok = "1.00" # optional: the catalog's, else the input rate
+//! batch_discount_pct = 50        # optional: the catalog's, else 0
+//! provider = "openai"            # optional: the catalog's, else "custom"
+//! ```
+use std::path::Path;
+
+use apex_costs::import::parse_usd;
+use apex_costs::{price_for, Money, Price};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    price: Vec<Entry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    model: String,
+    provider: Option<String>,
+    input_per_mtok: Amount,
+    output_per_mtok: Amount,
+    cached_input_per_mtok: Option<Amount>,
+    batch_discount_pct: Option<u8>,
+}
+
+/// A dollar amount written as a string ("2.50") or a number (2.5); read exactly.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Amount {
+    Text(String),
+    Number(f64),
+}
+
+impl Amount {
+    fn money(&self, field: &str, model: &str) -> Result<Money, String> {
+        let text = match self {
+            Amount::Text(s) => s.clone(),
+            // The shortest decimal that reads back as this number: what the file said.
+            Amount::Number(n) => n.to_string(),
+        };
+        parse_usd(&text).ok_or_else(|| format!("{model}: `{field}` is not an amount of dollars: `{text}`"))
+    }
+}
+
+/// Reads the overrides file; every error names the model and the field.
+pub fn load(path: &Path) -> Result<Vec<Price>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let file: File = toml::from_str(&text).map_err(|e| format!("invalid price file {}: {e}", path.display()))?;
+    file.price
+        .iter()
+        .map(|e| {
+            let known = price_for(&e.model);
+            let input = e.input_per_mtok.money("input_per_mtok", &e.model)?;
+            Ok(Price {
+                provider: leak(e.provider.clone().unwrap_or_else(|| known.map_or("custom", |p| p.provider).to_owned())),
+                model: leak(e.model.clone()),
+                input_per_mtok: input,
+                output_per_mtok: e.output_per_mtok.money("output_per_mtok", &e.model)?,
+                cached_input_per_mtok: match &e.cached_input_per_mtok {
+                    Some(a) => a.money("cached_input_per_mtok", &e.model)?,
+                    None => known.map_or(input, |p| p.cached_input_per_mtok),
+                },
+                batch_discount_pct: e.batch_discount_pct.or(known.map(|p| p.batch_discount_pct)).unwrap_or(0).min(100),
+            })
+        })
+        .collect()
+}
+
+/// Installs the overrides named by the settings, if any.
+pub fn install(settings: &crate::Settings) -> Result<usize, String> {
+    let Some(path) = &settings.prices_file else { return Ok(0) };
+    let prices = load(path)?;
+    let n = prices.len();
+    apex_costs::set_price_overrides(prices);
+    Ok(n)
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
