@@ -13,13 +13,13 @@ use apex_store::import::{import_into, ImportReport};
 
 #[derive(clap::Args, Debug)]
 pub struct IngestArgs {
-    /// Usage exports (CSV, OpenAI usage JSON, LiteLLM spend logs, OTLP JSON; gzip accepted)
+    /// Usage exports (CSV, OpenAI usage JSON, LiteLLM spend logs, OTLP JSON, Langfuse observations; gzip accepted)
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// The user the usage belongs to (required without --token)
     #[arg(long)]
     pub user: Option<String>,
-    /// generic_csv, openai_usage_json, litellm_spend_logs or otel_spans_json (detected when omitted)
+    /// generic_csv, openai_usage_json, litellm_spend_logs, otel_spans_json or langfuse_observations (detected when omitted)
     #[arg(long)]
     pub format: Option<String>,
     /// Upload to a running server (http://HOST:PORT) instead of writing to the store

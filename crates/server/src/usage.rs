@@ -38,12 +38,12 @@ async fn import_usage(
     let sniffed = sniff(&body[..body.len().min(64 * 1024)]);
     let format = match named.as_deref() {
         Some(name) => Some(Format::parse(name).ok_or_else(|| {
-            ApiError::BadRequest("invalid_field", format!("unknown format `{name}` (generic_csv, openai_usage_json, litellm_spend_logs, otel_spans_json)"))
+            ApiError::BadRequest("invalid_field", format!("unknown format `{name}` (generic_csv, openai_usage_json, litellm_spend_logs, otel_spans_json, langfuse_observations)"))
         })?),
         None => sniffed.format,
     }
     .ok_or_else(|| {
-        ApiError::BadRequest("unknown_format", "cannot tell the format; pass ?format=generic_csv, openai_usage_json, litellm_spend_logs or otel_spans_json".into())
+        ApiError::BadRequest("unknown_format", "cannot tell the format; pass ?format=generic_csv, openai_usage_json, litellm_spend_logs, otel_spans_json or langfuse_observations".into())
     })?;
 
     let input = decompressed(std::io::Cursor::new(body), sniffed.gzipped);

@@ -5,6 +5,7 @@
 //! the good rows are kept. Every row carries a `key` that identifies it across imports,
 //! so that importing the same file twice, or overlapping files, never double counts.
 mod generic_csv;
+mod langfuse;
 mod litellm;
 mod openai;
 mod otel;
@@ -39,6 +40,8 @@ pub enum Format {
     LitellmSpendLogs,
     /// OpenTelemetry GenAI spans as OTLP JSON (`gen_ai.usage.*` attributes).
     OtelSpansJson,
+    /// Langfuse observations (`GET /api/public/observations`), generations only.
+    LangfuseObservations,
 }
 
 impl Format {
@@ -48,6 +51,7 @@ impl Format {
             "openai_usage_json" | "openai" => Some(Self::OpenaiUsageJson),
             "litellm_spend_logs" | "litellm" => Some(Self::LitellmSpendLogs),
             "otel_spans_json" | "otel" | "otlp" => Some(Self::OtelSpansJson),
+            "langfuse_observations" | "langfuse" => Some(Self::LangfuseObservations),
             _ => None,
         }
     }
@@ -62,6 +66,9 @@ impl Format {
             }
             if text.contains("\"resourceSpans\"") {
                 return Some(Self::OtelSpansJson);
+            }
+            if text.contains("\"GENERATION\"") && text.contains("\"startTime\"") {
+                return Some(Self::LangfuseObservations);
             }
             let litellm = ["\"request_id\"", "\"spend\"", "\"startTime\""].iter().all(|k| text.contains(k));
             return litellm.then_some(Self::LitellmSpendLogs);
@@ -133,6 +140,7 @@ pub fn import(
         Format::OpenaiUsageJson => openai::read(input, row, reject),
         Format::LitellmSpendLogs => litellm::read(input, row, reject),
         Format::OtelSpansJson => otel::read(input, row, reject),
+        Format::LangfuseObservations => langfuse::read(input, row, reject),
     }
 }
 

@@ -21,7 +21,7 @@ There is nothing to analyze: no LLM usage has been imported for your account, an
 Send an export to `POST /api/usage/import` with your token; the format is detected:\n\n\
 - an **OpenAI Usage API** page (`/v1/organization/usage/completions`, grouped by model),\n\
 - **LiteLLM** spend logs (CSV export or the `/spend/logs` JSON),\n\
-- **OpenTelemetry** GenAI spans (OTLP JSON),\n\
+- **OpenTelemetry** GenAI spans (OTLP JSON), **Langfuse** observations,\n\
 - or a **CSV** with `date`, `model`, token columns and optionally `cost_usd`, `feature`, `project`.\n\n\
 For example: `curl -H \"Authorization: Bearer $TOKEN\" --data-binary @usage.csv http://HOST/api/usage/import`\n\n\
 Then ask again, for instance \"Analyze my AI costs\" or \"How do I reduce spend?\", and I will break down your spend by model and feature and work out concrete savings.\n";
