@@ -10,34 +10,28 @@
 use serde_json::Value;
 
 use super::generic_csv::parse_row;
-use super::{ImportError, ImportRow, Rejected};
+use super::{json_documents, ImportError, ImportRow, Rejected};
 
 const KEY_PREFIX: &str = "langfuse:";
 
 pub(super) fn read(
-    mut input: impl std::io::Read,
+    input: impl std::io::Read,
     mut row: impl FnMut(ImportRow),
     mut reject: impl FnMut(Rejected),
 ) -> Result<(), ImportError> {
-    let mut text = String::new();
-    input.read_to_string(&mut text).map_err(|e| ImportError::Unreadable(format!("cannot read Langfuse export: {e}")))?;
-    let observations: Vec<(u64, Value)> = match serde_json::from_str::<Value>(&text) {
-        Ok(Value::Object(page)) => match page.get("data") {
-            Some(Value::Array(items)) => items.iter().cloned().map(|o| (1, o)).collect(),
-            _ => return Err(ImportError::Unreadable("a Langfuse page has a `data` array".into())),
-        },
-        Ok(Value::Array(items)) => items.into_iter().map(|o| (1, o)).collect(),
-        Ok(_) => return Err(ImportError::Unreadable("not a Langfuse observations export".into())),
-        Err(_) => text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| {
-                serde_json::from_str(l)
-                    .map(|o| (i as u64 + 1, o))
-                    .map_err(|e| ImportError::Unreadable(format!("line {}: not JSON: {e}", i + 1)))
-            })
-            .collect::<Result<_, _>>()?,
+    let documents = json_documents(input, "a Langfuse export")?;
+    let observations: Vec<(u64, Value)> = if documents.whole {
+        let (_, doc) = documents.items.into_iter().next().expect("a whole document");
+        match doc {
+            Value::Object(page) => match page.get("data") {
+                Some(Value::Array(items)) => items.iter().cloned().map(|o| (1, o)).collect(),
+                _ => return Err(ImportError::Unreadable("a Langfuse page has a `data` array".into())),
+            },
+            Value::Array(items) => items.into_iter().map(|o| (1, o)).collect(),
+            _ => return Err(ImportError::Unreadable("not a Langfuse observations export".into())),
+        }
+    } else {
+        documents.items // JSON Lines: one observation per line
     };
     for (i, (line, o)) in observations.iter().enumerate() {
         if o["type"].as_str().is_some_and(|t| t != "GENERATION") {

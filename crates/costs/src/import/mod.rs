@@ -186,6 +186,31 @@ fn shift_decimal(mantissa: &str, exp: i32) -> Option<String> {
     })
 }
 
+/// A JSON export read whole: one document (`whole`), or JSON Lines, each with its line.
+pub(crate) struct JsonDocuments {
+    pub whole: bool,
+    pub items: Vec<(u64, serde_json::Value)>,
+}
+
+pub(crate) fn json_documents(mut input: impl std::io::Read, what: &str) -> Result<JsonDocuments, ImportError> {
+    let mut text = String::new();
+    input.read_to_string(&mut text).map_err(|e| ImportError::Unreadable(format!("cannot read {what}: {e}")))?;
+    if let Ok(doc) = serde_json::from_str(&text) {
+        return Ok(JsonDocuments { whole: true, items: vec![(1, doc)] });
+    }
+    let items = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .map(|doc| (i as u64 + 1, doc))
+                .map_err(|e| ImportError::Unreadable(format!("line {}: not {what}: {e}", i + 1)))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(JsonDocuments { whole: false, items })
+}
+
 /// FNV-1a over the fields that identify a row: stable across runs and machines.
 pub(crate) fn content_key(fields: &[&str]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

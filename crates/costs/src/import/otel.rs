@@ -10,31 +10,17 @@
 //! `deployment.environment` the project.
 use serde_json::Value;
 
-use super::{ImportError, ImportRow, Rejected};
+use super::{json_documents, ImportError, ImportRow, Rejected};
 use crate::date::format_day;
 use crate::records::UsageRecord;
 
 pub(super) fn read(
-    mut input: impl std::io::Read,
+    input: impl std::io::Read,
     mut row: impl FnMut(ImportRow),
     mut reject: impl FnMut(Rejected),
 ) -> Result<(), ImportError> {
-    let mut text = String::new();
-    input.read_to_string(&mut text).map_err(|e| ImportError::Unreadable(format!("cannot read OTLP JSON: {e}")))?;
-    let documents: Vec<(u64, Value)> = match serde_json::from_str::<Value>(&text) {
-        Ok(doc) => vec![(1, doc)],
-        // JSON Lines: one export request per line.
-        Err(_) => text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| {
-                serde_json::from_str(l)
-                    .map(|doc| (i as u64 + 1, doc))
-                    .map_err(|e| ImportError::Unreadable(format!("line {}: not OTLP JSON: {e}", i + 1)))
-            })
-            .collect::<Result<_, _>>()?,
-    };
+    // One export request, or one per line (JSON Lines).
+    let documents = json_documents(input, "OTLP JSON")?.items;
     for (line, doc) in documents {
         let resource_spans = doc["resourceSpans"].as_array().ok_or_else(|| {
             ImportError::Unreadable(format!("line {line}: no `resourceSpans` (not an OTLP trace export)"))
