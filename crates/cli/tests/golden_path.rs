@@ -153,3 +153,31 @@ async fn health_endpoints_report_components() {
     assert_eq!(ready["components"]["store"]["status"], "ok");
     assert_eq!(ready["components"]["engine"]["status"], "ok");
 }
+
+#[tokio::test]
+async fn postgres_golden_path_and_its_history_survive_a_restart() {
+    let schema = apex_store::testing::TempSchema::create().await;
+    let on_postgres =
+        || apex_server::Layer { demo_mode: Some(false), database_url: Some(schema.url.clone()), ..Default::default() };
+    let mut app = spawn_with(on_postgres(), |s| s).await;
+    let token = app.token("dana");
+    app.import_fixture(&token).await;
+    app.import_fixture_again(&token).await;
+    let ready: Value = reqwest::get(app.http("/api/health")).await.unwrap().json().await.unwrap();
+    assert_eq!(ready["components"]["store"]["backend"], "postgres", "{ready}");
+    let client = connect(&app, By::Header(token.clone())).await;
+    golden_path(&app, client).await;
+    let (_, before) = app.get("/api/threads", &token).await;
+    app.stop().await;
+
+    // Another process on the same database sees the same threads, answers and events.
+    let again = spawn_with(on_postgres(), |s| s).await;
+    let (status, after) = again.get("/api/threads", &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(after, before);
+    let thread_id = after["threads"][0]["id"].as_str().unwrap();
+    let (_, messages) = again.get(&format!("/api/threads/{thread_id}/messages"), &token).await;
+    assert_eq!(messages["messages"].as_array().unwrap().len(), 2);
+    let (_, other) = again.get("/api/threads", &again.token("eve")).await;
+    assert_eq!(other["threads"].as_array().unwrap().len(), 0, "isolation holds on PostgreSQL");
+}

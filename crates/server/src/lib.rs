@@ -120,7 +120,7 @@ impl Server {
         if settings.database_url.starts_with("sqlite:") {
             std::fs::create_dir_all(&settings.data_dir)?;
         }
-        let store = apex_store::connect(&settings.database_url).await?;
+        let store = apex_store::connect_with(&settings.database_url, &settings.store_options()).await?;
         let mut tools = self.tools;
         if !settings.tool_delay.is_zero() {
             let delay = settings.tool_delay;

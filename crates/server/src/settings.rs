@@ -11,6 +11,10 @@ pub struct Settings {
     pub bind: SocketAddr,
     pub data_dir: PathBuf,
     pub database_url: String,
+    /// Connections in the PostgreSQL pool.
+    pub db_max_connections: u32,
+    /// PostgreSQL cancels any statement running longer than this.
+    pub db_statement_timeout: Duration,
     pub redis_url: Option<String>,
     pub demo_mode: bool,
     pub env: String,
@@ -45,6 +49,8 @@ pub struct Layer {
     pub bind: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
+    pub db_max_connections: Option<u32>,
+    pub db_statement_timeout_secs: Option<f64>,
     pub redis_url: Option<String>,
     pub demo_mode: Option<bool>,
     pub env: Option<String>,
@@ -83,6 +89,8 @@ impl Default for Settings {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./apex-data"),
             database_url: String::new(),
+            db_max_connections: 16,
+            db_statement_timeout: Duration::from_secs(30),
             redis_url: None,
             demo_mode: true,
             env: "development".into(),
@@ -106,6 +114,15 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// How the store connects to a database server.
+    pub fn store_options(&self) -> apex_store::StoreOptions {
+        apex_store::StoreOptions {
+            max_connections: self.db_max_connections,
+            statement_timeout: self.db_statement_timeout,
+            ..apex_store::StoreOptions::default()
+        }
+    }
+
     /// Defaults, then the file (if any), then the environment, then `flags`.
     pub fn load(file: Option<&Path>, flags: Layer) -> Result<Self, ConfigError> {
         let mut layers = Vec::with_capacity(3);
@@ -132,7 +149,7 @@ impl Settings {
         macro_rules! set_some {
             ($($field:ident),*) => { $( if l.$field.is_some() { self.$field = l.$field; } )* };
         }
-        set!(bind, data_dir, database_url, demo_mode, env, llm, max_frame_bytes, outbound_queue, rate_limit, max_connections, log_json);
+        set!(bind, data_dir, database_url, db_max_connections, demo_mode, env, llm, max_frame_bytes, outbound_queue, rate_limit, max_connections, log_json);
         set_some!(redis_url, jwt_secret, jwt_issuer, jwt_audience, prices_file);
         if let Some(ms) = l.tool_delay_ms {
             self.tool_delay = Duration::from_millis(ms);
@@ -142,6 +159,7 @@ impl Settings {
             (l.run_timeout_secs, &mut self.run_timeout, "run_timeout_secs"),
             (l.shutdown_grace_secs, &mut self.shutdown_grace, "shutdown_grace_secs"),
             (l.write_timeout_secs, &mut self.write_timeout, "write_timeout_secs"),
+            (l.db_statement_timeout_secs, &mut self.db_statement_timeout, "db_statement_timeout_secs"),
         ] {
             if let Some(secs) = value {
                 *target = Duration::try_from_secs_f64(secs)
@@ -169,6 +187,9 @@ impl Settings {
             return Err(ConfigError::Invalid(
                 "max_frame_bytes must be at least 256, outbound_queue and rate_limit at least 1".into(),
             ));
+        }
+        if self.db_max_connections == 0 || self.db_statement_timeout.is_zero() {
+            return Err(ConfigError::Invalid("db_max_connections and db_statement_timeout_secs must be greater than zero".into()));
         }
         if self.ping_interval.is_zero() {
             return Err(ConfigError::Invalid("ping_interval_secs must be greater than zero".into()));
@@ -202,6 +223,8 @@ impl Layer {
             bind: parse("APEX_BIND", get("APEX_BIND"))?,
             data_dir: get("APEX_DATA_DIR").map(PathBuf::from),
             database_url: get("DATABASE_URL"),
+            db_max_connections: parse("APEX_DB_MAX_CONNECTIONS", get("APEX_DB_MAX_CONNECTIONS"))?,
+            db_statement_timeout_secs: parse("APEX_DB_STATEMENT_TIMEOUT_SECS", get("APEX_DB_STATEMENT_TIMEOUT_SECS"))?,
             redis_url: get("REDIS_URL").filter(|s| !s.is_empty()),
             demo_mode: flag("DEMO_MODE")?,
             env: get("APEX_ENV"),

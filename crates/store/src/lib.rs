@@ -4,10 +4,17 @@
 //! loaded, so a query for another user's thread or run simply finds nothing. Writes of a
 //! running run arrive in batches ([`Write`]) from the engine's writer task, so that the
 //! database never sits on the event delivery path.
+//!
+//! Two backends implement the same trait and pass the same contract tests
+//! (`tests/store.rs`): SQLite (`sqlite/`, the embedded default) and PostgreSQL
+//! (`postgres/`); each has its own migrations folder.
 #![forbid(unsafe_code)]
 
 pub mod import;
 mod model;
+pub mod postgres;
+mod recovery;
+pub mod testing;
 pub mod sqlite;
 
 pub use model::*;
@@ -78,13 +85,41 @@ pub trait Store: Send + Sync + 'static {
     async fn usage_version(&self, user_id: &str) -> StoreResult<u64>;
 }
 
-/// Opens the backend named by the URL scheme (`sqlite://…`).
+/// How the store talks to a database server (PostgreSQL; SQLite ignores these).
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Connections in the pool: the writer takes one per batch, readers the rest.
+    pub max_connections: u32,
+    /// Every statement is cancelled by the server after this long.
+    pub statement_timeout: std::time::Duration,
+    /// How long to wait for a connection (at startup and from the pool) before failing.
+    pub connect_timeout: std::time::Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            statement_timeout: std::time::Duration::from_secs(30),
+            connect_timeout: std::time::Duration::from_secs(5),
+        }
+    }
+}
+
+/// Opens the backend named by the URL scheme (`sqlite://…` or `postgres://…`).
 pub async fn connect(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    connect_with(url, &StoreOptions::default()).await
+}
+
+/// [`connect`] with explicit pool settings.
+pub async fn connect_with(url: &str, options: &StoreOptions) -> StoreResult<std::sync::Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(std::sync::Arc::new(postgres::PgStore::open(url, options).await?))
     } else {
         Err(StoreError::Config(format!(
-            "unsupported DATABASE_URL scheme in `{}`: this build supports sqlite://",
+            "unsupported DATABASE_URL scheme in `{}`: use sqlite:// or postgres://",
             url.split(':').next().unwrap_or("")
         )))
     }

@@ -1,15 +1,56 @@
-//! The store contract, against a real SQLite file. Written against `dyn Store` so that
-//! every backend can run the same suite.
+//! The store contract: every case runs against a real SQLite file and a real PostgreSQL
+//! (a schema of its own in the test database), through `dyn Store`.
 use std::sync::Arc;
 
 use apex_protocol::{AgentName, EventKind, MessageId, RunEvent, RunId, ThreadId};
+use apex_costs::import::ImportRow;
+use apex_costs::{Money, UsageRecord};
 use apex_store::{BeginOutcome, NewRun, RunFinish, RunStatus, Store, StoreError, Write};
 
-async fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("apex.db").display());
-    (dir, apex_store::connect(&url).await.unwrap())
+/// A database that outlives the stores opened on it (a restart opens a second one).
+enum Db {
+    Sqlite(tempfile::TempDir),
+    Postgres(apex_store::testing::TempSchema),
 }
+
+impl Db {
+    async fn sqlite() -> Self {
+        Self::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    async fn postgres() -> Self {
+        Self::Postgres(apex_store::testing::TempSchema::create().await)
+    }
+
+    async fn open(&self) -> Arc<dyn Store> {
+        let url = match self {
+            Self::Sqlite(dir) => format!("sqlite://{}", dir.path().join("apex.db").display()),
+            Self::Postgres(schema) => schema.url.clone(),
+        };
+        apex_store::connect(&url).await.unwrap()
+    }
+}
+
+/// Each case once per backend: `sqlite::case` and `postgres::case`.
+macro_rules! on_every_backend {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $case() { super::$case(super::Db::sqlite().await).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $case() { super::$case(super::Db::postgres().await).await } )*
+        }
+    };
+}
+
+on_every_backend!(
+    a_batch_of_begins_creates_threads_messages_and_runs,
+    client_message_ids_dedupe_per_user_even_within_one_batch,
+    another_users_thread_is_not_found_and_the_rest_of_the_batch_lands,
+    events_results_and_the_end_of_a_run_read_back,
+    unfinished_runs_are_interrupted_with_open_calls_closed_and_partial_text_kept,
+    usage_imports_dedupe_by_key_sum_per_day_and_stay_with_their_user,
+);
 
 fn new_run(user: &str, thread: Option<ThreadId>, text: &str, cid: Option<&str>) -> NewRun {
     NewRun::new(user, thread, text.into(), cid.map(Into::into), 1_000)
@@ -27,9 +68,8 @@ fn event(run_id: RunId, thread_id: ThreadId, seq: u64, kind: EventKind) -> Write
     Write::Event { run_id, seq, kind: e.kind.type_name(), json: serde_json::to_string(&e).unwrap().into() }
 }
 
-#[tokio::test]
-async fn a_batch_of_begins_creates_threads_messages_and_runs() {
-    let (_dir, store) = sqlite().await;
+async fn a_batch_of_begins_creates_threads_messages_and_runs(db: Db) {
+    let store = db.open().await;
     let first = new_run("ann", None, "  Analyze my\n AI costs  ", Some("c1"));
     let second = new_run("bob", None, &"long title ".repeat(20), None);
     let outcomes = store.apply(&[first.clone(), second.clone()], &[]).await.unwrap();
@@ -52,9 +92,8 @@ async fn a_batch_of_begins_creates_threads_messages_and_runs() {
     assert_eq!(run.user_message_id, a.message_id);
 }
 
-#[tokio::test]
-async fn client_message_ids_dedupe_per_user_even_within_one_batch() {
-    let (_dir, store) = sqlite().await;
+async fn client_message_ids_dedupe_per_user_even_within_one_batch(db: Db) {
+    let store = db.open().await;
     let original = new_run("ann", None, "hi", Some("same"));
     let resent_same_batch = new_run("ann", None, "hi", Some("same"));
     let other_user = new_run("bob", None, "hi", Some("same"));
@@ -70,9 +109,8 @@ async fn client_message_ids_dedupe_per_user_even_within_one_batch() {
     assert_eq!(store.list_threads("ann").await.unwrap().len(), 1, "nothing new was written");
 }
 
-#[tokio::test]
-async fn another_users_thread_is_not_found_and_the_rest_of_the_batch_lands() {
-    let (_dir, store) = sqlite().await;
+async fn another_users_thread_is_not_found_and_the_rest_of_the_batch_lands(db: Db) {
+    let store = db.open().await;
     let ann = begun(&store.begin_run(new_run("ann", None, "mine", None)).await.unwrap()).clone();
     let out = store
         .apply(
@@ -91,9 +129,8 @@ async fn another_users_thread_is_not_found_and_the_rest_of_the_batch_lands() {
     assert!(store.list_threads("eve").await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn events_results_and_the_end_of_a_run_read_back() {
-    let (_dir, store) = sqlite().await;
+async fn events_results_and_the_end_of_a_run_read_back(db: Db) {
+    let store = db.open().await;
     let b = begun(&store.begin_run(new_run("ann", None, "q", None)).await.unwrap()).clone();
     let (run, thread) = (b.run_id, b.thread_id);
     let answer = MessageId::new();
@@ -133,9 +170,8 @@ async fn events_results_and_the_end_of_a_run_read_back() {
     assert_eq!(messages[1].id, answer);
 }
 
-#[tokio::test]
-async fn unfinished_runs_are_interrupted_with_open_calls_closed_and_partial_text_kept() {
-    let (dir, store) = sqlite().await;
+async fn unfinished_runs_are_interrupted_with_open_calls_closed_and_partial_text_kept(db: Db) {
+    let store = db.open().await;
     let b = begun(&store.begin_run(new_run("ann", None, "q", None)).await.unwrap()).clone();
     let done = begun(&store.begin_run(new_run("ann", None, "finished", None)).await.unwrap()).clone();
     let (run, thread) = (b.run_id, b.thread_id);
@@ -176,9 +212,8 @@ async fn unfinished_runs_are_interrupted_with_open_calls_closed_and_partial_text
     store.apply(&[], &[Write::Finish(finish_done)]).await.unwrap();
     drop(store);
 
-    // A new process opens the same file.
-    let url = format!("sqlite://{}", dir.path().join("apex.db").display());
-    let store = apex_store::connect(&url).await.unwrap();
+    // A new process opens the same database.
+    let store = db.open().await;
     let interrupted = store.interrupt_unfinished().await.unwrap();
     assert_eq!(interrupted, vec![run], "only the unfinished run");
     let row = store.get_run("ann", run).await.unwrap();
@@ -193,4 +228,60 @@ async fn unfinished_runs_are_interrupted_with_open_calls_closed_and_partial_text
     assert_eq!(messages[1].content, "Partial answer");
     assert_eq!(messages[1].id, answer, "the partial answer keeps the id its deltas used");
     assert!(store.interrupt_unfinished().await.unwrap().is_empty(), "recovery runs once");
+}
+
+fn usage_row(key: &str, day: &str, model: &str, input: u64, cost: Option<i64>) -> ImportRow {
+    let record = UsageRecord {
+        day: day.into(),
+        provider: "openai".into(),
+        model: model.into(),
+        feature: "chat".into(),
+        project: "p".into(),
+        requests: 1,
+        input_tokens: input,
+        output_tokens: input / 10,
+        cached_input_tokens: 0,
+        cost: cost.map(Money),
+    };
+    ImportRow { record, key: key.into() }
+}
+
+async fn usage_imports_dedupe_by_key_sum_per_day_and_stay_with_their_user(db: Db) {
+    let store = db.open().await;
+    assert_eq!(store.usage_version("ann").await.unwrap(), 0, "never imported");
+    let first = [
+        usage_row("a", "2026-11-01", "gpt-4o", 1_000, Some(5_000)),
+        usage_row("b", "2026-11-01", "gpt-4o", 2_000, Some(7_000)),
+        usage_row("b", "2026-11-01", "gpt-4o", 2_000, Some(7_000)), // the same key twice in one chunk
+        usage_row("c", "2026-11-02", "gpt-4o", 500, None),
+    ];
+    assert_eq!(store.import_usage("ann", &first, 10).await.unwrap(), 3);
+    let v1 = store.usage_version("ann").await.unwrap();
+    assert!(v1 > 0);
+    // Overlapping import: one old key, one new.
+    let second = [usage_row("c", "2026-11-02", "gpt-4o", 500, None), usage_row("d", "2026-11-02", "gpt-4o", 100, None)];
+    assert_eq!(store.import_usage("ann", &second, 11).await.unwrap(), 1);
+    let v2 = store.usage_version("ann").await.unwrap();
+    assert!(v2 > v1, "an import that adds rows moves the version on");
+    assert_eq!(store.import_usage("ann", &second, 12).await.unwrap(), 0);
+    assert_eq!(store.usage_version("ann").await.unwrap(), v2, "nothing new, same version");
+
+    let usage = store.usage("ann", None, None).await.unwrap();
+    let day1: Vec<&UsageRecord> = usage.iter().filter(|r| r.day == "2026-11-01").collect();
+    assert_eq!(day1.len(), 1, "{usage:?}");
+    assert_eq!((day1[0].requests, day1[0].input_tokens, day1[0].cost), (2, 3_000, Some(Money(12_000))));
+    let day2: Vec<&UsageRecord> = usage.iter().filter(|r| r.day == "2026-11-02").collect();
+    assert_eq!((day2.len(), day2[0].requests, day2[0].input_tokens, day2[0].cost), (1, 2, 600, None));
+    let only_day2 = store.usage("ann", Some("2026-11-02"), Some("2026-11-30")).await.unwrap();
+    assert_eq!(only_day2.len(), 1);
+
+    // Another user: the same keys are theirs to import, and they see only their own rows.
+    assert!(store.usage("bob", None, None).await.unwrap().is_empty());
+    assert_eq!(store.import_usage("bob", &first[..1], 13).await.unwrap(), 1);
+    assert_eq!(store.usage("bob", None, None).await.unwrap().len(), 1);
+
+    assert_eq!(store.delete_usage("ann").await.unwrap(), 4);
+    assert!(store.usage("ann", None, None).await.unwrap().is_empty());
+    assert!(store.usage_version("ann").await.unwrap() > v2, "a delete moves the version on");
+    assert_eq!(store.usage("bob", None, None).await.unwrap().len(), 1, "bob's rows stay");
 }

@@ -3,7 +3,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use apex_protocol::{AgentName, EventKind, MessageId, RunEvent, RunId, ThreadId};
+use apex_protocol::{RunId, ThreadId};
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, Transaction};
@@ -111,41 +111,13 @@ impl Store for SqliteStore {
         for row in rows {
             let run_id: RunId = parse_id(row.get::<&str, _>(0))?;
             let thread_id: ThreadId = parse_id(row.get::<&str, _>(2))?;
-            let state = persisted_state(&mut tx, run_id).await?;
-            let mut seq = state.last_seq;
-            let mut event = |kind: EventKind| {
-                seq += 1;
-                let e = RunEvent { kind, run_id, thread_id, seq, ts: now };
-                let json = serde_json::to_string(&e).expect("run events always serialize").into();
-                Write::Event { run_id, seq, kind: e.kind.type_name(), json }
-            };
-            // Close what the crash left open, so the history reads as a whole, then end it.
-            let mut writes: Vec<Write> = state
-                .open_calls
+            let events = sqlx::query("SELECT seq, payload FROM run_events WHERE run_id = ? ORDER BY seq")
+                .bind(run_id.to_string())
+                .fetch_all(&mut *tx)
+                .await?
                 .into_iter()
-                .map(|(agent, tool, tool_call_id)| {
-                    event(EventKind::ToolCompleted {
-                        agent,
-                        tool,
-                        tool_call_id,
-                        ok: false,
-                        result: None,
-                        error: Some("the server stopped before the tool finished".into()),
-                        duration_ms: 0,
-                    })
-                })
-                .collect();
-            writes.push(event(EventKind::RunInterrupted { partial_text: state.partial.clone() }));
-            writes.push(Write::Finish(RunFinish {
-                run_id,
-                user_id: row.get(1),
-                thread_id,
-                status: RunStatus::Interrupted,
-                at_ms: now,
-                error: Some(INTERRUPTED.clone()),
-                message_id: state.message_id.unwrap_or_default(),
-                text: state.partial,
-            }));
+                .map(|r| (r.get::<i64, _>(0) as u64, r.get::<String, _>(1)));
+            let writes = crate::recovery::interrupt_writes(run_id, row.get(1), thread_id, events, now);
             batch::apply(&mut tx, &writes).await?;
             interrupted.push(run_id);
         }
@@ -337,35 +309,4 @@ async fn bump_version(tx: &mut Transaction<'_, Sqlite>, user_id: &str) -> StoreR
     .execute(&mut **tx)
     .await?;
     Ok(())
-}
-
-/// What a crash left of a run: its last persisted seq, the answer streamed so far (and the
-/// message id the deltas used), and the tool calls that never completed.
-struct PersistedState {
-    last_seq: u64,
-    partial: String,
-    message_id: Option<MessageId>,
-    open_calls: Vec<(AgentName, String, String)>,
-}
-
-async fn persisted_state(tx: &mut Transaction<'_, Sqlite>, run_id: RunId) -> StoreResult<PersistedState> {
-    let rows = sqlx::query("SELECT seq, payload FROM run_events WHERE run_id = ? ORDER BY seq")
-        .bind(run_id.to_string())
-        .fetch_all(&mut **tx)
-        .await?;
-    let mut state = PersistedState { last_seq: 0, partial: String::new(), message_id: None, open_calls: Vec::new() };
-    for r in rows {
-        state.last_seq = r.get::<i64, _>(0) as u64;
-        let Ok(event) = serde_json::from_str::<RunEvent>(r.get::<&str, _>(1)) else { continue };
-        match event.kind {
-            EventKind::ResponseDelta { message_id, text } => {
-                state.partial.push_str(&text);
-                state.message_id = Some(message_id);
-            }
-            EventKind::ToolExecuting { agent, tool, tool_call_id, .. } => state.open_calls.push((agent, tool, tool_call_id)),
-            EventKind::ToolCompleted { tool_call_id, .. } => state.open_calls.retain(|c| c.2 != tool_call_id),
-            _ => {}
-        }
-    }
-    Ok(state)
 }
