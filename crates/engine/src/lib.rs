@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod agents;
+pub mod cluster;
 pub mod context;
 pub mod log;
 pub mod manager;
@@ -18,6 +19,7 @@ pub mod tools;
 pub mod writer;
 
 pub use agent::{Agent, AgentError, AgentOutput, Scratchpad, Tool, ToolError, Tools};
+pub use cluster::Cluster;
 pub use context::RunContext;
 pub use log::{Follow, RunLog};
 pub use manager::{Accepted, EngineSettings, RunManager, StartError};

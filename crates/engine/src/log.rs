@@ -74,6 +74,8 @@ pub enum Follow {
     Live { log: Arc<RunLog>, rx: watch::Receiver<u64>, sent: u64 },
     /// A run that is no longer in memory: its stored events, delivered once.
     Stored(Option<Vec<Arc<str>>>),
+    /// A run executing on another instance of the cluster.
+    Remote(Box<crate::cluster::RemoteFollow>),
 }
 
 impl Follow {
@@ -81,6 +83,7 @@ impl Follow {
     pub async fn next_batch(&mut self) -> Option<Vec<Arc<str>>> {
         match self {
             Follow::Stored(events) => events.take().filter(|e| !e.is_empty()),
+            Follow::Remote(remote) => remote.next_batch().await,
             Follow::Live { log, rx, sent } => loop {
                 let terminal = log.terminal_seq.load(Ordering::Acquire);
                 if terminal != 0 && *sent >= terminal {

@@ -17,6 +17,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::agent::Tools;
+use crate::cluster::{Cluster, RemoteFollow};
 use crate::context::RunContext;
 use crate::log::{Follow, RunLog};
 use crate::sink::{EventSink, Outcome};
@@ -87,6 +88,8 @@ pub struct RunManager {
 
 struct Inner {
     store: Arc<dyn Store>,
+    /// The other instances of the deployment, when there are any (Redis).
+    cluster: Option<Arc<dyn Cluster>>,
     writer: WriterHandle,
     writer_task: Mutex<Option<JoinHandle<()>>>,
     tools: Tools,
@@ -114,13 +117,26 @@ impl RunManager {
         tools: Tools,
         source: Arc<dyn UsageSource>,
     ) -> Result<Self, StoreError> {
+        Self::start_in_cluster(store, settings, tools, source, None).await
+    }
+
+    /// [`start`](Self::start) as one instance of several: runs executing elsewhere can be
+    /// followed and stopped from here, and this instance's runs from elsewhere.
+    pub async fn start_in_cluster(
+        store: Arc<dyn Store>,
+        settings: EngineSettings,
+        tools: Tools,
+        source: Arc<dyn UsageSource>,
+        cluster: Option<Arc<dyn Cluster>>,
+    ) -> Result<Self, StoreError> {
         let interrupted = store.interrupt_unfinished().await?;
         if !interrupted.is_empty() {
             tracing::warn!(count = interrupted.len(), "runs left unfinished by the previous process were marked interrupted");
         }
-        let (writer, writer_task) = writer::spawn(store.clone());
+        let (writer, writer_task) = writer::spawn(store.clone(), cluster.clone());
         let inner = Arc::new(Inner {
             store,
+            cluster: cluster.clone(),
             writer,
             writer_task: Mutex::new(Some(writer_task)),
             tools,
@@ -134,11 +150,19 @@ impl RunManager {
             stop_sweeper: CancellationToken::new(),
         });
         tokio::spawn(sweep(Arc::downgrade(&inner), inner.settings.linger, inner.stop_sweeper.clone()));
+        if let Some(cluster) = cluster {
+            tokio::spawn(obey_stop_requests(Arc::downgrade(&inner), cluster.stop_requests(), inner.stop_sweeper.clone()));
+        }
         Ok(Self { inner })
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// The other instances, when this one is part of a cluster.
+    pub fn cluster(&self) -> Option<&Arc<dyn Cluster>> {
+        self.inner.cluster.as_ref()
     }
 
     /// Persists the message and starts its run. Returns once the message is durable.
@@ -224,6 +248,22 @@ impl RunManager {
         if let Some(log) = self.live_log(user_id, run_id) {
             return Ok(log.follow(after_seq));
         }
+        if let Some(cluster) = &self.inner.cluster {
+            // Subscribed before the store is read, so nothing falls between the two.
+            let rx = cluster.subscribe(run_id).await;
+            let run = self.inner.store.get_run(user_id, run_id).await?;
+            if !run.status.is_finished() {
+                return Ok(Follow::Remote(Box::new(RemoteFollow {
+                    store: self.inner.store.clone(),
+                    user_id: Arc::from(user_id),
+                    run_id,
+                    rx,
+                    sent: after_seq,
+                    done: false,
+                    primed: false,
+                })));
+            }
+        }
         let events = self.inner.store.run_events(user_id, run_id, after_seq).await?;
         Ok(Follow::Stored(Some(events.into_iter().map(Arc::from).collect())))
     }
@@ -247,7 +287,17 @@ impl RunManager {
                 Ok(true)
             }
             Some(_) => Ok(false),
-            None => self.inner.store.get_run(user_id, run_id).await.map(|_| false).map_err(Into::into),
+            None => {
+                let run = self.inner.store.get_run(user_id, run_id).await?;
+                match &self.inner.cluster {
+                    // Executing on another instance: that one stops it.
+                    Some(cluster) if !run.status.is_finished() => {
+                        cluster.request_stop(run_id).await;
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                }
+            }
         }
     }
 
@@ -324,6 +374,30 @@ impl Inner {
         }
         drop(busy);
         *live.finished_at.lock().expect("finished lock") = Some(Instant::now());
+    }
+}
+
+/// Stops the runs of this instance that a connection on another instance asked to stop.
+async fn obey_stop_requests(
+    inner: std::sync::Weak<Inner>,
+    mut requests: tokio::sync::broadcast::Receiver<RunId>,
+    stop: CancellationToken,
+) {
+    loop {
+        let run_id = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = requests.recv() => match r {
+                Ok(run_id) => run_id,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            },
+        };
+        let Some(inner) = inner.upgrade() else { return };
+        let live = inner.runs.lock().expect("runs lock").get(&run_id).cloned();
+        if let Some(run) = live.filter(|r| !r.log.is_finished()) {
+            let _ = run.reason.compare_exchange(0, CANCELLED, Ordering::AcqRel, Ordering::Acquire);
+            run.cancel.cancel();
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use apex_store::{BeginOutcome, NewRun, Store, Write};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::cluster::Cluster;
 use crate::log::RunLog;
 
 /// Upper bound of writes applied in one transaction.
@@ -92,12 +93,13 @@ impl WriterHandle {
 }
 
 /// Starts the writer. It stops once every handle is dropped and the queue is drained.
-pub fn spawn(store: Arc<dyn Store>) -> (WriterHandle, JoinHandle<()>) {
+/// With a cluster, every committed event is also announced to the other instances.
+pub fn spawn(store: Arc<dyn Store>, cluster: Option<Arc<dyn Cluster>>) -> (WriterHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE);
-    (WriterHandle { tx }, tokio::spawn(run(store, rx)))
+    (WriterHandle { tx }, tokio::spawn(run(store, cluster, rx)))
 }
 
-async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Item>) {
+async fn run(store: Arc<dyn Store>, cluster: Option<Arc<dyn Cluster>>, mut rx: mpsc::Receiver<Item>) {
     let mut items = Vec::with_capacity(MAX_BATCH);
     let mut begins = Vec::new();
     let mut writes = Vec::with_capacity(MAX_BATCH);
@@ -126,6 +128,9 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Item>) {
         writes.clear();
         for item in items.drain(..) {
             if let Some(p) = item.publish {
+                if let Some(cluster) = &cluster {
+                    cluster.publish(p.log.run_id, p.seq, p.json.clone());
+                }
                 p.log.publish(p.seq, p.json, p.terminal);
             }
             if let Some(ack) = item.ack {

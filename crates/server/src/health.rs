@@ -22,12 +22,15 @@ async fn ready(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
     let store = app.runs.store().ping().await;
     let store_ms = started.elapsed().as_secs_f64() * 1000.0;
     let accepting = app.runs.is_accepting();
-    let status = match (&store, accepting) {
-        (_, false) => "shutting_down",
-        (Err(_), _) => "unavailable",
-        (Ok(()), true) => "ok",
+    // Without its bus an instance still serves its own connections' runs: degraded, not down.
+    let cluster = app.runs.cluster().map(|c| c.is_healthy());
+    let status = match (&store, accepting, cluster) {
+        (_, false, _) => "shutting_down",
+        (Err(_), _, _) => "unavailable",
+        (Ok(()), true, Some(false)) => "degraded",
+        (Ok(()), true, _) => "ok",
     };
-    let code = if status == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if matches!(status, "ok" | "degraded") { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
         "status": status,
         "version": env!("CARGO_PKG_VERSION"),
@@ -44,6 +47,11 @@ async fn ready(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
                 "persistence_backlog": app.runs.persistence_backlog(),
             },
             "websocket": { "status": "ok", "connections": app.open_connections() },
+            "cluster": match cluster {
+                None => json!({ "status": "off" }),
+                Some(true) => json!({ "status": "ok", "bus": "redis" }),
+                Some(false) => json!({ "status": "degraded", "bus": "redis" }),
+            },
         },
     });
     (code, Json(body))

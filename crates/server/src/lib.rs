@@ -114,9 +114,6 @@ impl Server {
         if settings.demo_mode {
             tracing::warn!("demo mode is on: clients without a token are admitted as demo users (set DEMO_MODE=0 or APEX_ENV=production to turn it off)");
         }
-        if settings.redis_url.is_some() {
-            tracing::warn!("REDIS_URL is set, but this build runs as a single instance and does not use Redis yet");
-        }
         if settings.database_url.starts_with("sqlite:") {
             std::fs::create_dir_all(&settings.data_dir)?;
         }
@@ -129,7 +126,14 @@ impl Server {
         }
         let engine = EngineSettings { run_timeout: settings.run_timeout, ..EngineSettings::default() };
         let source = self.source.unwrap_or_else(|| Arc::new(StoredUsage::new(store.clone())));
-        let runs = RunManager::start(store, engine, tools, source).await?;
+        let cluster: Option<Arc<dyn apex_engine::Cluster>> = match &settings.redis_url {
+            Some(url) => {
+                tracing::info!("REDIS_URL is set: runs can be followed, resumed and stopped from any instance");
+                Some(apex_cluster::RedisCluster::start(url)?)
+            }
+            None => None,
+        };
+        let runs = RunManager::start_in_cluster(store, engine, tools, source, cluster).await?;
         Ok(AppState {
             settings: Arc::new(settings),
             auth: Arc::new(auth),

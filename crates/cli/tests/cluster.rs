@@ -1,0 +1,212 @@
+//! Several instances on one PostgreSQL and one Redis: a run started on one instance is
+//! followed, resumed and stopped from another, with no gap, no duplicate and no other
+//! user's data; a Redis outage degrades the bus without losing anything.
+mod common;
+
+use std::net::TcpListener as StdListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use apex_server::Layer;
+use apex_store::testing::TempSchema;
+use common::*;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+/// One instance of the deployment: its own listener and engine, the shared database and Redis.
+async fn instance(schema: &TempSchema, redis: &str, tool_delay_ms: u64) -> TestApp {
+    let layer = Layer {
+        demo_mode: Some(false),
+        database_url: Some(schema.url.clone()),
+        redis_url: Some(redis.to_owned()),
+        tool_delay_ms: Some(tool_delay_ms),
+        ..Default::default()
+    };
+    spawn_with(layer, |s| s).await
+}
+
+fn shared_redis() -> String {
+    std::env::var("APEX_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+async fn wait_cluster(app: &TestApp, want: &str) {
+    for _ in 0..200 {
+        let ready: Value = reqwest::get(app.http("/api/health")).await.unwrap().json().await.unwrap();
+        if ready["components"]["cluster"]["status"] == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the cluster never became {want}");
+}
+
+/// Reads frames until `n` run events arrived (other frames are skipped).
+async fn events(client: &mut Client, n: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let v = client.next_json().await;
+        if v.get("seq").is_some() {
+            let terminal = is_terminal(&v);
+            out.push(v);
+            if terminal {
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_run_on_one_instance_resumes_on_another_at_a_thousand_random_points() {
+    let schema = TempSchema::create().await;
+    let redis = shared_redis();
+    let apps = [instance(&schema, &redis, 15).await, instance(&schema, &redis, 15).await];
+    for app in &apps {
+        wait_cluster(app, "ok").await;
+    }
+    let token = apps[0].token("alice");
+    apps[0].import_fixture(&token).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x0A9E);
+    let mut reconnects = 0;
+    let mut runs = 0;
+    while reconnects < 1_000 {
+        // Start on a random instance, read a few events, drop the connection.
+        let mut client = connect(&apps[rng.gen_range(0..2)], By::Header(token.clone())).await;
+        let accepted = client.ask("Analyze my AI costs", None).await;
+        let run_id = accepted["run_id"].as_str().unwrap().to_owned();
+        let mut seen: Vec<Value> = events(&mut client, rng.gen_range(0..4)).await;
+        client.close().await;
+        // Come back again and again, to any instance, from the last seq seen.
+        while !seen.last().is_some_and(is_terminal) {
+            let mut client = connect(&apps[rng.gen_range(0..2)], By::Header(token.clone())).await;
+            let last = seen.last().map_or(0, |e| e["seq"].as_u64().unwrap());
+            client.send(json!({"type": "resume", "run_id": run_id, "after_seq": last})).await;
+            seen.extend(events(&mut client, rng.gen_range(1..6)).await);
+            client.close().await;
+            reconnects += 1;
+        }
+        runs += 1;
+        let seqs: Vec<u64> = seen.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "run {runs}: no gap, no duplicate, in order");
+        assert_golden_run(&seen);
+        // What the client put together is exactly what either instance has stored.
+        let (_, stored) = apps[rng.gen_range(0..2)].get(&format!("/api/runs/{run_id}/events?after_seq=0"), &token).await;
+        assert_eq!(stored["events"].as_array().unwrap(), &seen);
+    }
+    assert!(runs >= 10, "{runs} runs");
+}
+
+#[tokio::test]
+async fn stop_on_another_instance_cancels_the_run_and_other_users_see_nothing() {
+    let schema = TempSchema::create().await;
+    let redis = shared_redis();
+    let a = instance(&schema, &redis, 400).await;
+    let b = instance(&schema, &redis, 400).await;
+    wait_cluster(&a, "ok").await;
+    wait_cluster(&b, "ok").await;
+    let token = a.token("alice");
+    a.import_fixture(&token).await;
+    let mut on_a = connect(&a, By::Header(token.clone())).await;
+    let accepted = on_a.ask("Analyze my AI costs", None).await;
+    let run_id = accepted["run_id"].as_str().unwrap().to_owned();
+    events(&mut on_a, 2).await;
+
+    // Another user on B: the run does not exist for them, and they cannot stop it.
+    let mut eve = connect(&b, By::Header(b.token("eve"))).await;
+    eve.send(json!({"type": "resume", "run_id": run_id, "after_seq": 0})).await;
+    assert_eq!(eve.next_json().await["code"], "not_found");
+    eve.send(json!({"type": "stop_agent", "run_id": run_id})).await;
+    assert_eq!(eve.next_json().await["code"], "not_found");
+
+    let mut on_b = connect(&b, By::Header(token.clone())).await;
+    on_b.send(json!({"type": "resume", "run_id": run_id, "after_seq": 0})).await;
+    on_b.send(json!({"type": "stop_agent", "run_id": run_id})).await;
+    let from_b = on_b.events_until_terminal().await;
+    assert_eq!(from_b.last().unwrap()["type"], "run_cancelled", "{:?}", from_b.last());
+    let from_a = on_a.events_until_terminal().await;
+    assert_eq!(from_a.last().unwrap(), from_b.last().unwrap(), "both instances' followers see the same end");
+    let (_, run) = b.get(&format!("/api/runs/{run_id}"), &token).await;
+    assert_eq!(run["run"]["status"], "cancelled");
+}
+
+/// A Redis of the test's own, so that it can be stopped and started again.
+struct PrivateRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    fn start() -> Self {
+        let port = StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut redis = Self { port, child: None };
+        redis.restart();
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        self.child = Some(child);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn without_redis_instances_degrade_lose_nothing_and_recover() {
+    let schema = TempSchema::create().await;
+    let mut redis = PrivateRedis::start();
+    let a = instance(&schema, &redis.url(), 60).await;
+    let b = instance(&schema, &redis.url(), 60).await;
+    wait_cluster(&a, "ok").await;
+    wait_cluster(&b, "ok").await;
+    let token = a.token("alice");
+    a.import_fixture(&token).await;
+
+    redis.stop();
+    wait_cluster(&a, "degraded").await;
+    let ready: Value = reqwest::get(b.http("/api/health")).await.unwrap().json().await.unwrap();
+    assert_eq!(ready["status"], "degraded", "still serving: {ready}");
+
+    // A run on A, followed from B while the bus is down: B reads the store.
+    let mut on_a = connect(&a, By::Header(token.clone())).await;
+    let accepted = on_a.ask("Analyze my AI costs", None).await;
+    let run_id = accepted["run_id"].as_str().unwrap().to_owned();
+    let first = events(&mut on_a, 3).await;
+    on_a.close().await;
+    let mut on_b = connect(&b, By::Header(token.clone())).await;
+    on_b.send(json!({"type": "resume", "run_id": run_id, "after_seq": 3})).await;
+    let rest = on_b.events_until_terminal().await;
+    let all: Vec<Value> = first.into_iter().chain(rest).collect();
+    let seqs: Vec<u64> = all.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    assert_golden_run(&all);
+
+    // Redis returns: both instances rejoin the bus and live fan-out works again.
+    redis.restart();
+    wait_cluster(&a, "ok").await;
+    wait_cluster(&b, "ok").await;
+    let mut on_a = connect(&a, By::Header(token.clone())).await;
+    let accepted = on_a.ask("Analyze my AI costs", None).await;
+    let mut on_b = connect(&b, By::Header(token.clone())).await;
+    on_b.send(json!({"type": "resume", "run_id": accepted["run_id"], "after_seq": 0})).await;
+    assert_golden_run(&on_b.events_until_terminal().await);
+}
