@@ -1,0 +1,17 @@
+import { startServer, launchBrowser, watchPage, ask, lastRun, waitConnected, screenshot } from './helpers.mjs';
+const server = await startServer();
+const b = await launchBrowser();
+const ctx = await b.newContext();
+const page = await ctx.newPage();
+const problems = watchPage(page);
+await page.goto(server.url + '/');
+await waitConnected(page);
+await ask(page, 'Analyze my AI costs');
+await lastRun(page).locator('[data-state="completed"]').or(lastRun(page).and(page.locator('[data-state="completed"]'))).first().waitFor({ timeout: 20000 }).catch(e => console.log('wait failed', e.message));
+await page.waitForTimeout(500);
+console.log(await page.locator('article.run').first().getAttribute('data-state'));
+console.log(await page.locator('.agent').count(), await page.locator('.agent[data-state="done"]').count());
+console.log((await page.locator('.answer').first().innerText()).slice(0, 300));
+await screenshot(page, 'smoke');
+console.log(problems);
+await b.close(); await server.stop();
