@@ -4,7 +4,7 @@
 // reload or a dropped socket resumes from the last rendered event without duplicating
 // or losing text.
 import { api } from './connection.js';
-import { setMarkdown } from './markdown.js';
+import { setMarkdown, StreamingMarkdown } from './markdown.js';
 
 const AGENT_ORDER = ['supervisor', 'triage', 'data', 'optimization', 'report'];
 const TERMINAL = new Set(['final_response', 'run_failed', 'run_cancelled', 'run_timed_out', 'run_interrupted']);
@@ -50,6 +50,7 @@ export class RunView {
     this.details = el('details', { class: 'timeline' }, el('summary', {}, this.state, this.time), this.agentList);
     if (live) this.details.open = true;
     this.answer = el('div', { class: 'answer md', 'aria-busy': 'true' });
+    this.markdown = new StreamingMarkdown(this.answer);
     this.end = el('p', { class: 'run-end', role: 'status' });
     this.root = el('article', { class: 'run', 'data-run-id': runId, 'data-state': 'running', 'aria-label': 'Agent run' }, this.details, this.answer, this.end);
     this.ticker = setInterval(() => this.tick(), 250);
@@ -207,7 +208,7 @@ export class RunView {
 
   render() {
     const t0 = performance.now();
-    setMarkdown(this.answer, this.text);
+    this.markdown.update(this.text);
     this.answer.dataset.length = String(this.text.length);
     this.lastRender = performance.now();
     this.renderCost = this.lastRender - t0;
@@ -223,6 +224,9 @@ export class Chat {
     this.onSavings = onSavings;
     this.runs = new Map();          // run_id → RunView (every run seen this session)
     this.pending = new Map();       // client_message_id → { frame, bubble }
+    this.inbox = [];                // run events not applied yet
+    this.inboxAt = 0;
+    this.draining = false;
     this.threadId = localStorage.getItem(THREAD_KEY) || null;
     this.threads = [];
     this.loadToken = 0;
@@ -314,7 +318,13 @@ export class Chat {
 
   /** Follows the newest content unless the reader scrolled up. */
   scroll() {
-    if (this.stick) this.transcript.scrollTop = this.transcript.scrollHeight;
+    if (!this.stick || this.scrollPending) return;
+    // Once a frame: reading scrollHeight forces a layout.
+    this.scrollPending = true;
+    requestAnimationFrame(() => {
+      this.scrollPending = false;
+      if (this.stick) this.transcript.scrollTop = this.transcript.scrollHeight;
+    });
   }
 
   newRun(runId, threadId, live) {
@@ -347,12 +357,37 @@ export class Chat {
     if (f.type === 'server_shutdown') return this.showNotice('The server is restarting; the page will reconnect and resume.');
     if (f.type === 'pong') return;
     if (f.run_id && typeof f.seq === 'number') {
+      this.inbox.push(f);
+      this.kick();
+    }
+  }
+
+  /**
+   * Run events are applied in frames with a time budget, so a burst of them never
+   * blocks the page for long: what does not fit waits for the next frame.
+   */
+  kick() {
+    if (this.draining) return;
+    this.draining = true;
+    const next = () => (document.hidden ? setTimeout(() => this.drainInbox(), 0) : requestAnimationFrame(() => this.drainInbox()));
+    this.nextDrain = next;
+    next();
+  }
+
+  drainInbox() {
+    const t0 = performance.now();
+    let ended = false;
+    while (this.inboxAt < this.inbox.length && performance.now() - t0 < 8) {
+      const f = this.inbox[this.inboxAt++];
       const run = this.runs.get(f.run_id) || this.newRun(f.run_id, f.thread_id, true);
       run.push(f);
       if (!run.root.isConnected && f.thread_id === this.threadId) this.transcript.append(run.root);
-      this.scroll();
-      if (TERMINAL.has(f.type)) { this.updateStop(); this.loadThreads(); }
+      if (TERMINAL.has(f.type)) ended = true;
     }
+    if (this.inboxAt >= this.inbox.length) { this.inbox = []; this.inboxAt = 0; }
+    this.scroll();
+    if (ended) { this.updateStop(); this.loadThreads(); }
+    if (this.inbox.length) this.nextDrain(); else this.draining = false;
   }
 
   accepted(f) {

@@ -124,7 +124,8 @@ export class Costs {
     const xs = daily.map((d) => Date.parse(`${d.day}T00:00:00Z`) / 1000);
     const ys = daily.map((d) => d.cost / 1e6);
     const plot = new window.uPlot({
-      width: Math.max(260, box.clientWidth), height: 220, legend: { show: false }, tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC'),
+      width: Math.max(260, box.clientWidth), height: 220, legend: { show: false },
+      scales: { y: { range: (u, min, max) => [0, max * 1.1 || 1] } }, tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC'),
       series: [{}, { label: 'Spend', stroke: c.a, fill: `${c.a}33`, width: 2, value: (u, v) => (v == null ? '' : usd.format(v)) }],
       axes: [this.axis(c), this.axis(c, { size: 60, values: (u, splits) => splits.map((v) => short(v * 1e6)) })],
     }, [xs, ys], box);

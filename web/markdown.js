@@ -36,3 +36,31 @@ export function renderMarkdown(text) {
 export function setMarkdown(el, text) {
   el.innerHTML = renderMarkdown(text);
 }
+
+/**
+ * A Markdown view that grows: each top-level block (paragraph, table, list…) is
+ * rendered once and kept while its source is unchanged, so a streamed answer costs the
+ * new and the last block per update instead of the whole text.
+ */
+export class StreamingMarkdown {
+  constructor(el) {
+    this.el = el;
+    this.blocks = [];
+  }
+
+  update(text) {
+    const tokens = marked.lexer(text);
+    const list = tokens.filter((t) => t.type !== 'space');
+    let i = 0;
+    while (i < list.length && i < this.blocks.length && this.blocks[i].raw === list[i].raw) i += 1;
+    for (const b of this.blocks.splice(i)) for (const n of b.nodes) n.remove();
+    for (; i < list.length; i += 1) {
+      const one = [list[i]];
+      one.links = tokens.links;
+      const frag = sanitizer().sanitize(marked.parser(one), { ...CONFIG, RETURN_DOM_FRAGMENT: true });
+      const nodes = [...frag.childNodes];
+      this.el.append(frag);
+      this.blocks.push({ raw: list[i].raw, nodes });
+    }
+  }
+}
