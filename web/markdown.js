@@ -39,28 +39,56 @@ export function setMarkdown(el, text) {
 
 /**
  * A Markdown view that grows: each top-level block (paragraph, table, list…) is
- * rendered once and kept while its source is unchanged, so a streamed answer costs the
- * new and the last block per update instead of the whole text.
+ * rendered once and kept while its source is unchanged, and only the text from the
+ * start of the last block on is parsed again, so a streamed answer costs its newest
+ * block per update instead of the whole text. (A reference-style link defined after
+ * the block that uses it is the one thing this reads differently from a full parse.)
  */
 export class StreamingMarkdown {
   constructor(el) {
     this.el = el;
-    this.blocks = [];
+    this.blocks = []; // { raw, start, nodes }
+    this.source = '';
   }
 
-  update(text) {
-    const tokens = marked.lexer(text);
-    const list = tokens.filter((t) => t.type !== 'space');
+  reset() {
+    for (const b of this.blocks) for (const n of b.nodes) n.remove();
+    this.blocks = [];
+    this.source = '';
+  }
+
+  update(input) {
+    const text = input.replace(/\r\n?/g, '\n');
+    if (!text.startsWith(this.source)) this.reset();
+    const last = this.blocks.at(-1);
+    const from = last ? last.start : 0;
+    const tail = text.slice(from);
+    const tokens = marked.lexer(tail);
+    let pos = from;
+    const fresh = [];
+    for (const t of tokens) {
+      if (t.type !== 'space') fresh.push({ token: t, start: pos });
+      pos += t.raw.length;
+    }
+    if (pos !== text.length && from > 0) {
+      // The lexer did not account for every character: parse the whole text instead.
+      this.reset();
+      this.update(text);
+      return;
+    }
     let i = 0;
-    while (i < list.length && i < this.blocks.length && this.blocks[i].raw === list[i].raw) i += 1;
-    for (const b of this.blocks.splice(i)) for (const n of b.nodes) n.remove();
-    for (; i < list.length; i += 1) {
-      const one = [list[i]];
+    if (last) {
+      if (fresh.length && fresh[0].token.raw === last.raw) i = 1;
+      else { for (const n of last.nodes) n.remove(); this.blocks.pop(); }
+    }
+    for (; i < fresh.length; i += 1) {
+      const one = [fresh[i].token];
       one.links = tokens.links;
       const frag = sanitizer().sanitize(marked.parser(one), { ...CONFIG, RETURN_DOM_FRAGMENT: true });
       const nodes = [...frag.childNodes];
       this.el.append(frag);
-      this.blocks.push({ raw: list[i].raw, nodes });
+      this.blocks.push({ raw: fresh[i].token.raw, start: fresh[i].start, nodes });
     }
+    this.source = text;
   }
 }
