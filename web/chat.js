@@ -302,7 +302,7 @@ export class Chat {
 
   stop() {
     const run = this.activeRun();
-    if (run) this.conn.send({ type: 'stop_agent', run_id: run.runId });
+    if (run && !this.conn.send({ type: 'stop_agent', run_id: run.runId })) this.showNotice('Not connected: Stop is sent once the page reconnects; press it again then.');
   }
 
   userBubble(text) {

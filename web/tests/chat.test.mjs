@@ -203,6 +203,42 @@ test('two browser contexts are two users who never see each other\'s threads', a
   await c.ctx.close();
 });
 
+test('a token in the URL fragment or pasted signs in as that user; a bad one is refused with the reason', async () => {
+  const alice = server.token('alice');
+  const ctx = await b.newContext();
+  const page = await ctx.newPage();
+  const problems = watchPage(page);
+  await page.goto(`${server.url}/#token=${alice}`);
+  await waitConnected(page);
+  assert.equal(await page.locator('#status-text').textContent(), 'Connected');
+  assert.equal(new URL(page.url()).hash, '', 'the token leaves the address bar');
+  await ask(page, 'Alice asks about spend');
+  await page.locator('#threads button', { hasText: 'Alice asks about spend' }).waitFor();
+  const { body } = await rest(server, '/api/threads', alice);
+  assert.deepEqual(body.threads.map((t) => t.title), ['Alice asks about spend']);
+
+  // Paste Bob's token in the account dialog: the page is Bob's, Alice's thread is gone.
+  await page.locator('#account').click();
+  await expectText(page.locator('#account-user'), /Signed in as alice\./);
+  await page.locator('#token-input').fill(server.token('bob'));
+  await page.locator('#use-token').click();
+  await waitConnected(page);
+  await page.locator('#account').click();
+  await expectText(page.locator('#account-user'), /Signed in as bob\./);
+  await page.keyboard.press('Escape');
+  assert.equal(await page.locator('#threads button').count(), 0);
+
+  // A token signed with another secret: refused, and the dialog says why.
+  await page.locator('#account').click();
+  await page.locator('#token-input').fill(alice.slice(0, -4) + 'AAAA');
+  await page.locator('#use-token').click();
+  await expectText(page.locator('#account-error'), /token was refused: the token is invalid: bad signature/);
+  assert.equal(await page.locator('#status').getAttribute('data-state'), 'offline');
+  await screenshot(page, '16-bad-token');
+  assert.deepEqual(problems, []);
+  await ctx.close();
+});
+
 test('usable at 375 px, by keyboard, in the dark theme', async () => {
   const { ctx, page, problems } = await openPage(server.url, { viewport: { width: 375, height: 740 }, colorScheme: 'dark' });
   assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), 'dark');

@@ -1,6 +1,6 @@
 // Shared by the browser tests: a real `apex serve` (the built debug binary) on loopback
 // with a temporary data dir, and the system Chromium driven by playwright-core.
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -44,6 +44,10 @@ export async function startServer(env = {}) {
     url,
     logs,
     dataDir,
+    /** A token for `user`, minted by `apex token` with this server's secret. */
+    token(user) {
+      return execFileSync(BINARY, ['token', '--user', user, '--data-dir', dataDir], { env: { ...process.env, APEX_JWT_SECRET: '' } }).toString().trim();
+    },
     async stop() {
       if (child.exitCode == null) {
         const exited = new Promise((r) => child.once('exit', r));
