@@ -259,9 +259,11 @@ test('usable at 375 px, by keyboard, in the dark theme', async () => {
   await page.keyboard.press('Enter');
   assert.equal(await page.locator('#menu').getAttribute('aria-expanded'), 'true');
   await page.locator('#threads button').first().waitFor({ state: 'visible' });
+  await page.waitForTimeout(250); // the slide-in
   await screenshot(page, '08-narrow-threads');
   await page.keyboard.press('Escape');
   assert.equal(await page.locator('#menu').getAttribute('aria-expanded'), 'false');
+  await page.locator('#threads button').first().waitFor({ state: 'hidden' });
   // The theme switch works and is remembered.
   await page.locator('#theme').click();
   assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), 'light');
