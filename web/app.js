@@ -37,7 +37,10 @@ const conn = new Connection({
     if (ask) openAccount(message); else chat.showNotice(message);
   },
 });
-chat = new Chat(conn, { onSavings: (recs, ts) => costs.setSavings(recs, ts) });
+chat = new Chat(conn, {
+  onSavings: (recs, ts) => costs.setSavings(recs, ts),
+  onUsage: (usage, ts) => costs.setAnalysis(usage, ts),
+});
 
 // Views.
 function showView(name) {
@@ -82,6 +85,7 @@ function switchIdentity(token) {
   identity.set(token, false);
   localStorage.removeItem('apex.thread');
   localStorage.removeItem('apex.savings');
+  localStorage.removeItem('apex.analysis');
   dialog.close();
   location.reload();
 }

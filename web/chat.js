@@ -26,7 +26,7 @@ const pretty = (v) => JSON.stringify(v, null, 2);
 
 /** One run: its agent cards, its streamed answer, and how it ended. */
 export class RunView {
-  constructor(runId, threadId, { live, onSavings, announce }) {
+  constructor(runId, threadId, { live, onSavings, onUsage, announce }) {
     this.runId = runId;
     this.threadId = threadId;
     this.seq = 0;
@@ -37,6 +37,7 @@ export class RunView {
     this.agents = new Map();
     this.tools = new Map();
     this.onSavings = onSavings;
+    this.onUsage = onUsage;
     this.announce = announce;
     this.queue = [];
     this.filling = false;
@@ -138,6 +139,7 @@ export class RunView {
         if (ev.ok) {
           t.li.append(el('details', { class: 'result' }, el('summary', { text: 'Result' }), el('pre', { text: pretty(ev.result) })));
           if (ev.tool === 'find_savings' && ev.result?.recommendations) this.onSavings?.(ev.result.recommendations, ev.ts);
+          if (ev.tool === 'query_usage' && ev.result?.daily) this.onUsage?.(ev.result, ev.ts);
         } else {
           t.li.append(el('p', { class: 'err', text: ev.error || 'failed' }));
         }
@@ -219,9 +221,10 @@ export class RunView {
 
 /** Threads, transcript and composer. */
 export class Chat {
-  constructor(conn, { onSavings }) {
+  constructor(conn, { onSavings, onUsage }) {
     this.conn = conn;
     this.onSavings = onSavings;
+    this.onUsage = onUsage;
     this.runs = new Map();          // run_id → RunView (every run seen this session)
     this.pending = new Map();       // client_message_id → { frame, bubble }
     this.inbox = [];                // run events not applied yet
@@ -330,7 +333,7 @@ export class Chat {
   newRun(runId, threadId, live) {
     let run = this.runs.get(runId);
     if (!run) {
-      run = new RunView(runId, threadId, { live, onSavings: this.onSavings, announce: (t) => this.announce(t) });
+      run = new RunView(runId, threadId, { live, onSavings: this.onSavings, onUsage: this.onUsage, announce: (t) => this.announce(t) });
       this.runs.set(runId, run);
     }
     return run;

@@ -11,12 +11,16 @@ const short = (micros) => {
   return d >= 1e6 ? `$${(d / 1e6).toFixed(1)}M` : d >= 1e3 ? `$${(d / 1e3).toFixed(1)}k` : `$${d.toFixed(d < 10 ? 2 : 0)}`;
 };
 const SAVINGS_KEY = 'apex.savings';
+const ANALYSIS_KEY = 'apex.analysis';
+const load = (key) => { try { return JSON.parse(localStorage.getItem(key) || 'null'); } catch { return null; } };
+const keep = (key, value) => { try { localStorage.setItem(key, JSON.stringify(value)); } catch { /* storage full */ } };
 
 export class Costs {
   constructor() {
     this.charts = [];
     this.summary = null;
-    try { this.savings = JSON.parse(localStorage.getItem(SAVINGS_KEY) || 'null'); } catch { this.savings = null; }
+    this.savings = load(SAVINGS_KEY);
+    this.analysis = load(ANALYSIS_KEY);
     const drop = $('drop');
     const file = $('file');
     $('choose-file').addEventListener('click', () => file.click());
@@ -36,8 +40,19 @@ export class Costs {
   /** A run's optimization result: the savings chart follows the latest one. */
   setSavings(recommendations, ts) {
     this.savings = { ts, items: recommendations.map((r) => ({ title: r.title, monthly_savings: r.monthly_savings })) };
-    try { localStorage.setItem(SAVINGS_KEY, JSON.stringify(this.savings)); } catch { /* full */ }
+    keep(SAVINGS_KEY, this.savings);
     if (this.visible) this.draw();
+  }
+
+  /**
+   * A run's `query_usage` result (the same shape as the summary): charted when the user
+   * has imported nothing, which for a demo identity means the built-in demo dataset.
+   */
+  setAnalysis(usage, ts) {
+    const { daily, by_model, by_feature, total, days, from, to, requests } = usage;
+    this.analysis = { ts, daily, by_model, by_feature, total, days, from, to, requests };
+    keep(ANALYSIS_KEY, this.analysis);
+    if (this.visible) this.refresh();
   }
 
   show() { this.visible = true; this.refresh(); }
@@ -89,9 +104,13 @@ export class Costs {
       return;
     }
     const s = this.summary;
+    const a = this.analysis;
+    this.charted = s.records ? s : a;
     $('costs-summary').textContent = s.records
       ? `${money(s.total)} over ${s.days} days (${s.from} to ${s.to}), ${s.requests.toLocaleString()} requests, ${s.records.toLocaleString()} usage rows.`
-      : 'No imported usage yet. Answers for a demo identity use a built-in demo dataset; import your own export above to chart it here.';
+      : a
+        ? `No imported usage yet: these charts show the data the latest answer analyzed (${money(a.total)} over ${a.days} days, ${a.from} to ${a.to}), which for a demo identity is the built-in demo dataset. Import your own export above to chart it instead.`
+        : 'No imported usage yet. Answers for a demo identity use a built-in demo dataset; ask a question in the chat to chart it, or import your own export above.';
     this.draw();
   }
 
@@ -99,7 +118,7 @@ export class Costs {
     if (!this.visible || !window.uPlot) return;
     for (const c of this.charts) c.destroy();
     this.charts = [];
-    const s = this.summary;
+    const s = this.charted;
     const rows = (list) => (list || []).map((g) => [g.key, g.cost]);
     this.timeChart($('chart-daily'), s?.daily || []);
     this.barChart($('chart-model'), rows(s?.by_model), 'No usage imported yet.');

@@ -88,3 +88,32 @@ test('an unreadable file is refused with the server\'s reason', async () => {
   await page.locator('#import-result .error', { hasText: 'Import refused' }).waitFor();
   await ctx.close();
 });
+
+test('before any import, the charts show what the latest answer analyzed (the demo data)', async () => {
+  const ctx = await b.newContext();
+  const page = await ctx.newPage();
+  const problems = watchPage(page);
+  await page.goto(`${server.url}/`);
+  await waitConnected(page);
+  await ask(page, 'Analyze my AI costs');
+  await page.locator('article.run[data-state="completed"]').waitFor({ timeout: 20000 });
+  const runId = await page.locator('article.run').last().getAttribute('data-run-id');
+  const token = await page.evaluate(() => localStorage.getItem('apex.token'));
+  const { body } = await rest(server, `/api/runs/${runId}/events`, token);
+  const usage = body.events.find((e) => e.type === 'tool_completed' && e.tool === 'query_usage').result;
+  await page.locator('#tab-costs').click();
+  await page.locator('#costs-summary', { hasText: 'the latest answer analyzed' }).waitFor();
+  await page.locator('#chart-daily canvas').first().waitFor();
+  assert.equal(await page.locator('#chart-daily tbody tr').count(), usage.daily.length);
+  assert.equal(await page.locator('#chart-model tbody tr').count(), usage.by_model.length);
+  assert.equal(await page.locator('#chart-feature tbody tr').count(), usage.by_feature.length);
+  assert.ok(await page.locator('#chart-savings tbody tr').count() > 0);
+  // Kept across a reload.
+  await page.reload();
+  await waitConnected(page);
+  await page.locator('#tab-costs').click();
+  await page.locator('#chart-model canvas').first().waitFor();
+  await screenshot(page, '17-costs-demo-analysis');
+  assert.deepEqual(problems, []);
+  await ctx.close();
+});
