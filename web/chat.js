@@ -208,12 +208,14 @@ export class RunView {
     setTimeout(() => requestAnimationFrame(() => { this.renderPending = false; this.render(); }), wait);
   }
 
+  /** Renders the answer so far, in slices of about 6 ms; `data-length` tells how much is on screen. */
   render() {
     const t0 = performance.now();
-    this.markdown.update(this.text);
-    this.answer.dataset.length = String(this.text.length);
+    const done = this.markdown.update(this.text, 6);
+    if (done) this.answer.dataset.length = String(this.text.length);
     this.lastRender = performance.now();
-    this.renderCost = this.lastRender - t0;
+    this.renderCost = Math.min(this.lastRender - t0, 50);
+    if (!done) { this.renderPending = false; this.scheduleRender(); }
   }
 
   dispose() { clearInterval(this.ticker); }

@@ -57,7 +57,12 @@ export class StreamingMarkdown {
     this.source = '';
   }
 
-  update(input) {
+  /**
+   * Shows `input`; renders new blocks for at most `budgetMs` and returns false when
+   * some are left for a next call (which picks up where this one stopped).
+   */
+  update(input, budgetMs = Infinity) {
+    const t0 = performance.now();
     const text = input.replace(/\r\n?/g, '\n');
     if (!text.startsWith(this.source)) this.reset();
     const last = this.blocks.at(-1);
@@ -73,8 +78,7 @@ export class StreamingMarkdown {
     if (pos !== text.length && from > 0) {
       // The lexer did not account for every character: parse the whole text instead.
       this.reset();
-      this.update(text);
-      return;
+      return this.update(text, budgetMs);
     }
     let i = 0;
     if (last) {
@@ -82,6 +86,10 @@ export class StreamingMarkdown {
       else { for (const n of last.nodes) n.remove(); this.blocks.pop(); }
     }
     for (; i < fresh.length; i += 1) {
+      if (performance.now() - t0 > budgetMs && this.blocks.length > 0) {
+        this.source = text.slice(0, this.blocks.at(-1).start);
+        return false;
+      }
       const one = [fresh[i].token];
       one.links = tokens.links;
       const frag = sanitizer().sanitize(marked.parser(one), { ...CONFIG, RETURN_DOM_FRAGMENT: true });
@@ -90,5 +98,6 @@ export class StreamingMarkdown {
       this.blocks.push({ raw: fresh[i].token.raw, start: fresh[i].start, nodes });
     }
     this.source = text;
+    return true;
   }
 }

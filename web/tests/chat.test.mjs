@@ -86,7 +86,7 @@ test('golden path: five agent cards complete, the answer streams, history surviv
   await expectText(run.locator('.answer h2').first(), /Your AI spend/);
   const runId = await run.getAttribute('data-run-id');
   const expected = await finalText(server.url, page, runId);
-  assert.equal(Number(await run.locator('.answer').getAttribute('data-length')), expected.length);
+  await run.locator(`.answer[data-length="${expected.length}"]`).waitFor(); // the whole answer is on screen
   assert.match(await run.locator('.run-time').textContent(), /total \d/);
   assert.equal(await page.locator('#sr-live').getAttribute('aria-live'), 'polite');
   assert.ok((await page.locator('#sr-live').textContent()).includes('Your AI spend'), 'streamed text reaches the live region');
@@ -119,7 +119,7 @@ test('a reload in the middle of a run resumes it: complete answer, no duplicate 
   await resumed.waitFor({ timeout: 10000 });
   await page.locator(`article.run[data-run-id="${runId}"][data-state="completed"]`).waitFor({ timeout: 20000 });
   const expected = await finalText(slow.url, page, runId);
-  assert.equal(Number(await resumed.locator('.answer').getAttribute('data-length')), expected.length);
+  await resumed.locator(`.answer[data-length="${expected.length}"]`).waitFor(); // the whole answer is on screen
   assert.equal(await page.locator('.answer h2', { hasText: 'Your AI spend' }).count(), 1);
   assert.equal(await resumed.locator('.agent').count(), 5);
   const token = await page.evaluate(() => localStorage.getItem('apex.token'));

@@ -43,7 +43,7 @@ test('a dropped connection mid-run: reconnecting, then the run completes with no
   const token = await page.evaluate(() => localStorage.getItem('apex.token'));
   const { body } = await rest(slow, `/api/runs/${runId}/events`, token);
   const final = body.events.find((e) => e.type === 'final_response').text;
-  assert.equal(Number(await run.locator('.answer').getAttribute('data-length')), final.length);
+  await run.locator(`.answer[data-length="${final.length}"]`).waitFor(); // the whole answer is on screen
   assert.equal(await run.locator('.tool').count(), body.events.filter((e) => e.type === 'tool_executing').length);
   assert.equal(await run.locator('.thinking').count(), body.events.filter((e) => e.type === 'agent_thinking').length);
   assert.equal(await page.locator('.answer h2', { hasText: 'Your AI spend' }).count(), 1);
