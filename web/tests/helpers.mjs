@@ -26,7 +26,11 @@ export async function startServer(env = {}) {
   });
   const logs = [];
   const url = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`apex serve did not start:\n${logs.join('\n')}`)), 30000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      rmSync(dataDir, { recursive: true, force: true });
+      reject(new Error(`apex serve did not start:\n${logs.join('\n')}`));
+    }, 30000);
     let addr = null;
     for (const stream of [child.stdout, child.stderr]) {
       createInterface({ input: stream }).on('line', (line) => {
