@@ -130,7 +130,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.bind)
         .await
         .with_context(|| format!("cannot listen on {}", settings.bind))?;
-    tracing::info!(addr = %listener.local_addr()?, data_dir = %settings.data_dir.display(), "listening");
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, url = %format!("http://{addr}/"), data_dir = %settings.data_dir.display(), "listening; open the url for the chat page");
     apex_server::run(listener, settings, apex_server::shutdown_signal()).await
 }
 

@@ -12,6 +12,7 @@ pub mod prices;
 pub mod settings;
 pub mod telemetry;
 pub mod usage;
+pub mod web;
 pub mod ws;
 
 use std::future::Future;
@@ -153,7 +154,7 @@ pub async fn run(listener: TcpListener, settings: Settings, shutdown: impl Futur
 
 /// Each feature module owns its routes; this merges them.
 pub fn router(state: AppState) -> Router {
-    Router::new().merge(health::router()).merge(ws::router()).merge(api::router()).merge(usage::router()).with_state(state)
+    Router::new().merge(health::router()).merge(ws::router()).merge(api::router()).merge(usage::router()).merge(web::router()).with_state(state)
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -1,0 +1,511 @@
+// The chat: threads sidebar, transcript, composer, and one live timeline per run.
+// Every run is drawn from its events alone (live over the socket, or from
+// GET /api/runs/{id}/events for history), deduplicated and ordered by `seq`, so a
+// reload or a dropped socket resumes from the last rendered event without duplicating
+// or losing text.
+import { api } from './connection.js';
+import { setMarkdown, StreamingMarkdown } from './markdown.js';
+
+const AGENT_ORDER = ['supervisor', 'triage', 'data', 'optimization', 'report'];
+const TERMINAL = new Set(['final_response', 'run_failed', 'run_cancelled', 'run_timed_out', 'run_interrupted']);
+const FRAME_LIMIT = 8192;
+const THREAD_KEY = 'apex.thread';
+const utf8 = new TextEncoder();
+
+const $ = (id) => document.getElementById(id);
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'class') e.className = v; else if (k === 'text') e.textContent = v; else e.setAttribute(k, v);
+  }
+  for (const c of children) if (c != null) e.append(c);
+  return e;
+}
+const seconds = (ms) => (ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(ms < 10000 ? 2 : 1)} s`);
+const pretty = (v) => JSON.stringify(v, null, 2);
+
+/** One run: its agent cards, its streamed answer, and how it ended. */
+export class RunView {
+  constructor(runId, threadId, { live, onSavings, onUsage, announce }) {
+    this.runId = runId;
+    this.threadId = threadId;
+    this.seq = 0;
+    this.terminal = null;
+    this.text = '';
+    this.firstTs = null;
+    this.lastTs = null;
+    this.agents = new Map();
+    this.tools = new Map();
+    this.onSavings = onSavings;
+    this.onUsage = onUsage;
+    this.announce = announce;
+    this.queue = [];
+    this.filling = false;
+    this.renderPending = false;
+    this.renderCost = 0;
+    this.lastRender = 0;
+
+    this.state = el('span', { class: 'run-state', text: 'Working…' });
+    this.time = el('span', { class: 'run-time' });
+    this.agentList = el('ol', { class: 'agents', 'aria-label': 'Agents' });
+    this.details = el('details', { class: 'timeline' }, el('summary', {}, this.state, this.time), this.agentList);
+    if (live) this.details.open = true;
+    this.answer = el('div', { class: 'answer md', 'aria-busy': 'true' });
+    this.markdown = new StreamingMarkdown(this.answer);
+    this.end = el('p', { class: 'run-end', role: 'status' });
+    this.root = el('article', { class: 'run', 'data-run-id': runId, 'data-state': 'running', 'aria-label': 'Agent run' }, this.details, this.answer, this.end);
+    this.ticker = setInterval(() => this.tick(), 250);
+  }
+
+  get active() { return !this.terminal; }
+
+  /** Accepts events in any order and with repeats; applies each seq once, in order. */
+  push(ev) {
+    if (ev.seq <= this.seq || this.terminal) return;
+    this.queue.push(ev);
+    this.drain();
+  }
+
+  drain() {
+    if (this.filling) return;
+    this.queue.sort((a, b) => a.seq - b.seq);
+    while (this.queue.length) {
+      const ev = this.queue[0];
+      if (ev.seq <= this.seq) { this.queue.shift(); continue; }
+      if (ev.seq > this.seq + 1) { this.fill(); return; }
+      this.queue.shift();
+      this.apply(ev);
+    }
+  }
+
+  /** A gap in seq (should not happen on one socket): fetch what is missing over REST. */
+  async fill() {
+    this.filling = true;
+    try {
+      const { events } = await api(`/api/runs/${this.runId}/events?after_seq=${this.seq}`);
+      this.queue.push(...events);
+    } catch { /* the next event or resume retries */ }
+    this.filling = false;
+    const missing = this.queue.length && this.queue.every((e) => e.seq > this.seq + 1);
+    if (!missing) this.drain();
+  }
+
+  card(agent) {
+    let c = this.agents.get(agent);
+    if (c) return c;
+    const badge = el('span', { class: 'badge', text: 'waiting' });
+    const dur = el('span', { class: 'dur' });
+    const summary = el('p', { class: 'agent-summary' });
+    const steps = el('ul', { class: 'steps' });
+    const li = el('li', { class: 'agent', 'data-agent': agent, 'data-state': 'waiting' },
+      el('div', { class: 'agent-head' }, el('span', { class: 'agent-name', text: agent }), badge, dur), summary, steps);
+    c = { li, badge, dur, summary, steps, state: 'waiting' };
+    this.agents.set(agent, c);
+    // Keep the supervisor → triage → data → optimization → report order.
+    const after = [...this.agentList.children].find((n) => AGENT_ORDER.indexOf(n.dataset.agent) > AGENT_ORDER.indexOf(agent));
+    this.agentList.insertBefore(li, after || null);
+    return c;
+  }
+
+  setAgent(c, state, label) {
+    c.state = state;
+    c.li.dataset.state = state;
+    c.badge.textContent = label;
+  }
+
+  apply(ev) {
+    this.seq = ev.seq;
+    this.firstTs ??= ev.ts;
+    this.lastTs = ev.ts;
+    switch (ev.type) {
+      case 'agent_started': this.setAgent(this.card(ev.agent), 'running', 'running'); break;
+      case 'agent_thinking': this.card(ev.agent).steps.append(el('li', { class: 'thinking', text: ev.text })); break;
+      case 'tool_executing': {
+        const badge = el('span', { class: 'badge', text: 'running' });
+        const dur = el('span', { class: 'dur' });
+        const li = el('li', { class: 'tool', 'data-state': 'running', 'data-tool': ev.tool },
+          el('div', { class: 'tool-head' }, el('code', { text: ev.tool }), badge, dur),
+          el('code', { class: 'args', 'aria-label': 'arguments', text: JSON.stringify(ev.args ?? {}) }));
+        this.card(ev.agent).steps.append(li);
+        this.tools.set(ev.tool_call_id, { li, badge, dur });
+        break;
+      }
+      case 'tool_completed': {
+        const t = this.tools.get(ev.tool_call_id);
+        if (!t) break;
+        t.li.dataset.state = ev.ok ? 'ok' : 'error';
+        t.badge.textContent = ev.ok ? 'done' : 'failed';
+        t.dur.textContent = seconds(ev.duration_ms ?? 0);
+        if (ev.ok) {
+          t.li.append(el('details', { class: 'result' }, el('summary', { text: 'Result' }), el('pre', { text: pretty(ev.result) })));
+          if (ev.tool === 'find_savings' && ev.result?.recommendations) this.onSavings?.(ev.result.recommendations, ev.ts);
+          if (ev.tool === 'query_usage' && ev.result?.daily) this.onUsage?.(ev.result, ev.ts);
+        } else {
+          t.li.append(el('p', { class: 'err', text: ev.error || 'failed' }));
+        }
+        break;
+      }
+      case 'agent_completed': {
+        const c = this.card(ev.agent);
+        this.setAgent(c, 'done', 'done');
+        c.dur.textContent = seconds(ev.duration_ms ?? 0);
+        c.summary.textContent = ev.summary || '';
+        break;
+      }
+      case 'response_delta':
+        this.text += ev.text;
+        this.announce?.(ev.text);
+        this.scheduleRender();
+        break;
+      case 'final_response': this.text = ev.text; this.finish(ev, 'completed', 'Done', ''); break;
+      case 'run_failed': this.finish(ev, 'failed', 'Failed', `The run failed (${ev.code}): ${ev.message}`); break;
+      case 'run_cancelled': this.finish(ev, 'cancelled', 'Stopped', 'Stopped.'); break;
+      case 'run_timed_out':
+        if ((ev.partial_text || '').length > this.text.length) this.text = ev.partial_text;
+        this.finish(ev, 'timed_out', 'Timed out', 'The run took too long and was ended.');
+        break;
+      case 'run_interrupted':
+        if ((ev.partial_text || '').length > this.text.length) this.text = ev.partial_text;
+        this.finish(ev, 'interrupted', 'Interrupted', 'The server stopped before the run finished.');
+        break;
+      default: break;
+    }
+  }
+
+  finish(ev, state, label, message) {
+    this.terminal = ev.type;
+    clearInterval(this.ticker);
+    this.root.dataset.state = state;
+    this.state.textContent = label;
+    this.end.textContent = message && this.text && state !== 'completed' ? `${message} The answer above is partial.` : message;
+    for (const c of this.agents.values()) {
+      if (c.state === 'running') this.setAgent(c, state === 'completed' ? 'done' : 'stopped', state === 'completed' ? 'done' : label.toLowerCase());
+    }
+    for (const t of this.tools.values()) {
+      if (t.li.dataset.state === 'running') { t.li.dataset.state = 'error'; t.badge.textContent = 'not finished'; }
+    }
+    if (state === 'completed') {
+      this.details.open = false;
+      this.state.textContent = `Done · ${this.agents.size} agents · ${this.tools.size} tool calls`;
+    }
+    this.tick();
+    this.render();
+    this.answer.setAttribute('aria-busy', 'false');
+    if (message) this.announce?.(message);
+  }
+
+  tick() {
+    if (this.firstTs == null) return;
+    const end = this.terminal ? this.lastTs : Math.max(this.lastTs, Date.now());
+    this.time.textContent = `total ${seconds(end - this.firstTs)}`;
+  }
+
+  /** Markdown is re-rendered at most once a frame, and less often when rendering gets slow. */
+  scheduleRender() {
+    if (this.renderPending) return;
+    this.renderPending = true;
+    const wait = Math.max(0, this.lastRender + this.renderCost * 4 - performance.now());
+    setTimeout(() => requestAnimationFrame(() => { this.renderPending = false; this.render(); }), wait);
+  }
+
+  /** Renders the answer so far, in slices of about 6 ms; `data-length` tells how much is on screen. */
+  render() {
+    const t0 = performance.now();
+    const done = this.markdown.update(this.text, 6);
+    if (done) this.answer.dataset.length = String(this.text.length);
+    this.lastRender = performance.now();
+    this.renderCost = Math.min(this.lastRender - t0, 50);
+    if (!done) { this.renderPending = false; this.scheduleRender(); }
+  }
+
+  dispose() { clearInterval(this.ticker); }
+}
+
+/** Threads, transcript and composer. */
+export class Chat {
+  constructor(conn, { onSavings, onUsage }) {
+    this.conn = conn;
+    this.onSavings = onSavings;
+    this.onUsage = onUsage;
+    this.runs = new Map();          // run_id → RunView (every run seen this session)
+    this.pending = new Map();       // client_message_id → { frame, bubble }
+    this.inbox = [];                // run events not applied yet
+    this.inboxAt = 0;
+    this.draining = false;
+    this.threadId = localStorage.getItem(THREAD_KEY) || null;
+    this.threads = [];
+    this.loadToken = 0;
+    this.input = $('composer-input');
+    this.transcript = $('transcript');
+    this.welcome = $('welcome');
+    this.notice = $('notice');
+    this.live = $('sr-live');
+    this.stick = true;
+    this.transcript.addEventListener('scroll', () => {
+      const t = this.transcript;
+      this.stick = t.scrollHeight - t.scrollTop - t.clientHeight < 60;
+    });
+    // Markdown renders after a frame: keep following while content grows.
+    new MutationObserver(() => this.scroll()).observe(this.transcript, { childList: true, subtree: true, characterData: true });
+
+    $('composer').addEventListener('submit', (e) => { e.preventDefault(); this.send(); });
+    this.input.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); this.send(); }
+    });
+    this.input.addEventListener('input', () => this.updateCounter());
+    $('stop').addEventListener('click', () => this.stop());
+    $('new-chat').addEventListener('click', () => this.newChat());
+    for (const b of document.querySelectorAll('.suggestion')) b.addEventListener('click', () => { this.input.value = b.textContent; this.send(); });
+  }
+
+  announce(text) {
+    // Screen readers get streamed text as it arrives, in one polite live region.
+    this.live.append(document.createTextNode(text));
+    if (this.live.textContent.length > 4000) this.live.textContent = text;
+  }
+
+  showNotice(text) {
+    this.notice.textContent = text;
+    this.notice.hidden = !text;
+  }
+
+  frameFor(text) {
+    return { type: 'user_message', text, thread_id: this.threadId || undefined, client_message_id: crypto.randomUUID() };
+  }
+
+  updateCounter() {
+    const bytes = utf8.encode(JSON.stringify(this.frameFor(this.input.value))).length;
+    const c = $('counter');
+    c.classList.toggle('over', bytes > FRAME_LIMIT);
+    c.textContent = bytes > FRAME_LIMIT * 0.75 ? `${bytes.toLocaleString()} / ${FRAME_LIMIT.toLocaleString()} bytes` : '';
+    return bytes;
+  }
+
+  activeRun() {
+    return [...this.runs.values()].find((r) => r.active && r.threadId === this.threadId && r.root.isConnected);
+  }
+
+  updateStop() {
+    const run = this.activeRun();
+    $('stop').hidden = !run;
+  }
+
+  send() {
+    const text = this.input.value;
+    if (!text.trim()) { this.showNotice('Type a message first.'); return; }
+    if (this.activeRun()) { this.showNotice('This thread is still answering: wait for it or press Stop.'); return; }
+    const frame = this.frameFor(text);
+    const bytes = utf8.encode(JSON.stringify(frame)).length;
+    if (bytes > FRAME_LIMIT) { this.showNotice(`Too long: the message is ${bytes.toLocaleString()} bytes and the limit is ${FRAME_LIMIT.toLocaleString()}. Shorten it.`); return; }
+    if (!this.conn.send(frame)) { this.showNotice('Not connected: your message is kept here; send it again once the status says connected.'); return; }
+    this.showNotice('');
+    const bubble = this.userBubble(text);
+    this.pending.set(frame.client_message_id, { frame, bubble });
+    this.input.value = '';
+    this.updateCounter();
+  }
+
+  stop() {
+    const run = this.activeRun();
+    if (run && !this.conn.send({ type: 'stop_agent', run_id: run.runId })) this.showNotice('Not connected: Stop is sent once the page reconnects; press it again then.');
+  }
+
+  userBubble(text) {
+    this.welcome.hidden = true;
+    const bubble = el('div', { class: 'bubble md' });
+    setMarkdown(bubble, text);
+    const msg = el('div', { class: 'msg user', 'aria-label': 'You said' }, el('span', { class: 'sr-only', text: 'You: ' }), bubble);
+    this.transcript.append(msg);
+    this.stick = true;
+    this.scroll();
+    return msg;
+  }
+
+  /** Follows the newest content unless the reader scrolled up. */
+  scroll() {
+    if (!this.stick || this.scrollPending) return;
+    // Once a frame: reading scrollHeight forces a layout.
+    this.scrollPending = true;
+    requestAnimationFrame(() => {
+      this.scrollPending = false;
+      if (this.stick) this.transcript.scrollTop = this.transcript.scrollHeight;
+    });
+  }
+
+  newRun(runId, threadId, live) {
+    let run = this.runs.get(runId);
+    if (!run) {
+      run = new RunView(runId, threadId, { live, onSavings: this.onSavings, onUsage: this.onUsage, announce: (t) => this.announce(t) });
+      this.runs.set(runId, run);
+    }
+    return run;
+  }
+
+  /** Called on every (re)connection. */
+  onReady(frame) {
+    $('account-user').textContent = `Signed in as ${frame.user_id}${frame.demo ? ' (demo identity)' : ''}.`;
+    // Messages whose acceptance we never saw: resend with the same id (idempotent).
+    for (const { frame: f } of this.pending.values()) this.conn.send(f);
+    this.resumeAll();
+    this.loadThreads().then(() => {
+      if (!this.openedOnce) { this.openedOnce = true; if (this.threadId) this.openThread(this.threadId); }
+    });
+  }
+
+  resumeAll() {
+    for (const run of this.runs.values()) if (run.active) this.conn.send({ type: 'resume', run_id: run.runId, after_seq: run.seq });
+  }
+
+  onFrame(f) {
+    if (f.type === 'message_accepted') return this.accepted(f);
+    if (f.type === 'error') return this.refused(f);
+    if (f.type === 'server_shutdown') return this.showNotice('The server is restarting; the page will reconnect and resume.');
+    if (f.type === 'pong') return;
+    if (f.run_id && typeof f.seq === 'number') {
+      this.inbox.push(f);
+      this.kick();
+    }
+  }
+
+  /**
+   * Run events are applied in frames with a time budget, so a burst of them never
+   * blocks the page for long: what does not fit waits for the next frame.
+   */
+  kick() {
+    if (this.draining) return;
+    this.draining = true;
+    const next = () => (document.hidden ? setTimeout(() => this.drainInbox(), 0) : requestAnimationFrame(() => this.drainInbox()));
+    this.nextDrain = next;
+    next();
+  }
+
+  drainInbox() {
+    const t0 = performance.now();
+    let ended = false;
+    while (this.inboxAt < this.inbox.length && performance.now() - t0 < 8) {
+      const f = this.inbox[this.inboxAt++];
+      const run = this.runs.get(f.run_id) || this.newRun(f.run_id, f.thread_id, true);
+      run.push(f);
+      if (!run.root.isConnected && f.thread_id === this.threadId) this.transcript.append(run.root);
+      if (TERMINAL.has(f.type)) ended = true;
+    }
+    if (this.inboxAt >= this.inbox.length) { this.inbox = []; this.inboxAt = 0; }
+    this.scroll();
+    if (ended) { this.updateStop(); this.loadThreads(); }
+    if (this.inbox.length) this.nextDrain(); else this.draining = false;
+  }
+
+  accepted(f) {
+    const p = this.pending.get(f.client_message_id);
+    this.pending.delete(f.client_message_id);
+    const isNew = this.threadId !== f.thread_id;
+    if (isNew && p && !this.threadId) this.setThread(f.thread_id);
+    const run = this.newRun(f.run_id, f.thread_id, true);
+    if (f.thread_id === this.threadId && !run.root.isConnected) {
+      if (p) p.bubble.after(run.root); else this.transcript.append(run.root);
+    }
+    this.updateStop();
+    this.scroll();
+    this.loadThreads();
+  }
+
+  refused(f) {
+    const p = f.client_message_id && this.pending.get(f.client_message_id);
+    const reasons = {
+      message_too_large: 'Too long for the server',
+      rate_limited: 'Sending too fast',
+      thread_busy: 'This thread is still answering: wait for it or press Stop',
+      not_found: 'That thread or run no longer exists',
+      shutting_down: 'The server is restarting and takes no new messages right now',
+      invalid_field: 'The message was refused',
+      internal: 'The server failed to accept it; try again',
+    };
+    const why = `${reasons[f.code] || 'Refused'} (${f.code}): ${f.message}`;
+    if (p) {
+      this.pending.delete(f.client_message_id);
+      p.bubble.classList.add('refused');
+      p.bubble.remove();
+      if (!this.input.value) { this.input.value = p.frame.text; this.updateCounter(); }
+      this.showNotice(`Not sent. ${why}`);
+    } else {
+      this.showNotice(why);
+    }
+  }
+
+  setThread(id) {
+    this.threadId = id;
+    if (id) localStorage.setItem(THREAD_KEY, id); else localStorage.removeItem(THREAD_KEY);
+    this.renderThreads();
+  }
+
+  async loadThreads() {
+    try {
+      const { threads } = await api('/api/threads');
+      this.threads = threads;
+      this.renderThreads();
+    } catch (e) {
+      if (e.status !== 401) this.showNotice(`Could not load threads: ${e.message}`);
+    }
+  }
+
+  renderThreads() {
+    const ul = $('threads');
+    const items = this.threads.map((t) => {
+      const b = el('button', { type: 'button', title: t.title, 'data-thread-id': t.id, text: t.title || 'Untitled' });
+      if (t.id === this.threadId) b.setAttribute('aria-current', 'true');
+      b.addEventListener('click', () => { this.openThread(t.id); document.dispatchEvent(new CustomEvent('apex:thread-opened')); });
+      return el('li', {}, b);
+    });
+    ul.replaceChildren(...items);
+    $('threads-empty').hidden = items.length > 0;
+  }
+
+  clearTranscript() {
+    for (const n of [...this.transcript.children]) if (n !== this.welcome) n.remove();
+  }
+
+  newChat() {
+    this.setThread(null);
+    this.clearTranscript();
+    this.welcome.hidden = false;
+    this.showNotice('');
+    this.updateStop();
+    this.input.focus();
+    document.dispatchEvent(new CustomEvent('apex:thread-opened'));
+  }
+
+  /** History over REST; each run drawn from its stored events, live ones resumed. */
+  async openThread(id) {
+    const token = ++this.loadToken;
+    this.setThread(id);
+    this.showNotice('');
+    let messages;
+    try {
+      ({ messages } = await api(`/api/threads/${id}/messages`));
+    } catch (e) {
+      if (token !== this.loadToken) return;
+      if (e.status === 404) { this.newChat(); return; }
+      this.showNotice(`Could not open the thread: ${e.message}`);
+      return;
+    }
+    const runIds = [...new Set(messages.filter((m) => m.role === 'user' && m.run_id).map((m) => m.run_id))];
+    const histories = await Promise.all(runIds.map((r) => this.runs.has(r) ? null : api(`/api/runs/${r}/events`).catch(() => null)));
+    if (token !== this.loadToken) return;
+    this.clearTranscript();
+    this.welcome.hidden = messages.length > 0;
+    runIds.forEach((r, i) => {
+      if (!histories[i]) return;
+      const run = this.newRun(r, id, false);
+      for (const ev of histories[i].events) run.push(ev);
+    });
+    for (const m of messages) {
+      if (m.role !== 'user') continue;
+      this.transcript.append(this.userBubble(m.content));
+      const run = m.run_id && this.runs.get(m.run_id);
+      if (run) { run.render(); this.transcript.append(run.root); if (run.active) run.details.open = true; }
+    }
+    this.transcript.scrollTop = this.transcript.scrollHeight;
+    this.updateStop();
+    if (this.conn.connected) this.resumeAll();
+  }
+}

@@ -1,0 +1,115 @@
+// Shared by the browser tests: a real `apex serve` (the built debug binary) on loopback
+// with a temporary data dir, and the system Chromium driven by playwright-core.
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const ROOT = join(here, '..', '..');
+export const BINARY = process.env.APEX_BIN || join(ROOT, 'target', 'debug', 'apex');
+export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+export const ARTIFACTS = process.env.APEX_WEB_ARTIFACTS || join(here, 'artifacts');
+export const FIXTURE_CSV = join(ROOT, 'crates', 'cli', 'tests', 'fixtures', 'usage.csv');
+mkdirSync(ARTIFACTS, { recursive: true });
+
+/** Starts `apex serve --bind 127.0.0.1:0` and resolves once it listens and is ready. */
+export async function startServer(env = {}) {
+  if (!existsSync(BINARY)) throw new Error(`${BINARY} is missing: run cargo build -p apex-cli first`);
+  const dataDir = mkdtempSync(join(tmpdir(), 'apex-web-'));
+  const child = spawn(BINARY, ['serve', '--bind', '127.0.0.1:0', '--data-dir', dataDir, '--log-json'], {
+    env: { ...process.env, RUST_LOG: 'info', DEMO_MODE: '1', APEX_ENV: 'development', APEX_JWT_SECRET: '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs = [];
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      rmSync(dataDir, { recursive: true, force: true });
+      reject(new Error(`apex serve did not start:\n${logs.join('\n')}`));
+    }, 30000);
+    let addr = null;
+    for (const stream of [child.stdout, child.stderr]) {
+      createInterface({ input: stream }).on('line', (line) => {
+        logs.push(line);
+        let j;
+        try { j = JSON.parse(line); } catch { return; }
+        const f = j.fields || j;
+        if (f.addr) addr = f.addr;
+        if (f.message === 'ready' && addr) { clearTimeout(timer); resolve(`http://${addr}`); }
+      });
+    }
+    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`apex serve exited with ${code}:\n${logs.join('\n')}`)); });
+  });
+  return {
+    url,
+    logs,
+    dataDir,
+    /** A token for `user`, minted by `apex token` with this server's secret. */
+    token(user) {
+      return execFileSync(BINARY, ['token', '--user', user, '--data-dir', dataDir], { env: { ...process.env, APEX_JWT_SECRET: '' } }).toString().trim();
+    },
+    async stop() {
+      if (child.exitCode == null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The system Chromium, headless. Playwright gives it a fresh temporary profile, and
+ * every context is a separate, empty one (its own storage: its own demo user). */
+export async function launchBrowser() {
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  return {
+    browser,
+    newContext: (opts = {}) => browser.newContext({ viewport: { width: 1280, height: 860 }, ...opts }),
+    close: () => browser.close(),
+  };
+}
+
+/** Collects page errors and CSP violations so a test can assert there were none. */
+export function watchPage(page) {
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/WebSocket|Failed to load resource/.test(m.text())) problems.push(`console: ${m.text()}`);
+  });
+  return problems;
+}
+
+export async function screenshot(page, name) {
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: false });
+}
+
+/** Types a message into the composer and sends it with Enter. */
+export async function ask(page, text) {
+  const box = page.locator('#composer-input');
+  await box.fill(text);
+  await box.press('Enter');
+}
+
+/** The run article of the newest run on the page. */
+export function lastRun(page) {
+  return page.locator('article.run').last();
+}
+
+export async function waitConnected(page) {
+  await page.locator('#status[data-state="connected"]').waitFor({ timeout: 15000 });
+}
+
+export async function rest(server, path, token) {
+  const res = await fetch(`${server.url}${path}`, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
+  return { status: res.status, body: await res.json().catch(() => null) };
+}
