@@ -210,3 +210,78 @@ async fn without_redis_instances_degrade_lose_nothing_and_recover() {
     on_b.send(json!({"type": "resume", "run_id": accepted["run_id"], "after_seq": 0})).await;
     assert_golden_run(&on_b.events_until_terminal().await);
 }
+
+/// An `apex serve` process of the cluster, to be killed.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn instance_process(schema: &TempSchema, redis: &str, dir: &std::path::Path) -> (Process, std::net::SocketAddr) {
+    let port = StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(env!("CARGO_BIN_EXE_apex"))
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env("APEX_DATA_DIR", dir)
+        .env("DATABASE_URL", &schema.url)
+        .env("REDIS_URL", redis)
+        .env("DEMO_MODE", "0")
+        .env("APEX_JWT_SECRET", SECRET)
+        .env("APEX_TOOL_DELAY_MS", "1500")
+        .env("APEX_INSTANCE_LEASE_SECS", "1")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("apex binary starts");
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_healthy(addr).await;
+    (Process(child), addr)
+}
+
+#[tokio::test]
+async fn a_killed_instance_loses_its_runs_to_a_live_one_and_a_restart_spares_live_runs() {
+    let schema = TempSchema::create().await;
+    let redis = shared_redis();
+    let layer = Layer {
+        demo_mode: Some(false),
+        database_url: Some(schema.url.clone()),
+        redis_url: Some(redis.clone()),
+        instance_lease_secs: Some(1.0),
+        ..Default::default()
+    };
+    let survivor = spawn_with(layer.clone(), |s| s).await;
+    let token = survivor.token("alice");
+    survivor.import_fixture(&token).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut doomed, addr) = instance_process(&schema, &redis, dir.path()).await;
+
+    // A run on the process, and another instance starting meanwhile: the live run goes on.
+    let mut on_doomed = try_connect(&format!("ws://{addr}/ws"), By::Header(token.clone())).await.unwrap();
+    let accepted = on_doomed.ask("Analyze my AI costs", None).await;
+    let run_id = accepted["run_id"].as_str().unwrap().to_owned();
+    let mut seen = events(&mut on_doomed, 3).await;
+    let newcomer = spawn_with(layer, |s| s).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await; // longer than the lease
+    seen.extend(events(&mut on_doomed, 2).await);
+    assert!(!seen.iter().any(is_terminal), "the run was not taken from a live instance: {seen:?}");
+
+    // The process dies mid-run: a live instance takes the run over within the lease.
+    doomed.0.kill().unwrap();
+    doomed.0.wait().unwrap();
+    let mut on_newcomer = connect(&newcomer, By::Header(token.clone())).await;
+    let last = seen.last().unwrap()["seq"].as_u64().unwrap();
+    on_newcomer.send(json!({"type": "resume", "run_id": run_id, "after_seq": last})).await;
+    seen.extend(on_newcomer.events_until_terminal().await);
+    let seqs: Vec<u64> = seen.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "no gap, no duplicate");
+    assert_eq!(seen.last().unwrap()["type"], "run_interrupted");
+    assert_eq!(seen.iter().filter(|e| is_terminal(e)).count(), 1);
+    let (_, run) = survivor.get(&format!("/api/runs/{run_id}"), &token).await;
+    assert_eq!(run["run"]["status"], "interrupted");
+    let (_, stored) = survivor.get(&format!("/api/runs/{run_id}/events?after_seq=0"), &token).await;
+    assert_eq!(stored["events"].as_array().unwrap(), &seen);
+}

@@ -31,11 +31,14 @@ pub struct EngineSettings {
     pub run_timeout: Duration,
     /// How long a finished run stays in memory for followers before only the store has it.
     pub linger: Duration,
+    /// An instance that has not renewed its lease for this long is gone: another instance
+    /// ends its unfinished runs as interrupted. Renewed five times per lease.
+    pub lease: Duration,
 }
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        Self { run_timeout: Duration::from_secs(60), linger: Duration::from_secs(2) }
+        Self { run_timeout: Duration::from_secs(60), linger: Duration::from_secs(2), lease: Duration::from_secs(10) }
     }
 }
 
@@ -87,6 +90,8 @@ pub struct RunManager {
 }
 
 struct Inner {
+    /// This process's id as the owner of the runs it executes.
+    instance: Arc<str>,
     store: Arc<dyn Store>,
     /// The other instances of the deployment, when there are any (Redis).
     cluster: Option<Arc<dyn Cluster>>,
@@ -129,12 +134,15 @@ impl RunManager {
         source: Arc<dyn UsageSource>,
         cluster: Option<Arc<dyn Cluster>>,
     ) -> Result<Self, StoreError> {
-        let interrupted = store.interrupt_unfinished().await?;
+        let instance: Arc<str> = Arc::from(Uuid::now_v7().to_string());
+        store.heartbeat(&instance, now_ms()).await?;
+        let interrupted = store.interrupt_orphaned(&instance, settings.lease).await?;
         if !interrupted.is_empty() {
-            tracing::warn!(count = interrupted.len(), "runs left unfinished by the previous process were marked interrupted");
+            tracing::warn!(count = interrupted.len(), "runs left unfinished by a stopped instance were marked interrupted");
         }
         let (writer, writer_task) = writer::spawn(store.clone(), cluster.clone());
         let inner = Arc::new(Inner {
+            instance,
             store,
             cluster: cluster.clone(),
             writer,
@@ -150,6 +158,7 @@ impl RunManager {
             stop_sweeper: CancellationToken::new(),
         });
         tokio::spawn(sweep(Arc::downgrade(&inner), inner.settings.linger, inner.stop_sweeper.clone()));
+        tokio::spawn(hold_lease(Arc::downgrade(&inner), inner.settings.lease, inner.stop_sweeper.clone()));
         if let Some(cluster) = cluster {
             tokio::spawn(obey_stop_requests(Arc::downgrade(&inner), cluster.stop_requests(), inner.stop_sweeper.clone()));
         }
@@ -191,7 +200,8 @@ impl RunManager {
                 return self.busy_or_resent(user_id, &msg, run).await;
             }
         }
-        let new = NewRun::new(user_id, msg.thread_id, msg.text.clone(), msg.client_message_id.clone(), now_ms());
+        let new = NewRun::new(user_id, msg.thread_id, msg.text.clone(), msg.client_message_id.clone(), now_ms())
+            .owned_by(&inner.instance);
         let outcome = inner.writer.begin(new).await;
         let begun = match outcome {
             Some(BeginOutcome::Begun(b)) => b,
@@ -397,6 +407,31 @@ async fn obey_stop_requests(
         if let Some(run) = live.filter(|r| !r.log.is_finished()) {
             let _ = run.reason.compare_exchange(0, CANCELLED, Ordering::AcqRel, Ordering::Acquire);
             run.cancel.cancel();
+        }
+    }
+}
+
+/// Renews this instance's lease on its runs, and takes over the runs of instances whose
+/// lease expired (they end as interrupted, with their partial answer; their followers on
+/// other instances read that from the store).
+async fn hold_lease(inner: std::sync::Weak<Inner>, lease: Duration, stop: CancellationToken) {
+    let period = lease / 5;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        if let Err(e) = inner.store.heartbeat(&inner.instance, now_ms()).await {
+            tracing::warn!(error = %e, "renewing this instance's lease failed; retrying");
+            continue;
+        }
+        match inner.store.interrupt_orphaned(&inner.instance, lease).await {
+            Ok(runs) if !runs.is_empty() => {
+                tracing::warn!(count = runs.len(), "took over the runs of an instance that stopped; they end as interrupted")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "looking for runs of stopped instances failed; retrying"),
         }
     }
 }

@@ -125,7 +125,11 @@ impl Server {
             tracing::warn!(delay_ms = delay.as_millis() as u64, "fault injection: every tool call is delayed");
             tools = tools.map(|inner| Arc::new(apex_engine::tools::Delayed { inner, delay }));
         }
-        let engine = EngineSettings { run_timeout: settings.run_timeout, ..EngineSettings::default() };
+        let engine = EngineSettings {
+            run_timeout: settings.run_timeout,
+            lease: settings.instance_lease,
+            ..EngineSettings::default()
+        };
         let source = self.source.unwrap_or_else(|| Arc::new(StoredUsage::new(store.clone())));
         let cluster: Option<Arc<dyn apex_engine::Cluster>> = match &settings.redis_url {
             Some(url) => {

@@ -16,6 +16,8 @@ pub struct Settings {
     /// PostgreSQL cancels any statement running longer than this.
     pub db_statement_timeout: Duration,
     pub redis_url: Option<String>,
+    /// An instance silent for this long loses its runs to the others (as interrupted).
+    pub instance_lease: Duration,
     pub demo_mode: bool,
     pub env: String,
     pub jwt_secret: Option<String>,
@@ -52,6 +54,7 @@ pub struct Layer {
     pub db_max_connections: Option<u32>,
     pub db_statement_timeout_secs: Option<f64>,
     pub redis_url: Option<String>,
+    pub instance_lease_secs: Option<f64>,
     pub demo_mode: Option<bool>,
     pub env: Option<String>,
     pub jwt_secret: Option<String>,
@@ -92,6 +95,7 @@ impl Default for Settings {
             db_max_connections: 16,
             db_statement_timeout: Duration::from_secs(30),
             redis_url: None,
+            instance_lease: Duration::from_secs(10),
             demo_mode: true,
             env: "development".into(),
             jwt_secret: None,
@@ -160,6 +164,7 @@ impl Settings {
             (l.shutdown_grace_secs, &mut self.shutdown_grace, "shutdown_grace_secs"),
             (l.write_timeout_secs, &mut self.write_timeout, "write_timeout_secs"),
             (l.db_statement_timeout_secs, &mut self.db_statement_timeout, "db_statement_timeout_secs"),
+            (l.instance_lease_secs, &mut self.instance_lease, "instance_lease_secs"),
         ] {
             if let Some(secs) = value {
                 *target = Duration::try_from_secs_f64(secs)
@@ -187,6 +192,9 @@ impl Settings {
             return Err(ConfigError::Invalid(
                 "max_frame_bytes must be at least 256, outbound_queue and rate_limit at least 1".into(),
             ));
+        }
+        if self.instance_lease < std::time::Duration::from_millis(500) {
+            return Err(ConfigError::Invalid("instance_lease_secs must be at least 0.5".into()));
         }
         if self.db_max_connections == 0 || self.db_statement_timeout.is_zero() {
             return Err(ConfigError::Invalid("db_max_connections and db_statement_timeout_secs must be greater than zero".into()));
@@ -226,6 +234,7 @@ impl Layer {
             db_max_connections: parse("APEX_DB_MAX_CONNECTIONS", get("APEX_DB_MAX_CONNECTIONS"))?,
             db_statement_timeout_secs: parse("APEX_DB_STATEMENT_TIMEOUT_SECS", get("APEX_DB_STATEMENT_TIMEOUT_SECS"))?,
             redis_url: get("REDIS_URL").filter(|s| !s.is_empty()),
+            instance_lease_secs: parse("APEX_INSTANCE_LEASE_SECS", get("APEX_INSTANCE_LEASE_SECS"))?,
             demo_mode: flag("DEMO_MODE")?,
             env: get("APEX_ENV"),
             jwt_secret: get("APEX_JWT_SECRET").filter(|s| !s.is_empty()),

@@ -57,9 +57,16 @@ pub trait Store: Send + Sync + 'static {
         Ok(outcomes.pop().expect("one outcome per begin"))
     }
 
-    /// Marks every run left `queued` or `running` (by a crash) as `interrupted`, appends its
-    /// terminal `run_interrupted` event and keeps its partial answer. Returns those runs.
-    async fn interrupt_unfinished(&self) -> StoreResult<Vec<RunId>>;
+    /// Renews the lease of `instance` on the runs it executes.
+    async fn heartbeat(&self, instance: &str, at_ms: u64) -> StoreResult<()>;
+
+    /// Ends as `interrupted` every unfinished run whose instance is gone, appending its
+    /// terminal `run_interrupted` event and keeping its partial answer; returns those runs.
+    /// Who is gone depends on the backend: SQLite serves one instance per file, so any
+    /// instance other than `instance` is; PostgreSQL takes the runs of instances whose
+    /// last heartbeat is older than `lease`. Runs without an owner count as gone. Safe to
+    /// call from several instances at once: each run is ended once.
+    async fn interrupt_orphaned(&self, instance: &str, lease: std::time::Duration) -> StoreResult<Vec<RunId>>;
 
     /// The message (and run) this user sent earlier with this `client_message_id`.
     async fn find_client_message(&self, user_id: &str, client_message_id: &str) -> StoreResult<Option<BegunRun>>;

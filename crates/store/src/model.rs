@@ -66,6 +66,8 @@ pub struct NewRun {
     pub text: String,
     pub client_message_id: Option<String>,
     pub at_ms: u64,
+    /// The instance that executes the run (its lease keeps the run alive).
+    pub owner: Option<String>,
 }
 
 impl NewRun {
@@ -79,7 +81,14 @@ impl NewRun {
             text,
             client_message_id,
             at_ms,
+            owner: None,
         }
+    }
+
+    /// The same, executed by `instance`.
+    pub fn owned_by(mut self, instance: &str) -> Self {
+        self.owner = Some(instance.to_owned());
+        self
     }
 
     pub fn thread(&self) -> ThreadId {

@@ -50,7 +50,10 @@ on_every_backend!(
     events_results_and_the_end_of_a_run_read_back,
     unfinished_runs_are_interrupted_with_open_calls_closed_and_partial_text_kept,
     usage_imports_dedupe_by_key_sum_per_day_and_stay_with_their_user,
+    runs_of_live_instances_are_left_alone_and_those_of_lost_ones_are_taken_over,
 );
+
+const LEASE: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn new_run(user: &str, thread: Option<ThreadId>, text: &str, cid: Option<&str>) -> NewRun {
     NewRun::new(user, thread, text.into(), cid.map(Into::into), 1_000)
@@ -214,7 +217,7 @@ async fn unfinished_runs_are_interrupted_with_open_calls_closed_and_partial_text
 
     // A new process opens the same database.
     let store = db.open().await;
-    let interrupted = store.interrupt_unfinished().await.unwrap();
+    let interrupted = store.interrupt_orphaned("next-process", LEASE).await.unwrap();
     assert_eq!(interrupted, vec![run], "only the unfinished run");
     let row = store.get_run("ann", run).await.unwrap();
     assert_eq!(row.status, RunStatus::Interrupted);
@@ -227,7 +230,7 @@ async fn unfinished_runs_are_interrupted_with_open_calls_closed_and_partial_text
     let messages = store.thread_messages("ann", thread).await.unwrap();
     assert_eq!(messages[1].content, "Partial answer");
     assert_eq!(messages[1].id, answer, "the partial answer keeps the id its deltas used");
-    assert!(store.interrupt_unfinished().await.unwrap().is_empty(), "recovery runs once");
+    assert!(store.interrupt_orphaned("next-process", LEASE).await.unwrap().is_empty(), "recovery runs once");
 }
 
 fn usage_row(key: &str, day: &str, model: &str, input: u64, cost: Option<i64>) -> ImportRow {
@@ -284,4 +287,27 @@ async fn usage_imports_dedupe_by_key_sum_per_day_and_stay_with_their_user(db: Db
     assert!(store.usage("ann", None, None).await.unwrap().is_empty());
     assert!(store.usage_version("ann").await.unwrap() > v2, "a delete moves the version on");
     assert_eq!(store.usage("bob", None, None).await.unwrap().len(), 1, "bob's rows stay");
+}
+
+async fn runs_of_live_instances_are_left_alone_and_those_of_lost_ones_are_taken_over(db: Db) {
+    let store = db.open().await;
+    let now = apex_protocol::now_ms();
+    let mine = begun(&store.begin_run(new_run("ann", None, "mine", None).owned_by("a")).await.unwrap()).clone();
+    let theirs = begun(&store.begin_run(new_run("bob", None, "theirs", None).owned_by("b")).await.unwrap()).clone();
+    store.heartbeat("a", now).await.unwrap();
+    store.heartbeat("b", now).await.unwrap();
+    let swept = store.interrupt_orphaned("a", LEASE).await.unwrap();
+    match db {
+        // One instance per file: "b" can only be an earlier process, gone.
+        Db::Sqlite(_) => assert_eq!(swept, vec![theirs.run_id]),
+        Db::Postgres(_) => {
+            assert!(swept.is_empty(), "b holds a live lease: {swept:?}");
+            // b stops renewing: once its lease is over, a takes its run over.
+            store.heartbeat("b", now - 2 * LEASE.as_millis() as u64).await.unwrap();
+            assert_eq!(store.interrupt_orphaned("a", LEASE).await.unwrap(), vec![theirs.run_id]);
+        }
+    }
+    assert_eq!(store.get_run("bob", theirs.run_id).await.unwrap().status, RunStatus::Interrupted);
+    assert_eq!(store.get_run("ann", mine.run_id).await.unwrap().status, RunStatus::Queued, "a's own run goes on");
+    assert!(store.interrupt_orphaned("a", LEASE).await.unwrap().is_empty());
 }

@@ -133,15 +133,16 @@ async fn insert_accepted(tx: &mut Transaction<'_, Postgres>, accepted: &[&NewRun
     .await?;
 
     sqlx::query(
-        "INSERT INTO runs (id, user_id, thread_id, user_message_id, status, created_at) \
-         SELECT id, u, t, m, 'queued', at FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) \
-         AS v(id, u, t, m, at)",
+        "INSERT INTO runs (id, user_id, thread_id, user_message_id, status, created_at, owner) \
+         SELECT id, u, t, m, 'queued', at, o \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[]) AS v(id, u, t, m, at, o)",
     )
     .bind(accepted.iter().map(|b| b.run_id.to_string()).collect::<Vec<_>>())
     .bind(accepted.iter().map(|b| b.user_id.as_str()).collect::<Vec<_>>())
     .bind(accepted.iter().map(|b| b.thread().to_string()).collect::<Vec<_>>())
     .bind(accepted.iter().map(|b| b.message_id.to_string()).collect::<Vec<_>>())
     .bind(accepted.iter().map(|b| b.at_ms as i64).collect::<Vec<_>>())
+    .bind(accepted.iter().map(|b| b.owner.as_deref()).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -69,15 +69,33 @@ impl Store for PgStore {
         Ok(outcomes)
     }
 
-    async fn interrupt_unfinished(&self) -> StoreResult<Vec<RunId>> {
-        let mut tx = self.pool.begin().await?;
-        // Locked, so that two instances starting together do not both end the same run.
-        let rows = sqlx::query(
-            "SELECT id, user_id, thread_id FROM runs WHERE status IN ('queued', 'running') ORDER BY id FOR UPDATE",
+    async fn heartbeat(&self, instance: &str, at_ms: u64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO instances (id, started_at, heartbeat_at) VALUES ($1, $2, $2) \
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
         )
+        .bind(instance)
+        .bind(at_ms as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn interrupt_orphaned(&self, instance: &str, lease: Duration) -> StoreResult<Vec<RunId>> {
+        let now = apex_protocol::now_ms();
+        let expired_before = now.saturating_sub(lease.as_millis() as u64) as i64;
+        let mut tx = self.pool.begin().await?;
+        // SKIP LOCKED: instances sweeping at the same moment split the runs between them.
+        let rows = sqlx::query(
+            "SELECT id, user_id, thread_id FROM runs r WHERE status IN ('queued', 'running') \
+             AND (owner IS NULL OR (owner <> $1 AND NOT EXISTS \
+               (SELECT 1 FROM instances i WHERE i.id = r.owner AND i.heartbeat_at >= $2))) \
+             ORDER BY id FOR UPDATE SKIP LOCKED",
+        )
+        .bind(instance)
+        .bind(expired_before)
         .fetch_all(&mut *tx)
         .await?;
-        let now = apex_protocol::now_ms();
         let mut interrupted = Vec::with_capacity(rows.len());
         for row in rows {
             let run_id: RunId = parse_id(row.get::<&str, _>(0))?;
@@ -92,6 +110,11 @@ impl Store for PgStore {
             batch::apply(&mut tx, &writes).await?;
             interrupted.push(run_id);
         }
+        // Instances gone for a day are forgotten.
+        sqlx::query("DELETE FROM instances WHERE heartbeat_at < $1")
+            .bind(expired_before.saturating_sub(86_400_000))
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(interrupted)
     }

@@ -145,15 +145,17 @@ async fn insert_accepted(tx: &mut Transaction<'_, Sqlite>, accepted: &[&NewRun])
     });
     q.build().execute(&mut **tx).await?;
 
-    let mut q =
-        QueryBuilder::<Sqlite>::new("INSERT INTO runs (id, user_id, thread_id, user_message_id, status, created_at) ");
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO runs (id, user_id, thread_id, user_message_id, status, created_at, owner) ",
+    );
     q.push_values(accepted, |mut row, b| {
         row.push_bind(b.run_id.to_string())
             .push_bind(b.user_id.as_str())
             .push_bind(b.thread().to_string())
             .push_bind(b.message_id.to_string())
             .push_bind("queued")
-            .push_bind(b.at_ms as i64);
+            .push_bind(b.at_ms as i64)
+            .push_bind(b.owner.as_deref());
     });
     q.build().execute(&mut **tx).await?;
     Ok(())

@@ -101,11 +101,20 @@ impl Store for SqliteStore {
         Ok(outcomes)
     }
 
-    async fn interrupt_unfinished(&self) -> StoreResult<Vec<RunId>> {
+    async fn heartbeat(&self, _instance: &str, _at_ms: u64) -> StoreResult<()> {
+        // One instance per file: there is nobody to tell that this one is alive.
+        Ok(())
+    }
+
+    async fn interrupt_orphaned(&self, instance: &str, _lease: Duration) -> StoreResult<Vec<RunId>> {
         let mut tx = self.writer.begin().await?;
-        let rows = sqlx::query("SELECT id, user_id, thread_id FROM runs WHERE status IN ('queued', 'running')")
-            .fetch_all(&mut *tx)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id, user_id, thread_id FROM runs WHERE status IN ('queued', 'running') \
+             AND (owner IS NULL OR owner <> ?)",
+        )
+        .bind(instance)
+        .fetch_all(&mut *tx)
+        .await?;
         let now = apex_protocol::now_ms();
         let mut interrupted = Vec::with_capacity(rows.len());
         for row in rows {
