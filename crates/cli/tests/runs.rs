@@ -240,3 +240,18 @@ async fn a_resent_client_message_id_returns_the_original_run() {
     let (_, threads) = app.get("/api/threads", &token).await;
     assert_eq!(threads["threads"].as_array().unwrap().len(), 1, "no second thread or run");
 }
+
+#[tokio::test]
+async fn a_follow_up_sent_the_moment_the_answer_arrives_is_accepted() {
+    let app = spawn_app().await;
+    let mut c = connect(&app, By::Demo).await;
+    let first = c.ask("Analyze my AI costs", None).await;
+    c.events_until_terminal().await;
+    let thread = first["thread_id"].as_str().unwrap().to_owned();
+    // The terminal event is the signal that the thread is free; a client that asks again
+    // at once must never be told the thread is busy.
+    for _ in 0..40 {
+        c.ask("And how do I reduce spend?", Some(&thread)).await;
+        c.events_until_terminal().await;
+    }
+}

@@ -186,10 +186,13 @@ impl RunManager {
             let busy_with = {
                 let mut busy = inner.busy_threads.lock().expect("busy lock");
                 match busy.get(&thread) {
-                    Some((owner, run)) if *owner == user => Some(*run),
+                    // A run whose terminal event is out no longer holds the thread, even
+                    // if its task has not cleaned up yet: the client may already have
+                    // seen the end and asked again.
+                    Some((owner, run)) if *owner == user && !inner.has_ended(*run) => Some(*run),
                     // Not this user's thread: the store will answer NotFound.
-                    Some(_) => None,
-                    None => {
+                    Some((owner, _)) if *owner != user => None,
+                    _ => {
                         busy.insert(thread, (user.clone(), RESERVED));
                         reserved = Some(thread);
                         None
@@ -356,6 +359,11 @@ impl RunManager {
 }
 
 impl Inner {
+    /// True once the run's terminal event has been published.
+    fn has_ended(&self, run_id: RunId) -> bool {
+        self.runs.lock().expect("runs lock").get(&run_id).is_some_and(|r| r.log.is_finished())
+    }
+
     async fn execute(self: Arc<Self>, live: Arc<LiveRun>, ctx: RunContext) {
         self.writer.send(Write::RunStarted { run_id: ctx.run_id, at_ms: now_ms() }).await;
         let sink = EventSink::new(live.log.clone(), self.writer.clone(), self.tools.clone());
