@@ -166,6 +166,47 @@ async fn litellm_spend_logs_are_detected_and_request_ids_dedupe() {
 }
 
 #[tokio::test]
+async fn summaries_group_by_end_user_api_key_and_environment() {
+    let app = spawn_app().await;
+    let token = app.token("tags");
+    // Billed costs, so the groups are plain sums: alice 1.00 + 2.00, bob 0.50, untagged 4.00.
+    let csv = "date,model,input_tokens,output_tokens,cost_usd,user,api_key,environment\n\
+               2026-11-01,gpt-4o,10,1,1.00,alice,key_web,production\n\
+               2026-11-01,gpt-4o,10,1,2.00,alice,key_batch,production\n\
+               2026-11-02,gpt-4o,10,1,0.50,bob,key_web,staging\n\
+               2026-11-02,gpt-4o,10,1,4.00,,,\n";
+    let (status, report) = import(&app, &token, csv.as_bytes().to_vec(), "").await;
+    assert_eq!((status, report["imported"].as_u64()), (200, Some(4)), "{report}");
+    let groups = |by: &'static str| {
+        let app = &app;
+        let token = &token;
+        async move {
+            let (status, summary) = app.get(&format!("/api/usage/summary?group_by={by}"), token).await;
+            assert_eq!(status, 200, "{summary}");
+            summary["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| (g["key"].as_str().unwrap().to_owned(), g["cost"].as_i64().unwrap()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let s = |k: &str, micros: i64| (k.to_owned(), micros);
+    assert_eq!(groups("user").await, [s("unattributed", 4_000_000), s("alice", 3_000_000), s("bob", 500_000)]);
+    assert_eq!(
+        groups("api_key").await,
+        [s("unattributed", 4_000_000), s("key_batch", 2_000_000), s("key_web", 1_500_000)]
+    );
+    assert_eq!(
+        groups("environment").await,
+        [s("unattributed", 4_000_000), s("production", 3_000_000), s("staging", 500_000)]
+    );
+    // The same rows again add nothing, tags included in their identity.
+    let (_, again) = import(&app, &token, csv.as_bytes().to_vec(), "").await;
+    assert_eq!((again["imported"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(4)));
+}
+
+#[tokio::test]
 async fn unusable_uploads_and_queries_get_clear_errors() {
     let app = spawn_app().await;
     let token = app.token("ops");

@@ -120,6 +120,10 @@ pub enum GroupBy {
     Feature,
     Project,
     Day,
+    /// The end user tag; records without one group as `unattributed`.
+    User,
+    ApiKey,
+    Environment,
 }
 
 impl GroupBy {
@@ -130,6 +134,9 @@ impl GroupBy {
             "feature" => Self::Feature,
             "project" => Self::Project,
             "day" => Self::Day,
+            "user" => Self::User,
+            "api_key" => Self::ApiKey,
+            "environment" => Self::Environment,
             _ => return None,
         })
     }
@@ -145,7 +152,15 @@ pub fn breakdown(records: &[UsageRecord], by: GroupBy) -> Vec<GroupTotal> {
         GroupBy::Feature => group_totals(&costed, total, |r| r.feature.clone()),
         GroupBy::Project => group_totals(&costed, total, |r| r.project.clone()),
         GroupBy::Day => group_totals(&costed, total, |r| r.day.clone()),
+        GroupBy::User => group_totals(&costed, total, |r| tag(&r.user)),
+        GroupBy::ApiKey => group_totals(&costed, total, |r| tag(&r.api_key)),
+        GroupBy::Environment => group_totals(&costed, total, |r| tag(&r.environment)),
     }
+}
+
+/// A tag's group key: its value, or `unattributed` when the source did not set it.
+fn tag(value: &str) -> String {
+    if value.is_empty() { "unattributed".to_owned() } else { value.to_owned() }
 }
 
 /// The catalog name for priced models, the raw name otherwise.
@@ -623,6 +638,7 @@ mod tests {
             output_tokens: output,
             cached_input_tokens: cached,
             cost: None,
+            ..Default::default()
         }
     }
 

@@ -7,7 +7,10 @@ use crate::money::Money;
 use crate::prices::price_for;
 
 /// Token usage of one feature on one model for one day.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+///
+/// `Default` gives an empty record (no tokens, empty names and tags), for building
+/// records field by field.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct UsageRecord {
     /// "YYYY-MM-DD".
     pub day: String,
@@ -20,6 +23,22 @@ pub struct UsageRecord {
     pub output_tokens: u64,
     /// The part of `input_tokens` served from the prompt cache.
     pub cached_input_tokens: u64,
+    /// The part of `input_tokens` written to the prompt cache (billed at the cache-write
+    /// rate where the provider has one).
+    #[serde(default)]
+    pub cache_write_tokens: u64,
+    /// The part of `output_tokens` spent on reasoning (billed at the reasoning rate where
+    /// the provider has one).
+    #[serde(default)]
+    pub reasoning_tokens: u64,
+    /// Tags: the end user the requests were made for, the API key they used and the
+    /// deployment environment. Empty when the source does not say.
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub api_key: String,
+    #[serde(default)]
+    pub environment: String,
     /// What the source says this usage cost, when it says; the catalog price otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<Money>,
@@ -152,6 +171,7 @@ fn demo_record(f: &DemoFeature, day: &str, requests: u64) -> UsageRecord {
         output_tokens: requests * f.output_per_request,
         cached_input_tokens: requests * f.cached_per_request,
         cost: None,
+        ..Default::default()
     }
 }
 
@@ -185,6 +205,7 @@ mod tests {
             output_tokens: output,
             cached_input_tokens: cached,
             cost: None,
+            ..Default::default()
         }
     }
 

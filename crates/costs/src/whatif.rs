@@ -96,6 +96,7 @@ mod tests {
             output_tokens: output,
             cached_input_tokens: 0,
             cost: None,
+            ..Default::default()
         }
     }
 

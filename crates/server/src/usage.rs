@@ -78,7 +78,7 @@ async fn summary(
         .as_deref()
         .map(|g| {
             GroupBy::parse(g).ok_or_else(|| {
-                ApiError::BadRequest("invalid_field", format!("cannot group by `{g}` (model, provider, feature, project, day)"))
+                ApiError::BadRequest("invalid_field", format!("cannot group by `{g}` (model, provider, feature, project, day, user, api_key, environment)"))
             })
         })
         .transpose()?;

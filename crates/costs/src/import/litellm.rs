@@ -9,7 +9,7 @@ use super::{ImportError, ImportRow, Rejected};
 const KEY_PREFIX: &str = "litellm:";
 
 /// The canonical field each LiteLLM field feeds (JSON keys keep LiteLLM's case).
-const FIELDS: [(&str, &str); 9] = [
+const FIELDS: [(&str, &str); 11] = [
     ("date", "startTime"),
     ("model", "model"),
     ("provider", "custom_llm_provider"),
@@ -19,6 +19,8 @@ const FIELDS: [(&str, &str); 9] = [
     ("feature", "model_group"),
     ("project", "team_id"),
     ("request_id", "request_id"),
+    ("user", "end_user"),
+    ("api_key", "api_key"),
 ];
 
 /// The same, for CSV headers (matched lower-cased).
@@ -32,6 +34,8 @@ const COLUMNS: Aliases = &[
     ("feature", &["model_group"]),
     ("project", &["team_id"]),
     ("request_id", &["request_id"]),
+    ("user", &["end_user", "user"]),
+    ("api_key", &["api_key"]),
 ];
 
 pub(super) fn read(
