@@ -207,6 +207,29 @@ async fn summaries_group_by_end_user_api_key_and_environment() {
 }
 
 #[tokio::test]
+async fn helicone_and_openai_dashboard_exports_import_over_rest() {
+    let app = spawn_app().await;
+    let token = app.token("gateway");
+    let fixture = |name: &str| std::fs::read(format!("{}/../costs/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let (status, csv) = import(&app, &token, fixture("helicone.csv"), "").await;
+    assert_eq!((status, csv["format"].as_str(), csv["imported"].as_u64()), (200, Some("helicone_requests"), Some(40)), "{csv}");
+    // The JSONL export overlaps the CSV on ten requests.
+    let (_, jsonl) = import(&app, &token, fixture("helicone.jsonl"), "").await;
+    assert_eq!((jsonl["imported"].as_u64(), jsonl["duplicates"].as_u64()), (Some(20), Some(10)), "{jsonl}");
+    let (_, by_user) = app.get("/api/usage/summary?group_by=user", &token).await;
+    assert_eq!(by_user["requests"], 60);
+    assert!(by_user["groups"].as_array().unwrap().iter().any(|g| g["key"] == "cust_1042"), "{by_user}");
+
+    let other = app.token("finance");
+    let (_, usage) = import(&app, &other, fixture("openai_usage.csv"), "").await;
+    assert_eq!((usage["format"].as_str(), usage["rejected_count"].as_u64()), (Some("openai_usage_csv"), Some(0)));
+    let (_, costs) = import(&app, &app.token("billing"), fixture("openai_costs.csv"), "").await;
+    assert_eq!((costs["format"].as_str(), costs["rejected_count"].as_u64()), (Some("openai_cost_csv"), Some(0)));
+    let (_, again) = import(&app, &other, fixture("openai_usage.csv"), "?format=openai_usage_csv").await;
+    assert_eq!(again["imported"], 0, "{again}");
+}
+
+#[tokio::test]
 async fn unusable_uploads_and_queries_get_clear_errors() {
     let app = spawn_app().await;
     let token = app.token("ops");

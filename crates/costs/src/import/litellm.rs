@@ -44,7 +44,7 @@ pub(super) fn read(
     mut reject: impl FnMut(Rejected),
 ) -> Result<(), ImportError> {
     let mut input = std::io::BufReader::new(input);
-    let first = first_byte(&mut input)?;
+    let first = super::first_byte(&mut input)?;
     if first != Some(b'[') {
         return generic_csv::read(COLUMNS, KEY_PREFIX, input, row, reject);
     }
@@ -65,21 +65,6 @@ pub(super) fn read(
         }
     }
     Ok(())
-}
-
-/// The first non-blank byte, without consuming it.
-fn first_byte(input: &mut impl std::io::BufRead) -> Result<Option<u8>, ImportError> {
-    loop {
-        let buf = input.fill_buf().map_err(|e| ImportError::Unreadable(e.to_string()))?;
-        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
-            Some(i) => return Ok(Some(buf[i])),
-            None if buf.is_empty() => return Ok(None),
-            None => {
-                let n = buf.len();
-                input.consume(n);
-            }
-        }
-    }
 }
 
 #[cfg(test)]

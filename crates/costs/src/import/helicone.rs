@@ -1,0 +1,184 @@
+//! Helicone request exports (`npx @helicone/export`, or the rows of
+//! `POST /v1/request/query-clickhouse`), as CSV, JSON Lines or a JSON array. One row per
+//! request; `response_id` (else `request_id`) identifies it across imports, so the CSV and
+//! the JSONL of the same requests count once.
+//!
+//! Fields read: `request_created_at` (UTC day), `model`, `provider`, `prompt_tokens`,
+//! `completion_tokens`, `prompt_cache_read_tokens`, `prompt_cache_write_tokens`, `cost`
+//! (else `costUSD`; Helicone's computed cost in dollars, kept as the billed cost), the end
+//! user from `request_user_id` and the tags `feature`, `project`, `environment` (or `env`)
+//! and `api_key` from the custom properties (`request_properties`, a JSON object; its keys
+//! are matched case-insensitively, with or without the `Helicone-Property-` prefix).
+//!
+//! Helicone counts Anthropic's cache reads and writes apart from `prompt_tokens`, and
+//! OpenAI's cached tokens inside it; for Anthropic rows they are added to the input, which
+//! in Apex always includes the cached part.
+use std::io::BufRead as _;
+
+use serde_json::Value;
+
+use super::generic_csv::parse_row;
+use super::{ImportError, ImportRow, Rejected};
+
+const KEY_PREFIX: &str = "helicone:";
+
+pub(super) fn read(
+    input: impl std::io::Read,
+    mut row: impl FnMut(ImportRow),
+    mut reject: impl FnMut(Rejected),
+) -> Result<(), ImportError> {
+    let mut input = std::io::BufReader::new(input);
+    match super::first_byte(&mut input)? {
+        Some(b'[') => {
+            let items: Vec<Value> = serde_json::from_reader(input)
+                .map_err(|e| ImportError::Unreadable(format!("not a Helicone JSON export: {e}")))?;
+            for (i, item) in items.iter().enumerate() {
+                let fields = json_fields(item);
+                emit(&fields, &mut row, &mut reject, 1, &format!("request {}: ", i + 1));
+            }
+            Ok(())
+        }
+        Some(b'{') => {
+            // JSON Lines, read one line at a time: memory stays flat whatever the file size.
+            let mut line = String::new();
+            let mut number = 0;
+            loop {
+                line.clear();
+                number += 1;
+                if input.read_line(&mut line).map_err(|e| ImportError::Unreadable(e.to_string()))? == 0 {
+                    return Ok(());
+                }
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(item) => emit(&json_fields(&item), &mut row, &mut reject, number, ""),
+                    Err(e) => reject(Rejected { line: number, reason: format!("not a JSON object: {e}") }),
+                }
+            }
+        }
+        _ => read_csv(input, row, reject),
+    }
+}
+
+/// The canonical fields of one request, as text.
+type Fields = Vec<(&'static str, Option<String>)>;
+
+fn read_csv(
+    input: impl std::io::Read,
+    mut row: impl FnMut(ImportRow),
+    mut reject: impl FnMut(Rejected),
+) -> Result<(), ImportError> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(input);
+    let headers = reader.headers().map_err(|e| ImportError::Unreadable(format!("no CSV header: {e}")))?.clone();
+    let index = |name: &str| {
+        headers.iter().position(|h| h.trim_start_matches('\u{feff}').trim().eq_ignore_ascii_case(name))
+    };
+    for required in ["request_created_at", "model"] {
+        if index(required).is_none() {
+            return Err(ImportError::Unreadable(format!("the header has no `{required}` column")));
+        }
+    }
+    let columns: Vec<(&str, Option<usize>)> = COLUMNS.iter().map(|c| (*c, index(c))).collect();
+    let mut record = csv::StringRecord::new();
+    loop {
+        let line = reader.position().line() + 1;
+        match reader.read_record(&mut record) {
+            Ok(false) => return Ok(()),
+            Ok(true) if record.iter().all(str::is_empty) => {}
+            Ok(true) => {
+                let line = record.position().map_or(line, |p| p.line());
+                let text = |name: &str| {
+                    columns.iter().find(|(c, _)| *c == name).and_then(|(_, i)| record.get((*i)?)).map(str::to_owned)
+                };
+                let properties = match text("request_properties").filter(|p| !p.is_empty()) {
+                    None => Value::Null,
+                    Some(p) => match serde_json::from_str(&p) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            reject(Rejected { line, reason: format!("`request_properties` is not JSON: {e}") });
+                            continue;
+                        }
+                    },
+                };
+                let fields = fields(|name| text(name).filter(|v| !v.is_empty()), &properties);
+                emit(&fields, &mut row, &mut reject, line, "");
+            }
+            Err(e) => reject(Rejected { line, reason: format!("unreadable CSV row: {e}") }),
+        }
+    }
+}
+
+/// The columns read from a CSV export.
+const COLUMNS: [&str; 12] = [
+    "response_id",
+    "request_id",
+    "request_created_at",
+    "model",
+    "provider",
+    "prompt_tokens",
+    "completion_tokens",
+    "prompt_cache_read_tokens",
+    "prompt_cache_write_tokens",
+    "cost",
+    "request_user_id",
+    "request_properties",
+];
+
+fn json_fields(item: &Value) -> Fields {
+    let text = |key: &str| match item.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        // Numbers keep their JSON text (`1.5e-05`), which `parse_usd` reads exactly.
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let properties = item.get("request_properties").or_else(|| item.get("properties")).cloned().unwrap_or(Value::Null);
+    fields(|name| if name == "cost" { text("cost").or_else(|| text("costUSD")) } else { text(name) }, &properties)
+}
+
+fn fields(text: impl Fn(&str) -> Option<String>, properties: &Value) -> Fields {
+    let property = |names: &[&str]| -> Option<String> {
+        let map = properties.as_object()?;
+        map.iter().find_map(|(k, v)| {
+            let k = k.to_ascii_lowercase();
+            let k = k.strip_prefix("helicone-property-").unwrap_or(&k);
+            names.contains(&k).then(|| v.as_str().map(str::to_owned)).flatten()
+        })
+    };
+    let provider = text("provider").map(|p| p.to_ascii_lowercase());
+    let count = |name: &str| text(name).and_then(|v| v.parse::<u64>().ok());
+    let (prompt, read, write) = (count("prompt_tokens"), count("prompt_cache_read_tokens"), count("prompt_cache_write_tokens"));
+    // Anthropic's prompt_tokens leave the cache out; Apex's input includes it.
+    let input = match (provider.as_deref(), prompt) {
+        (Some("anthropic"), Some(p)) => Some((p + read.unwrap_or(0) + write.unwrap_or(0)).to_string()),
+        _ => text("prompt_tokens"),
+    };
+    vec![
+        ("request_id", text("response_id").or_else(|| text("request_id"))),
+        ("date", text("request_created_at")),
+        ("model", text("model")),
+        ("provider", provider),
+        ("input_tokens", input),
+        ("output_tokens", text("completion_tokens")),
+        ("cached_input_tokens", text("prompt_cache_read_tokens")),
+        ("cache_write_tokens", text("prompt_cache_write_tokens")),
+        ("cost", text("cost")),
+        ("user", text("request_user_id").or_else(|| property(&["user"]))),
+        ("feature", property(&["feature"])),
+        ("project", property(&["project"])),
+        ("environment", property(&["environment", "env"])),
+        ("api_key", property(&["api_key", "api-key"])),
+    ]
+}
+
+fn emit(fields: &Fields, row: &mut impl FnMut(ImportRow), reject: &mut impl FnMut(Rejected), line: u64, at: &str) {
+    let lookup = |name: &str| fields.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.as_deref());
+    if lookup("request_id").is_none() {
+        reject(Rejected { line, reason: format!("{at}no `response_id` or `request_id`") });
+        return;
+    }
+    match parse_row(KEY_PREFIX, lookup) {
+        Ok(r) => row(r),
+        Err(reason) => reject(Rejected { line, reason: format!("{at}{reason}") }),
+    }
+}
