@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use crate::date;
 use crate::money::{div_round_half_away, group_thousands, Money};
-use crate::prices::{cheaper_sibling, price_for, rate_label, Price};
+use crate::prices::{cheaper_sibling, price_for, rate_label, Price, TokenUse};
 use crate::records::{cost_of, list_cost, UsageRecord};
 
 // ---------------------------------------------------------------------------
@@ -436,7 +436,7 @@ fn model_downgrade(u: &FeatureUsage) -> Option<Draft> {
         ),
         target: Some(target),
         projected: u
-            .reprice(|r| target.cost(r.input_tokens, r.cached_input_tokens, r.output_tokens)),
+            .reprice(|r| target.usage_cost(&TokenUse::of(r))),
         why,
         confidence: if avg_output < TINY_OUTPUT_TOKENS {
             "high"
@@ -477,7 +477,7 @@ fn prompt_caching(u: &FeatureUsage) -> Option<Draft> {
         projected: u.reprice(|r| {
             let cached =
                 (r.input_tokens * CACHING_ASSUMED_CACHED_PCT / 100).max(r.cached_input_tokens);
-            price.cost(r.input_tokens, cached, r.output_tokens)
+            price.usage_cost(&TokenUse { cached_input: cached, ..TokenUse::of(r) })
         }),
         why,
         confidence: "medium",
@@ -502,7 +502,7 @@ fn batch_api(u: &FeatureUsage) -> Option<Draft> {
         title: format!("Run {} through the {} Batch API", u.feature, price.provider),
         target: None,
         projected: u
-            .reprice(|r| price.batch_cost(r.input_tokens, r.cached_input_tokens, r.output_tokens)),
+            .reprice(|r| price.usage_batch_cost(&TokenUse::of(r))),
         why,
         confidence,
     })

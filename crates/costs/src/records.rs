@@ -4,7 +4,7 @@
 
 use crate::date;
 use crate::money::Money;
-use crate::prices::price_for;
+use crate::prices::{price_for, TokenUse};
 
 /// Token usage of one feature on one model for one day.
 ///
@@ -53,9 +53,7 @@ pub fn cost_of(r: &UsageRecord) -> Money {
 
 /// The record at the catalog's list price (zero for models the catalog does not know).
 pub fn list_cost(r: &UsageRecord) -> Money {
-    price_for(&r.model).map_or(Money::ZERO, |p| {
-        p.cost(r.input_tokens, r.cached_input_tokens, r.output_tokens)
-    })
+    price_for(&r.model).map_or(Money::ZERO, |p| p.usage_cost(&TokenUse::of(r)))
 }
 
 /// Last day of the demo month.
