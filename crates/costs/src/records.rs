@@ -39,6 +39,10 @@ pub struct UsageRecord {
     pub api_key: String,
     #[serde(default)]
     pub environment: String,
+    /// Requests of this record identical to one made before (same request hash), which a
+    /// response cache could have answered. 0 when the source gives no request hashes.
+    #[serde(default)]
+    pub repeat_requests: u64,
     /// What the source says this usage cost, when it says; the catalog price otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<Money>,

@@ -17,6 +17,7 @@
 //! | `feature`, `project` | no | tags (`unattributed`, `default`) |
 //! | `user` / `end_user`, `api_key` / `api_key_id`, `environment` / `env` | no | tags (empty) |
 //! | `request_id` | no | identifies the row across imports (else its content does) |
+//! | `request_hash` / `prompt_hash` | no | a hash of the request: identical requests share it |
 use std::collections::HashMap;
 
 use super::{content_key, parse_usd, ImportError, ImportRow, Rejected};
@@ -43,6 +44,7 @@ pub(super) const GENERIC: Aliases = &[
     ("api_key", &["api_key", "api_key_id"]),
     ("environment", &["environment", "env"]),
     ("request_id", &["request_id"]),
+    ("request_hash", &["request_hash", "prompt_hash"]),
 ];
 
 /// Reads a CSV whose columns are named by `aliases` (canonical name → accepted headers).
@@ -136,6 +138,7 @@ pub(super) fn parse_row<'a>(
         user: get("user").unwrap_or("").to_owned(),
         api_key: get("api_key").unwrap_or("").to_owned(),
         environment: get("environment").unwrap_or("").to_owned(),
+        repeat_requests: 0, // counted by the store, which has seen earlier imports
     };
     let key = match get("request_id") {
         Some(id) => format!("{key_prefix}{id}"),
@@ -160,7 +163,9 @@ pub(super) fn parse_row<'a>(
             content_key(&fields)
         }
     };
-    Ok(ImportRow { record, key })
+    // LiteLLM writes `Cache OFF` as the cache key of requests it did not hash.
+    let request_hash = get("request_hash").filter(|h| !h.eq_ignore_ascii_case("cache off")).unwrap_or("").to_owned();
+    Ok(ImportRow { record, key, request_hash })
 }
 
 /// `YYYY-MM-DD`, or the date part of a time in UTC (`…Z`, or without any offset, which

@@ -8,7 +8,9 @@
 //! (else `costUSD`; Helicone's computed cost in dollars, kept as the billed cost), the end
 //! user from `request_user_id` and the tags `feature`, `project`, `environment` (or `env`)
 //! and `api_key` from the custom properties (`request_properties`, a JSON object; its keys
-//! are matched case-insensitively, with or without the `Helicone-Property-` prefix).
+//! are matched case-insensitively, with or without the `Helicone-Property-` prefix). When
+//! the export includes the request bodies (`--include-body`), identical bodies share a
+//! request hash, so repeated requests can be counted.
 //!
 //! Helicone counts Anthropic's cache reads and writes apart from `prompt_tokens`, and
 //! OpenAI's cached tokens inside it; for Anthropic rows they are added to the input, which
@@ -18,7 +20,7 @@ use std::io::BufRead as _;
 use serde_json::Value;
 
 use super::generic_csv::parse_row;
-use super::{ImportError, ImportRow, Rejected};
+use super::{content_key, ImportError, ImportRow, Rejected};
 
 const KEY_PREFIX: &str = "helicone:";
 
@@ -101,7 +103,16 @@ fn read_csv(
                         }
                     },
                 };
-                let fields = fields(|name| text(name).filter(|v| !v.is_empty()), &properties);
+                let body_hash = text("request_body").filter(|b| !b.is_empty()).map(|b| {
+                    serde_json::from_str::<Value>(&b).map_or_else(|_| content_key(&[&b]), |v| body_hash(&v))
+                });
+                let fields = fields(
+                    |name| match name {
+                        "request_body_hash" => body_hash.clone(),
+                        _ => text(name).filter(|v| !v.is_empty()),
+                    },
+                    &properties,
+                );
                 emit(&fields, &mut row, &mut reject, line, "");
             }
             Err(e) => reject(Rejected { line, reason: format!("unreadable CSV row: {e}") }),
@@ -110,7 +121,7 @@ fn read_csv(
 }
 
 /// The columns read from a CSV export.
-const COLUMNS: [&str; 12] = [
+const COLUMNS: [&str; 13] = [
     "response_id",
     "request_id",
     "request_created_at",
@@ -123,6 +134,7 @@ const COLUMNS: [&str; 12] = [
     "cost",
     "request_user_id",
     "request_properties",
+    "request_body",
 ];
 
 fn json_fields(item: &Value) -> Fields {
@@ -133,7 +145,15 @@ fn json_fields(item: &Value) -> Fields {
         _ => None,
     };
     let properties = item.get("request_properties").or_else(|| item.get("properties")).cloned().unwrap_or(Value::Null);
-    fields(|name| if name == "cost" { text("cost").or_else(|| text("costUSD")) } else { text(name) }, &properties)
+    let body_hash = item.get("request_body").filter(|b| !b.is_null()).map(body_hash);
+    fields(
+        |name| match name {
+            "cost" => text("cost").or_else(|| text("costUSD")),
+            "request_body_hash" => body_hash.clone(),
+            _ => text(name),
+        },
+        &properties,
+    )
 }
 
 fn fields(text: impl Fn(&str) -> Option<String>, properties: &Value) -> Fields {
@@ -168,7 +188,13 @@ fn fields(text: impl Fn(&str) -> Option<String>, properties: &Value) -> Fields {
         ("project", property(&["project"])),
         ("environment", property(&["environment", "env"])),
         ("api_key", property(&["api_key", "api-key"])),
+        ("request_hash", text("request_body_hash")),
     ]
+}
+
+/// Identical request bodies (exported with `--include-body`) hash alike: a repeat.
+fn body_hash(body: &Value) -> String {
+    content_key(&[&body.to_string()])
 }
 
 fn emit(fields: &Fields, row: &mut impl FnMut(ImportRow), reject: &mut impl FnMut(Rejected), line: u64, at: &str) {

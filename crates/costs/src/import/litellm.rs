@@ -9,7 +9,7 @@ use super::{ImportError, ImportRow, Rejected};
 const KEY_PREFIX: &str = "litellm:";
 
 /// The canonical field each LiteLLM field feeds (JSON keys keep LiteLLM's case).
-const FIELDS: [(&str, &str); 11] = [
+const FIELDS: [(&str, &str); 12] = [
     ("date", "startTime"),
     ("model", "model"),
     ("provider", "custom_llm_provider"),
@@ -21,6 +21,7 @@ const FIELDS: [(&str, &str); 11] = [
     ("request_id", "request_id"),
     ("user", "end_user"),
     ("api_key", "api_key"),
+    ("request_hash", "cache_key"),
 ];
 
 /// The same, for CSV headers (matched lower-cased).
@@ -36,6 +37,7 @@ const COLUMNS: Aliases = &[
     ("request_id", &["request_id"]),
     ("user", &["end_user", "user"]),
     ("api_key", &["api_key"]),
+    ("request_hash", &["cache_key"]),
 ];
 
 pub(super) fn read(

@@ -21,6 +21,11 @@ pub struct ImportRow {
     pub record: UsageRecord,
     /// The source's request id where it has one, otherwise a hash of the row's content.
     pub key: String,
+    /// A hash of the request itself (prompt and parameters) where the source gives one or
+    /// the request body to make one: identical requests share it, whatever their key.
+    /// Empty when unknown. The store counts a request whose hash it has seen before as a
+    /// repeat (`UsageRecord::repeat_requests`).
+    pub request_hash: String,
 }
 
 /// A row that could not be imported.

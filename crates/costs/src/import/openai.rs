@@ -97,7 +97,7 @@ pub(super) fn read(
                 api_key: c.api_key_id.unwrap_or_default(),
                 ..Default::default()
             };
-            row(ImportRow { record, key });
+            row(ImportRow { record, key, request_hash: String::new() });
         }
     }
     Ok(())

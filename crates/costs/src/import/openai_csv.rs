@@ -148,7 +148,7 @@ fn usage_row(get: Field) -> Result<Option<ImportRow>, String> {
         api_key,
         ..Default::default()
     };
-    Ok(Some(ImportRow { record, key }))
+    Ok(Some(ImportRow { record, key, request_hash: String::new() }))
 }
 
 fn cost_row(get: Field) -> Result<Option<ImportRow>, String> {
@@ -176,7 +176,7 @@ fn cost_row(get: Field) -> Result<Option<ImportRow>, String> {
         cost: Some(cost),
         ..Default::default()
     };
-    Ok(Some(ImportRow { record, key }))
+    Ok(Some(ImportRow { record, key, request_hash: String::new() }))
 }
 
 #[cfg(test)]

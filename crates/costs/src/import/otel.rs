@@ -110,7 +110,7 @@ fn span_row(span: &Value, resource: &[(String, Value)]) -> Result<Option<ImportR
         ..Default::default()
     };
     let key = format!("otel:{}:{}", span["traceId"].as_str().unwrap_or(""), span["spanId"].as_str().unwrap_or(name));
-    Ok(Some(ImportRow { record, key }))
+    Ok(Some(ImportRow { record, key, request_hash: String::new() }))
 }
 
 #[cfg(test)]

@@ -169,7 +169,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query(
             "SELECT day, provider, model, feature, project, requests, input_tokens, output_tokens, \
              cached_input_tokens, CASE WHEN billed THEN cost_micros END, end_user, api_key, environment, \
-             cache_write_tokens, reasoning_tokens FROM usage_daily \
+             cache_write_tokens, reasoning_tokens, repeat_requests FROM usage_daily \
              WHERE user_id = ? AND day >= COALESCE(?, '') AND day <= COALESCE(?, '9999') ORDER BY day",
         )
         .bind(user_id)
@@ -195,6 +195,7 @@ impl Store for SqliteStore {
                 environment: r.get(12),
                 cache_write_tokens: r.get::<i64, _>(13) as u64,
                 reasoning_tokens: r.get::<i64, _>(14) as u64,
+                repeat_requests: r.get::<i64, _>(15) as u64,
             })
             .collect())
     }
