@@ -244,6 +244,43 @@ async fn unusable_uploads_and_queries_get_clear_errors() {
 }
 
 #[tokio::test]
+async fn repeated_requests_and_long_answers_become_grounded_savings() {
+    let app = spawn_with(Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    let token = app.token("support-lead");
+    // faq-bot: 40 requests a day over 7 days, every fourth one identical to an earlier one
+    // (the same request hash). essay-writer: 1,000-token answers on gpt-4.1.
+    let mut csv = String::from("date,model,input_tokens,output_tokens,request_id,request_hash,feature\n");
+    for day in 1..=7 {
+        for i in 0..40 {
+            let hash = if i % 4 == 3 { format!("q-{}", i - 1) } else { format!("q-{day}-{i}") };
+            csv.push_str(&format!("2026-11-{day:02},gpt-4o-mini,900,300,faq-{day}-{i},{hash},faq-bot\n"));
+        }
+        csv.push_str(&format!("2026-11-{day:02},gpt-4.1,50000,100000,essay-{day},,essay-writer\n"));
+    }
+    let (status, report) = import(&app, &token, csv.into_bytes(), "").await;
+    assert_eq!((status, report["imported"].as_u64()), (200, Some(287)), "{report}");
+
+    let mut c = connect(&app, By::Header(token)).await;
+    c.ask("How do I reduce spend?", None).await;
+    let events = c.events_until_terminal().await;
+    let answer = assert_golden_run(&events);
+    assert!(answer.contains("**Answer repeated requests of faq-bot from a cache**"), "{answer}");
+    assert!(answer.contains("**Cap answer length for essay-writer**"), "{answer}");
+    assert!(answer.contains("How: Put an exact-match response cache"), "{answer}");
+    let savings = events
+        .iter()
+        .find(|e| e["type"] == "tool_completed" && e["tool"] == "find_savings")
+        .map(|e| e["result"].clone())
+        .expect("find_savings ran");
+    let kinds: Vec<&str> = savings["recommendations"].as_array().unwrap().iter().filter_map(|r| r["kind"].as_str()).collect();
+    assert!(kinds.contains(&"deduplicate_requests") && kinds.contains(&"output_cap"), "{kinds:?}");
+    let computed = tool_figures(&events);
+    for figure in dollar_figures(&answer) {
+        assert!(computed.contains(&figure), "{figure} is not in any tool result of the run");
+    }
+}
+
+#[tokio::test]
 async fn a_spike_in_imported_usage_is_reported_with_its_day_and_size() {
     let app = spawn_with(Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
     let token = app.token("sre");
