@@ -237,6 +237,19 @@ fn helicone_csv_and_jsonl_overlap_and_count_each_request_once() {
 }
 
 #[test]
+fn helicone_api_pages_read_like_the_jsonl_export() {
+    let (_, jsonl_rows, _) = load(&fixture("helicone.jsonl"));
+    let items: Vec<serde_json::Value> =
+        String::from_utf8(fixture("helicone.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let page = serde_json::json!({ "data": items, "error": null });
+    for text in [page.to_string(), serde_json::to_string_pretty(&page).unwrap()] {
+        let (format, rows, bad) = load(text.as_bytes());
+        assert_eq!((format, bad.len()), (Format::HeliconeRequests, 0), "{bad:?}");
+        assert_eq!(rows, jsonl_rows);
+    }
+}
+
+#[test]
 fn helicone_rows_carry_tags_and_anthropic_cache_tokens() {
     let (_, rows, _) = load(&fixture("helicone.jsonl"));
     let first = &rows[0].record;

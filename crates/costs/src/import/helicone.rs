@@ -1,5 +1,6 @@
-//! Helicone request exports (`npx @helicone/export`, or the rows of
-//! `POST /v1/request/query-clickhouse`), as CSV, JSON Lines or a JSON array. One row per
+//! Helicone request exports (`npx @helicone/export`, or the response of
+//! `POST /v1/request/query-clickhouse`), as CSV, JSON Lines, a JSON array or the API's
+//! `{"data": [...]}` page. One row per
 //! request; `response_id` (else `request_id`) identifies it across imports, so the CSV and
 //! the JSONL of the same requests count once.
 //!
@@ -15,7 +16,7 @@
 //! Helicone counts Anthropic's cache reads and writes apart from `prompt_tokens`, and
 //! OpenAI's cached tokens inside it; for Anthropic rows they are added to the input, which
 //! in Apex always includes the cached part.
-use std::io::BufRead as _;
+use std::io::{BufRead as _, Read as _};
 
 use serde_json::Value;
 
@@ -34,14 +35,13 @@ pub(super) fn read(
         Some(b'[') => {
             let items: Vec<Value> = serde_json::from_reader(input)
                 .map_err(|e| ImportError::Unreadable(format!("not a Helicone JSON export: {e}")))?;
-            for (i, item) in items.iter().enumerate() {
-                let fields = json_fields(item);
-                emit(&fields, &mut row, &mut reject, 1, &format!("request {}: ", i + 1));
-            }
+            each_item(&items, &mut row, &mut reject);
             Ok(())
         }
         Some(b'{') => {
             // JSON Lines, read one line at a time: memory stays flat whatever the file size.
+            // A first line that is not a whole object is the start of one document: the
+            // API's page (`{"data": [...]}`), pretty-printed.
             let mut line = String::new();
             let mut number = 0;
             loop {
@@ -54,12 +54,35 @@ pub(super) fn read(
                     continue;
                 }
                 match serde_json::from_str::<Value>(&line) {
+                    Ok(page) if number == 1 && page.get("data").is_some_and(Value::is_array) => {
+                        each_item(page["data"].as_array().expect("checked"), &mut row, &mut reject);
+                        return Ok(());
+                    }
                     Ok(item) => emit(&json_fields(&item), &mut row, &mut reject, number, ""),
+                    Err(_) if number == 1 => {
+                        let mut rest = String::new();
+                        input.read_to_string(&mut rest).map_err(|e| ImportError::Unreadable(e.to_string()))?;
+                        let page: Value = serde_json::from_str(&(line.clone() + &rest))
+                            .map_err(|e| ImportError::Unreadable(format!("not a Helicone JSON export: {e}")))?;
+                        let items = page["data"].as_array().ok_or_else(|| {
+                            ImportError::Unreadable("a Helicone JSON document has a `data` array".into())
+                        })?;
+                        each_item(items, &mut row, &mut reject);
+                        return Ok(());
+                    }
                     Err(e) => reject(Rejected { line: number, reason: format!("not a JSON object: {e}") }),
                 }
             }
         }
         _ => read_csv(input, row, reject),
+    }
+}
+
+/// The requests of a JSON document (an array, or a page's `data`); line numbers mean
+/// nothing there, so a bad one is named by its position.
+fn each_item(items: &[Value], row: &mut impl FnMut(ImportRow), reject: &mut impl FnMut(Rejected)) {
+    for (i, item) in items.iter().enumerate() {
+        emit(&json_fields(item), row, reject, 1, &format!("request {}: ", i + 1));
     }
 }
 
