@@ -19,7 +19,8 @@ pub struct IngestArgs {
     /// The user the usage belongs to (required without --token)
     #[arg(long)]
     pub user: Option<String>,
-    /// generic_csv, openai_usage_json, litellm_spend_logs, otel_spans_json or langfuse_observations (detected when omitted)
+    /// generic_csv, openai_usage_json, openai_usage_csv, openai_cost_csv, litellm_spend_logs,
+    /// otel_spans_json, langfuse_observations or helicone_requests (detected when omitted)
     #[arg(long)]
     pub format: Option<String>,
     /// Upload to a running server (http://HOST:PORT) instead of writing to the store

@@ -147,16 +147,42 @@ fn prices(args: &PricesArgs) -> i32 {
     let mut code = 0;
     for name in &args.models {
         match apex_costs::price_for(name) {
-            Some(p) => println!(
-                "{name} → {} ({}): input {}, cached input {}, output {} per 1M tokens; batch API -{}%{}",
-                p.model,
-                p.provider,
-                rate_label(p.input_per_mtok),
-                rate_label(p.cached_input_per_mtok),
-                rate_label(p.output_per_mtok),
-                p.batch_discount_pct,
-                if apex_costs::is_override(p) { " (negotiated, from the prices file)" } else { "" }
-            ),
+            Some(p) => {
+                println!(
+                    "{name} → {} ({}): input {}, cached input {}, cache write {}, output {}, reasoning {} per 1M tokens; \
+                     batch API -{}%{}",
+                    p.model,
+                    p.provider,
+                    rate_label(p.input_per_mtok),
+                    rate_label(p.cached_input_per_mtok),
+                    rate_label(p.cache_write_per_mtok),
+                    rate_label(p.output_per_mtok),
+                    rate_label(p.reasoning_per_mtok),
+                    p.batch_discount_pct,
+                    if apex_costs::is_override(p) { " (negotiated, from the prices file)" } else { "" }
+                );
+                for tier in p.tiers {
+                    println!(
+                        "  prompts over {} tokens: input {}, cached input {}, cache write {}, output {} per 1M tokens",
+                        apex_costs::group_thousands(tier.above_tokens),
+                        rate_label(tier.input_per_mtok),
+                        rate_label(tier.cached_input_per_mtok),
+                        rate_label(tier.cache_write_per_mtok),
+                        rate_label(tier.output_per_mtok),
+                    );
+                }
+                let c = p.capabilities;
+                let yes = |b: bool| if b { "yes" } else { "no" };
+                println!(
+                    "  tool calling {}, vision {}, reasoning {}, context window {}; source {}{}",
+                    yes(c.tool_calling),
+                    yes(c.vision),
+                    yes(c.reasoning),
+                    c.context_window.map_or("unknown".to_owned(), |w| format!("{} tokens", apex_costs::group_thousands(w))),
+                    p.source,
+                    if p.effective.is_empty() { String::new() } else { format!(" ({})", p.effective) },
+                );
+            }
             None => {
                 println!("{name}: not in the catalog (its usage counts as unpriced unless the rows carry a cost)");
                 code = 1;

@@ -180,9 +180,18 @@ fn prices_shows_what_the_engine_charges() {
     let out = apex(dir.path()).args(["prices", "gpt-4o-2024-08-06", "openai/gpt-4o-mini"]).output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("gpt-4o-2024-08-06 → gpt-4o (openai): input $2.50, cached input $1.25, output $10.00"), "{text}");
-    assert!(text.contains("gpt-4o-mini (openai): input $0.15, cached input $0.075, output $0.60"), "{text}");
-    assert!(text.contains("prices: litellm "), "the source is named: {text}");
+    assert!(
+        text.contains("gpt-4o-2024-08-06 → gpt-4o (openai): input $2.50, cached input $1.25, cache write $2.50, output $10.00, reasoning $10.00"),
+        "{text}"
+    );
+    assert!(text.contains("gpt-4o-mini (openai): input $0.15, cached input $0.075, cache write $0.15, output $0.60"), "{text}");
+    assert!(text.contains("tool calling yes, vision yes, reasoning no, context window 128,000 tokens; source litellm+models.dev"), "{text}");
+    assert!(text.contains("prices: litellm ") && text.contains("models.dev"), "the sources are named: {text}");
+    // Cache-write and reasoning rates, and context tiers, where a model has them.
+    let out = apex(dir.path()).args(["prices", "claude-sonnet-4-5", "gemini-2.5-pro"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("claude-sonnet-4-5 (anthropic): input $3.00, cached input $0.30, cache write $3.75, output $15.00"), "{text}");
+    assert!(text.contains("prompts over 200,000 tokens: input $2.50, cached input $0.25"), "{text}");
     let unknown = apex(dir.path()).args(["prices", "no-such-model"]).output().unwrap();
     assert_eq!(unknown.status.code(), Some(1));
 }
@@ -242,7 +251,10 @@ async fn negotiated_prices_from_a_file_replace_the_catalog() {
     let shown = apex(dir.path()).args(["prices", "gpt-4o-2024-08-06"]).env("APEX_PRICES_FILE", &file).output().unwrap();
     let text = String::from_utf8_lossy(&shown.stdout);
     assert!(
-        text.contains("gpt-4o (openai): input $2.00, cached input $1.25, output $8.00 per 1M tokens; batch API -50% (negotiated"),
+        text.contains(
+            "gpt-4o (openai): input $2.00, cached input $1.25, cache write $2.00, output $8.00, reasoning $8.00 per 1M tokens; \
+             batch API -50% (negotiated"
+        ),
         "{text}{}",
         String::from_utf8_lossy(&shown.stderr)
     );

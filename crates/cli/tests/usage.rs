@@ -166,6 +166,70 @@ async fn litellm_spend_logs_are_detected_and_request_ids_dedupe() {
 }
 
 #[tokio::test]
+async fn summaries_group_by_end_user_api_key_and_environment() {
+    let app = spawn_app().await;
+    let token = app.token("tags");
+    // Billed costs, so the groups are plain sums: alice 1.00 + 2.00, bob 0.50, untagged 4.00.
+    let csv = "date,model,input_tokens,output_tokens,cost_usd,user,api_key,environment\n\
+               2026-11-01,gpt-4o,10,1,1.00,alice,key_web,production\n\
+               2026-11-01,gpt-4o,10,1,2.00,alice,key_batch,production\n\
+               2026-11-02,gpt-4o,10,1,0.50,bob,key_web,staging\n\
+               2026-11-02,gpt-4o,10,1,4.00,,,\n";
+    let (status, report) = import(&app, &token, csv.as_bytes().to_vec(), "").await;
+    assert_eq!((status, report["imported"].as_u64()), (200, Some(4)), "{report}");
+    let groups = |by: &'static str| {
+        let app = &app;
+        let token = &token;
+        async move {
+            let (status, summary) = app.get(&format!("/api/usage/summary?group_by={by}"), token).await;
+            assert_eq!(status, 200, "{summary}");
+            summary["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| (g["key"].as_str().unwrap().to_owned(), g["cost"].as_i64().unwrap()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let s = |k: &str, micros: i64| (k.to_owned(), micros);
+    assert_eq!(groups("user").await, [s("unattributed", 4_000_000), s("alice", 3_000_000), s("bob", 500_000)]);
+    assert_eq!(
+        groups("api_key").await,
+        [s("unattributed", 4_000_000), s("key_batch", 2_000_000), s("key_web", 1_500_000)]
+    );
+    assert_eq!(
+        groups("environment").await,
+        [s("unattributed", 4_000_000), s("production", 3_000_000), s("staging", 500_000)]
+    );
+    // The same rows again add nothing, tags included in their identity.
+    let (_, again) = import(&app, &token, csv.as_bytes().to_vec(), "").await;
+    assert_eq!((again["imported"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(4)));
+}
+
+#[tokio::test]
+async fn helicone_and_openai_dashboard_exports_import_over_rest() {
+    let app = spawn_app().await;
+    let token = app.token("gateway");
+    let fixture = |name: &str| std::fs::read(format!("{}/../costs/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let (status, csv) = import(&app, &token, fixture("helicone.csv"), "").await;
+    assert_eq!((status, csv["format"].as_str(), csv["imported"].as_u64()), (200, Some("helicone_requests"), Some(40)), "{csv}");
+    // The JSONL export overlaps the CSV on ten requests.
+    let (_, jsonl) = import(&app, &token, fixture("helicone.jsonl"), "").await;
+    assert_eq!((jsonl["imported"].as_u64(), jsonl["duplicates"].as_u64()), (Some(20), Some(10)), "{jsonl}");
+    let (_, by_user) = app.get("/api/usage/summary?group_by=user", &token).await;
+    assert_eq!(by_user["requests"], 60);
+    assert!(by_user["groups"].as_array().unwrap().iter().any(|g| g["key"] == "cust_1042"), "{by_user}");
+
+    let other = app.token("finance");
+    let (_, usage) = import(&app, &other, fixture("openai_usage.csv"), "").await;
+    assert_eq!((usage["format"].as_str(), usage["rejected_count"].as_u64()), (Some("openai_usage_csv"), Some(0)));
+    let (_, costs) = import(&app, &app.token("billing"), fixture("openai_costs.csv"), "").await;
+    assert_eq!((costs["format"].as_str(), costs["rejected_count"].as_u64()), (Some("openai_cost_csv"), Some(0)));
+    let (_, again) = import(&app, &other, fixture("openai_usage.csv"), "?format=openai_usage_csv").await;
+    assert_eq!(again["imported"], 0, "{again}");
+}
+
+#[tokio::test]
 async fn unusable_uploads_and_queries_get_clear_errors() {
     let app = spawn_app().await;
     let token = app.token("ops");
@@ -177,6 +241,43 @@ async fn unusable_uploads_and_queries_get_clear_errors() {
     assert_eq!(app.get("/api/usage/summary?from=yesterday", &token).await.0, 400);
     let r = reqwest::Client::new().post(app.http("/api/usage/import")).body(CSV).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401);
+}
+
+#[tokio::test]
+async fn repeated_requests_and_long_answers_become_grounded_savings() {
+    let app = spawn_with(Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    let token = app.token("support-lead");
+    // faq-bot: 40 requests a day over 7 days, every fourth one identical to an earlier one
+    // (the same request hash). essay-writer: 1,000-token answers on gpt-4.1.
+    let mut csv = String::from("date,model,input_tokens,output_tokens,request_id,request_hash,feature\n");
+    for day in 1..=7 {
+        for i in 0..40 {
+            let hash = if i % 4 == 3 { format!("q-{}", i - 1) } else { format!("q-{day}-{i}") };
+            csv.push_str(&format!("2026-11-{day:02},gpt-4o-mini,900,300,faq-{day}-{i},{hash},faq-bot\n"));
+        }
+        csv.push_str(&format!("2026-11-{day:02},gpt-4.1,50000,100000,essay-{day},,essay-writer\n"));
+    }
+    let (status, report) = import(&app, &token, csv.into_bytes(), "").await;
+    assert_eq!((status, report["imported"].as_u64()), (200, Some(287)), "{report}");
+
+    let mut c = connect(&app, By::Header(token)).await;
+    c.ask("How do I reduce spend?", None).await;
+    let events = c.events_until_terminal().await;
+    let answer = assert_golden_run(&events);
+    assert!(answer.contains("**Answer repeated requests of faq-bot from a cache**"), "{answer}");
+    assert!(answer.contains("**Cap answer length for essay-writer**"), "{answer}");
+    assert!(answer.contains("How: Put an exact-match response cache"), "{answer}");
+    let savings = events
+        .iter()
+        .find(|e| e["type"] == "tool_completed" && e["tool"] == "find_savings")
+        .map(|e| e["result"].clone())
+        .expect("find_savings ran");
+    let kinds: Vec<&str> = savings["recommendations"].as_array().unwrap().iter().filter_map(|r| r["kind"].as_str()).collect();
+    assert!(kinds.contains(&"deduplicate_requests") && kinds.contains(&"output_cap"), "{kinds:?}");
+    let computed = tool_figures(&events);
+    for figure in dollar_figures(&answer) {
+        assert!(computed.contains(&figure), "{figure} is not in any tool result of the run");
+    }
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use crate::date;
 use crate::money::{div_round_half_away, group_thousands, Money};
-use crate::prices::{cheaper_sibling, price_for, rate_label, Price};
+use crate::prices::{cheaper_sibling, price_for, rate_label, Price, TokenUse};
 use crate::records::{cost_of, list_cost, UsageRecord};
 
 // ---------------------------------------------------------------------------
@@ -120,6 +120,10 @@ pub enum GroupBy {
     Feature,
     Project,
     Day,
+    /// The end user tag; records without one group as `unattributed`.
+    User,
+    ApiKey,
+    Environment,
 }
 
 impl GroupBy {
@@ -130,6 +134,9 @@ impl GroupBy {
             "feature" => Self::Feature,
             "project" => Self::Project,
             "day" => Self::Day,
+            "user" => Self::User,
+            "api_key" => Self::ApiKey,
+            "environment" => Self::Environment,
             _ => return None,
         })
     }
@@ -145,7 +152,15 @@ pub fn breakdown(records: &[UsageRecord], by: GroupBy) -> Vec<GroupTotal> {
         GroupBy::Feature => group_totals(&costed, total, |r| r.feature.clone()),
         GroupBy::Project => group_totals(&costed, total, |r| r.project.clone()),
         GroupBy::Day => group_totals(&costed, total, |r| r.day.clone()),
+        GroupBy::User => group_totals(&costed, total, |r| tag(&r.user)),
+        GroupBy::ApiKey => group_totals(&costed, total, |r| tag(&r.api_key)),
+        GroupBy::Environment => group_totals(&costed, total, |r| tag(&r.environment)),
     }
+}
+
+/// A tag's group key: its value, or `unattributed` when the source did not set it.
+fn tag(value: &str) -> String {
+    if value.is_empty() { "unattributed".to_owned() } else { value.to_owned() }
 }
 
 /// The catalog name for priced models, the raw name otherwise.
@@ -220,9 +235,14 @@ fn daily_totals(costed: &[(&UsageRecord, Money)]) -> Vec<DailyTotal> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RecommendationKind {
+    /// Right-sizing: a cheaper model that can do what the workload needs.
     ModelDowngrade,
     PromptCaching,
     BatchApi,
+    /// Long answers: a cap on output length.
+    OutputCap,
+    /// Identical requests sent again: a response cache.
+    DeduplicateRequests,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -242,6 +262,24 @@ pub struct Recommendation {
     pub rationale: String,
     /// "high" | "medium" | "low".
     pub confidence: &'static str,
+    /// What the projection takes for granted.
+    pub assumptions: Vec<String>,
+    /// The usage rows it concerns.
+    pub rows: RowsConcerned,
+    /// How to make the change.
+    pub how_to_apply: String,
+}
+
+/// The usage rows a recommendation concerns: one feature on one model, over the days seen.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct RowsConcerned {
+    pub feature: String,
+    pub model: String,
+    pub from: String,
+    pub to: String,
+    /// Usage rows (daily sums) and the requests they stand for.
+    pub records: u64,
+    pub requests: u64,
 }
 
 /// Averages at or above this many output tokens per request suggest real
@@ -258,6 +296,29 @@ const CACHING_ASSUMED_CACHED_PCT: u64 = 60;
 /// (summaries can be interactive), so it earns less confidence.
 const OFFLINE_MARKERS: [(&str, &str); 3] =
     [("nightly", "high"), ("batch", "high"), ("summar", "medium")];
+/// General-purpose chat models right-sizing may move a feature to, beyond the family's
+/// smaller model: the catalog's capability flags and context window decide which fit.
+const RIGHT_SIZING_CANDIDATES: [&str; 20] = [
+    "gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini",
+    "o3", "o4-mini", "claude-sonnet-4-5", "claude-haiku-4-5", "claude-3-5-sonnet", "claude-3-5-haiku",
+    "gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite", "mistral-large-latest",
+    "mistral-medium-latest", "mistral-small-latest",
+];
+/// Another generation is only worth the migration when it cuts the feature's cost by this much.
+const RIGHT_SIZING_MIN_CUT_PCT: i64 = 30;
+/// The longest prompts are taken to be this many times the average, for the context window.
+const PROMPT_HEADROOM: u64 = 2;
+/// Every current chat model takes a prompt this long, whatever its catalog entry says.
+const ANY_MODEL_CONTEXT: u64 = 8_000;
+/// Output-length caps: answers this long on average, where output is most of the cost,
+/// are assumed to lose `OUTPUT_CAP_CUT_PCT` of their tokens under a cap.
+const OUTPUT_CAP_MIN_TOKENS: u64 = 600;
+const OUTPUT_CAP_MIN_SHARE_PCT: i64 = 50;
+const OUTPUT_CAP_CUT_PCT: u64 = 20;
+/// Repeats below this share of requests are not worth a cache.
+const DEDUP_MIN_REPEAT_PCT: u64 = 2;
+/// At or above this share, the repeats are a pattern, not an accident.
+const DEDUP_HIGH_REPEAT_PCT: u64 = 10;
 pub(crate) const DAYS_PER_MONTH: i64 = 30;
 
 /// Savings opportunities found in the records, largest first.
@@ -270,7 +331,8 @@ pub fn recommend(records: &[UsageRecord]) -> Vec<Recommendation> {
     let mut recs: Vec<Recommendation> = feature_usage(records)
         .iter()
         .flat_map(|u| {
-            let drafts = [model_downgrade(u), prompt_caching(u), batch_api(u)];
+            let drafts =
+                [model_downgrade(u), prompt_caching(u), batch_api(u), output_cap(u), deduplicate_requests(u)];
             drafts
                 .into_iter()
                 .flatten()
@@ -297,6 +359,8 @@ struct FeatureUsage<'a> {
     input: u64,
     cached: u64,
     output: u64,
+    reasoning: u64,
+    repeats: u64,
     current: Money,
 }
 
@@ -346,6 +410,8 @@ fn feature_usage(records: &[UsageRecord]) -> Vec<FeatureUsage<'_>> {
                 input: 0,
                 cached: 0,
                 output: 0,
+                reasoning: 0,
+                repeats: 0,
                 current: Money::ZERO,
             });
         u.records.push(r);
@@ -353,6 +419,8 @@ fn feature_usage(records: &[UsageRecord]) -> Vec<FeatureUsage<'_>> {
         u.input += r.input_tokens;
         u.cached += r.cached_input_tokens.min(r.input_tokens);
         u.output += r.output_tokens;
+        u.reasoning += r.reasoning_tokens.min(r.output_tokens);
+        u.repeats += r.repeat_requests.min(r.requests);
         // Both sides of a saving at list price: a billed cost (negotiated, or including
         // extras the tokens do not show) compared with a list-price projection would
         // count the difference between the two as a saving.
@@ -370,6 +438,8 @@ struct Draft {
     projected: Money,
     why: String,
     confidence: &'static str,
+    assumptions: Vec<String>,
+    how: String,
 }
 
 impl Draft {
@@ -382,6 +452,9 @@ impl Draft {
              per 30-day month {current_monthly} -> {projected_monthly}, saving {monthly_savings}.",
             self.why, self.projected, u.current,
         );
+        let days_seen = |pick: fn(&str, &str) -> bool| {
+            u.records.iter().map(|r| r.day.as_str()).reduce(|a, b| if pick(a, b) { a } else { b }).unwrap_or("")
+        };
         Recommendation {
             kind: self.kind,
             title: self.title,
@@ -393,41 +466,204 @@ impl Draft {
             monthly_savings,
             rationale,
             confidence: self.confidence,
+            assumptions: self.assumptions,
+            rows: RowsConcerned {
+                feature: u.feature.to_owned(),
+                model: u.price.model.to_owned(),
+                from: days_seen(|a, b| a <= b).to_owned(),
+                to: days_seen(|a, b| a >= b).to_owned(),
+                records: u.records.len() as u64,
+                requests: u.requests,
+            },
+            how_to_apply: self.how,
         }
     }
 }
 
-/// Short answers on an expensive model: the same tokens on its cheaper sibling.
+/// Right-sizing: short answers on an expensive model, moved to a cheaper model that can do
+/// everything the current one can for this workload (capability flags, context window).
+/// The family's smaller model is preferred; otherwise another model of the provider that
+/// cuts the cost by at least `RIGHT_SIZING_MIN_CUT_PCT` — the cheapest for tiny outputs,
+/// the least drastic step down for short ones.
 fn model_downgrade(u: &FeatureUsage) -> Option<Draft> {
-    let target = cheaper_sibling(u.price.model)?;
     let short = u.requests > 0 && u.output < SHORT_OUTPUT_TOKENS * u.requests;
-    if !short {
-        return None;
+    if !short || u.price.output_per_mtok == Money::ZERO {
+        return None; // long generation, or an embedding model
     }
     let avg_output = u.per_request(u.output);
+    let avg_prompt = u.per_request(u.input);
+    let tiny = avg_output < TINY_OUTPUT_TOKENS;
+    let needed_context = avg_prompt * PROMPT_HEADROOM + avg_output;
+    let fits = |c: &Price| suitable(u.price, c, needed_context, u.reasoning > 0);
+    let reprice = |c: &Price| u.reprice(|r| c.usage_cost(&TokenUse::of(r)));
+    let sibling = cheaper_sibling(u.price.model).filter(|s| fits(s)).map(|s| (s, reprice(s))).filter(|(_, p)| *p < u.current);
+    let (target, projected, same_family) = match sibling {
+        Some((s, p)) => (s, p, true),
+        None => {
+            let mut options: Vec<(&'static Price, Money)> = RIGHT_SIZING_CANDIDATES
+                .iter()
+                .filter_map(|name| price_for(name))
+                .filter(|c| c.provider == u.price.provider && c.model != u.price.model && fits(c))
+                .map(|c| (c, reprice(c)))
+                .filter(|(_, p)| i128::from(p.micros()) * 100 <= i128::from(u.current.micros()) * i128::from(100 - RIGHT_SIZING_MIN_CUT_PCT))
+                .collect();
+            options.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.model.cmp(b.0.model)));
+            let (c, p) = if tiny { options.first() } else { options.last() }.copied()?;
+            (c, p, false)
+        }
+    };
+    let caps = |p: &Price| {
+        let c = p.capabilities;
+        let mut have: Vec<&str> = Vec::new();
+        if c.tool_calling { have.push("tool calling") }
+        if c.vision { have.push("vision") }
+        if c.reasoning { have.push("reasoning") }
+        if have.is_empty() { "plain text".to_owned() } else { have.join(", ") }
+    };
+    let window = target.capabilities.context_window.map_or("an unknown".to_owned(), group_thousands);
     let why = format!(
-        "{} made {}. Under {SHORT_OUTPUT_TOKENS} output tokens per request is the short, \
-         constrained answer a smaller model usually handles; the same tokens on {} ({}) were re-priced.",
+        "{} made {}. Under {SHORT_OUTPUT_TOKENS} output tokens per request is the short, constrained answer a \
+         smaller model usually handles; {} ({}, {}) offers what {} does ({}) with a {window}-token context window, \
+         and the same tokens were re-priced on it.",
         u.feature,
         u.tokens_sentence(),
         target.model,
+        if same_family { "the family's smaller model" } else { "a smaller model of the same provider" },
         target.label(),
+        u.price.model,
+        caps(u.price),
     );
+    let assumptions = vec![
+        format!("Answers averaging {} output tokens keep their quality on {}.", group_thousands(avg_output), target.model),
+        format!(
+            "The requests use no capability beyond {}'s ({}), and the longest prompts are at most {PROMPT_HEADROOM} times the \
+             average of {} tokens.",
+            u.price.model,
+            caps(u.price),
+            group_thousands(avg_prompt)
+        ),
+        "Token counts stay the same on the new model (tokenizers differ a little).".to_owned(),
+    ];
     Some(Draft {
         kind: RecommendationKind::ModelDowngrade,
-        title: format!(
-            "Move {} from {} to {}",
-            u.feature, u.price.model, target.model
-        ),
+        title: format!("Move {} from {} to {}", u.feature, u.price.model, target.model),
         target: Some(target),
-        projected: u
-            .reprice(|r| target.cost(r.input_tokens, r.cached_input_tokens, r.output_tokens)),
+        projected,
         why,
-        confidence: if avg_output < TINY_OUTPUT_TOKENS {
-            "high"
-        } else {
-            "medium"
+        confidence: match (tiny, same_family) {
+            (true, true) => "high",
+            (false, false) => "low",
+            _ => "medium",
         },
+        assumptions,
+        how: format!(
+            "Run {}'s evaluation set (or a day of its real requests) on {} and compare the answers; if they hold, \
+             change the model of {}'s requests from {} to {}.",
+            u.feature, target.model, u.feature, u.price.model, target.model
+        ),
+    })
+}
+
+/// Whether `candidate` can take over `current`'s workload: every capability flag the
+/// current model has (the usage does not show which ones the requests use), the same
+/// reasoning kind (a reasoning model bills hidden reasoning tokens a re-pricing cannot
+/// see; a reasoning workload needs one), room for the prompts, and output at all.
+fn suitable(current: &Price, candidate: &Price, needed_context: u64, reasoning_tokens_seen: bool) -> bool {
+    let (have, can) = (current.capabilities, candidate.capabilities);
+    let context_ok = can.context_window.map_or(needed_context <= ANY_MODEL_CONTEXT, |w| w >= needed_context);
+    candidate.output_per_mtok > Money::ZERO
+        && (!have.tool_calling || can.tool_calling)
+        && (!have.vision || can.vision)
+        && can.reasoning == (have.reasoning || reasoning_tokens_seen)
+        && context_ok
+}
+
+/// Long answers where output is most of the cost: a cap on output length.
+fn output_cap(u: &FeatureUsage) -> Option<Draft> {
+    if u.requests == 0 || u.output < OUTPUT_CAP_MIN_TOKENS * u.requests || u.current <= Money::ZERO {
+        return None;
+    }
+    let price = u.price;
+    let without_output = u.reprice(|r| price.usage_cost(&TokenUse { output: 0, reasoning: 0, ..TokenUse::of(r) }));
+    let output_cost = u.current - without_output;
+    let share_pct = i128::from(output_cost.micros()) * 100 / i128::from(u.current.micros());
+    if share_pct < i128::from(OUTPUT_CAP_MIN_SHARE_PCT) {
+        return None;
+    }
+    let avg_output = u.per_request(u.output);
+    let cap = avg_output * (100 - OUTPUT_CAP_CUT_PCT) / 100;
+    let keep = |n: u64| n * (100 - OUTPUT_CAP_CUT_PCT) / 100;
+    let projected = u.reprice(|r| {
+        price.usage_cost(&TokenUse { output: keep(r.output_tokens), reasoning: keep(r.reasoning_tokens), ..TokenUse::of(r) })
+    });
+    let why = format!(
+        "{} made {}. Output is {share_pct}% of its cost; with answers capped near {} tokens, {OUTPUT_CAP_CUT_PCT}% of \
+         output tokens were taken off and the rest re-priced.",
+        u.feature,
+        u.tokens_sentence(),
+        group_thousands(cap),
+    );
+    Some(Draft {
+        kind: RecommendationKind::OutputCap,
+        title: format!("Cap answer length for {}", u.feature),
+        target: None,
+        projected,
+        why,
+        confidence: "low",
+        assumptions: vec![
+            format!(
+                "Usage rows give average lengths, not each answer's: a cap near {} tokens with a request to be concise \
+                 is assumed to remove {OUTPUT_CAP_CUT_PCT}% of output tokens.",
+                group_thousands(cap)
+            ),
+            "Shorter answers still do the job; truncated ones are rare.".to_owned(),
+        ],
+        how: format!(
+            "Set max_tokens (max_output_tokens) to about {} on {}'s requests and ask for concise answers in its system \
+             prompt; then watch how many responses stop for length (finish_reason \"length\") and raise the cap if \
+             answers get cut off.",
+            group_thousands(cap),
+            u.feature
+        ),
+    })
+}
+
+/// Identical requests sent again (same request hash): a response cache answers them.
+fn deduplicate_requests(u: &FeatureUsage) -> Option<Draft> {
+    if u.repeats == 0 || u.repeats * 100 < u.requests * DEDUP_MIN_REPEAT_PCT {
+        return None;
+    }
+    // Each row's repeats at that row's average cost per request.
+    let projected = u.reprice(|r| {
+        let repeats = r.repeat_requests.min(r.requests);
+        list_cost(r).mul_div((r.requests - repeats) as i64, r.requests.max(1) as i64)
+    });
+    let pct = div_round_half_away(i128::from(u.repeats) * 100, i128::from(u.requests)) as u64;
+    let why = format!(
+        "{} made {}. {} of those requests ({pct}%) repeated a request already sent, by request hash; answered from \
+         a response cache they would cost nothing.",
+        u.feature,
+        u.tokens_sentence(),
+        group_thousands(u.repeats),
+    );
+    Some(Draft {
+        kind: RecommendationKind::DeduplicateRequests,
+        title: format!("Answer repeated requests of {} from a cache", u.feature),
+        target: None,
+        projected,
+        why,
+        confidence: if pct >= DEDUP_HIGH_REPEAT_PCT { "high" } else { "medium" },
+        assumptions: vec![
+            "The request hash covers the whole request (prompt and parameters), so a repeat may get the same answer."
+                .to_owned(),
+            "A repeat costs the average request of its day; the cache itself is free.".to_owned(),
+        ],
+        how: format!(
+            "Put an exact-match response cache keyed by the request hash in front of {} for {} (LiteLLM's cache, \
+             Helicone's Helicone-Cache-Enabled header, or your own); limit it to requests whose answer may be reused \
+             (temperature 0, no per-user context).",
+            u.price.model, u.feature
+        ),
     })
 }
 
@@ -462,10 +698,20 @@ fn prompt_caching(u: &FeatureUsage) -> Option<Draft> {
         projected: u.reprice(|r| {
             let cached =
                 (r.input_tokens * CACHING_ASSUMED_CACHED_PCT / 100).max(r.cached_input_tokens);
-            price.cost(r.input_tokens, cached, r.output_tokens)
+            price.usage_cost(&TokenUse { cached_input: cached, ..TokenUse::of(r) })
         }),
         why,
         confidence: "medium",
+        assumptions: vec![
+            format!("A stable prompt prefix lets {CACHING_ASSUMED_CACHED_PCT}% of input be read from the cache."),
+            "Requests arrive often enough for the cache to stay warm.".to_owned(),
+        ],
+        how: format!(
+            "Move the parts of {}'s prompt that never change (system prompt, instructions, examples, tool \
+             definitions) to the start and the per-request parts to the end{}; then watch the cached-token share rise.",
+            u.feature,
+            if price.provider == "anthropic" { ", and mark the prefix with a cache_control breakpoint" } else { "" }
+        ),
     })
 }
 
@@ -487,9 +733,18 @@ fn batch_api(u: &FeatureUsage) -> Option<Draft> {
         title: format!("Run {} through the {} Batch API", u.feature, price.provider),
         target: None,
         projected: u
-            .reprice(|r| price.batch_cost(r.input_tokens, r.cached_input_tokens, r.output_tokens)),
+            .reprice(|r| price.usage_batch_cost(&TokenUse::of(r))),
         why,
         confidence,
+        assumptions: vec![
+            "Nobody waits on the answers: results within 24 hours are good enough.".to_owned(),
+            format!("{} keeps its {}% batch discount for this model.", price.provider, price.batch_discount_pct),
+        ],
+        how: format!(
+            "Write {}'s requests to a JSONL file and submit it to {}'s Batch API instead of calling the model one \
+             request at a time; collect the results when the batch completes.",
+            u.feature, price.provider
+        ),
     })
 }
 
@@ -623,6 +878,7 @@ mod tests {
             output_tokens: output,
             cached_input_tokens: cached,
             cost: None,
+            ..Default::default()
         }
     }
 
@@ -744,6 +1000,121 @@ mod tests {
         assert!(r.rationale.contains("$84.60"), "{}", r.rationale);
     }
 
+    /// The one recommendation of `kind` in `recs`, if any.
+    fn only(recs: &[Recommendation], kind: RecommendationKind) -> Option<&Recommendation> {
+        let of_kind: Vec<_> = recs.iter().filter(|r| r.kind == kind).collect();
+        assert!(of_kind.len() <= 1, "{of_kind:#?}");
+        of_kind.first().copied()
+    }
+
+    #[test]
+    fn right_sizing_steps_down_within_the_capabilities_and_the_token_shape() {
+        // o3 (reasoning, tools, vision) with short answers: 1,000 requests, 2M input
+        // (2,000 per request) and 100k output (100 per request): 2M × $2 + 100k × $8 = $4.80.
+        // Same provider, reasoning models with the same flags: gpt-5 $3.50 (27 % cheaper: not
+        // enough), o4-mini 2M × $1.10 + 100k × $4.40 = $2.64, gpt-5-mini $0.70, gpt-5-nano
+        // $0.14. Short, not tiny, answers take the least drastic step: o4-mini.
+        let short = [record("2026-11-24", "agent", "o3", 1_000, 2_000_000, 0, 100_000)];
+        let r = only(&recommend(&short), RecommendationKind::ModelDowngrade).expect("a right-sizing").clone();
+        assert_eq!(r.target_model.as_deref(), Some("o4-mini"));
+        assert_eq!((r.current_monthly, r.projected_monthly), (Money(144_000_000), Money(79_200_000)));
+        assert_eq!((r.monthly_savings, r.confidence), (Money(64_800_000), "low"));
+        assert!(r.assumptions.len() >= 2 && r.how_to_apply.contains("o4-mini"), "{r:#?}");
+        assert_eq!((r.rows.records, r.rows.requests, r.rows.from.as_str()), (1, 1_000, "2026-11-24"));
+
+        // Tiny answers (20 tokens) go to the cheapest fitting model: gpt-5-nano,
+        // 2M × $0.05 + 20k × $0.40 = $0.108 a day against 2M × $2 + 20k × $8 = $4.16.
+        let tiny = [record("2026-11-24", "router", "o3", 1_000, 2_000_000, 0, 20_000)];
+        let r = only(&recommend(&tiny), RecommendationKind::ModelDowngrade).unwrap().clone();
+        assert_eq!(r.target_model.as_deref(), Some("gpt-5-nano"));
+        assert_eq!(r.monthly_savings, Money(124_800_000 - 3_240_000));
+
+        // The context window decides: 70,000-token prompts (140,000 with headroom) do not fit
+        // gpt-4o-mini's 128,000, so the classifier moves to gpt-4.1-nano (1M window):
+        // 70M × $0.10 + 10k × $0.40 = $7.004 a day against 70M × $2.50 + 10k × $10 = $175.10.
+        let long = [record("2026-11-24", "classifier", "gpt-4o", 1_000, 70_000_000, 0, 10_000)];
+        let r = only(&recommend(&long), RecommendationKind::ModelDowngrade).unwrap().clone();
+        assert_eq!(r.target_model.as_deref(), Some("gpt-4.1-nano"));
+        assert_eq!(r.projected_monthly, Money(210_120_000));
+
+        // No recommendation: nothing cheaper fits gpt-4.1-nano (the reasoning gpt-5-nano is
+        // not a like-for-like swap); long answers stay where they are.
+        let cheapest = [record("2026-11-24", "tagger", "gpt-4.1-nano", 1_000, 1_000_000, 0, 10_000)];
+        assert_eq!(only(&recommend(&cheapest), RecommendationKind::ModelDowngrade), None);
+        let long_answers = [record("2026-11-24", "writer", "o3", 1_000, 500_000, 0, 400_000)];
+        assert_eq!(only(&recommend(&long_answers), RecommendationKind::ModelDowngrade), None);
+    }
+
+    #[test]
+    fn output_caps_match_hand_computation() {
+        // gpt-4.1, 100 answers of 1,000 tokens on 500-token prompts: 50k × $2 + 100k × $8 =
+        // $0.90 a day, 89 % of it output. A 20 % cut: 80k × $8 + $0.10 = $0.74.
+        // A 30-day month: $27.00 -> $22.20.
+        let records = [record("2026-11-24", "essay-writer", "gpt-4.1", 100, 50_000, 0, 100_000)];
+        let recs = recommend(&records);
+        assert_eq!(recs.len(), 1, "{recs:#?}");
+        let r = &recs[0];
+        assert_eq!(r.kind, RecommendationKind::OutputCap);
+        assert_eq!((r.current_monthly, r.projected_monthly, r.monthly_savings), (Money(27_000_000), Money(22_200_000), Money(4_800_000)));
+        assert!(r.how_to_apply.contains("max_tokens") && r.how_to_apply.contains("800"), "{}", r.how_to_apply);
+
+        // No recommendation: 500-token answers are under the threshold.
+        let medium = [record("2026-11-24", "essay-writer", "gpt-4.1", 100, 50_000, 0, 50_000)];
+        assert!(recommend(&medium).is_empty());
+        // Nor where output is a third of the cost: 20k-token prompts, 80 % of them cached:
+        // 400k × $2 + 1.6M × $0.50 + 100k × $8 = $2.40, $0.80 of it output.
+        let input_heavy = [record("2026-11-24", "essay-writer", "gpt-4.1", 100, 2_000_000, 1_600_000, 100_000)];
+        assert!(recommend(&input_heavy).is_empty(), "{:#?}", recommend(&input_heavy));
+    }
+
+    #[test]
+    fn duplicate_requests_match_hand_computation() {
+        // gpt-4o-mini, 100 requests a day: 100k × $0.15 + 50k × $0.60 = $0.045. On the second
+        // day 25 of them repeat an earlier request: that day costs $0.045 × 75/100 = $0.03375.
+        // Two days, $0.09 -> $0.07875; a 30-day month $1.35 -> $1.18125 (12.5 % repeats: high).
+        let day1 = record("2026-11-23", "faq-bot", "gpt-4o-mini", 100, 100_000, 0, 50_000);
+        let day2 = UsageRecord { repeat_requests: 25, ..record("2026-11-24", "faq-bot", "gpt-4o-mini", 100, 100_000, 0, 50_000) };
+        let recs = recommend(&[day1.clone(), day2]);
+        assert_eq!(recs.len(), 1, "{recs:#?}");
+        let r = &recs[0];
+        assert_eq!(r.kind, RecommendationKind::DeduplicateRequests);
+        assert_eq!((r.current_monthly, r.projected_monthly, r.monthly_savings), (Money(1_350_000), Money(1_181_250), Money(168_750)));
+        assert_eq!((r.confidence, r.rows.records, r.rows.from.as_str(), r.rows.to.as_str()), ("high", 2, "2026-11-23", "2026-11-24"));
+
+        // No recommendation: 1 repeat in 200 requests is under 2 %; without hashes, nothing.
+        let few = UsageRecord { repeat_requests: 1, ..record("2026-11-24", "faq-bot", "gpt-4o-mini", 100, 100_000, 0, 50_000) };
+        assert!(recommend(&[day1.clone(), few]).is_empty());
+        assert!(recommend(&[day1]).is_empty());
+    }
+
+    #[test]
+    fn every_recommendation_says_what_it_assumes_which_rows_and_how() {
+        for r in recommend(&demo_dataset(0)) {
+            assert!(!r.assumptions.is_empty() && !r.how_to_apply.is_empty(), "{r:#?}");
+            assert_eq!((r.rows.feature.as_str(), r.rows.model.as_str()), (r.feature.as_str(), r.model.as_str()));
+            assert_eq!((r.rows.from.as_str(), r.rows.to.as_str(), r.rows.records), ("2026-10-26", "2026-11-24", 30));
+            assert!(!r.how_to_apply.contains('$'), "figures belong to the tool results: {}", r.how_to_apply);
+        }
+    }
+
+    #[test]
+    fn stacked_recommendations_never_count_the_same_dollars_twice() {
+        // A nightly batch job with long answers and repeats: batch (50 %), an output cap and a
+        // response cache all apply to the same dollars; combined they compound.
+        let r = UsageRecord {
+            repeat_requests: 30,
+            ..record("2026-11-24", "nightly-essays", "gpt-4.1", 100, 50_000, 0, 100_000)
+        };
+        let recs = recommend(&[r]);
+        let kinds: std::collections::BTreeSet<_> = recs.iter().map(|r| r.kind).collect();
+        assert_eq!(kinds.len(), 3, "{recs:#?}");
+        let current = recs[0].current_monthly; // $27.00
+        // Batch 50 %, repeats 30 %, cap 4.80/27: 27 × 0.5 × 0.7 × (1 − 4.8/27) = $7.77 left.
+        let left = Money(27_000_000).mul_div(50, 100).mul_div(70, 100).mul_div(27_000_000 - 4_800_000, 27_000_000);
+        assert_eq!(total_savings(&recs), current - left);
+        assert!(total_savings(&recs) < recs.iter().map(|r| r.monthly_savings).sum());
+    }
+
     #[test]
     fn caching_and_batch_match_hand_computation() {
         // Two days of a nightly job: 2,000 requests, 4M input (none cached) and
@@ -844,6 +1215,9 @@ mod tests {
             monthly_savings: savings,
             rationale: String::new(),
             confidence: "low",
+            assumptions: Vec::new(),
+            rows: RowsConcerned::default(),
+            how_to_apply: String::new(),
         };
         let recs = [
             rec(RecommendationKind::ModelDowngrade, Money(90)),

@@ -192,6 +192,7 @@ mod tests {
             output_tokens: 0,
             cached_input_tokens: 0,
             cost: Some(Money(cost_usd * 1_000_000)),
+            ..Default::default()
         }
     }
 

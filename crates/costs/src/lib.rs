@@ -23,7 +23,8 @@ pub use analysis::{
 pub use anomalies::{detect_anomalies, top_drivers, week_over_week, Anomaly, Driver, WeekOverWeek};
 pub use money::{group_thousands, Money, MICROS_PER_USD};
 pub use prices::{
-    catalog_source, cheaper_sibling, is_override, price_catalog, price_for, rate_label, set_price_overrides, Price,
+    catalog_source, cheaper_sibling, is_override, price_catalog, price_for, rate_label, set_price_overrides, Capabilities,
+    ContextTier, Price, TokenUse,
 };
 pub use whatif::{what_if, WhatIf, WhatIfError};
 pub use records::{cost_of, demo_dataset, list_cost, UsageRecord};

@@ -46,7 +46,7 @@ impl Money {
     /// without leaving integer arithmetic; i128 makes the intermediate
     /// product overflow-proof. A zero `den` yields zero rather than a panic,
     /// because "no data" is the only way callers reach it.
-    pub(crate) fn mul_div(self, num: i64, den: i64) -> Money {
+    pub fn mul_div(self, num: i64, den: i64) -> Money {
         if den == 0 {
             return Money::ZERO;
         }

@@ -3,16 +3,17 @@
 //! Rates are per million tokens and held as exact `Money`, so a price such as
 //! $0.075 / 1M is stored as 75_000 micro-dollars with nothing lost.
 //!
-//! The catalog is the snapshot in `data/prices.json` (generated from LiteLLM's published
-//! table by `scripts/update-prices.py`, source and date recorded in it), followed by a few
-//! built-in entries for models that table no longer lists but usage exports still name.
+//! The catalog is the snapshot in `data/prices.json` (LiteLLM's published table merged
+//! with models.dev by `scripts/update-prices.py`, sources and dates recorded in it),
+//! followed by a few built-in entries for models neither lists any more but usage exports
+//! still name.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use crate::money::{div_round_half_away, Money, MICROS_PER_USD};
 
-/// One model's list price.
+/// One model's list price, and what the model can do.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Price {
     pub provider: &'static str,
@@ -21,26 +22,123 @@ pub struct Price {
     pub output_per_mtok: Money,
     /// Rate for input tokens served from the provider's prompt cache.
     pub cached_input_per_mtok: Money,
+    /// Rate for input tokens written to the prompt cache (the input rate where the
+    /// provider charges nothing extra).
+    pub cache_write_per_mtok: Money,
+    /// Rate for the reasoning part of the output (the output rate where the provider
+    /// bills reasoning like any output).
+    pub reasoning_per_mtok: Money,
     /// Discount for the provider's asynchronous batch API, in percent.
     pub batch_discount_pct: u8,
+    /// Higher rates for requests whose prompt exceeds a size, smallest threshold first.
+    pub tiers: &'static [ContextTier],
+    pub capabilities: Capabilities,
+    /// Where the price comes from (`litellm`, `models.dev`, `litellm+models.dev`,
+    /// `built-in`, `negotiated`) and the date of that source.
+    pub source: &'static str,
+    pub effective: &'static str,
+}
+
+/// Rates that replace the base ones for a request whose prompt exceeds `above_tokens`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ContextTier {
+    pub above_tokens: u64,
+    pub input_per_mtok: Money,
+    pub output_per_mtok: Money,
+    pub cached_input_per_mtok: Money,
+    pub cache_write_per_mtok: Money,
+}
+
+/// What a model accepts, from the catalog's flags (false when a source does not say).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Capabilities {
+    pub tool_calling: bool,
+    pub vision: bool,
+    pub reasoning: bool,
+    /// Largest prompt, in tokens; `None` when unknown.
+    pub context_window: Option<u64>,
 }
 
 /// Tokens in the "per million tokens" unit that list prices are quoted in.
 const TOKENS_PER_MTOK: i128 = 1_000_000;
 
+/// The token counts one price applies to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TokenUse {
+    pub requests: u64,
+    /// All input tokens, the cached and cache-written parts included.
+    pub input: u64,
+    pub cached_input: u64,
+    pub cache_write: u64,
+    /// All output tokens, the reasoning part included.
+    pub output: u64,
+    pub reasoning: u64,
+}
+
+impl TokenUse {
+    pub fn of(r: &crate::records::UsageRecord) -> Self {
+        Self {
+            requests: r.requests,
+            input: r.input_tokens,
+            cached_input: r.cached_input_tokens,
+            cache_write: r.cache_write_tokens,
+            output: r.output_tokens,
+            reasoning: r.reasoning_tokens,
+        }
+    }
+}
+
 impl Price {
+    /// Cost of input, cached input and output tokens at the base rates (no context tier,
+    /// no cache writes, no separate reasoning rate).
+    pub fn cost(&self, input_tokens: u64, cached_input_tokens: u64, output_tokens: u64) -> Money {
+        self.usage_cost(&TokenUse {
+            requests: 0,
+            input: input_tokens,
+            cached_input: cached_input_tokens,
+            output: output_tokens,
+            ..TokenUse::default()
+        })
+    }
+
     /// Cost of one usage slice at this price.
     ///
-    /// `cached_input_tokens` is the part of `input_tokens` read from cache;
-    /// it is clamped to `input_tokens` so inconsistent imports can never
-    /// produce a negative uncached count. Each component is rounded half-up
-    /// to the micro-dollar on its own, so the result does not depend on how
-    /// the components are later grouped.
-    pub fn cost(&self, input_tokens: u64, cached_input_tokens: u64, output_tokens: u64) -> Money {
-        let cached = cached_input_tokens.min(input_tokens);
-        component(input_tokens - cached, self.input_per_mtok)
-            + component(cached, self.cached_input_per_mtok)
-            + component(output_tokens, self.output_per_mtok)
+    /// The rates are the base ones, or those of the highest context tier whose threshold
+    /// the average prompt (`input ÷ requests`) exceeds. Cache reads are clamped to the
+    /// input, cache writes to what is left of it, reasoning to the output, so inconsistent
+    /// imports never produce a negative count. Each component is rounded half away from
+    /// zero to the micro-dollar on its own, so the result does not depend on how the
+    /// components are later grouped.
+    pub fn usage_cost(&self, t: &TokenUse) -> Money {
+        let cached = t.cached_input.min(t.input);
+        let written = t.cache_write.min(t.input - cached);
+        let reasoning = t.reasoning.min(t.output);
+        let (input, output, cached_rate, write_rate) = match self.tier_for(t) {
+            Some(tier) => (tier.input_per_mtok, tier.output_per_mtok, tier.cached_input_per_mtok, tier.cache_write_per_mtok),
+            None => (self.input_per_mtok, self.output_per_mtok, self.cached_input_per_mtok, self.cache_write_per_mtok),
+        };
+        // Reasoning follows the tier's output rate unless the model bills it apart.
+        let reasoning_rate =
+            if self.reasoning_per_mtok == self.output_per_mtok { output } else { self.reasoning_per_mtok };
+        component(t.input - cached - written, input)
+            + component(cached, cached_rate)
+            + component(written, write_rate)
+            + component(t.output - reasoning, output)
+            + component(reasoning, reasoning_rate)
+    }
+
+    /// The context tier a slice is billed at: the highest one its average prompt exceeds.
+    pub fn tier_for(&self, t: &TokenUse) -> Option<&'static ContextTier> {
+        if t.requests == 0 {
+            return None;
+        }
+        let prompt = t.input / t.requests;
+        self.tiers.iter().rev().find(|tier| prompt > tier.above_tokens)
+    }
+
+    /// `usage_cost` as if sent through the batch API.
+    pub fn usage_batch_cost(&self, t: &TokenUse) -> Money {
+        self.usage_cost(t).mul_div(100 - i64::from(self.batch_discount_pct.min(100)), 100)
     }
 
     /// `cost` as if sent through the batch API.
@@ -86,26 +184,32 @@ const fn per_mtok(micros: i64) -> Money {
     Money(micros)
 }
 
-const fn openai(model: &'static str, input: i64, output: i64, cached: i64) -> Price {
+const fn builtin(provider: &'static str, model: &'static str, input: i64, output: i64, cached: i64) -> Price {
     Price {
-        provider: "openai",
+        provider,
         model,
         input_per_mtok: per_mtok(input),
         output_per_mtok: per_mtok(output),
         cached_input_per_mtok: per_mtok(cached),
+        cache_write_per_mtok: per_mtok(input),
+        reasoning_per_mtok: per_mtok(output),
         batch_discount_pct: 50,
+        tiers: &[],
+        capabilities: Capabilities { tool_calling: true, vision: true, reasoning: false, context_window: None },
+        source: "built-in",
+        effective: "",
     }
 }
 
+const fn openai(model: &'static str, input: i64, output: i64, cached: i64) -> Price {
+    builtin("openai", model, input, output, cached)
+}
+
 const fn anthropic(model: &'static str, input: i64, output: i64, cached: i64) -> Price {
-    Price {
-        provider: "anthropic",
-        model,
-        input_per_mtok: per_mtok(input),
-        output_per_mtok: per_mtok(output),
-        cached_input_per_mtok: per_mtok(cached),
-        batch_discount_pct: 50,
-    }
+    // Anthropic bills cache writes (5-minute cache) at 1.25 times the input rate.
+    let mut p = builtin("anthropic", model, input, output, cached);
+    p.cache_write_per_mtok = per_mtok(input / 4 * 5);
+    p
 }
 
 /// Models retired from the published table that older usage still names
@@ -144,7 +248,29 @@ struct SnapshotModel {
     input: i64,
     output: i64,
     cached_input: i64,
+    cache_write: Option<i64>,
+    reasoning: Option<i64>,
     batch_discount_pct: u8,
+    #[serde(default)]
+    tiers: Vec<SnapshotTier>,
+    #[serde(default)]
+    tools: bool,
+    #[serde(default)]
+    vision: bool,
+    #[serde(default)]
+    reasoning_model: bool,
+    context_window: Option<u64>,
+    source: String,
+    effective: String,
+}
+
+#[derive(serde::Deserialize)]
+struct SnapshotTier {
+    above: u64,
+    input: i64,
+    output: i64,
+    cached_input: i64,
+    cache_write: Option<i64>,
 }
 
 struct Catalog {
@@ -155,7 +281,7 @@ struct Catalog {
 }
 
 /// Built once, on first use. The names live for the whole process (`Price` hands out
-/// `&'static str`), so they are leaked once, a fixed ~50 KiB.
+/// `&'static str`), so they are leaked once, a fixed ~100 KiB.
 static CATALOG: LazyLock<Catalog> = LazyLock::new(|| {
     let snapshot: Snapshot =
         serde_json::from_str(include_str!("../data/prices.json")).expect("the shipped price snapshot parses");
@@ -163,13 +289,42 @@ static CATALOG: LazyLock<Catalog> = LazyLock::new(|| {
     let mut prices: Vec<Price> = snapshot
         .models
         .into_iter()
-        .map(|m| Price {
-            provider: leak(m.provider),
-            model: leak(m.model),
-            input_per_mtok: Money(m.input),
-            output_per_mtok: Money(m.output),
-            cached_input_per_mtok: Money(m.cached_input),
-            batch_discount_pct: m.batch_discount_pct,
+        .map(|m| {
+            let cache_write = Money(m.cache_write.unwrap_or(m.input));
+            let tiers: Vec<ContextTier> = m
+                .tiers
+                .iter()
+                .map(|t| ContextTier {
+                    above_tokens: t.above,
+                    input_per_mtok: Money(t.input),
+                    output_per_mtok: Money(t.output),
+                    cached_input_per_mtok: Money(t.cached_input),
+                    // Without a tier rate of its own, a cache write keeps its surcharge
+                    // over the tier's input rate.
+                    cache_write_per_mtok: Money(t.cache_write.unwrap_or_else(|| {
+                        if m.input > 0 { t.input * cache_write.0 / m.input } else { t.input }
+                    })),
+                })
+                .collect();
+            Price {
+                provider: leak(m.provider),
+                model: leak(m.model),
+                input_per_mtok: Money(m.input),
+                output_per_mtok: Money(m.output),
+                cached_input_per_mtok: Money(m.cached_input),
+                cache_write_per_mtok: cache_write,
+                reasoning_per_mtok: Money(m.reasoning.unwrap_or(m.output)),
+                batch_discount_pct: m.batch_discount_pct,
+                tiers: Box::leak(tiers.into_boxed_slice()),
+                capabilities: Capabilities {
+                    tool_calling: m.tools,
+                    vision: m.vision,
+                    reasoning: m.reasoning_model,
+                    context_window: m.context_window,
+                },
+                source: leak(m.source),
+                effective: leak(m.effective),
+            }
         })
         .collect();
     for builtin in &BUILTIN {
@@ -274,6 +429,66 @@ mod tests {
         assert_eq!(gpt_4o().cost(1, 0, 0), Money(3));
         assert_eq!(gpt_4o().cost(1, 1, 0), Money(1));
         assert_eq!(gpt_4o().cost(2, 1, 1), Money(3 + 1 + 10));
+    }
+
+    #[test]
+    fn cache_writes_are_billed_at_the_cache_write_rate() {
+        // Claude Sonnet 4.5: $3 in, $0.30 cache read, $3.75 cache write, $15 out per 1M.
+        // 500k plain × $3 = $1.50; 200k read × $0.30 = $0.06; 300k written × $3.75 =
+        // $1.125; 100k out × $15 = $1.50. Total $4.185.
+        let p = price_for("claude-sonnet-4-5").unwrap();
+        let t = TokenUse { requests: 100, input: 1_000_000, cached_input: 200_000, cache_write: 300_000, output: 100_000, reasoning: 0 };
+        assert_eq!(p.usage_cost(&t), Money(4_185_000));
+        // Writes beyond what is left of the input after reads are clamped.
+        let over = TokenUse { cache_write: 5_000_000, ..t };
+        assert_eq!(p.usage_cost(&over), p.usage_cost(&TokenUse { cache_write: 800_000, ..t }));
+        // OpenAI publishes no cache-write rate: writes cost the input rate.
+        let gpt = gpt_4o();
+        assert_eq!(gpt.cache_write_per_mtok, gpt.input_per_mtok);
+    }
+
+    #[test]
+    fn reasoning_tokens_use_the_reasoning_rate_where_one_is_published() {
+        // Perplexity sonar-deep-research: $2 in, $8 out, $3 per 1M reasoning tokens.
+        // 100k in × $2 = $0.20; 600k plain out × $8 = $4.80; 400k reasoning × $3 = $1.20.
+        let p = price_for("sonar-deep-research").unwrap();
+        let t = TokenUse { requests: 10, input: 100_000, output: 1_000_000, reasoning: 400_000, ..TokenUse::default() };
+        assert_eq!(p.usage_cost(&t), Money(6_200_000));
+        // Where reasoning is billed as output, splitting it out changes nothing.
+        let o3 = price_for("o3-mini").unwrap();
+        let t = TokenUse { requests: 1, input: 1_000, output: 9_000, reasoning: 7_000, ..TokenUse::default() };
+        assert_eq!(o3.usage_cost(&t), o3.cost(1_000, 0, 9_000));
+    }
+
+    #[test]
+    fn prompts_above_a_context_tier_use_its_rates() {
+        // Gemini 2.5 Pro: $1.25 / $10 per 1M, and $2.50 / $15 for prompts over 200k tokens.
+        let p = price_for("gemini-2.5-pro").unwrap();
+        assert_eq!(p.tiers.len(), 1);
+        assert_eq!(p.tiers[0].above_tokens, 200_000);
+        // 2 requests averaging 250k prompt tokens: 500k × $2.50 + 10k × $15 = $1.40.
+        let big = TokenUse { requests: 2, input: 500_000, output: 10_000, ..TokenUse::default() };
+        assert_eq!(p.usage_cost(&big), Money(1_400_000));
+        // 3 requests averaging 166,666: base rates, 500k × $1.25 + 10k × $10 = $0.725.
+        assert_eq!(p.usage_cost(&TokenUse { requests: 3, ..big }), Money(725_000));
+        // Exactly at the threshold is not above it.
+        let at = TokenUse { requests: 1, input: 200_000, ..TokenUse::default() };
+        assert_eq!(p.usage_cost(&at), Money(250_000));
+        assert_eq!(p.usage_cost(&TokenUse { input: 200_001, ..at }), Money(500_003));
+    }
+
+    #[test]
+    fn the_catalog_merges_both_sources_with_capability_flags() {
+        let (source, _) = catalog_source();
+        assert!(source.contains("litellm") && source.contains("models.dev"), "{source}");
+        let caps = gpt_4o().capabilities;
+        assert_eq!(caps, Capabilities { tool_calling: true, vision: true, reasoning: false, context_window: Some(128_000) });
+        let o3 = price_for("o3-mini").unwrap().capabilities;
+        assert!(o3.reasoning && !o3.vision);
+        // A model only models.dev lists is in the catalog, marked so.
+        let nemo = price_for("mistral-nemo").unwrap();
+        assert_eq!(nemo.source, "models.dev");
+        assert!(price_catalog().iter().all(|p| p.effective.len() == 10 || p.source == "built-in"));
     }
 
     #[test]

@@ -4,10 +4,13 @@
 
 use crate::date;
 use crate::money::Money;
-use crate::prices::price_for;
+use crate::prices::{price_for, TokenUse};
 
 /// Token usage of one feature on one model for one day.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+///
+/// `Default` gives an empty record (no tokens, empty names and tags), for building
+/// records field by field.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct UsageRecord {
     /// "YYYY-MM-DD".
     pub day: String,
@@ -20,6 +23,26 @@ pub struct UsageRecord {
     pub output_tokens: u64,
     /// The part of `input_tokens` served from the prompt cache.
     pub cached_input_tokens: u64,
+    /// The part of `input_tokens` written to the prompt cache (billed at the cache-write
+    /// rate where the provider has one).
+    #[serde(default)]
+    pub cache_write_tokens: u64,
+    /// The part of `output_tokens` spent on reasoning (billed at the reasoning rate where
+    /// the provider has one).
+    #[serde(default)]
+    pub reasoning_tokens: u64,
+    /// Tags: the end user the requests were made for, the API key they used and the
+    /// deployment environment. Empty when the source does not say.
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub api_key: String,
+    #[serde(default)]
+    pub environment: String,
+    /// Requests of this record identical to one made before (same request hash), which a
+    /// response cache could have answered. 0 when the source gives no request hashes.
+    #[serde(default)]
+    pub repeat_requests: u64,
     /// What the source says this usage cost, when it says; the catalog price otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<Money>,
@@ -34,9 +57,7 @@ pub fn cost_of(r: &UsageRecord) -> Money {
 
 /// The record at the catalog's list price (zero for models the catalog does not know).
 pub fn list_cost(r: &UsageRecord) -> Money {
-    price_for(&r.model).map_or(Money::ZERO, |p| {
-        p.cost(r.input_tokens, r.cached_input_tokens, r.output_tokens)
-    })
+    price_for(&r.model).map_or(Money::ZERO, |p| p.usage_cost(&TokenUse::of(r)))
 }
 
 /// Last day of the demo month.
@@ -152,6 +173,7 @@ fn demo_record(f: &DemoFeature, day: &str, requests: u64) -> UsageRecord {
         output_tokens: requests * f.output_per_request,
         cached_input_tokens: requests * f.cached_per_request,
         cost: None,
+        ..Default::default()
     }
 }
 
@@ -185,6 +207,7 @@ mod tests {
             output_tokens: output,
             cached_input_tokens: cached,
             cost: None,
+            ..Default::default()
         }
     }
 

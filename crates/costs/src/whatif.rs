@@ -4,7 +4,7 @@ use serde::Serialize;
 use crate::analysis::DAYS_PER_MONTH;
 use crate::anomalies::covered_days;
 use crate::money::Money;
-use crate::prices::{price_for, rate_label};
+use crate::prices::{price_for, rate_label, TokenUse};
 use crate::records::{list_cost, UsageRecord};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -50,7 +50,7 @@ pub fn what_if(records: &[UsageRecord], feature: Option<&str>, to_model: &str) -
         return Err(WhatIfError::NoUsage(scope_name));
     }
     let current: Money = scope.iter().map(|r| list_cost(r)).sum();
-    let projected: Money = scope.iter().map(|r| target.cost(r.input_tokens, r.cached_input_tokens, r.output_tokens)).sum();
+    let projected: Money = scope.iter().map(|r| target.usage_cost(&TokenUse::of(r))).sum();
     let mut from_models: Vec<String> = scope.iter().filter_map(|r| price_for(&r.model)).map(|p| p.model.to_owned()).collect();
     from_models.sort_unstable();
     from_models.dedup();
@@ -96,6 +96,7 @@ mod tests {
             output_tokens: output,
             cached_input_tokens: 0,
             cost: None,
+            ..Default::default()
         }
     }
 

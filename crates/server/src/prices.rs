@@ -7,6 +7,8 @@
 //! input_per_mtok = "2.00"        # USD per 1M tokens, a string or a number
 //! output_per_mtok = "8.00"
 //! cached_input_per_mtok = "1.00" # optional: the catalog's, else the input rate
+//! cache_write_per_mtok = "2.50"  # optional: the catalog's ratio to input, else the input rate
+//! reasoning_per_mtok = "8.00"    # optional: the catalog's ratio to output, else the output rate
 //! batch_discount_pct = 50        # optional: the catalog's, else 0
 //! provider = "openai"            # optional: the catalog's, else "custom"
 //! ```
@@ -31,6 +33,8 @@ struct Entry {
     input_per_mtok: Amount,
     output_per_mtok: Amount,
     cached_input_per_mtok: Option<Amount>,
+    cache_write_per_mtok: Option<Amount>,
+    reasoning_per_mtok: Option<Amount>,
     batch_discount_pct: Option<u8>,
 }
 
@@ -62,16 +66,44 @@ pub fn load(path: &Path) -> Result<Vec<Price>, String> {
         .map(|e| {
             let known = price_for(&e.model);
             let input = e.input_per_mtok.money("input_per_mtok", &e.model)?;
+            let output = e.output_per_mtok.money("output_per_mtok", &e.model)?;
+            let optional = |amount: &Option<Amount>, field: &str, catalog: Option<Money>, default: Money| match amount {
+                Some(a) => a.money(field, &e.model),
+                None => Ok(catalog.unwrap_or(default)),
+            };
             Ok(Price {
                 provider: leak(e.provider.clone().unwrap_or_else(|| known.map_or("custom", |p| p.provider).to_owned())),
                 model: leak(e.model.clone()),
                 input_per_mtok: input,
-                output_per_mtok: e.output_per_mtok.money("output_per_mtok", &e.model)?,
+                output_per_mtok: output,
                 cached_input_per_mtok: match &e.cached_input_per_mtok {
                     Some(a) => a.money("cached_input_per_mtok", &e.model)?,
                     None => known.map_or(input, |p| p.cached_input_per_mtok),
                 },
+                // Unless given, cache writes and reasoning keep the catalog's ratio to the
+                // input and output rates (Anthropic's 1.25× write surcharge applies to the
+                // negotiated input rate too), else cost what input and output cost.
+                cache_write_per_mtok: optional(
+                    &e.cache_write_per_mtok,
+                    "cache_write_per_mtok",
+                    known.filter(|p| p.input_per_mtok.micros() > 0)
+                        .map(|p| input.mul_div(p.cache_write_per_mtok.micros(), p.input_per_mtok.micros())),
+                    input,
+                )?,
+                reasoning_per_mtok: optional(
+                    &e.reasoning_per_mtok,
+                    "reasoning_per_mtok",
+                    known.filter(|p| p.output_per_mtok.micros() > 0)
+                        .map(|p| output.mul_div(p.reasoning_per_mtok.micros(), p.output_per_mtok.micros())),
+                    output,
+                )?,
                 batch_discount_pct: e.batch_discount_pct.or(known.map(|p| p.batch_discount_pct)).unwrap_or(0).min(100),
+                // A negotiated rate is flat: no context tiers. What the model can do is
+                // the catalog's.
+                tiers: &[],
+                capabilities: known.map(|p| p.capabilities).unwrap_or_default(),
+                source: "negotiated",
+                effective: "",
             })
         })
         .collect()

@@ -1,4 +1,4 @@
-//! Usage data: import (CSV or OpenAI usage JSON, gzip accepted), summary, delete. Every
+//! Usage data: import (every format of `apex_costs::import`, gzip accepted), summary, delete. Every
 //! route works on the authenticated user's rows only.
 use apex_costs::import::{decompressed, sniff, Format};
 use apex_costs::{breakdown, summarize, GroupBy};
@@ -38,12 +38,12 @@ async fn import_usage(
     let sniffed = sniff(&body[..body.len().min(64 * 1024)]);
     let format = match named.as_deref() {
         Some(name) => Some(Format::parse(name).ok_or_else(|| {
-            ApiError::BadRequest("invalid_field", format!("unknown format `{name}` (generic_csv, openai_usage_json, litellm_spend_logs, otel_spans_json, langfuse_observations)"))
+            ApiError::BadRequest("invalid_field", format!("unknown format `{name}` ({})", Format::NAMES))
         })?),
         None => sniffed.format,
     }
     .ok_or_else(|| {
-        ApiError::BadRequest("unknown_format", "cannot tell the format; pass ?format=generic_csv, openai_usage_json, litellm_spend_logs, otel_spans_json or langfuse_observations".into())
+        ApiError::BadRequest("unknown_format", format!("cannot tell the format; pass ?format= one of {}", Format::NAMES))
     })?;
 
     let input = decompressed(std::io::Cursor::new(body), sniffed.gzipped);
@@ -78,7 +78,7 @@ async fn summary(
         .as_deref()
         .map(|g| {
             GroupBy::parse(g).ok_or_else(|| {
-                ApiError::BadRequest("invalid_field", format!("cannot group by `{g}` (model, provider, feature, project, day)"))
+                ApiError::BadRequest("invalid_field", format!("cannot group by `{g}` (model, provider, feature, project, day, user, api_key, environment)"))
             })
         })
         .transpose()?;

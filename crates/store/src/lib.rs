@@ -79,11 +79,15 @@ pub trait Store: Send + Sync + 'static {
     async fn agent_results(&self, user_id: &str, run_id: RunId) -> StoreResult<Vec<AgentResultRow>>;
 
     /// Adds imported usage rows for this user; rows whose key is already stored are
-    /// skipped. Returns how many were new.
+    /// skipped. Returns how many were new. A new row whose `request_hash` (when not empty)
+    /// this user already has, stored or earlier in `rows`, counts its requests as
+    /// `repeat_requests` (migration 0005).
     async fn import_usage(&self, user_id: &str, rows: &[ImportRow], at_ms: u64) -> StoreResult<u64>;
     /// This user's usage, optionally limited to days `from..=to` (`YYYY-MM-DD`), summed
-    /// per day, provider, model, feature and project (rows with a billed cost apart from
-    /// rows without).
+    /// per day, provider, model, feature, project, end user, API key and environment (rows
+    /// with a billed cost apart from rows without). Every field of `UsageRecord` round-trips
+    /// (migration 0005 added the tags and the cache-write and reasoning tokens; the
+    /// signature is unchanged).
     async fn usage(&self, user_id: &str, from: Option<&str>, to: Option<&str>) -> StoreResult<Vec<UsageRecord>>;
     /// Removes all of this user's usage rows; returns how many.
     async fn delete_usage(&self, user_id: &str) -> StoreResult<u64>;

@@ -245,8 +245,9 @@ fn usage_row(key: &str, day: &str, model: &str, input: u64, cost: Option<i64>) -
         output_tokens: input / 10,
         cached_input_tokens: 0,
         cost: cost.map(Money),
+        ..Default::default()
     };
-    ImportRow { record, key: key.into() }
+    ImportRow { record, key: key.into(), request_hash: String::new() }
 }
 
 async fn usage_imports_dedupe_by_key_sum_per_day_and_stay_with_their_user(db: Db) {

@@ -12,8 +12,12 @@
 //! | `output_tokens` / `completion_tokens` | no (0) | |
 //! | `requests` / `num_requests` | no (1) | requests this row stands for |
 //! | `cost_usd` / `cost` / `spend` | no | what the source billed, in dollars; list price otherwise |
+//! | `cache_write_tokens` / `cache_creation_input_tokens` | no (0) | the part of the input written to the cache |
+//! | `reasoning_tokens` | no (0) | the part of the output spent on reasoning |
 //! | `feature`, `project` | no | tags (`unattributed`, `default`) |
+//! | `user` / `end_user`, `api_key` / `api_key_id`, `environment` / `env` | no | tags (empty) |
 //! | `request_id` | no | identifies the row across imports (else its content does) |
+//! | `request_hash` / `prompt_hash` | no | a hash of the request: identical requests share it |
 use std::collections::HashMap;
 
 use super::{content_key, parse_usd, ImportError, ImportRow, Rejected};
@@ -32,9 +36,15 @@ pub(super) const GENERIC: Aliases = &[
     ("output_tokens", &["output_tokens", "completion_tokens"]),
     ("requests", &["requests", "num_requests"]),
     ("cost", &["cost_usd", "cost", "spend"]),
+    ("cache_write_tokens", &["cache_write_tokens", "cache_creation_input_tokens"]),
+    ("reasoning_tokens", &["reasoning_tokens"]),
     ("feature", &["feature"]),
     ("project", &["project"]),
+    ("user", &["user", "end_user"]),
+    ("api_key", &["api_key", "api_key_id"]),
+    ("environment", &["environment", "env"]),
     ("request_id", &["request_id"]),
+    ("request_hash", &["request_hash", "prompt_hash"]),
 ];
 
 /// Reads a CSV whose columns are named by `aliases` (canonical name → accepted headers).
@@ -97,6 +107,17 @@ pub(super) fn parse_row<'a>(
     if cached_input_tokens > input_tokens {
         return Err(format!("`cached_input_tokens` ({cached_input_tokens}) exceeds `input_tokens` ({input_tokens})"));
     }
+    let cache_write_tokens = count("cache_write_tokens", 0)?;
+    if cached_input_tokens + cache_write_tokens > input_tokens {
+        return Err(format!(
+            "cache reads ({cached_input_tokens}) and writes ({cache_write_tokens}) exceed `input_tokens` ({input_tokens})"
+        ));
+    }
+    let output_tokens = count("output_tokens", 0)?;
+    let reasoning_tokens = count("reasoning_tokens", 0)?;
+    if reasoning_tokens > output_tokens {
+        return Err(format!("`reasoning_tokens` ({reasoning_tokens}) exceeds `output_tokens` ({output_tokens})"));
+    }
     let cost = get("cost").map(|v| parse_usd(v).ok_or_else(|| format!("`cost_usd` is not an amount: `{v}`"))).transpose()?;
     let provider = get("provider")
         .map(str::to_owned)
@@ -109,9 +130,15 @@ pub(super) fn parse_row<'a>(
         project: get("project").unwrap_or("default").to_owned(),
         requests: count("requests", 1)?,
         input_tokens,
-        output_tokens: count("output_tokens", 0)?,
+        output_tokens,
         cached_input_tokens,
+        cache_write_tokens,
+        reasoning_tokens,
         cost,
+        user: get("user").unwrap_or("").to_owned(),
+        api_key: get("api_key").unwrap_or("").to_owned(),
+        environment: get("environment").unwrap_or("").to_owned(),
+        repeat_requests: 0, // counted by the store, which has seen earlier imports
     };
     let key = match get("request_id") {
         Some(id) => format!("{key_prefix}{id}"),
@@ -121,10 +148,24 @@ pub(super) fn parse_row<'a>(
             let cost = record.cost.map(|c| c.0.to_string()).unwrap_or_default();
             let mut fields = vec![record.day.as_str(), &record.provider, &record.model, &record.feature, &record.project, &cost];
             fields.extend(numbers.iter().map(String::as_str));
+            // Fields added later join the key only when set, so rows without them keep
+            // the key earlier imports gave them.
+            let extra = [record.cache_write_tokens, record.reasoning_tokens].map(|n| n.to_string());
+            if record.cache_write_tokens + record.reasoning_tokens > 0 {
+                fields.extend(extra.iter().map(String::as_str));
+            }
+            let tags: Vec<String> = [("user", &record.user), ("api_key", &record.api_key), ("env", &record.environment)]
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            fields.extend(tags.iter().map(String::as_str));
             content_key(&fields)
         }
     };
-    Ok(ImportRow { record, key })
+    // LiteLLM writes `Cache OFF` as the cache key of requests it did not hash.
+    let request_hash = get("request_hash").filter(|h| !h.eq_ignore_ascii_case("cache off")).unwrap_or("").to_owned();
+    Ok(ImportRow { record, key, request_hash })
 }
 
 /// `YYYY-MM-DD`, or the date part of a time in UTC (`…Z`, or without any offset, which

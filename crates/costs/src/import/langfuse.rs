@@ -5,8 +5,11 @@
 //! Fields read: `startTime` (UTC day), `model`, `usageDetails.input` / `.output` (else the
 //! older `usage.input` / `usage.output`, or `promptTokens` / `completionTokens`), cached
 //! input from `usageDetails.input_cached_tokens` or `cache_read_input_tokens`, cost from
-//! `costDetails.total` (else `calculatedTotalCost`), the feature from `name` and the
-//! project from `environment`.
+//! `costDetails.total` (else `calculatedTotalCost`), the feature from `name`, the
+//! project and the environment tag from `environment`, the end user from `userId` (where
+//! the export joined it from the trace), cache writes from
+//! `usageDetails.cache_creation_input_tokens` and reasoning from
+//! `usageDetails.output_reasoning_tokens`.
 use serde_json::Value;
 
 use super::generic_csv::parse_row;
@@ -59,6 +62,13 @@ pub(super) fn read(
             ("cost", first(&[&["costDetails", "total"], &["calculatedTotalCost"]])),
             ("feature", first(&[&["name"]])),
             ("project", first(&[&["environment"]])),
+            ("environment", first(&[&["environment"]])),
+            ("user", first(&[&["userId"]])),
+            (
+                "cache_write_tokens",
+                first(&[&["usageDetails", "cache_creation_input_tokens"], &["usageDetails", "input_cache_creation"]]),
+            ),
+            ("reasoning_tokens", first(&[&["usageDetails", "output_reasoning_tokens"], &["usageDetails", "output_reasoning"]])),
             ("request_id", first(&[&["id"]])),
         ];
         let lookup = |name: &str| fields.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.as_deref());

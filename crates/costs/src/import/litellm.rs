@@ -9,7 +9,7 @@ use super::{ImportError, ImportRow, Rejected};
 const KEY_PREFIX: &str = "litellm:";
 
 /// The canonical field each LiteLLM field feeds (JSON keys keep LiteLLM's case).
-const FIELDS: [(&str, &str); 9] = [
+const FIELDS: [(&str, &str); 12] = [
     ("date", "startTime"),
     ("model", "model"),
     ("provider", "custom_llm_provider"),
@@ -19,6 +19,9 @@ const FIELDS: [(&str, &str); 9] = [
     ("feature", "model_group"),
     ("project", "team_id"),
     ("request_id", "request_id"),
+    ("user", "end_user"),
+    ("api_key", "api_key"),
+    ("request_hash", "cache_key"),
 ];
 
 /// The same, for CSV headers (matched lower-cased).
@@ -32,6 +35,9 @@ const COLUMNS: Aliases = &[
     ("feature", &["model_group"]),
     ("project", &["team_id"]),
     ("request_id", &["request_id"]),
+    ("user", &["end_user", "user"]),
+    ("api_key", &["api_key"]),
+    ("request_hash", &["cache_key"]),
 ];
 
 pub(super) fn read(
@@ -40,7 +46,7 @@ pub(super) fn read(
     mut reject: impl FnMut(Rejected),
 ) -> Result<(), ImportError> {
     let mut input = std::io::BufReader::new(input);
-    let first = first_byte(&mut input)?;
+    let first = super::first_byte(&mut input)?;
     if first != Some(b'[') {
         return generic_csv::read(COLUMNS, KEY_PREFIX, input, row, reject);
     }
@@ -61,21 +67,6 @@ pub(super) fn read(
         }
     }
     Ok(())
-}
-
-/// The first non-blank byte, without consuming it.
-fn first_byte(input: &mut impl std::io::BufRead) -> Result<Option<u8>, ImportError> {
-    loop {
-        let buf = input.fill_buf().map_err(|e| ImportError::Unreadable(e.to_string()))?;
-        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
-            Some(i) => return Ok(Some(buf[i])),
-            None if buf.is_empty() => return Ok(None),
-            None => {
-                let n = buf.len();
-                input.consume(n);
-            }
-        }
-    }
 }
 
 #[cfg(test)]

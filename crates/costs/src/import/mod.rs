@@ -5,9 +5,11 @@
 //! the good rows are kept. Every row carries a `key` that identifies it across imports,
 //! so that importing the same file twice, or overlapping files, never double counts.
 mod generic_csv;
+mod helicone;
 mod langfuse;
 mod litellm;
 mod openai;
+mod openai_csv;
 mod otel;
 
 use crate::money::Money;
@@ -19,6 +21,11 @@ pub struct ImportRow {
     pub record: UsageRecord,
     /// The source's request id where it has one, otherwise a hash of the row's content.
     pub key: String,
+    /// A hash of the request itself (prompt and parameters) where the source gives one or
+    /// the request body to make one: identical requests share it, whatever their key.
+    /// Empty when unknown. The store counts a request whose hash it has seen before as a
+    /// repeat (`UsageRecord::repeat_requests`).
+    pub request_hash: String,
 }
 
 /// A row that could not be imported.
@@ -36,6 +43,12 @@ pub enum Format {
     GenericCsv,
     /// OpenAI's Usage API, completions endpoint (`organization.usage.completions.result`).
     OpenaiUsageJson,
+    /// The usage dashboard's CSV export of completions usage (platform.openai.com).
+    OpenaiUsageCsv,
+    /// The usage dashboard's CSV export of costs (`amount_value`, `line_item`).
+    OpenaiCostCsv,
+    /// Helicone request exports: CSV, JSON Lines or a JSON array.
+    HeliconeRequests,
     /// LiteLLM proxy spend logs (`LiteLLM_SpendLogs`), as CSV or as a JSON array.
     LitellmSpendLogs,
     /// OpenTelemetry GenAI spans as OTLP JSON (`gen_ai.usage.*` attributes).
@@ -45,10 +58,17 @@ pub enum Format {
 }
 
 impl Format {
+    /// The names `parse` accepts, one per format, for messages.
+    pub const NAMES: &'static str = "generic_csv, openai_usage_json, openai_usage_csv, openai_cost_csv, \
+        litellm_spend_logs, otel_spans_json, langfuse_observations, helicone_requests";
+
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "generic_csv" | "csv" => Some(Self::GenericCsv),
             "openai_usage_json" | "openai" => Some(Self::OpenaiUsageJson),
+            "openai_usage_csv" => Some(Self::OpenaiUsageCsv),
+            "openai_cost_csv" | "openai_costs_csv" => Some(Self::OpenaiCostCsv),
+            "helicone" | "helicone_requests" => Some(Self::HeliconeRequests),
             "litellm_spend_logs" | "litellm" => Some(Self::LitellmSpendLogs),
             "otel_spans_json" | "otel" | "otlp" => Some(Self::OtelSpansJson),
             "langfuse_observations" | "langfuse" => Some(Self::LangfuseObservations),
@@ -70,6 +90,9 @@ impl Format {
             if text.contains("\"GENERATION\"") && text.contains("\"startTime\"") {
                 return Some(Self::LangfuseObservations);
             }
+            if text.contains("\"request_created_at\"") && text.contains("\"response_id\"") {
+                return Some(Self::HeliconeRequests);
+            }
             let litellm = ["\"request_id\"", "\"spend\"", "\"startTime\""].iter().all(|k| text.contains(k));
             return litellm.then_some(Self::LitellmSpendLogs);
         }
@@ -77,6 +100,15 @@ impl Format {
         let has = |names: &[&str]| header.split(',').any(|h| names.contains(&h.trim().trim_matches('"')));
         if has(&["request_id"]) && has(&["spend"]) && has(&["starttime"]) {
             return Some(Self::LitellmSpendLogs);
+        }
+        if has(&["start_time"]) && has(&["num_model_requests"]) && has(&["model"]) {
+            return Some(Self::OpenaiUsageCsv);
+        }
+        if has(&["start_time"]) && has(&["amount_value"]) {
+            return Some(Self::OpenaiCostCsv);
+        }
+        if has(&["request_created_at"]) && has(&["response_id", "request_id"]) && has(&["model"]) {
+            return Some(Self::HeliconeRequests);
         }
         (has(&["model"]) && has(&["date", "day", "timestamp"])).then_some(Self::GenericCsv)
     }
@@ -138,6 +170,9 @@ pub fn import(
     match format {
         Format::GenericCsv => generic_csv::read(generic_csv::GENERIC, "req:", input, row, reject),
         Format::OpenaiUsageJson => openai::read(input, row, reject),
+        Format::OpenaiUsageCsv => openai_csv::read_usage(input, row, reject),
+        Format::OpenaiCostCsv => openai_csv::read_costs(input, row, reject),
+        Format::HeliconeRequests => helicone::read(input, row, reject),
         Format::LitellmSpendLogs => litellm::read(input, row, reject),
         Format::OtelSpansJson => otel::read(input, row, reject),
         Format::LangfuseObservations => langfuse::read(input, row, reject),
@@ -184,6 +219,21 @@ fn shift_decimal(mantissa: &str, exp: i32) -> Option<String> {
     } else {
         format!("{}.{}", &digits[..point as usize], &digits[point as usize..])
     })
+}
+
+/// The first non-blank byte of `input`, without consuming it.
+pub(crate) fn first_byte(input: &mut impl std::io::BufRead) -> Result<Option<u8>, ImportError> {
+    loop {
+        let buf = input.fill_buf().map_err(|e| ImportError::Unreadable(e.to_string()))?;
+        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(i) => return Ok(Some(buf[i])),
+            None if buf.is_empty() => return Ok(None),
+            None => {
+                let n = buf.len();
+                input.consume(n);
+            }
+        }
+    }
 }
 
 /// A JSON export read whole: one document (`whole`), or JSON Lines, each with its line.

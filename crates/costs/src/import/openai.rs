@@ -86,15 +86,18 @@ pub(super) fn read(
                 day: day.clone(),
                 provider: "openai".into(),
                 model,
-                feature: c.api_key_id.unwrap_or_else(|| "unattributed".into()),
+                feature: c.api_key_id.clone().unwrap_or_else(|| "unattributed".into()),
                 project,
                 requests: c.num_model_requests,
                 input_tokens: c.input_tokens,
                 output_tokens: c.output_tokens,
                 cached_input_tokens: c.input_cached_tokens,
                 cost: None,
+                user: c.user_id.unwrap_or_default(),
+                api_key: c.api_key_id.unwrap_or_default(),
+                ..Default::default()
             };
-            row(ImportRow { record, key });
+            row(ImportRow { record, key, request_hash: String::new() });
         }
     }
     Ok(())

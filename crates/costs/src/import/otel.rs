@@ -6,8 +6,11 @@
 //! `gen_ai.provider.name` (else `gen_ai.system`), `gen_ai.usage.input_tokens` /
 //! `output_tokens` (or the older `prompt_tokens` / `completion_tokens`), and the cached
 //! part of the input from `gen_ai.usage.cache_read.input_tokens` (or
-//! `gen_ai.usage.cache_read_input_tokens`). The resource's `service.name` is the feature and
-//! `deployment.environment` the project.
+//! `gen_ai.usage.cache_read_input_tokens`), the part written to the cache from
+//! `gen_ai.usage.cache_creation.input_tokens`, and the end user from `user.id` (or
+//! `enduser.id`). The resource's `service.name` is the feature and
+//! `deployment.environment` (or `deployment.environment.name`) both the project and the
+//! environment tag.
 use serde_json::Value;
 
 use super::{json_documents, ImportError, ImportRow, Rejected};
@@ -82,8 +85,10 @@ fn span_row(span: &Value, resource: &[(String, Value)]) -> Result<Option<ImportR
     .ok_or_else(|| format!("span `{name}`: no `startTimeUnixNano`"))?;
     let (input, output) = (input.unwrap_or(0), output.unwrap_or(0));
     let cached = count(&["gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens"])?.unwrap_or(0);
-    if cached > input {
-        return Err(format!("span `{name}`: cached tokens exceed input tokens"));
+    let cache_write =
+        count(&["gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_creation_input_tokens"])?.unwrap_or(0);
+    if cached + cache_write > input {
+        return Err(format!("span `{name}`: cache reads and writes exceed input tokens"));
     }
     let resource_text = |key: &str| resource.iter().find(|(k, _)| k == key).and_then(|(_, v)| v.as_str().map(str::to_owned));
     let record = UsageRecord {
@@ -96,10 +101,16 @@ fn span_row(span: &Value, resource: &[(String, Value)]) -> Result<Option<ImportR
         input_tokens: input,
         output_tokens: output,
         cached_input_tokens: cached,
+        cache_write_tokens: cache_write,
         cost: None,
+        user: text(&["user.id", "enduser.id"]).unwrap_or_default(),
+        environment: resource_text("deployment.environment.name")
+            .or_else(|| resource_text("deployment.environment"))
+            .unwrap_or_default(),
+        ..Default::default()
     };
     let key = format!("otel:{}:{}", span["traceId"].as_str().unwrap_or(""), span["spanId"].as_str().unwrap_or(name));
-    Ok(Some(ImportRow { record, key }))
+    Ok(Some(ImportRow { record, key, request_hash: String::new() }))
 }
 
 #[cfg(test)]

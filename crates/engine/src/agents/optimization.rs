@@ -7,8 +7,9 @@ use crate::agent::{Agent, AgentError, AgentOutput, Scratchpad};
 use crate::context::RunContext;
 use crate::sink::EventSink;
 
-/// Finds concrete savings: cheaper models where outputs are short, prompt caching where
-/// inputs repeat, batch pricing for offline work.
+/// Finds concrete savings: right-sized models where outputs are short, prompt caching where
+/// inputs repeat, batch pricing for offline work, caps on long answers and a response
+/// cache for repeated requests.
 pub struct OptimizationAgent;
 
 #[async_trait]
@@ -24,7 +25,10 @@ impl Agent for OptimizationAgent {
             .unwrap_or(0);
         sink.thinking(
             AgentName::Optimization,
-            format!("Checking {features} features for model downgrades, prompt caching and batch pricing."),
+            format!(
+                "Checking {features} features for right-sized models, prompt caching, batch pricing, answer-length caps \
+                 and repeated requests."
+            ),
         )
         .await;
         let triage = pad.get(AgentName::Triage).unwrap_or_default();
@@ -42,7 +46,10 @@ impl Agent for OptimizationAgent {
             "total_monthly_savings": savings["total_monthly_savings"],
             "recommendations": recommendations
                 .iter()
-                .map(|r| json!({ "kind": r["kind"], "feature": r["feature"], "monthly_savings": r["monthly_savings"] }))
+                .map(|r| {
+                    json!({ "kind": r["kind"], "feature": r["feature"], "monthly_savings": r["monthly_savings"],
+                            "confidence": r["confidence"] })
+                })
                 .collect::<Vec<Value>>(),
         });
         if let Some(w) = what_if {

@@ -282,7 +282,7 @@ fn savings_section(r: &ReportInputs, out: &mut String) {
     for (i, rec) in recs.iter().enumerate() {
         let _ = writeln!(
             out,
-            "{}. **{}**: save **{}/month** ({} → {}). {} _Confidence: {}._",
+            "{}. **{}**: save **{}/month** ({} → {}). {} _Confidence: {}._ How: {}",
             i + 1,
             str_of(rec, "title"),
             money(&rec["monthly_savings"]),
@@ -290,6 +290,7 @@ fn savings_section(r: &ReportInputs, out: &mut String) {
             money(&rec["projected_monthly"]),
             str_of(rec, "rationale"),
             str_of(rec, "confidence"),
+            str_of(rec, "how_to_apply"),
         );
     }
     if recs.len() > 1 {

@@ -153,7 +153,8 @@ const USAGE_ROWS_PER_STATEMENT: usize = 5_000;
 
 /// Adds usage rows, skipping keys already stored, and adds the new ones to the daily sums,
 /// in one statement per chunk: the rows that were really inserted (`RETURNING`) are the
-/// ones summed. Returns how many were new.
+/// ones summed. A row whose request hash this user sent before (stored, or earlier in
+/// `rows`) counts its requests as repeats. Returns how many were new.
 pub(super) async fn insert_usage(
     tx: &mut Transaction<'_, Postgres>,
     user_id: &str,
@@ -161,29 +162,49 @@ pub(super) async fn insert_usage(
     at_ms: u64,
 ) -> StoreResult<u64> {
     let mut inserted = 0u64;
+    let mut seen = known_hashes(tx, user_id, rows).await?;
     for chunk in rows.chunks(USAGE_ROWS_PER_STATEMENT) {
         let col = |f: fn(&ImportRow) -> &str| chunk.iter().map(f).collect::<Vec<&str>>();
         let num = |f: fn(&ImportRow) -> u64| chunk.iter().map(|r| f(r) as i64).collect::<Vec<i64>>();
+        let repeats: Vec<i64> = chunk
+            .iter()
+            .map(|r| {
+                let hash = r.request_hash.as_str();
+                let repeat = !hash.is_empty() && !seen.insert(hash.to_owned());
+                if repeat { r.record.requests as i64 } else { 0 }
+            })
+            .collect();
         let new: i64 = sqlx::query_scalar(
             "WITH new AS ( \
-               INSERT INTO usage_records (user_id, key, day, provider, model, feature, project, requests, \
-                 input_tokens, output_tokens, cached_input_tokens, cost_micros, imported_at) \
-               SELECT $1, * , $13 FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-                 $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[]) \
+               INSERT INTO usage_records (user_id, key, day, provider, model, feature, project, end_user, api_key, \
+                 environment, requests, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, \
+                 reasoning_tokens, cost_micros, request_hash, repeat_requests, imported_at) \
+               SELECT $1, *, $20 FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                 $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], \
+                 $15::bigint[], $16::bigint[], $17::bigint[], $18::text[], $19::bigint[]) \
                ON CONFLICT (user_id, key) DO NOTHING \
-               RETURNING day, provider, model, feature, project, requests, input_tokens, output_tokens, \
-                 cached_input_tokens, cost_micros \
+               RETURNING day, provider, model, feature, project, end_user, api_key, environment, requests, \
+                 input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, \
+                 repeat_requests, cost_micros \
              ), daily AS ( \
-               INSERT INTO usage_daily (user_id, day, provider, model, feature, project, billed, requests, \
-                 input_tokens, output_tokens, cached_input_tokens, cost_micros) \
-               SELECT $1, day, provider, model, feature, project, cost_micros IS NOT NULL, SUM(requests), \
-                 SUM(input_tokens), SUM(output_tokens), SUM(cached_input_tokens), COALESCE(SUM(cost_micros), 0) \
-               FROM new GROUP BY day, provider, model, feature, project, cost_micros IS NOT NULL \
-               ON CONFLICT (user_id, day, provider, model, feature, project, billed) DO UPDATE SET \
+               INSERT INTO usage_daily (user_id, day, provider, model, feature, project, end_user, api_key, \
+                 environment, billed, requests, input_tokens, output_tokens, cached_input_tokens, \
+                 cache_write_tokens, reasoning_tokens, repeat_requests, cost_micros) \
+               SELECT $1, day, provider, model, feature, project, end_user, api_key, environment, \
+                 cost_micros IS NOT NULL, SUM(requests), SUM(input_tokens), SUM(output_tokens), \
+                 SUM(cached_input_tokens), SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(repeat_requests), \
+                 COALESCE(SUM(cost_micros), 0) \
+               FROM new GROUP BY day, provider, model, feature, project, end_user, api_key, environment, \
+                 cost_micros IS NOT NULL \
+               ON CONFLICT (user_id, day, provider, model, feature, project, end_user, api_key, environment, billed) \
+               DO UPDATE SET \
                  requests = usage_daily.requests + excluded.requests, \
                  input_tokens = usage_daily.input_tokens + excluded.input_tokens, \
                  output_tokens = usage_daily.output_tokens + excluded.output_tokens, \
                  cached_input_tokens = usage_daily.cached_input_tokens + excluded.cached_input_tokens, \
+                 cache_write_tokens = usage_daily.cache_write_tokens + excluded.cache_write_tokens, \
+                 reasoning_tokens = usage_daily.reasoning_tokens + excluded.reasoning_tokens, \
+                 repeat_requests = usage_daily.repeat_requests + excluded.repeat_requests, \
                  cost_micros = usage_daily.cost_micros + excluded.cost_micros \
              ) SELECT COUNT(*) FROM new",
         )
@@ -194,17 +215,44 @@ pub(super) async fn insert_usage(
         .bind(col(|r| r.record.model.as_str()))
         .bind(col(|r| r.record.feature.as_str()))
         .bind(col(|r| r.record.project.as_str()))
+        .bind(col(|r| r.record.user.as_str()))
+        .bind(col(|r| r.record.api_key.as_str()))
+        .bind(col(|r| r.record.environment.as_str()))
         .bind(num(|r| r.record.requests))
         .bind(num(|r| r.record.input_tokens))
         .bind(num(|r| r.record.output_tokens))
         .bind(num(|r| r.record.cached_input_tokens))
+        .bind(num(|r| r.record.cache_write_tokens))
+        .bind(num(|r| r.record.reasoning_tokens))
         .bind(chunk.iter().map(|r| r.record.cost.map(|c| c.0)).collect::<Vec<Option<i64>>>())
+        .bind(col(|r| r.request_hash.as_str()))
+        .bind(repeats)
         .bind(at_ms as i64)
         .fetch_one(&mut **tx)
         .await?;
         inserted += new as u64;
     }
     Ok(inserted)
+}
+
+/// The request hashes among `rows` that this user has already stored.
+async fn known_hashes(
+    tx: &mut Transaction<'_, Postgres>,
+    user_id: &str,
+    rows: &[ImportRow],
+) -> StoreResult<HashSet<String>> {
+    let hashes: Vec<&str> =
+        rows.iter().map(|r| r.request_hash.as_str()).filter(|h| !h.is_empty()).collect::<HashSet<_>>().into_iter().collect();
+    if hashes.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let known: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT request_hash FROM usage_records WHERE user_id = $1 AND request_hash = ANY($2)")
+            .bind(user_id)
+            .bind(&hashes)
+            .fetch_all(&mut **tx)
+            .await?;
+    Ok(known.into_iter().collect())
 }
 
 pub(super) async fn apply(tx: &mut Transaction<'_, Postgres>, batch: &[Write]) -> StoreResult<()> {

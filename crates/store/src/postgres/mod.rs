@@ -132,7 +132,8 @@ impl Store for PgStore {
     async fn usage(&self, user_id: &str, from: Option<&str>, to: Option<&str>) -> StoreResult<Vec<UsageRecord>> {
         let rows = sqlx::query(
             "SELECT day, provider, model, feature, project, requests, input_tokens, output_tokens, \
-             cached_input_tokens, CASE WHEN billed THEN cost_micros END FROM usage_daily \
+             cached_input_tokens, CASE WHEN billed THEN cost_micros END, end_user, api_key, environment, \
+             cache_write_tokens, reasoning_tokens, repeat_requests FROM usage_daily \
              WHERE user_id = $1 AND day >= COALESCE($2, '') AND day <= COALESCE($3, '9999') ORDER BY day",
         )
         .bind(user_id)
@@ -153,6 +154,12 @@ impl Store for PgStore {
                 output_tokens: r.get::<i64, _>(7) as u64,
                 cached_input_tokens: r.get::<i64, _>(8) as u64,
                 cost: r.get::<Option<i64>, _>(9).map(apex_costs::Money),
+                user: r.get(10),
+                api_key: r.get(11),
+                environment: r.get(12),
+                cache_write_tokens: r.get::<i64, _>(13) as u64,
+                reasoning_tokens: r.get::<i64, _>(14) as u64,
+                repeat_requests: r.get::<i64, _>(15) as u64,
             })
             .collect())
     }

@@ -11,8 +11,8 @@ use crate::model::{title_from, BeginOutcome, BegunRun, NewRun, RunFinish, Write}
 use super::parse_id;
 use crate::StoreResult;
 
-/// Usage rows staged per statement: 11 parameters each, within SQLite's 32,766.
-const USAGE_ROWS_PER_STATEMENT: usize = 2_000;
+/// Usage rows staged per statement: 17 parameters each (30,600), within SQLite's 32,766.
+const USAGE_ROWS_PER_STATEMENT: usize = 1_800;
 
 /// Rows per multi-row statement (at most 4 parameters each: far below SQLite's limit).
 const ROWS_PER_STATEMENT: usize = 512;
@@ -173,8 +173,9 @@ pub(super) async fn insert_usage(
 ) -> StoreResult<u64> {
     sqlx::query(
         "CREATE TEMP TABLE IF NOT EXISTS usage_staging (key TEXT PRIMARY KEY, day TEXT, provider TEXT, model TEXT, \
-         feature TEXT, project TEXT, requests INTEGER, input_tokens INTEGER, output_tokens INTEGER, \
-         cached_input_tokens INTEGER, cost_micros INTEGER)",
+         feature TEXT, project TEXT, end_user TEXT, api_key TEXT, environment TEXT, requests INTEGER, \
+         input_tokens INTEGER, output_tokens INTEGER, cached_input_tokens INTEGER, cache_write_tokens INTEGER, \
+         reasoning_tokens INTEGER, cost_micros INTEGER, request_hash TEXT, repeat_requests INTEGER DEFAULT 0)",
     )
     .execute(&mut **tx)
     .await?;
@@ -182,8 +183,9 @@ pub(super) async fn insert_usage(
     for chunk in rows.chunks(USAGE_ROWS_PER_STATEMENT) {
         // A key repeated inside the chunk is staged once.
         let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT OR IGNORE INTO temp.usage_staging (key, day, provider, model, feature, project, requests, \
-             input_tokens, output_tokens, cached_input_tokens, cost_micros) ",
+            "INSERT OR IGNORE INTO temp.usage_staging (key, day, provider, model, feature, project, end_user, \
+             api_key, environment, requests, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, \
+             reasoning_tokens, cost_micros, request_hash) ",
         );
         q.push_values(chunk, |mut row, r| {
             let u = &r.record;
@@ -193,11 +195,17 @@ pub(super) async fn insert_usage(
                 .push_bind(u.model.as_str())
                 .push_bind(u.feature.as_str())
                 .push_bind(u.project.as_str())
+                .push_bind(u.user.as_str())
+                .push_bind(u.api_key.as_str())
+                .push_bind(u.environment.as_str())
                 .push_bind(u.requests as i64)
                 .push_bind(u.input_tokens as i64)
                 .push_bind(u.output_tokens as i64)
                 .push_bind(u.cached_input_tokens as i64)
-                .push_bind(u.cost.map(|c| c.0));
+                .push_bind(u.cache_write_tokens as i64)
+                .push_bind(u.reasoning_tokens as i64)
+                .push_bind(u.cost.map(|c| c.0))
+                .push_bind(r.request_hash.as_str());
         });
         q.build().execute(&mut **tx).await?;
         // Keys this user already has are not new: they never reach the sums.
@@ -208,11 +216,24 @@ pub(super) async fn insert_usage(
         .bind(user_id)
         .execute(&mut **tx)
         .await?;
+        // A request whose hash this user sent before (in an earlier import, or earlier in
+        // this chunk) is a repeat.
+        sqlx::query(
+            "UPDATE temp.usage_staging SET repeat_requests = requests WHERE request_hash <> '' AND ( \
+             EXISTS (SELECT 1 FROM usage_records r WHERE r.user_id = ? AND r.request_hash = usage_staging.request_hash) \
+             OR EXISTS (SELECT 1 FROM temp.usage_staging s WHERE s.request_hash = usage_staging.request_hash \
+             AND s.rowid < usage_staging.rowid))",
+        )
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
         inserted += sqlx::query(
-            "INSERT INTO usage_records (user_id, key, day, provider, model, feature, project, requests, input_tokens, \
-             output_tokens, cached_input_tokens, cost_micros, imported_at) \
-             SELECT ?, key, day, provider, model, feature, project, requests, input_tokens, output_tokens, \
-             cached_input_tokens, cost_micros, ? FROM temp.usage_staging",
+            "INSERT INTO usage_records (user_id, key, day, provider, model, feature, project, end_user, api_key, \
+             environment, requests, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, \
+             reasoning_tokens, cost_micros, request_hash, repeat_requests, imported_at) \
+             SELECT ?, key, day, provider, model, feature, project, end_user, api_key, environment, requests, \
+             input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, cost_micros, \
+             request_hash, repeat_requests, ? FROM temp.usage_staging",
         )
         .bind(user_id)
         .bind(at_ms as i64)
@@ -220,15 +241,21 @@ pub(super) async fn insert_usage(
         .await?
         .rows_affected();
         sqlx::query(
-            "INSERT INTO usage_daily (user_id, day, provider, model, feature, project, billed, requests, input_tokens, \
-             output_tokens, cached_input_tokens, cost_micros) \
-             SELECT ?, day, provider, model, feature, project, cost_micros IS NOT NULL, SUM(requests), SUM(input_tokens), \
-             SUM(output_tokens), SUM(cached_input_tokens), COALESCE(SUM(cost_micros), 0) FROM temp.usage_staging \
-             GROUP BY day, provider, model, feature, project, cost_micros IS NOT NULL \
-             ON CONFLICT (user_id, day, provider, model, feature, project, billed) DO UPDATE SET \
+            "INSERT INTO usage_daily (user_id, day, provider, model, feature, project, end_user, api_key, environment, \
+             billed, requests, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, \
+             repeat_requests, cost_micros) \
+             SELECT ?, day, provider, model, feature, project, end_user, api_key, environment, cost_micros IS NOT NULL, \
+             SUM(requests), SUM(input_tokens), SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), \
+             SUM(reasoning_tokens), SUM(repeat_requests), COALESCE(SUM(cost_micros), 0) FROM temp.usage_staging \
+             GROUP BY day, provider, model, feature, project, end_user, api_key, environment, cost_micros IS NOT NULL \
+             ON CONFLICT (user_id, day, provider, model, feature, project, end_user, api_key, environment, billed) \
+             DO UPDATE SET \
              requests = requests + excluded.requests, input_tokens = input_tokens + excluded.input_tokens, \
              output_tokens = output_tokens + excluded.output_tokens, \
              cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens, \
+             cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens, \
+             reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens, \
+             repeat_requests = repeat_requests + excluded.repeat_requests, \
              cost_micros = cost_micros + excluded.cost_micros",
         )
         .bind(user_id)

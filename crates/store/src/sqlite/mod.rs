@@ -145,11 +145,12 @@ impl Store for SqliteStore {
     }
 
     async fn usage(&self, user_id: &str, from: Option<&str>, to: Option<&str>) -> StoreResult<Vec<UsageRecord>> {
-        // The daily sums kept by each import: one row per day, provider, model, feature and
-        // project, which is all the analysis needs.
+        // The daily sums kept by each import: one row per day, provider, model, feature,
+        // project and tags (end user, API key, environment), which is all the analysis needs.
         let rows = sqlx::query(
             "SELECT day, provider, model, feature, project, requests, input_tokens, output_tokens, \
-             cached_input_tokens, CASE WHEN billed THEN cost_micros END FROM usage_daily \
+             cached_input_tokens, CASE WHEN billed THEN cost_micros END, end_user, api_key, environment, \
+             cache_write_tokens, reasoning_tokens, repeat_requests FROM usage_daily \
              WHERE user_id = ? AND day >= COALESCE(?, '') AND day <= COALESCE(?, '9999') ORDER BY day",
         )
         .bind(user_id)
@@ -170,6 +171,12 @@ impl Store for SqliteStore {
                 output_tokens: r.get::<i64, _>(7) as u64,
                 cached_input_tokens: r.get::<i64, _>(8) as u64,
                 cost: r.get::<Option<i64>, _>(9).map(apex_costs::Money),
+                user: r.get(10),
+                api_key: r.get(11),
+                environment: r.get(12),
+                cache_write_tokens: r.get::<i64, _>(13) as u64,
+                reasoning_tokens: r.get::<i64, _>(14) as u64,
+                repeat_requests: r.get::<i64, _>(15) as u64,
             })
             .collect())
     }

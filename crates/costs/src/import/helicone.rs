@@ -1,0 +1,233 @@
+//! Helicone request exports (`npx @helicone/export`, or the response of
+//! `POST /v1/request/query-clickhouse`), as CSV, JSON Lines, a JSON array or the API's
+//! `{"data": [...]}` page. One row per
+//! request; `response_id` (else `request_id`) identifies it across imports, so the CSV and
+//! the JSONL of the same requests count once.
+//!
+//! Fields read: `request_created_at` (UTC day), `model`, `provider`, `prompt_tokens`,
+//! `completion_tokens`, `prompt_cache_read_tokens`, `prompt_cache_write_tokens`, `cost`
+//! (else `costUSD`; Helicone's computed cost in dollars, kept as the billed cost), the end
+//! user from `request_user_id` and the tags `feature`, `project`, `environment` (or `env`)
+//! and `api_key` from the custom properties (`request_properties`, a JSON object; its keys
+//! are matched case-insensitively, with or without the `Helicone-Property-` prefix). When
+//! the export includes the request bodies (`--include-body`), identical bodies share a
+//! request hash, so repeated requests can be counted.
+//!
+//! Helicone counts Anthropic's cache reads and writes apart from `prompt_tokens`, and
+//! OpenAI's cached tokens inside it; for Anthropic rows they are added to the input, which
+//! in Apex always includes the cached part.
+use std::io::{BufRead as _, Read as _};
+
+use serde_json::Value;
+
+use super::generic_csv::parse_row;
+use super::{content_key, ImportError, ImportRow, Rejected};
+
+const KEY_PREFIX: &str = "helicone:";
+
+pub(super) fn read(
+    input: impl std::io::Read,
+    mut row: impl FnMut(ImportRow),
+    mut reject: impl FnMut(Rejected),
+) -> Result<(), ImportError> {
+    let mut input = std::io::BufReader::new(input);
+    match super::first_byte(&mut input)? {
+        Some(b'[') => {
+            let items: Vec<Value> = serde_json::from_reader(input)
+                .map_err(|e| ImportError::Unreadable(format!("not a Helicone JSON export: {e}")))?;
+            each_item(&items, &mut row, &mut reject);
+            Ok(())
+        }
+        Some(b'{') => {
+            // JSON Lines, read one line at a time: memory stays flat whatever the file size.
+            // A first line that is not a whole object is the start of one document: the
+            // API's page (`{"data": [...]}`), pretty-printed.
+            let mut line = String::new();
+            let mut number = 0;
+            loop {
+                line.clear();
+                number += 1;
+                if input.read_line(&mut line).map_err(|e| ImportError::Unreadable(e.to_string()))? == 0 {
+                    return Ok(());
+                }
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(page) if number == 1 && page.get("data").is_some_and(Value::is_array) => {
+                        each_item(page["data"].as_array().expect("checked"), &mut row, &mut reject);
+                        return Ok(());
+                    }
+                    Ok(item) => emit(&json_fields(&item), &mut row, &mut reject, number, ""),
+                    Err(_) if number == 1 => {
+                        let mut rest = String::new();
+                        input.read_to_string(&mut rest).map_err(|e| ImportError::Unreadable(e.to_string()))?;
+                        let page: Value = serde_json::from_str(&(line.clone() + &rest))
+                            .map_err(|e| ImportError::Unreadable(format!("not a Helicone JSON export: {e}")))?;
+                        let items = page["data"].as_array().ok_or_else(|| {
+                            ImportError::Unreadable("a Helicone JSON document has a `data` array".into())
+                        })?;
+                        each_item(items, &mut row, &mut reject);
+                        return Ok(());
+                    }
+                    Err(e) => reject(Rejected { line: number, reason: format!("not a JSON object: {e}") }),
+                }
+            }
+        }
+        _ => read_csv(input, row, reject),
+    }
+}
+
+/// The requests of a JSON document (an array, or a page's `data`); line numbers mean
+/// nothing there, so a bad one is named by its position.
+fn each_item(items: &[Value], row: &mut impl FnMut(ImportRow), reject: &mut impl FnMut(Rejected)) {
+    for (i, item) in items.iter().enumerate() {
+        emit(&json_fields(item), row, reject, 1, &format!("request {}: ", i + 1));
+    }
+}
+
+/// The canonical fields of one request, as text.
+type Fields = Vec<(&'static str, Option<String>)>;
+
+fn read_csv(
+    input: impl std::io::Read,
+    mut row: impl FnMut(ImportRow),
+    mut reject: impl FnMut(Rejected),
+) -> Result<(), ImportError> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(input);
+    let headers = reader.headers().map_err(|e| ImportError::Unreadable(format!("no CSV header: {e}")))?.clone();
+    let index = |name: &str| {
+        headers.iter().position(|h| h.trim_start_matches('\u{feff}').trim().eq_ignore_ascii_case(name))
+    };
+    for required in ["request_created_at", "model"] {
+        if index(required).is_none() {
+            return Err(ImportError::Unreadable(format!("the header has no `{required}` column")));
+        }
+    }
+    let columns: Vec<(&str, Option<usize>)> = COLUMNS.iter().map(|c| (*c, index(c))).collect();
+    let mut record = csv::StringRecord::new();
+    loop {
+        let line = reader.position().line() + 1;
+        match reader.read_record(&mut record) {
+            Ok(false) => return Ok(()),
+            Ok(true) if record.iter().all(str::is_empty) => {}
+            Ok(true) => {
+                let line = record.position().map_or(line, |p| p.line());
+                let text = |name: &str| {
+                    columns.iter().find(|(c, _)| *c == name).and_then(|(_, i)| record.get((*i)?)).map(str::to_owned)
+                };
+                let properties = match text("request_properties").filter(|p| !p.is_empty()) {
+                    None => Value::Null,
+                    Some(p) => match serde_json::from_str(&p) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            reject(Rejected { line, reason: format!("`request_properties` is not JSON: {e}") });
+                            continue;
+                        }
+                    },
+                };
+                let body_hash = text("request_body").filter(|b| !b.is_empty()).map(|b| {
+                    serde_json::from_str::<Value>(&b).map_or_else(|_| content_key(&[&b]), |v| body_hash(&v))
+                });
+                let fields = fields(
+                    |name| match name {
+                        "request_body_hash" => body_hash.clone(),
+                        _ => text(name).filter(|v| !v.is_empty()),
+                    },
+                    &properties,
+                );
+                emit(&fields, &mut row, &mut reject, line, "");
+            }
+            Err(e) => reject(Rejected { line, reason: format!("unreadable CSV row: {e}") }),
+        }
+    }
+}
+
+/// The columns read from a CSV export.
+const COLUMNS: [&str; 13] = [
+    "response_id",
+    "request_id",
+    "request_created_at",
+    "model",
+    "provider",
+    "prompt_tokens",
+    "completion_tokens",
+    "prompt_cache_read_tokens",
+    "prompt_cache_write_tokens",
+    "cost",
+    "request_user_id",
+    "request_properties",
+    "request_body",
+];
+
+fn json_fields(item: &Value) -> Fields {
+    let text = |key: &str| match item.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        // Numbers keep their JSON text (`1.5e-05`), which `parse_usd` reads exactly.
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let properties = item.get("request_properties").or_else(|| item.get("properties")).cloned().unwrap_or(Value::Null);
+    let body_hash = item.get("request_body").filter(|b| !b.is_null()).map(body_hash);
+    fields(
+        |name| match name {
+            "cost" => text("cost").or_else(|| text("costUSD")),
+            "request_body_hash" => body_hash.clone(),
+            _ => text(name),
+        },
+        &properties,
+    )
+}
+
+fn fields(text: impl Fn(&str) -> Option<String>, properties: &Value) -> Fields {
+    let property = |names: &[&str]| -> Option<String> {
+        let map = properties.as_object()?;
+        map.iter().find_map(|(k, v)| {
+            let k = k.to_ascii_lowercase();
+            let k = k.strip_prefix("helicone-property-").unwrap_or(&k);
+            names.contains(&k).then(|| v.as_str().map(str::to_owned)).flatten()
+        })
+    };
+    let provider = text("provider").map(|p| p.to_ascii_lowercase());
+    let count = |name: &str| text(name).and_then(|v| v.parse::<u64>().ok());
+    let (prompt, read, write) = (count("prompt_tokens"), count("prompt_cache_read_tokens"), count("prompt_cache_write_tokens"));
+    // Anthropic's prompt_tokens leave the cache out; Apex's input includes it.
+    let input = match (provider.as_deref(), prompt) {
+        (Some("anthropic"), Some(p)) => Some((p + read.unwrap_or(0) + write.unwrap_or(0)).to_string()),
+        _ => text("prompt_tokens"),
+    };
+    vec![
+        ("request_id", text("response_id").or_else(|| text("request_id"))),
+        ("date", text("request_created_at")),
+        ("model", text("model")),
+        ("provider", provider),
+        ("input_tokens", input),
+        ("output_tokens", text("completion_tokens")),
+        ("cached_input_tokens", text("prompt_cache_read_tokens")),
+        ("cache_write_tokens", text("prompt_cache_write_tokens")),
+        ("cost", text("cost")),
+        ("user", text("request_user_id").or_else(|| property(&["user"]))),
+        ("feature", property(&["feature"])),
+        ("project", property(&["project"])),
+        ("environment", property(&["environment", "env"])),
+        ("api_key", property(&["api_key", "api-key"])),
+        ("request_hash", text("request_body_hash")),
+    ]
+}
+
+/// Identical request bodies (exported with `--include-body`) hash alike: a repeat.
+fn body_hash(body: &Value) -> String {
+    content_key(&[&body.to_string()])
+}
+
+fn emit(fields: &Fields, row: &mut impl FnMut(ImportRow), reject: &mut impl FnMut(Rejected), line: u64, at: &str) {
+    let lookup = |name: &str| fields.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.as_deref());
+    if lookup("request_id").is_none() {
+        reject(Rejected { line, reason: format!("{at}no `response_id` or `request_id`") });
+        return;
+    }
+    match parse_row(KEY_PREFIX, lookup) {
+        Ok(r) => row(r),
+        Err(reason) => reject(Rejected { line, reason: format!("{at}{reason}") }),
+    }
+}
