@@ -3,7 +3,7 @@ mod common;
 
 use std::process::{Child, Command, Stdio};
 
-use common::wait_healthy;
+use common::{wait_healthy, CuttingProxy};
 
 const SECRET: &str = "cli-test-secret-0123456789";
 
@@ -93,38 +93,6 @@ async fn chat_once_fails_on_a_refused_token_and_works_in_demo_mode() {
     .unwrap();
     assert_eq!(demo.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&demo.stderr).contains("demo"));
-}
-
-/// A TCP proxy that can cut every connection passing through it, like a flaky network.
-struct CuttingProxy {
-    addr: std::net::SocketAddr,
-    cut: tokio::sync::watch::Sender<u64>,
-}
-
-impl CuttingProxy {
-    async fn start(upstream: std::net::SocketAddr) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (cut, cuts) = tokio::sync::watch::channel(0u64);
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let mut cuts = cuts.clone();
-                cuts.mark_unchanged();
-                tokio::spawn(async move {
-                    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else { return };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = cuts.changed() => {} // both sockets drop: the connection is cut
-                    }
-                });
-            }
-        });
-        Self { addr, cut }
-    }
-
-    fn cut_all(&self) {
-        self.cut.send_modify(|n| *n += 1);
-    }
 }
 
 #[tokio::test]

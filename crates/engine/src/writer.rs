@@ -20,7 +20,13 @@ const MAX_BATCH: usize = 4096;
 /// Queue length between runs and the writer; a full queue slows runs down instead of
 /// growing memory without bound.
 const QUEUE: usize = 16_384;
-const RETRY_DELAYS_MS: [u64; 4] = [20, 100, 500, 2000];
+/// A failed batch is retried with doubling delays from this…
+const RETRY_FIRST: Duration = Duration::from_millis(20);
+/// …up to this…
+const RETRY_MAX_DELAY: Duration = Duration::from_secs(2);
+/// …for this long in all: long enough for a database restart or failover, during which
+/// runs and accepted messages wait (a delay for clients, never a loss).
+const RETRY_BUDGET: Duration = Duration::from_secs(30);
 
 /// An event on its way to its run's followers.
 pub struct Publish {
@@ -141,15 +147,27 @@ async fn run(store: Arc<dyn Store>, cluster: Option<Arc<dyn Cluster>>, mut rx: m
 }
 
 async fn apply_with_retry(store: &dyn Store, begins: &[NewRun], writes: &[Write]) -> Option<Vec<BeginOutcome>> {
-    for (attempt, delay) in std::iter::once(0).chain(RETRY_DELAYS_MS).enumerate() {
-        if delay > 0 {
-            tokio::time::sleep(Duration::from_millis(delay)).await;
-        }
+    let started = tokio::time::Instant::now();
+    let mut delay = RETRY_FIRST;
+    let mut attempt = 0u32;
+    loop {
         match store.apply(begins, writes).await {
-            Ok(outcomes) => return Some(outcomes),
-            Err(e) => tracing::warn!(attempt, error = %e, writes = writes.len() + begins.len(), "persisting a batch failed"),
+            Ok(outcomes) => {
+                if attempt > 0 {
+                    tracing::info!(attempt, "a batch was persisted after retries");
+                }
+                return Some(outcomes);
+            }
+            Err(e) if started.elapsed() + delay <= RETRY_BUDGET => {
+                tracing::warn!(attempt, error = %e, writes = writes.len() + begins.len(), "persisting a batch failed; retrying")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, writes = writes.len() + begins.len(), "giving up on a batch after retries");
+                return None;
+            }
         }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(RETRY_MAX_DELAY);
+        attempt += 1;
     }
-    tracing::error!(writes = writes.len() + begins.len(), "giving up on a batch after retries");
-    None
 }

@@ -14,6 +14,7 @@ pub mod import;
 mod model;
 pub mod postgres;
 mod recovery;
+pub mod retry;
 pub mod testing;
 pub mod sqlite;
 
@@ -127,7 +128,8 @@ pub async fn connect_with(url: &str, options: &StoreOptions) -> StoreResult<std:
     if url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        Ok(std::sync::Arc::new(postgres::PgStore::open(url, options).await?))
+        let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(postgres::PgStore::open(url, options).await?);
+        Ok(std::sync::Arc::new(retry::Retrying(store)))
     } else {
         Err(StoreError::Config(format!(
             "unsupported DATABASE_URL scheme in `{}`: use sqlite:// or postgres://",

@@ -344,3 +344,52 @@ pub fn slow(name: &'static str, ms: u64) -> Arc<dyn Tool> {
     let inner = apex_engine::tools::builtin().get(name).cloned().expect("a built-in tool");
     Arc::new(apex_engine::tools::Delayed { inner, delay: Duration::from_millis(ms) })
 }
+
+/// A TCP proxy in front of a real peer that can cut every connection passing through it,
+/// like a flaky network, or refuse all of them for a while, like a peer that restarts.
+pub struct CuttingProxy {
+    pub addr: SocketAddr,
+    cut: tokio::sync::watch::Sender<u64>,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl CuttingProxy {
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut, cuts) = tokio::sync::watch::channel(0u64);
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let refusing = down.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if refusing.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped at once: the peer is down
+                }
+                let mut cuts = cuts.clone();
+                cuts.mark_unchanged();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cuts.changed() => {} // both sockets drop: the connection is cut
+                    }
+                });
+            }
+        });
+        Self { addr, cut, down }
+    }
+
+    pub fn cut_all(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    /// Cuts every connection and refuses new ones until [`up`](Self::up).
+    pub fn down(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cut_all();
+    }
+
+    pub fn up(&self) {
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}

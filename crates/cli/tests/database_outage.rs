@@ -1,0 +1,79 @@
+//! PostgreSQL going away mid-run (a restart, a failover, a network cut): work pauses and
+//! retries, clients see a delay, never an error or a 1011, and nothing acknowledged is lost.
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use apex_server::Layer;
+use apex_store::testing::TempSchema;
+use common::*;
+use serde_json::Value;
+
+/// `host:port` of a `postgres://user@host:port/db?…` URL.
+fn server_of(url: &str) -> SocketAddr {
+    let rest = url.split_once('@').map_or(url, |(_, r)| r);
+    let hostport = rest.split(['/', '?']).next().unwrap();
+    let hostport = if hostport.contains(':') { hostport.to_owned() } else { format!("{hostport}:5432") };
+    hostport.parse().expect("a host:port the proxy can reach")
+}
+
+#[tokio::test]
+async fn a_database_outage_delays_runs_and_messages_but_loses_nothing() {
+    let schema = TempSchema::create().await;
+    let upstream = server_of(&schema.url);
+    let proxy = CuttingProxy::start(upstream).await;
+    let through_proxy = schema.url.replacen(&upstream.to_string(), &proxy.addr.to_string(), 1);
+    assert_ne!(through_proxy, schema.url, "the store talks to the proxy");
+    let layer = Layer {
+        demo_mode: Some(false),
+        database_url: Some(through_proxy),
+        tool_delay_ms: Some(150),
+        ..Default::default()
+    };
+    let app = spawn_with(layer, |s| s).await;
+    let token = app.token("alice");
+    app.import_fixture(&token).await;
+
+    let mut client = connect(&app, By::Header(token.clone())).await;
+    client.ask("Analyze my AI costs", None).await;
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        seen.push(client.next_json().await);
+    }
+
+    // The database disappears for three seconds; meanwhile another message arrives.
+    proxy.down();
+    let late = {
+        let (url, token) = (app.ws_url(), token.clone());
+        tokio::spawn(async move {
+            let mut other = try_connect(&url, By::Header(token)).await.unwrap();
+            let accepted = other.ask("How do I reduce spend?", None).await;
+            let events = other.events_until_terminal().await;
+            (accepted, events)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    proxy.up();
+
+    // The run finishes as if nothing happened, only later.
+    seen.extend(client.events_until_terminal().await);
+    let seqs: Vec<u64> = seen.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    let answer = assert_golden_run(&seen);
+    assert!(answer.contains("## Your AI spend: $"), "{answer}");
+    let run_id = seen[0]["run_id"].as_str().unwrap();
+    let (status, stored) = app.get(&format!("/api/runs/{run_id}/events?after_seq=0"), &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(stored["events"].as_array().unwrap(), &seen, "every event the client saw is stored");
+
+    // The message sent during the outage was accepted once the database was back, and ran.
+    let (accepted, events) = tokio::time::timeout(WAIT, late).await.expect("in time").unwrap();
+    assert_golden_run(&events);
+    let thread = accepted["thread_id"].as_str().unwrap();
+    let (_, messages) = app.get(&format!("/api/threads/{thread}/messages"), &token).await;
+    let roles: Vec<&str> = messages["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["user", "assistant"]);
+    let ready: Value = reqwest::get(app.http("/api/health")).await.unwrap().json().await.unwrap();
+    assert_eq!(ready["components"]["store"]["status"], "ok", "{ready}");
+}
