@@ -57,28 +57,34 @@ async fn events(client: &mut Client, n: usize) -> Vec<Value> {
 }
 
 #[tokio::test]
-async fn a_run_on_one_instance_resumes_on_another_at_a_thousand_random_points() {
+async fn a_run_on_one_process_resumes_on_another_at_a_thousand_random_points() {
     let schema = TempSchema::create().await;
     let redis = shared_redis();
-    let apps = [instance(&schema, &redis, 15).await, instance(&schema, &redis, 15).await];
-    for app in &apps {
-        wait_cluster(app, "ok").await;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut procs = Vec::new();
+    for dir in &dirs {
+        procs.push(instance_process(&schema, &redis, dir.path(), 15).await);
     }
-    let token = apps[0].token("alice");
-    apps[0].import_fixture(&token).await;
+    let addrs: Vec<std::net::SocketAddr> = procs.iter().map(|(_, addr)| *addr).collect();
+    let token = mint("alice");
+    let http = reqwest::Client::new();
+    let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/usage.csv")).unwrap();
+    let r = http.post(format!("http://{}/api/usage/import", addrs[0])).bearer_auth(&token).body(body).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x0A9E);
     let mut reconnects = 0;
     let mut runs = 0;
     while reconnects < 1_000 {
-        // Start on a random instance, read a few events, drop the connection.
-        let mut client = connect(&apps[rng.gen_range(0..2)], By::Header(token.clone())).await;
+        // Start on a random process, read a few events, drop the connection.
+        let url = |i: usize| format!("ws://{}/ws", addrs[i]);
+        let mut client = try_connect(&url(rng.gen_range(0..2)), By::Header(token.clone())).await.unwrap();
         let accepted = client.ask("Analyze my AI costs", None).await;
         let run_id = accepted["run_id"].as_str().unwrap().to_owned();
         let mut seen: Vec<Value> = events(&mut client, rng.gen_range(0..4)).await;
         client.close().await;
-        // Come back again and again, to any instance, from the last seq seen.
+        // Come back again and again, to either process, from the last seq seen.
         while !seen.last().is_some_and(is_terminal) {
-            let mut client = connect(&apps[rng.gen_range(0..2)], By::Header(token.clone())).await;
+            let mut client = try_connect(&url(rng.gen_range(0..2)), By::Header(token.clone())).await.unwrap();
             let last = seen.last().map_or(0, |e| e["seq"].as_u64().unwrap());
             client.send(json!({"type": "resume", "run_id": run_id, "after_seq": last})).await;
             seen.extend(events(&mut client, rng.gen_range(1..6)).await);
@@ -89,11 +95,25 @@ async fn a_run_on_one_instance_resumes_on_another_at_a_thousand_random_points() 
         let seqs: Vec<u64> = seen.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
         assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "run {runs}: no gap, no duplicate, in order");
         assert_golden_run(&seen);
-        // What the client put together is exactly what either instance has stored.
-        let (_, stored) = apps[rng.gen_range(0..2)].get(&format!("/api/runs/{run_id}/events?after_seq=0"), &token).await;
+        // What the client put together is exactly what either process has stored.
+        let stored: Value = http
+            .get(format!("http://{}/api/runs/{run_id}/events?after_seq=0", addrs[rng.gen_range(0..2)]))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(stored["events"].as_array().unwrap(), &seen);
     }
     assert!(runs >= 10, "{runs} runs");
+}
+
+/// A token the test processes accept (they share the test secret).
+fn mint(user: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    apex_server::Auth::from_settings(&test_settings(&dir, Layer::default())).unwrap().mint(user, Duration::from_secs(3600), false)
 }
 
 #[tokio::test]
@@ -221,7 +241,12 @@ impl Drop for Process {
     }
 }
 
-async fn instance_process(schema: &TempSchema, redis: &str, dir: &std::path::Path) -> (Process, std::net::SocketAddr) {
+async fn instance_process(
+    schema: &TempSchema,
+    redis: &str,
+    dir: &std::path::Path,
+    tool_delay_ms: u64,
+) -> (Process, std::net::SocketAddr) {
     let port = StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(env!("CARGO_BIN_EXE_apex"))
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
@@ -230,7 +255,7 @@ async fn instance_process(schema: &TempSchema, redis: &str, dir: &std::path::Pat
         .env("REDIS_URL", redis)
         .env("DEMO_MODE", "0")
         .env("APEX_JWT_SECRET", SECRET)
-        .env("APEX_TOOL_DELAY_MS", "1500")
+        .env("APEX_TOOL_DELAY_MS", tool_delay_ms.to_string())
         .env("APEX_INSTANCE_LEASE_SECS", "1")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -257,7 +282,7 @@ async fn a_killed_instance_loses_its_runs_to_a_live_one_and_a_restart_spares_liv
     let token = survivor.token("alice");
     survivor.import_fixture(&token).await;
     let dir = tempfile::tempdir().unwrap();
-    let (mut doomed, addr) = instance_process(&schema, &redis, dir.path()).await;
+    let (mut doomed, addr) = instance_process(&schema, &redis, dir.path(), 1_500).await;
 
     // A run on the process, and another instance starting meanwhile: the live run goes on.
     let mut on_doomed = try_connect(&format!("ws://{addr}/ws"), By::Header(token.clone())).await.unwrap();
