@@ -310,3 +310,44 @@ async fn a_killed_instance_loses_its_runs_to_a_live_one_and_a_restart_spares_liv
     let (_, stored) = survivor.get(&format!("/api/runs/{run_id}/events?after_seq=0"), &token).await;
     assert_eq!(stored["events"].as_array().unwrap(), &seen);
 }
+
+/// The `find_savings` result of a finished run, as the client saw it.
+fn savings(events: &[Value]) -> Value {
+    events
+        .iter()
+        .find(|e| e["type"] == "tool_completed" && e["tool"] == "find_savings")
+        .map(|e| e["result"].clone())
+        .expect("the run looked for savings")
+}
+
+#[tokio::test]
+async fn recommendations_computed_on_one_instance_are_reused_by_another_until_an_import() {
+    let schema = TempSchema::create().await;
+    let redis = shared_redis();
+    let a = instance(&schema, &redis, 0).await;
+    let b = instance(&schema, &redis, 0).await;
+    wait_cluster(&a, "ok").await;
+    wait_cluster(&b, "ok").await;
+    let token = a.token(&format!("carol-{}", uuid::Uuid::new_v4()));
+    a.import_fixture(&token).await;
+    let ask = |app: &TestApp| {
+        let (url, token) = (app.ws_url(), token.clone());
+        async move {
+            let mut c = try_connect(&url, By::Header(token)).await.unwrap();
+            c.ask("How do I reduce spend?", None).await;
+            savings(&c.events_until_terminal().await)
+        }
+    };
+    let first = ask(&a).await;
+    assert_eq!(first["cached"], false);
+    let on_b = ask(&b).await;
+    assert_eq!(on_b["cached"], true, "B reuses what A computed");
+    assert_eq!(on_b["recommendations"], first["recommendations"]);
+
+    // New data on B: the next analysis anywhere is computed afresh.
+    let more = "date,model,input_tokens,output_tokens,requests,feature\n2026-11-20,gpt-4o,5000000,100000,1000,extra\n";
+    let r = reqwest::Client::new().post(b.http("/api/usage/import")).bearer_auth(&token).body(more).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(ask(&a).await["cached"], false, "an import invalidates the shared entry");
+    assert_eq!(ask(&b).await["cached"], true);
+}

@@ -10,6 +10,8 @@
 //! - Redis carries only the live tail. The store is the durable record: followers fill any
 //!   gap from it (see `apex_engine::cluster`), so a Redis outage delays remote followers by
 //!   at most the store poll interval and loses nothing.
+//! - The shared cache (recommendations per user and dataset version) is plain keys with
+//!   a time to live; an unreachable Redis is a miss.
 //! - The connection is RESP3 with automatic resubscription; a ping every second notices an
 //!   outage (reported by `is_healthy`), reconnects with backoff and resubscribes.
 #![forbid(unsafe_code)]
@@ -202,6 +204,26 @@ impl Cluster for RedisCluster {
 
     fn is_healthy(&self) -> bool {
         self.shared.healthy.load(Ordering::Relaxed)
+    }
+
+    async fn cache_get(&self, key: &str) -> Option<String> {
+        if !self.is_healthy() {
+            return None; // no waiting on a Redis that is down: compute instead
+        }
+        let mut conn = self.conn.clone();
+        redis::cmd("GET").arg(key).query_async::<Option<String>>(&mut conn).await.ok().flatten()
+    }
+
+    async fn cache_put(&self, key: &str, value: &str, ttl: Duration) {
+        if !self.is_healthy() {
+            return;
+        }
+        let mut conn = self.conn.clone();
+        let stored: Result<(), _> =
+            redis::cmd("SET").arg(key).arg(value).arg("EX").arg(ttl.as_secs().max(1)).query_async(&mut conn).await;
+        if let Err(e) = stored {
+            tracing::debug!(error = %e, "storing in the shared cache failed");
+        }
     }
 }
 

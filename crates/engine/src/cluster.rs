@@ -35,6 +35,14 @@ pub trait Cluster: Send + Sync + 'static {
 
     /// False while the bus is unreachable (reported as `degraded` by readiness).
     fn is_healthy(&self) -> bool;
+
+    /// A value every instance can read (e.g. a user's recommendations for one version of
+    /// their data), or `None` (absent, expired, or the cache unreachable).
+    async fn cache_get(&self, key: &str) -> Option<String>;
+
+    /// Stores a value for every instance, for `ttl`. Best effort: a failure only costs a
+    /// recomputation elsewhere.
+    async fn cache_put(&self, key: &str, value: &str, ttl: Duration);
 }
 
 /// How long a remote follower waits for the bus before it reads the store itself: the

@@ -236,7 +236,7 @@ impl RunManager {
             run_id: begun.run_id,
             message_id: MessageId::new(),
             text: Arc::from(msg.text),
-            tools: ToolContext::new(inner.source.clone()),
+            tools: ToolContext::new(inner.source.clone()).with_cluster(inner.cluster.clone()),
         };
         let task_inner = inner.clone();
         let span = tracing::info_span!("run", user_id = %ctx.user_id, thread_id = %ctx.thread_id, run_id = %ctx.run_id);

@@ -112,6 +112,8 @@ fn seed_for(user_id: &str) -> u64 {
 #[derive(Clone)]
 pub struct ToolContext {
     source: Arc<dyn UsageSource>,
+    /// The other instances, whose cache tools may share (`None` on a single instance).
+    cluster: Option<Arc<dyn crate::Cluster>>,
     data: Arc<OnceCell<UsageData>>,
     summary: Arc<OnceCell<Arc<Summary>>>,
 }
@@ -124,7 +126,13 @@ impl fmt::Debug for ToolContext {
 
 impl ToolContext {
     pub fn new(source: Arc<dyn UsageSource>) -> Self {
-        Self { source, data: Arc::default(), summary: Arc::default() }
+        Self { source, cluster: None, data: Arc::default(), summary: Arc::default() }
+    }
+
+    /// The same, for an instance of a cluster.
+    pub fn with_cluster(mut self, cluster: Option<Arc<dyn crate::Cluster>>) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     /// The user's usage, loaded once per run.
@@ -268,15 +276,30 @@ impl Tool for WhatIfTool {
 }
 
 /// Optimization: concrete savings, each with its reasoning. Cached per user and dataset
-/// version: the same data always gives the same recommendations, and an import or a
-/// delete moves the version on.
+/// version, in this process and, on a cluster, in the shared cache, so that another
+/// instance answering the same user does not compute them again: the same data always
+/// gives the same recommendations, and an import or a delete moves the version on.
 #[derive(Default)]
 pub struct FindSavings {
     cache: std::sync::Mutex<std::collections::HashMap<(String, Origin, u64), Value>>,
 }
 
-/// Users whose recommendations are kept; the cache starts over beyond that.
+/// Users whose recommendations are kept in process; the cache starts over beyond that.
 const SAVINGS_CACHE: usize = 10_000;
+/// How long recommendations stay in the shared cache.
+const SHARED_SAVINGS_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+impl FindSavings {
+    fn remember(&self, key: (String, Origin, u64), value: &Value) {
+        let mut cache = self.cache.lock().expect("savings cache lock");
+        if cache.len() >= SAVINGS_CACHE {
+            cache.clear();
+        }
+        // One entry per user: an older version is never asked for again.
+        cache.retain(|(user, _, _), _| *user != key.0);
+        cache.insert(key, value.clone());
+    }
+}
 
 #[async_trait]
 impl Tool for FindSavings {
@@ -286,20 +309,26 @@ impl Tool for FindSavings {
     async fn call(&self, ctx: &RunContext, _args: Value) -> Result<Value, ToolError> {
         let data = ctx.tools.data(&ctx.user_id).await?;
         let key = (ctx.user_id.to_string(), data.origin, data.version);
-        if let Some(hit) = self.cache.lock().expect("savings cache lock").get(&key) {
-            let mut hit = hit.clone();
+        let cached = |mut hit: Value| {
             hit["cached"] = json!(true);
-            return Ok(hit);
+            hit
+        };
+        if let Some(hit) = self.cache.lock().expect("savings cache lock").get(&key) {
+            return Ok(cached(hit.clone()));
+        }
+        let shared_key = format!("apex:savings:{}:{:?}:{}", key.0, key.1, key.2);
+        if let Some(cluster) = &ctx.tools.cluster {
+            if let Some(hit) = cluster.cache_get(&shared_key).await.and_then(|s| serde_json::from_str::<Value>(&s).ok()) {
+                self.remember(key, &hit);
+                return Ok(cached(hit));
+            }
         }
         let recs = recommend(&data.records);
         let value = json!({ "total_monthly_savings": total_savings(&recs), "recommendations": to_value(&recs)?, "cached": false });
-        let mut cache = self.cache.lock().expect("savings cache lock");
-        if cache.len() >= SAVINGS_CACHE {
-            cache.clear();
+        self.remember(key, &value);
+        if let Some(cluster) = &ctx.tools.cluster {
+            cluster.cache_put(&shared_key, &value.to_string(), SHARED_SAVINGS_TTL).await;
         }
-        // One entry per user: an older version is never asked for again.
-        cache.retain(|(user, _, _), _| user.as_str() != &*ctx.user_id);
-        cache.insert(key, value.clone());
         Ok(value)
     }
 }
