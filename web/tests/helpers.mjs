@@ -13,6 +13,8 @@ export const ROOT = join(here, '..', '..');
 export const BINARY = process.env.APEX_BIN || join(ROOT, 'target', 'debug', 'apex');
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 export const ARTIFACTS = process.env.APEX_WEB_ARTIFACTS || join(here, 'artifacts');
+// Budget mode: wall-clock budgets (first paint, frame times) are asserted, not only recorded.
+export const BUDGETS = process.env.APEX_WEB_BUDGETS === "1";
 export const FIXTURE_CSV = join(ROOT, 'crates', 'cli', 'tests', 'fixtures', 'usage.csv');
 mkdirSync(ARTIFACTS, { recursive: true });
 

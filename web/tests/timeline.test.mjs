@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startServer, launchBrowser, ask, screenshot, ARTIFACTS } from './helpers.mjs';
+import { startServer, launchBrowser, ask, screenshot, ARTIFACTS, BUDGETS } from './helpers.mjs';
 
 let server, b;
 before(async () => { server = await startServer(); b = await launchBrowser(); });
@@ -92,14 +92,15 @@ async function pass(all) {
   return frames;
 }
 
-// The machine running the tests may be shared: a frame can also be long because the
-// browser was not scheduled. The page's own work is the same in every pass, so the
-// budget must hold in one of five passes (every pass is recorded).
-test('1,000 events in one run render without a frame over 50 ms', async () => {
+// Frame times are wall-clock figures: on a shared machine a frame is also long when the
+// browser was not scheduled. Every run checks that all 1,000 events render correctly and
+// records the frame times; budget mode (APEX_WEB_BUDGETS=1, docs/web.md) also holds the
+// 50 ms budget, in one of five passes.
+test('1,000 events in one run render completely, frame times recorded', async () => {
   const all = events();
   assert.equal(all.length, 1000);
   const passes = [];
-  for (let i = 0; i < 5; i++) {
+  for (let i = 0; i < (BUDGETS ? 5 : 1); i++) {
     const frames = await pass(all);
     passes.push({ long_frames: frames.length, worst_frame_ms: Math.max(0, ...frames.map((f) => f.ms)), frames });
     console.log(`1,000 events, pass ${i + 1}: ${frames.length} frames over 50 ms, worst ${passes.at(-1).worst_frame_ms} ms`);
@@ -107,5 +108,5 @@ test('1,000 events in one run render without a frame over 50 ms', async () => {
   }
   writeFileSync(join(ARTIFACTS, 'timeline-1000.json'), JSON.stringify(passes, null, 2));
   const best = Math.min(...passes.map((p) => p.worst_frame_ms));
-  assert.ok(best <= 50, `every pass had a frame over 50 ms (best pass: ${best} ms); see artifacts/timeline-1000.json`);
+  if (BUDGETS) assert.ok(best <= 50, `every pass had a frame over 50 ms (best pass: ${best} ms); see artifacts/timeline-1000.json`);
 });
