@@ -77,3 +77,39 @@ async fn a_database_outage_delays_runs_and_messages_but_loses_nothing() {
     let ready: Value = reqwest::get(app.http("/api/health")).await.unwrap().json().await.unwrap();
     assert_eq!(ready["components"]["store"]["status"], "ok", "{ready}");
 }
+
+#[tokio::test]
+async fn an_instance_started_while_the_database_is_down_serves_once_it_is_up() {
+    let schema = TempSchema::create().await;
+    let upstream = server_of(&schema.url);
+    let proxy = CuttingProxy::start(upstream).await;
+    proxy.down();
+    let layer = Layer {
+        demo_mode: Some(false),
+        database_url: Some(schema.url.replacen(&upstream.to_string(), &proxy.addr.to_string(), 1)),
+        ..Default::default()
+    };
+    // Starts (and is live) without its database: never hangs, never exits.
+    let app = tokio::time::timeout(WAIT, spawn_with(layer, |s| s)).await.expect("starts without its database");
+    let r = reqwest::get(app.http("/api/health")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let ready: Value = r.json().await.unwrap();
+    assert_eq!(ready["components"]["store"]["status"], "unavailable", "{ready}");
+
+    proxy.up();
+    let mut ok = false;
+    for _ in 0..200 {
+        let ready: Value = reqwest::get(app.http("/api/health")).await.unwrap().json().await.unwrap();
+        if ready["status"] == "ok" {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok, "the store became ready once PostgreSQL was reachable");
+    let token = app.token("alice");
+    app.import_fixture(&token).await;
+    let mut client = connect(&app, By::Header(token)).await;
+    client.ask("Analyze my AI costs", None).await;
+    assert_golden_run(&client.events_until_terminal().await);
+}

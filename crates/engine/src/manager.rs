@@ -135,10 +135,17 @@ impl RunManager {
         cluster: Option<Arc<dyn Cluster>>,
     ) -> Result<Self, StoreError> {
         let instance: Arc<str> = Arc::from(Uuid::now_v7().to_string());
-        store.heartbeat(&instance, now_ms()).await?;
-        let interrupted = store.interrupt_orphaned(&instance, settings.lease).await?;
-        if !interrupted.is_empty() {
-            tracing::warn!(count = interrupted.len(), "runs left unfinished by a stopped instance were marked interrupted");
+        // A database that is not there yet does not stop the start: the lease task below
+        // renews and recovers as soon as it is.
+        match store.heartbeat(&instance, now_ms()).await {
+            Ok(()) => match store.interrupt_orphaned(&instance, settings.lease).await {
+                Ok(interrupted) if !interrupted.is_empty() => {
+                    tracing::warn!(count = interrupted.len(), "runs left unfinished by a stopped instance were marked interrupted")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "recovering unfinished runs failed; retrying"),
+            },
+            Err(e) => tracing::warn!(error = %e, "the store is unavailable at startup; retrying"),
         }
         let (writer, writer_task) = writer::spawn(store.clone(), cluster.clone());
         let inner = Arc::new(Inner {

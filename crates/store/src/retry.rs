@@ -24,7 +24,10 @@ pub struct Retrying(pub Arc<dyn Store>);
 
 /// True for errors that a later attempt can succeed after: the connection, not the query.
 pub fn is_transient(e: &StoreError) -> bool {
-    let StoreError::Database(e) = e else { return false };
+    matches!(e, StoreError::Database(e) if is_transient_sqlx(e))
+}
+
+pub fn is_transient_sqlx(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
         // Connection exceptions (08…), the server shutting down or starting (57P01-03),

@@ -20,11 +20,16 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 
 pub struct PgStore {
     pool: PgPool,
+    /// True once the migrations have run: until then every operation fails as the
+    /// database being unavailable (a transient error, retried by the callers).
+    ready: tokio::sync::watch::Receiver<bool>,
 }
 
 impl PgStore {
-    /// Connects, applies the migrations, and fails within `options.connect_timeout` when the
-    /// server cannot be reached (startup never hangs on the database).
+    /// Connects and applies the migrations. When the server cannot be reached within
+    /// `options.connect_timeout`, the store starts degraded instead of failing (or hanging):
+    /// it keeps trying in the background, and its operations fail as transient errors until
+    /// the database is there.
     pub async fn open(url: &str, options: &StoreOptions) -> StoreResult<Self> {
         let statement_timeout = format!("{}ms", options.statement_timeout.as_millis());
         let connect = url
@@ -37,16 +42,61 @@ impl PgStore {
             .acquire_timeout(options.connect_timeout)
             // A connection the server dropped (restart, failover) is replaced, not reused.
             .test_before_acquire(true)
-            .connect_with(connect)
-            .await?;
+            .connect_lazy_with(connect);
+        let (ready_tx, ready) = tokio::sync::watch::channel(false);
         // Several instances may start at once: the migrator takes an advisory lock.
-        MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        match tokio::time::timeout(options.connect_timeout, MIGRATOR.run(&pool)).await {
+            Ok(Ok(())) => {
+                ready_tx.send_replace(true);
+            }
+            Ok(Err(e)) if !unreachable(&e) => return Err(e.into()),
+            failed => {
+                let error = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "connecting timed out".to_owned(),
+                };
+                tracing::error!(%error, "PostgreSQL is unreachable: starting degraded, retrying in the background");
+                tokio::spawn(migrate_when_reachable(pool.clone(), ready_tx));
+            }
+        }
+        Ok(Self { pool, ready })
+    }
+
+    /// The pool, once the database has been reached and migrated.
+    fn pool(&self) -> StoreResult<&PgPool> {
+        if *self.ready.borrow() {
+            Ok(&self.pool)
+        } else {
+            Err(StoreError::Database(sqlx::Error::PoolTimedOut))
+        }
     }
 
     async fn ensure_owned(&self, query: &'static str, id: String, user_id: &str) -> StoreResult<()> {
-        let owned = sqlx::query(query).bind(id).bind(user_id).fetch_optional(&self.pool).await?;
+        let owned = sqlx::query(query).bind(id).bind(user_id).fetch_optional(self.pool()?).await?;
         owned.map(|_| ()).ok_or(StoreError::NotFound)
+    }
+}
+
+/// Whether a migration failed because the server could not be reached (as opposed to a
+/// migration that does not apply, which must stop the server).
+fn unreachable(e: &sqlx::migrate::MigrateError) -> bool {
+    matches!(e, sqlx::migrate::MigrateError::Execute(e) if crate::retry::is_transient_sqlx(e))
+}
+
+/// Retries the migrations with backoff until the database answers, then opens the store.
+async fn migrate_when_reachable(pool: PgPool, ready: tokio::sync::watch::Sender<bool>) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        tokio::time::sleep(delay).await;
+        match MIGRATOR.run(&pool).await {
+            Ok(()) => {
+                tracing::info!("PostgreSQL is reachable: the store is ready");
+                ready.send_replace(true);
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "PostgreSQL is still unreachable; retrying"),
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -57,12 +107,12 @@ fn parse_id<T: std::str::FromStr>(s: &str) -> StoreResult<T> {
 #[async_trait]
 impl Store for PgStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(self.pool()?).await?;
         Ok(())
     }
 
     async fn apply(&self, begins: &[NewRun], writes: &[Write]) -> StoreResult<Vec<BeginOutcome>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         let outcomes = batch::begin(&mut tx, begins).await?;
         batch::apply(&mut tx, writes).await?;
         tx.commit().await?;
@@ -76,7 +126,7 @@ impl Store for PgStore {
         )
         .bind(instance)
         .bind(at_ms as i64)
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await?;
         Ok(())
     }
@@ -84,7 +134,7 @@ impl Store for PgStore {
     async fn interrupt_orphaned(&self, instance: &str, lease: Duration) -> StoreResult<Vec<RunId>> {
         let now = apex_protocol::now_ms();
         let expired_before = now.saturating_sub(lease.as_millis() as u64) as i64;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         // SKIP LOCKED: instances sweeping at the same moment split the runs between them.
         let rows = sqlx::query(
             "SELECT id, user_id, thread_id FROM runs r WHERE status IN ('queued', 'running') \
@@ -120,7 +170,7 @@ impl Store for PgStore {
     }
 
     async fn import_usage(&self, user_id: &str, rows: &[ImportRow], at_ms: u64) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         let inserted = batch::insert_usage(&mut tx, user_id, rows, at_ms).await?;
         if inserted > 0 {
             bump_version(&mut tx, user_id).await?;
@@ -139,7 +189,7 @@ impl Store for PgStore {
         .bind(user_id)
         .bind(from)
         .bind(to)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool()?)
         .await?;
         Ok(rows
             .iter()
@@ -165,7 +215,7 @@ impl Store for PgStore {
     }
 
     async fn delete_usage(&self, user_id: &str) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         sqlx::query("DELETE FROM usage_daily WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
         let done = sqlx::query("DELETE FROM usage_records WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
         bump_version(&mut tx, user_id).await?;
@@ -176,7 +226,7 @@ impl Store for PgStore {
     async fn usage_version(&self, user_id: &str) -> StoreResult<u64> {
         let v: Option<i64> = sqlx::query_scalar("SELECT version FROM usage_versions WHERE user_id = $1")
             .bind(user_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool()?)
             .await?;
         Ok(v.unwrap_or(0) as u64)
     }
@@ -185,7 +235,7 @@ impl Store for PgStore {
         let row = sqlx::query("SELECT id, thread_id, run_id FROM messages WHERE user_id = $1 AND client_message_id = $2")
             .bind(user_id)
             .bind(client_message_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool()?)
             .await?;
         row.map(|r| {
             let run: Option<String> = r.get(2);
@@ -203,7 +253,7 @@ impl Store for PgStore {
             "SELECT id, title, created_at, updated_at FROM threads WHERE user_id = $1 ORDER BY updated_at DESC, id DESC",
         )
         .bind(user_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool()?)
         .await?;
         rows.iter()
             .map(|r| {
@@ -225,7 +275,7 @@ impl Store for PgStore {
         )
         .bind(thread_id.to_string())
         .bind(user_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool()?)
         .await?;
         rows.iter()
             .map(|r| {
@@ -251,7 +301,7 @@ impl Store for PgStore {
         )
         .bind(run_id.to_string())
         .bind(user_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool()?)
         .await?
         .ok_or(StoreError::NotFound)?;
         let status: &str = r.get(2);
@@ -274,7 +324,7 @@ impl Store for PgStore {
         let rows = sqlx::query("SELECT payload FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq")
             .bind(run_id.to_string())
             .bind(after_seq.min(i64::MAX as u64) as i64)
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool()?)
             .await?;
         Ok(rows.into_iter().map(|r| r.get(0)).collect())
     }
@@ -286,7 +336,7 @@ impl Store for PgStore {
         )
         .bind(run_id.to_string())
         .bind(user_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool()?)
         .await?;
         Ok(rows
             .iter()
