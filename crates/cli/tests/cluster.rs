@@ -351,3 +351,31 @@ async fn recommendations_computed_on_one_instance_are_reused_by_another_until_an
     assert_eq!(ask(&a).await["cached"], false, "an import invalidates the shared entry");
     assert_eq!(ask(&b).await["cached"], true);
 }
+
+#[tokio::test]
+async fn sigterm_drains_an_instance_while_another_follows_its_run() {
+    let schema = TempSchema::create().await;
+    let redis = shared_redis();
+    let b = instance(&schema, &redis, 0).await;
+    let token = b.token("alice");
+    b.import_fixture(&token).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a, addr) = instance_process(&schema, &redis, dir.path(), 150).await;
+
+    let mut on_a = try_connect(&format!("ws://{addr}/ws"), By::Header(token.clone())).await.unwrap();
+    let accepted = on_a.ask("Analyze my AI costs", None).await;
+    let mut on_b = connect(&b, By::Header(token.clone())).await;
+    on_b.send(json!({"type": "resume", "run_id": accepted["run_id"], "after_seq": 0})).await;
+    events(&mut on_b, 2).await;
+
+    // SIGTERM: A stops accepting, lets the run finish within its grace period, then exits.
+    let status = Command::new("kill").args(["-TERM", &a.0.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let rest = on_b.events_until_terminal().await;
+    assert_eq!(rest.last().unwrap()["type"], "final_response", "the run finished during the drain");
+    let exit = tokio::task::spawn_blocking(move || a.0.wait()).await.unwrap().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let run_id = accepted["run_id"].as_str().unwrap();
+    let (_, run) = b.get(&format!("/api/runs/{run_id}"), &token).await;
+    assert_eq!(run["run"]["status"], "completed");
+}
