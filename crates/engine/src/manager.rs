@@ -17,6 +17,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::agent::Tools;
+use crate::agents::ModelWriter;
 use crate::context::RunContext;
 use crate::log::{Follow, RunLog};
 use crate::sink::{EventSink, Outcome};
@@ -30,11 +31,13 @@ pub struct EngineSettings {
     pub run_timeout: Duration,
     /// How long a finished run stays in memory for followers before only the store has it.
     pub linger: Duration,
+    /// The language model that writes reports; `None`: the built-in writer.
+    pub model: Option<ModelWriter>,
 }
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        Self { run_timeout: Duration::from_secs(60), linger: Duration::from_secs(2) }
+        Self { run_timeout: Duration::from_secs(60), linger: Duration::from_secs(2), model: None }
     }
 }
 
@@ -125,7 +128,7 @@ impl RunManager {
             writer_task: Mutex::new(Some(writer_task)),
             tools,
             source,
-            supervisor: Supervisor::default(),
+            supervisor: Supervisor::new(settings.model.clone()),
             settings,
             runs: Mutex::default(),
             busy_threads: Mutex::default(),
