@@ -160,7 +160,7 @@ fn model_writer(settings: &Settings) -> anyhow::Result<Option<ModelWriter>> {
         }
         _ => return Ok(None),
     };
-    Ok(Some(ModelWriter { provider, budget: settings.run_timeout / 2, max_tokens: 400 }))
+    Ok(Some(ModelWriter { provider, budget: settings.run_timeout / 2, max_tokens: settings.llm_max_tokens }))
 }
 
 /// Serves with the built-in tools and demo data until `shutdown` resolves.

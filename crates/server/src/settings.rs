@@ -28,6 +28,8 @@ pub struct Settings {
     pub llm_model_path: Option<PathBuf>,
     /// How long to wait for a model's first and each next token before giving up on it.
     pub llm_timeout: Duration,
+    /// The longest answer a model may write, in tokens.
+    pub llm_max_tokens: u32,
     /// Largest accepted client text frame, in bytes.
     pub max_frame_bytes: usize,
     pub ping_interval: Duration,
@@ -67,6 +69,7 @@ pub struct Layer {
     pub llm_model: Option<String>,
     pub llm_model_path: Option<PathBuf>,
     pub llm_timeout_secs: Option<f64>,
+    pub llm_max_tokens: Option<u32>,
     pub max_frame_bytes: Option<usize>,
     pub ping_interval_secs: Option<f64>,
     pub run_timeout_secs: Option<f64>,
@@ -110,6 +113,7 @@ impl Default for Settings {
             llm_model: None,
             llm_model_path: None,
             llm_timeout: Duration::from_secs(20),
+            llm_max_tokens: 400,
             max_frame_bytes: apex_protocol::DEFAULT_MAX_CLIENT_FRAME,
             ping_interval: Duration::from_secs(30),
             run_timeout: Duration::from_secs(60),
@@ -152,7 +156,7 @@ impl Settings {
         macro_rules! set_some {
             ($($field:ident),*) => { $( if l.$field.is_some() { self.$field = l.$field; } )* };
         }
-        set!(bind, data_dir, database_url, demo_mode, env, llm, openai_base_url, max_frame_bytes, outbound_queue, rate_limit, max_connections, log_json);
+        set!(bind, data_dir, database_url, demo_mode, env, llm, openai_base_url, llm_max_tokens, max_frame_bytes, outbound_queue, rate_limit, max_connections, log_json);
         set_some!(redis_url, jwt_secret, jwt_issuer, jwt_audience, prices_file, openai_api_key, llm_model, llm_model_path);
         if let Some(ms) = l.tool_delay_ms {
             self.tool_delay = Duration::from_millis(ms);
@@ -235,6 +239,7 @@ impl Layer {
             llm_model: get("APEX_LLM_MODEL").filter(|s| !s.is_empty()),
             llm_model_path: get("APEX_LLM_MODEL_PATH").filter(|s| !s.is_empty()).map(PathBuf::from),
             llm_timeout_secs: parse("APEX_LLM_TIMEOUT_SECS", get("APEX_LLM_TIMEOUT_SECS"))?,
+            llm_max_tokens: parse("APEX_LLM_MAX_TOKENS", get("APEX_LLM_MAX_TOKENS"))?,
             max_frame_bytes: parse("APEX_MAX_FRAME_BYTES", get("APEX_MAX_FRAME_BYTES"))?,
             ping_interval_secs: parse("APEX_PING_INTERVAL_SECS", get("APEX_PING_INTERVAL_SECS"))?,
             run_timeout_secs: parse("APEX_RUN_TIMEOUT_SECS", get("APEX_RUN_TIMEOUT_SECS"))?,

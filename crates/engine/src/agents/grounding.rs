@@ -99,15 +99,24 @@ impl Grounding {
             Kind::Count => &self.count,
         };
         let unit = 10f64.powi(-f.decimals);
-        // Equal to an allowed value once that is rounded the way the figure was written.
-        allowed.iter().any(|a| ((a.abs() / f.scale / unit).round() * unit - f.value).abs() < unit / 2.0)
+        // An allowed value rounded or truncated to the digits the figure was written with
+        // (percentages are truncated: 68.29% is written 68.2%), with room for binary
+        // fractions (3716.955 is written $3,716.96).
+        allowed.iter().any(|a| {
+            let d = a.abs() / f.scale - f.value;
+            d >= -unit * 0.501 && d < unit * 0.999
+        })
     }
 
     /// `None` when every figure in the sentence is supported; otherwise the computed
     /// statement that replaces it.
     pub fn check(&self, sentence: &str) -> Option<String> {
-        let unsupported = figures(sentence).into_iter().any(|f| !self.supported(&f));
-        unsupported.then(|| self.closest(sentence))
+        (!self.unsupported(sentence).is_empty()).then(|| self.closest(sentence))
+    }
+
+    /// The figures of `sentence` that no tool computed, as `(value, scale)`.
+    pub fn unsupported(&self, sentence: &str) -> Vec<(f64, f64)> {
+        figures(sentence).into_iter().filter(|f| !self.supported(f)).map(|f| (f.value, f.scale)).collect()
     }
 
     /// The computed statement sharing the most words with `sentence`, keeping the
@@ -253,6 +262,7 @@ mod tests {
             "You spent $1,234.56 in 30 days. ",
             "That is about $1,235 or $1.2k. ",
             "gpt-4o takes 72.9% of it, and 27.1% goes elsewhere. ",
+            "Rounded down, that is 27% or $1,234. ",
             "There were 12,345 requests and 9.9M input tokens. ",
             "On 2026-01-05 gpt-4o-mini and claude-3.5 ran 3 jobs. ",
         ] {

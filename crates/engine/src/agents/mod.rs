@@ -7,7 +7,7 @@ mod report;
 mod triage;
 
 pub use data::DataAgent;
-pub use grounding::Grounding;
+pub use grounding::{sentences, Grounding};
 pub use narrate::{ModelWriter, Written};
 pub use optimization::OptimizationAgent;
 pub use report::{chunks, ReportAgent};

@@ -121,7 +121,7 @@ impl ModelWriter {
         out: &mut Written,
     ) -> Result<(), LlmError> {
         let mut messages = vec![
-            ChatMessage::system(format!("{SYSTEM_PROMPT}\n\nFACTS:\n{computed}")),
+            ChatMessage::system(format!("{SYSTEM_PROMPT}\n\nFACTS:\n{}", facts(computed))),
             ChatMessage::user(ctx.text.to_string()),
         ];
         let mut tool_results: Vec<Value> = Vec::new();
@@ -185,6 +185,19 @@ impl ModelWriter {
         out.text.push_str(&text);
         sink.delta(ctx.message_id, text).await;
     }
+}
+
+/// The computed report, shortened for a prompt: long lines (the rationales of
+/// recommendations) keep their first sentence. Small local models read prompts slowly.
+fn facts(computed: &str) -> String {
+    let mut out = String::with_capacity(computed.len());
+    for line in computed.lines() {
+        let first_sentence = line.match_indices(". ").find(|(i, _)| *i >= 40).map(|(i, _)| i + 1);
+        let cut = if line.len() > 200 { first_sentence.unwrap_or(line.len()) } else { line.len() };
+        out.push_str(&line[..cut]);
+        out.push('\n');
+    }
+    out
 }
 
 /// The tools a model may call while writing: the ones that compute a figure on request.
