@@ -192,3 +192,38 @@ async fn a_model_server_that_stalls_ends_in_the_built_in_writer() {
     // Three attempts of one second each, plus backoff: well within the run.
     assert_falls_back(openai(&url, 1.0), Duration::from_secs(10)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_local_model_writes_a_grounded_answer() {
+    let path = std::env::var_os("APEX_TEST_GGUF").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/apex-test/SmolLM2-135M-Instruct.Q4_1.gguf")
+    });
+    let layer = Layer {
+        llm: Some("local".into()),
+        llm_model_path: Some(path),
+        llm_max_tokens: Some(48),
+        run_timeout_secs: Some(240.0),
+        ..Layer::default()
+    };
+    let app = spawn_with(layer, |s| s).await;
+    let mut client = connect(&app, By::Demo).await;
+    // An off-topic question has a short computed answer: a short prompt for a CPU model.
+    let accepted = client.ask("tell me a joke", None).await;
+    let deadline = Instant::now() + Duration::from_secs(200);
+    let mut events = Vec::new();
+    loop {
+        let Frame::Json(v) = client.next_frame_within(deadline - Instant::now()).await else { panic!("closed") };
+        let terminal = is_terminal(&v);
+        events.push(v);
+        if terminal {
+            break;
+        }
+    }
+    let answer = assert_golden_run(&events);
+    assert_grounded(&answer, &events);
+    let token = client.token.clone().unwrap();
+    let model = report_result(&app, &token, accepted["run_id"].as_str().unwrap()).await["model"].clone();
+    assert_eq!(model["gen_ai.system"], "local", "{model}");
+    assert!(model["fallback"].is_null(), "the embedded model wrote the answer: {model}");
+    assert!(model["gen_ai.usage.output_tokens"].as_u64().unwrap() > 0, "{model}");
+}

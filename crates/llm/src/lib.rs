@@ -6,12 +6,14 @@
 //! (or generating) at the next token. Errors are typed ([`LlmError`]) so that callers can
 //! tell a refused connection from a rate limit or a stall.
 //!
-//! Providers: [`openai::OpenAi`] (any OpenAI-compatible Chat Completions endpoint).
+//! Providers: [`openai::OpenAi`] (any OpenAI-compatible Chat Completions endpoint) and
+//! [`local::LocalModel`] (a GGUF model run in-process with candle).
 //! The built-in writer is not a provider: it is the engine's deterministic templates,
 //! used when no model is configured and whenever a model fails.
 #![forbid(unsafe_code)]
 
 pub mod breaker;
+pub mod local;
 pub mod openai;
 
 use std::time::Duration;
@@ -114,6 +116,8 @@ pub enum StreamEvent {
     ToolCall(ToolCall),
     /// The last event of a successful stream.
     Done { usage: Usage, finish_reason: String },
+    /// The model is busy: this many requests are ahead of this one (sent before any text).
+    Queued { ahead: usize },
 }
 
 #[derive(Clone, Debug, thiserror::Error, PartialEq)]
@@ -162,6 +166,7 @@ pub struct ChatStream {
 }
 
 /// The producing side of a [`ChatStream`], held by a provider's task or thread.
+#[derive(Clone)]
 pub struct StreamSender {
     tx: mpsc::Sender<Result<StreamEvent, LlmError>>,
     cancel: CancellationToken,
@@ -187,6 +192,7 @@ impl ChatStream {
             match event? {
                 StreamEvent::Text(t) => out.text.push_str(&t),
                 StreamEvent::ToolCall(c) => out.tool_calls.push(c),
+                StreamEvent::Queued { .. } => {}
                 StreamEvent::Done { usage, finish_reason } => {
                     out.usage = usage;
                     out.finish_reason = finish_reason;

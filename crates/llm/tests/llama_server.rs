@@ -34,7 +34,7 @@ async fn streams_tokens_as_they_are_generated_and_stops_when_dropped(llm: &OpenA
         match event.unwrap() {
             StreamEvent::Text(t) => texts.push(t),
             StreamEvent::Done { usage, finish_reason } => done = Some((usage, finish_reason)),
-            StreamEvent::ToolCall(c) => panic!("unexpected tool call {c:?}"),
+            other => panic!("unexpected {other:?}"),
         }
     }
     let (usage, finish) = done.expect("a final usage record");

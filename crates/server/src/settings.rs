@@ -184,8 +184,8 @@ impl Settings {
         if self.database_url.is_empty() {
             self.database_url = format!("sqlite://{}", self.data_dir.join("apex.db").display());
         }
-        if !matches!(self.llm.as_str(), "builtin" | "openai") {
-            return Err(ConfigError::Invalid(format!("APEX_LLM={} is unknown: use builtin or openai", self.llm)));
+        if !matches!(self.llm.as_str(), "builtin" | "openai" | "local") {
+            return Err(ConfigError::Invalid(format!("APEX_LLM={} is unknown: use builtin, openai or local", self.llm)));
         }
         if self.llm_timeout.is_zero() {
             return Err(ConfigError::Invalid("llm_timeout_secs must be greater than zero".into()));

@@ -144,6 +144,10 @@ impl ModelWriter {
                         }
                     }
                     StreamEvent::ToolCall(call) => calls.push(call),
+                    StreamEvent::Queued { ahead } => {
+                        let text = format!("The {} model is busy with {ahead} other request(s); waiting for it.", self.provider.system());
+                        sink.thinking(AgentName::Report, text).await;
+                    }
                     StreamEvent::Done { usage, .. } => {
                         out.usage.input_tokens += usage.input_tokens;
                         out.usage.output_tokens += usage.output_tokens;
