@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod chat;
 mod ingest;
+mod models;
 
 /// Measured: with glibc's allocator, a quarter of the server's CPU under load went to
 /// malloc/free (many small, short-lived event and frame buffers across threads).
@@ -46,6 +47,22 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Load-test a server (starts its own unless --url is given)
     Bench(bench::BenchArgs),
+    /// Fetch a model for APEX_LLM=local into the data dir
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Download a model, verify its checksum and unpack it (skipped when already there)
+    Pull {
+        #[command(flatten)]
+        args: models::PullArgs,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[derive(clap::Args)]
@@ -107,6 +124,10 @@ fn main() -> ExitCode {
             },
             Command::Chat(args) => chat::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Models { command: ModelsCommand::Pull { args, config } } => match settings(&config, Layer::default()) {
+                Ok(s) => models::pull(&args, &s.data_dir).await.map(|_| 0),
+                Err(e) => Err(e),
+            },
         }
     });
     match result {

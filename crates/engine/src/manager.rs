@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::agent::Tools;
 use crate::cluster::{Cluster, RemoteFollow};
+use crate::agents::ModelWriter;
 use crate::context::RunContext;
 use crate::log::{Follow, RunLog};
 use crate::sink::{EventSink, Outcome};
@@ -34,11 +35,18 @@ pub struct EngineSettings {
     /// An instance that has not renewed its lease for this long is gone: another instance
     /// ends its unfinished runs as interrupted. Renewed five times per lease.
     pub lease: Duration,
+    /// The language model that writes reports; `None`: the built-in writer.
+    pub model: Option<ModelWriter>,
 }
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        Self { run_timeout: Duration::from_secs(60), linger: Duration::from_secs(2), lease: Duration::from_secs(10) }
+        Self {
+            run_timeout: Duration::from_secs(60),
+            linger: Duration::from_secs(2),
+            lease: Duration::from_secs(10),
+            model: None,
+        }
     }
 }
 
@@ -156,7 +164,7 @@ impl RunManager {
             writer_task: Mutex::new(Some(writer_task)),
             tools,
             source,
-            supervisor: Supervisor::default(),
+            supervisor: Supervisor::new(settings.model.clone()),
             settings,
             runs: Mutex::default(),
             busy_threads: Mutex::default(),

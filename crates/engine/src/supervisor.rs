@@ -6,7 +6,7 @@ use apex_protocol::AgentName;
 use serde_json::{json, Value};
 
 use crate::agent::{Agent, AgentError, Scratchpad};
-use crate::agents::{money, DataAgent, OptimizationAgent, ReportAgent, TriageAgent};
+use crate::agents::{money, DataAgent, ModelWriter, OptimizationAgent, ReportAgent, TriageAgent};
 use crate::context::RunContext;
 use crate::sink::EventSink;
 
@@ -16,13 +16,17 @@ pub struct Supervisor {
 
 impl Default for Supervisor {
     fn default() -> Self {
-        Self {
-            agents: vec![Arc::new(TriageAgent), Arc::new(DataAgent), Arc::new(OptimizationAgent), Arc::new(ReportAgent)],
-        }
+        Self::new(None)
     }
 }
 
 impl Supervisor {
+    /// The pipeline, with the report written by `model` when one is configured.
+    pub fn new(model: Option<ModelWriter>) -> Self {
+        let report = ReportAgent { model };
+        Self { agents: vec![Arc::new(TriageAgent), Arc::new(DataAgent), Arc::new(OptimizationAgent), Arc::new(report)] }
+    }
+
     /// Runs the whole pipeline and returns the answer text (the report as streamed).
     pub async fn run(&self, ctx: &RunContext, sink: &EventSink) -> Result<String, AgentError> {
         let started = Instant::now();

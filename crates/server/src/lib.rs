@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use apex_engine::agents::ModelWriter;
 use apex_engine::{EngineSettings, RunManager, StoredUsage, Tool, Tools, UsageSource};
 use axum::serve::ListenerExt;
 use axum::Router;
@@ -125,9 +126,14 @@ impl Server {
             tracing::warn!(delay_ms = delay.as_millis() as u64, "fault injection: every tool call is delayed");
             tools = tools.map(|inner| Arc::new(apex_engine::tools::Delayed { inner, delay }));
         }
+        let model = model_writer(&settings).await?;
+        if let Some(m) = &model {
+            tracing::info!(system = m.provider.system(), model = m.provider.model(), "a language model writes the reports");
+        }
         let engine = EngineSettings {
             run_timeout: settings.run_timeout,
             lease: settings.instance_lease,
+            model,
             ..EngineSettings::default()
         };
         let source = self.source.unwrap_or_else(|| Arc::new(StoredUsage::new(store.clone())));
@@ -149,6 +155,32 @@ impl Server {
             connections: Arc::new(AtomicUsize::new(0)),
         })
     }
+}
+
+/// The configured language model (`APEX_LLM`), or `None` for the built-in writer.
+/// A report may take half the run's time from the model: the rest is the fallback's.
+async fn model_writer(settings: &Settings) -> anyhow::Result<Option<ModelWriter>> {
+    let provider: Arc<dyn apex_llm::LlmProvider> = match settings.llm.as_str() {
+        "openai" => {
+            let model = settings.llm_model.clone().unwrap_or_else(|| "gpt-4o-mini".into());
+            let mut config = apex_llm::openai::OpenAiConfig::new(&settings.openai_base_url, model);
+            config.api_key = settings.openai_api_key.clone();
+            config.read_timeout = settings.llm_timeout;
+            Arc::new(apex_llm::openai::OpenAi::new(config)?)
+        }
+        "local" => {
+            let path = settings.llm_model_path.clone().unwrap_or_else(|| apex_llm::local::default_model_path(&settings.data_dir));
+            if !path.is_file() {
+                anyhow::bail!("APEX_LLM=local: no model at {} (run `apex models pull smollm2`, or set APEX_LLM_MODEL_PATH)", path.display());
+            }
+            let started = std::time::Instant::now();
+            let model = tokio::task::spawn_blocking(move || apex_llm::local::LocalModel::load(&path)).await??;
+            tracing::info!(load_ms = started.elapsed().as_millis() as u64, "local model loaded");
+            Arc::new(model)
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(ModelWriter { provider, budget: settings.run_timeout / 2, max_tokens: settings.llm_max_tokens }))
 }
 
 /// Serves with the built-in tools and demo data until `shutdown` resolves.

@@ -23,7 +23,19 @@ pub struct Settings {
     pub jwt_secret: Option<String>,
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
+    /// Who writes the answer: `builtin`, `openai` or `local`.
     pub llm: String,
+    /// An OpenAI-compatible endpoint, up to the API version (`…/v1`).
+    pub openai_base_url: String,
+    pub openai_api_key: Option<String>,
+    /// The model to ask (`openai`); defaults to `gpt-4o-mini`.
+    pub llm_model: Option<String>,
+    /// The GGUF file of the local model (`local`); defaults to the one `apex models pull` fetches.
+    pub llm_model_path: Option<PathBuf>,
+    /// How long to wait for a model's first and each next token before giving up on it.
+    pub llm_timeout: Duration,
+    /// The longest answer a model may write, in tokens.
+    pub llm_max_tokens: u32,
     /// Largest accepted client text frame, in bytes.
     pub max_frame_bytes: usize,
     pub ping_interval: Duration,
@@ -61,6 +73,12 @@ pub struct Layer {
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
     pub llm: Option<String>,
+    pub openai_base_url: Option<String>,
+    pub openai_api_key: Option<String>,
+    pub llm_model: Option<String>,
+    pub llm_model_path: Option<PathBuf>,
+    pub llm_timeout_secs: Option<f64>,
+    pub llm_max_tokens: Option<u32>,
     pub max_frame_bytes: Option<usize>,
     pub ping_interval_secs: Option<f64>,
     pub run_timeout_secs: Option<f64>,
@@ -102,6 +120,12 @@ impl Default for Settings {
             jwt_issuer: None,
             jwt_audience: None,
             llm: "builtin".into(),
+            openai_base_url: "https://api.openai.com/v1".into(),
+            openai_api_key: None,
+            llm_model: None,
+            llm_model_path: None,
+            llm_timeout: Duration::from_secs(20),
+            llm_max_tokens: 400,
             max_frame_bytes: apex_protocol::DEFAULT_MAX_CLIENT_FRAME,
             ping_interval: Duration::from_secs(30),
             run_timeout: Duration::from_secs(60),
@@ -153,8 +177,11 @@ impl Settings {
         macro_rules! set_some {
             ($($field:ident),*) => { $( if l.$field.is_some() { self.$field = l.$field; } )* };
         }
-        set!(bind, data_dir, database_url, db_max_connections, demo_mode, env, llm, max_frame_bytes, outbound_queue, rate_limit, max_connections, log_json);
-        set_some!(redis_url, jwt_secret, jwt_issuer, jwt_audience, prices_file);
+        set!(
+            bind, data_dir, database_url, db_max_connections, demo_mode, env, llm, openai_base_url, llm_max_tokens,
+            max_frame_bytes, outbound_queue, rate_limit, max_connections, log_json
+        );
+        set_some!(redis_url, jwt_secret, jwt_issuer, jwt_audience, prices_file, openai_api_key, llm_model, llm_model_path);
         if let Some(ms) = l.tool_delay_ms {
             self.tool_delay = Duration::from_millis(ms);
         }
@@ -165,6 +192,7 @@ impl Settings {
             (l.write_timeout_secs, &mut self.write_timeout, "write_timeout_secs"),
             (l.db_statement_timeout_secs, &mut self.db_statement_timeout, "db_statement_timeout_secs"),
             (l.instance_lease_secs, &mut self.instance_lease, "instance_lease_secs"),
+            (l.llm_timeout_secs, &mut self.llm_timeout, "llm_timeout_secs"),
         ] {
             if let Some(secs) = value {
                 *target = Duration::try_from_secs_f64(secs)
@@ -182,11 +210,11 @@ impl Settings {
         if self.database_url.is_empty() {
             self.database_url = format!("sqlite://{}", self.data_dir.join("apex.db").display());
         }
-        if self.llm != "builtin" {
-            return Err(ConfigError::Invalid(format!(
-                "APEX_LLM={} is not available in this build; the built-in writer (`builtin`) is",
-                self.llm
-            )));
+        if !matches!(self.llm.as_str(), "builtin" | "openai" | "local") {
+            return Err(ConfigError::Invalid(format!("APEX_LLM={} is unknown: use builtin, openai or local", self.llm)));
+        }
+        if self.llm_timeout.is_zero() {
+            return Err(ConfigError::Invalid("llm_timeout_secs must be greater than zero".into()));
         }
         if self.max_frame_bytes < 256 || self.outbound_queue == 0 || self.rate_limit == 0 {
             return Err(ConfigError::Invalid(
@@ -240,7 +268,13 @@ impl Layer {
             jwt_secret: get("APEX_JWT_SECRET").filter(|s| !s.is_empty()),
             jwt_issuer: get("APEX_JWT_ISSUER"),
             jwt_audience: get("APEX_JWT_AUDIENCE"),
-            llm: get("APEX_LLM"),
+            llm: get("APEX_LLM").filter(|s| !s.is_empty()),
+            openai_base_url: get("OPENAI_BASE_URL").filter(|s| !s.is_empty()),
+            openai_api_key: get("OPENAI_API_KEY").filter(|s| !s.is_empty()),
+            llm_model: get("APEX_LLM_MODEL").filter(|s| !s.is_empty()),
+            llm_model_path: get("APEX_LLM_MODEL_PATH").filter(|s| !s.is_empty()).map(PathBuf::from),
+            llm_timeout_secs: parse("APEX_LLM_TIMEOUT_SECS", get("APEX_LLM_TIMEOUT_SECS"))?,
+            llm_max_tokens: parse("APEX_LLM_MAX_TOKENS", get("APEX_LLM_MAX_TOKENS"))?,
             max_frame_bytes: parse("APEX_MAX_FRAME_BYTES", get("APEX_MAX_FRAME_BYTES"))?,
             ping_interval_secs: parse("APEX_PING_INTERVAL_SECS", get("APEX_PING_INTERVAL_SECS"))?,
             run_timeout_secs: parse("APEX_RUN_TIMEOUT_SECS", get("APEX_RUN_TIMEOUT_SECS"))?,

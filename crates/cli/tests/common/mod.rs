@@ -197,8 +197,13 @@ impl Client {
     }
 
     pub async fn next_frame(&mut self) -> Frame {
+        self.next_frame_within(WAIT).await
+    }
+
+    /// The next frame, waiting at most `wait` (a local model may take longer than `WAIT`).
+    pub async fn next_frame_within(&mut self, wait: Duration) -> Frame {
         // One deadline for the whole wait: pings arriving forever must not keep it going.
-        let deadline = tokio::time::Instant::now() + WAIT;
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             let msg = tokio::time::timeout_at(deadline, self.ws.next()).await.expect("a frame arrives in time");
             match msg {
@@ -392,4 +397,38 @@ impl CuttingProxy {
     pub fn up(&self) {
         self.down.store(false, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// A real OpenAI-compatible server: llama-cpp-python's, serving the reference GGUF model
+/// on loopback (`scripts/llm-test-deps` installs both). Stopped when dropped.
+pub struct LlamaServer {
+    pub url: String,
+    _child: tokio::process::Child,
+}
+
+pub async fn llama_server() -> LlamaServer {
+    let model = std::env::var_os("APEX_TEST_GGUF").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/apex-test/SmolLM2-135M-Instruct.Q4_1.gguf")
+    });
+    assert!(model.is_file(), "the test model {} is missing: run scripts/llm-test-deps", model.display());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = tokio::process::Command::new("python3")
+        .args(["-m", "llama_cpp.server", "--host", "127.0.0.1", "--n_ctx", "4096", "--n_threads", "2"])
+        .arg("--port")
+        .arg(port.to_string())
+        .arg("--model")
+        .arg(&model)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 -m llama_cpp.server (see scripts/llm-test-deps)");
+    let url = format!("http://127.0.0.1:{port}/v1");
+    let http = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    while !http.get(format!("{url}/models")).send().await.is_ok_and(|r| r.status().is_success()) {
+        assert!(started.elapsed() < Duration::from_secs(90), "llama_cpp.server did not start within 90 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    LlamaServer { url, _child: child }
 }

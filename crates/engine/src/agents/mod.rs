@@ -1,10 +1,14 @@
 //! The four sub-agents, in the order the supervisor runs them.
 mod data;
+mod grounding;
+mod narrate;
 mod optimization;
 mod report;
 mod triage;
 
 pub use data::DataAgent;
+pub use grounding::{sentences, Grounding};
+pub use narrate::{ModelWriter, Written};
 pub use optimization::OptimizationAgent;
 pub use report::{chunks, ReportAgent};
 pub use triage::TriageAgent;

@@ -1,6 +1,7 @@
 //! The report agent and the built-in writer: a Markdown report assembled from the tool
 //! results of this run, streamed as `response_delta` chunks. Every figure in it was
-//! computed by a tool; the writer only arranges them.
+//! computed by a tool; the writer only arranges them. With a language model configured
+//! ([`ModelWriter`]), the model phrases the report from this one, held to its figures.
 use std::fmt::Write as _;
 
 use apex_protocol::AgentName;
@@ -9,6 +10,7 @@ use serde_json::{json, Value};
 
 use apex_costs::group_thousands;
 
+use super::narrate::ModelWriter;
 use super::{money, pct, str_of};
 use crate::agent::{Agent, AgentError, AgentOutput, Scratchpad};
 use crate::context::RunContext;
@@ -27,9 +29,13 @@ For example: `curl -H \"Authorization: Bearer $TOKEN\" --data-binary @usage.csv 
 Then ask again, for instance \"Analyze my AI costs\" or \"How do I reduce spend?\", and I will break down your spend by model and feature and work out concrete savings.\n";
 
 /// Longest `response_delta` text, in bytes (chunks end at line boundaries when possible).
-const CHUNK: usize = 240;
+pub(crate) const CHUNK: usize = 240;
 
-pub struct ReportAgent;
+/// Writes the answer: with the built-in writer by default, or with a language model.
+#[derive(Default)]
+pub struct ReportAgent {
+    pub model: Option<ModelWriter>,
+}
 
 #[async_trait]
 impl Agent for ReportAgent {
@@ -51,16 +57,29 @@ impl Agent for ReportAgent {
             savings: pad.get(AgentName::Optimization).unwrap_or_default(),
             forecast,
         };
-        let text = write_report(&inputs);
-        let pieces = chunks(&text, CHUNK);
-        let streamed = pieces.len();
-        for chunk in pieces {
-            sink.delta(ctx.message_id, chunk.to_owned()).await;
-        }
+        let computed = write_report(&inputs);
+        let (text, model) = match &self.model {
+            // Nothing to phrase without data: the computed answer says how to import.
+            Some(writer) if !inputs.empty => {
+                let results = [&overview, &inputs.triage, &inputs.usage, &inputs.savings, &inputs.forecast];
+                let written = writer.write(ctx, sink, &computed, &results).await;
+                let model = written.to_json(writer);
+                (written.text, Some(model))
+            }
+            _ => {
+                for chunk in chunks(&computed, CHUNK) {
+                    sink.delta(ctx.message_id, chunk.to_owned()).await;
+                }
+                (computed, None)
+            }
+        };
         let words = text.split_whitespace().count();
         let summary = format!("Report written ({words} words).");
         // The text itself is persisted once, as the assistant message.
-        let result = json!({ "words": words, "chunks": streamed, "forecast": inputs.forecast });
+        let mut result = json!({ "words": words, "forecast": inputs.forecast });
+        if let Some(model) = model {
+            result["model"] = model;
+        }
         Ok(AgentOutput { summary, result, output: json!({ "text": text }) })
     }
 }

@@ -1,0 +1,235 @@
+//! Language models writing the answer, end to end over real sockets: a real
+//! OpenAI-compatible server (llama-cpp-python serving SmolLM2), a server that states a
+//! figure the tools never computed, and model servers that are dead or stall.
+mod common;
+
+use std::time::{Duration, Instant};
+
+use apex_engine::agents::{sentences, Grounding};
+use apex_server::Layer;
+use common::*;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// The two tests that run a model on this machine's CPU take turns: on two cores, running
+/// both at once would only test how slow a shared CPU is.
+static CPU: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn openai(url: &str, timeout_secs: f64) -> Layer {
+    Layer {
+        llm: Some("openai".into()),
+        openai_base_url: Some(url.into()),
+        llm_model: Some("smollm2".into()),
+        llm_timeout_secs: Some(timeout_secs),
+        run_timeout_secs: Some(120.0),
+        ..Layer::default()
+    }
+}
+
+/// The results of every tool call of the run, from its events.
+fn tool_results(events: &[Value]) -> Vec<Value> {
+    events.iter().filter(|e| e["type"] == "tool_completed").map(|e| e["result"].clone()).collect()
+}
+
+/// Every sentence of `text` states only figures found in the run's tool results.
+fn assert_grounded(text: &str, events: &[Value]) {
+    let results = tool_results(events);
+    let refs: Vec<&Value> = results.iter().collect();
+    let g = Grounding::new("", &refs);
+    for s in sentences(text) {
+        let unsupported = g.unsupported(&s);
+        assert!(unsupported.is_empty(), "figures the tools did not compute: {unsupported:?} in {s:?}\nin {text}");
+    }
+}
+
+async fn report_result(app: &TestApp, token: &str, run_id: &str) -> Value {
+    let (status, run) = app.get(&format!("/api/runs/{run_id}"), token).await;
+    assert_eq!(status, 200);
+    let report = run["agent_results"].as_array().unwrap().iter().find(|a| a["agent"] == "report").cloned().unwrap();
+    report["output"].clone()
+}
+
+#[tokio::test]
+async fn a_real_model_writes_a_grounded_answer_that_streams_from_its_first_sentence() {
+    let _cpu = CPU.lock().await;
+    let llama = llama_server().await;
+    // A short answer keeps the test quick on a busy machine; it is still many sentences.
+    let layer = Layer { llm_max_tokens: Some(80), run_timeout_secs: Some(240.0), ..openai(&llama.url, 60.0) };
+    let app = spawn_with(layer, |s| s).await;
+    let mut client = connect(&app, By::Demo).await;
+    let accepted = client.ask("Analyze my AI costs", None).await;
+    let started = Instant::now();
+    let mut first_delta = None;
+    let mut events = Vec::new();
+    // The model runs on this machine's CPU: allow it far more than the usual frame wait.
+    let deadline = Instant::now() + Duration::from_secs(200);
+    loop {
+        let Frame::Json(v) = client.next_frame_within(deadline - Instant::now()).await else { panic!("closed") };
+        if v["type"] == "response_delta" && first_delta.is_none() {
+            first_delta = Some(started.elapsed());
+        }
+        let terminal = is_terminal(&v);
+        events.push(v);
+        if terminal {
+            break;
+        }
+    }
+    let total = started.elapsed();
+    let answer = assert_golden_run(&events);
+    assert_grounded(&answer, &events);
+    let first_delta = first_delta.expect("deltas");
+    assert!(first_delta < total, "the first sentence arrives before the model has finished ({first_delta:?} of {total:?})");
+    let fallback = events.iter().any(|e| e["type"] == "agent_thinking" && e["text"].as_str().unwrap().contains("built-in writer"));
+    assert!(!fallback, "the model wrote the answer: {events:?}");
+
+    let token = client.token.clone().unwrap();
+    let model = report_result(&app, &token, accepted["run_id"].as_str().unwrap()).await["model"].clone();
+    assert_eq!(model["gen_ai.system"], "openai");
+    assert_eq!(model["gen_ai.request.model"], "smollm2");
+    assert!(model["gen_ai.usage.input_tokens"].as_u64().unwrap() > 100, "{model}");
+    assert!(model["gen_ai.usage.output_tokens"].as_u64().unwrap() > 0, "{model}");
+    assert!(model["fallback"].is_null(), "{model}");
+}
+
+/// An OpenAI-compatible server that streams a fixed answer: one sentence that quotes the
+/// first dollar figure of the facts it was sent, and one that states a made-up figure.
+async fn inventive_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let request = read_http_request(&mut socket).await;
+                let body: Value = serde_json::from_slice(&request).unwrap();
+                let facts = body["messages"][0]["content"].as_str().unwrap();
+                let at = facts.find('$').unwrap();
+                let end = facts[at..].find(|c: char| c.is_whitespace()).map_or(facts.len(), |e| at + e);
+                let quoted = facts[at..end].trim_end_matches(['.', ',', ')']);
+                let pieces = [
+                    format!("Your AI spend came to {quoted} this period. "),
+                    "Switching models would save $987,654.32 per month.\n".to_owned(),
+                    "Ask me which feature costs most.".to_owned(),
+                ];
+                let mut sse = String::new();
+                for p in pieces {
+                    let chunk = serde_json::json!({"choices":[{"index":0,"delta":{"content":p},"finish_reason":null}]});
+                    sse.push_str(&format!("data: {chunk}\n\n"));
+                }
+                sse.push_str("data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":900,\"completion_tokens\":40}}\n\ndata: [DONE]\n\n");
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+                let _ = socket.write_all(format!("{head}{sse}").as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+async fn read_http_request(socket: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = socket.read(&mut chunk).await.unwrap();
+        assert!(n > 0);
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).unwrap().trim().parse().unwrap();
+            while buf.len() < end + 4 + length {
+                let n = socket.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return buf[end + 4..end + 4 + length].to_vec();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_figure_the_tools_did_not_compute_is_replaced_and_counted() {
+    let url = inventive_server().await;
+    let app = spawn_with(openai(&url, 5.0), |s| s).await;
+    let mut client = connect(&app, By::Demo).await;
+    let accepted = client.ask("Analyze my AI costs", None).await;
+    let events = client.events_until_terminal().await;
+    let answer = assert_golden_run(&events);
+    assert!(!answer.contains("987,654"), "{answer}");
+    assert!(answer.starts_with("Your AI spend came to $"), "a grounded sentence is kept as the model wrote it: {answer}");
+    assert!(answer.ends_with("Ask me which feature costs most."), "{answer}");
+    assert_grounded(&answer, &events);
+    let token = client.token.clone().unwrap();
+    let model = report_result(&app, &token, accepted["run_id"].as_str().unwrap()).await["model"].clone();
+    assert_eq!(model["grounding_replacements"], 1, "{model}");
+    assert_eq!((model["gen_ai.usage.input_tokens"].as_u64(), model["gen_ai.usage.output_tokens"].as_u64()), (Some(900), Some(40)));
+}
+
+async fn assert_falls_back(layer: Layer, within: Duration) {
+    let app = spawn_with(layer, |s| s).await;
+    let mut client = connect(&app, By::Demo).await;
+    let started = Instant::now();
+    client.ask("Analyze my AI costs", None).await;
+    let events = client.events_until_terminal().await;
+    assert!(started.elapsed() < within, "{:?}", started.elapsed());
+    let answer = assert_golden_run(&events);
+    assert!(answer.starts_with("## Your AI spend: $"), "the built-in writer answered: {answer}");
+    let said = events
+        .iter()
+        .find(|e| e["type"] == "agent_thinking" && e["agent"] == "report" && e["text"].as_str().unwrap().contains("built-in writer"))
+        .expect("the fallback is announced");
+    assert!(said["text"].as_str().unwrap().contains("smollm2"), "{said}");
+}
+
+#[tokio::test]
+async fn a_dead_model_server_ends_in_the_built_in_writer_not_a_hang() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    assert_falls_back(openai(&format!("http://127.0.0.1:{port}/v1"), 2.0), Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn a_model_server_that_stalls_ends_in_the_built_in_writer() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    // Three attempts of one second each, plus backoff: well within the run.
+    assert_falls_back(openai(&url, 1.0), Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_local_model_writes_a_grounded_answer() {
+    let _cpu = CPU.lock().await;
+    let path = std::env::var_os("APEX_TEST_GGUF").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/apex-test/SmolLM2-135M-Instruct.Q4_1.gguf")
+    });
+    let layer = Layer {
+        llm: Some("local".into()),
+        llm_model_path: Some(path),
+        llm_max_tokens: Some(48),
+        run_timeout_secs: Some(240.0),
+        ..Layer::default()
+    };
+    let app = spawn_with(layer, |s| s).await;
+    let mut client = connect(&app, By::Demo).await;
+    // An off-topic question has a short computed answer: a short prompt for a CPU model.
+    let accepted = client.ask("tell me a joke", None).await;
+    let deadline = Instant::now() + Duration::from_secs(200);
+    let mut events = Vec::new();
+    loop {
+        let Frame::Json(v) = client.next_frame_within(deadline - Instant::now()).await else { panic!("closed") };
+        let terminal = is_terminal(&v);
+        events.push(v);
+        if terminal {
+            break;
+        }
+    }
+    let answer = assert_golden_run(&events);
+    assert_grounded(&answer, &events);
+    let token = client.token.clone().unwrap();
+    let model = report_result(&app, &token, accepted["run_id"].as_str().unwrap()).await["model"].clone();
+    assert_eq!(model["gen_ai.system"], "local", "{model}");
+    assert!(model["fallback"].is_null(), "the embedded model wrote the answer: {model}");
+    assert!(model["gen_ai.usage.output_tokens"].as_u64().unwrap() > 0, "{model}");
+}

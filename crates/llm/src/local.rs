@@ -1,0 +1,240 @@
+//! A local GGUF model run in-process with candle (quantized llama), for `APEX_LLM=local`:
+//! no network, no account.
+//!
+//! Inference runs on a dedicated thread, off the async runtime, fed by a bounded queue.
+//! A request that has to wait is told how many are ahead of it (`StreamEvent::Queued`);
+//! a full queue answers `Busy`. Generation checks for cancellation before every token:
+//! dropping the stream stops it within one token.
+//!
+//! The tokenizer is built from the GGUF metadata: byte-level BPE from the vocabulary and
+//! merges, digits split one by one before the byte-level step (no prefix space), and the
+//! control tokens (`<|im_start|>`, `<|im_end|>`, …) as special tokens. That reproduces
+//! llama.cpp's token ids for SmolLM2; no BOS token is added. Prompts use ChatML.
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc};
+
+use candle_core::quantized::gguf_file;
+use candle_core::{Device, Tensor};
+use candle_transformers::generation::LogitsProcessor;
+use candle_transformers::models::quantized_llama::{ModelWeights, MAX_SEQ_LEN};
+use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::{AddedToken, Tokenizer};
+
+use crate::{channel, ChatMessage, ChatRequest, ChatStream, LlmError, LlmProvider, Role, StreamEvent, StreamSender, Usage};
+
+/// Requests waiting for the model beyond the one it is generating.
+pub const QUEUE: usize = 8;
+
+struct Job {
+    request: ChatRequest,
+    tx: StreamSender,
+}
+
+pub struct LocalModel {
+    name: String,
+    jobs: std_mpsc::SyncSender<Job>,
+    /// Requests queued or being generated.
+    pending: Arc<AtomicUsize>,
+    tokens: Arc<AtomicU64>,
+}
+
+impl LocalModel {
+    /// Loads the model and its tokenizer and starts the inference thread. Blocking: call
+    /// it from a blocking context (it reads ~100 MB).
+    pub fn load(path: &Path) -> Result<Self, LlmError> {
+        let (model, tokenizer, stops) = load(path)?;
+        let name = path.file_stem().map_or_else(|| "local".into(), |s| s.to_string_lossy().into_owned());
+        let (jobs, rx) = std_mpsc::sync_channel::<Job>(QUEUE);
+        let pending = Arc::new(AtomicUsize::new(0));
+        let tokens = Arc::new(AtomicU64::new(0));
+        let worker = Worker { model, tokenizer, stops, pending: pending.clone(), tokens: tokens.clone() };
+        std::thread::Builder::new()
+            .name("apex-llm-local".into())
+            .spawn(move || worker.run(rx))
+            .map_err(|e| LlmError::Model(format!("cannot start the inference thread: {e}")))?;
+        Ok(Self { name, jobs, pending, tokens })
+    }
+
+    /// Tokens generated since the model was loaded (for tests and metrics).
+    pub fn tokens_generated(&self) -> u64 {
+        self.tokens.load(Ordering::Relaxed)
+    }
+}
+
+#[async_trait::async_trait]
+impl LlmProvider for LocalModel {
+    fn system(&self) -> &str {
+        "local"
+    }
+
+    fn model(&self) -> &str {
+        &self.name
+    }
+
+    async fn chat(&self, request: ChatRequest) -> Result<ChatStream, LlmError> {
+        let (tx, stream) = channel(64);
+        let ahead = self.pending.fetch_add(1, Ordering::AcqRel);
+        if ahead > 0 {
+            tx.send(Ok(StreamEvent::Queued { ahead })).await;
+        }
+        match self.jobs.try_send(Job { request, tx }) {
+            Ok(()) => Ok(stream),
+            Err(e) => {
+                self.pending.fetch_sub(1, Ordering::AcqRel);
+                Err(match e {
+                    std_mpsc::TrySendError::Full(_) => LlmError::Busy,
+                    std_mpsc::TrySendError::Disconnected(_) => LlmError::Model("the inference thread stopped".into()),
+                })
+            }
+        }
+    }
+}
+
+struct Worker {
+    model: ModelWeights,
+    tokenizer: Tokenizer,
+    stops: Vec<u32>,
+    pending: Arc<AtomicUsize>,
+    tokens: Arc<AtomicU64>,
+}
+
+impl Worker {
+    fn run(mut self, jobs: std_mpsc::Receiver<Job>) {
+        for job in jobs {
+            let last = if job.tx.is_cancelled() { None } else { self.generate(&job).transpose() };
+            // Free before the last event goes out: whoever reads it and asks again is not queued.
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            if let Some(last) = last {
+                job.tx.blocking_send(last);
+            }
+        }
+    }
+
+    /// Streams the answer; returns its final event (`None` when the reader left).
+    fn generate(&mut self, job: &Job) -> Result<Option<StreamEvent>, LlmError> {
+        let prompt = chatml(&job.request.messages);
+        let ids = self.tokenizer.encode(prompt, false).map_err(model_error)?.get_ids().to_vec();
+        if ids.len() >= MAX_SEQ_LEN {
+            return Err(LlmError::Model(format!("the prompt has {} tokens; the model takes at most {MAX_SEQ_LEN}", ids.len())));
+        }
+        let max_new = (job.request.max_tokens as usize).min(MAX_SEQ_LEN - ids.len());
+        let temperature = (job.request.temperature > 0.0).then_some(job.request.temperature as f64);
+        let mut sampler = LogitsProcessor::new(0x5EED, temperature, None);
+        self.model.clear_kv_cache();
+        let device = Device::Cpu;
+        let input = Tensor::new(ids.as_slice(), &device).and_then(|t| t.unsqueeze(0)).map_err(model_error)?;
+        let mut logits = self.model.forward(&input, 0).map_err(model_error)?;
+        let mut generated: Vec<u32> = Vec::new();
+        let mut sent = 0usize;
+        let mut finish = "length";
+        for i in 0..max_new {
+            if job.tx.is_cancelled() {
+                return Ok(None);
+            }
+            let next = sampler.sample(&logits.squeeze(0).map_err(model_error)?).map_err(model_error)?;
+            self.tokens.fetch_add(1, Ordering::Relaxed);
+            if self.stops.contains(&next) {
+                finish = "stop";
+                break;
+            }
+            generated.push(next);
+            // Decoding the whole answer keeps multi-byte characters split across tokens whole.
+            let text = self.tokenizer.decode(&generated, true).map_err(model_error)?;
+            if text.len() > sent && text.is_char_boundary(sent) && !text.ends_with('\u{FFFD}') {
+                if !job.tx.blocking_send(Ok(StreamEvent::Text(text[sent..].to_owned()))) {
+                    return Ok(None);
+                }
+                sent = text.len();
+            }
+            if i + 1 < max_new {
+                let input = Tensor::new(&[next], &device).and_then(|t| t.unsqueeze(0)).map_err(model_error)?;
+                logits = self.model.forward(&input, ids.len() + i).map_err(model_error)?;
+            }
+        }
+        let usage = Usage { input_tokens: ids.len() as u64, output_tokens: generated.len() as u64 };
+        Ok(Some(StreamEvent::Done { usage, finish_reason: finish.into() }))
+    }
+}
+
+fn model_error(e: impl std::fmt::Display) -> LlmError {
+    LlmError::Model(e.to_string())
+}
+
+/// The ChatML prompt of a conversation, ready for the assistant's turn.
+pub fn chatml(messages: &[ChatMessage]) -> String {
+    let mut prompt = String::new();
+    for m in messages {
+        let role = match m.role {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        };
+        prompt.push_str(&format!("<|im_start|>{role}\n{}<|im_end|>\n", m.content));
+    }
+    prompt.push_str("<|im_start|>assistant\n");
+    prompt
+}
+
+fn load(path: &Path) -> Result<(ModelWeights, Tokenizer, Vec<u32>), LlmError> {
+    let open = |e: std::io::Error| LlmError::Model(format!("cannot open {}: {e}", path.display()));
+    let mut file = std::fs::File::open(path).map_err(open)?;
+    let content = gguf_file::Content::read(&mut file).map_err(|e| LlmError::Model(format!("{}: {e}", path.display())))?;
+    let (tokenizer, stops) = tokenizer_from_gguf(&content)?;
+    let model = ModelWeights::from_gguf(content, &mut file, &Device::Cpu).map_err(model_error)?;
+    Ok((model, tokenizer, stops))
+}
+
+/// The tokenizer described by the GGUF metadata, and the ids that end an answer
+/// (`<|im_end|>` and the end-of-sequence token).
+pub fn tokenizer_from_gguf(content: &gguf_file::Content) -> Result<(Tokenizer, Vec<u32>), LlmError> {
+    let md = |key: &str| content.metadata.get(key).ok_or_else(|| LlmError::Model(format!("the GGUF has no {key}")));
+    let strings = |key: &str| -> Result<Vec<String>, LlmError> {
+        md(key)?.to_vec().map_err(model_error)?.iter().map(|v| v.to_string().cloned().map_err(model_error)).collect()
+    };
+    let tokens = strings("tokenizer.ggml.tokens")?;
+    let merges = strings("tokenizer.ggml.merges")?;
+    let types: Vec<i32> = md("tokenizer.ggml.token_type")?
+        .to_vec()
+        .map_err(model_error)?
+        .iter()
+        .map(|v| v.to_i32().map_err(model_error))
+        .collect::<Result<_, _>>()?;
+    let mut vocab = Vocab::default();
+    for (id, token) in tokens.iter().enumerate() {
+        vocab.insert(token.clone(), id as u32);
+    }
+    let merges: Vec<(String, String)> = merges
+        .iter()
+        .filter_map(|m| m.split_once(' ').map(|(a, b)| (a.to_owned(), b.to_owned())))
+        .collect();
+    let bpe = BPE::builder().vocab_and_merges(vocab, merges).build().map_err(model_error)?;
+    let mut tokenizer = Tokenizer::new(bpe);
+    tokenizer.with_pre_tokenizer(Some(Sequence::new(vec![Digits::new(true).into(), ByteLevel::new(false, true, true).into()])));
+    tokenizer.with_decoder(Some(ByteLevel::default()));
+    // Control (3) and user-defined (4) tokens are matched whole, never split into bytes.
+    let special: Vec<AddedToken> = tokens
+        .iter()
+        .zip(&types)
+        .filter(|(_, t)| matches!(t, 3 | 4))
+        .map(|(s, _)| AddedToken::from(s.clone(), true))
+        .collect();
+    tokenizer.add_special_tokens(special).map_err(model_error)?;
+    let mut stops = Vec::new();
+    if let Some(id) = tokens.iter().position(|t| t == "<|im_end|>") {
+        stops.push(id as u32);
+    }
+    if let Some(eos) = content.metadata.get("tokenizer.ggml.eos_token_id").and_then(|v| v.to_u32().ok()) {
+        stops.push(eos);
+    }
+    Ok((tokenizer, stops))
+}
+
+/// Where `apex models pull smollm2` puts the reference model under a data dir.
+pub fn default_model_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("models").join("SmolLM2-135M-Instruct.Q4_1.gguf")
+}

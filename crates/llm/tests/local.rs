@@ -1,0 +1,61 @@
+//! The embedded model for real: SmolLM2-135M-Instruct Q4_1 (the reference GGUF, fetched by
+//! scripts/llm-test-deps) generating a few tokens with candle.
+mod common;
+
+use std::time::Duration;
+
+use apex_llm::local::{tokenizer_from_gguf, LocalModel};
+use apex_llm::{ChatMessage, ChatRequest, LlmProvider, StreamEvent};
+
+#[test]
+fn the_tokenizer_from_the_gguf_metadata_round_trips_and_matches_the_model_vocabulary() {
+    let path = common::model_path();
+    let mut file = std::fs::File::open(&path).unwrap();
+    let content = candle_core::quantized::gguf_file::Content::read(&mut file).unwrap();
+    let (tokenizer, stops) = tokenizer_from_gguf(&content).unwrap();
+    let text = "<|im_start|>system\nYou spent $1,234.56 on gpt-4o in 2026 — ünïcödé too.<|im_end|>\n";
+    let ids = tokenizer.encode(text, false).unwrap().get_ids().to_vec();
+    assert_eq!(ids[0], 1, "<|im_start|> is one special token, and no BOS is added");
+    assert_eq!(tokenizer.decode(&ids, false).unwrap(), text, "encoding then decoding gives the text back");
+    let system = tokenizer.encode("system", false).unwrap().get_ids().to_vec();
+    assert_eq!(system.len(), 1);
+    assert_eq!(tokenizer.decode(&system, false).unwrap(), "system", "no prefix space");
+    let digits = tokenizer.encode("2026", false).unwrap().get_ids().len();
+    assert_eq!(digits, 4, "digits are split one by one");
+    assert!(stops.contains(&2) && stops.len() == 2, "<|im_end|> and eos end an answer: {stops:?}");
+}
+
+fn request(max_tokens: u32) -> ChatRequest {
+    let mut r = ChatRequest::new(vec![ChatMessage::user("Name three colours.")]);
+    r.max_tokens = max_tokens;
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generates_deterministically_streams_queues_and_stops_within_a_token() {
+    let path = common::model_path();
+    let model = tokio::task::spawn_blocking(move || LocalModel::load(&path)).await.unwrap().expect("the model loads");
+
+    let first = model.chat(request(8)).await.unwrap().collect().await.unwrap();
+    let second = model.chat(request(8)).await.unwrap().collect().await.unwrap();
+    assert!(!first.text.trim().is_empty());
+    assert_eq!(first.text, second.text, "temperature 0 gives the same text twice");
+    assert_eq!(first.usage.output_tokens, 8, "{first:?}");
+    assert!(first.usage.input_tokens > 5, "{first:?}");
+
+    // A long answer streams: the first piece arrives while the model goes on.
+    let mut stream = model.chat(request(200)).await.unwrap();
+    let Some(Ok(StreamEvent::Text(_))) = stream.next().await else { panic!("text first") };
+    // A second request waits behind it and is told so.
+    let mut queued = model.chat(request(2)).await.unwrap();
+    assert_eq!(queued.next().await, Some(Ok(StreamEvent::Queued { ahead: 1 })));
+    // Dropping the long one stops its generation within a token; the queued one then runs.
+    let at_drop = model.tokens_generated();
+    drop(stream);
+    let rest = queued.collect().await.unwrap();
+    assert_eq!(rest.usage.output_tokens, 2);
+    let after = model.tokens_generated();
+    assert!(after - at_drop <= 4, "generation stopped: {} tokens after the drop", after - at_drop);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(model.tokens_generated(), after, "nothing runs in the background");
+}
