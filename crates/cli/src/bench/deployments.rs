@@ -87,6 +87,10 @@ async fn measure(args: &BenchArgs, deployment: Deployment) -> anyhow::Result<Row
     let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
     let connected = connect_users_across(&urls, args.users).await;
     let users_connected = connected.streams.len();
+    let mut connections_per_instance = Vec::with_capacity(servers.len());
+    for server in &servers {
+        connections_per_instance.push(health(server).await.and_then(|h| h["components"]["websocket"]["connections"].as_u64()));
+    }
     let (streams, baseline) = ping_users(connected.streams, BASELINE).await;
     let pids: Vec<u32> = servers.iter().map(ServerProcess::pid).collect();
     let cpu_before = CpuSample::take(&pids);
@@ -100,6 +104,7 @@ async fn measure(args: &BenchArgs, deployment: Deployment) -> anyhow::Result<Row
         deployment,
         instances: deployment.instances(),
         users_connected,
+        connections_per_instance,
         duration_s: elapsed.as_secs_f64(),
         runs_completed: runs.completed,
         runs_per_s,
@@ -122,25 +127,28 @@ async fn measure(args: &BenchArgs, deployment: Deployment) -> anyhow::Result<Row
 /// Polls `/api/health` until the instance's Redis bus is connected: a degraded instance
 /// would measure the store fallback, not the deployment.
 async fn wait_cluster_ok(server: &ServerProcess) -> anyhow::Result<()> {
-    let url = server.url.replace("ws://", "http://").replace("/ws", "/api/health");
     let started = Instant::now();
     loop {
-        let status = match reqwest::get(&url).await {
-            Ok(resp) => resp.json::<serde_json::Value>().await.ok(),
-            Err(_) => None,
-        };
+        let status = health(server).await;
         let cluster = status.as_ref().and_then(|v| v["components"]["cluster"]["status"].as_str().map(str::to_owned));
         if cluster.as_deref() == Some("ok") {
             return Ok(());
         }
         if started.elapsed() > CLUSTER_READY_TIMEOUT {
             anyhow::bail!(
-                "the instance at {url} did not report its Redis bus as ok within {CLUSTER_READY_TIMEOUT:?} (cluster: {})",
+                "the instance at {} did not report its Redis bus as ok within {CLUSTER_READY_TIMEOUT:?} (cluster: {})",
+                server.url,
                 cluster.unwrap_or_else(|| "unknown".into())
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The instance's `/api/health` document, `None` when it does not answer.
+async fn health(server: &ServerProcess) -> Option<serde_json::Value> {
+    let url = server.url.replace("ws://", "http://").replace("/ws", "/api/health");
+    reqwest::get(&url).await.ok()?.json().await.ok()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -299,6 +307,9 @@ struct Row {
     deployment: Deployment,
     instances: usize,
     users_connected: usize,
+    /// Open WebSocket connections each instance reported (`/api/health`) once the users
+    /// had connected: how the load was spread.
+    connections_per_instance: Vec<Option<u64>>,
     duration_s: f64,
     runs_completed: u64,
     runs_per_s: f64,
