@@ -23,6 +23,8 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::chat::{connect, error_chain, WsStream};
 
+mod deployments;
+
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// Concurrent users (one WebSocket each)
@@ -40,6 +42,46 @@ pub struct BenchArgs {
     /// Connections opened to measure idle connection memory (0 to skip)
     #[arg(long, default_value_t = 1000)]
     pub idle: usize,
+    /// Compare deployments in one run, each on servers the bench starts:
+    /// `sqlite`, `postgres` (PostgreSQL + Redis), `postgres-x2` (two instances on them)
+    #[arg(long, value_delimiter = ',', conflicts_with = "url")]
+    pub deployments: Option<Vec<Deployment>>,
+    /// PostgreSQL for the `postgres` deployments; each run gets a fresh schema, dropped after
+    #[arg(long, env = "APEX_BENCH_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pub postgres_url: String,
+    /// Redis for the `postgres` deployments (only run channels are used, nothing is stored)
+    #[arg(long, env = "APEX_BENCH_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+}
+
+/// A deployment the `--deployments` mode can start and measure.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Deployment {
+    /// One instance on its SQLite file.
+    Sqlite,
+    /// One instance on PostgreSQL, with the Redis bus.
+    Postgres,
+    /// Two instances on the same PostgreSQL and Redis; users are spread across both.
+    #[value(name = "postgres-x2")]
+    PostgresX2,
+}
+
+impl Deployment {
+    fn instances(self) -> usize {
+        match self {
+            Deployment::PostgresX2 => 2,
+            _ => 1,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Deployment::Sqlite => "sqlite",
+            Deployment::Postgres => "postgres",
+            Deployment::PostgresX2 => "postgres-x2",
+        }
+    }
 }
 
 /// Every run is a new thread (no `thread_id`) with the golden-path question.
@@ -61,9 +103,12 @@ const IDLE_CONCURRENCY: usize = 64;
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     anyhow::ensure!(args.users > 0, "--users must be at least 1");
+    if let Some(deployments) = &args.deployments {
+        return deployments::run(&args, deployments).await;
+    }
     let server = match &args.url {
         Some(_) => None,
-        None => Some(ServerProcess::start().await?),
+        None => Some(ServerProcess::start(&Backend::Sqlite).await?),
     };
     let url = match (&args.url, &server) {
         (Some(url), _) => url.clone(),
@@ -115,6 +160,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
 // The server under test
 // ---------------------------------------------------------------------------------------
 
+/// Where a started server keeps its data.
+enum Backend {
+    /// Its own SQLite file in its data directory, no cluster bus.
+    Sqlite,
+    /// A shared PostgreSQL schema and Redis.
+    Postgres { database_url: String, redis_url: String },
+}
+
 /// `apex serve` in a child process. Dropping it kills the process and removes its data
 /// directory, so an error anywhere in the bench leaves nothing behind.
 struct ServerProcess {
@@ -125,7 +178,7 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    async fn start() -> anyhow::Result<Self> {
+    async fn start(backend: &Backend) -> anyhow::Result<Self> {
         let addr = free_local_addr()?;
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let data_dir = std::env::temp_dir().join(format!("apex-bench-{}-{nanos}", std::process::id()));
@@ -133,7 +186,8 @@ impl ServerProcess {
         let log = File::create(data_dir.join("server.log")).context("creating the server log")?;
         let exe = std::env::current_exe().context("locating the apex binary")?;
         let started = Instant::now();
-        let child = Command::new(exe)
+        let mut command = Command::new(exe);
+        command
             .args(["serve", "--bind", &addr])
             .env("APEX_DATA_DIR", &data_dir)
             .env("DEMO_MODE", "1")
@@ -149,9 +203,11 @@ impl ServerProcess {
             .stdin(Stdio::null())
             // Both streams, since tracing's fmt layer writes to stdout.
             .stdout(log.try_clone().context("sharing the server log")?)
-            .stderr(log)
-            .spawn()
-            .context("starting `apex serve`")?;
+            .stderr(log);
+        if let Backend::Postgres { database_url, redis_url } = backend {
+            command.env("DATABASE_URL", database_url).env("REDIS_URL", redis_url);
+        }
+        let child = command.spawn().context("starting `apex serve`")?;
         let mut server = Self { child, data_dir, url: format!("ws://{addr}/ws"), cold_start: Duration::ZERO };
         server.cold_start = server.wait_ready(started).await?;
         Ok(server)
@@ -247,9 +303,15 @@ struct Connected {
 
 /// All users connect at once, as a burst of real clients would.
 async fn connect_users(url: &str, users: usize) -> Connected {
+    connect_users_across(&[url.to_owned()], users).await
+}
+
+/// All users connect at once, user `i` to `urls[i % urls.len()]` (a load balancer's
+/// round robin).
+async fn connect_users_across(urls: &[String], users: usize) -> Connected {
     let mut tasks = JoinSet::new();
-    for _ in 0..users {
-        let url = url.to_owned();
+    for i in 0..users {
+        let url = urls[i % urls.len()].clone();
         tasks.spawn(async move {
             let started = Instant::now();
             let ws = open(&url).await?;
