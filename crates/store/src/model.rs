@@ -96,6 +96,40 @@ impl NewRun {
     }
 }
 
+/// The outcome of each begin of a batch, in order, and the begins to write: given the
+/// runs of earlier `client_message_id`s (by user and id) and the owners of the threads
+/// named, a resent id gives the original run, another user's thread gives
+/// `ThreadNotFound`. The same rules for every backend.
+pub(crate) fn decide_begins<'a>(
+    begins: &'a [NewRun],
+    mut seen: std::collections::HashMap<(String, String), BegunRun>,
+    owners: &std::collections::HashMap<ThreadId, String>,
+) -> (Vec<BeginOutcome>, Vec<&'a NewRun>) {
+    let mut outcomes = Vec::with_capacity(begins.len());
+    let mut accepted = Vec::with_capacity(begins.len());
+    for b in begins {
+        let key = b.client_message_id.as_ref().map(|c| (b.user_id.clone(), c.clone()));
+        if let Some(original) = key.as_ref().and_then(|k| seen.get(k)) {
+            outcomes.push(BeginOutcome::Duplicate(original.clone()));
+            continue;
+        }
+        if let Some(thread) = b.thread_id {
+            if owners.get(&thread) != Some(&b.user_id) {
+                outcomes.push(BeginOutcome::ThreadNotFound);
+                continue;
+            }
+        }
+        let begun = BegunRun { run_id: b.run_id, thread_id: b.thread(), message_id: b.message_id };
+        if let Some(k) = key {
+            // The same id twice in one batch: the second is a resend of the first.
+            seen.insert(k, begun.clone());
+        }
+        outcomes.push(BeginOutcome::Begun(begun));
+        accepted.push(b);
+    }
+    (outcomes, accepted)
+}
+
 /// What became of a [`NewRun`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BeginOutcome {

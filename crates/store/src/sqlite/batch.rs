@@ -7,7 +7,7 @@ use apex_costs::import::ImportRow;
 use apex_protocol::{MessageId, RunId, ThreadId};
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
-use crate::model::{title_from, BeginOutcome, BegunRun, NewRun, RunFinish, Write};
+use crate::model::{decide_begins, title_from, BeginOutcome, BegunRun, NewRun, RunFinish, Write};
 use super::parse_id;
 use crate::StoreResult;
 
@@ -23,30 +23,9 @@ pub(super) async fn begin(tx: &mut Transaction<'_, Sqlite>, begins: &[NewRun]) -
     if begins.is_empty() {
         return Ok(Vec::new());
     }
-    let mut seen = earlier_messages(tx, begins).await?;
+    let seen = earlier_messages(tx, begins).await?;
     let owners = thread_owners(tx, begins).await?;
-    let mut outcomes = Vec::with_capacity(begins.len());
-    let mut accepted = Vec::with_capacity(begins.len());
-    for b in begins {
-        let key = b.client_message_id.as_ref().map(|c| (b.user_id.clone(), c.clone()));
-        if let Some(original) = key.as_ref().and_then(|k| seen.get(k)) {
-            outcomes.push(BeginOutcome::Duplicate(original.clone()));
-            continue;
-        }
-        if let Some(thread) = b.thread_id {
-            if owners.get(&thread) != Some(&b.user_id) {
-                outcomes.push(BeginOutcome::ThreadNotFound);
-                continue;
-            }
-        }
-        let begun = BegunRun { run_id: b.run_id, thread_id: b.thread(), message_id: b.message_id };
-        if let Some(k) = key {
-            // The same id twice in one batch: the second is a resend of the first.
-            seen.insert(k, begun.clone());
-        }
-        outcomes.push(BeginOutcome::Begun(begun));
-        accepted.push(b);
-    }
+    let (outcomes, accepted) = decide_begins(begins, seen, &owners);
     for chunk in accepted.chunks(ROWS_PER_STATEMENT / 2) {
         insert_accepted(tx, chunk).await?;
     }
