@@ -3,7 +3,7 @@ mod common;
 
 use std::process::{Child, Command, Stdio};
 
-use common::{wait_healthy, CuttingProxy};
+use common::{http_client, wait_healthy, CuttingProxy};
 
 const SECRET: &str = "cli-test-secret-0123456789";
 
@@ -55,7 +55,7 @@ async fn token_then_chat_once_streams_a_full_answer() {
     assert_eq!(token.split('.').count(), 3);
     let usage = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/usage.csv")).unwrap();
     let http = url.replace("ws://", "http://").replace("/ws", "/api/usage/import");
-    let imported = reqwest::Client::new().post(http).bearer_auth(&token).body(usage).send().await.unwrap();
+    let imported = http_client().post(http).bearer_auth(&token).body(usage).send().await.unwrap();
     assert_eq!(imported.status().as_u16(), 200);
 
     let out = tokio::task::spawn_blocking({
@@ -183,7 +183,7 @@ async fn ingest_writes_to_the_store_or_uploads_to_a_server() {
     let summary = |user: String| {
         let http = http.clone();
         async move {
-            let r = reqwest::Client::new().get(format!("{http}/api/usage/summary")).bearer_auth(user).send().await.unwrap();
+            let r = http_client().get(format!("{http}/api/usage/summary")).bearer_auth(user).send().await.unwrap();
             r.json::<serde_json::Value>().await.unwrap()
         }
     };
@@ -240,7 +240,7 @@ async fn negotiated_prices_from_a_file_replace_the_catalog() {
     let _server = Server(child);
     wait_healthy(format!("127.0.0.1:{port}").parse().unwrap()).await;
     let token = String::from_utf8(apex(dir.path()).args(["token", "--user", "buyer"]).env("APEX_JWT_SECRET", SECRET).output().unwrap().stdout).unwrap();
-    let http = reqwest::Client::new();
+    let http = http_client();
     let csv = "date,model,input_tokens,output_tokens\n2026-11-01,gpt-4o,1000000,1000000\n";
     http.post(format!("http://127.0.0.1:{port}/api/usage/import")).bearer_auth(token.trim()).body(csv).send().await.unwrap();
     let summary: serde_json::Value = http

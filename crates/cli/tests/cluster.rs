@@ -31,7 +31,7 @@ fn shared_redis() -> String {
 
 async fn wait_cluster(app: &TestApp, want: &str) {
     for _ in 0..200 {
-        let ready: Value = reqwest::get(app.http("/api/health")).await.unwrap().json().await.unwrap();
+        let ready: Value = http_client().get(app.http("/api/health")).send().await.unwrap().json().await.unwrap();
         if ready["components"]["cluster"]["status"] == want {
             return;
         }
@@ -67,7 +67,7 @@ async fn a_run_on_one_process_resumes_on_another_at_a_thousand_random_points() {
     }
     let addrs: Vec<std::net::SocketAddr> = procs.iter().map(|(_, addr)| *addr).collect();
     let token = mint("alice");
-    let http = reqwest::Client::new();
+    let http = http_client();
     let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/usage.csv")).unwrap();
     let r = http.post(format!("http://{}/api/usage/import", addrs[0])).bearer_auth(&token).body(body).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
@@ -203,7 +203,7 @@ async fn without_redis_instances_degrade_lose_nothing_and_recover() {
 
     redis.stop();
     wait_cluster(&a, "degraded").await;
-    let ready: Value = reqwest::get(b.http("/api/health")).await.unwrap().json().await.unwrap();
+    let ready: Value = http_client().get(b.http("/api/health")).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready["status"], "degraded", "still serving: {ready}");
 
     // A run on A, followed from B while the bus is down: B reads the store.
@@ -346,7 +346,7 @@ async fn recommendations_computed_on_one_instance_are_reused_by_another_until_an
 
     // New data on B: the next analysis anywhere is computed afresh.
     let more = "date,model,input_tokens,output_tokens,requests,feature\n2026-11-20,gpt-4o,5000000,100000,1000,extra\n";
-    let r = reqwest::Client::new().post(b.http("/api/usage/import")).bearer_auth(&token).body(more).send().await.unwrap();
+    let r = http_client().post(b.http("/api/usage/import")).bearer_auth(&token).body(more).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(ask(&a).await["cached"], false, "an import invalidates the shared entry");
     assert_eq!(ask(&b).await["cached"], true);

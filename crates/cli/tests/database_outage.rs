@@ -74,7 +74,7 @@ async fn a_database_outage_delays_runs_and_messages_but_loses_nothing() {
     let (_, messages) = app.get(&format!("/api/threads/{thread}/messages"), &token).await;
     let roles: Vec<&str> = messages["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
     assert_eq!(roles, ["user", "assistant"]);
-    let ready: Value = reqwest::get(app.http("/api/health")).await.unwrap().json().await.unwrap();
+    let ready: Value = http_client().get(app.http("/api/health")).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready["components"]["store"]["status"], "ok", "{ready}");
 }
 
@@ -91,7 +91,7 @@ async fn an_instance_started_while_the_database_is_down_serves_once_it_is_up() {
     };
     // Starts (and is live) without its database: never hangs, never exits.
     let app = tokio::time::timeout(WAIT, spawn_with(layer, |s| s)).await.expect("starts without its database");
-    let r = reqwest::get(app.http("/api/health")).await.unwrap();
+    let r = http_client().get(app.http("/api/health")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 503);
     let ready: Value = r.json().await.unwrap();
     assert_eq!(ready["components"]["store"]["status"], "unavailable", "{ready}");
@@ -99,7 +99,7 @@ async fn an_instance_started_while_the_database_is_down_serves_once_it_is_up() {
     proxy.up();
     let mut ok = false;
     for _ in 0..200 {
-        let ready: Value = reqwest::get(app.http("/api/health")).await.unwrap().json().await.unwrap();
+        let ready: Value = http_client().get(app.http("/api/health")).send().await.unwrap().json().await.unwrap();
         if ready["status"] == "ok" {
             ok = true;
             break;

@@ -146,9 +146,9 @@ async fn an_account_without_data_is_told_how_to_import_never_shown_made_up_figur
 #[tokio::test]
 async fn health_endpoints_report_components() {
     let app = spawn_app().await;
-    let live: Value = reqwest::get(app.http("/health")).await.unwrap().json().await.unwrap();
+    let live: Value = http_client().get(app.http("/health")).send().await.unwrap().json().await.unwrap();
     assert_eq!(live["status"], "ok");
-    let ready: Value = reqwest::get(app.http("/api/health")).await.unwrap().json().await.unwrap();
+    let ready: Value = http_client().get(app.http("/api/health")).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready["status"], "ok");
     assert_eq!(ready["components"]["store"]["status"], "ok");
     assert_eq!(ready["components"]["engine"]["status"], "ok");
@@ -163,7 +163,7 @@ async fn postgres_golden_path_and_its_history_survive_a_restart() {
     let token = app.token("dana");
     app.import_fixture(&token).await;
     app.import_fixture_again(&token).await;
-    let ready: Value = reqwest::get(app.http("/api/health")).await.unwrap().json().await.unwrap();
+    let ready: Value = http_client().get(app.http("/api/health")).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready["components"]["store"]["backend"], "postgres", "{ready}");
     let client = connect(&app, By::Header(token.clone())).await;
     golden_path(&app, client).await;

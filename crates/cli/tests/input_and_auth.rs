@@ -130,7 +130,7 @@ async fn bad_tokens_get_401_before_the_upgrade() {
         assert_eq!(upgrade_status(&url, By::Query(token)).await, 401, "{name} via query");
     }
     // REST too.
-    let r = reqwest::Client::new().get(app.http("/api/threads")).send().await.unwrap();
+    let r = http_client().get(app.http("/api/threads")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unauthorized");

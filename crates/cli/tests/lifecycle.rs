@@ -220,7 +220,7 @@ async fn a_killed_server_marks_its_runs_interrupted_and_keeps_history() {
     let http = |path: String| {
         let token = token.clone();
         async move {
-            let r = reqwest::Client::new().get(format!("http://127.0.0.1:{port}{path}")).bearer_auth(token).send().await.unwrap();
+            let r = http_client().get(format!("http://127.0.0.1:{port}{path}")).bearer_auth(token).send().await.unwrap();
             (r.status().as_u16(), r.json::<Value>().await.unwrap())
         }
     };

@@ -12,9 +12,9 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-/// The two tests that run a model on this machine's CPU take turns: on two cores, running
-/// both at once would only test how slow a shared CPU is.
-static CPU: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+// The tests that run a model on this machine's CPU take turns: the `model-cpu` test group
+// in .config/nextest.toml (on two cores, running two at once would only measure how slow a
+// shared CPU is).
 
 fn openai(url: &str, timeout_secs: f64) -> Layer {
     Layer {
@@ -52,7 +52,6 @@ async fn report_result(app: &TestApp, token: &str, run_id: &str) -> Value {
 
 #[tokio::test]
 async fn a_real_model_writes_a_grounded_answer_that_streams_from_its_first_sentence() {
-    let _cpu = CPU.lock().await;
     let llama = llama_server().await;
     // A short answer keeps the test quick on a busy machine; it is still many sentences.
     let layer = Layer { llm_max_tokens: Some(80), run_timeout_secs: Some(240.0), ..openai(&llama.url, 60.0) };
@@ -200,7 +199,6 @@ async fn a_model_server_that_stalls_ends_in_the_built_in_writer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_local_model_writes_a_grounded_answer() {
-    let _cpu = CPU.lock().await;
     let path = std::env::var_os("APEX_TEST_GGUF").map(std::path::PathBuf::from).unwrap_or_else(|| {
         std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/apex-test/SmolLM2-135M-Instruct.Q4_1.gguf")
     });

@@ -20,7 +20,7 @@ const CSV: &str = "date,model,provider,input_tokens,output_tokens,cached_input_t
 const TOTAL: &str = "$2,901.65"; // 1200.00 + 1300.50 + 400.25 + 0.90
 
 async fn import(app: &TestApp, token: &str, body: Vec<u8>, query: &str) -> (u16, Value) {
-    let r = reqwest::Client::new()
+    let r = http_client()
         .post(app.http(&format!("/api/usage/import{query}")))
         .bearer_auth(token)
         .body(body)
@@ -121,7 +121,7 @@ async fn imported_usage_is_what_the_agents_analyze() {
     assert!(theirs.starts_with("## No usage data yet"), "without an import there is nothing to analyze: {theirs}");
 
     // Deleting removes the user's data.
-    let r = reqwest::Client::new().delete(app.http("/api/usage")).bearer_auth(&token).send().await.unwrap();
+    let r = http_client().delete(app.http("/api/usage")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["deleted"], 4);
     assert_eq!(app.get("/api/usage/summary", &token).await.1["records"], 0);
 }
@@ -239,7 +239,7 @@ async fn unusable_uploads_and_queries_get_clear_errors() {
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("unreadable_file")));
     assert_eq!(app.get("/api/usage/summary?group_by=colour", &token).await.0, 400);
     assert_eq!(app.get("/api/usage/summary?from=yesterday", &token).await.0, 400);
-    let r = reqwest::Client::new().post(app.http("/api/usage/import")).body(CSV).send().await.unwrap();
+    let r = http_client().post(app.http("/api/usage/import")).body(CSV).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401);
 }
 

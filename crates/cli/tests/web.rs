@@ -2,12 +2,12 @@
 //! revalidation, and nothing outside the embedded set.
 mod common;
 
-use common::spawn_app;
+use common::{http_client, spawn_app};
 
 #[tokio::test]
 async fn the_page_and_its_assets_are_served_with_a_strict_policy() {
     let app = spawn_app().await;
-    let http = reqwest::Client::new();
+    let http = http_client();
 
     let page = http.get(app.http("/")).send().await.unwrap();
     assert_eq!(page.status(), 200);

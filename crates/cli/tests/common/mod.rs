@@ -24,6 +24,12 @@ pub const SECRET: &str = "test-secret-0123456789abcdef";
 /// Upper bound for anything a test waits for; a hang fails instead of blocking CI.
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// An HTTP client whose every request gives up after `WAIT`: a server that never answers
+/// fails the test instead of blocking CI.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(WAIT).build().expect("http client")
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub dir: TempDir,
@@ -66,7 +72,7 @@ pub async fn spawn_in(dir: TempDir, settings: Settings, customize: impl FnOnce(S
 }
 
 pub async fn wait_healthy(addr: SocketAddr) {
-    let http = reqwest::Client::new();
+    let http = http_client();
     for _ in 0..500 {
         if let Ok(r) = http.get(format!("http://{addr}/health")).send().await {
             if r.status().is_success() {
@@ -92,7 +98,7 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
-        let r = reqwest::Client::new().get(self.http(path)).bearer_auth(token).send().await.unwrap();
+        let r = http_client().get(self.http(path)).bearer_auth(token).send().await.unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
@@ -100,7 +106,7 @@ impl TestApp {
     /// Imports the month of usage in `tests/fixtures/usage.csv` for the token's user.
     pub async fn import_fixture(&self, token: &str) {
         let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/usage.csv")).unwrap();
-        let r = reqwest::Client::new().post(self.http("/api/usage/import")).bearer_auth(token).body(body).send().await.unwrap();
+        let r = http_client().post(self.http("/api/usage/import")).bearer_auth(token).body(body).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 200);
         let report: Value = r.json().await.unwrap();
         assert_eq!(report["imported"], 112, "{report}");
@@ -109,7 +115,7 @@ impl TestApp {
     /// Imports the fixture again: every row is already there.
     pub async fn import_fixture_again(&self, token: &str) {
         let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/usage.csv")).unwrap();
-        let r = reqwest::Client::new().post(self.http("/api/usage/import")).bearer_auth(token).body(body).send().await.unwrap();
+        let r = http_client().post(self.http("/api/usage/import")).bearer_auth(token).body(body).send().await.unwrap();
         let report: Value = r.json().await.unwrap();
         assert_eq!((report["imported"].as_u64(), report["duplicates"].as_u64()), (Some(0), Some(112)), "{report}");
     }
@@ -169,7 +175,8 @@ pub async fn try_connect(url: &str, by: By) -> Result<Client, tokio_tungstenite:
     if let Some(p) = proto {
         request.headers_mut().insert("sec-websocket-protocol", p.parse().unwrap());
     }
-    let (ws, response) = tokio_tungstenite::connect_async(request).await?;
+    let (ws, response) =
+        tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request)).await.expect("the upgrade completes in time")?;
     let subprotocol =
         response.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap().to_owned());
     let mut client = Client { ws, ready: Value::Null, user_id: String::new(), token: used, subprotocol };
@@ -424,7 +431,7 @@ pub async fn llama_server() -> LlamaServer {
         .spawn()
         .expect("python3 -m llama_cpp.server (see scripts/llm-test-deps)");
     let url = format!("http://127.0.0.1:{port}/v1");
-    let http = reqwest::Client::new();
+    let http = http_client();
     let started = std::time::Instant::now();
     while !http.get(format!("{url}/models")).send().await.is_ok_and(|r| r.status().is_success()) {
         assert!(started.elapsed() < Duration::from_secs(90), "llama_cpp.server did not start within 90 s");

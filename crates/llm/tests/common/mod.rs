@@ -37,7 +37,7 @@ pub async fn llama_server() -> LlamaServer {
         .expect("python3 -m llama_cpp.server (pip install 'llama-cpp-python[server]'; see scripts/llm-test-deps)");
     let url = format!("http://127.0.0.1:{port}/v1");
     let started = Instant::now();
-    let http = reqwest::Client::new();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
     loop {
         if let Ok(r) = http.get(format!("{url}/models")).send().await {
             if r.status().is_success() {
