@@ -71,7 +71,11 @@ impl RemoteFollow {
             }
             let batch = if !self.primed {
                 self.primed = true;
-                self.read_store().await
+                let stored = self.read_store().await;
+                if self.sent > 0 {
+                    metrics::counter!(apex_telemetry::EVENTS_REPLAYED).increment(stored.len() as u64);
+                }
+                stored
             } else {
                 self.next_from_bus().await
             };

@@ -55,6 +55,11 @@ impl RunLog {
         self.terminal_seq.load(Ordering::Acquire) != 0
     }
 
+    /// How many events with `seq > after_seq` are published.
+    pub fn published_after(&self, after_seq: u64) -> usize {
+        (self.events.read().expect("event log lock").len() as u64).saturating_sub(after_seq) as usize
+    }
+
     /// Events with `seq > after_seq`, in order.
     pub fn events_after(&self, after_seq: u64) -> Vec<Arc<str>> {
         let events = self.events.read().expect("event log lock");

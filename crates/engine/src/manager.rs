@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use apex_protocol::{now_ms, MessageId, RunId, ThreadId, UserMessage};
 use apex_store::{BeginOutcome, NewRun, Store, StoreError, Write};
+use apex_telemetry as m;
 use futures_util::FutureExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -191,6 +192,7 @@ impl RunManager {
 
     /// Persists the message and starts its run. Returns once the message is durable.
     pub async fn submit(&self, user_id: &str, msg: UserMessage) -> Result<Accepted, StartError> {
+        let received = Instant::now();
         let inner = &self.inner;
         if !inner.accepting.load(Ordering::Acquire) {
             return Err(StartError::ShuttingDown);
@@ -255,7 +257,8 @@ impl RunManager {
         };
         let task_inner = inner.clone();
         let span = tracing::info_span!("run", user_id = %ctx.user_id, thread_id = %ctx.thread_id, run_id = %ctx.run_id);
-        inner.tracker.spawn(async move { task_inner.execute(live, ctx).await }.instrument(span));
+        metrics::counter!(m::RUNS_STARTED).increment(1);
+        inner.tracker.spawn(async move { task_inner.execute(live, ctx, received).await }.instrument(span));
         Ok(Accepted { run_id: begun.run_id, thread_id: begun.thread_id, message_id: begun.message_id, duplicate: false })
     }
 
@@ -273,7 +276,15 @@ impl RunManager {
     /// Follows a run of this user from `after_seq`: its missed events, then live ones until
     /// the terminal event. Another user's run is `NotFound`.
     pub async fn follow(&self, user_id: &str, run_id: RunId, after_seq: u64) -> Result<Follow, StartError> {
+        // A follow after a seq is a resume: what it replays is counted as it is read.
+        let resumed = |source: &'static str, replayed: usize| {
+            if after_seq > 0 {
+                metrics::counter!(m::RESUMES, "source" => source).increment(1);
+                metrics::counter!(m::EVENTS_REPLAYED).increment(replayed as u64);
+            }
+        };
         if let Some(log) = self.live_log(user_id, run_id) {
+            resumed("live", log.published_after(after_seq));
             return Ok(log.follow(after_seq));
         }
         if let Some(cluster) = &self.inner.cluster {
@@ -281,6 +292,7 @@ impl RunManager {
             let rx = cluster.subscribe(run_id).await;
             let run = self.inner.store.get_run(user_id, run_id).await?;
             if !run.status.is_finished() {
+                resumed("remote", 0);
                 return Ok(Follow::Remote(Box::new(RemoteFollow {
                     store: self.inner.store.clone(),
                     user_id: Arc::from(user_id),
@@ -293,6 +305,7 @@ impl RunManager {
             }
         }
         let events = self.inner.store.run_events(user_id, run_id, after_seq).await?;
+        resumed("stored", events.len());
         Ok(Follow::Stored(Some(events.into_iter().map(Arc::from).collect())))
     }
 
@@ -379,9 +392,10 @@ impl Inner {
         self.runs.lock().expect("runs lock").get(&run_id).is_some_and(|r| r.log.is_finished())
     }
 
-    async fn execute(self: Arc<Self>, live: Arc<LiveRun>, ctx: RunContext) {
+    async fn execute(self: Arc<Self>, live: Arc<LiveRun>, ctx: RunContext, received: Instant) {
+        let _active = ActiveRun::start();
         self.writer.send(Write::RunStarted { run_id: ctx.run_id, at_ms: now_ms() }).await;
-        let sink = EventSink::new(live.log.clone(), self.writer.clone(), self.tools.clone());
+        let sink = EventSink::new(live.log.clone(), self.writer.clone(), self.tools.clone(), received);
         let pipeline = AssertUnwindSafe(self.supervisor.run(&ctx, &sink)).catch_unwind();
         let outcome = tokio::select! {
             biased;
@@ -407,6 +421,22 @@ impl Inner {
         }
         drop(busy);
         *live.finished_at.lock().expect("finished lock") = Some(Instant::now());
+    }
+}
+
+/// Keeps the active-runs gauge right however the run task ends.
+struct ActiveRun;
+
+impl ActiveRun {
+    fn start() -> Self {
+        metrics::gauge!(m::RUNS_ACTIVE).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for ActiveRun {
+    fn drop(&mut self) {
+        metrics::gauge!(m::RUNS_ACTIVE).decrement(1.0);
     }
 }
 

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use apex_protocol::{now_ms, AgentName, EventKind, MessageId, RunEvent};
 use apex_store::{RunFinish, RunStatus, Write};
+use apex_telemetry as m;
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::agent::{AgentError, Tools};
 use crate::context::RunContext;
@@ -19,6 +21,8 @@ pub struct EventSink {
     writer: WriterHandle,
     tools: Tools,
     state: Mutex<SinkState>,
+    /// When the message that started the run was received (first-event latency).
+    received: Instant,
     /// The next seq. Held while an event is handed to the writer, so that seq order and
     /// queue order are the same even if agents ever emit concurrently.
     next_seq: tokio::sync::Mutex<u64>,
@@ -44,8 +48,9 @@ pub enum Outcome {
 }
 
 impl EventSink {
-    pub fn new(log: Arc<RunLog>, writer: WriterHandle, tools: Tools) -> Self {
-        Self { log, writer, tools, state: Mutex::default(), next_seq: tokio::sync::Mutex::new(1) }
+    /// A sink for the run whose message was received at `received`.
+    pub fn new(log: Arc<RunLog>, writer: WriterHandle, tools: Tools, received: Instant) -> Self {
+        Self { log, writer, tools, state: Mutex::default(), received, next_seq: tokio::sync::Mutex::new(1) }
     }
 
     /// Emits a non-terminal event and returns its seq. It reaches followers once durable.
@@ -65,7 +70,9 @@ impl EventSink {
         let kind_name = kind.type_name();
         let json = self.serialize(seq, kind);
         let write = Write::Event { run_id: self.log.run_id, seq, kind: kind_name, json: json.clone() };
-        (write, Publish { log: self.log.clone(), seq, json, terminal })
+        // The first event's delivery is the latency users feel first.
+        let received = (seq == 1).then_some(self.received);
+        (write, Publish { log: self.log.clone(), seq, json, terminal, received })
     }
 
     fn serialize(&self, seq: u64, kind: EventKind) -> Arc<str> {
@@ -82,7 +89,9 @@ impl EventSink {
     }
 
     pub async fn completed(&self, agent: AgentName, summary: String, started: Instant) {
-        let duration_ms = started.elapsed().as_millis() as u64;
+        let elapsed = started.elapsed();
+        metrics::histogram!(m::AGENT_DURATION, "agent" => agent.as_str()).record(elapsed.as_secs_f64());
+        let duration_ms = elapsed.as_millis() as u64;
         self.emit(EventKind::AgentCompleted { agent, summary, duration_ms }).await;
     }
 
@@ -107,9 +116,13 @@ impl EventSink {
         let started = Instant::now();
         self.emit(EventKind::ToolExecuting { agent, tool: tool.to_owned(), tool_call_id: tool_call_id.clone(), args: args.clone() })
             .await;
-        let result = implementation.call(ctx, args).await;
+        let result = implementation.call(ctx, args).instrument(tracing::info_span!("tool", tool)).await;
         self.state.lock().expect("sink lock").open_calls.retain(|c| c.2 != tool_call_id);
-        let duration_ms = started.elapsed().as_millis() as u64;
+        let elapsed = started.elapsed();
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!(m::TOOL_CALLS, "tool" => tool.to_owned(), "outcome" => outcome).increment(1);
+        metrics::histogram!(m::TOOL_DURATION, "tool" => tool.to_owned()).record(elapsed.as_secs_f64());
+        let duration_ms = elapsed.as_millis() as u64;
         let (ok, result, error) = match result {
             Ok(v) => (true, Some(v), None),
             Err(e) => (false, None, Some(e.0)),
@@ -192,6 +205,8 @@ impl EventSink {
         if !self.writer.publish_acked(vec![Write::Finish(finish), event], publish).await {
             tracing::error!(run_id = %ctx.run_id, "the end of a run could not be persisted");
         }
+        metrics::counter!(m::RUNS_FINISHED, "status" => status.as_str()).increment(1);
+        metrics::histogram!(m::RUN_DURATION, "status" => status.as_str()).record(self.received.elapsed().as_secs_f64());
         status
     }
 }

@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use apex_protocol::AgentName;
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 use crate::agent::{Agent, AgentError, Scratchpad};
 use crate::agents::{money, DataAgent, ModelWriter, OptimizationAgent, ReportAgent, TriageAgent};
@@ -52,7 +53,8 @@ impl Supervisor {
         for agent in &self.agents {
             let agent_started = Instant::now();
             sink.started(agent.name()).await;
-            let out = agent.run(ctx, sink, &pad).await?;
+            let span = tracing::info_span!("agent", agent = agent.name().as_str());
+            let out = agent.run(ctx, sink, &pad).instrument(span).await?;
             let duration_ms = agent_started.elapsed().as_millis() as u64;
             sink.agent_result(agent.name(), &out.result, duration_ms).await;
             sink.completed(agent.name(), out.summary, agent_started).await;

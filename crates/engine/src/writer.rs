@@ -6,9 +6,10 @@
 //! commit that makes the event durable, so a client never sees an event that a crash
 //! could take back. Batches grow with load, which keeps commits per event low.
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apex_store::{BeginOutcome, NewRun, Store, Write};
+use apex_telemetry as m;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -35,6 +36,8 @@ pub struct Publish {
     pub json: Arc<str>,
     /// True for the event that ends the run.
     pub terminal: bool,
+    /// For a run's first event: when the message that started the run was received.
+    pub received: Option<Instant>,
 }
 
 struct Item {
@@ -45,6 +48,7 @@ struct Item {
     /// Published once `writes` are committed.
     publish: Option<Publish>,
     ack: Option<oneshot::Sender<bool>>,
+    queued: Instant,
 }
 
 #[derive(Clone)]
@@ -55,19 +59,19 @@ pub struct WriterHandle {
 impl WriterHandle {
     /// Queues a write without waiting for it to be durable.
     pub async fn send(&self, write: Write) {
-        self.push(Item { begin: None, writes: vec![write], publish: None, ack: None }).await;
+        self.push(Item { begin: None, writes: vec![write], publish: None, ack: None, queued: Instant::now() }).await;
     }
 
     /// Queues writes and an event to publish once they are committed.
     pub async fn publish(&self, writes: Vec<Write>, publish: Publish) {
-        self.push(Item { begin: None, writes, publish: Some(publish), ack: None }).await;
+        self.push(Item { begin: None, writes, publish: Some(publish), ack: None, queued: Instant::now() }).await;
     }
 
     /// Like [`publish`](Self::publish), and waits until the event is committed and
     /// published. Returns false when the writes could not be persisted.
     pub async fn publish_acked(&self, writes: Vec<Write>, publish: Publish) -> bool {
         let (ack, done) = oneshot::channel();
-        self.push(Item { begin: None, writes, publish: Some(publish), ack: Some(ack) }).await;
+        self.push(Item { begin: None, writes, publish: Some(publish), ack: Some(ack), queued: Instant::now() }).await;
         done.await.unwrap_or(false)
     }
 
@@ -75,14 +79,14 @@ impl WriterHandle {
     /// queued (group commit). `None` when it could not be persisted.
     pub async fn begin(&self, new: NewRun) -> Option<BeginOutcome> {
         let (tx, rx) = oneshot::channel();
-        self.push(Item { begin: Some((new, tx)), writes: Vec::new(), publish: None, ack: None }).await;
+        self.push(Item { begin: Some((new, tx)), writes: Vec::new(), publish: None, ack: None, queued: Instant::now() }).await;
         rx.await.ok().flatten()
     }
 
     /// Waits until everything queued so far is committed.
     pub async fn flush(&self) -> bool {
         let (ack, done) = oneshot::channel();
-        self.push(Item { begin: None, writes: Vec::new(), publish: None, ack: Some(ack) }).await;
+        self.push(Item { begin: None, writes: Vec::new(), publish: None, ack: Some(ack), queued: Instant::now() }).await;
         done.await.unwrap_or(false)
     }
 
@@ -126,6 +130,13 @@ async fn run(store: Arc<dyn Store>, cluster: Option<Arc<dyn Cluster>>, mut rx: m
             apply_with_retry(store.as_ref(), &begins, &writes).await
         };
         let ok = outcomes.is_some();
+        if ok && !(begins.is_empty() && writes.is_empty()) {
+            let events = writes.iter().filter(|w| matches!(w, Write::Event { .. })).count();
+            metrics::counter!(m::EVENTS_PERSISTED).increment(events as u64);
+            if let Some(oldest) = items.iter().map(|i| i.queued).min() {
+                metrics::histogram!(m::PERSIST_LAG).record(oldest.elapsed().as_secs_f64());
+            }
+        }
         let mut outcomes = outcomes.map(Vec::into_iter);
         for answer in answers {
             let _ = answer.send(outcomes.as_mut().and_then(Iterator::next));
@@ -138,6 +149,9 @@ async fn run(store: Arc<dyn Store>, cluster: Option<Arc<dyn Cluster>>, mut rx: m
                     cluster.publish(p.log.run_id, p.seq, p.json.clone());
                 }
                 p.log.publish(p.seq, p.json, p.terminal);
+                if let Some(received) = p.received {
+                    metrics::histogram!(m::RUN_FIRST_EVENT).record(received.elapsed().as_secs_f64());
+                }
             }
             if let Some(ack) = item.ack {
                 let _ = ack.send(ok);
@@ -159,9 +173,11 @@ async fn apply_with_retry(store: &dyn Store, begins: &[NewRun], writes: &[Write]
                 return Some(outcomes);
             }
             Err(e) if started.elapsed() + delay <= RETRY_BUDGET => {
+                metrics::counter!(m::PERSIST_RETRIES).increment(1);
                 tracing::warn!(attempt, error = %e, writes = writes.len() + begins.len(), "persisting a batch failed; retrying")
             }
             Err(e) => {
+                metrics::counter!(m::PERSIST_FAILURES).increment(1);
                 tracing::error!(error = %e, writes = writes.len() + begins.len(), "giving up on a batch after retries");
                 return None;
             }

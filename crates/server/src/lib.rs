@@ -107,6 +107,10 @@ impl Server {
     }
 
     async fn build(self) -> anyhow::Result<AppState> {
+        // Before anything records a metric: what is recorded earlier is lost.
+        if apex_telemetry::install().is_none() {
+            tracing::warn!("another metrics recorder is installed in this process; /metrics stays empty");
+        }
         let settings = self.settings;
         let auth = Auth::from_settings(&settings)?;
         let overrides = prices::install(&settings).map_err(anyhow::Error::msg)?;
@@ -190,7 +194,7 @@ pub async fn run(listener: TcpListener, settings: Settings, shutdown: impl Futur
 
 /// Each feature module owns its routes; this merges them.
 pub fn router(state: AppState) -> Router {
-    Router::new().merge(health::router()).merge(ws::router()).merge(api::router()).merge(usage::router()).merge(web::router()).with_state(state)
+    Router::new().merge(health::router()).merge(ws::router()).merge(api::router()).merge(usage::router()).merge(web::router()).merge(telemetry::router()).with_state(state)
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod import;
+pub mod metered;
 mod model;
 pub mod postgres;
 mod recovery;
@@ -126,10 +127,11 @@ pub async fn connect(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
 /// [`connect`] with explicit pool settings.
 pub async fn connect_with(url: &str, options: &StoreOptions) -> StoreResult<std::sync::Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
+        let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(sqlite::SqliteStore::open(url).await?);
+        Ok(std::sync::Arc::new(metered::Metered(store)))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(postgres::PgStore::open(url, options).await?);
-        Ok(std::sync::Arc::new(retry::Retrying(store)))
+        Ok(std::sync::Arc::new(retry::Retrying(std::sync::Arc::new(metered::Metered(store)))))
     } else {
         Err(StoreError::Config(format!(
             "unsupported DATABASE_URL scheme in `{}`: use sqlite:// or postgres://",

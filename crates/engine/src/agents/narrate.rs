@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use apex_llm::{ChatMessage, ChatRequest, LlmError, LlmProvider, StreamEvent, ToolSpec, Usage};
 use apex_protocol::AgentName;
+use apex_telemetry as m;
 use serde_json::{json, Value};
 
 use super::grounding::{sentence_end, Grounding};
@@ -100,6 +101,15 @@ impl ModelWriter {
             out.fallback = Some(why);
         }
         out.duration_ms = started.elapsed().as_millis() as u64;
+        let (provider, model) = (self.provider.system().to_owned(), self.provider.model().to_owned());
+        let outcome = if out.fallback.is_some() { "fallback" } else { "ok" };
+        metrics::counter!(m::LLM_REQUESTS, "provider" => provider.clone(), "model" => model.clone(), "outcome" => outcome)
+            .increment(1);
+        metrics::counter!(m::LLM_TOKENS, "provider" => provider.clone(), "model" => model.clone(), "kind" => "input")
+            .increment(out.usage.input_tokens);
+        metrics::counter!(m::LLM_TOKENS, "provider" => provider, "model" => model, "kind" => "output")
+            .increment(out.usage.output_tokens);
+        metrics::counter!(m::GROUNDING_REPLACEMENTS).increment(out.replaced);
         tracing::info!(
             gen_ai.system = self.provider.system(),
             gen_ai.request.model = self.provider.model(),

@@ -314,15 +314,18 @@ impl Tool for FindSavings {
             hit
         };
         if let Some(hit) = self.cache.lock().expect("savings cache lock").get(&key) {
+            metrics::counter!(apex_telemetry::CACHE_HITS, "cache" => "local").increment(1);
             return Ok(cached(hit.clone()));
         }
         let shared_key = format!("apex:savings:{}:{:?}:{}", key.0, key.1, key.2);
         if let Some(cluster) = &ctx.tools.cluster {
             if let Some(hit) = cluster.cache_get(&shared_key).await.and_then(|s| serde_json::from_str::<Value>(&s).ok()) {
+                metrics::counter!(apex_telemetry::CACHE_HITS, "cache" => "shared").increment(1);
                 self.remember(key, &hit);
                 return Ok(cached(hit));
             }
         }
+        metrics::counter!(apex_telemetry::CACHE_MISSES).increment(1);
         let recs = recommend(&data.records);
         let value = json!({ "total_monthly_savings": total_savings(&recs), "recommendations": to_value(&recs)?, "cached": false });
         self.remember(key, &value);

@@ -2,6 +2,7 @@
 mod session;
 
 use apex_protocol::SUBPROTOCOL;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Query, State, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -33,17 +34,26 @@ async fn upgrade(
     State(app): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            metrics::counter!(apex_telemetry::WS_UPGRADES_REJECTED, "reason" => "not_websocket").increment(1);
+            return rejection.into_response();
+        }
+    };
     let query_token = query.ok().and_then(|q| q.0.token);
     let identity = match app.auth.authenticate(token_from(&headers, query_token.as_deref()).as_deref()) {
         Ok(identity) => identity,
         Err(e) => {
             tracing::info!(reason = %e, "websocket upgrade refused");
+            metrics::counter!(apex_telemetry::WS_UPGRADES_REJECTED, "reason" => "unauthorized").increment(1);
             return ApiError::Unauthorized(e.to_string()).into_response();
         }
     };
     if app.shutting_down.is_cancelled() {
+        metrics::counter!(apex_telemetry::WS_UPGRADES_REJECTED, "reason" => "shutting_down").increment(1);
         return ApiError::Unavailable("the server is shutting down; reconnect shortly").into_response();
     }
     let limit = TRANSPORT_LIMIT.max(app.settings.max_frame_bytes * 2);

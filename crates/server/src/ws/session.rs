@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use apex_engine::{Follow, StartError};
 use apex_protocol::{close, now_ms, parse_client_frame, ClientFrame, ConnectionId, ErrorCode, RunId, ServerFrame, SUBPROTOCOL};
+use apex_telemetry as m;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -64,6 +65,7 @@ impl Session {
             tracing::warn!(limit = self.app.settings.max_connections, "connection cap reached; closing with 1013");
             self.close(close::TRY_AGAIN_LATER, "too many connections; retry shortly").await;
             let _ = tokio::time::timeout(Duration::from_secs(2), &mut writer).await;
+            closed(close::TRY_AGAIN_LATER);
             return;
         }
         self.send(ServerFrame::ConnectionReady {
@@ -79,7 +81,7 @@ impl Session {
         let mut last_seen = Instant::now();
         let mut announced_shutdown = false;
         let (shutting_down, close_sessions) = (self.app.shutting_down.clone(), self.app.close_sessions.clone());
-        let reason = loop {
+        let (reason, code) = loop {
             tokio::select! {
                 frame = stream.next() => match frame {
                     Some(Ok(message)) => {
@@ -87,29 +89,30 @@ impl Session {
                         match message {
                             Message::Text(text) => self.on_text(&text).await,
                             Message::Binary(_) => {
+                                received("binary");
                                 self.error(ErrorCode::BinaryNotSupported, "send JSON text frames", None).await
                             }
                             Message::Ping(_) | Message::Pong(_) => {}
-                            Message::Close(_) => break "client closed",
+                            Message::Close(frame) => break ("client closed", frame.map_or(NO_STATUS, |f| f.code)),
                         }
                     }
                     Some(Err(e)) => {
                         if is_too_big(e) {
                             self.close(close::TOO_BIG, "frame larger than the transport limit").await;
-                            break "frame too big";
+                            break ("frame too big", close::TOO_BIG);
                         }
-                        break "read error";
+                        break ("read error", ABNORMAL);
                     }
-                    None => break "disconnected",
+                    None => break ("disconnected", ABNORMAL),
                 },
                 _ = ping.tick() => {
                     if last_seen.elapsed() > interval * 2 {
                         self.close(close::PING_TIMEOUT, "no answer to ping").await;
-                        break "ping timeout";
+                        break ("ping timeout", close::PING_TIMEOUT);
                     }
                     if now_ms() / 1000 >= identity.expires_at {
                         self.close(close::POLICY, "token expired").await;
-                        break "token expired";
+                        break ("token expired", close::POLICY);
                     }
                     let _ = self.out.send(Outbound::Ping).await;
                 }
@@ -125,13 +128,14 @@ impl Session {
                     })
                     .await;
                     self.close(close::SERVICE_RESTART, "server restarting").await;
-                    break "server shutdown";
+                    break ("server shutdown", close::SERVICE_RESTART);
                 }
-                _ = &mut writer => break "write failed or too slow",
+                _ = &mut writer => break ("write failed or too slow", ABNORMAL),
                 Some(_) = self.followers.join_next(), if !self.followers.is_empty() => {}
             }
         };
-        tracing::debug!(reason, "connection ended");
+        tracing::debug!(reason, code, "connection ended");
+        closed(code);
         self.followers.abort_all();
         // Dropping the last sender lets the writer send what is queued, then finish.
         drop(std::mem::replace(&mut self.out, mpsc::channel(1).0));
@@ -142,15 +146,23 @@ impl Session {
 
     async fn on_text(&mut self, text: &str) {
         if !self.limiter.allow() {
+            received("rate_limited");
             return self.error(ErrorCode::RateLimited, "too many frames; slow down", None).await;
         }
         let frame = match parse_client_frame(text, self.app.settings.max_frame_bytes) {
             Ok(frame) => frame,
             Err(e) => {
+                received("invalid");
                 let frame = ServerFrame::Error { code: e.code, message: e.message, run_id: None, client_message_id: e.client_message_id };
                 return self.send(frame).await;
             }
         };
+        received(match &frame {
+            ClientFrame::Ping => "ping",
+            ClientFrame::UserMessage(_) => "user_message",
+            ClientFrame::StopAgent { .. } => "stop_agent",
+            ClientFrame::Resume { .. } => "resume",
+        });
         match frame {
             ClientFrame::Ping => self.send(ServerFrame::Pong).await,
             ClientFrame::UserMessage(message) => {
@@ -202,6 +214,10 @@ impl Session {
     }
 
     async fn send(&self, frame: ServerFrame) {
+        if let ServerFrame::Error { code, .. } = &frame {
+            metrics::counter!(m::WS_CLIENT_ERRORS, "code" => code.as_str()).increment(1);
+        }
+        metrics::counter!(m::WS_FRAMES_QUEUED).increment(1);
         let _ = self.out.send(Outbound::Text(Utf8Bytes::from(frame.to_json()))).await;
     }
 
@@ -233,6 +249,7 @@ fn start_error(e: StartError) -> (ErrorCode, String, Option<RunId>) {
 /// Copies a run's events into the connection's queue until the terminal event.
 async fn forward(mut follow: Follow, out: mpsc::Sender<Outbound>) {
     while let Some(batch) = follow.next_batch().await {
+        metrics::counter!(m::WS_FRAMES_QUEUED).increment(batch.len() as u64);
         for event in batch {
             if out.send(Outbound::Text(Utf8Bytes::from(&*event))).await.is_err() {
                 return;
@@ -257,28 +274,41 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Recei
                 }
             };
             if !matches!(tokio::time::timeout(timeout, sink.feed(message)).await, Ok(Ok(()))) {
-                tracing::info!("dropping a connection that does not accept data (slow consumer or broken socket)");
-                return;
+                return give_up(&rx, 1);
             }
         }
         if !matches!(tokio::time::timeout(timeout, sink.flush()).await, Ok(Ok(()))) {
-            tracing::info!("dropping a connection that does not accept data (slow consumer or broken socket)");
-            return;
+            return give_up(&rx, 0);
         }
     }
     let _ = tokio::time::timeout(timeout, sink.close()).await;
+}
+
+/// The connection does not take data (a slow consumer, or a broken socket): what is left
+/// in its queue is dropped with it (`in_hand` frames were already taken from the queue).
+fn give_up(rx: &mpsc::Receiver<Outbound>, in_hand: usize) {
+    tracing::info!("dropping a connection that does not accept data (slow consumer or broken socket)");
+    metrics::counter!(m::WS_SLOW_CONSUMERS).increment(1);
+    metrics::counter!(m::WS_FRAMES_DROPPED).increment((rx.len() + in_hand) as u64);
+}
+
+/// Counts a client frame by type.
+fn received(kind: &'static str) {
+    metrics::counter!(m::WS_FRAMES_RECEIVED, "type" => kind).increment(1);
 }
 
 fn is_too_big(e: axum::Error) -> bool {
     matches!(e.into_inner().downcast_ref::<tungstenite::Error>(), Some(tungstenite::Error::Capacity(_)))
 }
 
-/// Keeps the open-connection gauge right however the session ends.
+/// Keeps the open-connection count and gauge right however the session ends.
 struct ConnectionCount(Arc<AtomicUsize>);
 
 impl ConnectionCount {
     fn open(counter: &Arc<AtomicUsize>) -> Self {
         counter.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::WS_CONNECTIONS_OPENED).increment(1);
+        metrics::gauge!(m::WS_CONNECTIONS_OPEN).increment(1.0);
         Self(counter.clone())
     }
 }
@@ -286,7 +316,17 @@ impl ConnectionCount {
 impl Drop for ConnectionCount {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!(m::WS_CONNECTIONS_OPEN).decrement(1.0);
     }
+}
+
+/// No close frame: the socket dropped (RFC 6455's "abnormal closure").
+const ABNORMAL: u16 = 1006;
+/// The client's close frame carried no code.
+const NO_STATUS: u16 = 1005;
+
+fn closed(code: u16) {
+    metrics::counter!(m::WS_CONNECTIONS_CLOSED, "code" => code.to_string()).increment(1);
 }
 
 /// Per-connection frame allowance: `rate` per second, bursts of twice that.
