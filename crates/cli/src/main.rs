@@ -15,6 +15,7 @@ mod bench;
 mod chat;
 mod ingest;
 mod models;
+mod readiness;
 
 /// Measured: with glibc's allocator, a quarter of the server's CPU under load went to
 /// malloc/free (many small, short-lived event and frame buffers across threads).
@@ -47,6 +48,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Load-test a server (starts its own unless --url is given)
     Bench(bench::BenchArgs),
+    /// Assess a live deployment and print its readiness scorecard (exit 0 only when ready)
+    Readiness(readiness::ReadinessArgs),
     /// Fetch a model for APEX_LLM=local into the data dir
     Models {
         #[command(subcommand)]
@@ -124,6 +127,7 @@ fn main() -> ExitCode {
             },
             Command::Chat(args) => chat::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Readiness(args) => readiness::run(args).await,
             Command::Models { command: ModelsCommand::Pull { args, config } } => match settings(&config, Layer::default()) {
                 Ok(s) => models::pull(&args, &s.data_dir).await.map(|_| 0),
                 Err(e) => Err(e),
