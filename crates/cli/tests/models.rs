@@ -159,6 +159,31 @@ async fn a_figure_the_tools_did_not_compute_is_replaced_and_counted() {
     let model = report_result(&app, &token, accepted["run_id"].as_str().unwrap()).await["model"].clone();
     assert_eq!(model["grounding_replacements"], 1, "{model}");
     assert_eq!((model["gen_ai.usage.input_tokens"].as_u64(), model["gen_ai.usage.output_tokens"].as_u64()), (Some(900), Some(40)));
+
+    // Tokens and replacements are in the metrics (this test is a process of its own).
+    let metrics = apex_telemetry::parse(&http_client().get(app.http("/metrics")).send().await.unwrap().text().await.unwrap());
+    let tokens = |kind: &str| {
+        metrics.iter().filter(|m| m.name == "apex_llm_tokens_total" && m.label("kind") == Some(kind)).map(|m| m.value).sum::<f64>()
+    };
+    assert_eq!((tokens("input"), tokens("output")), (900.0, 40.0));
+    assert_eq!(apex_telemetry::total(&metrics, "apex_grounding_replacements_total"), 1.0);
+
+    // Apex's own model usage is usage data of the `apex` account, the asker as its user tag.
+    let own = app.token(apex_engine::OWN_USAGE_ACCOUNT);
+    let (status, by_user) = app.get("/api/usage/summary?group_by=user", &own).await;
+    assert_eq!(status, 200);
+    assert_eq!((by_user["input_tokens"].as_u64(), by_user["output_tokens"].as_u64()), (Some(900), Some(40)), "{by_user}");
+    assert_eq!(by_user["groups"][0]["key"], client.user_id.as_str(), "{by_user}");
+    let (_, by_feature) = app.get("/api/usage/summary?group_by=feature", &own).await;
+    assert_eq!(by_feature["groups"][0]["key"], "apex-report", "{by_feature}");
+    // The asker's own data is untouched: still the demo dataset, without Apex's row.
+    let (_, theirs) = app.get("/api/usage/summary?group_by=feature", &token).await;
+    assert!(theirs["groups"].as_array().unwrap().iter().all(|g| g["key"] != "apex-report"), "{theirs}");
+    // The next answer is another span of the same account: summed, never replaced.
+    client.ask("Analyze my AI costs", Some(accepted["thread_id"].as_str().unwrap())).await;
+    assert_golden_run(&client.events_until_terminal().await);
+    let (_, again) = app.get("/api/usage/summary", &own).await;
+    assert_eq!((again["requests"].as_u64(), again["input_tokens"].as_u64()), (Some(2), Some(1800)), "{again}");
 }
 
 async fn assert_falls_back(layer: Layer, within: Duration) {

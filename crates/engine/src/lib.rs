@@ -22,6 +22,6 @@ pub use agent::{Agent, AgentError, AgentOutput, Scratchpad, Tool, ToolError, Too
 pub use cluster::Cluster;
 pub use context::RunContext;
 pub use log::{Follow, RunLog};
-pub use manager::{Accepted, EngineSettings, RunManager, StartError};
+pub use manager::{Accepted, EngineSettings, RunManager, StartError, OWN_USAGE_ACCOUNT};
 pub use sink::EventSink;
 pub use tools::{DemoUsage, Origin, StoredUsage, UsageData, UsageSource};

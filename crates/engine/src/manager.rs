@@ -415,12 +415,51 @@ impl Inner {
         };
         let status = sink.finish(&ctx, outcome).await;
         tracing::debug!(run_id = %ctx.run_id, status = status.as_str(), "run finished");
+        self.record_model_usage(sink.take_model_usage()).await;
         let mut busy = self.busy_threads.lock().expect("busy lock");
         if busy.get(&ctx.thread_id).is_some_and(|(_, run)| *run == ctx.run_id) {
             busy.remove(&ctx.thread_id);
         }
         drop(busy);
         *live.finished_at.lock().expect("finished lock") = Some(Instant::now());
+    }
+}
+
+/// The account whose usage data is Apex's own model usage: a token for this user id
+/// (`apex token --user apex`) analyzes what Apex spent, by end user, day and model.
+pub const OWN_USAGE_ACCOUNT: &str = "apex";
+
+impl Inner {
+    /// Apex's own model calls become usage data of the [`OWN_USAGE_ACCOUNT`] account, the
+    /// user they answered as the `user` tag: the OTLP GenAI spans go through the same
+    /// import as any OpenTelemetry export (keyed by trace and span, so never counted
+    /// twice). Users' own data stays theirs: a model-written answer does not turn a demo
+    /// user's dataset into one row of Apex's spend. A local model runs on this machine and
+    /// has no per-token price: its calls cost zero.
+    async fn record_model_usage(&self, spans: Vec<serde_json::Value>) {
+        if spans.is_empty() {
+            return;
+        }
+        let mut rows = Vec::new();
+        let body = spans.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("\n");
+        let parsed = apex_costs::import::import(
+            apex_costs::import::Format::OtelSpansJson,
+            body.as_bytes(),
+            |mut row| {
+                if row.record.provider == "local" {
+                    row.record.cost = Some(apex_costs::Money::ZERO);
+                }
+                rows.push(row);
+            },
+            |bad| tracing::warn!(reason = %bad.reason, "a model usage span was not importable"),
+        );
+        if let Err(e) = parsed {
+            tracing::warn!(error = %e, "the run's model usage could not be read back");
+            return;
+        }
+        if let Err(e) = self.store.import_usage(OWN_USAGE_ACCOUNT, &rows, now_ms()).await {
+            tracing::warn!(error = %e, "the run's model usage could not be recorded");
+        }
     }
 }
 

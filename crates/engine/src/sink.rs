@@ -35,6 +35,8 @@ struct SinkState {
     tool_calls: u64,
     /// Tool calls started and not completed, closed with an error if the run ends first.
     open_calls: Vec<(AgentName, String, String, Instant)>,
+    /// The run's own model calls, as OTLP GenAI spans: recorded as usage once it ends.
+    model_usage: Vec<Value>,
 }
 
 /// How a run ended.
@@ -147,6 +149,16 @@ impl EventSink {
     pub async fn agent_result(&self, agent: AgentName, output: &Value, duration_ms: u64) {
         let output = serde_json::to_string(output).unwrap_or_else(|_| "null".into());
         self.writer.send(Write::AgentResult { run_id: self.log.run_id, agent: agent.as_str(), output, duration_ms }).await;
+    }
+
+    /// Notes a model call of this run (an OTLP GenAI span), recorded as the user's usage
+    /// once the run has ended.
+    pub fn model_usage(&self, span: Value) {
+        self.state.lock().expect("sink lock").model_usage.push(span);
+    }
+
+    pub fn take_model_usage(&self) -> Vec<Value> {
+        std::mem::take(&mut self.state.lock().expect("sink lock").model_usage)
     }
 
     pub fn partial_text(&self) -> String {

@@ -52,9 +52,45 @@ pub struct Written {
     /// Why the built-in writer had to take over, if it did.
     pub fallback: Option<String>,
     pub duration_ms: u64,
+    /// When the model was first asked (ms since the epoch).
+    pub started_ms: u64,
 }
 
 impl Written {
+    /// This call as an OpenTelemetry GenAI span (OTLP JSON, `ExportTraceServiceRequest`):
+    /// Apex's own model usage, in the form its usage import reads (`otel_spans_json`).
+    /// The trace is the run, the span the answer; the resource names Apex as the feature.
+    pub fn otel_span(&self, w: &ModelWriter, ctx: &RunContext) -> Value {
+        let attr = |key: &str, value: Value| json!({ "key": key, "value": value });
+        let nanos = |ms: u64| (ms as u128 * 1_000_000).to_string();
+        let span_id: String = ctx.message_id.0.simple().to_string().chars().take(16).collect();
+        json!({ "resourceSpans": [{
+            "resource": { "attributes": [
+                attr("service.name", json!({ "stringValue": OWN_USAGE_FEATURE })),
+                attr("deployment.environment", json!({ "stringValue": "apex" })),
+            ]},
+            "scopeSpans": [{
+                "scope": { "name": "apex" },
+                "spans": [{
+                    "traceId": ctx.run_id.0.simple().to_string(),
+                    "spanId": span_id,
+                    "name": format!("chat {}", w.provider.model()),
+                    "kind": 3,
+                    "startTimeUnixNano": nanos(self.started_ms),
+                    "endTimeUnixNano": nanos(self.started_ms + self.duration_ms),
+                    "attributes": [
+                        attr("gen_ai.operation.name", json!({ "stringValue": "chat" })),
+                        attr("gen_ai.system", json!({ "stringValue": w.provider.system() })),
+                        attr("gen_ai.request.model", json!({ "stringValue": w.provider.model() })),
+                        attr("gen_ai.usage.input_tokens", json!({ "intValue": self.usage.input_tokens.to_string() })),
+                        attr("gen_ai.usage.output_tokens", json!({ "intValue": self.usage.output_tokens.to_string() })),
+                        attr("user.id", json!({ "stringValue": &*ctx.user_id })),
+                    ],
+                }],
+            }],
+        }]})
+    }
+
     pub fn to_json(&self, w: &ModelWriter) -> Value {
         json!({
             "gen_ai.system": w.provider.system(),
@@ -68,6 +104,9 @@ impl Written {
     }
 }
 
+/// The feature Apex's own model usage is recorded under, in the user's usage data.
+pub const OWN_USAGE_FEATURE: &str = "apex-report";
+
 const SYSTEM_PROMPT: &str = "You are Apex, an analyst of AI spend. Answer the user's question in a short Markdown report \
 (at most 200 words) written from the FACTS below. State only figures that appear in the FACTS, copied exactly; \
 never estimate, add up or invent a number. You may call a tool to compute a figure that is not in the FACTS.";
@@ -77,7 +116,7 @@ impl ModelWriter {
     /// built-in report of this run and `results` the tool results it rests on.
     pub async fn write(&self, ctx: &RunContext, sink: &EventSink, computed: &str, results: &[&Value]) -> Written {
         let started = Instant::now();
-        let mut out = Written::default();
+        let mut out = Written { started_ms: apex_protocol::now_ms(), ..Written::default() };
         let mut grounding = Grounding::new(computed, results);
         let work = self.converse(ctx, sink, computed, &mut grounding, &mut out);
         let failure = match tokio::time::timeout(self.budget, work).await {

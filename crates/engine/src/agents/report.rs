@@ -63,6 +63,9 @@ impl Agent for ReportAgent {
             Some(writer) if !inputs.empty => {
                 let results = [&overview, &inputs.triage, &inputs.usage, &inputs.savings, &inputs.forecast];
                 let written = writer.write(ctx, sink, &computed, &results).await;
+                if written.usage.input_tokens + written.usage.output_tokens > 0 {
+                    sink.model_usage(written.otel_span(writer, ctx));
+                }
                 let model = written.to_json(writer);
                 (written.text, Some(model))
             }
