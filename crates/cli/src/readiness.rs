@@ -5,7 +5,7 @@
 //! Two phases. **Golden path**: `--users` users at once, each asking "Analyze my AI costs"
 //! `--runs` times on a fresh connection; every second run drops its connection after a few
 //! events and resumes on a new one. Each run is checked event by event and read back over
-//! REST. **Sweep**: 1, √N and N users run back to back (closed loop), at least 10 runs each;
+//! REST. **Sweep**: 1, √N and N users run back to back (closed loop), `--sweep-secs` each;
 //! how throughput and latency hold as users grow gives the scalability score.
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -28,8 +28,6 @@ const SLA_RUN: Duration = Duration::from_secs(60);
 const MAX_RECONNECTS: usize = 5;
 /// Events read before the forced reconnect of every second run.
 const EVENTS_BEFORE_DROP: usize = 4;
-/// Runs per user at each level of the sweep, at least: fewer make throughput noise.
-const SWEEP_RUNS: usize = 10;
 /// The thresholds the seeds' assessment used.
 const RELIABLE: f64 = 95.0;
 const SCALABLE: f64 = 80.0;
@@ -57,6 +55,9 @@ pub struct ReadinessArgs {
     /// A run not over after this many seconds is abandoned as failed
     #[arg(long, default_value_t = 60.0)]
     pub run_timeout: f64,
+    /// How long each level of the sweep runs, in seconds
+    #[arg(long, default_value_t = 5.0)]
+    pub sweep_secs: f64,
     /// HTTP base for REST and /metrics [default: from --url]
     #[arg(long)]
     pub http: Option<String>,
@@ -146,8 +147,9 @@ pub async fn run(args: ReadinessArgs) -> anyhow::Result<i32> {
     let mut levels: Vec<usize> = vec![1, (args.users as f64).sqrt().ceil() as usize, args.users];
     levels.dedup();
     let mut sweep = Vec::new();
+    let sweep_for = Duration::try_from_secs_f64(args.sweep_secs).context("--sweep-secs must be a positive number of seconds")?;
     for users in levels {
-        sweep.push(target.level(users, args.runs.max(SWEEP_RUNS)).await);
+        sweep.push(target.level(users, sweep_for).await);
     }
     let after = scrape(&client, &http).await;
 
@@ -349,8 +351,9 @@ impl Target {
         Ok(r.json().await?)
     }
 
-    /// `users` users run back to back, `runs` runs each, on one connection each.
-    async fn level(&self, users: usize, runs: usize) -> Level {
+    /// `users` users run back to back on one connection each for `duration` (each at least
+    /// one run; a run under way at the end is finished and counted).
+    async fn level(&self, users: usize, duration: Duration) -> Level {
         let started = Instant::now();
         let mut tasks = JoinSet::new();
         for _ in 0..users {
@@ -359,7 +362,8 @@ impl Target {
                 let mut out = Vec::new();
                 let mut ws: Option<WsStream> = None;
                 let mut token = target.token.clone();
-                for _ in 0..runs {
+                let deadline = Instant::now() + duration;
+                while out.is_empty() || Instant::now() < deadline {
                     // A failed run leaves its connection in an unknown state: a new one.
                     if ws.is_none() {
                         match target.open(token.as_deref()).await {
@@ -369,6 +373,7 @@ impl Target {
                             }
                             Err(_) => {
                                 out.push((false, None, None));
+                                tokio::time::sleep(Duration::from_millis(100)).await;
                                 continue;
                             }
                         }

@@ -90,7 +90,7 @@ async fn broken(upstream: SocketAddr, fault: Fault) -> SocketAddr {
 async fn assess(ws: &str, http: &str) -> (i32, Value) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_apex"))
         // Runs take milliseconds here: one that is not over in 5 s lost its end.
-        .args(["readiness", "--url", ws, "--http", http, "--users", "3", "--runs", "2", "--run-timeout", "5", "--json"])
+        .args(["readiness", "--url", ws, "--http", http, "--users", "3", "--runs", "2", "--run-timeout", "5", "--sweep-secs", "1", "--json"])
         .output()
         .await
         .unwrap();
@@ -164,6 +164,9 @@ async fn a_server_without_metrics_is_not_ready() {
     let (code, card) = assess(&app.ws_url(), &format!("http://{nothing_addr}")).await;
     assert_eq!(code, 1, "{card:#}");
     let failing: Vec<&str> = card["not_ready_because"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert_eq!(failing, ["state persistence reliability", "monitoring coverage", "golden-path pass rate"], "{card:#}");
+    for name in ["state persistence reliability", "monitoring coverage", "golden-path pass rate"] {
+        assert!(failing.contains(&name), "{name} should fail: {card:#}");
+    }
+    assert!(!failing.contains(&"agent execution reliability"), "runs themselves were fine: {card:#}");
     assert_eq!(score(&card, "monitoring coverage"), 0.0);
 }

@@ -413,9 +413,10 @@ impl Inner {
                 Err(_elapsed) => Outcome::TimedOut,
             },
         };
+        // Recorded before the terminal event: once the answer is complete, so is its usage.
+        self.record_model_usage(sink.take_model_usage()).await;
         let status = sink.finish(&ctx, outcome).await;
         tracing::debug!(run_id = %ctx.run_id, status = status.as_str(), "run finished");
-        self.record_model_usage(sink.take_model_usage()).await;
         let mut busy = self.busy_threads.lock().expect("busy lock");
         if busy.get(&ctx.thread_id).is_some_and(|(_, run)| *run == ctx.run_id) {
             busy.remove(&ctx.thread_id);

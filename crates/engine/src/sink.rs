@@ -151,7 +151,7 @@ impl EventSink {
         self.writer.send(Write::AgentResult { run_id: self.log.run_id, agent: agent.as_str(), output, duration_ms }).await;
     }
 
-    /// Notes a model call of this run (an OTLP GenAI span), recorded as the user's usage
+    /// Notes a model call of this run (an OTLP GenAI span), recorded as Apex's own usage
     /// once the run has ended.
     pub fn model_usage(&self, span: Value) {
         self.state.lock().expect("sink lock").model_usage.push(span);

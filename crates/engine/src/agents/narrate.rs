@@ -104,7 +104,7 @@ impl Written {
     }
 }
 
-/// The feature Apex's own model usage is recorded under, in the user's usage data.
+/// The feature Apex's own model usage is recorded under (see `OWN_USAGE_ACCOUNT`).
 pub const OWN_USAGE_FEATURE: &str = "apex-report";
 
 const SYSTEM_PROMPT: &str = "You are Apex, an analyst of AI spend. Answer the user's question in a short Markdown report \
