@@ -188,7 +188,9 @@ async fn a_second_message_to_a_busy_thread_is_refused_with_thread_busy() {
 
 #[tokio::test]
 async fn a_resend_into_its_own_busy_thread_returns_the_original_run() {
-    let app = slow_app(300).await;
+    // The follow-up must still be running when the client has reconnected and resent:
+    // long enough for a reconnect on a loaded machine.
+    let app = slow_app(2_000).await;
     let mut first = connect(&app, By::Demo).await;
     first.ask("Analyze my AI costs", None).await;
     let done = first.events_until_terminal().await;

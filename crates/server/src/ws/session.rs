@@ -81,6 +81,8 @@ impl Session {
         let mut last_seen = Instant::now();
         let mut announced_shutdown = false;
         let (shutting_down, close_sessions) = (self.app.shutting_down.clone(), self.app.close_sessions.clone());
+        // Set when the writer task has ended: its handle must not be polled again.
+        let mut writer_ended = false;
         let (reason, code) = loop {
             tokio::select! {
                 frame = stream.next() => match frame {
@@ -130,7 +132,10 @@ impl Session {
                     self.close(close::SERVICE_RESTART, "server restarting").await;
                     break ("server shutdown", close::SERVICE_RESTART);
                 }
-                _ = &mut writer => break ("write failed or too slow", ABNORMAL),
+                _ = &mut writer => {
+                    writer_ended = true;
+                    break ("write failed or too slow", ABNORMAL);
+                }
                 Some(_) = self.followers.join_next(), if !self.followers.is_empty() => {}
             }
         };
@@ -139,7 +144,7 @@ impl Session {
         self.followers.abort_all();
         // Dropping the last sender lets the writer send what is queued, then finish.
         drop(std::mem::replace(&mut self.out, mpsc::channel(1).0));
-        if tokio::time::timeout(Duration::from_secs(2), &mut writer).await.is_err() {
+        if !writer_ended && tokio::time::timeout(Duration::from_secs(2), &mut writer).await.is_err() {
             writer.abort();
         }
     }
