@@ -270,13 +270,13 @@ fn ticks_of_processes_named(name: &str) -> u64 {
         .sum()
 }
 
-struct MachineCpu {
+pub(super) struct MachineCpu {
     busy: u64,
-    cores: usize,
+    pub(super) cores: usize,
 }
 
 /// Busy ticks of the whole machine (everything but idle and iowait) and its core count.
-fn machine_cpu() -> Option<MachineCpu> {
+pub(super) fn machine_cpu() -> Option<MachineCpu> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let total = stat.lines().next()?.strip_prefix("cpu ")?;
     let ticks: Vec<u64> = total.split_whitespace().filter_map(|t| t.parse().ok()).collect();
@@ -288,7 +288,7 @@ fn machine_cpu() -> Option<MachineCpu> {
 }
 
 /// The 1, 5 and 15 minute load averages.
-fn load_average() -> Option<[f64; 3]> {
+pub(super) fn load_average() -> Option<[f64; 3]> {
     let text = std::fs::read_to_string("/proc/loadavg").ok()?;
     let mut it = text.split_whitespace().map(|v| v.parse::<f64>().ok());
     Some([it.next()??, it.next()??, it.next()??])
