@@ -22,7 +22,7 @@ use super::{
 /// How long a PostgreSQL instance may take to report its Redis bus as connected.
 const CLUSTER_READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Linux reports process and machine CPU time in these ticks (USER_HZ).
-const TICKS_PER_S: f64 = 100.0;
+pub(super) const TICKS_PER_S: f64 = 100.0;
 
 pub(super) async fn run(args: &BenchArgs, deployments: &[Deployment]) -> anyhow::Result<i32> {
     anyhow::ensure!(!deployments.is_empty(), "--deployments needs at least one deployment");
@@ -251,7 +251,7 @@ struct CpuCores {
 }
 
 /// user + system ticks of `/proc/<pid>` (`self` for this process).
-fn process_ticks(pid: &str) -> Option<u64> {
+pub(super) fn process_ticks(pid: &str) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces; the fields after it are fixed (state is field 3,
     // utime 14, stime 15).

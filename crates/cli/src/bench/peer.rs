@@ -29,6 +29,7 @@ use serde::Deserialize;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
+use super::deployments::process_ticks;
 use super::{free_local_addr, is_terminal, BenchArgs, Latencies, Peer, RunStats, RUN_TIMEOUT};
 
 /// The peer imports a large Python stack; on a busy 2-core machine that takes a while.
@@ -163,16 +164,28 @@ impl PeerServer {
 
     /// Resident memory of every process in the server's group, in KiB.
     pub(super) fn rss_kib(&self) -> Option<u64> {
+        let pids = self.processes()?;
+        Some(pids.iter().filter_map(|pid| pid.parse().ok().and_then(|pid| super::rss_kib(pid).ok())).sum())
+    }
+
+    /// CPU ticks used so far by the processes of the server's group.
+    pub(super) fn cpu_ticks(&self) -> Option<u64> {
+        let pids = self.processes()?;
+        Some(pids.iter().filter_map(|pid| process_ticks(pid)).sum())
+    }
+
+    /// The ids of the processes in the server's group (`langgraph dev` and any it started).
+    fn processes(&self) -> Option<Vec<String>> {
         let pgid = self.child.id();
         let entries = std::fs::read_dir("/proc").ok()?;
-        let total = entries
-            .filter_map(Result::ok)
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
-            .filter(|pid| process_group(pid) == Some(pgid))
-            .filter_map(|pid| pid.parse().ok().and_then(|pid| super::rss_kib(pid).ok()))
-            .sum();
-        Some(total)
+        Some(
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+                .filter(|pid| process_group(pid) == Some(pgid))
+                .collect(),
+        )
     }
 
     fn log_tail(&self) -> String {
@@ -232,27 +245,32 @@ fn client(connections: usize) -> anyhow::Result<reqwest::Client> {
 // Users
 // ---------------------------------------------------------------------------------------
 
-/// Opens one keep-alive connection per user, then runs every user back to back until the
-/// deadline. Returns the merged run counts, the thread-creation latencies and how long the
-/// run phase took.
-pub(super) async fn run_users(
-    server: &PeerServer,
-    users: usize,
-    duration: Duration,
-) -> anyhow::Result<(RunStats, Latencies, Duration, u64)> {
+/// Opens one keep-alive connection per user (like Apex's connect phase: every user's
+/// connection is open before the clock starts); returns the client and the failures.
+pub(super) async fn connect_users(server: &PeerServer, users: usize) -> anyhow::Result<(reqwest::Client, u64)> {
     let client = client(users)?;
-    // Like Apex's connect phase: every user's connection is open before the clock starts.
     let mut warm = JoinSet::new();
     for _ in 0..users {
         let (client, ok) = (client.clone(), format!("{}/ok", server.base_url));
         warm.spawn(async move { timeout(super::CONNECT_TIMEOUT, client.get(ok).send()).await });
     }
-    let mut connect_errors = 0;
+    let mut errors = 0;
     while let Some(joined) = warm.join_next().await {
         if !matches!(joined, Ok(Ok(Ok(ref resp))) if resp.status().is_success()) {
-            connect_errors += 1;
+            errors += 1;
         }
     }
+    Ok((client, errors))
+}
+
+/// Every user runs back to back until the deadline. Returns the merged run counts, the
+/// thread-creation latencies and how long the run phase took.
+pub(super) async fn run_users(
+    server: &PeerServer,
+    client: &reqwest::Client,
+    users: usize,
+    duration: Duration,
+) -> (RunStats, Latencies, Duration) {
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = JoinSet::new();
@@ -270,7 +288,7 @@ pub(super) async fn run_users(
             Err(e) => total.fail(format!("a user task died: {e}")),
         }
     }
-    Ok((total, threads, started.elapsed(), connect_errors))
+    (total, threads, started.elapsed())
 }
 
 async fn user_loop(client: reqwest::Client, base: String, deadline: Instant) -> (RunStats, Latencies) {

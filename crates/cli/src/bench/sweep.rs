@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::deployments::{load_average, machine_cpu};
+use super::deployments::{load_average, machine_cpu, process_ticks, TICKS_PER_S};
 use super::peer::{self, PeerServer};
 use super::{connect_users, ping_users, rss_kib, run_users, Backend, BenchArgs, Peer, Percentiles, ServerProcess, BASELINE};
 
@@ -85,7 +85,10 @@ async fn measure_apex(args: &BenchArgs, users: usize) -> anyhow::Result<Side> {
     let connected = connect_users(&url, users).await;
     let users_connected = connected.streams.len();
     let (streams, baseline) = ping_users(connected.streams, BASELINE).await;
+    let ticks = || server.as_ref().and_then(|s| process_ticks(&s.pid().to_string()));
+    let ticks_before = ticks();
     let (runs, elapsed) = run_users(streams, Duration::from_secs(args.duration)).await;
+    let cpu = Cpu::between(ticks_before, ticks(), elapsed, runs.completed);
     let rss = server.as_ref().map(|s| rss_kib(s.pid())).transpose()?;
     let cold_start_ms = server.as_ref().map(|s| super::ms(s.cold_start));
     drop(server);
@@ -107,6 +110,8 @@ async fn measure_apex(args: &BenchArgs, users: usize) -> anyhow::Result<Side> {
         connect_errors: connected.errors,
         first_failure: connected.first_error.or(runs.first_failure),
         server_rss_mib: rss.map(|kib| kib as f64 / 1024.0),
+        server_cores: cpu.cores,
+        server_cpu_ms_per_run: cpu.ms_per_run,
         cold_start_ms,
     })
 }
@@ -115,11 +120,13 @@ async fn measure_apex(args: &BenchArgs, users: usize) -> anyhow::Result<Side> {
 /// whole process group) is stopped before this returns, also on error.
 async fn measure_peer(setup: &peer::Setup, args: &BenchArgs, users: usize) -> anyhow::Result<Side> {
     let server = PeerServer::start(setup, args.peer_jobs.unwrap_or(users)).await?;
-    let outcome = peer::run_users(&server, users, Duration::from_secs(args.duration)).await;
+    let (client, connect_errors) = peer::connect_users(&server, users).await?;
+    let ticks_before = server.cpu_ticks();
+    let (runs, thread_create, elapsed) = peer::run_users(&server, &client, users, Duration::from_secs(args.duration)).await;
+    let cpu = Cpu::between(ticks_before, server.cpu_ticks(), elapsed, runs.completed);
     let rss_kib = server.rss_kib();
     let cold_start_ms = super::ms(server.cold_start);
     drop(server);
-    let (runs, thread_create, elapsed, connect_errors) = outcome?;
     Ok(Side {
         server: setup.peer.name().into(),
         users_connected: users,
@@ -138,8 +145,25 @@ async fn measure_peer(setup: &peer::Setup, args: &BenchArgs, users: usize) -> an
         connect_errors,
         first_failure: runs.first_failure,
         server_rss_mib: rss_kib.map(|kib| kib as f64 / 1024.0),
+        server_cores: cpu.cores,
+        server_cpu_ms_per_run: cpu.ms_per_run,
         cold_start_ms: Some(cold_start_ms),
     })
+}
+
+/// The server's CPU during the run phase.
+struct Cpu {
+    cores: Option<f64>,
+    ms_per_run: Option<f64>,
+}
+
+impl Cpu {
+    fn between(before: Option<u64>, after: Option<u64>, elapsed: Duration, runs: u64) -> Self {
+        let Some(used) = before.zip(after).map(|(b, a)| a.saturating_sub(b) as f64 / TICKS_PER_S) else {
+            return Self { cores: None, ms_per_run: None };
+        };
+        Self { cores: ratio(used, elapsed.as_secs_f64()), ms_per_run: ratio(used * 1000.0, runs as f64) }
+    }
 }
 
 fn per_run(events: u64, runs: u64) -> Option<f64> {
@@ -179,6 +203,11 @@ struct Side {
     first_failure: Option<String>,
     /// Resident memory of the server's processes after the runs.
     server_rss_mib: Option<f64>,
+    /// Cores the server's processes used during the run phase (1.0 = one core all along):
+    /// on a shared machine, how much CPU the server got.
+    server_cores: Option<f64>,
+    /// The server's CPU time per completed run: its cost, whatever else the machine ran.
+    server_cpu_ms_per_run: Option<f64>,
     /// Spawn → ready.
     cold_start_ms: Option<f64>,
 }
@@ -204,6 +233,7 @@ struct Ratios {
     full_run_p50: Option<f64>,
     full_run_p99: Option<f64>,
     server_rss: Option<f64>,
+    server_cpu_per_run: Option<f64>,
 }
 
 impl Ratios {
@@ -214,10 +244,8 @@ impl Ratios {
             first_event_p99: ratio(apex.first_event_ms.p99, peer.first_event_ms.p99),
             full_run_p50: ratio(apex.full_run_ms.p50, peer.full_run_ms.p50),
             full_run_p99: ratio(apex.full_run_ms.p99, peer.full_run_ms.p99),
-            server_rss: match (apex.server_rss_mib, peer.server_rss_mib) {
-                (Some(a), Some(p)) => ratio(a, p),
-                _ => None,
-            },
+            server_rss: apex.server_rss_mib.zip(peer.server_rss_mib).and_then(|(a, p)| ratio(a, p)),
+            server_cpu_per_run: apex.server_cpu_ms_per_run.zip(peer.server_cpu_ms_per_run).and_then(|(a, p)| ratio(a, p)),
         }
     }
 }
@@ -260,14 +288,24 @@ impl Report {
             load(&self.load_average_after)
         );
         println!(
-            "{:>6} {:<10} {:>10} {:>21} {:>21} {:>15} {:>10} {:>8} {:>10}",
-            "users", "server", "runs/s", "first event p50/p99", "full run p50/p99", "lost/dup/failed", "RSS", "ev/run", "start"
+            "{:>6} {:<10} {:>10} {:>21} {:>21} {:>15} {:>10} {:>12} {:>6} {:>8} {:>10}",
+            "users",
+            "server",
+            "runs/s",
+            "first event p50/p99",
+            "full run p50/p99",
+            "lost/dup/failed",
+            "RSS",
+            "CPU/run",
+            "cores",
+            "ev/run",
+            "start"
         );
         for level in &self.levels {
             let sides = std::iter::once(&level.apex).chain(level.peer.as_ref());
             for side in sides {
                 println!(
-                    "{:>6} {:<10} {:>10.1} {:>21} {:>21} {:>15} {:>10} {:>8} {:>10}",
+                    "{:>6} {:<10} {:>10.1} {:>21} {:>21} {:>15} {:>10} {:>12} {:>6} {:>8} {:>10}",
                     level.users,
                     side.server,
                     side.runs_per_s,
@@ -275,6 +313,8 @@ impl Report {
                     format!("{} / {} ms", num(side.full_run_ms.p50), num(side.full_run_ms.p99)),
                     format!("{}/{}/{}", side.events_lost, side.events_duplicated, side.failed_runs),
                     side.server_rss_mib.map_or("n/a".into(), |m| format!("{m:.0} MiB")),
+                    side.server_cpu_ms_per_run.map_or("n/a".into(), |c| format!("{} ms", num(c))),
+                    side.server_cores.map_or("n/a".into(), |c| format!("{c:.2}")),
                     side.events_per_run.map_or("n/a".into(), |e| format!("{e:.1}")),
                     side.cold_start_ms.map_or("n/a".into(), |c| format!("{} ms", num(c))),
                 );
@@ -282,7 +322,7 @@ impl Report {
             if let Some(r) = &level.ratios {
                 let x = |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{}x", num(v)));
                 println!(
-                    "{:>6} {:<10} runs/s {}   first event p50 {} p99 {}   full run p50 {} p99 {}   RSS {}",
+                    "{:>6} {:<10} runs/s {}   first event p50 {} p99 {}   full run p50 {} p99 {}   RSS {}   CPU/run {}",
                     level.users,
                     "apex÷peer",
                     x(r.runs_per_s),
@@ -291,6 +331,7 @@ impl Report {
                     x(r.full_run_p50),
                     x(r.full_run_p99),
                     x(r.server_rss),
+                    x(r.server_cpu_per_run),
                 );
             }
         }
