@@ -24,6 +24,8 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use crate::chat::{connect, error_chain, WsStream};
 
 mod deployments;
+mod peer;
+mod sweep;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -52,6 +54,42 @@ pub struct BenchArgs {
     /// Redis for the `postgres` deployments (only run channels are used, nothing is stored)
     #[arg(long, env = "APEX_BENCH_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
+    /// Measure at each of these user counts in turn (`1,10,100,1000`), each on a fresh
+    /// server, `--duration` seconds each; one table (or JSON) for all
+    #[arg(long, value_delimiter = ',', conflicts_with = "deployments")]
+    pub sweep: Option<Vec<usize>>,
+    /// Run the same workload against a peer's server in the same invocation and report
+    /// both sides and the ratios (with `--users`, or at each level of `--sweep`)
+    #[arg(long, conflicts_with = "deployments")]
+    pub peer: Option<Peer>,
+    /// The peer's graph and config (default: `benches/peer/langgraph` of this source tree)
+    #[arg(long, env = "APEX_BENCH_PEER_DIR")]
+    pub peer_dir: Option<PathBuf>,
+    /// The virtualenv the peer is installed into (created on first use by the peer dir's
+    /// `setup.sh`)
+    #[arg(long, env = "APEX_BENCH_PEER_VENV")]
+    pub peer_venv: Option<PathBuf>,
+    /// Runs the peer's server executes at once (`--n-jobs-per-worker`; default: the
+    /// level's user count, so that no run waits for a slot)
+    #[arg(long)]
+    pub peer_jobs: Option<usize>,
+}
+
+/// A peer server `--peer` can start and load with the same workload.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Peer {
+    /// LangGraph's development server (`langgraph dev`, in-memory runtime) running a graph
+    /// with a supervisor and four sub-agents that streams the same events as an Apex run.
+    Langgraph,
+}
+
+impl Peer {
+    fn name(self) -> &'static str {
+        match self {
+            Peer::Langgraph => "langgraph",
+        }
+    }
 }
 
 /// A deployment the `--deployments` mode can start and measure.
@@ -105,6 +143,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     anyhow::ensure!(args.users > 0, "--users must be at least 1");
     if let Some(deployments) = &args.deployments {
         return deployments::run(&args, deployments).await;
+    }
+    if args.sweep.is_some() || args.peer.is_some() {
+        return sweep::run(&args).await;
     }
     let server = match &args.url {
         Some(_) => None,
@@ -488,6 +529,7 @@ async fn one_run(ws: &mut WsStream, stats: &mut RunStats) -> anyhow::Result<()> 
                 }
                 stats.lost += probe.seq - next_seq;
                 next_seq = probe.seq + 1;
+                stats.events += 1;
                 if kind == "agent_started" && !std::mem::replace(&mut saw_start, true) {
                     stats.first_event.record(sent.elapsed());
                 }
@@ -516,6 +558,8 @@ struct RunStats {
     lost: u64,
     duplicated: u64,
     stray: u64,
+    /// Events of the measured runs received (each once).
+    events: u64,
     first_event: Latencies,
     full_run: Latencies,
     /// Why the first failure happened, to make a red result actionable.
@@ -534,6 +578,7 @@ impl RunStats {
         self.lost += other.lost;
         self.duplicated += other.duplicated;
         self.stray += other.stray;
+        self.events += other.events;
         self.first_event.merge(other.first_event);
         self.full_run.merge(other.full_run);
         if self.first_failure.is_none() {

@@ -1,6 +1,7 @@
 //! `apex bench --deployments`: one short run measures SQLite, PostgreSQL + Redis and two
 //! instances on them, loses nothing, spreads users across both instances, and leaves no
-//! schema behind. Timing is not checked here (see docs/performance.md for the numbers).
+//! schema behind; `apex bench --sweep` measures each level on its own server. Timing is not
+//! checked here (see docs/performance.md for the numbers).
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
@@ -63,4 +64,52 @@ fn deployments_mode_measures_three_deployments_with_nothing_lost() {
         .unwrap();
     assert!(left.status.success(), "{}", String::from_utf8_lossy(&left.stderr));
     assert_eq!(String::from_utf8_lossy(&left.stdout).trim(), "0", "a bench schema was left behind");
+}
+
+#[test]
+fn sweep_measures_each_level_on_a_fresh_server_with_nothing_lost() {
+    let out = Command::new(env!("CARGO_BIN_EXE_apex"))
+        .args(["bench", "--sweep", "1,2", "--duration", "1", "--json"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "exit {:?}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+
+    assert_eq!(report["duration_s"], 1);
+    assert_eq!(report["peer"], Value::Null);
+    assert_eq!(report["clean"], true);
+    assert!(report["machine_cores"].as_u64().unwrap() >= 1);
+    assert_eq!(report["load_average_before"].as_array().unwrap().len(), 3);
+    let levels = report["levels"].as_array().unwrap();
+    let users: Vec<u64> = levels.iter().map(|l| l["users"].as_u64().unwrap()).collect();
+    assert_eq!(users, [1, 2]);
+    for level in levels {
+        let (n, apex) = (&level["users"], &level["apex"]);
+        assert_eq!(apex["server"], "apex", "{n}");
+        assert_eq!(apex["users_connected"], *n);
+        assert_eq!(level["peer"], Value::Null, "{n}");
+        assert_eq!(level["ratios"], Value::Null, "{n}");
+        let runs = apex["runs_completed"].as_u64().unwrap();
+        assert!(runs > 0, "{n} users: no run completed");
+        assert!(apex["runs_per_s"].as_f64().unwrap() > 0.0, "{n}");
+        for counter in ["events_lost", "events_duplicated", "stray_events", "failed_runs", "connect_errors"] {
+            assert_eq!(apex[counter], 0, "{n} users: {counter}");
+        }
+        assert_eq!(apex["first_failure"], Value::Null, "{n}");
+        // Every completed run was timed, and a run is the golden path's dozens of events.
+        for timing in ["first_event_ms", "full_run_ms"] {
+            assert_eq!(apex[timing]["count"].as_u64().unwrap(), runs, "{n} users: {timing}");
+            let (p50, p99) = (apex[timing]["p50"].as_f64().unwrap(), apex[timing]["p99"].as_f64().unwrap());
+            assert!(0.0 < p50 && p50 <= p99, "{n} users: {timing} p50 {p50} p99 {p99}");
+        }
+        assert!(apex["first_event_ms"]["p50"].as_f64() <= apex["full_run_ms"]["p50"].as_f64(), "{n}");
+        assert!(apex["events_per_run"].as_f64().unwrap() >= 20.0, "{n}: {}", apex["events_per_run"]);
+        assert!(apex["baseline_ping_ms"]["count"].as_u64().unwrap() > 0, "{n}");
+        assert!(apex["server_rss_mib"].as_f64().unwrap() > 0.0, "{n}");
+        assert!(apex["cold_start_ms"].as_f64().unwrap() > 0.0, "{n}");
+    }
 }

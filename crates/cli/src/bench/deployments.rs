@@ -22,7 +22,7 @@ use super::{
 /// How long a PostgreSQL instance may take to report its Redis bus as connected.
 const CLUSTER_READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Linux reports process and machine CPU time in these ticks (USER_HZ).
-const TICKS_PER_S: f64 = 100.0;
+pub(super) const TICKS_PER_S: f64 = 100.0;
 
 pub(super) async fn run(args: &BenchArgs, deployments: &[Deployment]) -> anyhow::Result<i32> {
     anyhow::ensure!(!deployments.is_empty(), "--deployments needs at least one deployment");
@@ -251,7 +251,7 @@ struct CpuCores {
 }
 
 /// user + system ticks of `/proc/<pid>` (`self` for this process).
-fn process_ticks(pid: &str) -> Option<u64> {
+pub(super) fn process_ticks(pid: &str) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces; the fields after it are fixed (state is field 3,
     // utime 14, stime 15).
@@ -270,13 +270,13 @@ fn ticks_of_processes_named(name: &str) -> u64 {
         .sum()
 }
 
-struct MachineCpu {
+pub(super) struct MachineCpu {
     busy: u64,
-    cores: usize,
+    pub(super) cores: usize,
 }
 
 /// Busy ticks of the whole machine (everything but idle and iowait) and its core count.
-fn machine_cpu() -> Option<MachineCpu> {
+pub(super) fn machine_cpu() -> Option<MachineCpu> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let total = stat.lines().next()?.strip_prefix("cpu ")?;
     let ticks: Vec<u64> = total.split_whitespace().filter_map(|t| t.parse().ok()).collect();
@@ -288,7 +288,7 @@ fn machine_cpu() -> Option<MachineCpu> {
 }
 
 /// The 1, 5 and 15 minute load averages.
-fn load_average() -> Option<[f64; 3]> {
+pub(super) fn load_average() -> Option<[f64; 3]> {
     let text = std::fs::read_to_string("/proc/loadavg").ok()?;
     let mut it = text.split_whitespace().map(|v| v.parse::<f64>().ok());
     Some([it.next()??, it.next()??, it.next()??])
