@@ -1,6 +1,7 @@
 //! Importing usage into the store: the parsing runs on a blocking thread and hands rows
 //! over in chunks, each stored in one transaction, so memory stays bounded by the chunk
 //! size whatever the size of the file. Used by `POST /api/usage/import` and `apex ingest`.
+use std::cell::{Cell, RefCell};
 use std::io::Read;
 
 use apex_costs::import::{import, Format, ImportRow, Rejected};
@@ -9,8 +10,10 @@ use tokio::sync::mpsc;
 
 use crate::{Store, StoreError};
 
-/// Rows stored per transaction.
-const CHUNK: usize = 5_000;
+/// Rows stored per transaction: large enough that the daily sums a chunk adds to are
+/// written once for many rows, small enough that the store's single writer is held for
+/// tens of milliseconds at a time and memory stays low.
+const CHUNK: usize = 10_000;
 /// Rejected lines listed in the report (all are counted).
 const MAX_LISTED: usize = 1_000;
 
@@ -42,44 +45,51 @@ pub async fn import_into(
     input: impl Read + Send + 'static,
     mut progress: impl FnMut(u64),
 ) -> Result<ImportReport, ImportFailed> {
-    let (tx, mut rx) = mpsc::channel::<Result<Vec<ImportRow>, Rejected>>(4);
+    // One batch waiting while one is stored: the parser is faster than the store, so a
+    // longer queue would only hold more rows in memory.
+    let (tx, mut rx) = mpsc::channel::<Batch>(1);
     let parser = tokio::task::spawn_blocking(move || {
-        let mut chunk = Vec::with_capacity(CHUNK);
+        let batch = RefCell::new(Batch::new());
+        let listed = Cell::new(0);
         let result = import(
             format,
             input,
             |row| {
-                chunk.push(row);
-                if chunk.len() == CHUNK {
-                    let _ = tx.blocking_send(Ok(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK))));
+                let mut b = batch.borrow_mut();
+                b.rows.push(row);
+                if b.rows.len() == CHUNK {
+                    let full = std::mem::replace(&mut *b, Batch::new());
+                    drop(b);
+                    let _ = tx.blocking_send(full);
                 }
             },
             |bad| {
-                let _ = tx.blocking_send(Err(bad));
+                let mut b = batch.borrow_mut();
+                b.rejected_count += 1;
+                if listed.get() < MAX_LISTED {
+                    listed.set(listed.get() + 1);
+                    b.rejected.push(bad);
+                }
             },
         );
-        if !chunk.is_empty() {
-            let _ = tx.blocking_send(Ok(chunk));
+        let last = batch.into_inner();
+        if !last.rows.is_empty() || last.rejected_count > 0 {
+            let _ = tx.blocking_send(last);
         }
         result
     });
     let mut report = ImportReport { format: Some(format), ..ImportReport::default() };
     let now = apex_protocol::now_ms();
-    while let Some(item) = rx.recv().await {
-        match item {
-            Ok(rows) => {
-                let new = store.import_usage(user_id, &rows, now).await?;
-                report.rows_read += rows.len() as u64;
-                report.imported += new;
-                report.duplicates += rows.len() as u64 - new;
-                progress(report.rows_read);
-            }
-            Err(bad) => {
-                report.rejected_count += 1;
-                if report.rejected.len() < MAX_LISTED {
-                    report.rejected.push(bad);
-                }
-            }
+    while let Some(batch) = rx.recv().await {
+        report.rejected_count += batch.rejected_count;
+        report.rejected.extend(batch.rejected);
+        if !batch.rows.is_empty() {
+            let rows = batch.rows;
+            let new = store.import_usage(user_id, &rows, now).await?;
+            report.rows_read += rows.len() as u64;
+            report.imported += new;
+            report.duplicates += rows.len() as u64 - new;
+            progress(report.rows_read);
         }
     }
     parser
@@ -87,4 +97,18 @@ pub async fn import_into(
         .map_err(|e| ImportFailed::Unreadable(format!("the import parser stopped: {e}")))?
         .map_err(|e| ImportFailed::Unreadable(e.to_string()))?;
     Ok(report)
+}
+
+/// What the parser hands over: up to `CHUNK` rows, and the lines rejected since the last
+/// batch (all counted; listed up to `MAX_LISTED` over the whole file).
+struct Batch {
+    rows: Vec<ImportRow>,
+    rejected: Vec<Rejected>,
+    rejected_count: u64,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Self { rows: Vec::with_capacity(CHUNK), rejected: Vec::new(), rejected_count: 0 }
+    }
 }

@@ -45,7 +45,10 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            .connect_with(options.clone().pragma("wal_autocheckpoint", "4000"))
+            // 8 MiB of page cache (SQLite's default is 2): an import's transaction changes a
+            // few MiB of pages, which would otherwise be written to the log mid-transaction
+            // and read back.
+            .connect_with(options.clone().pragma("wal_autocheckpoint", "4000").pragma("cache_size", "-8192"))
             .await?;
         MIGRATOR.run(&writer).await?;
         let readers = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone().read_only(true)).await?;
