@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Import benchmark: N generic-CSV usage rows (default 1,000,000) through `apex ingest`,
 # then one analysis over WebSocket, against DuckDB reading and aggregating the same file
-# in the same run (the baseline). Prints times, peak RSS and the ratios.
+# in the same run (the baseline). Prints times, peak RSS, the ratios, and the machine's load
+# average before and after the import (numbers on a shared machine mean little without it).
 #
 #   benches/import.sh [ROWS]
 #
@@ -34,13 +35,15 @@ with open(path, "w") as f:
 PY
 ls -la "$work/usage.csv" | awk '{printf "   %.1f MiB\n", $5/1048576}'
 
-echo "== apex ingest (SQLite, 5,000-row transactions)"
+echo "== apex ingest (SQLite, 10,000-row transactions)"
+echo "   load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 t0=$(date +%s.%N)
 /usr/bin/time -f "   peak RSS %M KiB" "$apex" ingest "$work/usage.csv" --user bench --data-dir "$work/data" 2> "$work/time.txt" >/dev/null
 t1=$(date +%s.%N)
-tail -1 "$work/time.txt"
+tail -1 "$work/time.txt" | tr '\r' '\n' | tail -1  # the last line, without the progress before it
 ingest=$(echo "$t1 - $t0" | bc)
 echo "   ingest $ingest s"
+echo "   load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo "== one analysis over WebSocket (loads the user's usage, summarizes, recommends)"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
