@@ -20,5 +20,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn metrics() -> impl IntoResponse {
+    let tasks = tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    metrics::gauge!(apex_telemetry::RUNTIME_TASKS_ALIVE).set(tasks as f64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], apex_telemetry::render())
 }

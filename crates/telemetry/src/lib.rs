@@ -106,6 +106,9 @@ catalogue! {
         "Reports written by a model, by outcome (ok, fallback).";
     GROUNDING_REPLACEMENTS = "apex_grounding_replacements_total", Counter, [],
         "Sentences of a model's report replaced because they stated a figure the tools did not compute.";
+    // The process.
+    RUNTIME_TASKS_ALIVE = "apex_runtime_tasks_alive", Gauge, [],
+        "Tasks alive on the async runtime (sessions, writers, followers, runs), read at each scrape: back to its idle level once the load stops.";
 }
 
 /// A stage of the golden path and the series that moves when it runs.

@@ -4,9 +4,10 @@
 //! Three kinds of tasks, all owned here and released when the connection ends: this
 //! session loop (reads frames), one writer (the only owner of the socket's write half,
 //! fed by a bounded queue) and one follower per followed run (copies the run's events
-//! into the queue). A client that stops reading fills the queue, then the socket; the
-//! writer gives up after the write timeout and the connection ends, without touching the
-//! run itself.
+//! into the queue). A client that stops reading fills the socket, then the queue (which
+//! holds back its followers, never the runs); when the socket has taken nothing for the
+//! write timeout, the client is shed with close 1013 and the connection ends, without
+//! touching the run itself.
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -59,7 +60,13 @@ struct Session {
 }
 
 impl Session {
-    async fn serve(&mut self, mut stream: SplitStream<WebSocket>, mut writer: JoinHandle<()>, identity: Identity, connection_id: ConnectionId) {
+    async fn serve(
+        &mut self,
+        mut stream: SplitStream<WebSocket>,
+        mut writer: JoinHandle<WriterEnd>,
+        identity: Identity,
+        connection_id: ConnectionId,
+    ) {
         tracing::debug!("connected");
         if self.app.open_connections() > self.app.settings.max_connections {
             tracing::warn!(limit = self.app.settings.max_connections, "connection cap reached; closing with 1013");
@@ -132,9 +139,12 @@ impl Session {
                     self.close(close::SERVICE_RESTART, "server restarting").await;
                     break ("server shutdown", close::SERVICE_RESTART);
                 }
-                _ = &mut writer => {
+                ended = &mut writer => {
                     writer_ended = true;
-                    break ("write failed or too slow", ABNORMAL);
+                    match ended {
+                        Ok(WriterEnd::SlowConsumer) => break ("slow consumer", close::TRY_AGAIN_LATER),
+                        _ => break ("write failed", ABNORMAL),
+                    }
                 }
                 Some(_) = self.followers.join_next(), if !self.followers.is_empty() => {}
             }
@@ -263,8 +273,29 @@ async fn forward(mut follow: Follow, out: mpsc::Sender<Outbound>) {
     }
 }
 
+/// How long a slow consumer's socket gets to take the close frame once it is shed.
+const SHED_GRACE: Duration = Duration::from_secs(2);
+
+/// The reason sent with 1013 to a slow consumer.
+const SLOW_CONSUMER_REASON: &str = "too slow to keep up: reconnect and resume";
+
+/// Why the writer stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WriterEnd {
+    /// The queue was closed or a close frame was sent: the session decided.
+    Done,
+    /// The socket took nothing for the write timeout: the client was shed with 1013.
+    SlowConsumer,
+    /// Writing failed (the socket is gone).
+    Broken,
+}
+
 /// Owns the socket's write half. Queued frames are fed together and flushed once.
-async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Outbound>, timeout: Duration) {
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Outbound>,
+    timeout: Duration,
+) -> WriterEnd {
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
         while let Some(item) = next.take().or_else(|| rx.try_recv().ok()) {
@@ -275,26 +306,43 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Recei
                     let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
                     let _ = tokio::time::timeout(timeout, sink.send(Message::Close(Some(frame)))).await;
                     let _ = tokio::time::timeout(timeout, sink.close()).await;
-                    return;
+                    return WriterEnd::Done;
                 }
             };
-            if !matches!(tokio::time::timeout(timeout, sink.feed(message)).await, Ok(Ok(()))) {
-                return give_up(&rx, 1);
+            match tokio::time::timeout(timeout, sink.feed(message)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return broken(&rx, 1),
+                Err(_) => return shed(sink, &rx, 1).await,
             }
         }
-        if !matches!(tokio::time::timeout(timeout, sink.flush()).await, Ok(Ok(()))) {
-            return give_up(&rx, 0);
+        match tokio::time::timeout(timeout, sink.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return broken(&rx, 0),
+            Err(_) => return shed(sink, &rx, 0).await,
         }
     }
     let _ = tokio::time::timeout(timeout, sink.close()).await;
+    WriterEnd::Done
 }
 
-/// The connection does not take data (a slow consumer, or a broken socket): what is left
-/// in its queue is dropped with it (`in_hand` frames were already taken from the queue).
-fn give_up(rx: &mpsc::Receiver<Outbound>, in_hand: usize) {
-    tracing::info!("dropping a connection that does not accept data (slow consumer or broken socket)");
+/// A slow consumer: its socket took nothing for the write timeout. What is left in its
+/// queue is dropped (`in_hand` frames were already taken from it; the client gets them
+/// back with `resume`), and the close frame 1013 follows what the socket already holds,
+/// for a client that reads again within [`SHED_GRACE`]; then the connection is dropped.
+async fn shed(mut sink: SplitSink<WebSocket, Message>, rx: &mpsc::Receiver<Outbound>, in_hand: usize) -> WriterEnd {
+    tracing::info!("shedding a slow consumer: its socket took nothing for the write timeout");
     metrics::counter!(m::WS_SLOW_CONSUMERS).increment(1);
     metrics::counter!(m::WS_FRAMES_DROPPED).increment((rx.len() + in_hand) as u64);
+    let frame = CloseFrame { code: close::TRY_AGAIN_LATER, reason: Utf8Bytes::from_static(SLOW_CONSUMER_REASON) };
+    let _ = tokio::time::timeout(SHED_GRACE, sink.send(Message::Close(Some(frame)))).await;
+    WriterEnd::SlowConsumer
+}
+
+/// The socket is broken: what is left in the queue goes with it.
+fn broken(rx: &mpsc::Receiver<Outbound>, in_hand: usize) -> WriterEnd {
+    tracing::debug!("writing to the socket failed");
+    metrics::counter!(m::WS_FRAMES_DROPPED).increment((rx.len() + in_hand) as u64);
+    WriterEnd::Broken
 }
 
 /// Counts a client frame by type.
