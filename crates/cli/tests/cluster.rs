@@ -229,6 +229,25 @@ async fn without_redis_instances_degrade_lose_nothing_and_recover() {
     let mut on_b = connect(&b, By::Header(token.clone())).await;
     on_b.send(json!({"type": "resume", "run_id": accepted["run_id"], "after_seq": 0})).await;
     assert_golden_run(&on_b.events_until_terminal().await);
+
+    // Redis dies in the middle of a run that B follows live from A: B's follower goes on
+    // from the store, with no gap and no repeat, and the run ends normally.
+    let mut on_a = connect(&a, By::Header(token.clone())).await;
+    let accepted = on_a.ask("Analyze my AI costs", None).await;
+    let mut on_b = connect(&b, By::Header(token.clone())).await;
+    on_b.send(json!({"type": "resume", "run_id": accepted["run_id"], "after_seq": 0})).await;
+    let first = events(&mut on_b, 3).await;
+    redis.stop();
+    let rest = on_b.events_until_terminal().await;
+    let all: Vec<Value> = first.into_iter().chain(rest).collect();
+    let seqs: Vec<u64> = all.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    assert_golden_run(&all);
+    assert_golden_run(&on_a.events_until_terminal().await);
+    wait_cluster(&a, "degraded").await;
+    redis.restart();
+    wait_cluster(&a, "ok").await;
+    wait_cluster(&b, "ok").await;
 }
 
 /// An `apex serve` process of the cluster, to be killed.
