@@ -23,6 +23,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::chat::{connect, error_chain, WsStream};
 
+mod capacity;
 mod deployments;
 mod peer;
 mod sweep;
@@ -73,6 +74,19 @@ pub struct BenchArgs {
     /// level's user count, so that no run waits for a slot)
     #[arg(long)]
     pub peer_jobs: Option<usize>,
+    /// Capacity: this many clients ask for a backlog of events and stop reading; phases
+    /// with and without them take turns (three rounds of `--duration` each) and the other
+    /// users' p99 is compared; every stuck client must be shed with close 1013
+    #[arg(long, conflicts_with_all = ["url", "deployments", "sweep", "peer"])]
+    pub slow_consumers: Option<usize>,
+    /// The server's write timeout for `--slow-consumers` (`APEX_WRITE_TIMEOUT_SECS`)
+    #[arg(long, default_value_t = 10.0)]
+    pub write_timeout: f64,
+    /// Capacity: load for this many seconds in connect → runs → disconnect cycles (with
+    /// dropped and resumed runs), then check that memory, descriptors and tasks return to
+    /// their idle baseline
+    #[arg(long, conflicts_with_all = ["url", "deployments", "sweep", "peer", "slow_consumers"])]
+    pub soak: Option<u64>,
 }
 
 /// A peer server `--peer` can start and load with the same workload.
@@ -147,6 +161,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     if args.sweep.is_some() || args.peer.is_some() {
         return sweep::run(&args).await;
     }
+    if let Some(stuck) = args.slow_consumers {
+        return capacity::slow_consumers(&args, stuck).await;
+    }
+    if let Some(secs) = args.soak {
+        return capacity::soak(&args, secs).await;
+    }
     let server = match &args.url {
         Some(_) => None,
         None => Some(ServerProcess::start(&Backend::Sqlite).await?),
@@ -168,21 +188,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let report = Report {
         url,
         users: args.users,
-        users_connected: users,
-        duration_s: elapsed.as_secs_f64(),
-        runs_completed: runs.completed,
-        runs_per_s: runs.completed as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
         connect_ms: connected.latency.summary(),
         baseline_pings_per_s: baseline.count as f64 / baseline.elapsed.as_secs_f64().max(f64::EPSILON),
         baseline_ping_ms: baseline.rtt.summary(),
-        first_event_ms: runs.first_event.summary(),
-        full_run_ms: runs.full_run.summary(),
-        events_lost: runs.lost,
-        events_duplicated: runs.duplicated,
-        stray_events: runs.stray,
-        failed_runs: runs.failed,
-        connect_errors: connected.errors,
-        first_failure: connected.first_error.or(runs.first_failure),
+        run: Measured::new(runs, elapsed, users, connected.errors, connected.first_error),
         server_rss_mib: rss_kib.map(|kib| kib as f64 / 1024.0),
         idle_connections: idle.as_ref().map_or(0, |i| i.opened),
         idle_kib_per_connection: idle.map(|i| i.kib_per_connection),
@@ -220,6 +229,11 @@ struct ServerProcess {
 
 impl ServerProcess {
     async fn start(backend: &Backend) -> anyhow::Result<Self> {
+        Self::start_with(backend, &[]).await
+    }
+
+    /// Started with these settings (environment variables) on top of the bench's own.
+    async fn start_with(backend: &Backend, env: &[(&str, String)]) -> anyhow::Result<Self> {
         let addr = free_local_addr()?;
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let data_dir = std::env::temp_dir().join(format!("apex-bench-{}-{nanos}", std::process::id()));
@@ -248,6 +262,7 @@ impl ServerProcess {
         if let Backend::Postgres { database_url, redis_url } = backend {
             command.env("DATABASE_URL", database_url).env("REDIS_URL", redis_url);
         }
+        command.envs(env.iter().map(|(k, v)| (k, v)));
         let child = command.spawn().context("starting `apex serve`")?;
         let mut server = Self { child, data_dir, url: format!("ws://{addr}/ws"), cold_start: Duration::ZERO };
         server.cold_start = server.wait_ready(started).await?;
@@ -589,7 +604,15 @@ impl RunStats {
 
 /// Latencies in microseconds; sorting a Vec is exact and cheap at these counts.
 #[derive(Default)]
-struct Latencies(Vec<u32>);
+pub(crate) struct Latencies(Vec<u32>);
+
+impl FromIterator<Duration> for Latencies {
+    fn from_iter<I: IntoIterator<Item = Duration>>(iter: I) -> Self {
+        let mut latencies = Self::default();
+        iter.into_iter().for_each(|took| latencies.record(took));
+        latencies
+    }
+}
 
 impl Latencies {
     fn record(&mut self, took: Duration) {
@@ -600,7 +623,7 @@ impl Latencies {
         self.0.extend(other.0);
     }
 
-    fn summary(mut self) -> Percentiles {
+    pub(crate) fn summary(mut self) -> Percentiles {
         self.0.sort_unstable();
         let at = |q: f64| {
             // Nearest rank: the smallest sample with at least q of all samples at or below it.
@@ -613,29 +636,25 @@ impl Latencies {
 
 /// Milliseconds.
 #[derive(Serialize)]
-struct Percentiles {
-    count: usize,
-    p50: f64,
-    p99: f64,
-    max: f64,
+pub(crate) struct Percentiles {
+    pub count: usize,
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// One closed-loop run phase as every bench report shows it: how much was done, how fast,
+/// and everything that went wrong. A phase is clean when runs completed and nothing did.
 #[derive(Serialize)]
-struct Report {
-    url: String,
-    users: usize,
+struct Measured {
     users_connected: usize,
     duration_s: f64,
     runs_completed: u64,
     runs_per_s: f64,
-    connect_ms: Percentiles,
-    /// Baseline: `ping` → `pong` round trips per second over the same connections.
-    baseline_pings_per_s: f64,
-    baseline_ping_ms: Percentiles,
     first_event_ms: Percentiles,
     full_run_ms: Percentiles,
     events_lost: u64,
@@ -643,7 +662,55 @@ struct Report {
     stray_events: u64,
     failed_runs: u64,
     connect_errors: u64,
+    /// Why the first failure happened (a refused connection first), to make a red result
+    /// actionable.
     first_failure: Option<String>,
+}
+
+impl Measured {
+    fn new(
+        runs: RunStats,
+        elapsed: Duration,
+        users_connected: usize,
+        connect_errors: u64,
+        connect_failure: Option<String>,
+    ) -> Self {
+        Self {
+            users_connected,
+            duration_s: elapsed.as_secs_f64(),
+            runs_completed: runs.completed,
+            runs_per_s: runs.completed as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
+            first_event_ms: runs.first_event.summary(),
+            full_run_ms: runs.full_run.summary(),
+            events_lost: runs.lost,
+            events_duplicated: runs.duplicated,
+            stray_events: runs.stray,
+            failed_runs: runs.failed,
+            connect_errors,
+            first_failure: connect_failure.or(runs.first_failure),
+        }
+    }
+
+    fn clean(&self) -> bool {
+        self.events_lost == 0
+            && self.events_duplicated == 0
+            && self.stray_events == 0
+            && self.failed_runs == 0
+            && self.connect_errors == 0
+            && self.runs_completed > 0
+    }
+}
+
+#[derive(Serialize)]
+struct Report {
+    url: String,
+    users: usize,
+    connect_ms: Percentiles,
+    /// Baseline: `ping` → `pong` round trips per second over the same connections.
+    baseline_pings_per_s: f64,
+    baseline_ping_ms: Percentiles,
+    #[serde(flatten)]
+    run: Measured,
     server_rss_mib: Option<f64>,
     idle_connections: usize,
     idle_kib_per_connection: Option<f64>,
@@ -652,11 +719,7 @@ struct Report {
 
 impl Report {
     fn clean(&self) -> bool {
-        self.events_lost == 0
-            && self.events_duplicated == 0
-            && self.stray_events == 0
-            && self.failed_runs == 0
-            && self.connect_errors == 0
+        self.run.clean()
     }
 
     fn exit_code(&self) -> i32 {
@@ -671,18 +734,22 @@ impl Report {
         let na = || "n/a".to_owned();
         let lat = |p: &Percentiles| format!("p50 {:>9.3} ms   p99 {:>9.3} ms   max {:>9.3} ms", p.p50, p.p99, p.max);
         println!("apex bench · {}", self.url);
-        println!("  users                 {} ({} connected)", self.users, self.users_connected);
-        println!("  duration              {:.2} s", self.duration_s);
-        println!("  runs completed        {} ({:.1} runs/s)", self.runs_completed, self.runs_per_s);
+        println!("  users                 {} ({} connected)", self.users, self.run.users_connected);
+        println!("  duration              {:.2} s", self.run.duration_s);
+        println!("  runs completed        {} ({:.1} runs/s)", self.run.runs_completed, self.run.runs_per_s);
         println!("  connect               {}", lat(&self.connect_ms));
-        println!("  baseline ping         {}   ({:.0} round trips/s)", lat(&self.baseline_ping_ms), self.baseline_pings_per_s);
-        println!("  first event           {}", lat(&self.first_event_ms));
-        println!("  full run              {}", lat(&self.full_run_ms));
-        println!("  events lost           {}", self.events_lost);
-        println!("  events duplicated     {}", self.events_duplicated);
-        println!("  stray events          {}", self.stray_events);
-        println!("  failed runs           {}", self.failed_runs);
-        println!("  connect errors        {}", self.connect_errors);
+        println!(
+            "  baseline ping         {}   ({:.0} round trips/s)",
+            lat(&self.baseline_ping_ms),
+            self.baseline_pings_per_s
+        );
+        println!("  first event           {}", lat(&self.run.first_event_ms));
+        println!("  full run              {}", lat(&self.run.full_run_ms));
+        println!("  events lost           {}", self.run.events_lost);
+        println!("  events duplicated     {}", self.run.events_duplicated);
+        println!("  stray events          {}", self.run.stray_events);
+        println!("  failed runs           {}", self.run.failed_runs);
+        println!("  connect errors        {}", self.run.connect_errors);
         let rss = self.server_rss_mib.map_or_else(na, |m| format!("{m:.1} MiB"));
         println!("  server RSS after runs {rss}");
         let idle = self
@@ -691,14 +758,20 @@ impl Report {
         println!("  idle memory           {idle}");
         let cold = self.cold_start_ms.map_or_else(na, |c| format!("{c:.1} ms"));
         println!("  cold start to ready   {cold}");
-        let ratio = |a: f64, b: f64| if b > 0.0 { format!("{:.4}", a / b) } else { "n/a".into() };
+        let ratio = |a: f64, b: f64| {
+            if b > 0.0 {
+                format!("{:.4}", a / b)
+            } else {
+                "n/a".into()
+            }
+        };
         println!(
             "  vs baseline           runs/s ÷ pings/s {}   first event p50 ÷ ping p50 {}   full run p50 ÷ ping p50 {}",
-            ratio(self.runs_per_s, self.baseline_pings_per_s),
-            ratio(self.first_event_ms.p50, self.baseline_ping_ms.p50),
-            ratio(self.full_run_ms.p50, self.baseline_ping_ms.p50),
+            ratio(self.run.runs_per_s, self.baseline_pings_per_s),
+            ratio(self.run.first_event_ms.p50, self.baseline_ping_ms.p50),
+            ratio(self.run.full_run_ms.p50, self.baseline_ping_ms.p50),
         );
-        if let Some(why) = &self.first_failure {
+        if let Some(why) = &self.run.first_failure {
             println!("  first failure         {why}");
         }
         println!("  result                {}", if self.clean() { "PASS" } else { "FAIL" });

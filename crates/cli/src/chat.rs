@@ -385,7 +385,9 @@ impl Chat {
         if !ours {
             return; // another tab's message
         }
-        let Some(pending) = self.pending.take() else { return };
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
         self.thread = Some(thread_id);
         self.active = Some(ActiveRun { id: run_id, last_seq: 0, resumed_after: None, started: pending.first_sent });
         if pending.resent {
@@ -414,7 +416,9 @@ impl Chat {
         run.last_seq = seq;
         let started = run.started;
         self.render.raw(raw);
-        let Some(kind) = kind else { return Flow::Continue };
+        let Some(kind) = kind else {
+            return Flow::Continue;
+        };
         self.render.event(kind);
         if !kind.is_terminal() {
             return Flow::Continue;
@@ -519,7 +523,9 @@ async fn next_line(input: &mut Input) -> Option<String> {
 }
 
 fn describe_close(frame: Option<&CloseFrame>) -> String {
-    let Some(frame) = frame else { return "the server closed the connection".into() };
+    let Some(frame) = frame else {
+        return "the server closed the connection".into();
+    };
     let code = u16::from(frame.code);
     let why = match code {
         close::SERVICE_RESTART => "service restart",
@@ -666,15 +672,47 @@ pub(crate) type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// read buffer is 8 KiB instead of tungstenite's eager 128 KiB: our frames are small, and
 /// `apex bench` holds a thousand connections on the machine it measures.
 pub(crate) async fn connect(url: &str, token: Option<&str>) -> anyhow::Result<WsStream> {
+    let request = client_request(url, token)?;
+    let (ws, _response) = tokio_tungstenite::connect_async_with_config(request, Some(client_config()), true).await?;
+    Ok(ws)
+}
+
+/// Like [`connect`] (plain `ws://` only), over a socket whose kernel receive buffer is
+/// `receive_buffer` bytes: a client that stops reading fills it, and then the server's side,
+/// at once.
+pub(crate) async fn connect_with_receive_buffer(
+    url: &str,
+    token: Option<&str>,
+    receive_buffer: u32,
+) -> anyhow::Result<WsStream> {
+    let request = client_request(url, token)?;
+    let host = request.uri().host().context("the URL has no host")?;
+    let port = request.uri().port_u16().unwrap_or(80);
+    let addr = tokio::net::lookup_host((host, port)).await?.next().context("the host has no address")?;
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_recv_buffer_size(receive_buffer)?;
+    let stream = socket.connect(addr).await?;
+    let (ws, _response) =
+        tokio_tungstenite::client_async_with_config(request, MaybeTlsStream::Plain(stream), Some(client_config()))
+            .await?;
+    Ok(ws)
+}
+
+fn client_request(
+    url: &str,
+    token: Option<&str>,
+) -> anyhow::Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
     let mut request = url.into_client_request().with_context(|| format!("invalid URL {url}"))?;
     if let Some(token) = token {
         let value =
             HeaderValue::from_str(&format!("Bearer {token}")).context("the token is not a valid header value")?;
         request.headers_mut().insert(AUTHORIZATION, value);
     }
-    let config = WebSocketConfig::default().read_buffer_size(8 * 1024);
-    let (ws, _response) = tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
-    Ok(ws)
+    Ok(request)
+}
+
+fn client_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(8 * 1024)
 }
 
 /// One decoded server text frame.

@@ -113,10 +113,11 @@ struct PricesArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let open_files = raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await.map(|()| 0),
+            Command::Serve(args) => serve(args, open_files).await.map(|()| 0),
             Command::Token(args) => token(args).map(|()| 0),
             Command::Prices(args) => settings(&args.config, Layer::default())
                 .and_then(|s| apex_server::prices::install(&s).map_err(anyhow::Error::msg))
@@ -148,10 +149,28 @@ fn settings(config: &ConfigArgs, mut flags: Layer) -> anyhow::Result<Settings> {
     Ok(Settings::load(config.config.as_deref(), flags)?)
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// Every connection is a file descriptor, and the usual soft limit (1,024) is far below
+/// what a server or a load generator holds: raise it to the hard limit the system allows.
+/// Returns the limit now in force.
+fn raise_open_file_limit() -> u64 {
+    rlimit::increase_nofile_limit(u64::MAX)
+        .unwrap_or_else(|_| rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft))
+}
+
+/// Descriptors a server needs besides its connections (database, logs, listener, model).
+const FD_HEADROOM: u64 = 64;
+
+async fn serve(args: ServeArgs, open_files: u64) -> anyhow::Result<()> {
     let flags = Layer { bind: args.bind, log_json: args.log_json.then_some(true), ..Layer::default() };
     let settings = settings(&args.config, flags)?;
     apex_server::telemetry::init(settings.log_json);
+    if open_files < settings.max_connections as u64 + FD_HEADROOM {
+        tracing::warn!(
+            open_files,
+            max_connections = settings.max_connections,
+            "the open-file limit is below the connection cap: connections past it will be refused by the system; raise the hard limit (ulimit -Hn) or lower APEX_MAX_CONNECTIONS"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(settings.bind)
         .await
         .with_context(|| format!("cannot listen on {}", settings.bind))?;

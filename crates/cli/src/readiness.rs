@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::bench::Latencies;
 use crate::chat::{connect, error_chain, WsStream};
 
 /// The seeds' service-level objectives.
@@ -433,8 +434,8 @@ impl Level {
             runs: all().count(),
             ok: rounds.iter().map(Round::ok).sum(),
             runs_per_s,
-            first_event_p99_ms: p99_ms(all().filter_map(|r| r.1).collect()),
-            full_run_p99_ms: p99_ms(all().filter_map(|r| r.2).collect()),
+            first_event_p99_ms: all().filter_map(|r| r.1).collect::<Latencies>().summary().p99,
+            full_run_p99_ms: all().filter_map(|r| r.2).collect::<Latencies>().summary().p99,
         }
     }
 }
@@ -560,15 +561,6 @@ fn check_events(events: &[Value]) -> Result<(), String> {
         return Err(format!("agent {a} never completed"));
     }
     Ok(())
-}
-
-fn p99_ms(mut d: Vec<Duration>) -> f64 {
-    if d.is_empty() {
-        return 0.0;
-    }
-    d.sort_unstable();
-    let rank = ((d.len() as f64) * 0.99).ceil() as usize;
-    d[rank.clamp(1, d.len()) - 1].as_secs_f64() * 1000.0
 }
 
 fn percent(part: usize, whole: usize) -> f64 {
@@ -750,12 +742,5 @@ mod tests {
         assert_eq!(http_base("ws://127.0.0.1:8080/ws").unwrap(), "http://127.0.0.1:8080");
         assert_eq!(http_base("wss://apex.example.com/ws").unwrap(), "https://apex.example.com");
         assert!(http_base("http://x/ws").is_err());
-    }
-
-    #[test]
-    fn p99_is_the_nearest_rank() {
-        let d: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(p99_ms(d), 99.0);
-        assert_eq!(p99_ms(vec![Duration::from_millis(5)]), 5.0);
     }
 }

@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use super::{
-    connect_users_across, ping_users, run_users, Backend, BenchArgs, Deployment, Percentiles, ServerProcess,
+    connect_users_across, ping_users, run_users, Backend, BenchArgs, Deployment, Measured, Percentiles, ServerProcess,
     BASELINE,
 };
 
@@ -32,13 +32,13 @@ pub(super) async fn run(args: &BenchArgs, deployments: &[Deployment]) -> anyhow:
         rows.push(measure(args, deployment).await?);
     }
     let load_after = load_average();
-    let reference = rows[0].runs_per_s;
-    let reference_p99 = rows[0].first_event_ms.p99;
+    let reference = rows[0].run.runs_per_s;
+    let reference_p99 = rows[0].run.first_event_ms.p99;
     for row in &mut rows {
-        row.runs_per_s_ratio = ratio(row.runs_per_s, reference);
-        row.first_event_p99_ratio = ratio(row.first_event_ms.p99, reference_p99);
+        row.runs_per_s_ratio = ratio(row.run.runs_per_s, reference);
+        row.first_event_p99_ratio = ratio(row.run.first_event_ms.p99, reference_p99);
     }
-    let find = |d: Deployment| rows.iter().find(|r| r.deployment == d).map(|r| r.runs_per_s);
+    let find = |d: Deployment| rows.iter().find(|r| r.deployment == d).map(|r| r.run.runs_per_s);
     let scaling = match (find(Deployment::PostgresX2), find(Deployment::Postgres)) {
         (Some(two), Some(one)) => ratio(two, one),
         _ => None,
@@ -103,23 +103,12 @@ async fn measure(args: &BenchArgs, deployment: Deployment) -> anyhow::Result<Row
     Ok(Row {
         deployment,
         instances: deployment.instances(),
-        users_connected,
         connections_per_instance,
-        duration_s: elapsed.as_secs_f64(),
-        runs_completed: runs.completed,
-        runs_per_s,
         runs_per_s_ratio: None,
         cpu_ms_per_run: ratio(deployment_cores * 1000.0, runs_per_s),
-        first_event_ms: runs.first_event.summary(),
         first_event_p99_ratio: None,
-        full_run_ms: runs.full_run.summary(),
         baseline_ping_ms: baseline.rtt.summary(),
-        events_lost: runs.lost,
-        events_duplicated: runs.duplicated,
-        stray_events: runs.stray,
-        failed_runs: runs.failed,
-        connect_errors: connected.errors,
-        first_failure: connected.first_error.or(runs.first_failure),
+        run: Measured::new(runs, elapsed, users_connected, connected.errors, connected.first_error),
         cpu_cores: cpu,
     })
 }
@@ -260,7 +249,9 @@ pub(super) fn process_ticks(pid: &str) -> Option<u64> {
 }
 
 fn ticks_of_processes_named(name: &str) -> u64 {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
     entries
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().into_string().ok())
@@ -306,40 +297,25 @@ fn ratio(a: f64, b: f64) -> Option<f64> {
 struct Row {
     deployment: Deployment,
     instances: usize,
-    users_connected: usize,
     /// Open WebSocket connections each instance reported (`/api/health`) once the users
     /// had connected: how the load was spread.
     connections_per_instance: Vec<Option<u64>>,
-    duration_s: f64,
-    runs_completed: u64,
-    runs_per_s: f64,
     /// runs/s ÷ the first deployment's runs/s.
     runs_per_s_ratio: Option<f64>,
     /// CPU time of the servers, PostgreSQL, Redis and the bench per completed run: with
     /// the machine's cores, the ceiling on runs/s (cores × 1000 ÷ this).
     cpu_ms_per_run: Option<f64>,
-    first_event_ms: Percentiles,
     /// first-event p99 ÷ the first deployment's.
     first_event_p99_ratio: Option<f64>,
-    full_run_ms: Percentiles,
     baseline_ping_ms: Percentiles,
-    events_lost: u64,
-    events_duplicated: u64,
-    stray_events: u64,
-    failed_runs: u64,
-    connect_errors: u64,
-    first_failure: Option<String>,
+    #[serde(flatten)]
+    run: Measured,
     cpu_cores: CpuCores,
 }
 
 impl Row {
     fn clean(&self) -> bool {
-        self.events_lost == 0
-            && self.events_duplicated == 0
-            && self.stray_events == 0
-            && self.failed_runs == 0
-            && self.connect_errors == 0
-            && self.runs_completed > 0
+        self.run.clean()
     }
 }
 
@@ -394,14 +370,14 @@ impl Report {
                 "{:<12} {:>4} {:>9.1} {:>7} {:>9.2}/{:>7.2} ms {:>7} {:>7.2} ms {:>7.3} ms {:>15} {:>8}          {:>9} {:>8.2} {:>6.2} {:>6.2} {:>6.2}",
                 r.deployment.name(),
                 r.instances,
-                r.runs_per_s,
+                r.run.runs_per_s,
                 x(r.runs_per_s_ratio),
-                r.first_event_ms.p50,
-                r.first_event_ms.p99,
+                r.run.first_event_ms.p50,
+                r.run.first_event_ms.p99,
                 x(r.first_event_p99_ratio),
-                r.full_run_ms.p99,
+                r.run.full_run_ms.p99,
                 r.baseline_ping_ms.p50,
-                format!("{}/{}/{}", r.events_lost, r.events_duplicated, r.failed_runs),
+                format!("{}/{}/{}", r.run.events_lost, r.run.events_duplicated, r.run.failed_runs),
                 r.cpu_ms_per_run.map_or("n/a".into(), |c| format!("{c:.2} ms")),
                 servers.join("+"),
                 r.cpu_cores.postgres,
@@ -415,11 +391,16 @@ impl Report {
             println!("scaling: postgres-x2 ÷ postgres = {s:.2}x runs/s");
         }
         for r in &self.deployments {
-            if let Some(why) = &r.first_failure {
+            if let Some(why) = &r.run.first_failure {
                 println!("{}: first failure: {why}", r.deployment.name());
             }
-            if r.stray_events > 0 || r.connect_errors > 0 {
-                println!("{}: {} stray events, {} connect errors", r.deployment.name(), r.stray_events, r.connect_errors);
+            if r.run.stray_events > 0 || r.run.connect_errors > 0 {
+                println!(
+                    "{}: {} stray events, {} connect errors",
+                    r.deployment.name(),
+                    r.run.stray_events,
+                    r.run.connect_errors
+                );
             }
         }
         println!("result {}", if self.clean { "PASS" } else { "FAIL" });

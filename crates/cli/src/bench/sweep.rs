@@ -20,7 +20,10 @@ use serde::Serialize;
 
 use super::deployments::{load_average, machine_cpu, process_ticks, TICKS_PER_S};
 use super::peer::{self, PeerServer};
-use super::{connect_users, ping_users, rss_kib, run_users, Backend, BenchArgs, Peer, Percentiles, ServerProcess, BASELINE};
+use super::{
+    connect_users, ping_users, rss_kib, run_users, Backend, BenchArgs, Measured, Peer, Percentiles, ServerProcess,
+    BASELINE,
+};
 
 pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<i32> {
     let levels = args.sweep.clone().unwrap_or_else(|| vec![args.users]);
@@ -92,23 +95,13 @@ async fn measure_apex(args: &BenchArgs, users: usize) -> anyhow::Result<Side> {
     let rss = server.as_ref().map(|s| rss_kib(s.pid())).transpose()?;
     let cold_start_ms = server.as_ref().map(|s| super::ms(s.cold_start));
     drop(server);
+    let events_per_run = per_run(runs.events, runs.completed);
     Ok(Side {
         server: "apex".into(),
-        users_connected,
-        duration_s: elapsed.as_secs_f64(),
-        runs_completed: runs.completed,
-        runs_per_s: runs.completed as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
-        events_per_run: per_run(runs.events, runs.completed),
-        first_event_ms: runs.first_event.summary(),
-        full_run_ms: runs.full_run.summary(),
+        run: Measured::new(runs, elapsed, users_connected, connected.errors, connected.first_error),
+        events_per_run,
         baseline_ping_ms: Some(baseline.rtt.summary()),
         thread_create_ms: None,
-        events_lost: runs.lost,
-        events_duplicated: runs.duplicated,
-        stray_events: runs.stray,
-        failed_runs: runs.failed,
-        connect_errors: connected.errors,
-        first_failure: connected.first_error.or(runs.first_failure),
         server_rss_mib: rss.map(|kib| kib as f64 / 1024.0),
         server_cores: cpu.cores,
         server_cpu_ms_per_run: cpu.ms_per_run,
@@ -127,23 +120,13 @@ async fn measure_peer(setup: &peer::Setup, args: &BenchArgs, users: usize) -> an
     let rss_kib = server.rss_kib();
     let cold_start_ms = super::ms(server.cold_start);
     drop(server);
+    let events_per_run = per_run(runs.events, runs.completed);
     Ok(Side {
         server: setup.peer.name().into(),
-        users_connected: users,
-        duration_s: elapsed.as_secs_f64(),
-        runs_completed: runs.completed,
-        runs_per_s: runs.completed as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
-        events_per_run: per_run(runs.events, runs.completed),
-        first_event_ms: runs.first_event.summary(),
-        full_run_ms: runs.full_run.summary(),
+        run: Measured::new(runs, elapsed, users, connect_errors, None),
+        events_per_run,
         baseline_ping_ms: None,
         thread_create_ms: Some(thread_create.summary()),
-        events_lost: runs.lost,
-        events_duplicated: runs.duplicated,
-        stray_events: runs.stray,
-        failed_runs: runs.failed,
-        connect_errors,
-        first_failure: runs.first_failure,
         server_rss_mib: rss_kib.map(|kib| kib as f64 / 1024.0),
         server_cores: cpu.cores,
         server_cpu_ms_per_run: cpu.ms_per_run,
@@ -183,24 +166,14 @@ fn ratio(a: f64, b: f64) -> Option<f64> {
 struct Side {
     /// `apex` or the peer's name.
     server: String,
-    users_connected: usize,
-    duration_s: f64,
-    runs_completed: u64,
-    runs_per_s: f64,
+    #[serde(flatten)]
+    run: Measured,
     /// Events received per completed run (the workload's size on the wire).
     events_per_run: Option<f64>,
-    first_event_ms: Percentiles,
-    full_run_ms: Percentiles,
     /// Apex only: `ping` → `pong` on the same connections before the runs.
     baseline_ping_ms: Option<Percentiles>,
     /// Peer only: creating the thread each run starts on (not part of the run's timings).
     thread_create_ms: Option<Percentiles>,
-    events_lost: u64,
-    events_duplicated: u64,
-    stray_events: u64,
-    failed_runs: u64,
-    connect_errors: u64,
-    first_failure: Option<String>,
     /// Resident memory of the server's processes after the runs.
     server_rss_mib: Option<f64>,
     /// Cores the server's processes used during the run phase (1.0 = one core all along):
@@ -214,12 +187,7 @@ struct Side {
 
 impl Side {
     fn clean(&self) -> bool {
-        self.events_lost == 0
-            && self.events_duplicated == 0
-            && self.stray_events == 0
-            && self.failed_runs == 0
-            && self.connect_errors == 0
-            && self.runs_completed > 0
+        self.run.clean()
     }
 }
 
@@ -239,11 +207,11 @@ struct Ratios {
 impl Ratios {
     fn of(apex: &Side, peer: &Side) -> Self {
         Self {
-            runs_per_s: ratio(apex.runs_per_s, peer.runs_per_s),
-            first_event_p50: ratio(apex.first_event_ms.p50, peer.first_event_ms.p50),
-            first_event_p99: ratio(apex.first_event_ms.p99, peer.first_event_ms.p99),
-            full_run_p50: ratio(apex.full_run_ms.p50, peer.full_run_ms.p50),
-            full_run_p99: ratio(apex.full_run_ms.p99, peer.full_run_ms.p99),
+            runs_per_s: ratio(apex.run.runs_per_s, peer.run.runs_per_s),
+            first_event_p50: ratio(apex.run.first_event_ms.p50, peer.run.first_event_ms.p50),
+            first_event_p99: ratio(apex.run.first_event_ms.p99, peer.run.first_event_ms.p99),
+            full_run_p50: ratio(apex.run.full_run_ms.p50, peer.run.full_run_ms.p50),
+            full_run_p99: ratio(apex.run.full_run_ms.p99, peer.run.full_run_ms.p99),
             server_rss: apex.server_rss_mib.zip(peer.server_rss_mib).and_then(|(a, p)| ratio(a, p)),
             server_cpu_per_run: apex.server_cpu_ms_per_run.zip(peer.server_cpu_ms_per_run).and_then(|(a, p)| ratio(a, p)),
         }
@@ -308,10 +276,10 @@ impl Report {
                     "{:>6} {:<10} {:>10.1} {:>21} {:>21} {:>15} {:>10} {:>12} {:>6} {:>8} {:>10}",
                     level.users,
                     side.server,
-                    side.runs_per_s,
-                    format!("{} / {} ms", num(side.first_event_ms.p50), num(side.first_event_ms.p99)),
-                    format!("{} / {} ms", num(side.full_run_ms.p50), num(side.full_run_ms.p99)),
-                    format!("{}/{}/{}", side.events_lost, side.events_duplicated, side.failed_runs),
+                    side.run.runs_per_s,
+                    format!("{} / {} ms", num(side.run.first_event_ms.p50), num(side.run.first_event_ms.p99)),
+                    format!("{} / {} ms", num(side.run.full_run_ms.p50), num(side.run.full_run_ms.p99)),
+                    format!("{}/{}/{}", side.run.events_lost, side.run.events_duplicated, side.run.failed_runs),
                     side.server_rss_mib.map_or("n/a".into(), |m| format!("{m:.0} MiB")),
                     side.server_cpu_ms_per_run.map_or("n/a".into(), |c| format!("{} ms", num(c))),
                     side.server_cores.map_or("n/a".into(), |c| format!("{c:.2}")),
@@ -337,7 +305,7 @@ impl Report {
         }
         for level in &self.levels {
             for side in std::iter::once(&level.apex).chain(level.peer.as_ref()) {
-                if let Some(why) = &side.first_failure {
+                if let Some(why) = &side.run.first_failure {
                     println!("{} users, {}: first failure: {why}", level.users, side.server);
                 }
             }

@@ -499,32 +499,36 @@ static SELECT_HASHES: Sized = Sized {
     text: std::sync::OnceLock::new(),
 };
 
-/// Adding to the daily sums; the narrow form for groups without tags, cache-write and
-/// reasoning tokens or repeats.
-static UPSERT_DAILY: Sized = Sized {
-    prefix: "INSERT INTO usage_daily (user_id, day, provider, model, feature, project, billed, requests, input_tokens, \
-             output_tokens, cached_input_tokens, cost_micros, end_user, api_key, environment, cache_write_tokens, \
-             reasoning_tokens, repeat_requests) \
-             SELECT ?, column1, column2, column3, column4, column5, column6, column7, column8, column9, column10, \
-             column11, coalesce(column12, ''), coalesce(column13, ''), coalesce(column14, ''), column15, column16, \
-             column17 FROM (VALUES ",
-    width: 17,
-    tuples: true,
-    suffix: DAILY_CONFLICT,
-    text: std::sync::OnceLock::new(),
-};
+/// An upsert into the daily sums: the first eleven value columns are always bound; `$rest`
+/// gives the last six (bound columns, or constants in the narrow form).
+macro_rules! upsert_daily {
+    ($rest:literal, $width:expr) => {
+        Sized {
+            prefix: concat!(
+                "INSERT INTO usage_daily (user_id, day, provider, model, feature, project, billed, requests, \
+                 input_tokens, output_tokens, cached_input_tokens, cost_micros, end_user, api_key, environment, \
+                 cache_write_tokens, reasoning_tokens, repeat_requests) \
+                 SELECT ?, column1, column2, column3, column4, column5, column6, column7, column8, column9, \
+                 column10, column11, ",
+                $rest,
+                " FROM (VALUES "
+            ),
+            width: $width,
+            tuples: true,
+            suffix: DAILY_CONFLICT,
+            text: std::sync::OnceLock::new(),
+        }
+    };
+}
 
-static UPSERT_DAILY_NARROW: Sized = Sized {
-    prefix: "INSERT INTO usage_daily (user_id, day, provider, model, feature, project, billed, requests, input_tokens, \
-             output_tokens, cached_input_tokens, cost_micros, end_user, api_key, environment, cache_write_tokens, \
-             reasoning_tokens, repeat_requests) \
-             SELECT ?, column1, column2, column3, column4, column5, column6, column7, column8, column9, column10, \
-             column11, '', '', '', 0, 0, 0 FROM (VALUES ",
-    width: 11,
-    tuples: true,
-    suffix: DAILY_CONFLICT,
-    text: std::sync::OnceLock::new(),
-};
+/// Adding to the daily sums.
+static UPSERT_DAILY: Sized = upsert_daily!(
+    "coalesce(column12, ''), coalesce(column13, ''), coalesce(column14, ''), column15, column16, column17",
+    17
+);
+
+/// The narrow form, for groups without tags, cache-write and reasoning tokens or repeats.
+static UPSERT_DAILY_NARROW: Sized = upsert_daily!("'', '', '', 0, 0, 0", 11);
 
 const DAILY_CONFLICT: &str = ") WHERE true \
     ON CONFLICT (user_id, day, provider, model, feature, project, end_user, api_key, environment, billed) \
