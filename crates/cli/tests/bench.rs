@@ -1,6 +1,7 @@
 //! `apex bench --deployments`: one short run measures SQLite, PostgreSQL + Redis and two
 //! instances on them, loses nothing, spreads users across both instances, and leaves no
-//! schema behind; `apex bench --sweep` measures each level on its own server. Timing is not
+//! schema behind; `apex bench --sweep` measures each level on its own server; the capacity
+//! modes shed stuck clients with 1013 and return to their idle baseline. Timing is not
 //! checked here (see docs/performance.md for the numbers).
 use std::process::{Command, Stdio};
 
@@ -112,4 +113,58 @@ fn sweep_measures_each_level_on_a_fresh_server_with_nothing_lost() {
         assert!(apex["server_rss_mib"].as_f64().unwrap() > 0.0, "{n}");
         assert!(apex["cold_start_ms"].as_f64().unwrap() > 0.0, "{n}");
     }
+}
+
+/// The bench's JSON report, and whether it exited 0.
+fn bench_json(args: &[&str]) -> (Value, bool) {
+    let out = Command::new(env!("CARGO_BIN_EXE_apex"))
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: exit {:?}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr)));
+    (report, out.status.success())
+}
+
+#[test]
+fn slow_consumers_mode_sheds_every_stuck_client_with_1013_while_the_others_run() {
+    let (report, passed) = bench_json(&["--slow-consumers", "2", "--users", "2", "--duration", "3", "--write-timeout", "1"]);
+    assert!(passed, "{report}");
+    let phases = report["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 6, "three rounds with and without stuck clients");
+    for phase in phases {
+        assert!(phase["runs_completed"].as_u64().unwrap() > 0, "{phase}");
+        assert_eq!(phase["failed_runs"], 0, "{phase}");
+        if phase["slow_consumers"] == 2 {
+            assert_eq!(phase["shed"]["shed"], 2, "{phase}");
+            assert_eq!(phase["shed"]["closed_1013"], 2, "{phase}");
+        } else {
+            assert!(phase["shed"].is_null());
+        }
+    }
+    assert!(report["backlog"]["bytes"].as_u64().unwrap() > 4 << 20, "the backlog exceeds the socket buffers");
+    assert!(report["full_run_p99_ratio"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["clean"], true);
+}
+
+#[test]
+fn soak_mode_returns_to_its_idle_baseline() {
+    // Resident memory is reported, not checked here: over a few seconds the allocator and
+    // SQLite's page cache still grow; a leak shows over the bench's minutes.
+    let (report, _) = bench_json(&["--soak", "4", "--users", "4"]);
+    assert!(report["runs_completed"].as_u64().unwrap() > 0, "{report}");
+    for counter in ["events_lost", "events_duplicated", "failed_runs"] {
+        assert_eq!(report[counter], 0, "{counter}: {report}");
+    }
+    let (base, end) = (&report["baseline"], &report["end"]);
+    assert!(report["peak"]["connections"].as_f64().unwrap() >= 4.0, "{report}");
+    assert!(end["open_fds"].as_f64() <= base["open_fds"].as_f64(), "descriptors left open: {report}");
+    assert!(end["tasks"].as_f64() <= base["tasks"].as_f64(), "tasks left running: {report}");
+    assert!(base["tasks"].as_f64().unwrap() > 0.0, "the server reports its tasks");
 }

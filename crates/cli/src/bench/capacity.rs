@@ -53,13 +53,13 @@ pub(super) async fn slow_consumers(args: &BenchArgs, stuck: usize) -> anyhow::Re
     for _ in 0..ROUNDS {
         for with_stuck in [false, true] {
             let shed =
-                if with_stuck { Some(Stuck::start(&server.url, &backlog, stuck, &metrics).await?) } else { None };
+                if with_stuck { Some(Stuck::start(&server.url, &backlog, stuck, &metrics, write_timeout + SHED_MARGIN).await?) } else { None };
             let connected = connect_users(&server.url, args.users).await;
             let users_connected = connected.streams.len();
             let (runs, elapsed) = run_users(connected.streams, phase).await;
             let run = Measured::new(runs, elapsed, users_connected, connected.errors, connected.first_error);
             let shed = match shed {
-                Some(stuck) => Some(stuck.wait_shed(&metrics, write_timeout + SHED_MARGIN).await?),
+                Some(stuck) => Some(stuck.wait_shed().await?),
                 None => None,
             };
             phases.push(Phase { slow_consumers: if with_stuck { stuck } else { 0 }, run, shed });
@@ -135,14 +135,12 @@ fn tcp_wmem_max() -> Option<u64> {
 /// Clients that asked for the whole backlog and then stopped reading.
 struct Stuck {
     clients: Vec<WsStream>,
-    count: usize,
-    slow_before: f64,
-    closed_1013_before: f64,
-    since: Instant,
+    /// Watches `/metrics` from the moment they are stuck until all are shed.
+    watcher: tokio::task::JoinHandle<anyhow::Result<Shed>>,
 }
 
 impl Stuck {
-    async fn start(url: &str, backlog: &Backlog, count: usize, metrics: &Metrics) -> anyhow::Result<Self> {
+    async fn start(url: &str, backlog: &Backlog, count: usize, metrics: &Metrics, limit: Duration) -> anyhow::Result<Self> {
         let before = metrics.scrape().await?;
         let mut clients = Vec::with_capacity(count);
         for _ in 0..count {
@@ -169,27 +167,27 @@ impl Stuck {
             }
             queued = now;
         }
-        Ok(Self {
-            clients,
-            count,
-            slow_before: total(&before, apex_telemetry::WS_SLOW_CONSUMERS),
-            closed_1013_before: closed_with(&before, "1013"),
-            since: Instant::now(),
-        })
+        let (slow_before, closed_before) = (total(&before, apex_telemetry::WS_SLOW_CONSUMERS), closed_with(&before, "1013"));
+        let (metrics, since) = (metrics.clone(), Instant::now());
+        let watcher = tokio::spawn(async move {
+            loop {
+                let samples = metrics.scrape().await?;
+                let shed = (total(&samples, apex_telemetry::WS_SLOW_CONSUMERS) - slow_before) as usize;
+                let closed_1013 = (closed_with(&samples, "1013") - closed_before) as usize;
+                if (shed >= count && closed_1013 >= count) || since.elapsed() > limit {
+                    return Ok(Shed { stuck: count, shed, closed_1013, after_s: since.elapsed().as_secs_f64() });
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Ok(Self { clients, watcher })
     }
 
-    /// Waits (up to `limit` after they got stuck) until the server has shed every one.
-    async fn wait_shed(self, metrics: &Metrics, limit: Duration) -> anyhow::Result<Shed> {
-        loop {
-            let samples = metrics.scrape().await?;
-            let shed = (total(&samples, apex_telemetry::WS_SLOW_CONSUMERS) - self.slow_before) as usize;
-            let closed_1013 = (closed_with(&samples, "1013") - self.closed_1013_before) as usize;
-            if (shed >= self.count && closed_1013 >= self.count) || self.since.elapsed() > limit {
-                drop(self.clients);
-                return Ok(Shed { stuck: self.count, shed, closed_1013, after_s: self.since.elapsed().as_secs_f64() });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    /// Waits until the server has shed every one (or the watcher's limit passed).
+    async fn wait_shed(self) -> anyhow::Result<Shed> {
+        let shed = self.watcher.await??;
+        drop(self.clients);
+        Ok(shed)
     }
 }
 
@@ -210,7 +208,8 @@ struct Shed {
     shed: usize,
     /// Counted by `apex_ws_connections_closed_total{code="1013"}`.
     closed_1013: usize,
-    /// From the backlog settling (the clients stuck) to the last one shed, or to the limit.
+    /// From the backlog settling (the clients stuck) to the last one shed (polled every
+    /// 100 ms), or to the limit.
     after_s: f64,
 }
 
@@ -477,6 +476,7 @@ async fn connect_demo(url: &str) -> anyhow::Result<(WsStream, String)> {
 
 /// The server's `/metrics`, read with a new connection each time (a kept-alive one would
 /// show up as an open descriptor in one reading and not in the next).
+#[derive(Clone)]
 struct Metrics {
     url: String,
     client: reqwest::Client,
