@@ -82,13 +82,15 @@ impl UsageSource for StoredUsage {
 }
 
 /// The built-in demo dataset: 30 days of realistic usage, different for each user.
-/// Generated once per user and kept (it never changes), up to `DEMO_CACHE` users.
+/// Generated for a user when first needed and kept (it never changes) for up to
+/// `DEMO_CACHE` users; a new user past that evicts one (regenerating a dataset takes about
+/// a millisecond; keeping every demo user's, ~64 KiB each, grew a soak by 600 MiB).
 #[derive(Default)]
 pub struct DemoUsage {
     cache: std::sync::Mutex<std::collections::HashMap<u64, Arc<Vec<UsageRecord>>>>,
 }
 
-const DEMO_CACHE: usize = 10_000;
+const DEMO_CACHE: usize = 512;
 
 #[async_trait]
 impl UsageSource for DemoUsage {
@@ -96,10 +98,18 @@ impl UsageSource for DemoUsage {
         let seed = seed_for(user_id);
         let mut cache = self.cache.lock().expect("demo cache lock");
         if cache.len() >= DEMO_CACHE && !cache.contains_key(&seed) {
-            cache.clear();
+            evict_one(&mut cache);
         }
         let records = cache.entry(seed).or_insert_with(|| Arc::new(apex_costs::demo_dataset(seed))).clone();
         Ok(UsageData { records, origin: Origin::Demo, version: 0 })
+    }
+}
+
+/// Makes room in a bounded cache: drops whichever entry the map yields first, which,
+/// with a randomly seeded hash, is a random one.
+fn evict_one<K: Clone + Eq + std::hash::Hash, V>(cache: &mut std::collections::HashMap<K, V>) {
+    if let Some(key) = cache.keys().next().cloned() {
+        cache.remove(&key);
     }
 }
 
@@ -284,19 +294,19 @@ pub struct FindSavings {
     cache: std::sync::Mutex<std::collections::HashMap<(String, Origin, u64), Value>>,
 }
 
-/// Users whose recommendations are kept in process; the cache starts over beyond that.
-const SAVINGS_CACHE: usize = 10_000;
+/// Users whose recommendations are kept in process; a new one past that evicts one.
+const SAVINGS_CACHE: usize = 2_048;
 /// How long recommendations stay in the shared cache.
 const SHARED_SAVINGS_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 impl FindSavings {
     fn remember(&self, key: (String, Origin, u64), value: &Value) {
         let mut cache = self.cache.lock().expect("savings cache lock");
-        if cache.len() >= SAVINGS_CACHE {
-            cache.clear();
-        }
         // One entry per user: an older version is never asked for again.
         cache.retain(|(user, _, _), _| *user != key.0);
+        if cache.len() >= SAVINGS_CACHE {
+            evict_one(&mut cache);
+        }
         cache.insert(key, value.clone());
     }
 }
