@@ -78,7 +78,7 @@ struct Layer {
     cos: Tensor,
     sin: Tensor,
     neg_inf: Tensor,
-    kv_cache: Option<(Tensor, Tensor)>,
+    kv_cache: candle_nn::kv_cache::KvCache,
 }
 
 impl Layer {
@@ -101,20 +101,31 @@ impl Layer {
         let v = self.wv.forward(x)?.reshape((b, seq_len, self.n_kv_head, self.head_dim))?.transpose(1, 2)?.contiguous()?;
         let q = self.rotary(&q, index_pos)?;
         let k = self.rotary(&k, index_pos)?;
-        let (k, v) = match &self.kv_cache {
-            Some((k_cache, v_cache)) if index_pos > 0 => (Tensor::cat(&[k_cache, &k], 2)?, Tensor::cat(&[v_cache, &v], 2)?),
-            _ => (k, v),
+        if index_pos == 0 {
+            self.kv_cache.reset();
+        }
+        // Appended in place (grown 512 positions at a time), not copied whole every step.
+        let (k, v) = self.kv_cache.append(&k.contiguous()?, &v)?;
+        let n_rep = self.n_head / self.n_kv_head;
+        let scale = (self.head_dim as f64).sqrt();
+        let y = if seq_len == 1 {
+            // One position: the query heads that share a key/value head are rows of one
+            // matrix, instead of the keys and values being copied once per query head.
+            let q = q.reshape((b, self.n_kv_head, n_rep, self.head_dim))?;
+            let att = (q.matmul(&k.t()?)? / scale)?;
+            let att = candle_nn::ops::softmax_last_dim(&att)?;
+            att.matmul(&v)?.reshape((b, self.n_head, 1, self.head_dim))?
+        } else {
+            let k = candle_transformers::utils::repeat_kv(k.contiguous()?, n_rep)?;
+            let v = candle_transformers::utils::repeat_kv(v.contiguous()?, n_rep)?;
+            let att = (q.matmul(&k.t()?)? / scale)?;
+            let att = match mask {
+                None => att,
+                Some(mask) => mask.broadcast_as(att.shape())?.where_cond(&self.neg_inf.broadcast_as(att.shape())?, &att)?,
+            };
+            let att = candle_nn::ops::softmax_last_dim(&att)?;
+            att.matmul(&v)?
         };
-        self.kv_cache = Some((k.clone(), v.clone()));
-        let k = candle_transformers::utils::repeat_kv(k, self.n_head / self.n_kv_head)?;
-        let v = candle_transformers::utils::repeat_kv(v, self.n_head / self.n_kv_head)?;
-        let att = (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?;
-        let att = match mask {
-            None => att,
-            Some(mask) => mask.broadcast_as(att.shape())?.where_cond(&self.neg_inf.broadcast_as(att.shape())?, &att)?,
-        };
-        let att = candle_nn::ops::softmax_last_dim(&att)?;
-        let y = att.matmul(&v.contiguous()?)?;
         let y = y.transpose(1, 2)?.reshape((b, seq_len, n_embd))?;
         self.wo.forward(&y)
     }
@@ -210,7 +221,7 @@ impl Model {
                 cos: cos.clone(),
                 sin: sin.clone(),
                 neg_inf: neg_inf.clone(),
-                kv_cache: None,
+                kv_cache: candle_nn::kv_cache::KvCache::new(2, 512),
             });
         }
         Ok(Self { tok_embeddings, layers, norm, output: Linear::shared(output)? })
@@ -218,7 +229,7 @@ impl Model {
 
     pub fn clear_kv_cache(&mut self) {
         for layer in &mut self.layers {
-            layer.kv_cache = None;
+            layer.kv_cache.reset();
         }
     }
 
