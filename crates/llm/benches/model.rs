@@ -109,6 +109,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Both sides use the same number of threads: candle reads it once, at its first matmul.
+    // Set before any other thread exists.
+    std::env::set_var("CANDLE_NUM_THREADS", args.threads.to_string());
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let result = runtime.block_on(async {
         if args.parts.iter().any(|p| p == "local") {
