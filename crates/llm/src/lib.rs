@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod breaker;
+mod llama;
 pub mod local;
 pub mod openai;
 
