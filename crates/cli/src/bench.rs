@@ -83,8 +83,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10.0)]
     pub write_timeout: f64,
     /// Capacity: load for this many seconds in connect → runs → disconnect cycles (with
-    /// dropped and resumed runs), then check that memory, descriptors and tasks return to
-    /// their idle baseline
+    /// dropped and resumed runs), then check that descriptors and tasks return to their
+    /// idle baseline and that memory levelled off
     #[arg(long, conflicts_with_all = ["url", "deployments", "sweep", "peer", "slow_consumers"])]
     pub soak: Option<u64>,
 }
