@@ -69,16 +69,8 @@ fn deployments_mode_measures_three_deployments_with_nothing_lost() {
 
 #[test]
 fn sweep_measures_each_level_on_a_fresh_server_with_nothing_lost() {
-    let out = Command::new(env!("CARGO_BIN_EXE_apex"))
-        .args(["bench", "--sweep", "1,2", "--duration", "1", "--json"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "exit {:?}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
-    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let (report, passed) = bench_json(&["--sweep", "1,2", "--duration", "1"]);
+    assert!(passed, "{report}");
 
     assert_eq!(report["duration_s"], 1);
     assert_eq!(report["peer"], Value::Null);
