@@ -59,7 +59,7 @@ catalogue! {
     WS_FRAMES_DROPPED = "apex_ws_frames_dropped_total", Counter, [],
         "Frames still queued when their connection ended (the client reconnects and resumes them).";
     WS_SLOW_CONSUMERS = "apex_ws_slow_consumers_total", Counter, [],
-        "Connections dropped because they stopped accepting data within the write timeout.";
+        "Connections shed with close 1013 because their socket took nothing for the write timeout.";
     // Runs.
     RUNS_STARTED = "apex_runs_started_total", Counter, [],
         "Runs started (a user message accepted and persisted).";
