@@ -166,8 +166,10 @@ pub fn sentence_end(text: &str) -> Option<usize> {
             while j < bytes.len() && bytes[j].is_ascii_whitespace() {
                 j += 1;
             }
-            // Whitespace may still be coming: wait for the next word unless a line ended.
-            if j < bytes.len() || b == b'\n' {
+            // Whitespace may still be coming: wait for the next word unless a line ended
+            // (a newline after the stop ends the sentence now: the first token that could
+            // follow it starts a new line).
+            if j < bytes.len() || b == b'\n' || bytes[i + 1..j].contains(&b'\n') {
                 return Some(j);
             }
             return None;
@@ -286,5 +288,7 @@ mod tests {
         assert_eq!(parts, ["Spend is $1.50 today. ", "Next!\n", "A table | row |\n", "last"]);
         assert_eq!(parts.concat(), text);
         assert_eq!(sentence_end("Done. "), None, "the next word may still be coming");
+        assert_eq!(sentence_end("Done.\n"), Some(6), "a line ended: no need to wait for the next word");
+        assert_eq!(sentence_end("Done. \n"), Some(7));
     }
 }
