@@ -26,6 +26,7 @@ use crate::chat::{connect, error_chain, WsStream};
 mod capacity;
 mod deployments;
 mod peer;
+mod model_stream;
 mod sweep;
 
 #[derive(clap::Args, Debug)]
@@ -87,6 +88,17 @@ pub struct BenchArgs {
     /// idle baseline and that memory levelled off
     #[arg(long, conflicts_with_all = ["url", "deployments", "sweep", "peer", "slow_consumers"])]
     pub soak: Option<u64>,
+    /// Language models: this many runs, one after the other, with `APEX_LLM=openai` against a
+    /// stand-in provider on loopback; reports the latency from the provider's write of a
+    /// sentence to its `response_delta` at the WebSocket client, beside a bare reader's
+    #[arg(long, conflicts_with_all = ["url", "deployments", "sweep", "peer", "slow_consumers", "soak"])]
+    pub model_stream: Option<usize>,
+    /// Sentences the stand-in provider streams per run (`--model-stream`)
+    #[arg(long, default_value_t = 50)]
+    pub model_sentences: usize,
+    /// Microseconds between the stand-in provider's tokens (`--model-stream`)
+    #[arg(long, default_value_t = 2000)]
+    pub model_token_interval_us: u64,
 }
 
 /// A peer server `--peer` can start and load with the same workload.
@@ -166,6 +178,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     }
     if let Some(secs) = args.soak {
         return capacity::soak(&args, secs).await;
+    }
+    if let Some(runs) = args.model_stream {
+        return model_stream::run(&args, runs).await;
     }
     let server = match &args.url {
         Some(_) => None,

@@ -160,3 +160,17 @@ fn soak_mode_returns_to_its_idle_baseline() {
     assert!(end["tasks"].as_f64() <= base["tasks"].as_f64(), "tasks left running: {report}");
     assert!(base["tasks"].as_f64().unwrap() > 0.0, "the server reports its tasks");
 }
+
+#[test]
+fn model_stream_mode_times_every_sentence_from_the_provider_to_the_websocket_client() {
+    let (report, passed) =
+        bench_json(&["--model-stream", "2", "--model-sentences", "6", "--model-token-interval-us", "500"]);
+    assert!(passed, "{report}");
+    assert_eq!(report["runs_failed"], 0, "{report}");
+    assert_eq!(report["sentences_missing"], 0, "{report}");
+    // Every sentence of both runs reached the client with its stamp, through `apex serve`.
+    assert_eq!(report["through_apex_ms"]["count"], 12, "{report}");
+    assert_eq!(report["bare_reader_ms"]["count"], 12, "{report}");
+    let (p50, max) = (report["through_apex_ms"]["p50"].as_f64().unwrap(), report["through_apex_ms"]["max"].as_f64().unwrap());
+    assert!(p50 > 0.0 && p50 <= max, "{report}");
+}
