@@ -114,10 +114,19 @@ struct PricesArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let open_files = raise_open_file_limit();
+    // `serve` reads its settings before any other thread exists: some of them are handed to
+    // libraries through the environment (see `model_threads`).
+    let serve_settings = match &cli.command {
+        Command::Serve(args) => Some(serve_settings(args).inspect(model_threads)),
+        _ => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args, open_files).await.map(|()| 0),
+            Command::Serve(_) => match serve_settings.expect("loaded above for serve") {
+                Ok(settings) => serve(settings, open_files).await.map(|()| 0),
+                Err(e) => Err(e),
+            },
             Command::Token(args) => token(args).map(|()| 0),
             Command::Prices(args) => settings(&args.config, Layer::default())
                 .and_then(|s| apex_server::prices::install(&s).map_err(anyhow::Error::msg))
@@ -160,9 +169,22 @@ fn raise_open_file_limit() -> u64 {
 /// Descriptors a server needs besides its connections (database, logs, listener, model).
 const FD_HEADROOM: u64 = 64;
 
-async fn serve(args: ServeArgs, open_files: u64) -> anyhow::Result<()> {
+fn serve_settings(args: &ServeArgs) -> anyhow::Result<Settings> {
     let flags = Layer { bind: args.bind, log_json: args.log_json.then_some(true), ..Layer::default() };
-    let settings = settings(&args.config, flags)?;
+    settings(&args.config, flags)
+}
+
+/// The local model (candle) sizes its thread pools from `RAYON_NUM_THREADS` and
+/// `CANDLE_NUM_THREADS` when it first computes; `APEX_LLM_THREADS` sets both. Called while
+/// this process has a single thread, so that nothing reads the environment meanwhile.
+fn model_threads(settings: &Settings) {
+    if let Some(n) = settings.llm_threads {
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+    }
+}
+
+async fn serve(settings: Settings, open_files: u64) -> anyhow::Result<()> {
     apex_server::telemetry::init(settings.log_json);
     if open_files < settings.max_connections as u64 + FD_HEADROOM {
         tracing::warn!(

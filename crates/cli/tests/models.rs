@@ -224,12 +224,9 @@ async fn a_model_server_that_stalls_ends_in_the_built_in_writer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_local_model_writes_a_grounded_answer() {
-    let path = std::env::var_os("APEX_TEST_GGUF").map(std::path::PathBuf::from).unwrap_or_else(|| {
-        std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/apex-test/SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
     let layer = Layer {
         llm: Some("local".into()),
-        llm_model_path: Some(path),
+        llm_model_path: Some(test_gguf()),
         llm_max_tokens: Some(48),
         run_timeout_secs: Some(240.0),
         ..Layer::default()
@@ -257,4 +254,51 @@ async fn the_embedded_local_model_writes_a_grounded_answer() {
     assert_eq!(model["gen_ai.system"], "local", "{model}");
     assert!(model["fallback"].is_null(), "the embedded model wrote the answer: {model}");
     assert!(model["gen_ai.usage.output_tokens"].as_u64().unwrap() > 0, "{model}");
+}
+
+/// `apex serve` with the local model and `APEX_LLM_THREADS=n`, after one answer: how many
+/// threads the process has (the model's thread pools are sized when it first computes).
+async fn threads_after_a_local_answer(n: usize) -> usize {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_apex"))
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env("APEX_DATA_DIR", dir.path())
+        .env("DEMO_MODE", "1")
+        .env("APEX_LLM", "local")
+        .env("APEX_LLM_MODEL_PATH", test_gguf())
+        .env("APEX_LLM_MAX_TOKENS", "4")
+        .env("APEX_LLM_THREADS", n.to_string())
+        .env("RUST_LOG", "warn")
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_healthy(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let mut client = try_connect(&format!("ws://127.0.0.1:{port}/ws"), By::Demo).await.unwrap();
+    client.ask("tell me a joke", None).await;
+    let events = tokio::time::timeout(Duration::from_secs(200), client.events_until_terminal()).await.unwrap();
+    let model_wrote = events.iter().any(|e| e["type"] == "response_delta");
+    let fallback = events.iter().find(|e| e["type"] == "agent_thinking" && e["text"].as_str().unwrap_or("").contains("failed"));
+    let threads = std::fs::read_dir(format!("/proc/{}/task", child.id())).unwrap().count();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(model_wrote && fallback.is_none(), "the local model answered: {events:?}");
+    threads
+}
+
+fn test_gguf() -> std::path::PathBuf {
+    std::env::var_os("APEX_TEST_GGUF").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/apex-test/SmolLM2-135M-Instruct.Q4_1.gguf")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apex_llm_threads_sizes_the_local_models_thread_pool() {
+    let one = threads_after_a_local_answer(1).await;
+    let four = threads_after_a_local_answer(4).await;
+    // Everything else in the process is the same; the model's pools differ by 3 threads each.
+    assert!(four >= one + 3, "APEX_LLM_THREADS=4 gave {four} threads, =1 gave {one}");
 }

@@ -36,6 +36,9 @@ pub struct Settings {
     pub llm_timeout: Duration,
     /// The longest answer a model may write, in tokens.
     pub llm_max_tokens: u32,
+    /// Threads the local model computes with (`local`); default: one per physical core.
+    /// Read once, before the process starts other threads (see `apex serve`).
+    pub llm_threads: Option<usize>,
     /// Largest accepted client text frame, in bytes.
     pub max_frame_bytes: usize,
     pub ping_interval: Duration,
@@ -79,6 +82,7 @@ pub struct Layer {
     pub llm_model_path: Option<PathBuf>,
     pub llm_timeout_secs: Option<f64>,
     pub llm_max_tokens: Option<u32>,
+    pub llm_threads: Option<usize>,
     pub max_frame_bytes: Option<usize>,
     pub ping_interval_secs: Option<f64>,
     pub run_timeout_secs: Option<f64>,
@@ -126,6 +130,7 @@ impl Default for Settings {
             llm_model_path: None,
             llm_timeout: Duration::from_secs(20),
             llm_max_tokens: 400,
+            llm_threads: None,
             max_frame_bytes: apex_protocol::DEFAULT_MAX_CLIENT_FRAME,
             ping_interval: Duration::from_secs(30),
             run_timeout: Duration::from_secs(60),
@@ -181,7 +186,7 @@ impl Settings {
             bind, data_dir, database_url, db_max_connections, demo_mode, env, llm, openai_base_url, llm_max_tokens,
             max_frame_bytes, outbound_queue, rate_limit, max_connections, log_json
         );
-        set_some!(redis_url, jwt_secret, jwt_issuer, jwt_audience, prices_file, openai_api_key, llm_model, llm_model_path);
+        set_some!(redis_url, jwt_secret, jwt_issuer, jwt_audience, prices_file, openai_api_key, llm_model, llm_model_path, llm_threads);
         if let Some(ms) = l.tool_delay_ms {
             self.tool_delay = Duration::from_millis(ms);
         }
@@ -215,6 +220,9 @@ impl Settings {
         }
         if self.llm_timeout.is_zero() {
             return Err(ConfigError::Invalid("llm_timeout_secs must be greater than zero".into()));
+        }
+        if self.llm_threads == Some(0) {
+            return Err(ConfigError::Invalid("llm_threads must be at least 1".into()));
         }
         if self.max_frame_bytes < 256 || self.outbound_queue == 0 || self.rate_limit == 0 {
             return Err(ConfigError::Invalid(
@@ -275,6 +283,7 @@ impl Layer {
             llm_model_path: get("APEX_LLM_MODEL_PATH").filter(|s| !s.is_empty()).map(PathBuf::from),
             llm_timeout_secs: parse("APEX_LLM_TIMEOUT_SECS", get("APEX_LLM_TIMEOUT_SECS"))?,
             llm_max_tokens: parse("APEX_LLM_MAX_TOKENS", get("APEX_LLM_MAX_TOKENS"))?,
+            llm_threads: parse("APEX_LLM_THREADS", get("APEX_LLM_THREADS"))?,
             max_frame_bytes: parse("APEX_MAX_FRAME_BYTES", get("APEX_MAX_FRAME_BYTES"))?,
             ping_interval_secs: parse("APEX_PING_INTERVAL_SECS", get("APEX_PING_INTERVAL_SECS"))?,
             run_timeout_secs: parse("APEX_RUN_TIMEOUT_SECS", get("APEX_RUN_TIMEOUT_SECS"))?,
