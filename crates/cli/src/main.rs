@@ -185,7 +185,7 @@ fn model_threads(settings: &Settings) {
 }
 
 async fn serve(settings: Settings, open_files: u64) -> anyhow::Result<()> {
-    apex_server::telemetry::init(settings.log_json);
+    let _telemetry = apex_server::telemetry::init(settings.log_json);
     if open_files < settings.max_connections as u64 + FD_HEADROOM {
         tracing::warn!(
             open_files,

@@ -256,7 +256,8 @@ impl RunManager {
             tools: ToolContext::new(inner.source.clone()).with_cluster(inner.cluster.clone()),
         };
         let task_inner = inner.clone();
-        let span = tracing::info_span!("run", user_id = %ctx.user_id, thread_id = %ctx.thread_id, run_id = %ctx.run_id);
+        // A root span: a run outlives the connection that started it, and is a trace of its own.
+        let span = tracing::info_span!(parent: None, "run", user_id = %ctx.user_id, thread_id = %ctx.thread_id, run_id = %ctx.run_id);
         metrics::counter!(m::RUNS_STARTED).increment(1);
         inner.tracker.spawn(async move { task_inner.execute(live, ctx, received).await }.instrument(span));
         Ok(Accepted { run_id: begun.run_id, thread_id: begun.thread_id, message_id: begun.message_id, duplicate: false })
