@@ -261,7 +261,7 @@ async fn the_embedded_local_model_writes_a_grounded_answer() {
 async fn threads_after_a_local_answer(n: usize) -> usize {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_apex"))
+    let child = KillOnDrop(std::process::Command::new(env!("CARGO_BIN_EXE_apex"))
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
         .env("APEX_DATA_DIR", dir.path())
         .env("DEMO_MODE", "1")
@@ -275,7 +275,7 @@ async fn threads_after_a_local_answer(n: usize) -> usize {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap());
     wait_healthy(format!("127.0.0.1:{port}").parse().unwrap()).await;
     let mut client = try_connect(&format!("ws://127.0.0.1:{port}/ws"), By::Demo).await.unwrap();
     client.ask("tell me a joke", None).await;
@@ -283,8 +283,7 @@ async fn threads_after_a_local_answer(n: usize) -> usize {
     let model_wrote = events.iter().any(|e| e["type"] == "response_delta");
     let fallback = events.iter().find(|e| e["type"] == "agent_thinking" && e["text"].as_str().unwrap_or("").contains("failed"));
     let threads = std::fs::read_dir(format!("/proc/{}/task", child.id())).unwrap().count();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert!(model_wrote && fallback.is_none(), "the local model answered: {events:?}");
     threads
 }

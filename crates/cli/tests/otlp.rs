@@ -64,7 +64,7 @@ async fn runs_agents_and_tools_are_exported_as_spans_with_their_ids_and_no_messa
     let (collector, mut received) = receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_apex"))
+    let server = KillOnDrop(Command::new(env!("CARGO_BIN_EXE_apex"))
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
         .env("APEX_DATA_DIR", dir.path())
         .env("DEMO_MODE", "1")
@@ -77,7 +77,7 @@ async fn runs_agents_and_tools_are_exported_as_spans_with_their_ids_and_no_messa
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap());
     wait_healthy(format!("127.0.0.1:{port}").parse().unwrap()).await;
     let mut client = try_connect(&format!("ws://127.0.0.1:{port}/ws"), By::Demo).await.unwrap();
     let token = client.token.clone().expect("a demo token");
@@ -102,8 +102,7 @@ async fn runs_agents_and_tools_are_exported_as_spans_with_their_ids_and_no_messa
         assert_eq!(resource.get("service.name").map(String::as_str), Some("apex"), "{resource:?}");
         spans.extend(batch);
     }
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 
     let run =
         spans.iter().find(|s| s.name == "run" && s.attributes.get("run_id") == Some(&run_id)).expect("the run's span");

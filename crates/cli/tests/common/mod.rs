@@ -447,3 +447,20 @@ pub async fn llama_server() -> LlamaServer {
     }
     LlamaServer { url, _child: child }
 }
+
+/// A child process (`apex serve`, say) killed when this is dropped, so that a failing
+/// assertion does not leave it running.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl KillOnDrop {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
