@@ -30,7 +30,8 @@ for line in sys.stdin:
     out = []
     first = last = None
     t0 = time.perf_counter()
-    for token in llm.generate(ids, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0, reset=True):
+    # Greedy, with the repetition penalty Apex's local model applies (1.1 over the last 64 tokens).
+    for token in llm.generate(ids, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.1, reset=True):
         now = time.perf_counter()
         if first is None:
             first = now

@@ -3,7 +3,8 @@
 //! `local`: Apex's embedded model (`APEX_LLM=local`: candle, `LocalModel`, the same code and
 //! stream as a run) against llama.cpp (llama-cpp-python's Python API) on the same GGUF in
 //! the same run: the same prompt tokens (Apex's tokenizer; llama.cpp is given the ids),
-//! greedy decoding, the same token limit and stop tokens. Sides alternate over the
+//! greedy decoding with the same repetition penalty (1.1 over the last 64 tokens), the same
+//! token limit and stop tokens. Sides alternate over the
 //! repetitions; the first repetition of each side is a warm-up and is not counted. Time to
 //! first token is from the request to the first token (the whole prompt is evaluated; no
 //! cache is reused between requests); tokens/s is of the tokens after the first. Reported:

@@ -30,6 +30,11 @@ use crate::{channel, ChatMessage, ChatRequest, ChatStream, LlmError, LlmProvider
 
 /// Requests waiting for the model beyond the one it is generating.
 pub const QUEUE: usize = 8;
+/// Tokens among the last `REPEAT_LAST_N` of the conversation are made less likely by this
+/// factor (llama.cpp's long-standing defaults): a small model decoding greedily otherwise
+/// falls into repeating one sentence until its token limit. Deterministic still.
+pub const REPEAT_PENALTY: f32 = 1.1;
+pub const REPEAT_LAST_N: usize = 64;
 
 struct Job {
     request: ChatRequest,
@@ -142,7 +147,12 @@ impl Worker {
             if job.tx.is_cancelled() {
                 return Ok(None);
             }
-            let next = sampler.sample(&logits.squeeze(0).map_err(model_error)?).map_err(model_error)?;
+            let skip = (ids.len() + generated.len()).saturating_sub(REPEAT_LAST_N);
+            let recent: Vec<u32> = ids.iter().chain(&generated).skip(skip).copied().collect();
+            let logits_now = logits.squeeze(0).map_err(model_error)?;
+            let logits_now = candle_transformers::utils::apply_repeat_penalty(&logits_now, REPEAT_PENALTY, &recent)
+                .map_err(model_error)?;
+            let next = sampler.sample(&logits_now).map_err(model_error)?;
             self.tokens.fetch_add(1, Ordering::Relaxed);
             if self.stops.contains(&next) {
                 finish = "stop";

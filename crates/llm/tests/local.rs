@@ -59,3 +59,31 @@ async fn generates_deterministically_streams_queues_and_stops_within_a_token() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(model.tokens_generated(), after, "nothing runs in the background");
 }
+
+/// Sentences of at least 30 characters that the text states three times or more.
+fn repeated_sentences(text: &str) -> Vec<String> {
+    let mut counts = std::collections::HashMap::<&str, usize>::new();
+    for sentence in text.split(['.', '!', '?', '\n']).map(str::trim).filter(|s| s.len() >= 30) {
+        *counts.entry(sentence).or_default() += 1;
+    }
+    counts.into_iter().filter(|(_, n)| *n >= 3).map(|(s, n)| format!("{n}× {s}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_answer_does_not_loop_on_one_sentence() {
+    // Decoding greedily, this model fell into repeating one sentence until its token limit
+    // on a report prompt like Apex's; the repetition penalty keeps it moving.
+    let path = common::model_path();
+    let model = tokio::task::spawn_blocking(move || LocalModel::load(&path)).await.unwrap().expect("the model loads");
+    let system = "You are Apex, an analyst of AI spend. Answer the user's question in a short Markdown report \
+        written from the FACTS below. State only figures that appear in the FACTS.\n\nFACTS:\n\
+        - Total spend in the last 30 days: $18,412.37.\n\
+        - gpt-4o: $11,204.90 (60.9%), mostly the support-chat feature.\n\
+        - Recommendation: move ticket-triage summaries from gpt-4o to gpt-4o-mini; saves $2,310.40 a month.";
+    let mut request = ChatRequest::new(vec![ChatMessage::system(system), ChatMessage::user("Analyze my AI costs")]);
+    request.max_tokens = 300;
+    let answer = model.chat(request).await.unwrap().collect().await.unwrap();
+    assert!(answer.usage.output_tokens > 100, "a long answer: {answer:?}");
+    let repeated = repeated_sentences(&answer.text);
+    assert!(repeated.is_empty(), "repeated: {repeated:?}\n{}", answer.text);
+}
