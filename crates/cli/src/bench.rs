@@ -25,8 +25,8 @@ use crate::chat::{connect, error_chain, WsStream};
 
 mod capacity;
 mod deployments;
-mod peer;
 mod model_stream;
+mod peer;
 mod sweep;
 
 #[derive(clap::Args, Debug)]
