@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_tungstenite::tungstenite::Message;
 
+use super::deployments::load_average;
 use super::{open, Backend, BenchArgs, Latencies, Percentiles, ServerProcess, GOLDEN_MESSAGE, RUN_TIMEOUT};
 
 /// Words per sentence, the last being the stamp.
@@ -46,7 +47,9 @@ struct Report {
     sentences_missing: usize,
     runs_failed: usize,
     first_failure: Option<String>,
-    load_average: String,
+    /// The 1, 5 and 15 minute load averages before and after.
+    load_average_before: Option<[f64; 3]>,
+    load_average_after: Option<[f64; 3]>,
 }
 
 pub async fn run(args: &BenchArgs, runs: usize) -> anyhow::Result<i32> {
@@ -66,7 +69,7 @@ pub async fn run(args: &BenchArgs, runs: usize) -> anyhow::Result<i32> {
         ("APEX_LLM_TIMEOUT_SECS", format!("{budget_s:.0}")),
     ];
     let server = ServerProcess::start_with(&Backend::Sqlite, &env).await?;
-    let load_at_start = loadavg();
+    let load_average_before = load_average();
     // One warm-up of each reader, not counted.
     let _ = one_run(&server.url, epoch).await;
     let _ = bare_reader(&provider.addr, epoch).await;
@@ -96,7 +99,8 @@ pub async fn run(args: &BenchArgs, runs: usize) -> anyhow::Result<i32> {
         sentences_missing: missing,
         runs_failed: failed,
         first_failure,
-        load_average: format!("{load_at_start} → {}", loadavg()),
+        load_average_before,
+        load_average_after: load_average(),
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -108,9 +112,16 @@ pub async fn run(args: &BenchArgs, runs: usize) -> anyhow::Result<i32> {
 
 impl Report {
     fn print_table(&self) {
+        let load = |l: Option<[f64; 3]>| {
+            l.map_or("?".to_owned(), |[one, five, fifteen]| format!("{one:.2} {five:.2} {fifteen:.2}"))
+        };
         println!(
-            "Model stream: {} runs × {} sentences of {WORDS} tokens, one token every {} µs (stand-in provider on loopback); load average {}",
-            self.runs, self.sentences_per_run, self.token_interval_us, self.load_average
+            "Model stream: {} runs × {} sentences of {WORDS} tokens, one token every {} µs (stand-in provider on loopback); load average {} → {}",
+            self.runs,
+            self.sentences_per_run,
+            self.token_interval_us,
+            load(self.load_average_before),
+            load(self.load_average_after)
         );
         println!();
         println!("| provider's write of a sentence's last token → | sentences | p50 | p99 | max |");
@@ -230,12 +241,6 @@ fn decode_stamp(word: &str) -> Option<Duration> {
     }
     let nanos = word.bytes().fold(0u64, |n, b| n * 26 + u64::from(b - b'a'));
     Some(Duration::from_nanos(nanos))
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
 
 /// The stand-in provider: every Chat Completions request is answered with `sentences`
