@@ -41,8 +41,9 @@ pub fn init(json: bool) -> Telemetry {
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     #[cfg_attr(not(feature = "otlp"), allow(unused_mut))]
     let mut layers: Vec<Layer> = vec![if json { logs.json().flatten_event(true).boxed() } else { logs.boxed() }];
+    let endpoint = otlp_endpoint();
     #[cfg(feature = "otlp")]
-    let (traces, failed) = match otlp_endpoint().map(|_| otlp::layer()) {
+    let (traces, failed) = match endpoint.as_ref().map(|_| otlp::layer()) {
         Some(Ok((layer, provider))) => {
             layers.push(layer);
             (Some(provider), None)
@@ -54,7 +55,7 @@ pub fn init(json: bool) -> Telemetry {
     #[cfg(feature = "otlp")]
     match (&traces, failed) {
         (Some(_), _) => {
-            tracing::info!(endpoint = %otlp_endpoint().unwrap_or_default(), "exporting traces over OTLP/HTTP")
+            tracing::info!(endpoint = %endpoint.unwrap_or_default(), "exporting traces over OTLP/HTTP")
         }
         (None, Some(e)) => {
             tracing::error!(error = %e, "the OTLP trace exporter could not be set up; traces are not exported")
@@ -62,7 +63,7 @@ pub fn init(json: bool) -> Telemetry {
         (None, None) => {}
     }
     #[cfg(not(feature = "otlp"))]
-    if otlp_endpoint().is_some() {
+    if endpoint.is_some() {
         tracing::warn!(
             "OTEL_EXPORTER_OTLP_ENDPOINT is set, but this build has no OTLP export (build with `--features otlp`)"
         );
