@@ -35,6 +35,13 @@ pub const QUEUE: usize = 8;
 /// falls into repeating one sentence until its token limit. Deterministic still.
 pub const REPEAT_PENALTY: f32 = 1.1;
 pub const REPEAT_LAST_N: usize = 64;
+/// The penalty only makes a loop less likely, and how likely depends on the CPU's
+/// floating-point path. What the reader is promised holds on every machine: a sentence of
+/// at least this many bytes is never stated twice in one answer. A token that would
+/// complete such a repeat is refused and the next most likely one taken.
+pub const GUARDED_SENTENCE_BYTES: usize = 30;
+/// Candidates refused for one token before the answer ends there instead.
+const MAX_REFUSED_CANDIDATES: usize = 16;
 
 struct Job {
     request: ChatRequest,
@@ -143,6 +150,7 @@ impl Worker {
         let mut generated: Vec<u32> = Vec::new();
         let mut sent = 0usize;
         let mut finish = "length";
+        let mut sentences = SentenceGuard::default();
         for i in 0..max_new {
             if job.tx.is_cancelled() {
                 return Ok(None);
@@ -150,17 +158,34 @@ impl Worker {
             let skip = (ids.len() + generated.len()).saturating_sub(REPEAT_LAST_N);
             let recent: Vec<u32> = ids.iter().chain(&generated).skip(skip).copied().collect();
             let logits_now = logits.squeeze(0).map_err(model_error)?;
-            let logits_now = candle_transformers::utils::apply_repeat_penalty(&logits_now, REPEAT_PENALTY, &recent)
+            let mut logits_now = candle_transformers::utils::apply_repeat_penalty(&logits_now, REPEAT_PENALTY, &recent)
                 .map_err(model_error)?;
-            let next = sampler.sample(&logits_now).map_err(model_error)?;
+            // The token to add and the answer with it, or `None`: the answer ends here.
+            let mut refused = 0;
+            let chosen = loop {
+                let next = sampler.sample(&logits_now).map_err(model_error)?;
+                if self.stops.contains(&next) || refused == MAX_REFUSED_CANDIDATES {
+                    break None;
+                }
+                generated.push(next);
+                // Decoding the whole answer keeps multi-byte characters split across tokens whole.
+                let text = self.tokenizer.decode(&generated, true).map_err(model_error)?;
+                generated.pop();
+                if sentences.accepts(&text) {
+                    break Some((next, text));
+                }
+                refused += 1;
+                let mut scores = logits_now.to_vec1::<f32>().map_err(model_error)?;
+                scores[next as usize] = f32::NEG_INFINITY;
+                logits_now = Tensor::new(scores, &device).map_err(model_error)?;
+            };
             self.tokens.fetch_add(1, Ordering::Relaxed);
-            if self.stops.contains(&next) {
+            let Some((next, text)) = chosen else {
                 finish = "stop";
                 break;
-            }
+            };
             generated.push(next);
-            // Decoding the whole answer keeps multi-byte characters split across tokens whole.
-            let text = self.tokenizer.decode(&generated, true).map_err(model_error)?;
+            sentences.commit(&text);
             if text.len() > sent && text.is_char_boundary(sent) && !text.ends_with('\u{FFFD}') {
                 if !job.tx.blocking_send(Ok(StreamEvent::Text(text[sent..].to_owned()))) {
                     return Ok(None);
@@ -174,6 +199,50 @@ impl Worker {
         }
         let usage = Usage { input_tokens: ids.len() as u64, output_tokens: generated.len() as u64 };
         Ok(Some(StreamEvent::Done { usage, finish_reason: finish.into() }))
+    }
+}
+
+/// The sentences an answer has completed, so that a token completing one of them again is
+/// refused. Sentences end at `.`, `!`, `?` or a line break; they are compared trimmed, and
+/// only those of at least [`GUARDED_SENTENCE_BYTES`] (short ones, like a list marker or a
+/// heading, may well recur).
+#[derive(Default)]
+struct SentenceGuard {
+    seen: std::collections::HashSet<String>,
+    /// Where in the answer the sentence being written starts.
+    open_at: usize,
+}
+
+impl SentenceGuard {
+    fn is_end(c: char) -> bool {
+        matches!(c, '.' | '!' | '?' | '\n')
+    }
+
+    /// The sentences `text` (the whole answer so far) completes beyond the committed ones,
+    /// and where the next one starts.
+    fn completed<'t>(&self, text: &'t str) -> (Vec<&'t str>, usize) {
+        let Some(rest) = text.get(self.open_at..) else { return (Vec::new(), self.open_at) };
+        let mut done = Vec::new();
+        let mut start = 0;
+        for (i, c) in rest.char_indices() {
+            if Self::is_end(c) {
+                done.push(rest[start..i].trim());
+                start = i + c.len_utf8();
+            }
+        }
+        (done.into_iter().filter(|s| s.len() >= GUARDED_SENTENCE_BYTES).collect(), self.open_at + start)
+    }
+
+    /// Whether `text` may be the answer so far: it repeats no guarded sentence.
+    fn accepts(&self, text: &str) -> bool {
+        let (done, _) = self.completed(text);
+        done.iter().enumerate().all(|(i, s)| !self.seen.contains(*s) && !done[..i].contains(s))
+    }
+
+    fn commit(&mut self, text: &str) {
+        let (done, open_at) = self.completed(text);
+        self.seen.extend(done.into_iter().map(str::to_owned));
+        self.open_at = open_at;
     }
 }
 
@@ -372,4 +441,27 @@ pub fn tokenizer_from_gguf(content: &gguf_file::Content) -> Result<(Tokenizer, V
 /// Where `apex models pull smollm2` puts the reference model under a data dir.
 pub fn default_model_path(data_dir: &Path) -> PathBuf {
     data_dir.join("models").join("SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_sentence_is_never_completed_twice() {
+        let mut guard = SentenceGuard::default();
+        let first = "1. The funds are used to support AI development and research.";
+        assert!(guard.accepts(first));
+        guard.commit(first);
+        let partial = format!("{first}\n2. The funds are used to support AI development and research");
+        assert!(guard.accepts(&partial), "an open sentence is not judged yet");
+        guard.commit(&partial);
+        assert!(!guard.accepts(&format!("{partial}.")), "completing it again is refused");
+        assert!(guard.accepts(&format!("{partial} and more.")), "a different sentence is fine");
+        // Short sentences (list markers, headings) may recur.
+        assert!(guard.accepts(&format!("{first}\n1.\n1.")));
+        // Two copies completed by one token are caught too.
+        let fresh = SentenceGuard::default();
+        assert!(!fresh.accepts("A sentence that is long enough to count.A sentence that is long enough to count."));
+    }
 }

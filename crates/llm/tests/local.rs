@@ -72,7 +72,11 @@ fn repeated_sentences(text: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_answer_does_not_loop_on_one_sentence() {
     // Decoding greedily, this model fell into repeating one sentence until its token limit
-    // on a report prompt like Apex's; the repetition penalty keeps it moving.
+    // on a report prompt like Apex's; the repetition penalty keeps it moving. Where a
+    // greedy answer stops depends on the CPU's floating-point path (one machine ended the
+    // first answer at 92 tokens, another at 300), so the property is asserted on every
+    // answer of three report prompts, and the length that makes it meaningful on their
+    // sum, which no single early stop can take below the bound.
     let path = common::model_path();
     let model = tokio::task::spawn_blocking(move || LocalModel::load(&path)).await.unwrap().expect("the model loads");
     let system = "You are Apex, an analyst of AI spend. Answer the user's question in a short Markdown report \
@@ -80,10 +84,15 @@ async fn a_long_answer_does_not_loop_on_one_sentence() {
         - Total spend in the last 30 days: $18,412.37.\n\
         - gpt-4o: $11,204.90 (60.9%), mostly the support-chat feature.\n\
         - Recommendation: move ticket-triage summaries from gpt-4o to gpt-4o-mini; saves $2,310.40 a month.";
-    let mut request = ChatRequest::new(vec![ChatMessage::system(system), ChatMessage::user("Analyze my AI costs")]);
-    request.max_tokens = 300;
-    let answer = model.chat(request).await.unwrap().collect().await.unwrap();
-    assert!(answer.usage.output_tokens > 100, "a long answer: {answer:?}");
-    let repeated = repeated_sentences(&answer.text);
-    assert!(repeated.is_empty(), "repeated: {repeated:?}\n{}", answer.text);
+    let mut total = 0;
+    for question in ["Analyze my AI costs", "Where does the money go, and what should we change?", "Write a cost report for my team"] {
+        let mut request = ChatRequest::new(vec![ChatMessage::system(system), ChatMessage::user(question)]);
+        request.max_tokens = 300;
+        let answer = model.chat(request).await.unwrap().collect().await.unwrap();
+        let repeated = repeated_sentences(&answer.text);
+        assert!(repeated.is_empty(), "{question}: repeated: {repeated:?}\n{}", answer.text);
+        eprintln!("{question}: {} tokens", answer.usage.output_tokens);
+        total += answer.usage.output_tokens;
+    }
+    assert!(total >= 150, "three report answers, {total} tokens in all: too short for the check to mean anything");
 }
