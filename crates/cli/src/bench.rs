@@ -262,9 +262,12 @@ impl ServerProcess {
             .env("APEX_DATA_DIR", &data_dir)
             .env("DEMO_MODE", "1")
             .env("APEX_LLM", "builtin")
-            // Each bench user sends runs back to back, far above the per-connection
-            // allowance meant for people; the bench measures the engine, not the limiter.
+            // Each bench user sends runs back to back, far above the per-connection and
+            // per-user allowances meant for people, and every connection comes from this
+            // one address; the bench measures the engine, not the limiters.
             .env("APEX_RATE_LIMIT", "1000000")
+            .env("APEX_USER_RATE_LIMIT", "1000000")
+            .env("APEX_MAX_CONNECTIONS_PER_IP", "1000000")
             .env("RUST_LOG", "warn")
             // The caller's environment must not point the bench at real infrastructure.
             .env_remove("APEX_ENV")

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use apex_costs::import::{decompressed, sniff, Format};
+use apex_costs::import::{open, Format};
 use apex_store::import::{import_into, ImportReport};
 
 #[derive(clap::Args, Debug)]
@@ -63,17 +63,19 @@ pub async fn run(args: IngestArgs, settings: apex_server::Settings) -> anyhow::R
 }
 
 async fn to_store(store: &dyn apex_store::Store, user: &str, path: &Path, named: Option<Format>) -> anyhow::Result<ImportReport> {
-    let mut head = vec![0; 64 * 1024];
-    let n = File::open(path).with_context(|| format!("cannot open {}", path.display()))?.read(&mut head)?;
-    let sniffed = sniff(&head[..n]);
-    let format = named.or(sniffed.format).with_context(|| format!("{}: cannot tell the format; pass --format", path.display()))?;
-    let size = std::fs::metadata(path)?.len().max(1);
+    let size = std::fs::metadata(path).with_context(|| format!("cannot open {}", path.display()))?.len().max(1);
     let read = Arc::new(AtomicU64::new(0));
     let file = Counting { inner: File::open(path)?, read: read.clone() };
+    // The server's path: the same sniffing, format decision and byte limits.
+    let name = named.map(|f| serde_json::to_value(f).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default());
+    let opened = open(file, name.as_deref(), u64::MAX).map_err(|e| match e {
+        apex_costs::import::OpenError::Undetected => anyhow::anyhow!("{}: cannot tell the format; pass --format", path.display()),
+        e => anyhow::anyhow!("{}: {e}", path.display()),
+    })?;
     let started = Instant::now();
     let mut last = Instant::now();
     let name = path.display().to_string();
-    let report = import_into(store, user, format, decompressed(file, sniffed.gzipped), |rows| {
+    let report = import_into(store, user, opened.format, opened.input, |rows| {
         if last.elapsed() >= Duration::from_millis(250) {
             last = Instant::now();
             let pct = read.load(Ordering::Relaxed) * 100 / size;

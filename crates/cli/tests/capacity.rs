@@ -47,7 +47,12 @@ async fn small_buffer_client(app: &TestApp, token: &str) -> WebSocketStream<Mayb
 #[tokio::test]
 async fn a_client_that_stops_reading_is_shed_with_1013_and_loses_nothing() {
     let app =
-        spawn_with(Layer { write_timeout_secs: Some(1.0), rate_limit: Some(100_000), ..Layer::default() }, |server| {
+        spawn_with(Layer {
+            write_timeout_secs: Some(1.0),
+            rate_limit: Some(100_000),
+            user_rate_limit: Some(100_000),
+            ..Layer::default()
+        }, |server| {
             server
         })
         .await;

@@ -398,3 +398,56 @@ async fn sigterm_drains_an_instance_while_another_follows_its_run() {
     let (_, run) = b.get(&format!("/api/runs/{run_id}"), &token).await;
     assert_eq!(run["run"]["status"], "completed");
 }
+
+#[tokio::test]
+async fn a_users_runs_in_flight_are_capped_across_the_deployment() {
+    let schema = TempSchema::create().await;
+    let redis = shared_redis();
+    let capped = |tool_delay_ms| Layer {
+        demo_mode: Some(false),
+        database_url: Some(schema.url.clone()),
+        redis_url: Some(redis.clone()),
+        tool_delay_ms: Some(tool_delay_ms),
+        max_runs_per_user: Some(2),
+        ..Default::default()
+    };
+    let a = spawn_with(capped(400), |s| s).await;
+    let b = spawn_with(capped(400), |s| s).await;
+    wait_cluster(&a, "ok").await;
+    wait_cluster(&b, "ok").await;
+    // A user of this test alone: the count lives in the Redis other tests share.
+    let user = format!("capped-{:016x}", rand::random::<u64>());
+    let token = a.token(&user);
+    a.import_fixture(&token).await;
+    let mut on_a = Vec::new();
+    for _ in 0..2 {
+        let mut client = connect(&a, By::Header(token.clone())).await;
+        client.ask("Analyze my AI costs", None).await;
+        on_a.push(client);
+    }
+    // Two runs in flight on A: a third through B is over the deployment's cap.
+    let mut on_b = connect(&b, By::Header(token.clone())).await;
+    on_b.send(json!({"type": "user_message", "text": "Analyze my AI costs"})).await;
+    let refused = on_b.next_json().await;
+    assert_eq!(refused["code"], "too_many_runs", "{refused}");
+    // Another user is not counted with them.
+    let mut other = connect(&b, By::Header(b.token(&format!("{user}-other")))).await;
+    other.ask("Analyze my AI costs", None).await;
+    // Once A's runs end, their places are free everywhere.
+    for client in &mut on_a {
+        assert_golden_run(&client.events_until_terminal().await);
+    }
+    let mut accepted = None;
+    for _ in 0..100 {
+        on_b.send(json!({"type": "user_message", "text": "Analyze my AI costs"})).await;
+        let reply = on_b.next_json().await;
+        if reply["type"] == "message_accepted" {
+            accepted = Some(reply);
+            break;
+        }
+        assert_eq!(reply["code"], "too_many_runs", "{reply}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(accepted.is_some(), "the places of finished runs were never given back");
+    assert_golden_run(&on_b.events_until_terminal().await);
+}

@@ -12,6 +12,10 @@
 //!   at most the store poll interval and loses nothing.
 //! - The shared cache (recommendations per user and dataset version) is plain keys with
 //!   a time to live; an unreachable Redis is a miss.
+//! - A user's runs in flight are counted across instances (`apex:in-flight:<user>`, a sorted
+//!   set of run slots that expire after the longest a run can last), so
+//!   `APEX_MAX_RUNS_PER_USER` holds for the deployment; an unreachable Redis leaves each
+//!   instance's own count.
 //! - The connection is RESP3 with automatic resubscription; a ping every second notices an
 //!   outage (reported by `is_healthy`), reconnects with backoff and resubscribes.
 #![forbid(unsafe_code)]
@@ -37,6 +41,20 @@ const PUBLISH_BATCH: usize = 1_024;
 /// Events buffered per local subscription before the subscriber falls back to the store.
 const SUBSCRIBER_QUEUE: usize = 1_024;
 const HEALTH_EVERY: Duration = Duration::from_secs(1);
+/// A user's runs in flight in the deployment: a sorted set of run slots scored by the time
+/// (Redis's clock, ms) each stops counting if nobody releases it.
+const IN_FLIGHT_PREFIX: &str = "apex:in-flight:";
+/// Drops the expired slots, then adds this one if the user is under the cap (1) or refuses
+/// it (0). One script, so that two instances cannot both take the last place.
+const ADMIT_RUN: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+";
 
 pub struct RedisCluster {
     conn: ConnectionManager,
@@ -225,6 +243,41 @@ impl Cluster for RedisCluster {
             tracing::debug!(error = %e, "storing in the shared cache failed");
         }
     }
+
+    async fn admit_run(&self, user: &str, slot: &str, max: usize, ttl: Duration) -> Option<bool> {
+        if !self.is_healthy() {
+            return None; // no waiting on a Redis that is down: the local cap applies
+        }
+        let mut conn = self.conn.clone();
+        let admitted = redis::cmd("EVAL")
+            .arg(ADMIT_RUN)
+            .arg(1)
+            .arg(in_flight_key(user))
+            .arg(max)
+            .arg(ttl.as_millis().max(1) as u64)
+            .arg(slot)
+            .query_async::<i64>(&mut conn)
+            .await;
+        match admitted {
+            Ok(n) => Some(n == 1),
+            Err(e) => {
+                tracing::warn!(error = %e, "counting a run across instances failed; this instance's cap applies");
+                None
+            }
+        }
+    }
+
+    async fn release_run(&self, user: &str, slot: &str) {
+        let mut conn = self.conn.clone();
+        let released: Result<i64, _> = redis::cmd("ZREM").arg(in_flight_key(user)).arg(slot).query_async(&mut conn).await;
+        if let Err(e) = released {
+            tracing::debug!(error = %e, "releasing a run's place across instances failed; it expires");
+        }
+    }
+}
+
+fn in_flight_key(user: &str) -> String {
+    format!("{IN_FLIGHT_PREFIX}{user}")
 }
 
 /// Publishes queued events, as many as are waiting in one pipeline.

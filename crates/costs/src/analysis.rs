@@ -82,7 +82,7 @@ fn billed_vs_list(records: &[UsageRecord]) -> BilledVsList {
     }
     b.difference = b.billed - b.at_list_price;
     b.difference_bp = (b.at_list_price.0 > 0)
-        .then(|| (i128::from(b.difference.0) * 10_000 / i128::from(b.at_list_price.0)) as i64);
+        .then(|| Money::clamp(i128::from(b.difference.0) * 10_000 / i128::from(b.at_list_price.0)).0);
     b
 }
 
@@ -97,10 +97,10 @@ pub fn summarize(records: &[UsageRecord]) -> Summary {
         to: daily.last().map(|d| d.day.clone()).unwrap_or_default(),
         days: daily.len() as u32,
         total,
-        requests: records.iter().map(|r| r.requests).sum(),
-        input_tokens: records.iter().map(|r| r.input_tokens).sum(),
-        output_tokens: records.iter().map(|r| r.output_tokens).sum(),
-        cached_input_tokens: records.iter().map(|r| r.cached_input_tokens).sum(),
+        requests: sum(records.iter().map(|r| r.requests)),
+        input_tokens: sum(records.iter().map(|r| r.input_tokens)),
+        output_tokens: sum(records.iter().map(|r| r.output_tokens)),
+        cached_input_tokens: sum(records.iter().map(|r| r.cached_input_tokens)),
         unpriced_records: records
             .iter()
             .filter(|r| r.cost.is_none() && price_for(&r.model).is_none())
@@ -110,6 +110,19 @@ pub fn summarize(records: &[UsageRecord]) -> Summary {
         by_feature: group_totals(&costed, total, |r| r.feature.clone()),
         daily,
     }
+}
+
+/// A count summed without overflow (saturating; imports keep totals far below).
+fn sum(counts: impl Iterator<Item = u64>) -> u64 {
+    counts.fold(0, u64::saturating_add)
+}
+
+/// The first `limits::MAX_LISTED_GROUPS` groups (the largest: groups are sorted), and how
+/// many more there are: what an answer or a response lists of a breakdown that could
+/// otherwise have one entry per name in the data.
+pub fn top_groups(groups: &[GroupTotal]) -> (&[GroupTotal], usize) {
+    let n = groups.len().min(crate::limits::MAX_LISTED_GROUPS);
+    (&groups[..n], groups.len() - n)
 }
 
 /// What a breakdown groups by.
@@ -185,9 +198,9 @@ fn group_totals(
             share_bp: 0,
         });
         g.cost += cost;
-        g.requests += r.requests;
-        g.input_tokens += r.input_tokens;
-        g.output_tokens += r.output_tokens;
+        g.requests = g.requests.saturating_add(r.requests);
+        g.input_tokens = g.input_tokens.saturating_add(r.input_tokens);
+        g.output_tokens = g.output_tokens.saturating_add(r.output_tokens);
     }
     let mut groups: Vec<GroupTotal> = groups.into_values().collect();
     for g in &mut groups {
@@ -209,16 +222,19 @@ fn share_bp(part: Money, total: Money) -> u32 {
     u32::try_from(bp).unwrap_or(0)
 }
 
-/// Cost per day, oldest first. When the days parse, gaps are filled with $0
-/// so that "the last 7 entries" really are the last 7 calendar days; a day
-/// string that does not parse is kept as reported, without gap filling.
+/// Cost per day, oldest first. When the days parse and span at most
+/// `limits::MAX_FILLED_DAYS`, gaps are filled with $0 so that "the last 7 entries"
+/// really are the last 7 calendar days; a day string that does not parse, or a wider
+/// span, keeps only the days that have usage, so the series never has more entries
+/// than the data has days.
 fn daily_totals(costed: &[(&UsageRecord, Money)]) -> Vec<DailyTotal> {
     let mut by_day: BTreeMap<String, Money> = BTreeMap::new();
     for &(r, cost) in costed {
         *by_day.entry(r.day.clone()).or_default() += cost;
     }
     let parsed: Option<Vec<i64>> = by_day.keys().map(|d| date::parse_day(d)).collect();
-    if let Some((&first, &last)) = parsed.as_ref().and_then(|d| d.first().zip(d.last())) {
+    let span = parsed.as_ref().and_then(|d| d.first().zip(d.last()));
+    if let Some((&first, &last)) = span.filter(|(first, last)| *last - *first < crate::limits::MAX_FILLED_DAYS) {
         for day in first..=last {
             by_day.entry(date::format_day(day)).or_default();
         }
@@ -841,7 +857,7 @@ pub fn forecast(summary: &Summary) -> Forecast {
     let previous_run_rate = run_rate(&daily[..window]);
     let trend_bp = if previous_run_rate > Money::ZERO {
         let change = i128::from((monthly_run_rate - previous_run_rate).micros()) * 10_000;
-        div_round_half_away(change, i128::from(previous_run_rate.micros())) as i64
+        Money::clamp(div_round_half_away(change, i128::from(previous_run_rate.micros()))).0
     } else {
         0
     };

@@ -67,14 +67,17 @@ pub fn detect_anomalies(records: &[UsageRecord]) -> Vec<Anomaly> {
     found
 }
 
-/// Every calendar day from the first to the last of `days` (unparseable days as they are).
+/// Every calendar day from the first to the last of `days` when they span at most
+/// `limits::MAX_FILLED_DAYS`; else (and for unparseable days) the days as they are.
 pub(crate) fn covered_days<'a>(days: impl Iterator<Item = &'a str>) -> Vec<String> {
     let mut days: Vec<&str> = days.collect();
     days.sort_unstable();
     days.dedup();
     let parsed: Option<Vec<i64>> = days.iter().map(|d| date::parse_day(d)).collect();
     match parsed.as_deref() {
-        Some([first, .., last]) => (*first..=*last).map(date::format_day).collect(),
+        Some([first, .., last]) if last - first < crate::limits::MAX_FILLED_DAYS => {
+            (*first..=*last).map(date::format_day).collect()
+        }
         _ => days.into_iter().map(str::to_owned).collect(),
     }
 }
@@ -84,7 +87,7 @@ fn median(sorted: &[i64]) -> i64 {
     if n % 2 == 1 {
         sorted[n / 2]
     } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2
+        ((i128::from(sorted[n / 2 - 1]) + i128::from(sorted[n / 2])) / 2) as i64
     }
 }
 
@@ -94,7 +97,7 @@ fn spikes<'a>(daily: &[(&'a str, Money)]) -> Vec<Spike<'a>> {
     let mut values: Vec<i64> = daily.iter().map(|(_, c)| c.0).collect();
     values.sort_unstable();
     let m = median(&values);
-    let mut deviations: Vec<i64> = values.iter().map(|v| (v - m).abs()).collect();
+    let mut deviations: Vec<i64> = values.iter().map(|v| v.saturating_sub(m).saturating_abs()).collect();
     deviations.sort_unstable();
     let mad = median(&deviations);
     daily
@@ -172,7 +175,7 @@ pub fn week_over_week(records: &[UsageRecord]) -> Option<WeekOverWeek> {
     let n = days.len();
     let (last_week, previous_week) = (sum(&days[n - 7..]), sum(&days[n - 14..n - 7]));
     let change_bp = (previous_week.0 > 0)
-        .then(|| (i128::from(last_week.0 - previous_week.0) * 10_000 / i128::from(previous_week.0)) as i64);
+        .then(|| Money::clamp((i128::from(last_week.0) - i128::from(previous_week.0)) * 10_000 / i128::from(previous_week.0)).0);
     Some(WeekOverWeek { last_week, previous_week, change_bp })
 }
 

@@ -48,6 +48,11 @@ pub(crate) fn parse_day(s: &str) -> Option<i64> {
     (civil_from_days(day) == (y, m, d)).then_some(day)
 }
 
+/// Whether `s` is a real calendar day written "YYYY-MM-DD" (2026-02-30 is not).
+pub fn is_calendar_day(s: &str) -> bool {
+    parse_day(s).is_some()
+}
+
 /// Formats a day number as "YYYY-MM-DD".
 pub(crate) fn format_day(day: i64) -> String {
     let (y, m, d) = civil_from_days(day);

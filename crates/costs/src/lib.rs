@@ -11,16 +11,18 @@ mod analysis;
 mod anomalies;
 mod date;
 pub mod import;
+pub mod limits;
 mod money;
 mod prices;
 mod records;
 mod whatif;
 
 pub use analysis::{
-    breakdown, forecast, recommend, BilledVsList, summarize, total_savings, DailyTotal, Forecast, GroupBy,
+    breakdown, forecast, recommend, top_groups, BilledVsList, summarize, total_savings, DailyTotal, Forecast, GroupBy,
     GroupTotal, Recommendation, RecommendationKind, Summary,
 };
 pub use anomalies::{detect_anomalies, top_drivers, week_over_week, Anomaly, Driver, WeekOverWeek};
+pub use date::is_calendar_day;
 pub use money::{group_thousands, Money, MICROS_PER_USD};
 pub use prices::{
     catalog_source, cheaper_sibling, is_override, price_catalog, price_for, rate_label, set_price_overrides, Capabilities,

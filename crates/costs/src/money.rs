@@ -4,6 +4,10 @@
 //! integer number of micro-dollars: addition is exact and totals always equal
 //! the sum of their parts. Floating point appears only at the edges
 //! (`Money::usd`, for percentages and charts), never in arithmetic.
+//!
+//! Arithmetic saturates at the ends of `i64` instead of wrapping: imported rows are far
+//! inside the range (`crate::limits`), and a sum that still reaches an end is then the
+//! largest amount, never a wrapped, plausible-looking one.
 
 use std::fmt;
 use std::iter::Sum;
@@ -50,7 +54,17 @@ impl Money {
         if den == 0 {
             return Money::ZERO;
         }
-        Money(div_round_half_away(self.0 as i128 * num as i128, den as i128) as i64)
+        Money::clamp(div_round_half_away(self.0 as i128 * num as i128, den as i128))
+    }
+
+    /// An i128 amount, saturated into `Money`'s range.
+    pub fn clamp(micros: i128) -> Money {
+        Money(micros.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
+    }
+
+    /// `self + rhs`, or `None` when it does not fit.
+    pub fn checked_add(self, rhs: Money) -> Option<Money> {
+        self.0.checked_add(rhs.0).map(Money)
     }
 }
 
@@ -98,33 +112,33 @@ pub fn group_thousands(n: u64) -> String {
 impl Add for Money {
     type Output = Money;
     fn add(self, rhs: Money) -> Money {
-        Money(self.0 + rhs.0)
+        Money(self.0.saturating_add(rhs.0))
     }
 }
 
 impl Sub for Money {
     type Output = Money;
     fn sub(self, rhs: Money) -> Money {
-        Money(self.0 - rhs.0)
+        Money(self.0.saturating_sub(rhs.0))
     }
 }
 
 impl Neg for Money {
     type Output = Money;
     fn neg(self) -> Money {
-        Money(-self.0)
+        Money(self.0.saturating_neg())
     }
 }
 
 impl AddAssign for Money {
     fn add_assign(&mut self, rhs: Money) {
-        self.0 += rhs.0;
+        *self = *self + rhs;
     }
 }
 
 impl SubAssign for Money {
     fn sub_assign(&mut self, rhs: Money) {
-        self.0 -= rhs.0;
+        *self = *self - rhs;
     }
 }
 
@@ -190,6 +204,16 @@ mod tests {
         assert_eq!(Money(7).mul_div(30, 7), Money(30));
         assert_eq!(Money(100).mul_div(1, 0), Money(0));
         assert_eq!(Money(i64::MAX).mul_div(3, 3), Money(i64::MAX));
+    }
+
+    #[test]
+    fn sums_saturate_instead_of_wrapping() {
+        let big = Money(9_000_000_000_000_000_000);
+        assert_eq!([big, big, big].iter().sum::<Money>(), Money(i64::MAX));
+        assert_eq!(Money(i64::MIN) - Money(1), Money(i64::MIN));
+        assert_eq!(-Money(i64::MIN), Money(i64::MAX));
+        assert_eq!(Money(i64::MAX).mul_div(30, 1), Money(i64::MAX));
+        assert_eq!(big.checked_add(big), None);
     }
 
     #[test]

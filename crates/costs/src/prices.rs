@@ -165,8 +165,7 @@ impl Price {
 /// `tokens * rate / 1M`, rounded half-up; i128 because the product of two
 /// large u64-ish values overflows i64.
 fn component(tokens: u64, per_mtok: Money) -> Money {
-    let micros = div_round_half_away(tokens as i128 * per_mtok.micros() as i128, TOKENS_PER_MTOK);
-    Money(micros as i64)
+    Money::clamp(div_round_half_away(tokens as i128 * per_mtok.micros() as i128, TOKENS_PER_MTOK))
 }
 
 /// Rates need sub-cent precision ($0.075), which `Money`'s cent display would

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 
-use apex_costs::import::{decompressed, import, sniff, Format, ImportRow, Rejected};
+use apex_costs::import::{import, open, Format, ImportRow, Rejected};
 use apex_costs::{summarize, Money, UsageRecord};
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -13,9 +13,8 @@ fn fixture(name: &str) -> Vec<u8> {
 
 /// Detects the format (looking through gzip) and imports.
 fn load(bytes: &[u8]) -> (Format, Vec<ImportRow>, Vec<Rejected>) {
-    let sniffed = sniff(&bytes[..bytes.len().min(64 * 1024)]);
-    let format = sniffed.format.expect("format detected");
-    let input = decompressed(std::io::Cursor::new(bytes.to_vec()), sniffed.gzipped);
+    let opened = open(std::io::Cursor::new(bytes.to_vec()), None, u64::MAX).expect("format detected");
+    let (format, input) = (opened.format, opened.input);
     let (mut rows, mut bad) = (Vec::new(), Vec::new());
     import(format, input, |r| rows.push(r), |r| bad.push(r)).unwrap();
     (format, rows, bad)

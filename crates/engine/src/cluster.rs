@@ -43,6 +43,17 @@ pub trait Cluster: Send + Sync + 'static {
     /// Stores a value for every instance, for `ttl`. Best effort: a failure only costs a
     /// recomputation elsewhere.
     async fn cache_put(&self, key: &str, value: &str, ttl: Duration);
+
+    /// Counts a run of `user` among that user's runs in flight on every instance, under the
+    /// name `slot` (unique per run): `Some(true)` when it is within `max`, and it then stays
+    /// counted until [`Cluster::release_run`] or for `ttl` (an instance that dies cannot hold
+    /// it forever); `Some(false)` when the user already has `max` runs in flight in the
+    /// deployment; `None` when the bus cannot say (the instance's own cap still applies).
+    async fn admit_run(&self, user: &str, slot: &str, max: usize, ttl: Duration) -> Option<bool>;
+
+    /// Stops counting the run admitted as `slot`. Best effort: a failure leaves it counted
+    /// until its `ttl`.
+    async fn release_run(&self, user: &str, slot: &str);
 }
 
 /// How long a remote follower waits for the bus before it reads the store itself: the

@@ -23,6 +23,12 @@ pub struct RunLog {
     published: watch::Sender<u64>,
     /// The seq of the terminal event once published, 0 before.
     terminal_seq: AtomicU64,
+    /// The first seq that could not be persisted, 0 while none: from it on nothing is
+    /// published but the terminal event, which takes that seq (no gap, nothing a client
+    /// saw is missing from the store).
+    lost_from: AtomicU64,
+    /// Cancelled when an event of this run could not be persisted: the run ends.
+    lost: tokio_util::sync::CancellationToken,
 }
 
 impl RunLog {
@@ -34,7 +40,26 @@ impl RunLog {
             events: RwLock::new(Vec::with_capacity(64)),
             published: watch::channel(0).0,
             terminal_seq: AtomicU64::new(0),
+            lost_from: AtomicU64::new(0),
+            lost: tokio_util::sync::CancellationToken::new(),
         }
+    }
+
+    /// Notes that the event `seq` could not be persisted (the first such seq is kept) and
+    /// tells the run to end.
+    pub fn mark_lost(&self, seq: u64) {
+        let _ = self.lost_from.compare_exchange(0, seq, Ordering::AcqRel, Ordering::Acquire);
+        self.lost.cancel();
+    }
+
+    /// The first seq that could not be persisted, if any.
+    pub fn lost_from(&self) -> Option<u64> {
+        Some(self.lost_from.load(Ordering::Acquire)).filter(|&s| s != 0)
+    }
+
+    /// Resolves once an event of this run could not be persisted.
+    pub async fn storage_lost(&self) {
+        self.lost.cancelled().await
     }
 
     /// Publishes the next event to every follower. Events arrive in seq order (one

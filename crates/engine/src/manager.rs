@@ -38,6 +38,9 @@ pub struct EngineSettings {
     pub lease: Duration,
     /// The language model that writes reports; `None`: the built-in writer.
     pub model: Option<ModelWriter>,
+    /// Runs one user may have in flight at once, on this instance and, in a cluster, in the
+    /// whole deployment; more are refused (`too_many_runs`) until one ends.
+    pub max_runs_per_user: usize,
 }
 
 impl Default for EngineSettings {
@@ -47,6 +50,7 @@ impl Default for EngineSettings {
             linger: Duration::from_secs(2),
             lease: Duration::from_secs(10),
             model: None,
+            max_runs_per_user: 8,
         }
     }
 }
@@ -70,6 +74,12 @@ pub enum StartError {
     NotFound,
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// Storage is failing (a full disk): the message was not saved, so not accepted.
+    #[error("storage is unavailable")]
+    StorageUnavailable,
+    /// The user has `max_runs_per_user` runs in flight.
+    #[error("too many runs in flight")]
+    TooManyRuns(usize),
     #[error("storage failed: {0}")]
     Store(String),
 }
@@ -114,6 +124,8 @@ struct Inner {
     /// Threads with an active run, with the owner: another user's thread is never "busy",
     /// it does not exist for them.
     busy_threads: Mutex<HashMap<ThreadId, (Arc<str>, RunId)>>,
+    /// Runs in flight per user (reserved before the message is persisted).
+    in_flight: Mutex<HashMap<Arc<str>, usize>>,
     tracker: TaskTracker,
     accepting: AtomicBool,
     stop_sweeper: CancellationToken,
@@ -169,6 +181,7 @@ impl RunManager {
             settings,
             runs: Mutex::default(),
             busy_threads: Mutex::default(),
+            in_flight: Mutex::default(),
             tracker: TaskTracker::new(),
             accepting: AtomicBool::new(true),
             stop_sweeper: CancellationToken::new(),
@@ -198,6 +211,8 @@ impl RunManager {
             return Err(StartError::ShuttingDown);
         }
         let user: Arc<str> = Arc::from(user_id);
+        // Held until the run ends (moved into its task), or released on refusal.
+        let slot = InFlight::take(inner, &user).await.ok_or(StartError::TooManyRuns(inner.settings.max_runs_per_user))?;
         let mut reserved = None;
         if let Some(thread) = msg.thread_id {
             let busy_with = {
@@ -234,7 +249,7 @@ impl RunManager {
                         Ok(Accepted { run_id: b.run_id, thread_id: b.thread_id, message_id: b.message_id, duplicate: true })
                     }
                     Some(BeginOutcome::ThreadNotFound) => Err(StartError::NotFound),
-                    _ => Err(StartError::Store("the message could not be persisted".into())),
+                    _ => Err(StartError::StorageUnavailable),
                 };
             }
         };
@@ -259,7 +274,13 @@ impl RunManager {
         // A root span: a run outlives the connection that started it, and is a trace of its own.
         let span = tracing::info_span!(parent: None, "run", user_id = %ctx.user_id, thread_id = %ctx.thread_id, run_id = %ctx.run_id);
         metrics::counter!(m::RUNS_STARTED).increment(1);
-        inner.tracker.spawn(async move { task_inner.execute(live, ctx, received).await }.instrument(span));
+        inner.tracker.spawn(
+            async move {
+                task_inner.execute(live, ctx, received).await;
+                drop(slot);
+            }
+            .instrument(span),
+        );
         Ok(Accepted { run_id: begun.run_id, thread_id: begun.thread_id, message_id: begun.message_id, duplicate: false })
     }
 
@@ -353,6 +374,11 @@ impl RunManager {
         self.inner.writer.backlog()
     }
 
+    /// Whether the last writes could be committed, and why not.
+    pub fn storage_health(&self) -> &Arc<crate::writer::StorageHealth> {
+        self.inner.writer.health()
+    }
+
     pub fn is_accepting(&self) -> bool {
         self.inner.accepting.load(Ordering::Acquire)
     }
@@ -403,6 +429,10 @@ impl Inner {
             _ = live.cancel.cancelled() => match live.reason.load(Ordering::Acquire) {
                 INTERRUPTED => Outcome::Interrupted,
                 _ => Outcome::Cancelled,
+            },
+            _ = live.log.storage_lost() => Outcome::Failed {
+                code: crate::writer::STORAGE_UNAVAILABLE.into(),
+                message: "the run could not be saved (storage is failing); ask again once it recovers".into(),
             },
             result = tokio::time::timeout(self.settings.run_timeout, pipeline) => match result {
                 Ok(Ok(Ok(text))) => Outcome::Completed { text },
@@ -465,6 +495,63 @@ impl Inner {
     }
 }
 
+/// One of a user's runs in flight: counted while it lives, on this instance and, in a
+/// cluster, in the deployment-wide count.
+struct InFlight {
+    inner: Arc<Inner>,
+    user: Arc<str>,
+    /// The run's name in the cluster's count, when it was counted there.
+    cluster_slot: Option<String>,
+}
+
+impl InFlight {
+    async fn take(inner: &Arc<Inner>, user: &Arc<str>) -> Option<Self> {
+        let max = inner.settings.max_runs_per_user.max(1);
+        {
+            let mut counts = inner.in_flight.lock().expect("in-flight lock");
+            let count = counts.entry(user.clone()).or_insert(0);
+            if *count >= max {
+                return None;
+            }
+            *count += 1;
+        }
+        // From here on, dropping `taken` gives the local count back.
+        let mut taken = Self { inner: inner.clone(), user: user.clone(), cluster_slot: None };
+        if let Some(cluster) = &inner.cluster {
+            let slot = Uuid::now_v7().to_string();
+            // Counted across instances for as long as a run can last, with room for the
+            // lease after which another instance ends a dead instance's runs.
+            let ttl = inner.settings.run_timeout + inner.settings.lease * 2;
+            match cluster.admit_run(user, &slot, max, ttl).await {
+                Some(false) => return None,
+                Some(true) => taken.cluster_slot = Some(slot),
+                None => {} // the bus cannot say: this instance's count alone applies
+            }
+        }
+        Some(taken)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        {
+            let mut counts = self.inner.in_flight.lock().expect("in-flight lock");
+            if let Some(count) = counts.get_mut(&self.user) {
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(&self.user);
+                }
+            }
+        }
+        if let (Some(slot), Some(cluster)) = (self.cluster_slot.take(), self.inner.cluster.clone()) {
+            let user = self.user.clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { cluster.release_run(&user, &slot).await });
+            }
+        }
+    }
+}
+
 /// Keeps the active-runs gauge right however the run task ends.
 struct ActiveRun;
 
@@ -516,10 +603,14 @@ async fn hold_lease(inner: std::sync::Weak<Inner>, lease: Duration, stop: Cancel
             _ = tokio::time::sleep(period) => {}
         }
         let Some(inner) = inner.upgrade() else { return };
+        // The heartbeat is a write: while storage fails, it is also how recovery is seen
+        // when no message arrives to try.
         if let Err(e) = inner.store.heartbeat(&inner.instance, now_ms()).await {
             tracing::warn!(error = %e, "renewing this instance's lease failed; retrying");
+            inner.writer.health().probed(Some(&e));
             continue;
         }
+        inner.writer.health().probed(None);
         match inner.store.interrupt_orphaned(&inner.instance, lease).await {
             Ok(runs) if !runs.is_empty() => {
                 tracing::warn!(count = runs.len(), "took over the runs of an instance that stopped; they end as interrupted")

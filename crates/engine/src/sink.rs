@@ -168,7 +168,11 @@ impl EventSink {
     /// Ends the run: closes dangling tool calls, persists the outcome together with the
     /// terminal event, and only then publishes that event.
     pub async fn finish(&self, ctx: &RunContext, outcome: Outcome) -> RunStatus {
-        let open = std::mem::take(&mut self.state.lock().expect("sink lock").open_calls);
+        let mut open = std::mem::take(&mut self.state.lock().expect("sink lock").open_calls);
+        if self.log.lost_from().is_some() {
+            // Nothing after the lost event is delivered: only the terminal event, below.
+            open.clear();
+        }
         let reason = match &outcome {
             Outcome::TimedOut => "the run timed out",
             Outcome::Cancelled => "the run was stopped",
@@ -211,8 +215,11 @@ impl EventSink {
             text,
         };
         let mut next = self.next_seq.lock().await;
-        let (event, publish) = self.event(*next, kind, true);
-        *next += 1;
+        // After a lost event, the terminal event takes its seq: no gap for followers, and
+        // the store holds exactly what they were shown.
+        let seq = self.log.lost_from().unwrap_or(*next);
+        let (event, publish) = self.event(seq, kind, true);
+        *next = seq + 1;
         // The run's state, its answer and its terminal event commit together.
         if !self.writer.publish_acked(vec![Write::Finish(finish), event], publish).await {
             tracing::error!(run_id = %ctx.run_id, "the end of a run could not be persisted");

@@ -199,10 +199,66 @@ mod tests {
         assert_eq!(e.client_message_id.as_deref(), Some("abc"));
     }
 
+    /// Cases per fuzz property: a bounded run in CI; `APEX_FUZZ_CASES=200000 cargo test -p
+    /// apex-protocol` is the longer run (docs/security.md).
+    fn fuzz_cases() -> u32 {
+        std::env::var("APEX_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000)
+    }
+
+    /// Codes the parser may answer with: anything else would be a new, undocumented code.
+    const PARSER_CODES: [ErrorCode; 5] = [
+        ErrorCode::InvalidJson,
+        ErrorCode::MessageTooLarge,
+        ErrorCode::UnknownType,
+        ErrorCode::MissingField,
+        ErrorCode::InvalidField,
+    ];
+
+    /// Frames a client sends, to mutate.
+    const SEEDS: [&str; 5] = [
+        r#"{"type":"user_message","text":"Analyze my AI costs","client_message_id":"c-1"}"#,
+        r#"{"type":"user_message","text":"hi","thread_id":"0190a0a0-0000-7000-8000-000000000001"}"#,
+        r#"{"type":"resume","run_id":"0190a0a0-0000-7000-8000-000000000000","after_seq":3}"#,
+        r#"{"type":"stop_agent","run_id":"0190a0a0-0000-7000-8000-000000000000"}"#,
+        r#"{"type":"ping"}"#,
+    ];
+
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(fuzz_cases()))]
+
         #[test]
         fn never_panics_on_arbitrary_text(s in ".{0,300}") {
             let _ = parse_client_frame(&s, MAX);
+        }
+
+        /// Byte-level mutations of real frames (flips, insertions, deletions, truncation):
+        /// every answer is a frame or one of the documented codes, and the same each time.
+        #[test]
+        fn mutated_frames_get_a_frame_or_a_documented_code(
+            seed in 0..SEEDS.len(),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..4), 1..8),
+            limit in prop_oneof![Just(MAX), 8usize..120],
+        ) {
+            let mut bytes = SEEDS[seed].as_bytes().to_vec();
+            for (at, byte, op) in edits {
+                let len = bytes.len();
+                let i = at.index(len.max(1));
+                match op {
+                    0 if len > 0 => bytes[i.min(len - 1)] = byte,
+                    1 => bytes.insert(i.min(len), byte),
+                    2 if len > 0 => { bytes.remove(i.min(len - 1)); }
+                    _ => bytes.truncate(i),
+                }
+            }
+            // The transport hands the parser UTF-8 only (other text is closed with 1007).
+            let text = String::from_utf8_lossy(&bytes);
+            let first = parse_client_frame(&text, limit);
+            prop_assert_eq!(&first, &parse_client_frame(&text, limit));
+            if let Err(e) = first {
+                prop_assert!(PARSER_CODES.contains(&e.code), "{:?}", e.code);
+                prop_assert!(!e.message.is_empty());
+                prop_assert!(e.message.len() < 512, "an error message echoes a bounded amount of the input");
+            }
         }
 
         #[test]

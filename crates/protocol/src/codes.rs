@@ -25,6 +25,11 @@ pub enum ErrorCode {
     ThreadBusy,
     /// The server is shutting down and accepts no new runs.
     ShuttingDown,
+    /// Storage is failing (e.g. the disk is full): nothing new can be saved, so nothing
+    /// new is accepted. Retryable once storage recovers (`/api/health` says when).
+    StorageUnavailable,
+    /// The user already has as many runs in flight as allowed; wait for one to end.
+    TooManyRuns,
     /// A server-side fault; the request may be retried.
     Internal,
 }
@@ -42,6 +47,8 @@ impl ErrorCode {
             Self::NotFound => "not_found",
             Self::ThreadBusy => "thread_busy",
             Self::ShuttingDown => "shutting_down",
+            Self::StorageUnavailable => "storage_unavailable",
+            Self::TooManyRuns => "too_many_runs",
             Self::Internal => "internal",
         }
     }
@@ -54,7 +61,12 @@ pub mod close {
     pub const NORMAL: u16 = 1000;
     /// The server is going away without restart semantics.
     pub const GOING_AWAY: u16 = 1001;
-    /// Policy violation, e.g. the token expired during the connection.
+    /// A protocol violation by the peer (bad opcode, masking, fragmentation).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame that is not valid UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// Policy violation, e.g. the token expired during the connection, a refused Origin,
+    /// or a flood of control frames.
     pub const POLICY: u16 = 1008;
     /// A frame exceeded the transport limit (far above the 8 KiB message limit).
     pub const TOO_BIG: u16 = 1009;

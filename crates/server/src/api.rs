@@ -31,8 +31,17 @@ pub enum ApiError {
     NotFound,
     #[error("{1}")]
     BadRequest(&'static str, String),
+    /// 413: the request (or what it decompresses to) is past a size limit.
+    #[error("{1}")]
+    TooLarge(&'static str, String),
     #[error("{0}")]
     Unavailable(&'static str),
+    /// Refused by policy (403), with a stable code.
+    #[error("{1}")]
+    Forbidden(&'static str, String),
+    /// Over an allowance (429), with a stable code.
+    #[error("{1}")]
+    TooMany(&'static str, String),
     #[error("internal error")]
     Internal(String),
 }
@@ -52,7 +61,10 @@ impl IntoResponse for ApiError {
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::BadRequest(code, _) => (StatusCode::BAD_REQUEST, *code),
+            Self::TooLarge(code, _) => (StatusCode::PAYLOAD_TOO_LARGE, *code),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            Self::Forbidden(code, _) => (StatusCode::FORBIDDEN, *code),
+            Self::TooMany(code, _) => (StatusCode::TOO_MANY_REQUESTS, *code),
             Self::Internal(detail) => {
                 tracing::error!(error = %detail, "request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
@@ -80,6 +92,7 @@ impl FromRequestParts<AppState> for User {
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
         let query = Query::<TokenQuery>::try_from_uri(&parts.uri).ok().and_then(|q| q.0.token);
         let token = token_from(&parts.headers, query.as_deref())
+            .map_err(|e| ApiError::Unauthorized(e.to_string()))?
             .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
         let claims = app.auth.verify(&token).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
         Ok(User(claims.sub))

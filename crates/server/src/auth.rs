@@ -1,9 +1,16 @@
 //! Authentication: HS256 JWTs, and demo identities when demo mode is on.
 //!
 //! A token can arrive in the `Authorization: Bearer` header, as a `jwt.<token>` WebSocket
-//! subprotocol (browsers cannot set headers), or as `?token=` (never logged). A token that
-//! is present but invalid is refused even in demo mode: it must not silently become a
-//! different, anonymous identity.
+//! subprotocol (browsers cannot set headers), or as `?token=` (never logged). A credential
+//! that is present but invalid — a bad token, or an `Authorization` header of another
+//! scheme — is refused even in demo mode: it must not silently become a different,
+//! anonymous identity.
+//!
+//! Validation follows RFC 7519 and RFC 8725: the algorithm is pinned (HS256), `exp` and
+//! `sub` are required, `nbf` and `iat` are optional and honoured when present, `iss` and
+//! `aud` are required when configured (`aud` may be an array), a `crit` header is refused
+//! (this verifier understands no extension), and an expiry further away than
+//! [`MAX_TOKEN_LIFETIME`] is refused as absurd.
 use std::path::Path;
 use std::time::Duration;
 
@@ -18,16 +25,27 @@ use crate::settings::Settings;
 /// How long a token handed to a demo identity stays valid.
 const DEMO_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 const SECRET_FILE: &str = "jwt-secret";
+/// The furthest expiry a token may carry: beyond it, `exp` is a mistake or an attack.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
+/// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
+const LEEWAY_SECS: u64 = 5;
+/// Longest token accepted at all: a header of tens of KiB is not a token.
+const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
+/// The claims Apex reads (and mints). `iss` and `aud` are checked by the validation and
+/// not kept; `aud` may be a string or an array (RFC 7519 §4.1.3).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
     pub exp: u64,
-    pub iat: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    pub aud: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub demo: bool,
 }
@@ -49,6 +67,8 @@ pub enum AuthError {
     Missing,
     #[error("the token is invalid: {0}")]
     Invalid(String),
+    #[error("the Authorization header must be `Bearer <token>`")]
+    WrongScheme,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,16 +91,24 @@ impl Auth {
     pub fn from_settings(settings: &Settings) -> Result<Self, KeyError> {
         let secret = resolve_secret(settings)?;
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
-        validation.required_spec_claims = ["exp", "sub"].iter().map(|s| s.to_string()).collect();
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
         match &settings.jwt_issuer {
-            Some(iss) => validation.set_issuer(&[iss]),
+            Some(iss) => {
+                validation.set_issuer(&[iss]);
+                required.push("iss");
+            }
             None => validation.iss = None,
         }
         match &settings.jwt_audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
+        validation.required_spec_claims = required.into_iter().map(String::from).collect();
         Ok(Self {
             encoding: EncodingKey::from_secret(&secret),
             decoding: DecodingKey::from_secret(&secret),
@@ -99,22 +127,35 @@ impl Auth {
         let iat = now_ms() / 1000;
         let claims = Claims {
             sub: user_id.to_owned(),
-            iat,
+            iat: Some(iat),
+            nbf: None,
             exp: iat + ttl.as_secs(),
             iss: self.issuer.clone(),
-            aud: self.audience.clone(),
+            aud: self.audience.clone().map(serde_json::Value::String),
             demo,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 signing cannot fail")
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| AuthError::Invalid(e.kind_description()))?;
-        if data.claims.sub.is_empty() || data.claims.sub.len() > 256 {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::Invalid(format!("longer than {MAX_TOKEN_BYTES} bytes")));
+        }
+        refuse_critical_extensions(token)?;
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| AuthError::Invalid(e.kind_description()))?
+            .claims;
+        if claims.sub.is_empty() || claims.sub.len() > 256 {
             return Err(AuthError::Invalid("the subject must be 1 to 256 bytes".into()));
         }
-        Ok(data.claims)
+        let now = now_ms() / 1000;
+        if claims.exp > now.saturating_add(MAX_TOKEN_LIFETIME.as_secs()) {
+            return Err(AuthError::Invalid("expiry too far in the future".into()));
+        }
+        if claims.iat.is_some_and(|iat| iat > now + LEEWAY_SECS) {
+            return Err(AuthError::Invalid("issued in the future".into()));
+        }
+        Ok(claims)
     }
 
     /// Authenticates a request: a valid token, or (demo mode, no token) a new demo identity.
@@ -151,25 +192,51 @@ impl KindDescription for jsonwebtoken::errors::Error {
             ImmatureSignature => "not yet valid".into(),
             InvalidAlgorithm => "algorithm not accepted".into(),
             MissingRequiredClaim(c) => format!("missing claim `{c}`"),
+            Json(e) => format!("malformed claims: {e}"),
             _ => "malformed".into(),
         }
     }
 }
 
+/// RFC 7515 §4.1.11: a `crit` header names extensions the verifier must understand, and
+/// this one understands none, so any token carrying it is refused.
+fn refuse_critical_extensions(token: &str) -> Result<(), AuthError> {
+    use base64::Engine as _;
+    let head = token.split('.').next().unwrap_or_default();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(head)
+        .map_err(|_| AuthError::Invalid("malformed header".into()))?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes).map_err(|_| AuthError::Invalid("malformed header".into()))?;
+    if header.contains_key("crit") {
+        return Err(AuthError::Invalid("critical header extensions are not supported".into()));
+    }
+    Ok(())
+}
+
 /// The token a request carries, from the header, the subprotocol list, or the query.
-pub fn token_from(headers: &HeaderMap, query_token: Option<&str>) -> Option<String> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
+/// An `Authorization` header that is not `Bearer <token>` (the scheme in any case, RFC
+/// 7235) is an error, never "no credential".
+pub fn token_from(headers: &HeaderMap, query_token: Option<&str>) -> Result<Option<String>, AuthError> {
+    let bearer = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(value) => {
+            let value = value.to_str().map_err(|_| AuthError::WrongScheme)?.trim();
+            let (scheme, token) = value.split_once(' ').ok_or(AuthError::WrongScheme)?;
+            let token = token.trim();
+            if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+                return Err(AuthError::WrongScheme);
+            }
+            Some(token)
+        }
+    };
     let subprotocol = headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .find_map(|p| p.trim().strip_prefix(JWT_SUBPROTOCOL_PREFIX));
-    bearer.or(subprotocol).or(query_token).filter(|t| !t.is_empty()).map(str::to_owned)
+    Ok(bearer.or(subprotocol).or(query_token).filter(|t| !t.is_empty()).map(str::to_owned))
 }
 
 fn demo_user_id() -> String {
@@ -220,4 +287,79 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     std::fs::write(path, contents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Cases per fuzz property (`APEX_FUZZ_CASES` for a longer run).
+    fn fuzz_cases() -> u32 {
+        std::env::var("APEX_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000)
+    }
+
+    fn auth() -> Auth {
+        let settings = Settings {
+            jwt_secret: Some("fuzz-secret-0123456789abcdef".into()),
+            jwt_issuer: Some("https://id.example".into()),
+            jwt_audience: Some("apex".into()),
+            demo_mode: true,
+            ..Settings::default()
+        };
+        Auth::from_settings(&settings).unwrap()
+    }
+
+    fn headers(authorization: &[u8]) -> Option<HeaderMap> {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, header::HeaderValue::from_bytes(authorization).ok()?);
+        Some(h)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(fuzz_cases()))]
+
+        /// Any text as a token: refused, never a panic.
+        #[test]
+        fn arbitrary_tokens_are_refused(token in ".{0,400}") {
+            prop_assert!(auth().verify(&token).is_err());
+        }
+
+        /// A valid token with one character changed (header, claims or signature) is
+        /// refused, whatever the change.
+        #[test]
+        fn a_tampered_token_is_refused(at in any::<prop::sample::Index>(), c in "[A-Za-z0-9_.=-]") {
+            let auth = auth();
+            let token = auth.mint("alice", Duration::from_secs(600), false);
+            let i = at.index(token.len());
+            let mut tampered = token.clone();
+            tampered.replace_range(i..i + 1, &c);
+            // Base64url's last character of a segment can carry unused bits: a change
+            // there may decode to the same bytes, which is the same token.
+            prop_assume!(tampered != token);
+            if let Ok(claims) = auth.verify(&tampered) {
+                let original = auth.verify(&token).unwrap();
+                prop_assert_eq!((claims.sub, claims.exp), (original.sub, original.exp), "only an equivalent encoding passes");
+            }
+        }
+
+        /// Any `Authorization` header: either `Bearer <token>` in some case, or an error,
+        /// never "no credential" (which would be a demo identity).
+        #[test]
+        fn the_authorization_header_is_used_or_refused(value in proptest::collection::vec(any::<u8>(), 0..64), scheme in "(?i:bearer|basic|token|)") {
+            let mut raw = scheme.into_bytes();
+            raw.push(b' ');
+            raw.extend(value);
+            let Some(h) = headers(&raw) else { return Ok(()) };
+            match token_from(&h, None) {
+                Ok(Some(token)) => {
+                    let text = String::from_utf8_lossy(&raw).trim().to_ascii_lowercase();
+                    prop_assert!(text.starts_with("bearer "), "{text}");
+                    prop_assert!(!token.is_empty());
+                }
+                Ok(None) => prop_assert!(false, "a header present but ignored"),
+                Err(_) => {}
+            }
+        }
+    }
 }

@@ -24,9 +24,13 @@ async fn ready(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
     let accepting = app.runs.is_accepting();
     // Without its bus an instance still serves its own connections' runs: degraded, not down.
     let cluster = app.runs.cluster().map(|c| c.is_healthy());
+    // Reads may work while writes fail (a full disk): then nothing new can be accepted.
+    let writes = app.runs.storage_health();
+    let writes_failing = writes.is_failing();
     let status = match (&store, accepting, cluster) {
         (_, false, _) => "shutting_down",
         (Err(_), _, _) => "unavailable",
+        (Ok(()), true, _) if writes_failing => "unavailable",
         (Ok(()), true, Some(false)) => "degraded",
         (Ok(()), true, _) => "ok",
     };
@@ -37,7 +41,8 @@ async fn ready(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
         "demo_mode": app.settings.demo_mode,
         "components": {
             "store": {
-                "status": if store.is_ok() { "ok" } else { "unavailable" },
+                "status": if store.is_err() { "unavailable" } else if writes_failing { "failing" } else { "ok" },
+                "writes": if writes_failing { json!({ "status": "failing", "error": writes.error() }) } else { json!({ "status": "ok" }) },
                 "backend": app.settings.database_url.split(':').next().unwrap_or(""),
                 "latency_ms": (store_ms * 1000.0).round() / 1000.0,
             },

@@ -8,6 +8,8 @@
 pub mod api;
 pub mod auth;
 pub mod health;
+pub mod limits;
+pub mod listen;
 pub mod prices;
 pub mod settings;
 pub mod telemetry;
@@ -22,7 +24,6 @@ use std::time::Duration;
 
 use apex_engine::agents::ModelWriter;
 use apex_engine::{EngineSettings, RunManager, StoredUsage, Tool, Tools, UsageSource};
-use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub close_sessions: CancellationToken,
     pub sessions: TaskTracker,
     pub connections: Arc<AtomicUsize>,
+    /// Per-user allowances shared by all of a user's connections.
+    pub users: Arc<limits::UserLimits>,
 }
 
 impl AppState {
@@ -82,12 +85,19 @@ impl Server {
         let state = self.build().await?;
         let app = router(state.clone());
         let stop_accepting = CancellationToken::new();
-        // Events are small frames that must leave at once: no Nagle delay.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let server = axum::serve(listener, app).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
-        let server = tokio::spawn(async move { server.await });
+        let settings = &state.settings;
+        // WebSockets beyond `max_connections` are told to come back (1013) rather than
+        // dropped: the TCP cap leaves room for them and for health checks.
+        let total = settings.max_connections + (settings.max_connections / 10).max(64);
+        let admission = listen::Admission::new(total, settings.max_connections_per_ip);
+        let server = tokio::spawn(listen::serve(
+            listener,
+            app,
+            admission,
+            settings.header_timeout,
+            stop_accepting.clone(),
+            Duration::from_secs(5),
+        ));
         tracing::info!("ready");
 
         shutdown.await;
@@ -137,6 +147,7 @@ impl Server {
         let engine = EngineSettings {
             run_timeout: settings.run_timeout,
             lease: settings.instance_lease,
+            max_runs_per_user: settings.max_runs_per_user,
             model,
             ..EngineSettings::default()
         };
@@ -149,6 +160,7 @@ impl Server {
             None => None,
         };
         let runs = RunManager::start_in_cluster(store, engine, tools, source, cluster).await?;
+        let users = Arc::new(limits::UserLimits::new(settings.max_connections_per_user, settings.user_rate_limit));
         Ok(AppState {
             settings: Arc::new(settings),
             auth: Arc::new(auth),
@@ -157,6 +169,7 @@ impl Server {
             close_sessions: CancellationToken::new(),
             sessions: TaskTracker::new(),
             connections: Arc::new(AtomicUsize::new(0)),
+            users,
         })
     }
 }

@@ -52,6 +52,19 @@ pub struct Settings {
     pub rate_limit: u32,
     /// Open WebSocket connections beyond this are closed with 1013 (try again later).
     pub max_connections: usize,
+    /// TCP connections from one address beyond this are closed at once.
+    pub max_connections_per_ip: usize,
+    /// WebSocket connections of one user beyond this are refused (429).
+    pub max_connections_per_user: usize,
+    /// Runs one user may have in flight at once (in the deployment, with Redis).
+    pub max_runs_per_user: usize,
+    /// Client frames per second per user, all connections together (bursts of twice that).
+    pub user_rate_limit: u32,
+    /// An HTTP request's headers must arrive within this (also the longest idle time of a
+    /// keep-alive connection between requests).
+    pub header_timeout: Duration,
+    /// Origins whose pages may open WebSockets besides the server's own (`*`: any).
+    pub allowed_origins: Vec<String>,
     pub log_json: bool,
     /// Fault injection: every tool call waits this long first (0 = off).
     pub tool_delay: Duration,
@@ -91,6 +104,13 @@ pub struct Layer {
     pub write_timeout_secs: Option<f64>,
     pub rate_limit: Option<u32>,
     pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub max_connections_per_user: Option<usize>,
+    pub max_runs_per_user: Option<usize>,
+    pub user_rate_limit: Option<u32>,
+    pub header_timeout_secs: Option<f64>,
+    /// Comma-separated.
+    pub allowed_origins: Option<String>,
     pub log_json: Option<bool>,
     pub tool_delay_ms: Option<u64>,
     pub prices_file: Option<PathBuf>,
@@ -139,6 +159,12 @@ impl Default for Settings {
             write_timeout: Duration::from_secs(10),
             rate_limit: 50,
             max_connections: 10_000,
+            max_connections_per_ip: 1_000,
+            max_connections_per_user: 32,
+            max_runs_per_user: 8,
+            user_rate_limit: 100,
+            header_timeout: Duration::from_secs(10),
+            allowed_origins: Vec::new(),
             log_json: false,
             tool_delay: Duration::ZERO,
             prices_file: None,
@@ -184,8 +210,12 @@ impl Settings {
         }
         set!(
             bind, data_dir, database_url, db_max_connections, demo_mode, env, llm, openai_base_url, llm_max_tokens,
-            max_frame_bytes, outbound_queue, rate_limit, max_connections, log_json
+            max_frame_bytes, outbound_queue, rate_limit, max_connections, max_connections_per_ip, max_connections_per_user,
+            max_runs_per_user, user_rate_limit, log_json
         );
+        if let Some(list) = l.allowed_origins {
+            self.allowed_origins = list.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect();
+        }
         set_some!(redis_url, jwt_secret, jwt_issuer, jwt_audience, prices_file, openai_api_key, llm_model, llm_model_path, llm_threads);
         if let Some(ms) = l.tool_delay_ms {
             self.tool_delay = Duration::from_millis(ms);
@@ -198,6 +228,7 @@ impl Settings {
             (l.db_statement_timeout_secs, &mut self.db_statement_timeout, "db_statement_timeout_secs"),
             (l.instance_lease_secs, &mut self.instance_lease, "instance_lease_secs"),
             (l.llm_timeout_secs, &mut self.llm_timeout, "llm_timeout_secs"),
+            (l.header_timeout_secs, &mut self.header_timeout, "header_timeout_secs"),
         ] {
             if let Some(secs) = value {
                 *target = Duration::try_from_secs_f64(secs)
@@ -234,6 +265,14 @@ impl Settings {
         }
         if self.db_max_connections == 0 || self.db_statement_timeout.is_zero() {
             return Err(ConfigError::Invalid("db_max_connections and db_statement_timeout_secs must be greater than zero".into()));
+        }
+        if self.max_connections_per_ip == 0 || self.max_connections_per_user == 0 || self.max_runs_per_user == 0 || self.user_rate_limit == 0 {
+            return Err(ConfigError::Invalid(
+                "max_connections_per_ip, max_connections_per_user, max_runs_per_user and user_rate_limit must be at least 1".into(),
+            ));
+        }
+        if self.header_timeout.is_zero() {
+            return Err(ConfigError::Invalid("header_timeout_secs must be greater than zero".into()));
         }
         if self.ping_interval.is_zero() {
             return Err(ConfigError::Invalid("ping_interval_secs must be greater than zero".into()));
@@ -292,6 +331,12 @@ impl Layer {
             write_timeout_secs: parse("APEX_WRITE_TIMEOUT_SECS", get("APEX_WRITE_TIMEOUT_SECS"))?,
             rate_limit: parse("APEX_RATE_LIMIT", get("APEX_RATE_LIMIT"))?,
             max_connections: parse("APEX_MAX_CONNECTIONS", get("APEX_MAX_CONNECTIONS"))?,
+            max_connections_per_ip: parse("APEX_MAX_CONNECTIONS_PER_IP", get("APEX_MAX_CONNECTIONS_PER_IP"))?,
+            max_connections_per_user: parse("APEX_MAX_CONNECTIONS_PER_USER", get("APEX_MAX_CONNECTIONS_PER_USER"))?,
+            max_runs_per_user: parse("APEX_MAX_RUNS_PER_USER", get("APEX_MAX_RUNS_PER_USER"))?,
+            user_rate_limit: parse("APEX_USER_RATE_LIMIT", get("APEX_USER_RATE_LIMIT"))?,
+            header_timeout_secs: parse("APEX_HEADER_TIMEOUT_SECS", get("APEX_HEADER_TIMEOUT_SECS"))?,
+            allowed_origins: get("APEX_ALLOWED_ORIGINS"),
             log_json: get("APEX_LOG_FORMAT").map(|f| f.eq_ignore_ascii_case("json")),
             tool_delay_ms: parse("APEX_TOOL_DELAY_MS", get("APEX_TOOL_DELAY_MS"))?,
             prices_file: get("APEX_PRICES_FILE").filter(|s| !s.is_empty()).map(PathBuf::from),

@@ -1,24 +1,28 @@
 //! Usage data: import (every format of `apex_costs::import`, gzip accepted), summary, delete. Every
 //! route works on the authenticated user's rows only.
-use apex_costs::import::{decompressed, sniff, Format};
-use apex_costs::{breakdown, summarize, GroupBy};
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use apex_costs::import::{open, Limit, OpenError};
+use apex_costs::{breakdown, is_calendar_day, summarize, top_groups, GroupBy};
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use apex_store::import::{import_into, ImportFailed, ImportReport};
+use futures_util::TryStreamExt as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::api::{ApiError, User};
 use crate::AppState;
 
-/// Largest accepted upload (compressed size).
-const MAX_UPLOAD: usize = 256 * 1024 * 1024;
+/// Largest accepted upload (compressed size). The body is streamed into the parser, never
+/// held whole; what it decompresses to is limited by `apex_costs::limits`.
+const MAX_UPLOAD: u64 = 256 * 1024 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/usage/import", post(import_usage).layer(DefaultBodyLimit::max(MAX_UPLOAD)))
+        .route("/api/usage/import", post(import_usage))
         .route("/api/usage/summary", get(summary))
         .route("/api/usage", delete(delete_usage))
 }
@@ -28,27 +32,48 @@ struct ImportQuery {
     format: Option<String>,
 }
 
+/// 413 `import_too_large` for a limit, with what was stored before it.
+fn too_large(limit: &Limit, report: Option<&ImportReport>) -> ApiError {
+    let kept = report.map_or(String::new(), |r| {
+        format!("; {} rows read before it were kept ({} new, {} already there)", r.rows_read, r.imported, r.duplicates)
+    });
+    ApiError::TooLarge("import_too_large", format!("{limit}{kept}"))
+}
+
 async fn import_usage(
     State(app): State<AppState>,
     User(user): User,
     query: Result<Query<ImportQuery>, axum::extract::rejection::QueryRejection>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Json<ImportReport>, ApiError> {
     let named = query.ok().and_then(|q| q.0.format);
-    let sniffed = sniff(&body[..body.len().min(64 * 1024)]);
-    let format = match named.as_deref() {
-        Some(name) => Some(Format::parse(name).ok_or_else(|| {
-            ApiError::BadRequest("invalid_field", format!("unknown format `{name}` ({})", Format::NAMES))
-        })?),
-        None => sniffed.format,
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_UPLOAD) {
+        return Err(too_large(&Limit::Compressed(MAX_UPLOAD), None));
     }
-    .ok_or_else(|| {
-        ApiError::BadRequest("unknown_format", format!("cannot tell the format; pass ?format= one of {}", Format::NAMES))
-    })?;
-
-    let input = decompressed(std::io::Cursor::new(body), sniffed.gzipped);
-    let report = import_into(app.runs.store().as_ref(), &user, format, input, |_| {}).await.map_err(|e| match e {
+    // The body streams into the blocking parser: memory stays that of a few buffers
+    // whatever the size of the upload. If the client goes away, the body fails (or this
+    // future is dropped) and the parser stops.
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let bridge = SyncIoBridge::new(StreamReader::new(stream));
+    let opened = tokio::task::spawn_blocking(move || open(bridge, named.as_deref(), MAX_UPLOAD))
+        .await
+        .map_err(|e| ApiError::Internal(format!("the import reader stopped: {e}")))?
+        .map_err(|e| match e {
+            OpenError::UnknownName(_) => ApiError::BadRequest("invalid_field", e.to_string()),
+            OpenError::Undetected => ApiError::BadRequest(
+                "unknown_format",
+                format!("cannot tell the format; pass ?format= one of {}", apex_costs::import::Format::NAMES),
+            ),
+            OpenError::Read(_) => ApiError::BadRequest("unreadable_file", e.to_string()),
+        })?;
+    let report = import_into(app.runs.store().as_ref(), &user, opened.format, opened.input, |_| {}).await.map_err(|e| match e {
         ImportFailed::Unreadable(why) => ApiError::BadRequest("unreadable_file", why),
+        ImportFailed::Limit { limit, report } => {
+            tracing::warn!(%limit, rows = report.rows_read, "usage import stopped at a limit");
+            too_large(&limit, Some(&report))
+        }
         ImportFailed::Store(e) => e.into(),
     })?;
     tracing::info!(imported = report.imported, duplicates = report.duplicates, rejected = report.rejected_count, "usage imported");
@@ -69,8 +94,8 @@ async fn summary(
 ) -> Result<Json<Value>, ApiError> {
     let q = query.map_err(|e| ApiError::BadRequest("invalid_field", e.body_text()))?.0;
     for day in [&q.from, &q.to].into_iter().flatten() {
-        if !is_day(day) {
-            return Err(ApiError::BadRequest("invalid_field", format!("`{day}` is not a YYYY-MM-DD date")));
+        if !is_calendar_day(day) {
+            return Err(ApiError::BadRequest("invalid_field", format!("`{day}` is not a YYYY-MM-DD calendar date")));
         }
     }
     let by = q
@@ -94,20 +119,22 @@ async fn summary(
     match by {
         Some(by) => {
             body["group_by"] = json!(q.group_by);
-            body["groups"] = json!(breakdown(&records, by));
+            let groups = breakdown(&records, by);
+            let (listed, more) = top_groups(&groups);
+            body["groups"] = json!(listed);
+            body["groups_more"] = json!(more);
         }
         None => {
-            body["by_model"] = json!(s.by_model);
-            body["by_feature"] = json!(s.by_feature);
+            let (by_model, models_more) = top_groups(&s.by_model);
+            let (by_feature, features_more) = top_groups(&s.by_feature);
+            body["by_model"] = json!(by_model);
+            body["by_model_more"] = json!(models_more);
+            body["by_feature"] = json!(by_feature);
+            body["by_feature_more"] = json!(features_more);
             body["daily"] = json!(s.daily);
         }
     }
     Ok(Json(body))
-}
-
-fn is_day(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 10 && b[4] == b'-' && b[7] == b'-' && s.chars().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
 }
 
 async fn delete_usage(State(app): State<AppState>, User(user): User) -> Result<Json<Value>, ApiError> {

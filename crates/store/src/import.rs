@@ -3,8 +3,12 @@
 //! size whatever the size of the file. Used by `POST /api/usage/import` and `apex ingest`.
 use std::cell::{Cell, RefCell};
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use apex_costs::import::{import, Format, ImportRow, Rejected};
+use apex_costs::import::{import, Format, ImportError, ImportRow, Limit, Rejected};
+use apex_costs::limits::{MAX_ACCOUNT_COST, MAX_ACCOUNT_COUNT};
+use apex_costs::UsageRecord;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -32,6 +36,10 @@ pub enum ImportFailed {
     /// The file as a whole is not in this format.
     #[error("{0}")]
     Unreadable(String),
+    /// The upload went past a byte limit; the whole chunks stored before it stay, and
+    /// `report` says what they were.
+    #[error("{limit}")]
+    Limit { limit: Limit, report: ImportReport },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -48,7 +56,16 @@ pub async fn import_into(
     // One batch waiting while one is stored: the parser is faster than the store, so a
     // longer queue would only hold more rows in memory.
     let (tx, mut rx) = mpsc::channel::<Batch>(1);
+    // Set when the receiving side is gone (the request was dropped: its client hung up):
+    // the parser's next read fails, so it stops within one buffer of the file.
+    let gone = Arc::new(AtomicBool::new(false));
+    let input = StopOn { inner: input, gone: gone.clone() };
     let parser = tokio::task::spawn_blocking(move || {
+        let send = |batch: Batch| {
+            if tx.blocking_send(batch).is_err() {
+                gone.store(true, Ordering::Relaxed);
+            }
+        };
         let batch = RefCell::new(Batch::new());
         let listed = Cell::new(0);
         let result = import(
@@ -60,7 +77,7 @@ pub async fn import_into(
                 if b.rows.len() == CHUNK {
                     let full = std::mem::replace(&mut *b, Batch::new());
                     drop(b);
-                    let _ = tx.blocking_send(full);
+                    send(full);
                 }
             },
             |bad| {
@@ -72,19 +89,34 @@ pub async fn import_into(
                 }
             },
         );
-        let last = batch.into_inner();
+        let mut last = batch.into_inner();
+        if result.is_err() {
+            // A failed read (the client hung up, a limit) ends the import at the last whole
+            // chunk: the rows parsed since are dropped, their rejections still reported.
+            last.rows.clear();
+        }
         if !last.rows.is_empty() || last.rejected_count > 0 {
-            let _ = tx.blocking_send(last);
+            send(last);
         }
         result
     });
     let mut report = ImportReport { format: Some(format), ..ImportReport::default() };
     let now = apex_protocol::now_ms();
+    let mut totals = AccountTotals::of(&store.usage(user_id, None, None).await?);
     while let Some(batch) = rx.recv().await {
         report.rejected_count += batch.rejected_count;
         report.rejected.extend(batch.rejected);
         if !batch.rows.is_empty() {
             let rows = batch.rows;
+            // Counted as if every row were new: a repeat only makes the check stricter.
+            for row in &rows {
+                totals.add(&row.record);
+            }
+            if !totals.within_ceilings() {
+                // Dropping the receiver stops the parser at its next read.
+                drop(rx);
+                return Err(ImportFailed::Limit { limit: Limit::Account, report });
+            }
             let new = store.import_usage(user_id, &rows, now).await?;
             report.rows_read += rows.len() as u64;
             report.imported += new;
@@ -92,11 +124,56 @@ pub async fn import_into(
             progress(report.rows_read);
         }
     }
-    parser
-        .await
-        .map_err(|e| ImportFailed::Unreadable(format!("the import parser stopped: {e}")))?
-        .map_err(|e| ImportFailed::Unreadable(e.to_string()))?;
-    Ok(report)
+    match parser.await.map_err(|e| ImportFailed::Unreadable(format!("the import parser stopped: {e}")))? {
+        Ok(()) => Ok(report),
+        Err(ImportError::Limit(limit)) => Err(ImportFailed::Limit { limit, report }),
+        Err(ImportError::Unreadable(why)) => Err(ImportFailed::Unreadable(why)),
+    }
+}
+
+/// What an account's usage adds up to, in 128 bits, checked against the ceilings that keep
+/// the store's 64-bit sums far from overflowing.
+#[derive(Default)]
+struct AccountTotals {
+    cost: i128,
+    counts: [u128; 6],
+}
+
+impl AccountTotals {
+    fn of(records: &[UsageRecord]) -> Self {
+        let mut totals = Self::default();
+        for r in records {
+            totals.add(r);
+        }
+        totals
+    }
+
+    fn add(&mut self, r: &UsageRecord) {
+        self.cost += i128::from(r.cost.map_or(0, |m| m.0));
+        let counts = [r.requests, r.input_tokens, r.output_tokens, r.cached_input_tokens, r.cache_write_tokens, r.reasoning_tokens];
+        for (total, n) in self.counts.iter_mut().zip(counts) {
+            *total += u128::from(n);
+        }
+    }
+
+    fn within_ceilings(&self) -> bool {
+        self.cost <= i128::from(MAX_ACCOUNT_COST.0) && self.counts.iter().all(|&n| n <= u128::from(MAX_ACCOUNT_COUNT))
+    }
+}
+
+/// The file, failing every read once the import's receiver is gone.
+struct StopOn<R> {
+    inner: R,
+    gone: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for StopOn<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.gone.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("the import was abandoned"));
+        }
+        self.inner.read(buf)
+    }
 }
 
 /// What the parser hands over: up to `CHUNK` rows, and the lines rejected since the last

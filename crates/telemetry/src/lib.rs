@@ -42,6 +42,10 @@ macro_rules! catalogue {
 
 catalogue! {
     // Connections.
+    TCP_CONNECTIONS_OPEN = "apex_tcp_connections_open", Gauge, [],
+        "TCP connections open now (HTTP, idle, and WebSocket), counted against APEX_MAX_CONNECTIONS and APEX_MAX_CONNECTIONS_PER_IP.";
+    TCP_CONNECTIONS_REFUSED = "apex_tcp_connections_refused_total", Counter, ["cap"],
+        "TCP connections closed on accept because a cap was reached (total, per_ip).";
     WS_CONNECTIONS_OPEN = "apex_ws_connections_open", Gauge, [],
         "WebSocket connections open now.";
     WS_CONNECTIONS_OPENED = "apex_ws_connections_opened_total", Counter, [],
@@ -49,9 +53,9 @@ catalogue! {
     WS_CONNECTIONS_CLOSED = "apex_ws_connections_closed_total", Counter, ["code"],
         "WebSocket connections ended, by close code: the code the server sent, the client's, or 1006 when the socket dropped without a close frame.";
     WS_UPGRADES_REJECTED = "apex_ws_upgrades_rejected_total", Counter, ["reason"],
-        "WebSocket upgrades refused before a connection existed (unauthorized, shutting_down, not_websocket).";
+        "WebSocket upgrades refused before a connection existed (unauthorized, origin, user_connections, shutting_down, not_websocket).";
     WS_FRAMES_RECEIVED = "apex_ws_frames_received_total", Counter, ["type"],
-        "Client frames received, by type (user_message, resume, stop_agent, ping, invalid, binary, rate_limited).";
+        "Client frames received, by type (user_message, resume, stop_agent, ping, invalid, binary, rate_limited, control_flood).";
     WS_CLIENT_ERRORS = "apex_ws_client_errors_total", Counter, ["code"],
         "`error` frames sent to clients, by error code.";
     WS_FRAMES_QUEUED = "apex_ws_frames_queued_total", Counter, [],
@@ -83,9 +87,11 @@ catalogue! {
     PERSIST_LAG = "apex_persist_lag_seconds", Histogram, [],
         "Oldest write of a batch: queued to committed (how long delivery waits for durability).";
     PERSIST_RETRIES = "apex_persist_retries_total", Counter, [],
-        "Batches retried after a failed commit (a database restart or failover).";
+        "Batches retried after a failed commit (a database restart or failover, a full disk).";
     PERSIST_FAILURES = "apex_persist_failures_total", Counter, [],
-        "Batches given up after the retry budget: their events were delivered but are not durable.";
+        "Batches given up after the retry budget: nothing in them was acknowledged; their runs ended as run_failed (storage_unavailable).";
+    STORAGE_FAILING = "apex_storage_failing", Gauge, [],
+        "1 while the last batch could not be committed (new messages are refused with storage_unavailable), else 0.";
     RESUMES = "apex_resumes_total", Counter, ["source"],
         "Follow requests after a seq (resume), by where the events came from (live, remote, stored).";
     EVENTS_REPLAYED = "apex_events_replayed_total", Counter, [],

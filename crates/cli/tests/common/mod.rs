@@ -464,3 +464,63 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// `apex serve` as a process of its own, on a free loopback port with a temporary data
+/// dir, for tests that measure the server process itself (its memory, its descriptors).
+pub struct ServeProcess {
+    pub child: KillOnDrop,
+    pub addr: SocketAddr,
+    pub dir: TempDir,
+}
+
+impl ServeProcess {
+    /// Starts it with these environment variables (on top of demo mode and SQLite in the
+    /// data dir) and waits until it answers.
+    pub async fn start(env: &[(&str, &str)]) -> Self {
+        Self::start_in(tempfile::tempdir().unwrap(), env).await
+    }
+
+    pub async fn start_in(dir: TempDir, env: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_apex"));
+        command
+            .args(["serve", "--bind", &addr.to_string()])
+            .env("APEX_DATA_DIR", dir.path())
+            .env("DEMO_MODE", "1")
+            .env("APEX_JWT_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .env_remove("APEX_ENV")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = KillOnDrop(command.spawn().expect("apex serve starts"));
+        wait_healthy(addr).await;
+        Self { child, addr, dir }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Resident and peak resident memory of the server process, in MiB.
+    pub fn rss_mib(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("the server is running");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+                .map_or(0.0, |kb| kb / 1024.0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}

@@ -21,8 +21,11 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use super::{content_key, parse_usd, ImportError, ImportRow, Rejected};
+use super::{content_key, parse_usd, CsvRows, ImportError, ImportRow, Sink};
+use super::clip;
 use crate::date::parse_day;
+use crate::limits::MAX_ROW_COUNT;
+use crate::money::group_thousands;
 use crate::prices::price_for;
 use crate::records::UsageRecord;
 
@@ -53,13 +56,15 @@ pub(super) fn read(
     aliases: Aliases,
     key_prefix: &str,
     input: impl std::io::Read,
-    mut row: impl FnMut(ImportRow),
-    mut reject: impl FnMut(Rejected),
+    out: &mut Sink,
 ) -> Result<(), ImportError> {
     // Fields are not trimmed by the reader (that copies every record): `parse_row` trims
     // the ones it reads, and `columns` the header's.
-    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
-    let headers = reader.headers().map_err(|e| ImportError::Unreadable(format!("no CSV header: {e}")))?.clone();
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(CsvRows::new(input));
+    let headers = reader
+        .headers()
+        .map_err(|e| ImportError::of_csv(e).unwrap_or_else(|e| ImportError::Unreadable(format!("no CSV header: {e}"))))?
+        .clone();
     let columns = columns(aliases, &headers)?;
     let mut record = csv::StringRecord::new();
     loop {
@@ -67,11 +72,21 @@ pub(super) fn read(
         match reader.read_record(&mut record) {
             Ok(false) => return Ok(()),
             Ok(true) if record.iter().all(|f| f.trim_ascii().is_empty()) => {}
-            Ok(true) => match parse_row(key_prefix, |name| columns.get(name).and_then(|&i| record.get(i))) {
-                Ok(r) => row(r),
-                Err(reason) => reject(Rejected { line: record.position().map_or(line, |p| p.line()), reason }),
+            Ok(true) => {
+                let line = record.position().map_or(line, |p| p.line());
+                if super::is_cut(&record) {
+                    out.reject(line, super::cut_reason());
+                    continue;
+                }
+                match parse_row(key_prefix, |name| columns.get(name).and_then(|&i| record.get(i))) {
+                    Ok(r) => out.row(line, "", r),
+                    Err(reason) => out.reject(line, reason),
+                }
+            }
+            Err(e) => match ImportError::of_csv(e) {
+                Ok(fatal) => return Err(fatal),
+                Err(e) => out.reject(line, format!("unreadable CSV row: {e}")),
             },
-            Err(e) => reject(Rejected { line, reason: format!("unreadable CSV row: {e}") }),
         }
     }
 }
@@ -125,10 +140,17 @@ pub(super) fn parse_row<'a>(
 ) -> Result<ImportRow, String> {
     let get = |name: &str| field(name).map(str::trim).filter(|v| !v.is_empty());
     let count = |name: &str, default: u64| -> Result<u64, String> {
-        get(name).map_or(Ok(default), |v| v.parse().map_err(|_| format!("`{name}` is not a non-negative integer: `{v}`")))
+        get(name).map_or(Ok(default), |v| {
+            let n: u64 = v.parse().map_err(|_| format!("`{name}` is not a non-negative integer: `{}`", clip(v)))?;
+            // Checked here as well as by `check_row`: the sums below must not overflow.
+            if n > MAX_ROW_COUNT {
+                return Err(format!("`{name}` is above the ceiling of {} per row: {n}", group_thousands(MAX_ROW_COUNT)));
+            }
+            Ok(n)
+        })
     };
     let day = get("date").ok_or("`date` is empty")?;
-    let day = day_of(day).ok_or_else(|| format!("`date` is not a date: `{day}`"))?;
+    let day = day_of(day).ok_or_else(|| format!("`date` is not a date: `{}`", clip(day)))?;
     let model = get("model").ok_or("`model` is empty")?.to_owned();
     let input_tokens = count("input_tokens", 0)?;
     let cached_input_tokens = count("cached_input_tokens", 0)?;
@@ -146,7 +168,7 @@ pub(super) fn parse_row<'a>(
     if reasoning_tokens > output_tokens {
         return Err(format!("`reasoning_tokens` ({reasoning_tokens}) exceeds `output_tokens` ({output_tokens})"));
     }
-    let cost = get("cost").map(|v| parse_usd(v).ok_or_else(|| format!("`cost_usd` is not an amount: `{v}`"))).transpose()?;
+    let cost = get("cost").map(|v| parse_usd(v).ok_or_else(|| format!("`cost_usd` is not an amount: `{}`", clip(v)))).transpose()?;
     let provider = get("provider")
         .map(str::to_owned)
         .unwrap_or_else(|| price_for(&model).map_or("unknown", |p| p.provider).to_owned());
@@ -210,7 +232,7 @@ fn day_of(value: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{import, Format};
+    use super::super::{import, Format, Rejected};
     use super::*;
     use crate::money::Money;
 

@@ -16,86 +16,55 @@
 //! Helicone counts Anthropic's cache reads and writes apart from `prompt_tokens`, and
 //! OpenAI's cached tokens inside it; for Anthropic rows they are added to the input, which
 //! in Apex always includes the cached part.
-use std::io::{BufRead as _, Read as _};
-
 use serde_json::Value;
 
 use super::generic_csv::parse_row;
-use super::{content_key, ImportError, ImportRow, Rejected};
+use super::{content_key, CsvRows, ImportError, JsonDoc, Sink};
 
 const KEY_PREFIX: &str = "helicone:";
 
-pub(super) fn read(
-    input: impl std::io::Read,
-    mut row: impl FnMut(ImportRow),
-    mut reject: impl FnMut(Rejected),
-) -> Result<(), ImportError> {
+pub(super) fn read(input: impl std::io::Read, out: &mut Sink) -> Result<(), ImportError> {
     let mut input = std::io::BufReader::new(input);
     match super::first_byte(&mut input)? {
-        Some(b'[') => {
-            let items: Vec<Value> = serde_json::from_reader(input)
-                .map_err(|e| ImportError::Unreadable(format!("not a Helicone JSON export: {e}")))?;
-            each_item(&items, &mut row, &mut reject);
-            Ok(())
-        }
-        Some(b'{') => {
-            // JSON Lines, read one line at a time: memory stays flat whatever the file size.
-            // A first line that is not a whole object is the start of one document: the
-            // API's page (`{"data": [...]}`), pretty-printed.
-            let mut line = String::new();
-            let mut number = 0;
-            loop {
-                line.clear();
-                number += 1;
-                if input.read_line(&mut line).map_err(|e| ImportError::Unreadable(e.to_string()))? == 0 {
-                    return Ok(());
-                }
-                if line.trim().is_empty() {
-                    continue;
-                }
-                match serde_json::from_str::<Value>(&line) {
-                    Ok(page) if number == 1 && page.get("data").is_some_and(Value::is_array) => {
-                        each_item(page["data"].as_array().expect("checked"), &mut row, &mut reject);
-                        return Ok(());
+        Some(b'[' | b'{') => {
+            // An array or the API's page (`{"data": [...]}`), streamed entry by entry when
+            // large, or JSON Lines read one line at a time: memory stays flat.
+            super::json_documents(input, "a Helicone JSON export", out, &mut |doc, out| {
+                match doc {
+                    JsonDoc::Whole(Value::Array(items)) => each_item(items.into_iter(), out),
+                    JsonDoc::Whole(Value::Object(mut page)) if page.get("data").is_some_and(Value::is_array) => {
+                        let Some(Value::Array(items)) = page.remove("data") else { unreachable!("checked") };
+                        each_item(items.into_iter(), out)
                     }
-                    Ok(item) => emit(&json_fields(&item), &mut row, &mut reject, number, ""),
-                    Err(_) if number == 1 => {
-                        let mut rest = String::new();
-                        input.read_to_string(&mut rest).map_err(|e| ImportError::Unreadable(e.to_string()))?;
-                        let page: Value = serde_json::from_str(&(line.clone() + &rest))
-                            .map_err(|e| ImportError::Unreadable(format!("not a Helicone JSON export: {e}")))?;
-                        let items = page["data"].as_array().ok_or_else(|| {
-                            ImportError::Unreadable("a Helicone JSON document has a `data` array".into())
-                        })?;
-                        each_item(items, &mut row, &mut reject);
-                        return Ok(());
-                    }
-                    Err(e) => reject(Rejected { line: number, reason: format!("not a JSON object: {e}") }),
+                    JsonDoc::Whole(item) => emit(&json_fields(&item), out, 1, ""),
+                    JsonDoc::Line(number, item) if item.is_object() => emit(&json_fields(&item), out, number, ""),
+                    JsonDoc::Line(number, _) => out.reject(number, "not a JSON object".into()),
+                    JsonDoc::Entry(i, item) => emit(&json_fields(&item), out, 1, &format!("request {i}: ")),
                 }
-            }
+                Ok(())
+            })
         }
-        _ => read_csv(input, row, reject),
+        _ => read_csv(input, out),
     }
 }
 
 /// The requests of a JSON document (an array, or a page's `data`); line numbers mean
 /// nothing there, so a bad one is named by its position.
-fn each_item(items: &[Value], row: &mut impl FnMut(ImportRow), reject: &mut impl FnMut(Rejected)) {
-    for (i, item) in items.iter().enumerate() {
-        emit(&json_fields(item), row, reject, 1, &format!("request {}: ", i + 1));
+fn each_item(items: impl Iterator<Item = Value>, out: &mut Sink) {
+    for (i, item) in items.enumerate() {
+        emit(&json_fields(&item), out, 1, &format!("request {}: ", i + 1));
     }
 }
 
 /// The canonical fields of one request, as text.
 type Fields = Vec<(&'static str, Option<String>)>;
 
-fn read_csv(
-    input: impl std::io::Read,
-    mut row: impl FnMut(ImportRow),
-    mut reject: impl FnMut(Rejected),
-) -> Result<(), ImportError> {
-    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(input);
-    let headers = reader.headers().map_err(|e| ImportError::Unreadable(format!("no CSV header: {e}")))?.clone();
+fn read_csv(input: impl std::io::Read, out: &mut Sink) -> Result<(), ImportError> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(CsvRows::new(input));
+    let headers = reader
+        .headers()
+        .map_err(|e| ImportError::of_csv(e).unwrap_or_else(|e| ImportError::Unreadable(format!("no CSV header: {e}"))))?
+        .clone();
     let index = |name: &str| {
         headers.iter().position(|h| h.trim_start_matches('\u{feff}').trim().eq_ignore_ascii_case(name))
     };
@@ -113,6 +82,10 @@ fn read_csv(
             Ok(true) if record.iter().all(str::is_empty) => {}
             Ok(true) => {
                 let line = record.position().map_or(line, |p| p.line());
+                if super::is_cut(&record) {
+                    out.reject(line, super::cut_reason());
+                    continue;
+                }
                 let text = |name: &str| {
                     columns.iter().find(|(c, _)| *c == name).and_then(|(_, i)| record.get((*i)?)).map(str::to_owned)
                 };
@@ -121,7 +94,7 @@ fn read_csv(
                     Some(p) => match serde_json::from_str(&p) {
                         Ok(v) => v,
                         Err(e) => {
-                            reject(Rejected { line, reason: format!("`request_properties` is not JSON: {e}") });
+                            out.reject(line, format!("`request_properties` is not JSON: {e}"));
                             continue;
                         }
                     },
@@ -136,9 +109,12 @@ fn read_csv(
                     },
                     &properties,
                 );
-                emit(&fields, &mut row, &mut reject, line, "");
+                emit(&fields, out, line, "");
             }
-            Err(e) => reject(Rejected { line, reason: format!("unreadable CSV row: {e}") }),
+            Err(e) => match ImportError::of_csv(e) {
+                Ok(fatal) => return Err(fatal),
+                Err(e) => out.reject(line, format!("unreadable CSV row: {e}")),
+            },
         }
     }
 }
@@ -220,14 +196,14 @@ fn body_hash(body: &Value) -> String {
     content_key(&[&body.to_string()])
 }
 
-fn emit(fields: &Fields, row: &mut impl FnMut(ImportRow), reject: &mut impl FnMut(Rejected), line: u64, at: &str) {
+fn emit(fields: &Fields, out: &mut Sink, line: u64, at: &str) {
     let lookup = |name: &str| fields.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.as_deref());
     if lookup("request_id").is_none() {
-        reject(Rejected { line, reason: format!("{at}no `response_id` or `request_id`") });
+        out.reject(line, format!("{at}no `response_id` or `request_id`"));
         return;
     }
     match parse_row(KEY_PREFIX, lookup) {
-        Ok(r) => row(r),
-        Err(reason) => reject(Rejected { line, reason: format!("{at}{reason}") }),
+        Ok(r) => out.row(line, at, r),
+        Err(reason) => out.reject(line, format!("{at}{reason}")),
     }
 }

@@ -13,32 +13,40 @@
 use serde_json::Value;
 
 use super::generic_csv::parse_row;
-use super::{json_documents, ImportError, ImportRow, Rejected};
+use super::{json_documents, ImportError, JsonDoc, Sink};
 
 const KEY_PREFIX: &str = "langfuse:";
 
-pub(super) fn read(
-    input: impl std::io::Read,
-    mut row: impl FnMut(ImportRow),
-    mut reject: impl FnMut(Rejected),
-) -> Result<(), ImportError> {
-    let documents = json_documents(input, "a Langfuse export")?;
-    let observations: Vec<(u64, Value)> = if documents.whole {
-        let (_, doc) = documents.items.into_iter().next().expect("a whole document");
+pub(super) fn read(input: impl std::io::Read, out: &mut Sink) -> Result<(), ImportError> {
+    json_documents(input, "a Langfuse export", out, &mut |doc, out| {
         match doc {
-            Value::Object(page) => match page.get("data") {
-                Some(Value::Array(items)) => items.iter().cloned().map(|o| (1, o)).collect(),
+            JsonDoc::Whole(Value::Object(mut page)) => match page.remove("data") {
+                Some(Value::Array(items)) => {
+                    for (i, o) in items.iter().enumerate() {
+                        observation(i + 1, 1, o, out);
+                    }
+                }
                 _ => return Err(ImportError::Unreadable("a Langfuse page has a `data` array".into())),
             },
-            Value::Array(items) => items.into_iter().map(|o| (1, o)).collect(),
-            _ => return Err(ImportError::Unreadable("not a Langfuse observations export".into())),
+            JsonDoc::Whole(Value::Array(items)) => {
+                for (i, o) in items.iter().enumerate() {
+                    observation(i + 1, 1, o, out);
+                }
+            }
+            JsonDoc::Whole(_) => return Err(ImportError::Unreadable("not a Langfuse observations export".into())),
+            // JSON Lines: one observation per line.
+            JsonDoc::Line(line, o) => observation(line as usize, line, &o, out),
+            JsonDoc::Entry(i, o) => observation(i, 1, &o, out),
         }
-    } else {
-        documents.items // JSON Lines: one observation per line
-    };
-    for (i, (line, o)) in observations.iter().enumerate() {
+        Ok(())
+    })
+}
+
+/// The `i`th observation (found at `line`): a row if it is a generation.
+fn observation(i: usize, line: u64, o: &Value, out: &mut Sink) {
+    {
         if o["type"].as_str().is_some_and(|t| t != "GENERATION") {
-            continue; // spans and events carry no model usage
+            return; // spans and events carry no model usage
         }
         let first = |paths: &[&[&str]]| -> Option<String> {
             paths.iter().find_map(|path| {
@@ -73,11 +81,10 @@ pub(super) fn read(
         ];
         let lookup = |name: &str| fields.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.as_deref());
         match parse_row(KEY_PREFIX, lookup) {
-            Ok(r) => row(r),
-            Err(reason) => reject(Rejected { line: *line, reason: format!("observation {}: {reason}", i + 1) }),
+            Ok(r) => out.row(line, &format!("observation {i}: "), r),
+            Err(reason) => out.reject(line, format!("observation {i}: {reason}")),
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::generic_csv::{self, parse_row, Aliases};
-use super::{ImportError, ImportRow, Rejected};
+use super::{ImportError, Sink};
 
 const KEY_PREFIX: &str = "litellm:";
 
@@ -42,17 +42,15 @@ const COLUMNS: Aliases = &[
 
 pub(super) fn read(
     input: impl std::io::Read,
-    mut row: impl FnMut(ImportRow),
-    mut reject: impl FnMut(Rejected),
+    out: &mut Sink,
 ) -> Result<(), ImportError> {
     let mut input = std::io::BufReader::new(input);
     let first = super::first_byte(&mut input)?;
     if first != Some(b'[') {
-        return generic_csv::read(COLUMNS, KEY_PREFIX, input, row, reject);
+        return generic_csv::read(COLUMNS, KEY_PREFIX, input, out);
     }
-    let logs: Vec<Value> =
-        serde_json::from_reader(input).map_err(|e| ImportError::Unreadable(format!("not a LiteLLM spend log array: {e}")))?;
-    for (i, log) in logs.iter().enumerate() {
+    // Streamed entry by entry: the array is never held whole.
+    super::json_entries(input, "a LiteLLM spend log array", out, &mut |i, log, out| {
         // Numbers keep their JSON text (`1.5e-05`), which `parse_usd` reads exactly.
         let text = |key: &str| match log.get(key)? {
             Value::String(s) => Some(s.clone()),
@@ -62,11 +60,10 @@ pub(super) fn read(
         let fields: Vec<(&str, Option<String>)> = FIELDS.iter().map(|(name, key)| (*name, text(key))).collect();
         let lookup = |name: &str| fields.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.as_deref());
         match parse_row(KEY_PREFIX, lookup) {
-            Ok(r) => row(r),
-            Err(reason) => reject(Rejected { line: 1, reason: format!("entry {}: {reason}", i + 1) }),
+            Ok(r) => out.row(1, &format!("entry {i}: "), r),
+            Err(reason) => out.reject(1, format!("entry {i}: {reason}")),
         }
-    }
-    Ok(())
+    })
 }
 
 #[cfg(test)]

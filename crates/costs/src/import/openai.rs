@@ -4,7 +4,8 @@
 //! (`bucket N, result M`) in `reason` and the line of the document's start.
 use serde::Deserialize;
 
-use super::{ImportError, ImportRow, Rejected};
+use super::{ImportError, ImportRow, Sink};
+use crate::limits::MAX_JSON_DOCUMENT_BYTES;
 use crate::date::format_day;
 use crate::records::UsageRecord;
 
@@ -44,32 +45,43 @@ struct Completions {
 
 pub(super) fn read(
     input: impl std::io::Read,
-    mut row: impl FnMut(ImportRow),
-    mut reject: impl FnMut(Rejected),
+    out: &mut Sink,
 ) -> Result<(), ImportError> {
-    let page: Page = serde_json::from_reader(input)
+    // A page holds a month of daily buckets at most: a few KiB. It is parsed whole, so
+    // its size is bounded.
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(input, MAX_JSON_DOCUMENT_BYTES as u64 + 1), &mut text)
+        .map_err(|e| ImportError::io(e, "cannot read the OpenAI usage page"))?;
+    if text.len() > MAX_JSON_DOCUMENT_BYTES {
+        return Err(ImportError::Unreadable(format!(
+            "an OpenAI usage page is larger than {} MiB: import the pages one by one",
+            MAX_JSON_DOCUMENT_BYTES / (1024 * 1024)
+        )));
+    }
+    let page: Page = serde_json::from_slice(&text)
         .map_err(|e| ImportError::Unreadable(format!("not an OpenAI usage page: {e}")))?;
+    drop(text);
     for (b, bucket) in page.data.iter().enumerate() {
         let day = format_day(bucket.start_time.div_euclid(86_400));
         for (r, raw) in bucket.results.iter().enumerate() {
             let at = format!("bucket {}, result {}", b + 1, r + 1);
             if raw.get("object").and_then(|o| o.as_str()) != Some("organization.usage.completions.result") {
-                reject(Rejected { line: 1, reason: format!("{at}: not a completions usage result") });
+                out.reject(1, format!("{at}: not a completions usage result"));
                 continue;
             }
             let c: Completions = match serde_json::from_value(raw.clone()) {
                 Ok(c) => c,
                 Err(e) => {
-                    reject(Rejected { line: 1, reason: format!("{at}: {e}") });
+                    out.reject(1, format!("{at}: {e}"));
                     continue;
                 }
             };
             let Some(model) = c.model.clone() else {
-                reject(Rejected { line: 1, reason: format!("{at}: no `model` (group the export by model)") });
+                out.reject(1, format!("{at}: no `model` (group the export by model)"));
                 continue;
             };
             if c.input_cached_tokens > c.input_tokens {
-                reject(Rejected { line: 1, reason: format!("{at}: cached tokens exceed input tokens") });
+                out.reject(1, format!("{at}: cached tokens exceed input tokens"));
                 continue;
             }
             let project = c.project_id.clone().unwrap_or_else(|| "default".into());
@@ -97,7 +109,7 @@ pub(super) fn read(
                 api_key: c.api_key_id.unwrap_or_default(),
                 ..Default::default()
             };
-            row(ImportRow { record, key, request_hash: String::new() });
+            out.row(1, &format!("{at}: "), ImportRow { record, key, request_hash: String::new() });
         }
     }
     Ok(())

@@ -16,26 +16,24 @@
 //! dashboard writes for idle days) are skipped.
 use std::collections::HashMap;
 
-use super::{parse_usd, ImportError, ImportRow, Rejected};
+use super::{clip, parse_usd, CsvRows, ImportError, ImportRow, Sink};
 use crate::date::{format_day, parse_day};
 use crate::records::UsageRecord;
 
 /// Reads the usage export.
 pub(super) fn read_usage(
     input: impl std::io::Read,
-    mut row: impl FnMut(ImportRow),
-    mut reject: impl FnMut(Rejected),
+    out: &mut Sink,
 ) -> Result<(), ImportError> {
-    each_row(input, &["model", "num_model_requests"], usage_row, &mut row, &mut reject)
+    each_row(input, &["model", "num_model_requests"], usage_row, out)
 }
 
 /// Reads the cost export.
 pub(super) fn read_costs(
     input: impl std::io::Read,
-    mut row: impl FnMut(ImportRow),
-    mut reject: impl FnMut(Rejected),
+    out: &mut Sink,
 ) -> Result<(), ImportError> {
-    each_row(input, &["amount_value"], cost_row, &mut row, &mut reject)
+    each_row(input, &["amount_value"], cost_row, out)
 }
 
 /// What a row parser is given: the trimmed, non-empty value of the column of that
@@ -47,11 +45,12 @@ fn each_row(
     input: impl std::io::Read,
     required: &[&str],
     parse: fn(Field) -> Result<Option<ImportRow>, String>,
-    row: &mut impl FnMut(ImportRow),
-    reject: &mut impl FnMut(Rejected),
+    out: &mut Sink,
 ) -> Result<(), ImportError> {
-    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(input);
-    let headers = reader.headers().map_err(|e| ImportError::Unreadable(format!("no CSV header: {e}")))?;
+    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(CsvRows::new(input));
+    let headers = reader
+        .headers()
+        .map_err(|e| ImportError::of_csv(e).unwrap_or_else(|e| ImportError::Unreadable(format!("no CSV header: {e}"))))?;
     let columns: HashMap<String, usize> = headers
         .iter()
         .enumerate()
@@ -69,16 +68,23 @@ fn each_row(
             Ok(false) => return Ok(()),
             Ok(true) => {
                 let line = record.position().map_or(line, |p| p.line());
+                if super::is_cut(&record) {
+                    out.reject(line, super::cut_reason());
+                    continue;
+                }
                 let get = |name: &str| {
                     columns.get(name).and_then(|&i| record.get(i)).map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
                 };
                 match parse(&get) {
-                    Ok(Some(r)) => row(r),
+                    Ok(Some(r)) => out.row(line, "", r),
                     Ok(None) => {}
-                    Err(reason) => reject(Rejected { line, reason }),
+                    Err(reason) => out.reject(line, reason),
                 }
             }
-            Err(e) => reject(Rejected { line, reason: format!("unreadable CSV row: {e}") }),
+            Err(e) => match ImportError::of_csv(e) {
+                Ok(fatal) => return Err(fatal),
+                Err(e) => out.reject(line, format!("unreadable CSV row: {e}")),
+            },
         }
     }
 }
@@ -86,13 +92,13 @@ fn each_row(
 /// The bucket's start: `start_time` (Unix seconds), its UTC day.
 fn bucket(get: Field) -> Result<(i64, String), String> {
     let raw = get("start_time").ok_or("`start_time` is empty")?;
-    let secs = whole_number(&raw).ok_or_else(|| format!("`start_time` is not a Unix time: `{raw}`"))?;
-    let secs = i64::try_from(secs).map_err(|_| format!("`start_time` is out of range: `{raw}`"))?;
+    let secs = whole_number(&raw).ok_or_else(|| format!("`start_time` is not a Unix time: `{}`", clip(&raw)))?;
+    let secs = i64::try_from(secs).map_err(|_| format!("`start_time` is out of range: `{}`", clip(&raw)))?;
     let day = format_day(secs.div_euclid(86_400));
     // The ISO column, when present, must agree: it is what a person reads in the file.
     if let Some(iso) = get("start_time_iso") {
         if iso.get(..10).and_then(parse_day).is_none() || !iso.starts_with(&day) {
-            return Err(format!("`start_time_iso` `{iso}` is not the day of `start_time` ({day})"));
+            return Err(format!("`start_time_iso` `{}` is not the day of `start_time` ({day})", clip(&iso)));
         }
     }
     Ok((secs, day))
@@ -116,7 +122,7 @@ fn usage_row(get: Field) -> Result<Option<ImportRow>, String> {
     };
     let (start, day) = bucket(get)?;
     let count = |name: &str| -> Result<u64, String> {
-        get(name).map_or(Ok(0), |v| whole_number(&v).ok_or_else(|| format!("`{name}` is not a whole number: `{v}`")))
+        get(name).map_or(Ok(0), |v| whole_number(&v).ok_or_else(|| format!("`{name}` is not a whole number: `{}`", clip(&v))))
     };
     let input = count("input_tokens")?;
     let cached = count("input_cached_tokens")?;
@@ -127,7 +133,7 @@ fn usage_row(get: Field) -> Result<Option<ImportRow>, String> {
         None => "",
         Some("true") => "batch",
         Some("false") => "sync",
-        Some(other) => return Err(format!("`batch` is not TRUE or FALSE: `{other}`")),
+        Some(other) => return Err(format!("`batch` is not TRUE or FALSE: `{}`", clip(other))),
     };
     let project = get("project_id").unwrap_or_else(|| "default".into());
     let api_key = get("api_key_id").unwrap_or_default();
@@ -158,10 +164,10 @@ fn cost_row(get: Field) -> Result<Option<ImportRow>, String> {
     let (start, day) = bucket(get)?;
     if let Some(currency) = get("amount_currency") {
         if !currency.eq_ignore_ascii_case("usd") {
-            return Err(format!("`amount_currency` is `{currency}`; only USD amounts are read"));
+            return Err(format!("`amount_currency` is `{}`; only USD amounts are read", clip(&currency)));
         }
     }
-    let cost = parse_usd(&amount).ok_or_else(|| format!("`amount_value` is not an amount: `{amount}`"))?;
+    let cost = parse_usd(&amount).ok_or_else(|| format!("`amount_value` is not an amount: `{}`", clip(&amount)))?;
     let line_item = get("line_item").unwrap_or_default();
     let model = line_item.split(',').next().map(str::trim).filter(|m| !m.is_empty()).unwrap_or("openai").to_owned();
     let project = get("project_id").unwrap_or_else(|| "default".into());

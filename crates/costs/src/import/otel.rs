@@ -13,18 +13,26 @@
 //! environment tag.
 use serde_json::Value;
 
-use super::{json_documents, ImportError, ImportRow, Rejected};
+use super::{json_documents, ImportError, ImportRow, JsonDoc, Sink};
 use crate::date::format_day;
 use crate::records::UsageRecord;
 
 pub(super) fn read(
     input: impl std::io::Read,
-    mut row: impl FnMut(ImportRow),
-    mut reject: impl FnMut(Rejected),
+    out: &mut Sink,
 ) -> Result<(), ImportError> {
     // One export request, or one per line (JSON Lines).
-    let documents = json_documents(input, "OTLP JSON")?.items;
-    for (line, doc) in documents {
+    json_documents(input, "OTLP JSON", out, &mut |doc, out| {
+        let (line, doc) = match doc {
+            JsonDoc::Whole(doc) => (1, doc),
+            JsonDoc::Line(line, doc) => (line, doc),
+            JsonDoc::Entry(..) => {
+                return Err(ImportError::Unreadable(format!(
+                    "an OTLP JSON document larger than {} MiB: export JSON Lines, one request per line",
+                    crate::limits::MAX_JSON_DOCUMENT_BYTES / (1024 * 1024)
+                )))
+            }
+        };
         let resource_spans = doc["resourceSpans"].as_array().ok_or_else(|| {
             ImportError::Unreadable(format!("line {line}: no `resourceSpans` (not an OTLP trace export)"))
         })?;
@@ -33,14 +41,14 @@ pub(super) fn read(
             let spans = rs["scopeSpans"].as_array().into_iter().flatten().flat_map(|ss| ss["spans"].as_array().into_iter().flatten());
             for span in spans {
                 match span_row(span, &resource) {
-                    Ok(Some(r)) => row(r),
+                    Ok(Some(r)) => out.row(line, "", r),
                     Ok(None) => {}
-                    Err(reason) => reject(Rejected { line, reason }),
+                    Err(reason) => out.reject(line, reason),
                 }
             }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// OTLP attributes as `(key, value)`; values keep their JSON form (`intValue` is a string).
@@ -64,7 +72,7 @@ fn span_row(span: &Value, resource: &[(String, Value)]) -> Result<Option<ImportR
     let count = |keys: &[&str]| -> Result<Option<u64>, String> {
         match get(keys) {
             None => Ok(None),
-            Some(Value::String(s)) => s.parse().map(Some).map_err(|_| format!("`{}` is not a count: `{s}`", keys[0])),
+            Some(Value::String(s)) => s.parse().map(Some).map_err(|_| format!("`{}` is not a count: `{}`", keys[0], super::clip(&s))),
             Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| format!("`{}` is not a count: `{n}`", keys[0])),
             Some(other) => Err(format!("`{}` is not a count: `{other}`", keys[0])),
         }
@@ -76,19 +84,19 @@ fn span_row(span: &Value, resource: &[(String, Value)]) -> Result<Option<ImportR
     }
     let name = span["name"].as_str().unwrap_or("?");
     let model = text(&["gen_ai.response.model", "gen_ai.request.model"])
-        .ok_or_else(|| format!("span `{name}`: no `gen_ai.response.model` or `gen_ai.request.model`"))?;
+        .ok_or_else(|| format!("span `{}`: no `gen_ai.response.model` or `gen_ai.request.model`", super::clip(name)))?;
     let start = match &span["startTimeUnixNano"] {
         Value::String(s) => s.parse::<u64>().ok(),
         Value::Number(n) => n.as_u64(),
         _ => None,
     }
-    .ok_or_else(|| format!("span `{name}`: no `startTimeUnixNano`"))?;
+    .ok_or_else(|| format!("span `{}`: no `startTimeUnixNano`", super::clip(name)))?;
     let (input, output) = (input.unwrap_or(0), output.unwrap_or(0));
     let cached = count(&["gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens"])?.unwrap_or(0);
     let cache_write =
         count(&["gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_creation_input_tokens"])?.unwrap_or(0);
-    if cached + cache_write > input {
-        return Err(format!("span `{name}`: cache reads and writes exceed input tokens"));
+    if cached.saturating_add(cache_write) > input {
+        return Err(format!("span `{}`: cache reads and writes exceed input tokens", super::clip(name)));
     }
     let resource_text = |key: &str| resource.iter().find(|(k, _)| k == key).and_then(|(_, v)| v.as_str().map(str::to_owned));
     let record = UsageRecord {

@@ -243,7 +243,16 @@ impl Tool for QueryUsage {
         "query_usage"
     }
     async fn call(&self, ctx: &RunContext, _args: Value) -> Result<Value, ToolError> {
-        to_value(&*ctx.tools.summary(&ctx.user_id).await?)
+        let s = ctx.tools.summary(&ctx.user_id).await?;
+        let mut value = to_value(&*s)?;
+        // A breakdown has one entry per name in the data: the largest are listed, the
+        // rest counted, so the result stays small whatever the data holds.
+        for (key, groups) in [("by_model", &s.by_model), ("by_feature", &s.by_feature)] {
+            let (listed, more) = apex_costs::top_groups(groups);
+            value[key] = to_value(&listed)?;
+            value[format!("{key}_more")] = json!(more);
+        }
+        Ok(value)
     }
 }
 
@@ -337,7 +346,14 @@ impl Tool for FindSavings {
         }
         metrics::counter!(apex_telemetry::CACHE_MISSES).increment(1);
         let recs = recommend(&data.records);
-        let value = json!({ "total_monthly_savings": total_savings(&recs), "recommendations": to_value(&recs)?, "cached": false });
+        // One recommendation per feature and model at most: the largest are listed.
+        let listed = &recs[..recs.len().min(apex_costs::limits::MAX_LISTED_GROUPS)];
+        let value = json!({
+            "total_monthly_savings": total_savings(&recs),
+            "recommendations": to_value(&listed)?,
+            "recommendations_more": recs.len() - listed.len(),
+            "cached": false,
+        });
         self.remember(key, &value);
         if let Some(cluster) = &ctx.tools.cluster {
             cluster.cache_put(&shared_key, &value.to_string(), SHARED_SAVINGS_TTL).await;

@@ -24,6 +24,8 @@ use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 use tracing::Instrument;
 
 use crate::auth::Identity;
+use crate::limits::{TokenBucket, UserConnection};
+use crate::listen::Slot;
 use crate::AppState;
 
 enum Outbound {
@@ -32,15 +34,25 @@ enum Outbound {
     Close(u16, &'static str),
 }
 
-pub(super) async fn run(socket: WebSocket, app: AppState, identity: Identity) {
+/// What a connection holds for its whole life: its place under the TCP caps (absent when
+/// served by something other than [`crate::listen`]) and under the user's cap.
+#[allow(dead_code)] // held for what dropping them releases
+pub(super) struct Held {
+    pub slot: Option<Slot>,
+    pub user: UserConnection,
+}
+
+pub(super) async fn run(socket: WebSocket, app: AppState, identity: Identity, held: Held) {
     let connection_id = ConnectionId::new();
     let span = tracing::info_span!("connection", user_id = %identity.user_id, %connection_id);
     let _open = ConnectionCount::open(&app.connections);
+    let _held = held;
     let (sink, stream) = socket.split();
     let (out, rx) = mpsc::channel(app.settings.outbound_queue);
     let writer = tokio::spawn(write_loop(sink, rx, app.settings.write_timeout).instrument(span.clone()));
     let mut session = Session {
         limiter: TokenBucket::new(app.settings.rate_limit),
+        control: TokenBucket::new(app.settings.rate_limit),
         app,
         user: Arc::from(identity.user_id.as_str()),
         out,
@@ -57,6 +69,8 @@ struct Session {
     followers: JoinSet<()>,
     following: HashMap<RunId, AbortHandle>,
     limiter: TokenBucket,
+    /// Pings and Pongs from the peer: each Ping costs a reply, so a flood of them is shed.
+    control: TokenBucket,
 }
 
 impl Session {
@@ -101,17 +115,23 @@ impl Session {
                                 received("binary");
                                 self.error(ErrorCode::BinaryNotSupported, "send JSON text frames", None).await
                             }
-                            Message::Ping(_) | Message::Pong(_) => {}
+                            Message::Ping(_) | Message::Pong(_) => {
+                                if !self.control.allow() {
+                                    received("control_flood");
+                                    self.close(close::POLICY, "too many control frames").await;
+                                    break ("control frame flood", close::POLICY);
+                                }
+                            }
                             Message::Close(frame) => break ("client closed", frame.map_or(NO_STATUS, |f| f.code)),
                         }
                     }
-                    Some(Err(e)) => {
-                        if is_too_big(e) {
-                            self.close(close::TOO_BIG, "frame larger than the transport limit").await;
-                            break ("frame too big", close::TOO_BIG);
+                    Some(Err(e)) => match super::close_for_read_error(e) {
+                        Some((code, reason)) => {
+                            self.close(code, reason).await;
+                            break (reason, code);
                         }
-                        break ("read error", ABNORMAL);
-                    }
+                        None => break ("read error", ABNORMAL),
+                    },
                     None => break ("disconnected", ABNORMAL),
                 },
                 _ = ping.tick() => {
@@ -160,7 +180,7 @@ impl Session {
     }
 
     async fn on_text(&mut self, text: &str) {
-        if !self.limiter.allow() {
+        if !self.limiter.allow() || !self.app.users.allow_frame(&self.user) {
             received("rate_limited");
             return self.error(ErrorCode::RateLimited, "too many frames; slow down", None).await;
         }
@@ -254,6 +274,16 @@ fn start_error(e: StartError) -> (ErrorCode, String, Option<RunId>) {
         ),
         StartError::NotFound => (ErrorCode::NotFound, "no such thread or run".into(), None),
         StartError::ShuttingDown => (ErrorCode::ShuttingDown, "the server is restarting; retry shortly".into(), None),
+        StartError::StorageUnavailable => (
+            ErrorCode::StorageUnavailable,
+            "the message could not be saved because storage is failing; it was not accepted, retry later".into(),
+            None,
+        ),
+        StartError::TooManyRuns(limit) => (
+            ErrorCode::TooManyRuns,
+            format!("you already have {limit} runs in flight; wait for one to finish"),
+            None,
+        ),
         StartError::Store(detail) => {
             tracing::error!(error = %detail, "storage failed while handling a frame");
             (ErrorCode::Internal, "the request could not be saved; retry".into(), None)
@@ -350,10 +380,6 @@ fn received(kind: &'static str) {
     metrics::counter!(m::WS_FRAMES_RECEIVED, "type" => kind).increment(1);
 }
 
-fn is_too_big(e: axum::Error) -> bool {
-    matches!(e.into_inner().downcast_ref::<tungstenite::Error>(), Some(tungstenite::Error::Capacity(_)))
-}
-
 /// Keeps the open-connection count and gauge right however the session ends.
 struct ConnectionCount(Arc<AtomicUsize>);
 
@@ -380,29 +406,4 @@ const NO_STATUS: u16 = 1005;
 
 fn closed(code: u16) {
     metrics::counter!(m::WS_CONNECTIONS_CLOSED, "code" => code.to_string()).increment(1);
-}
-
-/// Per-connection frame allowance: `rate` per second, bursts of twice that.
-struct TokenBucket {
-    rate: f64,
-    tokens: f64,
-    at: Instant,
-}
-
-impl TokenBucket {
-    fn new(rate: u32) -> Self {
-        Self { rate: rate as f64, tokens: rate as f64 * 2.0, at: Instant::now() }
-    }
-
-    fn allow(&mut self) -> bool {
-        let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.rate * 2.0);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
 }

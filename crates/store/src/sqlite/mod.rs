@@ -6,7 +6,7 @@ use std::time::Duration;
 use apex_protocol::{RunId, ThreadId};
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Connection, Row, Sqlite, Transaction};
 
 use apex_costs::import::ImportRow;
 use apex_costs::UsageRecord;
@@ -93,6 +93,19 @@ async fn checkpoint_periodically(checkpointer: SqlitePool, store: std::sync::Wea
 
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
+/// After a failed write, the writer connection is closed instead of going back to the
+/// pool. SQLite rolls a transaction back by itself on some errors (`SQLITE_FULL`,
+/// `SQLITE_IOERR`); sqlx's ROLLBACK then fails and its count of open transactions stays
+/// one too high, so its next `begin` would be a SAVEPOINT and its next `commit` a RELEASE
+/// inside a transaction that never commits: writes acknowledged and never durable (seen
+/// on a full disk). A new connection starts with no such state.
+fn discard_on_error<T>(conn: &mut sqlx::pool::PoolConnection<Sqlite>, result: &StoreResult<T>) {
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "a write failed; the writer connection is replaced");
+        conn.close_on_drop();
+    }
+}
+
 fn parse_id<T: FromStr>(s: &str) -> StoreResult<T> {
     s.parse().map_err(|_| StoreError::Database(sqlx::Error::Decode(format!("bad id `{s}`").into())))
 }
@@ -105,54 +118,81 @@ impl Store for SqliteStore {
     }
 
     async fn apply(&self, begins: &[NewRun], writes: &[Write]) -> StoreResult<Vec<BeginOutcome>> {
-        let mut tx = self.writer.begin().await?;
-        let outcomes = batch::begin(&mut tx, begins).await?;
-        batch::apply(&mut tx, writes).await?;
-        tx.commit().await?;
-        Ok(outcomes)
+        let mut conn = self.writer.acquire().await?;
+        let result = async {
+            let mut tx = conn.begin().await?;
+            let outcomes = batch::begin(&mut tx, begins).await?;
+            batch::apply(&mut tx, writes).await?;
+            tx.commit().await?;
+            Ok(outcomes)
+        }
+        .await;
+        discard_on_error(&mut conn, &result);
+        result
     }
 
-    async fn heartbeat(&self, _instance: &str, _at_ms: u64) -> StoreResult<()> {
-        // One instance per file: there is nobody to tell that this one is alive.
+    async fn heartbeat(&self, instance: &str, at_ms: u64) -> StoreResult<()> {
+        // One instance per file: nobody reads this, but a write that succeeds tells that
+        // the storage takes writes (again).
+        sqlx::query(
+            "INSERT INTO instances (id, started_at, heartbeat_at) VALUES (?1, ?2, ?2) \
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+        )
+        .bind(instance)
+        .bind(at_ms as i64)
+        .execute(&self.writer)
+        .await?;
         Ok(())
     }
 
     async fn interrupt_orphaned(&self, instance: &str, _lease: Duration) -> StoreResult<Vec<RunId>> {
-        let mut tx = self.writer.begin().await?;
-        let rows = sqlx::query(
-            "SELECT id, user_id, thread_id FROM runs WHERE status IN ('queued', 'running') \
-             AND (owner IS NULL OR owner <> ?)",
-        )
-        .bind(instance)
-        .fetch_all(&mut *tx)
-        .await?;
-        let now = apex_protocol::now_ms();
-        let mut interrupted = Vec::with_capacity(rows.len());
-        for row in rows {
-            let run_id: RunId = parse_id(row.get::<&str, _>(0))?;
-            let thread_id: ThreadId = parse_id(row.get::<&str, _>(2))?;
-            let events = sqlx::query("SELECT seq, payload FROM run_events WHERE run_id = ? ORDER BY seq")
-                .bind(run_id.to_string())
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .map(|r| (r.get::<i64, _>(0) as u64, r.get::<String, _>(1)));
-            let writes = crate::recovery::interrupt_writes(run_id, row.get(1), thread_id, events, now);
-            batch::apply(&mut tx, &writes).await?;
-            interrupted.push(run_id);
+        let mut conn = self.writer.acquire().await?;
+        let result = async {
+            let mut tx = conn.begin().await?;
+            let rows = sqlx::query(
+                "SELECT id, user_id, thread_id FROM runs WHERE status IN ('queued', 'running') \
+                 AND (owner IS NULL OR owner <> ?)",
+            )
+            .bind(instance)
+            .fetch_all(&mut *tx)
+            .await?;
+            let now = apex_protocol::now_ms();
+            let mut interrupted = Vec::with_capacity(rows.len());
+            for row in rows {
+                let run_id: RunId = parse_id(row.get::<&str, _>(0))?;
+                let thread_id: ThreadId = parse_id(row.get::<&str, _>(2))?;
+                let events = sqlx::query("SELECT seq, payload FROM run_events WHERE run_id = ? ORDER BY seq")
+                    .bind(run_id.to_string())
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .map(|r| (r.get::<i64, _>(0) as u64, r.get::<String, _>(1)));
+                let writes = crate::recovery::interrupt_writes(run_id, row.get(1), thread_id, events, now);
+                batch::apply(&mut tx, &writes).await?;
+                interrupted.push(run_id);
+            }
+            tx.commit().await?;
+            Ok(interrupted)
         }
-        tx.commit().await?;
-        Ok(interrupted)
+        .await;
+        discard_on_error(&mut conn, &result);
+        result
     }
 
     async fn import_usage(&self, user_id: &str, rows: &[ImportRow], at_ms: u64) -> StoreResult<u64> {
-        let mut tx = self.writer.begin().await?;
-        let inserted = batch::insert_usage(&mut tx, user_id, rows, at_ms).await?;
-        if inserted > 0 {
-            bump_version(&mut tx, user_id).await?;
+        let mut conn = self.writer.acquire().await?;
+        let result = async {
+            let mut tx = conn.begin().await?;
+            let inserted = batch::insert_usage(&mut tx, user_id, rows, at_ms).await?;
+            if inserted > 0 {
+                bump_version(&mut tx, user_id).await?;
+            }
+            tx.commit().await?;
+            Ok(inserted)
         }
-        tx.commit().await?;
-        Ok(inserted)
+        .await;
+        discard_on_error(&mut conn, &result);
+        result
     }
 
     async fn usage(&self, user_id: &str, from: Option<&str>, to: Option<&str>) -> StoreResult<Vec<UsageRecord>> {
@@ -193,12 +233,18 @@ impl Store for SqliteStore {
     }
 
     async fn delete_usage(&self, user_id: &str) -> StoreResult<u64> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query("DELETE FROM usage_daily WHERE user_id = ?").bind(user_id).execute(&mut *tx).await?;
-        let done = sqlx::query("DELETE FROM usage_records WHERE user_id = ?").bind(user_id).execute(&mut *tx).await?;
-        bump_version(&mut tx, user_id).await?;
-        tx.commit().await?;
-        Ok(done.rows_affected())
+        let mut conn = self.writer.acquire().await?;
+        let result = async {
+            let mut tx = conn.begin().await?;
+            sqlx::query("DELETE FROM usage_daily WHERE user_id = ?").bind(user_id).execute(&mut *tx).await?;
+            let done = sqlx::query("DELETE FROM usage_records WHERE user_id = ?").bind(user_id).execute(&mut *tx).await?;
+            bump_version(&mut tx, user_id).await?;
+            tx.commit().await?;
+            Ok(done.rows_affected())
+        }
+        .await;
+        discard_on_error(&mut conn, &result);
+        result
     }
 
     async fn usage_version(&self, user_id: &str) -> StoreResult<u64> {
