@@ -192,3 +192,17 @@ async fn users_never_see_each_others_threads_runs_or_events() {
     b.send(json!({"type": "ping"})).await;
     assert_eq!(b.next_json().await["type"], "pong", "nothing of A's arrived in between");
 }
+
+#[tokio::test]
+async fn a_token_that_expires_during_a_connection_closes_it_with_1008() {
+    let app = spawn_with(Layer { ping_interval_secs: Some(0.5), demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    let token = Auth::from_settings(&app.settings).unwrap().mint("short-lived", Duration::from_secs(2), false);
+    let mut c = connect(&app, By::Header(token)).await;
+    // Still served while the token is valid.
+    c.send(json!({"type": "ping"})).await;
+    assert_eq!(c.next_json().await["type"], "pong");
+    let opened = std::time::Instant::now();
+    let frame = c.next_frame_within(Duration::from_secs(10)).await;
+    assert!(matches!(frame, Frame::Close(Some(1008))), "expected close 1008 (token expired), got {frame:?}");
+    assert!(opened.elapsed() < Duration::from_secs(5), "closed {:?} after connecting, the token lived 2 s", opened.elapsed());
+}

@@ -257,3 +257,47 @@ async fn a_follow_up_sent_the_moment_the_answer_arrives_is_accepted() {
         c.events_until_terminal().await;
     }
 }
+
+/// A tool that panics the first time it is called, then behaves as the built-in one.
+struct PanicsOnce {
+    inner: std::sync::Arc<dyn apex_engine::Tool>,
+    panicked: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl apex_engine::Tool for PanicsOnce {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    async fn call(&self, ctx: &apex_engine::RunContext, args: Value) -> Result<Value, apex_engine::ToolError> {
+        if !self.panicked.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            panic!("a bug in an agent's tool");
+        }
+        self.inner.call(ctx, args).await
+    }
+}
+
+#[tokio::test]
+async fn an_agent_that_panics_fails_its_run_and_the_connection_goes_on() {
+    let tool = PanicsOnce {
+        inner: apex_engine::tools::builtin().get("query_usage").cloned().unwrap(),
+        panicked: Default::default(),
+    };
+    let app = spawn_with(Layer::default(), |s| s.with_tool(std::sync::Arc::new(tool))).await;
+    let mut c = connect(&app, By::Demo).await;
+    c.ask("Analyze my AI costs", None).await;
+    let events = c.events_until_terminal().await;
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "run_failed", "{last}");
+    assert_eq!(last["code"], "internal", "{last}");
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>(), "no gap before the failure");
+    // The same socket goes on: the next question is answered in full.
+    c.ask("Analyze my AI costs", None).await;
+    assert_golden_run(&c.events_until_terminal().await);
+    // And the failed run is stored as failed, with the same events.
+    let token = c.token.clone().unwrap();
+    let (status, run) = app.get(&format!("/api/runs/{}", last["run_id"].as_str().unwrap()), &token).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["run"]["status"], "failed", "{run}");
+}

@@ -371,3 +371,40 @@ async fn recommendations_are_cached_per_dataset_version_and_an_import_invalidate
     assert_eq!(savings(&fourth)["cached"], false);
     assert_ne!(savings(&fourth)["total_monthly_savings"], savings(&first)["total_monthly_savings"]);
 }
+
+#[tokio::test]
+async fn two_users_asking_for_savings_get_their_own_figures() {
+    // Another user's data: every ticket-triage request on gpt-4o, ten times the fixture's.
+    const OTHER: &str = "date,model,input_tokens,output_tokens,requests,feature\n\
+        2026-11-20,gpt-4o,90000000,100000,90000,ticket-triage\n\
+        2026-11-21,gpt-4o,80000000,90000,80000,ticket-triage\n";
+    let layer = || Layer { demo_mode: Some(false), ..Default::default() };
+    let savings = |events: &[Value]| {
+        events.iter().find(|e| e["type"] == "tool_completed" && e["tool"] == "find_savings").unwrap()["result"].clone()
+    };
+    // What the second user's savings are on a server that has seen nobody else.
+    let alone = spawn_with(layer(), |s| s).await;
+    let token = alone.token("second");
+    assert_eq!(import(&alone, &token, OTHER.as_bytes().to_vec(), "").await.0, 200);
+    let (_, events) = answer_to(&alone, &token, "How do I reduce spend?").await;
+    let second_alone = savings(&events);
+
+    // Both users on one server, each with one import (so both datasets are at version 1),
+    // asking in turn: each gets their own figures, the second time from the cache.
+    let app = spawn_with(layer(), |s| s).await;
+    let (first, second) = (app.token("first"), app.token("second"));
+    app.import_fixture(&first).await;
+    assert_eq!(import(&app, &second, OTHER.as_bytes().to_vec(), "").await.0, 200);
+    let mut seen = Vec::new();
+    for (round, token) in [(0, &first), (0, &second), (1, &first), (1, &second)] {
+        let (_, events) = answer_to(&app, token, "How do I reduce spend?").await;
+        let result = savings(&events);
+        assert_eq!(result["cached"], round == 1, "{result}");
+        seen.push(result);
+    }
+    let figures = |r: &Value| (r["total_monthly_savings"].clone(), r["recommendations"].clone());
+    assert_ne!(figures(&seen[0]), figures(&seen[1]), "the two users' data differ, and so must their savings");
+    assert_eq!(figures(&seen[1]), figures(&second_alone), "the second user got figures that are not theirs");
+    assert_eq!(figures(&seen[2]), figures(&seen[0]));
+    assert_eq!(figures(&seen[3]), figures(&seen[1]));
+}
