@@ -117,3 +117,94 @@ test('before any import, the charts show what the latest answer analyzed (the de
   assert.deepEqual(problems, []);
   await ctx.close();
 });
+
+/** The server's own money display (`Money`'s Display, what `total_display` holds): integer
+ * micro-dollars rounded half-up to the cent, thousands grouped: `$1,234.56`, `-$1.23`. */
+function dollars(micros) {
+  assert.ok(Number.isSafeInteger(micros), `an amount in integer micro-dollars, got ${JSON.stringify(micros)}`);
+  const m = BigInt(micros);
+  const cents = ((m < 0n ? -m : m) + 5000n) / 10000n;
+  const sign = m < 0n && cents > 0n ? '-' : '';
+  const whole = (cents / 100n).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+  return `${sign}$${whole}.${String(cents % 100n).padStart(2, '0')}`;
+}
+const FIGURE = /-?\$\d[\d,]*(?:\.\d+)?[kM]?/g;
+const figures = (text) => text.match(FIGURE) || [];
+
+/** Every dollar figure of the costs view: the summary sentence, each table row as
+ * [label, amount], and all figures anywhere in the view's text (to catch unchecked ones). */
+function shownFigures(page) {
+  return page.evaluate(() => {
+    const rows = (id) => [...document.querySelectorAll(`#${id} tbody tr`)].map((tr) => [tr.querySelector('th').textContent, tr.querySelector('td').textContent]);
+    return {
+      summary: document.getElementById('costs-summary').textContent,
+      daily: rows('chart-daily'), model: rows('chart-model'), feature: rows('chart-feature'), savings: rows('chart-savings'),
+      // Text node by text node: a cell's text never runs into the next one's.
+      texts: (() => {
+        const out = [];
+        const walk = document.createTreeWalker(document.getElementById('costs-view'), NodeFilter.SHOW_TEXT);
+        while (walk.nextNode()) out.push(walk.currentNode.data);
+        return out;
+      })(),
+    };
+  });
+}
+
+/** Asserts the view shows exactly the API's figures: `usage` is a summary-shaped API body
+ * (total, by_model, by_feature, daily in micro-dollars), `savings` a find_savings result. */
+function assertFigures(shown, usage, savings, what) {
+  assert.deepEqual(figures(shown.summary), [dollars(usage.total)], `${what}: the total in "${shown.summary}"`);
+  const expect = (list, key, amount) => list.map((g) => [g[key], dollars(g[amount])]);
+  assert.ok(usage.by_model.length > 0 && usage.by_feature.length > 0 && usage.daily.length > 0, `${what}: the API has rows`);
+  assert.deepEqual(shown.model, expect(usage.by_model, 'key', 'cost'), `${what}: the per-model amounts`);
+  assert.deepEqual(shown.feature, expect(usage.by_feature, 'key', 'cost'), `${what}: the per-feature amounts`);
+  assert.deepEqual(shown.daily, expect(usage.daily, 'day', 'cost'), `${what}: the per-day amounts`);
+  assert.ok(savings.recommendations.length > 0, `${what}: the API has savings`);
+  assert.deepEqual(shown.savings, expect(savings.recommendations, 'title', 'monthly_savings'), `${what}: the savings amounts`);
+  // Nothing else in the view shows a dollar figure that was not compared above.
+  const checked = [shown.summary, ...[shown.model, shown.feature, shown.daily, shown.savings].flat(2)].flatMap(figures);
+  assert.deepEqual(shown.texts.flatMap(figures).sort(), checked.sort(), `${what}: every dollar figure of the view is one compared with the API`);
+}
+
+test('every dollar figure of the costs view equals the API\'s, for the demo data and an imported file', async () => {
+  const ctx = await b.newContext();
+  const page = await ctx.newPage();
+  const problems = watchPage(page);
+  await page.goto(`${server.url}/`);
+  await waitConnected(page);
+  const token = await page.evaluate(() => localStorage.getItem('apex.token'));
+  assert.ok(token, 'the page holds a token');
+
+  // The demo data: what the run's query_usage and find_savings returned, read back through
+  // the API with the page's token.
+  await ask(page, 'Analyze my AI costs');
+  await page.locator('article.run[data-state="completed"]').waitFor({ timeout: 20000 });
+  const runId = await page.locator('article.run').last().getAttribute('data-run-id');
+  const { status, body } = await rest(server, `/api/runs/${runId}/events`, token);
+  assert.equal(status, 200);
+  const result = (tool) => body.events.find((e) => e.type === 'tool_completed' && e.tool === tool)?.result;
+  const demo = result('query_usage');
+  const savings = result('find_savings');
+  assert.ok(demo?.daily && savings?.recommendations, 'the run queried the usage and found savings');
+  await page.locator('#tab-costs').click();
+  await page.locator('#costs-summary', { hasText: 'the latest answer analyzed' }).waitFor();
+  await page.locator('#chart-model canvas').first().waitFor();
+  assertFigures(await shownFigures(page), demo, savings, 'demo data');
+
+  // An imported file: the summary endpoint, whose total_display is the server's own text.
+  await page.locator('#file').setInputFiles(FIXTURE_CSV);
+  await page.locator('#import-result strong', { hasText: '112 rows imported' }).waitFor();
+  await page.locator('#costs-summary', { hasText: 'usage rows.' }).waitFor();
+  await page.locator('#chart-model canvas').first().waitFor();
+  const { status: s2, body: summary } = await rest(server, '/api/usage/summary', token);
+  assert.equal(s2, 200);
+  assert.equal(summary.records, 112);
+  assert.equal(dollars(summary.total), summary.total_display, 'the test formats money as the server does');
+  assert.notEqual(summary.total, demo.total, 'the imported data is not the demo data');
+  const shown = await shownFigures(page);
+  assert.deepEqual(figures(shown.summary), [summary.total_display], `imported file: the total in "${shown.summary}"`);
+  // The savings table is the latest answer's (the demo run's) until the user asks again.
+  assertFigures(shown, summary, savings, 'imported file');
+  assert.deepEqual(problems, []);
+  await ctx.close();
+});
