@@ -756,11 +756,7 @@ impl Report {
         println!("  duration              {:.2} s", self.run.duration_s);
         println!("  runs completed        {} ({:.1} runs/s)", self.run.runs_completed, self.run.runs_per_s);
         println!("  connect               {}", lat(&self.connect_ms));
-        println!(
-            "  baseline ping         {}   ({:.0} round trips/s)",
-            lat(&self.baseline_ping_ms),
-            self.baseline_pings_per_s
-        );
+        println!("  baseline ping         {}   ({:.0} round trips/s)", lat(&self.baseline_ping_ms), self.baseline_pings_per_s);
         println!("  first event           {}", lat(&self.run.first_event_ms));
         println!("  full run              {}", lat(&self.run.full_run_ms));
         println!("  events lost           {}", self.run.events_lost);
@@ -814,8 +810,7 @@ mod tests {
 
     #[test]
     fn probe_borrows_the_checked_fields() {
-        let p: Probe<'_> =
-            serde_json::from_str(r#"{"type":"response_delta","run_id":"r","seq":3,"text":"x"}"#).unwrap();
+        let p: Probe<'_> = serde_json::from_str(r#"{"type":"response_delta","run_id":"r","seq":3,"text":"x"}"#).unwrap();
         assert_eq!((p.kind, p.run_id, p.seq), ("response_delta", Some("r"), 3));
         assert!(is_terminal("final_response") && !is_terminal("response_delta"));
     }

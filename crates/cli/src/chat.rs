@@ -68,12 +68,8 @@ const ARGS_SHOWN: usize = 120;
 pub async fn run(args: ChatArgs) -> anyhow::Result<i32> {
     // Fail fast on a malformed URL or thread id instead of "reconnecting" forever.
     args.url.as_str().into_client_request().with_context(|| format!("invalid --url {}", args.url))?;
-    let thread = args
-        .thread
-        .as_deref()
-        .map(str::parse::<ThreadId>)
-        .transpose()
-        .context("--thread must be a thread id (a UUID)")?;
+    let thread =
+        args.thread.as_deref().map(str::parse::<ThreadId>).transpose().context("--thread must be a thread id (a UUID)")?;
     let once = args.once.is_some();
     let mut chat = Chat::new(&args, thread);
     let mut input = (!once).then(stdin_lines);
@@ -363,9 +359,8 @@ impl Chat {
             (Some(_), None) => run_id.is_none(),
             (None, _) => false,
         };
-        let run_lost = code == apex_protocol::ErrorCode::NotFound
-            && run_id.is_some()
-            && self.active.as_ref().map(|r| r.id) == run_id;
+        let run_lost =
+            code == apex_protocol::ErrorCode::NotFound && run_id.is_some() && self.active.as_ref().map(|r| r.id) == run_id;
         if about_pending {
             self.pending = None;
         } else if run_lost {
@@ -440,9 +435,7 @@ impl Chat {
             "/stop" => {
                 match (&self.active, &self.pending) {
                     (Some(run), _) => self.outbox.push(json!({"type": "stop_agent", "run_id": run.id}).to_string()),
-                    (None, Some(_)) => {
-                        self.render.status(format_args!("nothing to stop yet: the message is not accepted"))
-                    }
+                    (None, Some(_)) => self.render.status(format_args!("nothing to stop yet: the message is not accepted")),
                     (None, None) => self.render.status(format_args!("no run in progress")),
                 }
                 Flow::Continue
@@ -680,11 +673,7 @@ pub(crate) async fn connect(url: &str, token: Option<&str>) -> anyhow::Result<Ws
 /// Like [`connect`] (plain `ws://` only), over a socket whose kernel receive buffer is
 /// `receive_buffer` bytes: a client that stops reading fills it, and then the server's side,
 /// at once.
-pub(crate) async fn connect_with_receive_buffer(
-    url: &str,
-    token: Option<&str>,
-    receive_buffer: u32,
-) -> anyhow::Result<WsStream> {
+pub(crate) async fn connect_with_receive_buffer(url: &str, token: Option<&str>, receive_buffer: u32) -> anyhow::Result<WsStream> {
     let request = client_request(url, token)?;
     let host = request.uri().host().context("the URL has no host")?;
     let port = request.uri().port_u16().unwrap_or(80);
@@ -693,19 +682,14 @@ pub(crate) async fn connect_with_receive_buffer(
     socket.set_recv_buffer_size(receive_buffer)?;
     let stream = socket.connect(addr).await?;
     let (ws, _response) =
-        tokio_tungstenite::client_async_with_config(request, MaybeTlsStream::Plain(stream), Some(client_config()))
-            .await?;
+        tokio_tungstenite::client_async_with_config(request, MaybeTlsStream::Plain(stream), Some(client_config())).await?;
     Ok(ws)
 }
 
-fn client_request(
-    url: &str,
-    token: Option<&str>,
-) -> anyhow::Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
+fn client_request(url: &str, token: Option<&str>) -> anyhow::Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
     let mut request = url.into_client_request().with_context(|| format!("invalid URL {url}"))?;
     if let Some(token) = token {
-        let value =
-            HeaderValue::from_str(&format!("Bearer {token}")).context("the token is not a valid header value")?;
+        let value = HeaderValue::from_str(&format!("Bearer {token}")).context("the token is not a valid header value")?;
         request.headers_mut().insert(AUTHORIZATION, value);
     }
     Ok(request)
@@ -769,9 +753,8 @@ mod tests {
         let run = RunId::new();
         let thread = ThreadId::new();
         assert!(matches!(decode(r#"{"type":"pong"}"#), Ok(Incoming::Frame(ServerFrame::Pong))));
-        let started = format!(
-            r#"{{"type":"agent_started","agent":"supervisor","run_id":"{run}","thread_id":"{thread}","seq":1,"ts":5}}"#
-        );
+        let started =
+            format!(r#"{{"type":"agent_started","agent":"supervisor","run_id":"{run}","thread_id":"{thread}","seq":1,"ts":5}}"#);
         assert!(matches!(decode(&started), Ok(Incoming::Event(e)) if e.seq == 1 && e.run_id == run));
         let future = format!(r#"{{"type":"agent_dreaming","run_id":"{run}","thread_id":"{thread}","seq":2,"ts":5}}"#);
         assert!(matches!(decode(&future), Ok(Incoming::OtherEvent { seq: 2, .. })));
@@ -781,9 +764,8 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_the_cap() {
-        let within = |d: Duration, base_ms: u64| {
-            d >= Duration::from_millis(base_ms) && d < Duration::from_millis(base_ms * 6 / 5)
-        };
+        let within =
+            |d: Duration, base_ms: u64| d >= Duration::from_millis(base_ms) && d < Duration::from_millis(base_ms * 6 / 5);
         assert!(within(backoff(1), 250));
         assert!(within(backoff(2), 500));
         assert!(within(backoff(5), 4000));
@@ -798,13 +780,8 @@ mod tests {
     }
 
     fn new_chat(once: bool) -> Chat {
-        let args = ChatArgs {
-            url: "ws://x/ws".into(),
-            token: None,
-            json: true,
-            once: once.then(|| "hi".to_owned()),
-            thread: None,
-        };
+        let args =
+            ChatArgs { url: "ws://x/ws".into(), token: None, json: true, once: once.then(|| "hi".to_owned()), thread: None };
         Chat::new(&args, None)
     }
 

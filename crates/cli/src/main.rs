@@ -193,9 +193,8 @@ async fn serve(settings: Settings, open_files: u64) -> anyhow::Result<()> {
             "the open-file limit is below the connection cap: connections past it will be refused by the system; raise the hard limit (ulimit -Hn) or lower APEX_MAX_CONNECTIONS"
         );
     }
-    let listener = tokio::net::TcpListener::bind(settings.bind)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.bind))?;
+    let listener =
+        tokio::net::TcpListener::bind(settings.bind).await.with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, url = %format!("http://{addr}/"), data_dir = %settings.data_dir.display(), "listening; open the url for the chat page");
     apex_server::run(listener, settings, apex_server::shutdown_signal()).await

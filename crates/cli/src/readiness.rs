@@ -192,7 +192,10 @@ impl Target {
     async fn open(&self, token: Option<&str>) -> anyhow::Result<Opened> {
         let started = Instant::now();
         let mut ws = tokio::time::timeout(SLA_CONNECT * 5, connect(&self.url, token)).await.context("connect timed out")??;
-        let ready = tokio::time::timeout(SLA_CONNECT * 5, next_json(&mut ws)).await.context("no connection_ready")?.map_err(anyhow::Error::msg)?;
+        let ready = tokio::time::timeout(SLA_CONNECT * 5, next_json(&mut ws))
+            .await
+            .context("no connection_ready")?
+            .map_err(anyhow::Error::msg)?;
         anyhow::ensure!(ready["type"] == "connection_ready", "first frame was {}", ready["type"]);
         Ok(Opened { ws, took: started.elapsed(), token: ready["token"].as_str().map(str::to_owned) })
     }
@@ -201,7 +204,8 @@ impl Target {
         let mut token = self.token.clone();
         let mut checks = Vec::new();
         for run in 0..runs {
-            let check = self.golden_run(&mut token, run % 2 == 1, &format!("readiness-{user}-{run}-{}", uuid::Uuid::new_v4())).await;
+            let check =
+                self.golden_run(&mut token, run % 2 == 1, &format!("readiness-{user}-{run}-{}", uuid::Uuid::new_v4())).await;
             checks.push(check);
         }
         checks
@@ -317,7 +321,13 @@ impl Target {
     }
 
     /// A new connection that resumes the run after the last event seen.
-    async fn resume(&self, token: Option<&str>, accepted: &Option<Value>, events: &[Value], check: &mut RunCheck) -> Option<WsStream> {
+    async fn resume(
+        &self,
+        token: Option<&str>,
+        accepted: &Option<Value>,
+        events: &[Value],
+        check: &mut RunCheck,
+    ) -> Option<WsStream> {
         let run_id = accepted.as_ref()?["run_id"].clone();
         check.connects += 1;
         let mut opened = match self.open(token).await {
@@ -640,11 +650,31 @@ fn score(
         detail,
     };
     let scores = vec![
-        s("connection reliability", percent(in_time, connects), Some(RELIABLE), format!("{in_time}/{connects} connects ready within 2 s")),
-        s("agent execution reliability", percent(executed, runs), Some(RELIABLE), format!("{executed}/{runs} runs complete, in order, paired")),
-        s("state persistence reliability", percent(persisted, runs), Some(RELIABLE), format!("{persisted}/{runs} runs read back identical")),
+        s(
+            "connection reliability",
+            percent(in_time, connects),
+            Some(RELIABLE),
+            format!("{in_time}/{connects} connects ready within 2 s"),
+        ),
+        s(
+            "agent execution reliability",
+            percent(executed, runs),
+            Some(RELIABLE),
+            format!("{executed}/{runs} runs complete, in order, paired"),
+        ),
+        s(
+            "state persistence reliability",
+            percent(persisted, runs),
+            Some(RELIABLE),
+            format!("{persisted}/{runs} runs read back identical"),
+        ),
         s("SLA compliance", percent(sla, runs), None, format!("{sla}/{runs} runs: connect ≤ 2 s, first event ≤ 5 s, run ≤ 60 s")),
-        s("scalability score", scalability, Some(SCALABLE), format!("throughput held {:.0} %, top level {:.0} % correct in SLA", hold * 100.0, quality * 100.0)),
+        s(
+            "scalability score",
+            scalability,
+            Some(SCALABLE),
+            format!("throughput held {:.0} %, top level {:.0} % correct in SLA", hold * 100.0, quality * 100.0),
+        ),
         s("monitoring coverage", coverage, Some(MONITORED), coverage_detail),
         s("golden-path pass rate", percent(golden, runs), Some(RELIABLE), format!("{golden}/{runs} runs passed every check")),
     ];

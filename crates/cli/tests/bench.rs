@@ -56,11 +56,7 @@ fn deployments_mode_measures_three_deployments_with_nothing_lost() {
 
     // The bench's schemas are dropped when it ends.
     let left = Command::new("psql")
-        .args([
-            &postgres_url(),
-            "-qtAc",
-            &format!("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'apex_bench_{pid}_%'"),
-        ])
+        .args([&postgres_url(), "-qtAc", &format!("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'apex_bench_{pid}_%'")])
         .output()
         .unwrap();
     assert!(left.status.success(), "{}", String::from_utf8_lossy(&left.stderr));
@@ -163,8 +159,7 @@ fn soak_mode_returns_to_its_idle_baseline() {
 
 #[test]
 fn model_stream_mode_times_every_sentence_from_the_provider_to_the_websocket_client() {
-    let (report, passed) =
-        bench_json(&["--model-stream", "2", "--model-sentences", "6", "--model-token-interval-us", "500"]);
+    let (report, passed) = bench_json(&["--model-stream", "2", "--model-sentences", "6", "--model-token-interval-us", "500"]);
     assert!(passed, "{report}");
     assert_eq!(report["runs_failed"], 0, "{report}");
     assert_eq!(report["sentences_missing"], 0, "{report}");

@@ -46,16 +46,11 @@ async fn small_buffer_client(app: &TestApp, token: &str) -> WebSocketStream<Mayb
 
 #[tokio::test]
 async fn a_client_that_stops_reading_is_shed_with_1013_and_loses_nothing() {
-    let app =
-        spawn_with(Layer {
-            write_timeout_secs: Some(1.0),
-            rate_limit: Some(100_000),
-            user_rate_limit: Some(100_000),
-            ..Layer::default()
-        }, |server| {
-            server
-        })
-        .await;
+    let app = spawn_with(
+        Layer { write_timeout_secs: Some(1.0), rate_limit: Some(100_000), user_rate_limit: Some(100_000), ..Layer::default() },
+        |server| server,
+    )
+    .await;
     let mut owner = connect(&app, By::Demo).await;
     let token = owner.token.clone().unwrap();
     // Finished runs whose events the stuck client will ask for again and again.
@@ -69,10 +64,7 @@ async fn a_client_that_stops_reading_is_shed_with_1013_and_loses_nothing() {
     let before = scrape(&app).await;
     let mut stuck = small_buffer_client(&app, &token).await;
     // A run of its own, started just before it stops reading: it must finish regardless.
-    stuck
-        .send(Message::Text(json!({"type": "user_message", "text": "Analyze my AI costs"}).to_string().into()))
-        .await
-        .unwrap();
+    stuck.send(Message::Text(json!({"type": "user_message", "text": "Analyze my AI costs"}).to_string().into())).await.unwrap();
     let accepted: Value = loop {
         if let Some(Ok(Message::Text(t))) = stuck.next().await {
             let v: Value = serde_json::from_str(&t).unwrap();
@@ -89,8 +81,7 @@ async fn a_client_that_stops_reading_is_shed_with_1013_and_loses_nothing() {
         let resume = json!({"type": "resume", "run_id": finished[i % finished.len()], "after_seq": 0});
         i += 1;
         // The server may already have dropped it; then sending fails, which is fine.
-        let _ = tokio::time::timeout(Duration::from_millis(100), stuck.send(Message::Text(resume.to_string().into())))
-            .await;
+        let _ = tokio::time::timeout(Duration::from_millis(100), stuck.send(Message::Text(resume.to_string().into()))).await;
         if i % 20 == 0 {
             let now = scrape(&app).await;
             if total(&now, "apex_ws_slow_consumers_total") > total(&before, "apex_ws_slow_consumers_total") {

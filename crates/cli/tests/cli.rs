@@ -49,7 +49,11 @@ fn chat_once(dir: &std::path::Path, url: &str, token: Option<&str>) -> std::proc
 async fn token_then_chat_once_streams_a_full_answer() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, url) = serve(dir.path(), false).await;
-    let minted = apex(dir.path()).args(["token", "--user", "ops@example.com", "--ttl", "10m"]).env("APEX_JWT_SECRET", SECRET).output().unwrap();
+    let minted = apex(dir.path())
+        .args(["token", "--user", "ops@example.com", "--ttl", "10m"])
+        .env("APEX_JWT_SECRET", SECRET)
+        .output()
+        .unwrap();
     assert!(minted.status.success());
     let token = String::from_utf8(minted.stdout).unwrap().trim().to_owned();
     assert_eq!(token.split('.').count(), 3);
@@ -137,7 +141,8 @@ async fn chat_once_reconnects_and_resumes_through_dropped_connections() {
 #[test]
 fn token_refuses_to_mint_without_a_key_outside_demo_mode() {
     let dir = tempfile::tempdir().unwrap();
-    let out = apex(dir.path()).args(["token", "--user", "x"]).env("DEMO_MODE", "0").env_remove("APEX_JWT_SECRET").output().unwrap();
+    let out =
+        apex(dir.path()).args(["token", "--user", "x"]).env("DEMO_MODE", "0").env_remove("APEX_JWT_SECRET").output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("APEX_JWT_SECRET"));
 }
@@ -153,12 +158,18 @@ fn prices_shows_what_the_engine_charges() {
         "{text}"
     );
     assert!(text.contains("gpt-4o-mini (openai): input $0.15, cached input $0.075, cache write $0.15, output $0.60"), "{text}");
-    assert!(text.contains("tool calling yes, vision yes, reasoning no, context window 128,000 tokens; source litellm+models.dev"), "{text}");
+    assert!(
+        text.contains("tool calling yes, vision yes, reasoning no, context window 128,000 tokens; source litellm+models.dev"),
+        "{text}"
+    );
     assert!(text.contains("prices: litellm ") && text.contains("models.dev"), "the sources are named: {text}");
     // Cache-write and reasoning rates, and context tiers, where a model has them.
     let out = apex(dir.path()).args(["prices", "claude-sonnet-4-5", "gemini-2.5-pro"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("claude-sonnet-4-5 (anthropic): input $3.00, cached input $0.30, cache write $3.75, output $15.00"), "{text}");
+    assert!(
+        text.contains("claude-sonnet-4-5 (anthropic): input $3.00, cached input $0.30, cache write $3.75, output $15.00"),
+        "{text}"
+    );
     assert!(text.contains("prompts over 200,000 tokens: input $2.50, cached input $0.25"), "{text}");
     let unknown = apex(dir.path()).args(["prices", "no-such-model"]).output().unwrap();
     assert_eq!(unknown.status.code(), Some(1));
@@ -194,7 +205,11 @@ async fn ingest_writes_to_the_store_or_uploads_to_a_server() {
     let out = tokio::task::spawn_blocking({
         let (dir, http) = (dir.path().to_owned(), http.clone());
         move || {
-            apex(&dir).args(["ingest", fixture, "--user", "ops2", "--url", &http]).env("APEX_JWT_SECRET", SECRET).output().unwrap()
+            apex(&dir)
+                .args(["ingest", fixture, "--user", "ops2", "--url", &http])
+                .env("APEX_JWT_SECRET", SECRET)
+                .output()
+                .unwrap()
         }
     })
     .await
@@ -239,7 +254,10 @@ async fn negotiated_prices_from_a_file_replace_the_catalog() {
         .unwrap();
     let _server = Server(child);
     wait_healthy(format!("127.0.0.1:{port}").parse().unwrap()).await;
-    let token = String::from_utf8(apex(dir.path()).args(["token", "--user", "buyer"]).env("APEX_JWT_SECRET", SECRET).output().unwrap().stdout).unwrap();
+    let token = String::from_utf8(
+        apex(dir.path()).args(["token", "--user", "buyer"]).env("APEX_JWT_SECRET", SECRET).output().unwrap().stdout,
+    )
+    .unwrap();
     let http = http_client();
     let csv = "date,model,input_tokens,output_tokens\n2026-11-01,gpt-4o,1000000,1000000\n";
     http.post(format!("http://127.0.0.1:{port}/api/usage/import")).bearer_auth(token.trim()).body(csv).send().await.unwrap();

@@ -101,7 +101,8 @@ async fn stored_events(server: &ServeProcess, token: &str, run_id: &str) -> Opti
 async fn assert_stored_as_seen(server: &ServeProcess, outcomes: &[Outcome], when: &str) {
     for outcome in outcomes {
         let Outcome::Accepted { run_id, token, events } = outcome else { continue };
-        let stored = stored_events(server, token, run_id).await.unwrap_or_else(|| panic!("{when}: accepted run {run_id} is missing"));
+        let stored =
+            stored_events(server, token, run_id).await.unwrap_or_else(|| panic!("{when}: accepted run {run_id} is missing"));
         for seen in events {
             let seq = seen["seq"].as_u64().unwrap() as usize;
             let unsaved_end = seen["type"] == "run_failed";
@@ -125,7 +126,10 @@ async fn a_full_disk_never_loses_an_acknowledged_message() {
     let server = ServeProcess::start_in(tempfile::tempdir().unwrap(), &env).await;
     // A run while there is room: the store works.
     let first = ask(&server.ws_url(), "Analyze my AI costs").await;
-    assert!(matches!(&first, Outcome::Accepted { events, .. } if events.last().unwrap()["type"] == "final_response"), "{first:?}");
+    assert!(
+        matches!(&first, Outcome::Accepted { events, .. } if events.last().unwrap()["type"] == "final_response"),
+        "{first:?}"
+    );
 
     let filler = fill(&disk.path);
     let mut outcomes = vec![first];
@@ -167,7 +171,10 @@ async fn a_full_disk_never_loses_an_acknowledged_message() {
     }
     assert_stored_as_seen(&server, &outcomes, "once space is freed").await;
     let after = ask(&server.ws_url(), "Analyze my AI costs").await;
-    assert!(matches!(&after, Outcome::Accepted { events, .. } if events.last().unwrap()["type"] == "final_response"), "{after:?}");
+    assert!(
+        matches!(&after, Outcome::Accepted { events, .. } if events.last().unwrap()["type"] == "final_response"),
+        "{after:?}"
+    );
     outcomes.push(after);
 
     // And after a restart.

@@ -42,7 +42,10 @@ async fn a_ping_flood_from_a_client_that_never_reads_is_shed_and_memory_stays_bo
         }
     }
     let (_, peak) = server.rss_mib();
-    eprintln!("ping flood: {sent} pings in {:.1} s; server RSS {baseline:.0} MiB before, peak {peak:.0} MiB", started.elapsed().as_secs_f64());
+    eprintln!(
+        "ping flood: {sent} pings in {:.1} s; server RSS {baseline:.0} MiB before, peak {peak:.0} MiB",
+        started.elapsed().as_secs_f64()
+    );
     assert!(peak < baseline + 150.0, "the server grew from {baseline:.0} MiB to a peak of {peak:.0} MiB after {sent} pings");
     // The flooder was told why (1008) once it reads, or was simply cut off.
     let ended = tokio::time::timeout(Duration::from_secs(15), async {
@@ -117,11 +120,7 @@ fn now() -> u64 {
 
 #[tokio::test]
 async fn tokens_are_checked_as_rfc_7519_and_8725_say() {
-    let layer = Layer {
-        jwt_issuer: Some("https://id.example".into()),
-        jwt_audience: Some("apex".into()),
-        ..Default::default()
-    };
+    let layer = Layer { jwt_issuer: Some("https://id.example".into()), jwt_audience: Some("apex".into()), ..Default::default() };
     let app = spawn_with(layer, |s| s).await;
     let http = http_client();
     let status = |token: String| {
@@ -266,7 +265,8 @@ async fn a_page_from_another_origin_cannot_open_a_websocket() {
 
 #[tokio::test]
 async fn one_user_is_limited_across_all_of_their_connections() {
-    let layer = Layer { max_connections_per_user: Some(3), max_runs_per_user: Some(2), tool_delay_ms: Some(300), ..Default::default() };
+    let layer =
+        Layer { max_connections_per_user: Some(3), max_runs_per_user: Some(2), tool_delay_ms: Some(300), ..Default::default() };
     let app = spawn_with(layer, |s| s).await;
     let token = app.token("mallory");
     let mut sockets = Vec::new();
@@ -359,18 +359,17 @@ async fn decompression_bombs_are_refused_and_the_server_stays_small() {
         ("a CSV with one 1 GiB line", gzip_bomb("date,model,input_tokens\n2026-11-01,", b'x', 1 << 30, ",5\n")),
         (
             "an OpenAI usage page with a 1 GiB model name",
-            gzip_bomb(r#"{"object":"page","data":[{"results":[{"object":"organization.usage.completions.result","model":""#, b'y', 1 << 30, r#""}]}]}"#),
+            gzip_bomb(
+                r#"{"object":"page","data":[{"results":[{"object":"organization.usage.completions.result","model":""#,
+                b'y',
+                1 << 30,
+                r#""}]}]}"#,
+            ),
         ),
     ];
     for (what, body) in bombs {
         let compressed = body.len();
-        let response = http_client()
-            .post(server.http("/api/usage/import"))
-            .bearer_auth(&token)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let response = http_client().post(server.http("/api/usage/import")).bearer_auth(&token).body(body).send().await.unwrap();
         let status = response.status().as_u16();
         let answer: serde_json::Value = response.json().await.unwrap();
         let (_, peak) = server.rss_mib();

@@ -32,7 +32,10 @@ async fn a_catalogue_of_bad_inputs_gets_the_right_codes_and_the_connection_survi
         (Message::Text(format!(r#"{{"type":"stop_agent","run_id":"{run}"}}"#).into()), "not_found"),
         (Message::Text(format!(r#"{{"type":"resume","run_id":"{run}","after_seq":"3"}}"#).into()), "invalid_field"),
         (Message::Text(format!(r#"{{"type":"resume","run_id":"{run}","after_seq":0}}"#).into()), "not_found"),
-        (Message::Text(r#"{"type":"user_message","text":"hi","thread_id":"0190a0a0-0000-7000-8000-000000000001"}"#.into()), "not_found"),
+        (
+            Message::Text(r#"{"type":"user_message","text":"hi","thread_id":"0190a0a0-0000-7000-8000-000000000001"}"#.into()),
+            "not_found",
+        ),
         (Message::Text(big.into()), "message_too_large"),
         (Message::Binary(vec![0, 159, 146, 150].into()), "binary_not_supported"),
         (Message::Text(format!("{}{}", "[".repeat(300), "]".repeat(300)).into()), "invalid_json"),
@@ -110,7 +113,12 @@ async fn bad_tokens_get_401_before_the_upgrade() {
     let expired = {
         use jsonwebtoken::{encode, EncodingKey, Header};
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-        encode(&Header::default(), &json!({"sub": "zoe", "iat": now - 7200, "exp": now - 3600}), &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+        encode(
+            &Header::default(),
+            &json!({"sub": "zoe", "iat": now - 7200, "exp": now - 3600}),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
     };
     // Tampered: the payload changed, the signature kept.
     let tampered = {
@@ -145,9 +153,12 @@ async fn an_invalid_token_is_refused_even_in_demo_mode() {
 #[tokio::test]
 async fn production_without_a_secret_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
-    let settings =
-        apex_server::Settings::resolve([Layer { data_dir: Some(dir.path().into()), env: Some("production".into()), ..Default::default() }])
-            .unwrap();
+    let settings = apex_server::Settings::resolve([Layer {
+        data_dir: Some(dir.path().into()),
+        env: Some("production".into()),
+        ..Default::default()
+    }])
+    .unwrap();
     assert!(!settings.demo_mode, "production turns demo mode off");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let err = apex_server::run(listener, settings, std::future::pending()).await.unwrap_err();

@@ -21,11 +21,8 @@ async fn scrape(app: &TestApp) -> (Rows, String) {
 }
 
 fn labelled(rows: &Rows, name: &str, label: &str) -> Vec<String> {
-    let mut values: Vec<String> = rows
-        .iter()
-        .filter(|s| s.name == name && s.value > 0.0)
-        .filter_map(|s| s.label(label).map(str::to_owned))
-        .collect();
+    let mut values: Vec<String> =
+        rows.iter().filter(|s| s.name == name && s.value > 0.0).filter_map(|s| s.label(label).map(str::to_owned)).collect();
     values.sort();
     values.dedup();
     values
@@ -48,8 +45,15 @@ async fn a_golden_path_run_moves_the_metric_of_every_stage() {
     assert_eq!(replayed.len(), events.len() - 5);
     client.close().await;
     again.close().await;
-    let refused = http_client().get(app.http("/ws?token=not-a-token")).header("connection", "upgrade").header("upgrade", "websocket")
-        .header("sec-websocket-version", "13").header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==").send().await.unwrap();
+    let refused = http_client()
+        .get(app.http("/ws?token=not-a-token"))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(refused.status().as_u16(), 401);
 
     // Sessions count their close when they end: shortly after the client's close frame.
@@ -67,7 +71,10 @@ async fn a_golden_path_run_moves_the_metric_of_every_stage() {
 
     assert_eq!(total(&after, "apex_runs_started_total"), 1.0);
     assert_eq!(labelled(&after, "apex_runs_finished_total", "status"), ["completed"]);
-    assert_eq!(labelled(&after, "apex_agent_duration_seconds_count", "agent"), ["data", "optimization", "report", "supervisor", "triage"]);
+    assert_eq!(
+        labelled(&after, "apex_agent_duration_seconds_count", "agent"),
+        ["data", "optimization", "report", "supervisor", "triage"]
+    );
     let tool_calls = events.iter().filter(|e| e["type"] == "tool_completed").count() as f64;
     assert_eq!(total(&after, "apex_tool_calls_total"), tool_calls);
     assert_eq!(labelled(&after, "apex_tool_calls_total", "outcome"), ["ok"]);

@@ -79,7 +79,8 @@ async fn a_real_model_writes_a_grounded_answer_that_streams_from_its_first_sente
     assert_grounded(&answer, &events);
     let first_delta = first_delta.expect("deltas");
     assert!(first_delta < total, "the first sentence arrives before the model has finished ({first_delta:?} of {total:?})");
-    let fallback = events.iter().any(|e| e["type"] == "agent_thinking" && e["text"].as_str().unwrap().contains("built-in writer"));
+    let fallback =
+        events.iter().any(|e| e["type"] == "agent_thinking" && e["text"].as_str().unwrap().contains("built-in writer"));
     assert!(!fallback, "the model wrote the answer: {events:?}");
 
     let token = client.token.clone().unwrap();
@@ -158,12 +159,19 @@ async fn a_figure_the_tools_did_not_compute_is_replaced_and_counted() {
     let token = client.token.clone().unwrap();
     let model = report_result(&app, &token, accepted["run_id"].as_str().unwrap()).await["model"].clone();
     assert_eq!(model["grounding_replacements"], 1, "{model}");
-    assert_eq!((model["gen_ai.usage.input_tokens"].as_u64(), model["gen_ai.usage.output_tokens"].as_u64()), (Some(900), Some(40)));
+    assert_eq!(
+        (model["gen_ai.usage.input_tokens"].as_u64(), model["gen_ai.usage.output_tokens"].as_u64()),
+        (Some(900), Some(40))
+    );
 
     // Tokens and replacements are in the metrics (this test is a process of its own).
     let metrics = apex_telemetry::parse(&http_client().get(app.http("/metrics")).send().await.unwrap().text().await.unwrap());
     let tokens = |kind: &str| {
-        metrics.iter().filter(|m| m.name == "apex_llm_tokens_total" && m.label("kind") == Some(kind)).map(|m| m.value).sum::<f64>()
+        metrics
+            .iter()
+            .filter(|m| m.name == "apex_llm_tokens_total" && m.label("kind") == Some(kind))
+            .map(|m| m.value)
+            .sum::<f64>()
     };
     assert_eq!((tokens("input"), tokens("output")), (900.0, 40.0));
     assert_eq!(apex_telemetry::total(&metrics, "apex_grounding_replacements_total"), 1.0);
@@ -197,7 +205,9 @@ async fn assert_falls_back(layer: Layer, within: Duration) {
     assert!(answer.starts_with("## Your AI spend: $"), "the built-in writer answered: {answer}");
     let said = events
         .iter()
-        .find(|e| e["type"] == "agent_thinking" && e["agent"] == "report" && e["text"].as_str().unwrap().contains("built-in writer"))
+        .find(|e| {
+            e["type"] == "agent_thinking" && e["agent"] == "report" && e["text"].as_str().unwrap().contains("built-in writer")
+        })
         .expect("the fallback is announced");
     assert!(said["text"].as_str().unwrap().contains("smollm2"), "{said}");
 }
@@ -261,21 +271,23 @@ async fn the_embedded_local_model_writes_a_grounded_answer() {
 async fn threads_after_a_local_answer(n: usize) -> usize {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = KillOnDrop(std::process::Command::new(env!("CARGO_BIN_EXE_apex"))
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .env("APEX_DATA_DIR", dir.path())
-        .env("DEMO_MODE", "1")
-        .env("APEX_LLM", "local")
-        .env("APEX_LLM_MODEL_PATH", test_gguf())
-        .env("APEX_LLM_MAX_TOKENS", "4")
-        .env("APEX_LLM_THREADS", n.to_string())
-        .env("RUST_LOG", "warn")
-        .env_remove("DATABASE_URL")
-        .env_remove("REDIS_URL")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap());
+    let child = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_apex"))
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .env("APEX_DATA_DIR", dir.path())
+            .env("DEMO_MODE", "1")
+            .env("APEX_LLM", "local")
+            .env("APEX_LLM_MODEL_PATH", test_gguf())
+            .env("APEX_LLM_MAX_TOKENS", "4")
+            .env("APEX_LLM_THREADS", n.to_string())
+            .env("RUST_LOG", "warn")
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_healthy(format!("127.0.0.1:{port}").parse().unwrap()).await;
     let mut client = try_connect(&format!("ws://127.0.0.1:{port}/ws"), By::Demo).await.unwrap();
     client.ask("tell me a joke", None).await;
@@ -290,7 +302,8 @@ async fn threads_after_a_local_answer(n: usize) -> usize {
 
 fn test_gguf() -> std::path::PathBuf {
     std::env::var_os("APEX_TEST_GGUF").map(std::path::PathBuf::from).unwrap_or_else(|| {
-        std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/apex-test/SmolLM2-135M-Instruct.Q4_1.gguf")
+        std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/apex-test/SmolLM2-135M-Instruct.Q4_1.gguf")
     })
 }
 

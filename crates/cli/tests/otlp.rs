@@ -64,20 +64,22 @@ async fn runs_agents_and_tools_are_exported_as_spans_with_their_ids_and_no_messa
     let (collector, mut received) = receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let server = KillOnDrop(Command::new(env!("CARGO_BIN_EXE_apex"))
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .env("APEX_DATA_DIR", dir.path())
-        .env("DEMO_MODE", "1")
-        .env("RUST_LOG", "info")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"))
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .env_remove("OTEL_SERVICE_NAME")
-        .env_remove("DATABASE_URL")
-        .env_remove("REDIS_URL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
+    let server = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_apex"))
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .env("APEX_DATA_DIR", dir.path())
+            .env("DEMO_MODE", "1")
+            .env("RUST_LOG", "info")
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"))
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            .env_remove("OTEL_SERVICE_NAME")
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_healthy(format!("127.0.0.1:{port}").parse().unwrap()).await;
     let mut client = try_connect(&format!("ws://127.0.0.1:{port}/ws"), By::Demo).await.unwrap();
     let token = client.token.clone().expect("a demo token");
@@ -104,23 +106,16 @@ async fn runs_agents_and_tools_are_exported_as_spans_with_their_ids_and_no_messa
     }
     drop(server);
 
-    let run =
-        spans.iter().find(|s| s.name == "run" && s.attributes.get("run_id") == Some(&run_id)).expect("the run's span");
+    let run = spans.iter().find(|s| s.name == "run" && s.attributes.get("run_id") == Some(&run_id)).expect("the run's span");
     assert_eq!(run.attributes.get("thread_id"), Some(&thread_id), "{run:?}");
     assert_eq!(run.attributes.get("user_id"), Some(&user_id), "{run:?}");
     let in_run: Vec<&Span> = spans.iter().filter(|s| s.trace_id == run.trace_id).collect();
-    let agents: Vec<&str> = in_run
-        .iter()
-        .filter(|s| s.name == "agent")
-        .filter_map(|s| s.attributes.get("agent").map(String::as_str))
-        .collect();
+    let agents: Vec<&str> =
+        in_run.iter().filter(|s| s.name == "agent").filter_map(|s| s.attributes.get("agent").map(String::as_str)).collect();
     for agent in ["triage", "data", "optimization", "report"] {
         assert!(agents.contains(&agent), "an `agent` span for {agent} in the run's trace: {agents:?}");
     }
-    assert!(
-        in_run.iter().any(|s| s.name == "tool" && s.attributes.contains_key("tool")),
-        "`tool` spans in the run's trace"
-    );
+    assert!(in_run.iter().any(|s| s.name == "tool" && s.attributes.contains_key("tool")), "`tool` spans in the run's trace");
     assert!(
         spans.iter().any(|s| s.name == "connection" && s.attributes.get("user_id") == Some(&user_id)),
         "the connection's span with its user"

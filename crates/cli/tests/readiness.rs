@@ -10,8 +10,8 @@ use std::sync::Arc;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -90,7 +90,22 @@ async fn broken(upstream: SocketAddr, fault: Fault) -> SocketAddr {
 async fn assess(ws: &str, http: &str) -> (i32, Value) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_apex"))
         // Runs take milliseconds here: one that is not over in 5 s lost its end.
-        .args(["readiness", "--url", ws, "--http", http, "--users", "3", "--runs", "2", "--run-timeout", "5", "--sweep-secs", "1", "--json"])
+        .args([
+            "readiness",
+            "--url",
+            ws,
+            "--http",
+            http,
+            "--users",
+            "3",
+            "--runs",
+            "2",
+            "--run-timeout",
+            "5",
+            "--sweep-secs",
+            "1",
+            "--json",
+        ])
         .output()
         .await
         .unwrap();

@@ -122,10 +122,9 @@ async fn stop_agent_cancels_the_run() {
 
 #[tokio::test]
 async fn a_run_past_its_timeout_ends_with_its_partial_text_persisted() {
-    let app = spawn_with(Layer { run_timeout_secs: Some(0.4), ..Default::default() }, |s| {
-        s.with_tool(slow("forecast_spend", 5_000))
-    })
-    .await;
+    let app =
+        spawn_with(Layer { run_timeout_secs: Some(0.4), ..Default::default() }, |s| s.with_tool(slow("forecast_spend", 5_000)))
+            .await;
     let mut client = connect(&app, By::Demo).await;
     let token = client.token.clone().unwrap();
     let accepted = client.ask("Analyze my AI costs", None).await;
@@ -279,10 +278,8 @@ impl apex_engine::Tool for PanicsOnce {
 
 #[tokio::test]
 async fn an_agent_that_panics_fails_its_run_and_the_connection_goes_on() {
-    let tool = PanicsOnce {
-        inner: apex_engine::tools::builtin().get("query_usage").cloned().unwrap(),
-        panicked: Default::default(),
-    };
+    let tool =
+        PanicsOnce { inner: apex_engine::tools::builtin().get("query_usage").cloned().unwrap(), panicked: Default::default() };
     let app = spawn_with(Layer::default(), |s| s.with_tool(std::sync::Arc::new(tool))).await;
     let mut c = connect(&app, By::Demo).await;
     c.ask("Analyze my AI costs", None).await;

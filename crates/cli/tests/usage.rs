@@ -20,13 +20,8 @@ const CSV: &str = "date,model,provider,input_tokens,output_tokens,cached_input_t
 const TOTAL: &str = "$2,901.65"; // 1200.00 + 1300.50 + 400.25 + 0.90
 
 async fn import(app: &TestApp, token: &str, body: Vec<u8>, query: &str) -> (u16, Value) {
-    let r = http_client()
-        .post(app.http(&format!("/api/usage/import{query}")))
-        .bearer_auth(token)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r =
+        http_client().post(app.http(&format!("/api/usage/import{query}"))).bearer_auth(token).body(body).send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
@@ -35,7 +30,10 @@ fn dollar_figures(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let bytes = text.as_bytes();
     for (i, _) in text.match_indices('$') {
-        let end = bytes[i + 1..].iter().position(|b| !(b.is_ascii_digit() || *b == b',' || *b == b'.')).map_or(text.len(), |p| i + 1 + p);
+        let end = bytes[i + 1..]
+            .iter()
+            .position(|b| !(b.is_ascii_digit() || *b == b',' || *b == b'.'))
+            .map_or(text.len(), |p| i + 1 + p);
         let fig = text[i..end].trim_end_matches(['.', ',']);
         if fig.len() > 1 {
             out.push(fig.to_owned());
@@ -150,7 +148,8 @@ async fn openai_usage_json_is_detected_even_gzipped() {
 async fn litellm_spend_logs_are_detected_and_request_ids_dedupe() {
     let app = spawn_app().await;
     let token = app.token("platform");
-    let logs = "request_id,call_type,spend,total_tokens,prompt_tokens,completion_tokens,startTime,endTime,model,custom_llm_provider\n\
+    let logs =
+        "request_id,call_type,spend,total_tokens,prompt_tokens,completion_tokens,startTime,endTime,model,custom_llm_provider\n\
                 r-1,acompletion,0.25,0,1000,100,2026-11-05 10:00:00.000,2026-11-05 10:00:01.000,gpt-4o,openai\n\
                 r-2,acompletion,0.50,0,2000,200,2026-11-05 11:00:00.000,2026-11-05 11:00:01.000,gpt-4o,openai\n";
     let (_, first) = import(&app, &token, logs.as_bytes().to_vec(), "").await;
@@ -193,14 +192,8 @@ async fn summaries_group_by_end_user_api_key_and_environment() {
     };
     let s = |k: &str, micros: i64| (k.to_owned(), micros);
     assert_eq!(groups("user").await, [s("unattributed", 4_000_000), s("alice", 3_000_000), s("bob", 500_000)]);
-    assert_eq!(
-        groups("api_key").await,
-        [s("unattributed", 4_000_000), s("key_batch", 2_000_000), s("key_web", 1_500_000)]
-    );
-    assert_eq!(
-        groups("environment").await,
-        [s("unattributed", 4_000_000), s("production", 3_000_000), s("staging", 500_000)]
-    );
+    assert_eq!(groups("api_key").await, [s("unattributed", 4_000_000), s("key_batch", 2_000_000), s("key_web", 1_500_000)]);
+    assert_eq!(groups("environment").await, [s("unattributed", 4_000_000), s("production", 3_000_000), s("staging", 500_000)]);
     // The same rows again add nothing, tags included in their identity.
     let (_, again) = import(&app, &token, csv.as_bytes().to_vec(), "").await;
     assert_eq!((again["imported"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(4)));

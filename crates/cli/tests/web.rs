@@ -14,7 +14,10 @@ async fn the_page_and_its_assets_are_served_with_a_strict_policy() {
     let h = page.headers().clone();
     assert_eq!(h["content-type"], "text/html; charset=utf-8");
     let csp = h["content-security-policy"].to_str().unwrap();
-    assert!(csp.contains("script-src 'self'") && csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
     assert!(!csp.contains("unsafe"), "{csp}");
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(h["cache-control"], "no-cache");
@@ -40,7 +43,13 @@ async fn the_page_and_its_assets_are_served_with_a_strict_policy() {
         assert!(again.bytes().await.unwrap().is_empty());
     }
 
-    for missing in ["/assets/nope.js", "/assets/../Cargo.toml", "/assets/vendor-src/package.json", "/assets/tests/helpers.mjs", "/index.html"] {
+    for missing in [
+        "/assets/nope.js",
+        "/assets/../Cargo.toml",
+        "/assets/vendor-src/package.json",
+        "/assets/tests/helpers.mjs",
+        "/index.html",
+    ] {
         assert_eq!(http.get(app.http(missing)).send().await.unwrap().status(), 404, "{missing}");
     }
     // The API is unchanged by the page's routes.

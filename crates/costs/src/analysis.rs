@@ -81,8 +81,8 @@ fn billed_vs_list(records: &[UsageRecord]) -> BilledVsList {
         }
     }
     b.difference = b.billed - b.at_list_price;
-    b.difference_bp = (b.at_list_price.0 > 0)
-        .then(|| Money::clamp(i128::from(b.difference.0) * 10_000 / i128::from(b.at_list_price.0)).0);
+    b.difference_bp =
+        (b.at_list_price.0 > 0).then(|| Money::clamp(i128::from(b.difference.0) * 10_000 / i128::from(b.at_list_price.0)).0);
     b
 }
 
@@ -101,10 +101,7 @@ pub fn summarize(records: &[UsageRecord]) -> Summary {
         input_tokens: sum(records.iter().map(|r| r.input_tokens)),
         output_tokens: sum(records.iter().map(|r| r.output_tokens)),
         cached_input_tokens: sum(records.iter().map(|r| r.cached_input_tokens)),
-        unpriced_records: records
-            .iter()
-            .filter(|r| r.cost.is_none() && price_for(&r.model).is_none())
-            .count() as u64,
+        unpriced_records: records.iter().filter(|r| r.cost.is_none() && price_for(&r.model).is_none()).count() as u64,
         billed: billed_vs_list(records),
         by_model: group_totals(&costed, total, model_key),
         by_feature: group_totals(&costed, total, |r| r.feature.clone()),
@@ -173,7 +170,11 @@ pub fn breakdown(records: &[UsageRecord], by: GroupBy) -> Vec<GroupTotal> {
 
 /// A tag's group key: its value, or `unattributed` when the source did not set it.
 fn tag(value: &str) -> String {
-    if value.is_empty() { "unattributed".to_owned() } else { value.to_owned() }
+    if value.is_empty() {
+        "unattributed".to_owned()
+    } else {
+        value.to_owned()
+    }
 }
 
 /// The catalog name for priced models, the raw name otherwise.
@@ -181,11 +182,7 @@ pub(crate) fn model_key(r: &UsageRecord) -> String {
     price_for(&r.model).map_or_else(|| r.model.clone(), |p| p.model.to_owned())
 }
 
-fn group_totals(
-    costed: &[(&UsageRecord, Money)],
-    total: Money,
-    key: impl Fn(&UsageRecord) -> String,
-) -> Vec<GroupTotal> {
+fn group_totals(costed: &[(&UsageRecord, Money)], total: Money, key: impl Fn(&UsageRecord) -> String) -> Vec<GroupTotal> {
     let mut groups: BTreeMap<String, GroupTotal> = BTreeMap::new();
     for &(r, cost) in costed {
         let k = key(r);
@@ -215,10 +212,7 @@ fn share_bp(part: Money, total: Money) -> u32 {
     if total <= Money::ZERO {
         return 0;
     }
-    let bp = div_round_half_away(
-        i128::from(part.micros()) * 10_000,
-        i128::from(total.micros()),
-    );
+    let bp = div_round_half_away(i128::from(part.micros()) * 10_000, i128::from(total.micros()));
     u32::try_from(bp).unwrap_or(0)
 }
 
@@ -239,10 +233,7 @@ fn daily_totals(costed: &[(&UsageRecord, Money)]) -> Vec<DailyTotal> {
             by_day.entry(date::format_day(day)).or_default();
         }
     }
-    by_day
-        .into_iter()
-        .map(|(day, cost)| DailyTotal { day, cost })
-        .collect()
+    by_day.into_iter().map(|(day, cost)| DailyTotal { day, cost }).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -310,15 +301,30 @@ const CACHING_MAX_CACHED_PCT: u64 = 30;
 const CACHING_ASSUMED_CACHED_PCT: u64 = 60;
 /// Feature names that mark work nobody waits on. "summar" is weaker evidence
 /// (summaries can be interactive), so it earns less confidence.
-const OFFLINE_MARKERS: [(&str, &str); 3] =
-    [("nightly", "high"), ("batch", "high"), ("summar", "medium")];
+const OFFLINE_MARKERS: [(&str, &str); 3] = [("nightly", "high"), ("batch", "high"), ("summar", "medium")];
 /// General-purpose chat models right-sizing may move a feature to, beyond the family's
 /// smaller model: the catalog's capability flags and context window decide which fit.
 const RIGHT_SIZING_CANDIDATES: [&str; 20] = [
-    "gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini",
-    "o3", "o4-mini", "claude-sonnet-4-5", "claude-haiku-4-5", "claude-3-5-sonnet", "claude-3-5-haiku",
-    "gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite", "mistral-large-latest",
-    "mistral-medium-latest", "mistral-small-latest",
+    "gpt-5",
+    "gpt-5-mini",
+    "gpt-5-nano",
+    "gpt-4.1",
+    "gpt-4.1-mini",
+    "gpt-4.1-nano",
+    "gpt-4o",
+    "gpt-4o-mini",
+    "o3",
+    "o4-mini",
+    "claude-sonnet-4-5",
+    "claude-haiku-4-5",
+    "claude-3-5-sonnet",
+    "claude-3-5-haiku",
+    "gemini-2.5-pro",
+    "gemini-2.5-flash",
+    "gemini-2.5-flash-lite",
+    "mistral-large-latest",
+    "mistral-medium-latest",
+    "mistral-small-latest",
 ];
 /// Another generation is only worth the migration when it cuts the feature's cost by this much.
 const RIGHT_SIZING_MIN_CUT_PCT: i64 = 30;
@@ -347,21 +353,14 @@ pub fn recommend(records: &[UsageRecord]) -> Vec<Recommendation> {
     let mut recs: Vec<Recommendation> = feature_usage(records)
         .iter()
         .flat_map(|u| {
-            let drafts =
-                [model_downgrade(u), prompt_caching(u), batch_api(u), output_cap(u), deduplicate_requests(u)];
-            drafts
-                .into_iter()
-                .flatten()
-                .map(move |draft| draft.finish(u, days))
+            let drafts = [model_downgrade(u), prompt_caching(u), batch_api(u), output_cap(u), deduplicate_requests(u)];
+            drafts.into_iter().flatten().map(move |draft| draft.finish(u, days))
         })
         .filter(|r| r.monthly_savings > Money::ZERO)
         .collect();
     note_overlaps(&mut recs);
     recs.sort_by(|a, b| {
-        b.monthly_savings
-            .cmp(&a.monthly_savings)
-            .then_with(|| a.feature.cmp(&b.feature))
-            .then_with(|| a.kind.cmp(&b.kind))
+        b.monthly_savings.cmp(&a.monthly_savings).then_with(|| a.feature.cmp(&b.feature)).then_with(|| a.kind.cmp(&b.kind))
     });
     recs
 }
@@ -416,20 +415,18 @@ fn feature_usage(records: &[UsageRecord]) -> Vec<FeatureUsage<'_>> {
         let Some(price) = price_for(&r.model) else {
             continue;
         };
-        let u = groups
-            .entry((&r.feature, price.model))
-            .or_insert_with(|| FeatureUsage {
-                feature: &r.feature,
-                price,
-                records: Vec::new(),
-                requests: 0,
-                input: 0,
-                cached: 0,
-                output: 0,
-                reasoning: 0,
-                repeats: 0,
-                current: Money::ZERO,
-            });
+        let u = groups.entry((&r.feature, price.model)).or_insert_with(|| FeatureUsage {
+            feature: &r.feature,
+            price,
+            records: Vec::new(),
+            requests: 0,
+            input: 0,
+            cached: 0,
+            output: 0,
+            reasoning: 0,
+            repeats: 0,
+            current: Money::ZERO,
+        });
         u.records.push(r);
         u.requests += r.requests;
         u.input += r.input_tokens;
@@ -521,7 +518,9 @@ fn model_downgrade(u: &FeatureUsage) -> Option<Draft> {
                 .filter_map(|name| price_for(name))
                 .filter(|c| c.provider == u.price.provider && c.model != u.price.model && fits(c))
                 .map(|c| (c, reprice(c)))
-                .filter(|(_, p)| i128::from(p.micros()) * 100 <= i128::from(u.current.micros()) * i128::from(100 - RIGHT_SIZING_MIN_CUT_PCT))
+                .filter(|(_, p)| {
+                    i128::from(p.micros()) * 100 <= i128::from(u.current.micros()) * i128::from(100 - RIGHT_SIZING_MIN_CUT_PCT)
+                })
                 .collect();
             options.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.model.cmp(b.0.model)));
             let (c, p) = if tiny { options.first() } else { options.last() }.copied()?;
@@ -531,10 +530,20 @@ fn model_downgrade(u: &FeatureUsage) -> Option<Draft> {
     let caps = |p: &Price| {
         let c = p.capabilities;
         let mut have: Vec<&str> = Vec::new();
-        if c.tool_calling { have.push("tool calling") }
-        if c.vision { have.push("vision") }
-        if c.reasoning { have.push("reasoning") }
-        if have.is_empty() { "plain text".to_owned() } else { have.join(", ") }
+        if c.tool_calling {
+            have.push("tool calling")
+        }
+        if c.vision {
+            have.push("vision")
+        }
+        if c.reasoning {
+            have.push("reasoning")
+        }
+        if have.is_empty() {
+            "plain text".to_owned()
+        } else {
+            have.join(", ")
+        }
     };
     let window = target.capabilities.context_window.map_or("an unknown".to_owned(), group_thousands);
     let why = format!(
@@ -670,8 +679,7 @@ fn deduplicate_requests(u: &FeatureUsage) -> Option<Draft> {
         why,
         confidence: if pct >= DEDUP_HIGH_REPEAT_PCT { "high" } else { "medium" },
         assumptions: vec![
-            "The request hash covers the whole request (prompt and parameters), so a repeat may get the same answer."
-                .to_owned(),
+            "The request hash covers the whole request (prompt and parameters), so a repeat may get the same answer.".to_owned(),
             "A repeat costs the average request of its day; the cache itself is free.".to_owned(),
         ],
         how: format!(
@@ -693,11 +701,7 @@ fn prompt_caching(u: &FeatureUsage) -> Option<Draft> {
     }
     // Anthropic bills cache writes above the input rate; list prices here
     // have no such rate, so say so rather than silently overstate.
-    let caveat = if u.price.provider == "anthropic" {
-        " Cache-write surcharges are not included."
-    } else {
-        ""
-    };
+    let caveat = if u.price.provider == "anthropic" { " Cache-write surcharges are not included." } else { "" };
     let why = format!(
         "{} made {}. With the repeated prompt prefix cached, {CACHING_ASSUMED_CACHED_PCT}% of input \
          was re-priced at the cached rate of {} instead of {} per 1M tokens.{caveat}",
@@ -712,8 +716,7 @@ fn prompt_caching(u: &FeatureUsage) -> Option<Draft> {
         title: format!("Enable prompt caching for {}", u.feature),
         target: None,
         projected: u.reprice(|r| {
-            let cached =
-                (r.input_tokens * CACHING_ASSUMED_CACHED_PCT / 100).max(r.cached_input_tokens);
+            let cached = (r.input_tokens * CACHING_ASSUMED_CACHED_PCT / 100).max(r.cached_input_tokens);
             price.usage_cost(&TokenUse { cached_input: cached, ..TokenUse::of(r) })
         }),
         why,
@@ -748,8 +751,7 @@ fn batch_api(u: &FeatureUsage) -> Option<Draft> {
         kind: RecommendationKind::BatchApi,
         title: format!("Run {} through the {} Batch API", u.feature, price.provider),
         target: None,
-        projected: u
-            .reprice(|r| price.usage_batch_cost(&TokenUse::of(r))),
+        projected: u.reprice(|r| price.usage_batch_cost(&TokenUse::of(r))),
         why,
         confidence,
         assumptions: vec![
@@ -793,30 +795,17 @@ fn note_overlaps(recs: &mut [Recommendation]) {
 pub fn total_savings(recs: &[Recommendation]) -> Money {
     let mut per_feature: BTreeMap<(&str, &str), Vec<&Recommendation>> = BTreeMap::new();
     for r in recs {
-        per_feature
-            .entry((&r.feature, &r.model))
-            .or_default()
-            .push(r);
+        per_feature.entry((&r.feature, &r.model)).or_default().push(r);
     }
-    per_feature
-        .into_values()
-        .map(|group| combined_savings(&group))
-        .sum()
+    per_feature.into_values().map(|group| combined_savings(&group)).sum()
 }
 
 fn combined_savings(group: &[&Recommendation]) -> Money {
-    let current = group
-        .iter()
-        .map(|r| r.current_monthly)
-        .max()
-        .unwrap_or_default();
+    let current = group.iter().map(|r| r.current_monthly).max().unwrap_or_default();
     if current <= Money::ZERO {
         return Money::ZERO;
     }
-    let mut savings: Vec<Money> = group
-        .iter()
-        .map(|r| r.monthly_savings.max(Money::ZERO))
-        .collect();
+    let mut savings: Vec<Money> = group.iter().map(|r| r.monthly_savings.max(Money::ZERO)).collect();
     savings.sort_unstable_by(|a, b| b.cmp(a));
     let remaining = savings.into_iter().fold(current, |remaining, saving| {
         let cut = saving.mul_div(remaining.micros(), current.micros());
@@ -848,11 +837,7 @@ const RUN_RATE_DAYS: usize = 7;
 pub fn forecast(summary: &Summary) -> Forecast {
     let daily: Vec<Money> = summary.daily.iter().map(|d| d.cost).collect();
     let window = daily.len().min(RUN_RATE_DAYS);
-    let run_rate = |days: &[Money]| {
-        days.iter()
-            .sum::<Money>()
-            .mul_div(DAYS_PER_MONTH, window as i64)
-    };
+    let run_rate = |days: &[Money]| days.iter().sum::<Money>().mul_div(DAYS_PER_MONTH, window as i64);
     let monthly_run_rate = run_rate(&daily[daily.len() - window..]);
     let previous_run_rate = run_rate(&daily[..window]);
     let trend_bp = if previous_run_rate > Money::ZERO {
@@ -861,12 +846,7 @@ pub fn forecast(summary: &Summary) -> Forecast {
     } else {
         0
     };
-    Forecast {
-        days_observed: summary.days,
-        monthly_run_rate,
-        previous_run_rate,
-        trend_bp,
-    }
+    Forecast { days_observed: summary.days, monthly_run_rate, previous_run_rate, trend_bp }
 }
 
 #[cfg(test)]
@@ -874,15 +854,7 @@ mod tests {
     use super::*;
     use crate::records::demo_dataset;
 
-    fn record(
-        day: &str,
-        feature: &str,
-        model: &str,
-        requests: u64,
-        input: u64,
-        cached: u64,
-        output: u64,
-    ) -> UsageRecord {
+    fn record(day: &str, feature: &str, model: &str, requests: u64, input: u64, cached: u64, output: u64) -> UsageRecord {
         UsageRecord {
             day: day.into(),
             provider: "openai".into(),
@@ -925,25 +897,15 @@ mod tests {
             assert_eq!(s.total, sum(&s.by_model));
             assert_eq!(s.total, sum(&s.by_feature));
             assert_eq!(s.total, s.daily.iter().map(|d| d.cost).sum::<Money>());
-            assert_eq!(
-                s.total,
-                demo_dataset(seed).iter().map(cost_of).sum::<Money>()
-            );
+            assert_eq!(s.total, demo_dataset(seed).iter().map(cost_of).sum::<Money>());
         }
     }
 
     #[test]
     fn demo_summary_is_realistic() {
         let s = summarize(&demo_dataset(0));
-        assert_eq!(
-            (s.from.as_str(), s.to.as_str(), s.days),
-            ("2026-10-26", "2026-11-24", 30)
-        );
-        assert!(
-            s.total > Money::from_usd_cents(300_000) && s.total < Money::from_usd_cents(900_000),
-            "{}",
-            s.total
-        );
+        assert_eq!((s.from.as_str(), s.to.as_str(), s.days), ("2026-10-26", "2026-11-24", 30));
+        assert!(s.total > Money::from_usd_cents(300_000) && s.total < Money::from_usd_cents(900_000), "{}", s.total);
         assert_eq!(s.unpriced_records, 0);
         // The dated Claude snapshot is reported under its catalog name.
         assert!(s.by_model.iter().any(|g| g.key == "claude-3-5-sonnet"));
@@ -969,16 +931,11 @@ mod tests {
 
     #[test]
     fn daily_fills_calendar_gaps() {
-        let records = [
-            record("2026-02-27", "f", "gpt-4o", 1, 1_000_000, 0, 0),
-            record("2026-03-02", "f", "gpt-4o", 1, 1_000_000, 0, 0),
-        ];
+        let records =
+            [record("2026-02-27", "f", "gpt-4o", 1, 1_000_000, 0, 0), record("2026-03-02", "f", "gpt-4o", 1, 1_000_000, 0, 0)];
         let s = summarize(&records);
         let days: Vec<&str> = s.daily.iter().map(|d| d.day.as_str()).collect();
-        assert_eq!(
-            days,
-            ["2026-02-27", "2026-02-28", "2026-03-01", "2026-03-02"]
-        );
+        assert_eq!(days, ["2026-02-27", "2026-02-28", "2026-03-01", "2026-03-02"]);
         assert_eq!(s.days, 4);
         assert_eq!(s.daily[1].cost, Money::ZERO);
     }
@@ -996,15 +953,7 @@ mod tests {
         // One day: 1M input at $2.50 + 50k output at $10 = $3.00 on gpt-4o,
         // versus 1M at $0.15 + 50k at $0.60 = $0.18 on gpt-4o-mini.
         // A 30-day month: $90.00 -> $5.40, saving $84.60.
-        let records = [record(
-            "2026-11-24",
-            "ticket-classification",
-            "gpt-4o",
-            1_000,
-            1_000_000,
-            0,
-            50_000,
-        )];
+        let records = [record("2026-11-24", "ticket-classification", "gpt-4o", 1_000, 1_000_000, 0, 50_000)];
         let recs = recommend(&records);
         assert_eq!(recs.len(), 1, "{recs:#?}");
         let r = &recs[0];
@@ -1071,7 +1020,10 @@ mod tests {
         assert_eq!(recs.len(), 1, "{recs:#?}");
         let r = &recs[0];
         assert_eq!(r.kind, RecommendationKind::OutputCap);
-        assert_eq!((r.current_monthly, r.projected_monthly, r.monthly_savings), (Money(27_000_000), Money(22_200_000), Money(4_800_000)));
+        assert_eq!(
+            (r.current_monthly, r.projected_monthly, r.monthly_savings),
+            (Money(27_000_000), Money(22_200_000), Money(4_800_000))
+        );
         assert!(r.how_to_apply.contains("max_tokens") && r.how_to_apply.contains("800"), "{}", r.how_to_apply);
 
         // No recommendation: 500-token answers are under the threshold.
@@ -1094,8 +1046,14 @@ mod tests {
         assert_eq!(recs.len(), 1, "{recs:#?}");
         let r = &recs[0];
         assert_eq!(r.kind, RecommendationKind::DeduplicateRequests);
-        assert_eq!((r.current_monthly, r.projected_monthly, r.monthly_savings), (Money(1_350_000), Money(1_181_250), Money(168_750)));
-        assert_eq!((r.confidence, r.rows.records, r.rows.from.as_str(), r.rows.to.as_str()), ("high", 2, "2026-11-23", "2026-11-24"));
+        assert_eq!(
+            (r.current_monthly, r.projected_monthly, r.monthly_savings),
+            (Money(1_350_000), Money(1_181_250), Money(168_750))
+        );
+        assert_eq!(
+            (r.confidence, r.rows.records, r.rows.from.as_str(), r.rows.to.as_str()),
+            ("high", 2, "2026-11-23", "2026-11-24")
+        );
 
         // No recommendation: 1 repeat in 200 requests is under 2 %; without hashes, nothing.
         let few = UsageRecord { repeat_requests: 1, ..record("2026-11-24", "faq-bot", "gpt-4o-mini", 100, 100_000, 0, 50_000) };
@@ -1117,15 +1075,12 @@ mod tests {
     fn stacked_recommendations_never_count_the_same_dollars_twice() {
         // A nightly batch job with long answers and repeats: batch (50 %), an output cap and a
         // response cache all apply to the same dollars; combined they compound.
-        let r = UsageRecord {
-            repeat_requests: 30,
-            ..record("2026-11-24", "nightly-essays", "gpt-4.1", 100, 50_000, 0, 100_000)
-        };
+        let r = UsageRecord { repeat_requests: 30, ..record("2026-11-24", "nightly-essays", "gpt-4.1", 100, 50_000, 0, 100_000) };
         let recs = recommend(&[r]);
         let kinds: std::collections::BTreeSet<_> = recs.iter().map(|r| r.kind).collect();
         assert_eq!(kinds.len(), 3, "{recs:#?}");
         let current = recs[0].current_monthly; // $27.00
-        // Batch 50 %, repeats 30 %, cap 4.80/27: 27 × 0.5 × 0.7 × (1 − 4.8/27) = $7.77 left.
+                                               // Batch 50 %, repeats 30 %, cap 4.80/27: 27 × 0.5 × 0.7 × (1 − 4.8/27) = $7.77 left.
         let left = Money(27_000_000).mul_div(50, 100).mul_div(70, 100).mul_div(27_000_000 - 4_800_000, 27_000_000);
         assert_eq!(total_savings(&recs), current - left);
         assert!(total_savings(&recs) < recs.iter().map(|r| r.monthly_savings).sum());
@@ -1138,33 +1093,14 @@ mod tests {
         // Caching: 2.4M at $1.25 + 1.6M at $2.50 + output $4.00 = $11.00.
         // Batch: half of $14.00. Both savings are scaled by 30/2.
         let records = [
-            record(
-                "2026-11-23",
-                "nightly-report",
-                "gpt-4o",
-                1_000,
-                2_000_000,
-                0,
-                200_000,
-            ),
-            record(
-                "2026-11-24",
-                "nightly-report",
-                "gpt-4o",
-                1_000,
-                2_000_000,
-                0,
-                200_000,
-            ),
+            record("2026-11-23", "nightly-report", "gpt-4o", 1_000, 2_000_000, 0, 200_000),
+            record("2026-11-24", "nightly-report", "gpt-4o", 1_000, 2_000_000, 0, 200_000),
         ];
         let recs = recommend(&records);
         let kinds: Vec<_> = recs.iter().map(|r| (r.kind, r.monthly_savings)).collect();
         assert_eq!(
             kinds,
-            [
-                (RecommendationKind::BatchApi, Money(105_000_000)),
-                (RecommendationKind::PromptCaching, Money(45_000_000)),
-            ]
+            [(RecommendationKind::BatchApi, Money(105_000_000)), (RecommendationKind::PromptCaching, Money(45_000_000)),]
         );
         assert!(recs.iter().all(|r| r.current_monthly == Money(210_000_000)));
         assert!(recs.iter().all(|r| r.rationale.contains("independently")));
@@ -1185,24 +1121,16 @@ mod tests {
     #[test]
     fn demo_recommendations_tell_the_intended_story() {
         let recs = recommend(&demo_dataset(0));
-        let found: Vec<(&str, RecommendationKind)> =
-            recs.iter().map(|r| (r.feature.as_str(), r.kind)).collect();
+        let found: Vec<(&str, RecommendationKind)> = recs.iter().map(|r| (r.feature.as_str(), r.kind)).collect();
         for expected in [
             ("ticket-classification", RecommendationKind::ModelDowngrade),
             ("support-chat", RecommendationKind::PromptCaching),
             ("nightly-summaries", RecommendationKind::BatchApi),
         ] {
-            assert!(
-                found.contains(&expected),
-                "{expected:?} missing from {found:?}"
-            );
+            assert!(found.contains(&expected), "{expected:?} missing from {found:?}");
         }
-        assert!(!found
-            .iter()
-            .any(|(f, _)| *f == "code-review" || *f == "search-embeddings"));
-        assert!(recs
-            .windows(2)
-            .all(|w| w[0].monthly_savings >= w[1].monthly_savings));
+        assert!(!found.iter().any(|(f, _)| *f == "code-review" || *f == "search-embeddings"));
+        assert!(recs.windows(2).all(|w| w[0].monthly_savings >= w[1].monthly_savings));
     }
 
     #[test]
@@ -1235,29 +1163,15 @@ mod tests {
             rows: RowsConcerned::default(),
             how_to_apply: String::new(),
         };
-        let recs = [
-            rec(RecommendationKind::ModelDowngrade, Money(90)),
-            rec(RecommendationKind::BatchApi, Money(90)),
-        ];
+        let recs = [rec(RecommendationKind::ModelDowngrade, Money(90)), rec(RecommendationKind::BatchApi, Money(90))];
         assert_eq!(total_savings(&recs), Money(99));
         assert_eq!(total_savings(&[]), Money::ZERO);
     }
 
     #[test]
     fn forecast_follows_the_trend() {
-        let rising: Vec<UsageRecord> = (1..=14)
-            .map(|d| {
-                record(
-                    &format!("2026-03-{d:02}"),
-                    "f",
-                    "gpt-4o",
-                    1,
-                    1_000_000 * d,
-                    0,
-                    0,
-                )
-            })
-            .collect();
+        let rising: Vec<UsageRecord> =
+            (1..=14).map(|d| record(&format!("2026-03-{d:02}"), "f", "gpt-4o", 1, 1_000_000 * d, 0, 0)).collect();
         let up = forecast(&summarize(&rising));
         // First week averages $10 a day ($300/month), last week $27.50 ($825).
         assert_eq!(up.previous_run_rate, Money(300_000_000));
@@ -1265,13 +1179,8 @@ mod tests {
         assert_eq!(up.trend_bp, 17_500);
         assert_eq!(up.days_observed, 14);
 
-        let falling: Vec<UsageRecord> = rising
-            .iter()
-            .map(|r| UsageRecord {
-                input_tokens: 15_000_000 - r.input_tokens,
-                ..r.clone()
-            })
-            .collect();
+        let falling: Vec<UsageRecord> =
+            rising.iter().map(|r| UsageRecord { input_tokens: 15_000_000 - r.input_tokens, ..r.clone() }).collect();
         assert!(forecast(&summarize(&falling)).trend_bp < 0);
         assert!(forecast(&summarize(&demo_dataset(0))).trend_bp > 0);
     }

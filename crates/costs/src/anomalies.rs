@@ -44,13 +44,16 @@ pub fn detect_anomalies(records: &[UsageRecord]) -> Vec<Anomaly> {
         return Vec::new();
     }
     let mut found = Vec::new();
-    for (dimension, key_of) in [("model", &model_key as &dyn Fn(&UsageRecord) -> String), ("feature", &|r: &UsageRecord| r.feature.clone())] {
+    for (dimension, key_of) in
+        [("model", &model_key as &dyn Fn(&UsageRecord) -> String), ("feature", &|r: &UsageRecord| r.feature.clone())]
+    {
         let mut series: BTreeMap<String, BTreeMap<&str, Money>> = BTreeMap::new();
         for r in records {
             *series.entry(key_of(r)).or_default().entry(r.day.as_str()).or_default() += cost_of(r);
         }
         for (key, by_day) in series {
-            let daily: Vec<(&str, Money)> = days.iter().map(|d| (d.as_str(), by_day.get(d.as_str()).copied().unwrap_or_default())).collect();
+            let daily: Vec<(&str, Money)> =
+                days.iter().map(|d| (d.as_str(), by_day.get(d.as_str()).copied().unwrap_or_default())).collect();
             found.extend(spikes(&daily).into_iter().map(|(day, cost, median, z_milli)| Anomaly {
                 dimension,
                 key: key.clone(),

@@ -68,10 +68,7 @@ mod tests {
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);
         assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(
-            parse_day("2026-11-24").map(format_day).as_deref(),
-            Some("2026-11-24")
-        );
+        assert_eq!(parse_day("2026-11-24").map(format_day).as_deref(), Some("2026-11-24"));
     }
 
     #[test]
@@ -80,28 +77,14 @@ mod tests {
             let (y, m, d) = civil_from_days(day);
             assert_eq!(days_from_civil(y, m, d), day);
         }
-        assert_eq!(
-            parse_day("2024-02-29")
-                .map(|d| d + 1)
-                .map(format_day)
-                .as_deref(),
-            Some("2024-03-01")
-        );
+        assert_eq!(parse_day("2024-02-29").map(|d| d + 1).map(format_day).as_deref(), Some("2024-03-01"));
     }
 
     #[test]
     fn rejects_malformed_and_impossible_dates() {
-        for bad in [
-            "2026-02-30",
-            "2025-02-29",
-            "2026-13-01",
-            "2026-00-10",
-            "2026-1-01",
-            "26-11-24",
-            "2026/11/24",
-            "2026-+1-01",
-            "",
-        ] {
+        for bad in
+            ["2026-02-30", "2025-02-29", "2026-13-01", "2026-00-10", "2026-1-01", "26-11-24", "2026/11/24", "2026-+1-01", ""]
+        {
             assert_eq!(parse_day(bad), None, "{bad}");
         }
     }

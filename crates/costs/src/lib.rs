@@ -18,7 +18,7 @@ mod records;
 mod whatif;
 
 pub use analysis::{
-    breakdown, forecast, recommend, top_groups, BilledVsList, summarize, total_savings, DailyTotal, Forecast, GroupBy,
+    breakdown, forecast, recommend, summarize, top_groups, total_savings, BilledVsList, DailyTotal, Forecast, GroupBy,
     GroupTotal, Recommendation, RecommendationKind, Summary,
 };
 pub use anomalies::{detect_anomalies, top_drivers, week_over_week, Anomaly, Driver, WeekOverWeek};
@@ -28,5 +28,5 @@ pub use prices::{
     catalog_source, cheaper_sibling, is_override, price_catalog, price_for, rate_label, set_price_overrides, Capabilities,
     ContextTier, Price, TokenUse,
 };
-pub use whatif::{what_if, WhatIf, WhatIfError};
 pub use records::{cost_of, demo_dataset, list_cost, UsageRecord};
+pub use whatif::{what_if, WhatIf, WhatIfError};

@@ -87,12 +87,7 @@ impl fmt::Display for Money {
         let cents = (self.0.unsigned_abs() + MICROS_PER_CENT / 2) / MICROS_PER_CENT;
         // A tiny negative amount that rounds to zero must not print "-$0.00".
         let sign = if self.0 < 0 && cents > 0 { "-" } else { "" };
-        write!(
-            f,
-            "{sign}${}.{:02}",
-            group_thousands(cents / 100),
-            cents % 100
-        )
+        write!(f, "{sign}${}.{:02}", group_thousands(cents / 100), cents % 100)
     }
 }
 

@@ -118,8 +118,7 @@ impl Price {
             None => (self.input_per_mtok, self.output_per_mtok, self.cached_input_per_mtok, self.cache_write_per_mtok),
         };
         // Reasoning follows the tier's output rate unless the model bills it apart.
-        let reasoning_rate =
-            if self.reasoning_per_mtok == self.output_per_mtok { output } else { self.reasoning_per_mtok };
+        let reasoning_rate = if self.reasoning_per_mtok == self.output_per_mtok { output } else { self.reasoning_per_mtok };
         component(t.input - cached - written, input)
             + component(cached, cached_rate)
             + component(written, write_rate)
@@ -142,23 +141,14 @@ impl Price {
     }
 
     /// `cost` as if sent through the batch API.
-    pub fn batch_cost(
-        &self,
-        input_tokens: u64,
-        cached_input_tokens: u64,
-        output_tokens: u64,
-    ) -> Money {
+    pub fn batch_cost(&self, input_tokens: u64, cached_input_tokens: u64, output_tokens: u64) -> Money {
         let full = self.cost(input_tokens, cached_input_tokens, output_tokens);
         full.mul_div(100 - i64::from(self.batch_discount_pct.min(100)), 100)
     }
 
     /// "$2.50 in / $10.00 out per 1M tokens", for rationale texts.
     pub(crate) fn label(&self) -> String {
-        format!(
-            "{} in / {} out per 1M tokens",
-            rate_label(self.input_per_mtok),
-            rate_label(self.output_per_mtok)
-        )
+        format!("{} in / {} out per 1M tokens", rate_label(self.input_per_mtok), rate_label(self.output_per_mtok))
     }
 }
 
@@ -227,11 +217,8 @@ static BUILTIN: [Price; 8] = [
 ];
 
 /// Same-family models that are markedly cheaper, for downgrade advice.
-const CHEAPER_SIBLINGS: [(&str, &str); 3] = [
-    ("gpt-4o", "gpt-4o-mini"),
-    ("gpt-4.1", "gpt-4.1-mini"),
-    ("claude-3-5-sonnet", "claude-3-5-haiku"),
-];
+const CHEAPER_SIBLINGS: [(&str, &str); 3] =
+    [("gpt-4o", "gpt-4o-mini"), ("gpt-4.1", "gpt-4.1-mini"), ("claude-3-5-sonnet", "claude-3-5-haiku")];
 
 #[derive(serde::Deserialize)]
 struct Snapshot {
@@ -301,7 +288,11 @@ static CATALOG: LazyLock<Catalog> = LazyLock::new(|| {
                     // Without a tier rate of its own, a cache write keeps its surcharge
                     // over the tier's input rate.
                     cache_write_per_mtok: Money(t.cache_write.unwrap_or_else(|| {
-                        if m.input > 0 { t.input * cache_write.0 / m.input } else { t.input }
+                        if m.input > 0 {
+                            t.input * cache_write.0 / m.input
+                        } else {
+                            t.input
+                        }
                     })),
                 })
                 .collect();
@@ -390,19 +381,10 @@ fn strip_date_suffix(model: &str) -> Option<&str> {
     // `d` stands for any ASCII digit; every other byte must match literally.
     const SHAPES: [&[u8]; 2] = [b"-dddd-dd-dd", b"-dddddddd"];
     let matches = |suffix: &[u8], shape: &[u8]| {
-        suffix.iter().zip(shape).all(|(&c, &s)| {
-            if s == b'd' {
-                c.is_ascii_digit()
-            } else {
-                c == s
-            }
-        })
+        suffix.iter().zip(shape).all(|(&c, &s)| if s == b'd' { c.is_ascii_digit() } else { c == s })
     };
     SHAPES.iter().find_map(|shape| {
-        let start = model
-            .len()
-            .checked_sub(shape.len())
-            .filter(|&start| start > 0)?;
+        let start = model.len().checked_sub(shape.len()).filter(|&start| start > 0)?;
         // The suffix is all ASCII when it matches, so `start` is a char boundary.
         matches(&model.as_bytes()[start..], shape).then(|| &model[..start])
     })
@@ -436,7 +418,14 @@ mod tests {
         // 500k plain × $3 = $1.50; 200k read × $0.30 = $0.06; 300k written × $3.75 =
         // $1.125; 100k out × $15 = $1.50. Total $4.185.
         let p = price_for("claude-sonnet-4-5").unwrap();
-        let t = TokenUse { requests: 100, input: 1_000_000, cached_input: 200_000, cache_write: 300_000, output: 100_000, reasoning: 0 };
+        let t = TokenUse {
+            requests: 100,
+            input: 1_000_000,
+            cached_input: 200_000,
+            cache_write: 300_000,
+            output: 100_000,
+            reasoning: 0,
+        };
         assert_eq!(p.usage_cost(&t), Money(4_185_000));
         // Writes beyond what is left of the input after reads are clamped.
         let over = TokenUse { cache_write: 5_000_000, ..t };
@@ -497,21 +486,14 @@ mod tests {
 
     #[test]
     fn batch_cost_applies_provider_discount() {
-        assert_eq!(
-            gpt_4o().batch_cost(1_000_000, 400_000, 100_000),
-            Money(1_500_000)
-        );
+        assert_eq!(gpt_4o().batch_cost(1_000_000, 400_000, 100_000), Money(1_500_000));
     }
 
     #[test]
     fn catalog_has_published_prices() {
         let mini = price_for("gpt-4o-mini").unwrap();
         assert_eq!(
-            (
-                mini.input_per_mtok,
-                mini.output_per_mtok,
-                mini.cached_input_per_mtok
-            ),
+            (mini.input_per_mtok, mini.output_per_mtok, mini.cached_input_per_mtok),
             (Money(150_000), Money(600_000), Money(75_000))
         );
         // The shipped snapshot, plus built-ins for retired models.
@@ -528,18 +510,9 @@ mod tests {
     #[test]
     fn resolves_dated_aliases() {
         assert_eq!(price_for("gpt-4o-2024-08-06").unwrap().model, "gpt-4o");
-        assert_eq!(
-            price_for("gpt-4o-mini-2024-07-18").unwrap().model,
-            "gpt-4o-mini"
-        );
-        assert_eq!(
-            price_for("claude-3-5-sonnet-20241022").unwrap().model,
-            "claude-3-5-sonnet"
-        );
-        assert_eq!(
-            price_for("claude-3-5-haiku-20241022").unwrap().model,
-            "claude-3-5-haiku"
-        );
+        assert_eq!(price_for("gpt-4o-mini-2024-07-18").unwrap().model, "gpt-4o-mini");
+        assert_eq!(price_for("claude-3-5-sonnet-20241022").unwrap().model, "claude-3-5-sonnet");
+        assert_eq!(price_for("claude-3-5-haiku-20241022").unwrap().model, "claude-3-5-haiku");
     }
 
     #[test]
@@ -554,14 +527,8 @@ mod tests {
 
     #[test]
     fn siblings_are_cheaper() {
-        assert_eq!(
-            cheaper_sibling("gpt-4o-2024-08-06").unwrap().model,
-            "gpt-4o-mini"
-        );
-        assert_eq!(
-            cheaper_sibling("claude-3-5-sonnet").unwrap().model,
-            "claude-3-5-haiku"
-        );
+        assert_eq!(cheaper_sibling("gpt-4o-2024-08-06").unwrap().model, "gpt-4o-mini");
+        assert_eq!(cheaper_sibling("claude-3-5-sonnet").unwrap().model, "claude-3-5-haiku");
         assert_eq!(cheaper_sibling("gpt-4o-mini"), None);
         for (from, to) in CHEAPER_SIBLINGS {
             let (from, to) = (exact(from).unwrap(), exact(to).unwrap());

@@ -218,19 +218,13 @@ mod tests {
         let r = record("gpt-4o", 2_000_000, 200_000, 300_000);
         assert_eq!(cost_of(&r), Money(7_750_000));
         // A dated snapshot costs the same.
-        let dated = UsageRecord {
-            model: "gpt-4o-2024-08-06".into(),
-            ..r
-        };
+        let dated = UsageRecord { model: "gpt-4o-2024-08-06".into(), ..r };
         assert_eq!(cost_of(&dated), Money(7_750_000));
     }
 
     #[test]
     fn cost_of_unknown_model_is_zero() {
-        assert_eq!(
-            cost_of(&record("my-finetune", 1_000, 0, 1_000)),
-            Money::ZERO
-        );
+        assert_eq!(cost_of(&record("my-finetune", 1_000, 0, 1_000)), Money::ZERO);
     }
 
     #[test]
@@ -253,9 +247,7 @@ mod tests {
         assert_eq!(records.first().unwrap().day, "2026-10-26");
         assert_eq!(records.last().unwrap().day, "2026-11-24");
         assert!(records.iter().all(|r| price_for(&r.model).is_some()));
-        assert!(records
-            .iter()
-            .all(|r| r.cached_input_tokens <= r.input_tokens));
+        assert!(records.iter().all(|r| r.cached_input_tokens <= r.input_tokens));
     }
 
     #[test]
@@ -266,10 +258,7 @@ mod tests {
                 let day = (i / DEMO_FEATURES.len()) as u64;
                 let trend = 10_000 + DEMO_TREND_BP_PER_DAY * day;
                 let (lo, hi) = (trend * 8_500, trend * 11_500);
-                assert!(
-                    (f.requests * lo / 100_000_000..=f.requests * hi / 100_000_000)
-                        .contains(&r.requests)
-                );
+                assert!((f.requests * lo / 100_000_000..=f.requests * hi / 100_000_000).contains(&r.requests));
             }
         }
     }

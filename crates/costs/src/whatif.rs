@@ -41,10 +41,8 @@ impl std::fmt::Display for WhatIfError {
 /// Re-prices the usage of `feature` (or all usage) on `to_model`, token for token.
 pub fn what_if(records: &[UsageRecord], feature: Option<&str>, to_model: &str) -> Result<WhatIf, WhatIfError> {
     let target = price_for(to_model).ok_or_else(|| WhatIfError::UnknownModel(to_model.to_owned()))?;
-    let scope: Vec<&UsageRecord> = records
-        .iter()
-        .filter(|r| feature.is_none_or(|f| r.feature == f) && price_for(&r.model).is_some())
-        .collect();
+    let scope: Vec<&UsageRecord> =
+        records.iter().filter(|r| feature.is_none_or(|f| r.feature == f) && price_for(&r.model).is_some()).collect();
     let scope_name = feature.map_or_else(|| "your usage".to_owned(), |f| format!("`{f}`"));
     if scope.is_empty() {
         return Err(WhatIfError::NoUsage(scope_name));

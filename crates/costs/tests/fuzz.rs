@@ -128,7 +128,8 @@ fn check(outcome: &Outcome, input_len: usize) {
     for by in [GroupBy::Model, GroupBy::Feature, GroupBy::Day, GroupBy::User, GroupBy::ApiKey, GroupBy::Environment] {
         assert!(breakdown(&records, by).len() <= records.len());
     }
-    let _ = (recommend(&records), forecast(&summary), detect_anomalies(&records), top_drivers(&records, 5), week_over_week(&records));
+    let _ =
+        (recommend(&records), forecast(&summary), detect_anomalies(&records), top_drivers(&records, 5), week_over_week(&records));
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -151,8 +152,22 @@ enum Edit {
 /// Bytes that mean something to one of the formats: separators, quotes, signs, exponents,
 /// nulls, very large numbers, dates at the edges of the window.
 const INTERESTING: [&[u8]; 16] = [
-    b",", b"\"", b"\n", b"\r\n", b"-", b"e308", b"1e400", b"99999999999999999999999", b"null", b"{", b"]", b"0000-03-01",
-    b"9998-12-31", b"\xff\xfe", b"NaN", b"\\u0000",
+    b",",
+    b"\"",
+    b"\n",
+    b"\r\n",
+    b"-",
+    b"e308",
+    b"1e400",
+    b"99999999999999999999999",
+    b"null",
+    b"{",
+    b"]",
+    b"0000-03-01",
+    b"9998-12-31",
+    b"\xff\xfe",
+    b"NaN",
+    b"\\u0000",
 ];
 
 fn edit() -> impl Strategy<Value = Edit> {
@@ -234,7 +249,12 @@ fn mutated_samples_of_every_format() {
 #[test]
 fn detection_never_panics() {
     let seeds = seeds();
-    let strategy = (0..seeds.len(), prop::collection::vec(edit(), 0..4), prop::option::of(prop::collection::vec(any::<u8>(), 0..512)), any::<bool>());
+    let strategy = (
+        0..seeds.len(),
+        prop::collection::vec(edit(), 0..4),
+        prop::option::of(prop::collection::vec(any::<u8>(), 0..512)),
+        any::<bool>(),
+    );
     fuzz("detection", strategy, |(seed, edits, noise, zip)| {
         let mut bytes = noise.unwrap_or_else(|| apply(seeds[seed].1.clone(), &edits));
         if zip {
@@ -264,4 +284,3 @@ fn every_seed_is_accepted_as_it_stands() {
         assert!(outcome.ended.is_ok() && !outcome.rows.is_empty(), "{format:?}: {outcome:?}");
     }
 }
-

@@ -42,10 +42,7 @@ fn dedupe(batches: &[&[ImportRow]]) -> Vec<UsageRecord> {
 fn csv_rows(bytes: &[u8]) -> Vec<HashMap<String, String>> {
     let mut reader = csv::Reader::from_reader(bytes);
     let headers = reader.headers().unwrap().clone();
-    reader
-        .records()
-        .map(|r| headers.iter().zip(r.unwrap().iter()).map(|(h, v)| (h.to_owned(), v.to_owned())).collect())
-        .collect()
+    reader.records().map(|r| headers.iter().zip(r.unwrap().iter()).map(|(h, v)| (h.to_owned(), v.to_owned())).collect()).collect()
 }
 
 /// `"1063225.0"` → 1,063,225.
@@ -110,7 +107,10 @@ fn openai_usage_csv_totals_match_the_file() {
     assert_eq!(s.total, Money(expected_cost));
     assert_eq!((s.from.as_str(), s.to.as_str()), ("2026-11-01", "2026-11-07"));
     let r = &rows[0].record;
-    assert_eq!((r.user.as_str(), r.api_key.as_str(), r.feature.as_str()), ("user-Jt4wQ2eRk8ZmN1xPbV7c", "key_h2KsA9dLq0Wz3", "key_h2KsA9dLq0Wz3"));
+    assert_eq!(
+        (r.user.as_str(), r.api_key.as_str(), r.feature.as_str()),
+        ("user-Jt4wQ2eRk8ZmN1xPbV7c", "key_h2KsA9dLq0Wz3", "key_h2KsA9dLq0Wz3")
+    );
 
     // Gzipped, the same rows.
     let (_, gz_rows, _) = load(&gzip(&bytes));
@@ -253,7 +253,10 @@ fn helicone_rows_carry_tags_and_anthropic_cache_tokens() {
     let (_, rows, _) = load(&fixture("helicone.jsonl"));
     let first = &rows[0].record;
     assert_eq!(first.day, "2026-11-04");
-    assert_eq!((first.user.as_str(), first.feature.as_str(), first.environment.as_str()), ("cust_3307", "support-chat", "production"));
+    assert_eq!(
+        (first.user.as_str(), first.feature.as_str(), first.environment.as_str()),
+        ("cust_3307", "support-chat", "production")
+    );
     // Row 2 is Anthropic: 2,538 prompt tokens plus 2,048 read from the cache.
     let claude = &rows[1].record;
     assert_eq!((claude.provider.as_str(), claude.feature.as_str()), ("anthropic", "ticket-classification"));

@@ -84,13 +84,20 @@ fn names_and_tags_longer_than_the_field_limit_are_rejected_in_every_format() {
         (Format::OpenaiCostCsv, format!("start_time,amount_value,line_item\n1793491200,1.0,\"{long}, input\"\n")),
         (
             Format::OpenaiUsageJson,
-            format!(r#"{{"data":[{{"start_time":1793491200,"results":[{{"object":"organization.usage.completions.result","model":"{long}","input_tokens":1}}]}}]}}"#),
+            format!(
+                r#"{{"data":[{{"start_time":1793491200,"results":[{{"object":"organization.usage.completions.result","model":"{long}","input_tokens":1}}]}}]}}"#
+            ),
         ),
         (Format::HeliconeRequests, format!("request_created_at,response_id,model\n2026-11-01T00:00:00Z,r1,{long}\n")),
-        (Format::LitellmSpendLogs, format!(r#"[{{"request_id":"r1","startTime":"2026-11-01T00:00:00","model":"{long}","spend":0.1}}]"#)),
+        (
+            Format::LitellmSpendLogs,
+            format!(r#"[{{"request_id":"r1","startTime":"2026-11-01T00:00:00","model":"{long}","spend":0.1}}]"#),
+        ),
         (
             Format::OtelSpansJson,
-            format!(r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"t","spanId":"s","startTimeUnixNano":"1793577600000000000","attributes":[{{"key":"gen_ai.request.model","value":{{"stringValue":"{long}"}}}},{{"key":"gen_ai.usage.input_tokens","value":{{"intValue":"1"}}}}]}}]}}]}}]}}"#),
+            format!(
+                r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"t","spanId":"s","startTimeUnixNano":"1793577600000000000","attributes":[{{"key":"gen_ai.request.model","value":{{"stringValue":"{long}"}}}},{{"key":"gen_ai.usage.input_tokens","value":{{"intValue":"1"}}}}]}}]}}]}}]}}"#
+            ),
         ),
         (
             Format::LangfuseObservations,
@@ -109,7 +116,8 @@ fn names_and_tags_longer_than_the_field_limit_are_rejected_in_every_format() {
 
 #[test]
 fn a_json_entry_larger_than_a_row_stops_the_import_without_holding_it() {
-    let mut file = br#"[{"request_id":"r1","startTime":"2026-11-01T00:00:00","model":"gpt-4o","spend":0.1},{"request_id":""#.to_vec();
+    let mut file =
+        br#"[{"request_id":"r1","startTime":"2026-11-01T00:00:00","model":"gpt-4o","spend":0.1},{"request_id":""#.to_vec();
     file.extend(std::iter::repeat_n(b'x', 2 * limits::MAX_ROW_BYTES));
     file.extend(br#""}]"#);
     let (result, rows, _) = run(Format::LitellmSpendLogs, &file[..]);

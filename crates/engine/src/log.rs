@@ -101,7 +101,11 @@ impl RunLog {
 
 /// A stream of event batches for one follower of one run.
 pub enum Follow {
-    Live { log: Arc<RunLog>, rx: watch::Receiver<u64>, sent: u64 },
+    Live {
+        log: Arc<RunLog>,
+        rx: watch::Receiver<u64>,
+        sent: u64,
+    },
     /// A run that is no longer in memory: its stored events, delivered once.
     Stored(Option<Vec<Arc<str>>>),
     /// A run executing on another instance of the cluster.

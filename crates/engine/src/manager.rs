@@ -18,8 +18,8 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::agent::Tools;
-use crate::cluster::{Cluster, RemoteFollow};
 use crate::agents::ModelWriter;
+use crate::cluster::{Cluster, RemoteFollow};
 use crate::context::RunContext;
 use crate::log::{Follow, RunLog};
 use crate::sink::{EventSink, Outcome};
@@ -161,7 +161,10 @@ impl RunManager {
         match store.heartbeat(&instance, now_ms()).await {
             Ok(()) => match store.interrupt_orphaned(&instance, settings.lease).await {
                 Ok(interrupted) if !interrupted.is_empty() => {
-                    tracing::warn!(count = interrupted.len(), "runs left unfinished by a stopped instance were marked interrupted")
+                    tracing::warn!(
+                        count = interrupted.len(),
+                        "runs left unfinished by a stopped instance were marked interrupted"
+                    )
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "recovering unfinished runs failed; retrying"),
@@ -272,7 +275,8 @@ impl RunManager {
         };
         let task_inner = inner.clone();
         // A root span: a run outlives the connection that started it, and is a trace of its own.
-        let span = tracing::info_span!(parent: None, "run", user_id = %ctx.user_id, thread_id = %ctx.thread_id, run_id = %ctx.run_id);
+        let span =
+            tracing::info_span!(parent: None, "run", user_id = %ctx.user_id, thread_id = %ctx.thread_id, run_id = %ctx.run_id);
         metrics::counter!(m::RUNS_STARTED).increment(1);
         inner.tracker.spawn(
             async move {
@@ -630,8 +634,10 @@ async fn sweep(inner: std::sync::Weak<Inner>, linger: Duration, stop: Cancellati
             _ = tokio::time::sleep(period) => {}
         }
         let Some(inner) = inner.upgrade() else { return };
-        inner.runs.lock().expect("runs lock").retain(|_, run| {
-            run.finished_at.lock().expect("finished lock").is_none_or(|at| at.elapsed() < linger)
-        });
+        inner
+            .runs
+            .lock()
+            .expect("runs lock")
+            .retain(|_, run| run.finished_at.lock().expect("finished lock").is_none_or(|at| at.elapsed() < linger));
     }
 }

@@ -116,8 +116,13 @@ impl EventSink {
             id
         };
         let started = Instant::now();
-        self.emit(EventKind::ToolExecuting { agent, tool: tool.to_owned(), tool_call_id: tool_call_id.clone(), args: args.clone() })
-            .await;
+        self.emit(EventKind::ToolExecuting {
+            agent,
+            tool: tool.to_owned(),
+            tool_call_id: tool_call_id.clone(),
+            args: args.clone(),
+        })
+        .await;
         let result = implementation.call(ctx, args).instrument(tracing::info_span!("tool", tool)).await;
         self.state.lock().expect("sink lock").open_calls.retain(|c| c.2 != tool_call_id);
         let elapsed = started.elapsed();
@@ -181,8 +186,7 @@ impl EventSink {
         for (agent, tool, tool_call_id, started) in open {
             let duration_ms = started.elapsed().as_millis() as u64;
             let error = Some(format!("{reason} before the tool finished"));
-            self.emit(EventKind::ToolCompleted { agent, tool, tool_call_id, ok: false, result: None, error, duration_ms })
-                .await;
+            self.emit(EventKind::ToolCompleted { agent, tool, tool_call_id, ok: false, result: None, error, duration_ms }).await;
         }
         let partial = self.partial_text();
         let (status, kind, text, error) = match outcome {
@@ -194,9 +198,7 @@ impl EventSink {
                 (RunStatus::Failed, EventKind::RunFailed { code, message }, partial, error)
             }
             Outcome::Cancelled => (RunStatus::Cancelled, EventKind::RunCancelled {}, partial, None),
-            Outcome::TimedOut => {
-                (RunStatus::TimedOut, EventKind::RunTimedOut { partial_text: partial.clone() }, partial, None)
-            }
+            Outcome::TimedOut => (RunStatus::TimedOut, EventKind::RunTimedOut { partial_text: partial.clone() }, partial, None),
             Outcome::Interrupted => (
                 RunStatus::Interrupted,
                 EventKind::RunInterrupted { partial_text: partial.clone() },

@@ -133,7 +133,8 @@ fn main() -> ExitCode {
 }
 
 fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").map_or_else(|_| "unknown".into(), |s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+    std::fs::read_to_string("/proc/loadavg")
+        .map_or_else(|_| "unknown".into(), |s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
 /// A field of /proc/PID/status in MiB (VmRSS, VmHWM).
@@ -312,12 +313,20 @@ async fn local(args: &Args) -> Result<(), String> {
     let (s10, l10) = (percentile(&apex.tokens_per_s, 10.0), percentile(&cpp.tokens_per_s, 10.0));
     println!("| generation tokens/s, p90 (slowest 10%) | {s10:.1} | {l10:.1} | {:.2} |", s10 / l10);
     println!("| tokens generated per run | {:?} | {:?} | |", apex.tokens, cpp.tokens);
-    println!("| load time | {:.0} ms | {:.0} ms | |", apex_load.as_secs_f64() * 1e3, ready["load_ms"].as_f64().unwrap_or(f64::NAN));
+    println!(
+        "| load time | {:.0} ms | {:.0} ms | |",
+        apex_load.as_secs_f64() * 1e3,
+        ready["load_ms"].as_f64().unwrap_or(f64::NAN)
+    );
     println!("| peak RSS of the process | {apex_peak:.0} MiB | {cpp_peak:.0} MiB | {:.2} |", apex_peak / cpp_peak);
     println!("| RSS before the model was loaded | {apex_before:.0} MiB | {cpp_before:.0} MiB (Python) | |");
     println!();
     let met = |ok: bool| if ok { "met" } else { "NOT met" };
-    println!("target tokens/s ratio ≥ 0.5: {}; time to first token ≤ 2× llama.cpp's: {}", met(s50 / l50 >= 0.5), met(a50 / c50 <= 2.0));
+    println!(
+        "target tokens/s ratio ≥ 0.5: {}; time to first token ≤ 2× llama.cpp's: {}",
+        met(s50 / l50 >= 0.5),
+        met(a50 / c50 <= 2.0)
+    );
     let head = |t: &str| t.chars().take(100).collect::<String>().replace('\n', " ");
     println!("Apex answer:      {}…", head(&apex.text));
     println!("llama.cpp answer: {}…", head(&cpp.text));
@@ -450,7 +459,11 @@ async fn sse(args: &Args) -> Result<(), String> {
     println!("load average at start: {}", loadavg());
     let epoch = Instant::now();
     let url = stand_in_provider(args.sse_tokens, args.sse_interval, epoch).map_err(|e| e.to_string())?;
-    println!("{} tokens per run, one every {} µs; 2 runs of each reader, alternating, after a warm-up", args.sse_tokens, args.sse_interval.as_micros());
+    println!(
+        "{} tokens per run, one every {} µs; 2 runs of each reader, alternating, after a warm-up",
+        args.sse_tokens,
+        args.sse_interval.as_micros()
+    );
     through_client(&url, 100, epoch).await?;
     bare_socket(&url, 100, epoch).await?;
     let (mut client, mut bare) = (Vec::new(), Vec::new());

@@ -12,8 +12,12 @@ pub struct Breaker {
 
 #[derive(Debug)]
 enum State {
-    Closed { failures: u32 },
-    Open { until: Instant },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
     /// One trial call is in flight.
     HalfOpen,
 }

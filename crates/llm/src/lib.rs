@@ -116,9 +116,14 @@ pub enum StreamEvent {
     Text(String),
     ToolCall(ToolCall),
     /// The last event of a successful stream.
-    Done { usage: Usage, finish_reason: String },
+    Done {
+        usage: Usage,
+        finish_reason: String,
+    },
     /// The model is busy: this many requests are ahead of this one (sent before any text).
-    Queued { ahead: usize },
+    Queued {
+        ahead: usize,
+    },
 }
 
 #[derive(Clone, Debug, thiserror::Error, PartialEq)]

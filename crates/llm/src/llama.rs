@@ -187,7 +187,10 @@ impl Model {
         let rope_freq_base = md("llama.rope.freq_base").and_then(|m| m.to_f32()).unwrap_or(10000f32);
         let arch = ct.metadata.get("general.architecture").and_then(|v| v.to_string().ok()).cloned().unwrap_or_default();
         // llama.cpp's rope type by architecture; llama itself is interleaved.
-        let rope_is_neox = matches!(arch.as_str(), "qwen" | "qwen2" | "qwen3" | "falcon" | "phi2" | "phi3" | "stablelm" | "starcoder2" | "olmo2");
+        let rope_is_neox = matches!(
+            arch.as_str(),
+            "qwen" | "qwen2" | "qwen3" | "falcon" | "phi2" | "phi3" | "stablelm" | "starcoder2" | "olmo2"
+        );
         let (cos, sin) = rope_tables(rope_dim, rope_freq_base, device)?;
         let neg_inf = Tensor::new(f32::NEG_INFINITY, device)?;
 
@@ -237,8 +240,11 @@ impl Model {
     /// positions already in the cache.
     pub fn forward(&mut self, x: &Tensor, index_pos: usize) -> Result<Tensor> {
         let (b, seq_len) = x.dims2()?;
-        let mask =
-            if seq_len == 1 { None } else { Some(candle_transformers::utils::build_causal_mask(seq_len, index_pos, x.device())?) };
+        let mask = if seq_len == 1 {
+            None
+        } else {
+            Some(candle_transformers::utils::build_causal_mask(seq_len, index_pos, x.device())?)
+        };
         let ids = x.flatten_all()?.to_vec1::<u32>()?;
         let mut h = self.tok_embeddings.forward(&ids)?.reshape((b, seq_len, self.tok_embeddings.hidden))?;
         for layer in &mut self.layers {

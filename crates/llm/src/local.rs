@@ -158,8 +158,8 @@ impl Worker {
             let skip = (ids.len() + generated.len()).saturating_sub(REPEAT_LAST_N);
             let recent: Vec<u32> = ids.iter().chain(&generated).skip(skip).copied().collect();
             let logits_now = logits.squeeze(0).map_err(model_error)?;
-            let mut logits_now = candle_transformers::utils::apply_repeat_penalty(&logits_now, REPEAT_PENALTY, &recent)
-                .map_err(model_error)?;
+            let mut logits_now =
+                candle_transformers::utils::apply_repeat_penalty(&logits_now, REPEAT_PENALTY, &recent).map_err(model_error)?;
             // The token to add and the answer with it, or `None`: the answer ends here.
             let mut refused = 0;
             let chosen = loop {
@@ -329,7 +329,8 @@ impl Requantizing {
         let mut start = 0u64;
         for (name, info) in stored {
             let elems = info.shape.elem_count();
-            let convert_to = faster_type(info.ggml_dtype).filter(|t| info.shape.dims().last().is_some_and(|d| d % t.block_size() == 0));
+            let convert_to =
+                faster_type(info.ggml_dtype).filter(|t| info.shape.dims().last().is_some_and(|d| d % t.block_size() == 0));
             let dtype = convert_to.unwrap_or(info.ggml_dtype);
             let len = (elems / dtype.block_size() * dtype.type_size()) as u64;
             infos.insert(name, gguf_file::TensorInfo { ggml_dtype: dtype, shape: info.shape.clone(), offset: start });
@@ -355,7 +356,8 @@ impl Requantizing {
         // 256 rows at a time: a few hundred KB of f32 instead of the whole tensor.
         for rows in raw.chunks(row_len * 256) {
             let n = rows.len() / row_len;
-            let q = ggml_file::qtensor_from_ggml(info.ggml_dtype, rows, vec![n, cols], &Device::Cpu).map_err(std::io::Error::other)?;
+            let q = ggml_file::qtensor_from_ggml(info.ggml_dtype, rows, vec![n, cols], &Device::Cpu)
+                .map_err(std::io::Error::other)?;
             let f = q.dequantize(&Device::Cpu).map_err(std::io::Error::other)?;
             let converted = QTensor::quantize(&f, target).map_err(std::io::Error::other)?;
             out.extend_from_slice(&converted.data().map_err(std::io::Error::other)?);
@@ -412,21 +414,15 @@ pub fn tokenizer_from_gguf(content: &gguf_file::Content) -> Result<(Tokenizer, V
     for (id, token) in tokens.iter().enumerate() {
         vocab.insert(token.clone(), id as u32);
     }
-    let merges: Vec<(String, String)> = merges
-        .iter()
-        .filter_map(|m| m.split_once(' ').map(|(a, b)| (a.to_owned(), b.to_owned())))
-        .collect();
+    let merges: Vec<(String, String)> =
+        merges.iter().filter_map(|m| m.split_once(' ').map(|(a, b)| (a.to_owned(), b.to_owned()))).collect();
     let bpe = BPE::builder().vocab_and_merges(vocab, merges).build().map_err(model_error)?;
     let mut tokenizer = Tokenizer::new(bpe);
     tokenizer.with_pre_tokenizer(Some(Sequence::new(vec![Digits::new(true).into(), ByteLevel::new(false, true, true).into()])));
     tokenizer.with_decoder(Some(ByteLevel::default()));
     // Control (3) and user-defined (4) tokens are matched whole, never split into bytes.
-    let special: Vec<AddedToken> = tokens
-        .iter()
-        .zip(&types)
-        .filter(|(_, t)| matches!(t, 3 | 4))
-        .map(|(s, _)| AddedToken::from(s.clone(), true))
-        .collect();
+    let special: Vec<AddedToken> =
+        tokens.iter().zip(&types).filter(|(_, t)| matches!(t, 3 | 4)).map(|(s, _)| AddedToken::from(s.clone(), true)).collect();
     tokenizer.add_special_tokens(special).map_err(model_error)?;
     let mut stops = Vec::new();
     if let Some(id) = tokens.iter().position(|t| t == "<|im_end|>") {

@@ -8,7 +8,9 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use crate::breaker::Breaker;
-use crate::{channel, ChatMessage, ChatRequest, ChatStream, LlmError, LlmProvider, StreamEvent, StreamSender, ToolCall, ToolChoice, Usage};
+use crate::{
+    channel, ChatMessage, ChatRequest, ChatStream, LlmError, LlmProvider, StreamEvent, StreamSender, ToolCall, ToolChoice, Usage,
+};
 
 #[derive(Clone, Debug)]
 pub struct OpenAiConfig {
@@ -209,7 +211,12 @@ struct PartialCall {
 
 /// Reads the SSE body to its end, forwarding text as it arrives. Each next piece must come
 /// within `timeout`: a server that stalls mid-answer ends the stream with `Timeout`.
-async fn read_stream(response: reqwest::Response, tx: &StreamSender, timeout: Duration, prompt_chars: usize) -> Result<(), LlmError> {
+async fn read_stream(
+    response: reqwest::Response,
+    tx: &StreamSender,
+    timeout: Duration,
+    prompt_chars: usize,
+) -> Result<(), LlmError> {
     let mut body = response.bytes_stream();
     let mut buffer: Vec<u8> = Vec::new();
     let mut calls: BTreeMap<u64, PartialCall> = BTreeMap::new();

@@ -14,7 +14,9 @@ use tokio::net::{TcpListener, TcpStream};
 #[derive(Clone, Copy)]
 enum Reply {
     Ok,
-    TooMany { retry_after_secs: u32 },
+    TooMany {
+        retry_after_secs: u32,
+    },
     Error500,
     /// Headers, one piece of text, then nothing.
     StallMidStream,
@@ -47,7 +49,9 @@ async fn answer(mut socket: TcpStream, reply: Reply) {
     let sse = |chunks: &[&str]| {
         let mut body = String::new();
         for c in chunks {
-            body.push_str(&format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{c}\"}},\"finish_reason\":null}}]}}\n\n"));
+            body.push_str(&format!(
+                "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{c}\"}},\"finish_reason\":null}}]}}\n\n"
+            ));
         }
         body
     };
@@ -67,7 +71,13 @@ async fn answer(mut socket: TcpStream, reply: Reply) {
         Reply::Error500 => {
             let body = r#"{"error":{"message":"upstream exploded"}}"#;
             let _ = socket
-                .write_all(format!("HTTP/1.1 500 Internal Server Error\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).as_bytes())
+                .write_all(
+                    format!(
+                        "HTTP/1.1 500 Internal Server Error\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
                 .await;
         }
         Reply::StallMidStream => {
@@ -90,11 +100,8 @@ async fn read_request(socket: &mut TcpStream) {
         buf.extend_from_slice(&chunk[..n]);
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
+            let length: usize =
+                head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
             while buf.len() < end + 4 + length {
                 let Ok(n) = socket.read(&mut chunk).await else { return };
                 if n == 0 {

@@ -85,7 +85,9 @@ async fn a_long_answer_does_not_loop_on_one_sentence() {
         - gpt-4o: $11,204.90 (60.9%), mostly the support-chat feature.\n\
         - Recommendation: move ticket-triage summaries from gpt-4o to gpt-4o-mini; saves $2,310.40 a month.";
     let mut total = 0;
-    for question in ["Analyze my AI costs", "Where does the money go, and what should we change?", "Write a cost report for my team"] {
+    for question in
+        ["Analyze my AI costs", "Where does the money go, and what should we change?", "Write a cost report for my team"]
+    {
         let mut request = ChatRequest::new(vec![ChatMessage::system(system), ChatMessage::user(question)]);
         request.max_tokens = 300;
         let answer = model.chat(request).await.unwrap().collect().await.unwrap();

@@ -51,8 +51,8 @@ pub fn parse_client_frame(text: &str, max_bytes: usize) -> Result<ClientFrame, C
             format!("frame is {} bytes; the limit is {max_bytes}", text.len()),
         ));
     }
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| ClientError::new(ErrorCode::InvalidJson, format!("not valid JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| ClientError::new(ErrorCode::InvalidJson, format!("not valid JSON: {e}")))?;
     let Value::Object(obj) = value else {
         return Err(ClientError::new(ErrorCode::InvalidJson, "a frame must be a JSON object"));
     };
@@ -69,10 +69,7 @@ pub fn parse_client_frame(text: &str, max_bytes: usize) -> Result<ClientFrame, C
             after_seq: optional_u64(&obj, "after_seq")?.unwrap_or(0),
         }),
         "ping" => Ok(ClientFrame::Ping),
-        other => Err(ClientError::new(
-            ErrorCode::UnknownType,
-            format!("unknown frame type `{}`", truncate(other, 64)),
-        )),
+        other => Err(ClientError::new(ErrorCode::UnknownType, format!("unknown frame type `{}`", truncate(other, 64)))),
     }
 }
 
@@ -93,13 +90,9 @@ fn parse_user_message(obj: &Map<String, Value>) -> Result<ClientFrame, ClientErr
         e
     };
     let text = match obj.get("text") {
-        None | Some(Value::Null) => {
-            return Err(with_id(ClientError::new(ErrorCode::MissingField, "field `text` is required")))
-        }
+        None | Some(Value::Null) => return Err(with_id(ClientError::new(ErrorCode::MissingField, "field `text` is required"))),
         Some(Value::String(s)) => s,
-        Some(_) => {
-            return Err(with_id(ClientError::new(ErrorCode::InvalidField, "field `text` must be a string")))
-        }
+        Some(_) => return Err(with_id(ClientError::new(ErrorCode::InvalidField, "field `text` must be a string"))),
     };
     if text.trim().is_empty() {
         return Err(with_id(ClientError::new(ErrorCode::InvalidField, "field `text` must not be empty")));
@@ -109,16 +102,16 @@ fn parse_user_message(obj: &Map<String, Value>) -> Result<ClientFrame, ClientErr
 }
 
 fn required_id<T: std::str::FromStr>(obj: &Map<String, Value>, field: &str) -> Result<T, ClientError> {
-    optional_id(obj, field)?
-        .ok_or_else(|| ClientError::new(ErrorCode::MissingField, format!("field `{field}` is required")))
+    optional_id(obj, field)?.ok_or_else(|| ClientError::new(ErrorCode::MissingField, format!("field `{field}` is required")))
 }
 
 fn optional_id<T: std::str::FromStr>(obj: &Map<String, Value>, field: &str) -> Result<Option<T>, ClientError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => s.parse().map(Some).map_err(|_| {
-            ClientError::new(ErrorCode::InvalidField, format!("field `{field}` must be a UUID string"))
-        }),
+        Some(Value::String(s)) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| ClientError::new(ErrorCode::InvalidField, format!("field `{field}` must be a UUID string"))),
         Some(_) => Err(ClientError::new(ErrorCode::InvalidField, format!("field `{field}` must be a UUID string"))),
     }
 }
@@ -126,9 +119,10 @@ fn optional_id<T: std::str::FromStr>(obj: &Map<String, Value>, field: &str) -> R
 fn optional_u64(obj: &Map<String, Value>, field: &str) -> Result<Option<u64>, ClientError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
-            ClientError::new(ErrorCode::InvalidField, format!("field `{field}` must be a non-negative integer"))
-        }),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| ClientError::new(ErrorCode::InvalidField, format!("field `{field}` must be a non-negative integer"))),
     }
 }
 
@@ -187,7 +181,10 @@ mod tests {
         assert_eq!(code(r#"{"type":"user_message","text":"   "}"#), ErrorCode::InvalidField);
         assert_eq!(code(r#"{"type":"user_message","text":"a","thread_id":"nope"}"#), ErrorCode::InvalidField);
         assert_eq!(code(r#"{"type":"stop_agent"}"#), ErrorCode::MissingField);
-        assert_eq!(code(r#"{"type":"resume","run_id":"0190a0a0-0000-7000-8000-000000000000","after_seq":-1}"#), ErrorCode::InvalidField);
+        assert_eq!(
+            code(r#"{"type":"resume","run_id":"0190a0a0-0000-7000-8000-000000000000","after_seq":-1}"#),
+            ErrorCode::InvalidField
+        );
         assert_eq!(code(&format!(r#"{{"type":"user_message","text":"{}"}}"#, "a".repeat(MAX))), ErrorCode::MessageTooLarge);
         let nested = format!("{}{}", "[".repeat(1_000), "]".repeat(1_000));
         assert_eq!(code(&nested), ErrorCode::InvalidJson);

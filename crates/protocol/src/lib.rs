@@ -29,8 +29,5 @@ pub const DEFAULT_MAX_CLIENT_FRAME: usize = 8192;
 
 /// Milliseconds since the Unix epoch, the unit of every `ts` on the wire.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

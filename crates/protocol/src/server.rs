@@ -36,7 +36,9 @@ pub enum ServerFrame {
     },
     /// The server is stopping: runs in progress get `grace_ms` to finish, then the socket
     /// closes with 1012. Reconnect and `resume`.
-    ServerShutdown { grace_ms: u64 },
+    ServerShutdown {
+        grace_ms: u64,
+    },
 }
 
 impl ServerFrame {

@@ -15,9 +15,8 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9001".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("listening on {}", listener.local_addr()?);
-    let app = Router::new().fallback(get(|ws: WebSocketUpgrade| async move {
-        configure(ws, DEFAULT_MAX_CLIENT_FRAME).on_upgrade(echo)
-    }));
+    let app = Router::new()
+        .fallback(get(|ws: WebSocketUpgrade| async move { configure(ws, DEFAULT_MAX_CLIENT_FRAME).on_upgrade(echo) }));
     axum::serve(listener, app).await
 }
 

@@ -257,7 +257,8 @@ fn resolve_secret(settings: &Settings) -> Result<Vec<u8>, KeyError> {
                 .into(),
         ));
     }
-    load_or_create_secret(&settings.data_dir).map_err(|e| KeyError(format!("demo secret in {}: {e}", settings.data_dir.display())))
+    load_or_create_secret(&settings.data_dir)
+        .map_err(|e| KeyError(format!("demo secret in {}: {e}", settings.data_dir.display())))
 }
 
 /// The demo secret in the data dir, generated on first use.

@@ -188,7 +188,10 @@ async fn model_writer(settings: &Settings) -> anyhow::Result<Option<ModelWriter>
         "local" => {
             let path = settings.llm_model_path.clone().unwrap_or_else(|| apex_llm::local::default_model_path(&settings.data_dir));
             if !path.is_file() {
-                anyhow::bail!("APEX_LLM=local: no model at {} (run `apex models pull smollm2`, or set APEX_LLM_MODEL_PATH)", path.display());
+                anyhow::bail!(
+                    "APEX_LLM=local: no model at {} (run `apex models pull smollm2`, or set APEX_LLM_MODEL_PATH)",
+                    path.display()
+                );
             }
             let started = std::time::Instant::now();
             let model = tokio::task::spawn_blocking(move || apex_llm::local::LocalModel::load(&path)).await??;
@@ -201,13 +204,24 @@ async fn model_writer(settings: &Settings) -> anyhow::Result<Option<ModelWriter>
 }
 
 /// Serves with the built-in tools and demo data until `shutdown` resolves.
-pub async fn run(listener: TcpListener, settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     Server::new(settings).serve(listener, shutdown).await
 }
 
 /// Each feature module owns its routes; this merges them.
 pub fn router(state: AppState) -> Router {
-    Router::new().merge(health::router()).merge(ws::router()).merge(api::router()).merge(usage::router()).merge(web::router()).merge(telemetry::router()).with_state(state)
+    Router::new()
+        .merge(health::router())
+        .merge(ws::router())
+        .merge(api::router())
+        .merge(usage::router())
+        .merge(web::router())
+        .merge(telemetry::router())
+        .with_state(state)
 }
 
 /// Resolves on SIGINT or SIGTERM.

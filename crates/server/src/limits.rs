@@ -24,9 +24,8 @@ impl UserLimits {
     /// Counts a connection of `user`, or `None` when the user already holds the maximum.
     pub fn connect(self: &Arc<Self>, user: &Arc<str>) -> Option<UserConnection> {
         let mut users = self.users.lock().expect("user limits lock");
-        let entry = users
-            .entry(user.clone())
-            .or_insert_with(|| UserEntry { connections: 0, frames: TokenBucket::new(self.rate) });
+        let entry =
+            users.entry(user.clone()).or_insert_with(|| UserEntry { connections: 0, frames: TokenBucket::new(self.rate) });
         if entry.connections >= self.max_connections {
             return None;
         }

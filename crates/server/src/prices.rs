@@ -86,14 +86,16 @@ pub fn load(path: &Path) -> Result<Vec<Price>, String> {
                 cache_write_per_mtok: optional(
                     &e.cache_write_per_mtok,
                     "cache_write_per_mtok",
-                    known.filter(|p| p.input_per_mtok.micros() > 0)
+                    known
+                        .filter(|p| p.input_per_mtok.micros() > 0)
                         .map(|p| input.mul_div(p.cache_write_per_mtok.micros(), p.input_per_mtok.micros())),
                     input,
                 )?,
                 reasoning_per_mtok: optional(
                     &e.reasoning_per_mtok,
                     "reasoning_per_mtok",
-                    known.filter(|p| p.output_per_mtok.micros() > 0)
+                    known
+                        .filter(|p| p.output_per_mtok.micros() > 0)
                         .map(|p| output.mul_div(p.reasoning_per_mtok.micros(), p.output_per_mtok.micros())),
                     output,
                 )?,

@@ -209,14 +209,39 @@ impl Settings {
             ($($field:ident),*) => { $( if l.$field.is_some() { self.$field = l.$field; } )* };
         }
         set!(
-            bind, data_dir, database_url, db_max_connections, demo_mode, env, llm, openai_base_url, llm_max_tokens,
-            max_frame_bytes, outbound_queue, rate_limit, max_connections, max_connections_per_ip, max_connections_per_user,
-            max_runs_per_user, user_rate_limit, log_json
+            bind,
+            data_dir,
+            database_url,
+            db_max_connections,
+            demo_mode,
+            env,
+            llm,
+            openai_base_url,
+            llm_max_tokens,
+            max_frame_bytes,
+            outbound_queue,
+            rate_limit,
+            max_connections,
+            max_connections_per_ip,
+            max_connections_per_user,
+            max_runs_per_user,
+            user_rate_limit,
+            log_json
         );
         if let Some(list) = l.allowed_origins {
             self.allowed_origins = list.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect();
         }
-        set_some!(redis_url, jwt_secret, jwt_issuer, jwt_audience, prices_file, openai_api_key, llm_model, llm_model_path, llm_threads);
+        set_some!(
+            redis_url,
+            jwt_secret,
+            jwt_issuer,
+            jwt_audience,
+            prices_file,
+            openai_api_key,
+            llm_model,
+            llm_model_path,
+            llm_threads
+        );
         if let Some(ms) = l.tool_delay_ms {
             self.tool_delay = Duration::from_millis(ms);
         }
@@ -264,11 +289,18 @@ impl Settings {
             return Err(ConfigError::Invalid("instance_lease_secs must be at least 0.5".into()));
         }
         if self.db_max_connections == 0 || self.db_statement_timeout.is_zero() {
-            return Err(ConfigError::Invalid("db_max_connections and db_statement_timeout_secs must be greater than zero".into()));
-        }
-        if self.max_connections_per_ip == 0 || self.max_connections_per_user == 0 || self.max_runs_per_user == 0 || self.user_rate_limit == 0 {
             return Err(ConfigError::Invalid(
-                "max_connections_per_ip, max_connections_per_user, max_runs_per_user and user_rate_limit must be at least 1".into(),
+                "db_max_connections and db_statement_timeout_secs must be greater than zero".into(),
+            ));
+        }
+        if self.max_connections_per_ip == 0
+            || self.max_connections_per_user == 0
+            || self.max_runs_per_user == 0
+            || self.user_rate_limit == 0
+        {
+            return Err(ConfigError::Invalid(
+                "max_connections_per_ip, max_connections_per_user, max_runs_per_user and user_rate_limit must be at least 1"
+                    .into(),
             ));
         }
         if self.header_timeout.is_zero() {

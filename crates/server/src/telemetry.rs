@@ -64,9 +64,7 @@ pub fn init(json: bool) -> Telemetry {
     }
     #[cfg(not(feature = "otlp"))]
     if endpoint.is_some() {
-        tracing::warn!(
-            "OTEL_EXPORTER_OTLP_ENDPOINT is set, but this build has no OTLP export (build with `--features otlp`)"
-        );
+        tracing::warn!("OTEL_EXPORTER_OTLP_ENDPOINT is set, but this build has no OTLP export (build with `--features otlp`)");
     }
     Telemetry {
         #[cfg(feature = "otlp")]
@@ -103,8 +101,7 @@ mod otlp {
         if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
             resource = resource.with_service_name("apex");
         }
-        let provider =
-            SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource.build()).build();
+        let provider = SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource.build()).build();
         let tracer = provider.tracer("apex");
         Ok((tracing_opentelemetry::layer().with_tracer(tracer).boxed(), provider))
     }

@@ -2,12 +2,12 @@
 //! route works on the authenticated user's rows only.
 use apex_costs::import::{open, Limit, OpenError};
 use apex_costs::{breakdown, is_calendar_day, summarize, top_groups, GroupBy};
+use apex_store::import::{import_into, ImportFailed, ImportReport};
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use apex_store::import::{import_into, ImportFailed, ImportReport};
 use futures_util::TryStreamExt as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -68,15 +68,21 @@ async fn import_usage(
             ),
             OpenError::Read(_) => ApiError::BadRequest("unreadable_file", e.to_string()),
         })?;
-    let report = import_into(app.runs.store().as_ref(), &user, opened.format, opened.input, |_| {}).await.map_err(|e| match e {
-        ImportFailed::Unreadable(why) => ApiError::BadRequest("unreadable_file", why),
-        ImportFailed::Limit { limit, report } => {
-            tracing::warn!(%limit, rows = report.rows_read, "usage import stopped at a limit");
-            too_large(&limit, Some(&report))
-        }
-        ImportFailed::Store(e) => e.into(),
-    })?;
-    tracing::info!(imported = report.imported, duplicates = report.duplicates, rejected = report.rejected_count, "usage imported");
+    let report =
+        import_into(app.runs.store().as_ref(), &user, opened.format, opened.input, |_| {}).await.map_err(|e| match e {
+            ImportFailed::Unreadable(why) => ApiError::BadRequest("unreadable_file", why),
+            ImportFailed::Limit { limit, report } => {
+                tracing::warn!(%limit, rows = report.rows_read, "usage import stopped at a limit");
+                too_large(&limit, Some(&report))
+            }
+            ImportFailed::Store(e) => e.into(),
+        })?;
+    tracing::info!(
+        imported = report.imported,
+        duplicates = report.duplicates,
+        rejected = report.rejected_count,
+        "usage imported"
+    );
     Ok(Json(report))
 }
 
@@ -103,7 +109,10 @@ async fn summary(
         .as_deref()
         .map(|g| {
             GroupBy::parse(g).ok_or_else(|| {
-                ApiError::BadRequest("invalid_field", format!("cannot group by `{g}` (model, provider, feature, project, day, user, api_key, environment)"))
+                ApiError::BadRequest(
+                    "invalid_field",
+                    format!("cannot group by `{g}` (model, provider, feature, project, day, user, api_key, environment)"),
+                )
             })
         })
         .transpose()?;

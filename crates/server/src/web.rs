@@ -85,7 +85,8 @@ fn serve(path: &str, request: &HeaderMap) -> Response {
     };
     let a = &ASSETS[i];
     let tag = etag(i);
-    let fresh = request.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == tag));
+    let fresh =
+        request.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == tag));
     let mut response = if fresh { StatusCode::NOT_MODIFIED.into_response() } else { a.body.into_response() };
     let h = response.headers_mut();
     if !fresh {

@@ -150,7 +150,8 @@ impl AccountTotals {
 
     fn add(&mut self, r: &UsageRecord) {
         self.cost += i128::from(r.cost.map_or(0, |m| m.0));
-        let counts = [r.requests, r.input_tokens, r.output_tokens, r.cached_input_tokens, r.cache_write_tokens, r.reasoning_tokens];
+        let counts =
+            [r.requests, r.input_tokens, r.output_tokens, r.cached_input_tokens, r.cache_write_tokens, r.reasoning_tokens];
         for (total, n) in self.counts.iter_mut().zip(counts) {
             *total += u128::from(n);
         }

@@ -16,8 +16,8 @@ mod model;
 pub mod postgres;
 mod recovery;
 pub mod retry;
-pub mod testing;
 pub mod sqlite;
+pub mod testing;
 
 pub use model::*;
 

@@ -151,10 +151,23 @@ pub struct BegunRun {
 /// One write of the engine's writer task.
 #[derive(Clone, Debug)]
 pub enum Write {
-    RunStarted { run_id: RunId, at_ms: u64 },
+    RunStarted {
+        run_id: RunId,
+        at_ms: u64,
+    },
     /// An event exactly as sent on the wire.
-    Event { run_id: RunId, seq: u64, kind: &'static str, json: std::sync::Arc<str> },
-    AgentResult { run_id: RunId, agent: &'static str, output: String, duration_ms: u64 },
+    Event {
+        run_id: RunId,
+        seq: u64,
+        kind: &'static str,
+        json: std::sync::Arc<str>,
+    },
+    AgentResult {
+        run_id: RunId,
+        agent: &'static str,
+        output: String,
+        duration_ms: u64,
+    },
     Finish(RunFinish),
 }
 

@@ -72,9 +72,7 @@ impl PersistedState {
                     state.partial.push_str(&text);
                     state.message_id = Some(message_id);
                 }
-                EventKind::ToolExecuting { agent, tool, tool_call_id, .. } => {
-                    state.open_calls.push((agent, tool, tool_call_id))
-                }
+                EventKind::ToolExecuting { agent, tool, tool_call_id, .. } => state.open_calls.push((agent, tool, tool_call_id)),
                 EventKind::ToolCompleted { tool_call_id, .. } => state.open_calls.retain(|c| c.2 != tool_call_id),
                 _ => {}
             }

@@ -32,7 +32,9 @@ pub fn is_transient_sqlx(e: &sqlx::Error) -> bool {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
         // Connection exceptions (08…), the server shutting down or starting (57P01-03),
         // serialization failures and deadlocks (40001, 40P01).
-        sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01"),
+        sqlx::Error::Database(db) => {
+            db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01")
+        }
         _ => false,
     }
 }

@@ -45,8 +45,7 @@ impl Drop for TempSchema {
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async {
-                let Ok(Ok(mut conn)) =
-                    tokio::time::timeout(Duration::from_secs(10), sqlx::PgConnection::connect(&base)).await
+                let Ok(Ok(mut conn)) = tokio::time::timeout(Duration::from_secs(10), sqlx::PgConnection::connect(&base)).await
                 else {
                     return;
                 };

@@ -39,7 +39,8 @@ async fn an_import_cut_off_keeps_its_whole_chunks_only() {
     // 25,000 rows arrive, then the body fails: two chunks of 10,000 were stored, the
     // 5,000 parsed since are not.
     let body = csv(25_000, "0.01", 0);
-    let result = import_into(store.as_ref(), "u", Format::GenericCsv, CutOff(std::io::Cursor::new(body.into_bytes())), |_| {}).await;
+    let result =
+        import_into(store.as_ref(), "u", Format::GenericCsv, CutOff(std::io::Cursor::new(body.into_bytes())), |_| {}).await;
     assert!(matches!(result, Err(ImportFailed::Unreadable(_))), "{result:?}");
     let stored = summarize(&store.usage("u", None, None).await.unwrap());
     assert_eq!(stored.requests, 20_000);
@@ -50,13 +51,21 @@ async fn an_account_cannot_pass_the_account_ceilings() {
     let (_dir, store) = store().await;
     // Each row is under the per-row ceiling ($1,000,000,000); 999 of them stay under the
     // account's ($1,000,000,000,000).
-    let report = import_into(store.as_ref(), "u", Format::GenericCsv, std::io::Cursor::new(csv(999, "999999999", 0).into_bytes()), |_| {})
-        .await
-        .unwrap();
+    let report =
+        import_into(store.as_ref(), "u", Format::GenericCsv, std::io::Cursor::new(csv(999, "999999999", 0).into_bytes()), |_| {})
+            .await
+            .unwrap();
     assert_eq!(report.imported, 999);
     let before = summarize(&store.usage("u", None, None).await.unwrap()).total;
     // Ten more would pass it: refused as a whole, nothing of the file stored.
-    let result = import_into(store.as_ref(), "u", Format::GenericCsv, std::io::Cursor::new(csv(10, "999999999", 999).into_bytes()), |_| {}).await;
+    let result = import_into(
+        store.as_ref(),
+        "u",
+        Format::GenericCsv,
+        std::io::Cursor::new(csv(10, "999999999", 999).into_bytes()),
+        |_| {},
+    )
+    .await;
     match result {
         Err(ImportFailed::Limit { limit: Limit::Account, report }) => assert_eq!(report.imported, 0),
         other => panic!("expected the account ceiling, got {other:?}"),
@@ -64,6 +73,8 @@ async fn an_account_cannot_pass_the_account_ceilings() {
     let after = summarize(&store.usage("u", None, None).await.unwrap()).total;
     assert_eq!(before, after);
     // Another account is not affected.
-    let other = import_into(store.as_ref(), "v", Format::GenericCsv, std::io::Cursor::new(csv(10, "999999999", 0).into_bytes()), |_| {}).await;
+    let other =
+        import_into(store.as_ref(), "v", Format::GenericCsv, std::io::Cursor::new(csv(10, "999999999", 0).into_bytes()), |_| {})
+            .await;
     assert_eq!(other.unwrap().imported, 10);
 }

@@ -2,9 +2,9 @@
 //! (a schema of its own in the test database), through `dyn Store`.
 use std::sync::Arc;
 
-use apex_protocol::{AgentName, EventKind, MessageId, RunEvent, RunId, ThreadId};
 use apex_costs::import::ImportRow;
 use apex_costs::{Money, UsageRecord};
+use apex_protocol::{AgentName, EventKind, MessageId, RunEvent, RunId, ThreadId};
 use apex_store::{BeginOutcome, NewRun, RunFinish, RunStatus, Store, StoreError, Write};
 
 /// A database that outlives the stores opened on it (a restart opens a second one).

@@ -4,9 +4,8 @@ use apex_costs::import::Format;
 use apex_store::import::import_into;
 
 async fn import(store: &dyn apex_store::Store, user: &str, csv: &str) -> u64 {
-    let report = import_into(store, user, Format::GenericCsv, std::io::Cursor::new(csv.as_bytes().to_vec()), |_| {})
-        .await
-        .unwrap();
+    let report =
+        import_into(store, user, Format::GenericCsv, std::io::Cursor::new(csv.as_bytes().to_vec()), |_| {}).await.unwrap();
     assert_eq!(report.rejected_count, 0, "{:?}", report.rejected);
     report.imported
 }
@@ -91,7 +90,15 @@ async fn large_files_sum_the_same_whole_or_in_overlapping_parts_on_both_backends
             let mut usage = store.usage("u", None, None).await.unwrap();
             usage.sort_by(|a, b| {
                 let key = |r: &apex_costs::UsageRecord| {
-                    (r.day.clone(), r.model.clone(), r.feature.clone(), r.project.clone(), r.user.clone(), r.api_key.clone(), r.cost.is_some())
+                    (
+                        r.day.clone(),
+                        r.model.clone(),
+                        r.feature.clone(),
+                        r.project.clone(),
+                        r.user.clone(),
+                        r.api_key.clone(),
+                        r.cost.is_some(),
+                    )
                 };
                 key(a).cmp(&key(b))
             });

@@ -22,8 +22,8 @@ use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::{
-    connect_users, is_terminal, run_users, Backend, BenchArgs, Measured, Probe, RunStats, ServerProcess,
-    GOLDEN_MESSAGE, RUN_TIMEOUT,
+    connect_users, is_terminal, run_users, Backend, BenchArgs, Measured, Probe, RunStats, ServerProcess, GOLDEN_MESSAGE,
+    RUN_TIMEOUT,
 };
 use crate::chat::{connect, connect_with_receive_buffer, WsStream};
 
@@ -45,16 +45,18 @@ pub(super) async fn slow_consumers(args: &BenchArgs, stuck: usize) -> anyhow::Re
     anyhow::ensure!(stuck > 0, "--slow-consumers must be at least 1");
     let write_timeout = Duration::from_secs_f64(args.write_timeout);
     let server =
-        ServerProcess::start_with(&Backend::Sqlite, &[("APEX_WRITE_TIMEOUT_SECS", args.write_timeout.to_string())])
-            .await?;
+        ServerProcess::start_with(&Backend::Sqlite, &[("APEX_WRITE_TIMEOUT_SECS", args.write_timeout.to_string())]).await?;
     let metrics = Metrics::new(&server.url);
     let backlog = Backlog::prepare(&server.url).await?;
     let phase = Duration::from_secs(args.duration);
     let mut phases = Vec::new();
     for _ in 0..ROUNDS {
         for with_stuck in [false, true] {
-            let shed =
-                if with_stuck { Some(Stuck::start(&server.url, &backlog, stuck, &metrics, write_timeout + SHED_MARGIN).await?) } else { None };
+            let shed = if with_stuck {
+                Some(Stuck::start(&server.url, &backlog, stuck, &metrics, write_timeout + SHED_MARGIN).await?)
+            } else {
+                None
+            };
             let connected = connect_users(&server.url, args.users).await;
             let users_connected = connected.streams.len();
             let (runs, elapsed) = run_users(connected.streams, phase).await;
@@ -195,9 +197,7 @@ impl Stuck {
 fn closed_with(samples: &[Sample], code: &str) -> f64 {
     samples
         .iter()
-        .filter(|s| {
-            s.name == apex_telemetry::WS_CONNECTIONS_CLOSED && s.labels.iter().any(|(k, v)| k == "code" && v == code)
-        })
+        .filter(|s| s.name == apex_telemetry::WS_CONNECTIONS_CLOSED && s.labels.iter().any(|(k, v)| k == "code" && v == code))
         .map(|s| s.value)
         .sum()
 }
@@ -253,9 +253,8 @@ impl SlowReport {
             let (with, without) = (median_of(true, f), median_of(false, f));
             (without > 0.0).then(|| with / without)
         };
-        let clean = phases
-            .iter()
-            .all(|p| p.run.clean() && p.shed.as_ref().is_none_or(|s| s.shed >= s.stuck && s.closed_1013 >= s.stuck));
+        let clean =
+            phases.iter().all(|p| p.run.clean() && p.shed.as_ref().is_none_or(|s| s.shed >= s.stuck && s.closed_1013 >= s.stuck));
         Self {
             users: args.users,
             slow_consumers: stuck,
@@ -433,8 +432,7 @@ async fn drop_and_resume(url: &str, stats: &mut RunStats) -> anyhow::Result<()> 
     drop(ws); // no close frame: a dropped network
     let run_id = run_id.context("no message_accepted")?;
     let mut ws = connect(url, Some(&token)).await?;
-    ws.send(Message::Text(json!({"type": "resume", "run_id": run_id, "after_seq": last_seq}).to_string().into()))
-        .await?;
+    ws.send(Message::Text(json!({"type": "resume", "run_id": run_id, "after_seq": last_seq}).to_string().into())).await?;
     loop {
         let text = next_text(&mut ws).await?;
         let probe: Probe<'_> = serde_json::from_str(&text)?;
@@ -637,7 +635,6 @@ fn slope(samples: &[(f64, Resources)]) -> Option<f64> {
     }
     let n = samples.len() as f64;
     let (mx, my) = samples.iter().fold((0.0, 0.0), |(x, y), (t, r)| (x + t / n, y + r.rss_mib / n));
-    let (num, den) =
-        samples.iter().fold((0.0, 0.0), |(a, b), (t, r)| (a + (t - mx) * (r.rss_mib - my), b + (t - mx).powi(2)));
+    let (num, den) = samples.iter().fold((0.0, 0.0), |(a, b), (t, r)| (a + (t - mx) * (r.rss_mib - my), b + (t - mx).powi(2)));
     (den > 0.0).then(|| num / den * 60.0)
 }

@@ -15,8 +15,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use super::{
-    connect_users_across, ping_users, run_users, Backend, BenchArgs, Deployment, Measured, Percentiles, ServerProcess,
-    BASELINE,
+    connect_users_across, ping_users, run_users, Backend, BenchArgs, Deployment, Measured, Percentiles, ServerProcess, BASELINE,
 };
 
 /// How long a PostgreSQL instance may take to report its Redis bus as connected.
@@ -395,12 +394,7 @@ impl Report {
                 println!("{}: first failure: {why}", r.deployment.name());
             }
             if r.run.stray_events > 0 || r.run.connect_errors > 0 {
-                println!(
-                    "{}: {} stray events, {} connect errors",
-                    r.deployment.name(),
-                    r.run.stray_events,
-                    r.run.connect_errors
-                );
+                println!("{}: {} stray events, {} connect errors", r.deployment.name(), r.run.stray_events, r.run.connect_errors);
             }
         }
         println!("result {}", if self.clean { "PASS" } else { "FAIL" });

@@ -112,9 +112,8 @@ pub async fn run(args: &BenchArgs, runs: usize) -> anyhow::Result<i32> {
 
 impl Report {
     fn print_table(&self) {
-        let load = |l: Option<[f64; 3]>| {
-            l.map_or("?".to_owned(), |[one, five, fifteen]| format!("{one:.2} {five:.2} {fifteen:.2}"))
-        };
+        let load =
+            |l: Option<[f64; 3]>| l.map_or("?".to_owned(), |[one, five, fifteen]| format!("{one:.2} {five:.2} {fifteen:.2}"));
         println!(
             "Model stream: {} runs × {} sentences of {WORDS} tokens, one token every {} µs (stand-in provider on loopback); load average {} → {}",
             self.runs,
@@ -166,9 +165,7 @@ async fn one_run(url: &str, epoch: Instant) -> anyhow::Result<Vec<Duration>> {
             let now = epoch.elapsed();
             let frame: Frame = serde_json::from_str(&text).context("undecodable frame")?;
             match frame.kind.as_str() {
-                "response_delta" => {
-                    samples.extend(frame.text.as_deref().and_then(stamp_of).map(|at| now.saturating_sub(at)))
-                }
+                "response_delta" => samples.extend(frame.text.as_deref().and_then(stamp_of).map(|at| now.saturating_sub(at))),
                 "agent_thinking" if frame.text.as_deref().is_some_and(|t| t.contains("failed")) => {
                     bail!("the model path failed: {}", frame.text.unwrap_or_default())
                 }

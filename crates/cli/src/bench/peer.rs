@@ -326,12 +326,7 @@ struct Custom<'a> {
 
 /// One run on a new thread. Protocol outcomes land in `stats`; an `Err` means the server
 /// could not be reached.
-async fn one_run(
-    client: &reqwest::Client,
-    base: &str,
-    stats: &mut RunStats,
-    threads: &mut Latencies,
-) -> anyhow::Result<()> {
+async fn one_run(client: &reqwest::Client, base: &str, stats: &mut RunStats, threads: &mut Latencies) -> anyhow::Result<()> {
     let creating = Instant::now();
     let resp = client.post(format!("{base}/threads")).json(&serde_json::json!({})).send().await?;
     if !resp.status().is_success() {

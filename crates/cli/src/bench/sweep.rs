@@ -21,8 +21,7 @@ use serde::Serialize;
 use super::deployments::{load_average, machine_cpu, process_ticks, TICKS_PER_S};
 use super::peer::{self, PeerServer};
 use super::{
-    connect_users, ping_users, rss_kib, run_users, Backend, BenchArgs, Measured, Peer, Percentiles, ServerProcess,
-    BASELINE,
+    connect_users, ping_users, rss_kib, run_users, Backend, BenchArgs, Measured, Peer, Percentiles, ServerProcess, BASELINE,
 };
 
 pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<i32> {

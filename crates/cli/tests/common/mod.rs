@@ -180,8 +180,7 @@ pub async fn try_connect(url: &str, by: By) -> Result<Client, tokio_tungstenite:
     }
     let (ws, response) =
         tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request)).await.expect("the upgrade completes in time")?;
-    let subprotocol =
-        response.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap().to_owned());
+    let subprotocol = response.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap().to_owned());
     let mut client =
         Client { ws, ready: Value::Null, user_id: String::new(), token: used, subprotocol, pending: Default::default() };
     let ready = client.next_json().await;
@@ -304,10 +303,7 @@ impl Client {
 }
 
 pub fn is_terminal(v: &Value) -> bool {
-    matches!(
-        v["type"].as_str(),
-        Some("final_response" | "run_failed" | "run_cancelled" | "run_timed_out" | "run_interrupted")
-    )
+    matches!(v["type"].as_str(), Some("final_response" | "run_failed" | "run_cancelled" | "run_timed_out" | "run_interrupted"))
 }
 
 /// Checks everything a successful golden-path run promises and returns its answer text.
@@ -373,11 +369,7 @@ pub fn assert_golden_run_streamed_in(events: &[Value], min_deltas: usize) -> Str
     }
     assert!(open.is_empty(), "every tool call completes");
 
-    let streamed: String = events
-        .iter()
-        .filter(|e| e["type"] == "response_delta")
-        .map(|e| e["text"].as_str().unwrap())
-        .collect();
+    let streamed: String = events.iter().filter(|e| e["type"] == "response_delta").map(|e| e["text"].as_str().unwrap()).collect();
     let final_text = last["text"].as_str().unwrap();
     let deltas = events.iter().filter(|e| e["type"] == "response_delta").count();
     assert!(deltas >= min_deltas, "the answer streams ({deltas} response_delta events)");
@@ -463,7 +455,8 @@ pub struct LlamaServer {
 
 pub async fn llama_server() -> LlamaServer {
     let model = std::env::var_os("APEX_TEST_GGUF").map(std::path::PathBuf::from).unwrap_or_else(|| {
-        std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/apex-test/SmolLM2-135M-Instruct.Q4_1.gguf")
+        std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/apex-test/SmolLM2-135M-Instruct.Q4_1.gguf")
     });
     assert!(model.is_file(), "the test model {} is missing: run scripts/llm-test-deps", model.display());
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

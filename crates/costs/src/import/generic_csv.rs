@@ -21,8 +21,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use super::{content_key, parse_usd, CsvRows, ImportError, ImportRow, Sink};
 use super::clip;
+use super::{content_key, parse_usd, CsvRows, ImportError, ImportRow, Sink};
 use crate::date::parse_day;
 use crate::limits::MAX_ROW_COUNT;
 use crate::money::group_thousands;
@@ -52,12 +52,7 @@ pub(super) const GENERIC: Aliases = &[
 ];
 
 /// Reads a CSV whose columns are named by `aliases` (canonical name → accepted headers).
-pub(super) fn read(
-    aliases: Aliases,
-    key_prefix: &str,
-    input: impl std::io::Read,
-    out: &mut Sink,
-) -> Result<(), ImportError> {
+pub(super) fn read(aliases: Aliases, key_prefix: &str, input: impl std::io::Read, out: &mut Sink) -> Result<(), ImportError> {
     // Fields are not trimmed by the reader (that copies every record): `parse_row` trims
     // the ones it reads, and `columns` the header's.
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(CsvRows::new(input));
@@ -134,10 +129,7 @@ impl Hasher for Fnv {
 }
 
 /// Builds a row from canonical fields (`field(name)` gives the raw text of one).
-pub(super) fn parse_row<'a>(
-    key_prefix: &str,
-    field: impl Fn(&str) -> Option<&'a str>,
-) -> Result<ImportRow, String> {
+pub(super) fn parse_row<'a>(key_prefix: &str, field: impl Fn(&str) -> Option<&'a str>) -> Result<ImportRow, String> {
     let get = |name: &str| field(name).map(str::trim).filter(|v| !v.is_empty());
     let count = |name: &str, default: u64| -> Result<u64, String> {
         get(name).map_or(Ok(default), |v| {
@@ -168,10 +160,10 @@ pub(super) fn parse_row<'a>(
     if reasoning_tokens > output_tokens {
         return Err(format!("`reasoning_tokens` ({reasoning_tokens}) exceeds `output_tokens` ({output_tokens})"));
     }
-    let cost = get("cost").map(|v| parse_usd(v).ok_or_else(|| format!("`cost_usd` is not an amount: `{}`", clip(v)))).transpose()?;
-    let provider = get("provider")
-        .map(str::to_owned)
-        .unwrap_or_else(|| price_for(&model).map_or("unknown", |p| p.provider).to_owned());
+    let cost =
+        get("cost").map(|v| parse_usd(v).ok_or_else(|| format!("`cost_usd` is not an amount: `{}`", clip(v)))).transpose()?;
+    let provider =
+        get("provider").map(str::to_owned).unwrap_or_else(|| price_for(&model).map_or("unknown", |p| p.provider).to_owned());
     let record = UsageRecord {
         day,
         provider,
@@ -193,8 +185,8 @@ pub(super) fn parse_row<'a>(
     let key = match get("request_id") {
         Some(id) => format!("{key_prefix}{id}"),
         None => {
-            let numbers = [record.requests, record.input_tokens, record.cached_input_tokens, record.output_tokens]
-                .map(|n| n.to_string());
+            let numbers =
+                [record.requests, record.input_tokens, record.cached_input_tokens, record.output_tokens].map(|n| n.to_string());
             let cost = record.cost.map(|c| c.0.to_string()).unwrap_or_default();
             let mut fields = vec![record.day.as_str(), &record.provider, &record.model, &record.feature, &record.project, &cost];
             fields.extend(numbers.iter().map(String::as_str));
@@ -224,8 +216,8 @@ fn day_of(value: &str) -> Option<String> {
     let date = value.get(..10)?;
     parse_day(date)?;
     let rest = &value[10..];
-    let time_ok = rest.is_empty()
-        || (rest.starts_with(['T', 't', ' ']) && !rest.contains(['+', '-']) && !rest[1..].contains(['T', ' ']));
+    let time_ok =
+        rest.is_empty() || (rest.starts_with(['T', 't', ' ']) && !rest.contains(['+', '-']) && !rest[1..].contains(['T', ' ']));
     // An offset other than UTC would move the date; refuse rather than guess.
     time_ok.then(|| date.to_owned())
 }
@@ -244,11 +236,9 @@ mod tests {
 
     #[test]
     fn reads_columns_by_name_with_defaults() {
-        let (rows, bad) = run(
-            "Model, Date ,prompt_tokens,completion_tokens,cached_tokens,requests,cost_usd,feature\n\
+        let (rows, bad) = run("Model, Date ,prompt_tokens,completion_tokens,cached_tokens,requests,cost_usd,feature\n\
              gpt-4o-2024-08-06,2026-11-02,1000,200,100,3,0.0125,chat\n\
-             claude-3-5-haiku,2026-11-03T10:00:00Z,10,1,,,,\n",
-        );
+             claude-3-5-haiku,2026-11-03T10:00:00Z,10,1,,,,\n");
         assert!(bad.is_empty(), "{bad:?}");
         assert_eq!(rows.len(), 2);
         let r = &rows[0].record;
@@ -256,14 +246,16 @@ mod tests {
         assert_eq!((r.input_tokens, r.cached_input_tokens, r.output_tokens), (1000, 100, 200));
         assert_eq!(r.cost, Some(Money(12_500)));
         let h = &rows[1].record;
-        assert_eq!((h.day.as_str(), h.provider.as_str(), h.feature.as_str(), h.project.as_str()), ("2026-11-03", "anthropic", "unattributed", "default"));
+        assert_eq!(
+            (h.day.as_str(), h.provider.as_str(), h.feature.as_str(), h.project.as_str()),
+            ("2026-11-03", "anthropic", "unattributed", "default")
+        );
         assert_eq!((h.requests, h.cost), (1, None));
     }
 
     #[test]
     fn bad_rows_are_reported_by_line_and_good_rows_kept() {
-        let (rows, bad) = run(
-            "date,model,input_tokens,cached_input_tokens\n\
+        let (rows, bad) = run("date,model,input_tokens,cached_input_tokens\n\
              2026-11-01,gpt-4o,10,0\n\
              2026-13-01,gpt-4o,10,0\n\
              2026-11-02,,10,0\n\
@@ -271,8 +263,7 @@ mod tests {
              2026-11-02,gpt-4o,5,6\n\
              2026-11-02T10:00:00+05:00,gpt-4o,5,0\n\
              \n\
-             2026-11-03,gpt-4o,7,0\n",
-        );
+             2026-11-03,gpt-4o,7,0\n");
         assert_eq!(rows.len(), 2);
         let lines: Vec<u64> = bad.iter().map(|b| b.line).collect();
         assert_eq!(lines, [3, 4, 5, 6, 7], "{bad:?}");

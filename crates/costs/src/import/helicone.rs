@@ -65,9 +65,7 @@ fn read_csv(input: impl std::io::Read, out: &mut Sink) -> Result<(), ImportError
         .headers()
         .map_err(|e| ImportError::of_csv(e).unwrap_or_else(|e| ImportError::Unreadable(format!("no CSV header: {e}"))))?
         .clone();
-    let index = |name: &str| {
-        headers.iter().position(|h| h.trim_start_matches('\u{feff}').trim().eq_ignore_ascii_case(name))
-    };
+    let index = |name: &str| headers.iter().position(|h| h.trim_start_matches('\u{feff}').trim().eq_ignore_ascii_case(name));
     for required in ["request_created_at", "model"] {
         if index(required).is_none() {
             return Err(ImportError::Unreadable(format!("the header has no `{required}` column")));
@@ -86,9 +84,8 @@ fn read_csv(input: impl std::io::Read, out: &mut Sink) -> Result<(), ImportError
                     out.reject(line, super::cut_reason());
                     continue;
                 }
-                let text = |name: &str| {
-                    columns.iter().find(|(c, _)| *c == name).and_then(|(_, i)| record.get((*i)?)).map(str::to_owned)
-                };
+                let text =
+                    |name: &str| columns.iter().find(|(c, _)| *c == name).and_then(|(_, i)| record.get((*i)?)).map(str::to_owned);
                 let properties = match text("request_properties").filter(|p| !p.is_empty()) {
                     None => Value::Null,
                     Some(p) => match serde_json::from_str(&p) {
@@ -99,9 +96,9 @@ fn read_csv(input: impl std::io::Read, out: &mut Sink) -> Result<(), ImportError
                         }
                     },
                 };
-                let body_hash = text("request_body").filter(|b| !b.is_empty()).map(|b| {
-                    serde_json::from_str::<Value>(&b).map_or_else(|_| content_key(&[&b]), |v| body_hash(&v))
-                });
+                let body_hash = text("request_body")
+                    .filter(|b| !b.is_empty())
+                    .map(|b| serde_json::from_str::<Value>(&b).map_or_else(|_| content_key(&[&b]), |v| body_hash(&v)));
                 let fields = fields(
                     |name| match name {
                         "request_body_hash" => body_hash.clone(),

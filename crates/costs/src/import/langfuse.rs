@@ -110,7 +110,10 @@ mod tests {
         import(Format::LangfuseObservations, PAGE.as_bytes(), |r| rows.push(r), |r| bad.push(r)).unwrap();
         assert_eq!(rows.len(), 2);
         let r = &rows[0].record;
-        assert_eq!((r.day.as_str(), r.model.as_str(), r.feature.as_str(), r.project.as_str()), ("2026-11-03", "gpt-4o-mini", "support-answer", "production"));
+        assert_eq!(
+            (r.day.as_str(), r.model.as_str(), r.feature.as_str(), r.project.as_str()),
+            ("2026-11-03", "gpt-4o-mini", "support-answer", "production")
+        );
         assert_eq!((r.input_tokens, r.cached_input_tokens, r.output_tokens, r.requests), (1200, 200, 300, 1));
         assert_eq!((rows[0].key.as_str(), r.cost), ("langfuse:obs-1", Some(Money(360))));
         assert_eq!(rows[1].record.cost, Some(Money(150)));

@@ -40,10 +40,7 @@ const COLUMNS: Aliases = &[
     ("request_hash", &["cache_key"]),
 ];
 
-pub(super) fn read(
-    input: impl std::io::Read,
-    out: &mut Sink,
-) -> Result<(), ImportError> {
+pub(super) fn read(input: impl std::io::Read, out: &mut Sink) -> Result<(), ImportError> {
     let mut input = std::io::BufReader::new(input);
     let first = super::first_byte(&mut input)?;
     if first != Some(b'[') {
@@ -84,7 +81,10 @@ chatcmpl-3,acompletion,hashed,abc,30,20,10,2026-11-02 09:16:00.000,2026-11-02 09
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].key, "litellm:chatcmpl-1");
         let r = &rows[0].record;
-        assert_eq!((r.day.as_str(), r.model.as_str(), r.feature.as_str(), r.project.as_str()), ("2026-11-02", "gpt-4o-mini", "support-bot", "team-a"));
+        assert_eq!(
+            (r.day.as_str(), r.model.as_str(), r.feature.as_str(), r.project.as_str()),
+            ("2026-11-02", "gpt-4o-mini", "support-bot", "team-a")
+        );
         assert_eq!((r.input_tokens, r.output_tokens, r.requests, r.cost), (1000, 500, 1, Some(Money(3_750))));
         assert_eq!(rows[1].record.cost, Some(Money(15)));
         assert_eq!(bad.len(), 1);

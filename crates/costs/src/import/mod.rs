@@ -202,8 +202,7 @@ pub fn decompressed<R: std::io::Read + Send + 'static>(
 ) -> Box<dyn std::io::Read + Send> {
     let compressed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let raw = Counted { inner: input, count: compressed.clone(), max: max_compressed };
-    let inner: Box<dyn std::io::Read + Send> =
-        if gzipped { Box::new(flate2::read::GzDecoder::new(raw)) } else { Box::new(raw) };
+    let inner: Box<dyn std::io::Read + Send> = if gzipped { Box::new(flate2::read::GzDecoder::new(raw)) } else { Box::new(raw) };
     Box::new(Decompressed { inner, compressed, produced: 0, gzipped })
 }
 
@@ -471,7 +470,10 @@ pub fn check_row(r: &ImportRow, (first, last): (i64, i64)) -> Result<(), String>
     ];
     for (name, n) in counts {
         if n > limits::MAX_ROW_COUNT {
-            return Err(format!("`{name}` is above the ceiling of {} per row: {n}", crate::group_thousands(limits::MAX_ROW_COUNT)));
+            return Err(format!(
+                "`{name}` is above the ceiling of {} per row: {n}",
+                crate::group_thousands(limits::MAX_ROW_COUNT)
+            ));
         }
     }
     if let Some(cost) = u.cost {

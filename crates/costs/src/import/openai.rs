@@ -5,8 +5,8 @@
 use serde::Deserialize;
 
 use super::{ImportError, ImportRow, Sink};
-use crate::limits::MAX_JSON_DOCUMENT_BYTES;
 use crate::date::format_day;
+use crate::limits::MAX_JSON_DOCUMENT_BYTES;
 use crate::records::UsageRecord;
 
 #[derive(Deserialize)]
@@ -43,10 +43,7 @@ struct Completions {
     batch: Option<bool>,
 }
 
-pub(super) fn read(
-    input: impl std::io::Read,
-    out: &mut Sink,
-) -> Result<(), ImportError> {
+pub(super) fn read(input: impl std::io::Read, out: &mut Sink) -> Result<(), ImportError> {
     // A page holds a month of daily buckets at most: a few KiB. It is parsed whole, so
     // its size is bounded.
     let mut text = Vec::new();
@@ -58,8 +55,8 @@ pub(super) fn read(
             MAX_JSON_DOCUMENT_BYTES / (1024 * 1024)
         )));
     }
-    let page: Page = serde_json::from_slice(&text)
-        .map_err(|e| ImportError::Unreadable(format!("not an OpenAI usage page: {e}")))?;
+    let page: Page =
+        serde_json::from_slice(&text).map_err(|e| ImportError::Unreadable(format!("not an OpenAI usage page: {e}")))?;
     drop(text);
     for (b, bucket) in page.data.iter().enumerate() {
         let day = format_day(bucket.start_time.div_euclid(86_400));

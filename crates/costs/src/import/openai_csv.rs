@@ -21,18 +21,12 @@ use crate::date::{format_day, parse_day};
 use crate::records::UsageRecord;
 
 /// Reads the usage export.
-pub(super) fn read_usage(
-    input: impl std::io::Read,
-    out: &mut Sink,
-) -> Result<(), ImportError> {
+pub(super) fn read_usage(input: impl std::io::Read, out: &mut Sink) -> Result<(), ImportError> {
     each_row(input, &["model", "num_model_requests"], usage_row, out)
 }
 
 /// Reads the cost export.
-pub(super) fn read_costs(
-    input: impl std::io::Read,
-    out: &mut Sink,
-) -> Result<(), ImportError> {
+pub(super) fn read_costs(input: impl std::io::Read, out: &mut Sink) -> Result<(), ImportError> {
     each_row(input, &["amount_value"], cost_row, out)
 }
 
@@ -51,11 +45,8 @@ fn each_row(
     let headers = reader
         .headers()
         .map_err(|e| ImportError::of_csv(e).unwrap_or_else(|e| ImportError::Unreadable(format!("no CSV header: {e}"))))?;
-    let columns: HashMap<String, usize> = headers
-        .iter()
-        .enumerate()
-        .map(|(i, h)| (h.trim_start_matches('\u{feff}').trim().to_ascii_lowercase(), i))
-        .collect();
+    let columns: HashMap<String, usize> =
+        headers.iter().enumerate().map(|(i, h)| (h.trim_start_matches('\u{feff}').trim().to_ascii_lowercase(), i)).collect();
     for name in required.iter().chain(&["start_time"]) {
         if !columns.contains_key(*name) {
             return Err(ImportError::Unreadable(format!("the header has no `{name}` column")));

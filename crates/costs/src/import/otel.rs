@@ -17,10 +17,7 @@ use super::{json_documents, ImportError, ImportRow, JsonDoc, Sink};
 use crate::date::format_day;
 use crate::records::UsageRecord;
 
-pub(super) fn read(
-    input: impl std::io::Read,
-    out: &mut Sink,
-) -> Result<(), ImportError> {
+pub(super) fn read(input: impl std::io::Read, out: &mut Sink) -> Result<(), ImportError> {
     // One export request, or one per line (JSON Lines).
     json_documents(input, "OTLP JSON", out, &mut |doc, out| {
         let (line, doc) = match doc {
@@ -33,12 +30,13 @@ pub(super) fn read(
                 )))
             }
         };
-        let resource_spans = doc["resourceSpans"].as_array().ok_or_else(|| {
-            ImportError::Unreadable(format!("line {line}: no `resourceSpans` (not an OTLP trace export)"))
-        })?;
+        let resource_spans = doc["resourceSpans"]
+            .as_array()
+            .ok_or_else(|| ImportError::Unreadable(format!("line {line}: no `resourceSpans` (not an OTLP trace export)")))?;
         for rs in resource_spans {
             let resource = attributes(&rs["resource"]["attributes"]);
-            let spans = rs["scopeSpans"].as_array().into_iter().flatten().flat_map(|ss| ss["spans"].as_array().into_iter().flatten());
+            let spans =
+                rs["scopeSpans"].as_array().into_iter().flatten().flat_map(|ss| ss["spans"].as_array().into_iter().flatten());
             for span in spans {
                 match span_row(span, &resource) {
                     Ok(Some(r)) => out.row(line, "", r),
@@ -72,7 +70,9 @@ fn span_row(span: &Value, resource: &[(String, Value)]) -> Result<Option<ImportR
     let count = |keys: &[&str]| -> Result<Option<u64>, String> {
         match get(keys) {
             None => Ok(None),
-            Some(Value::String(s)) => s.parse().map(Some).map_err(|_| format!("`{}` is not a count: `{}`", keys[0], super::clip(&s))),
+            Some(Value::String(s)) => {
+                s.parse().map(Some).map_err(|_| format!("`{}` is not a count: `{}`", keys[0], super::clip(&s)))
+            }
             Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| format!("`{}` is not a count: `{n}`", keys[0])),
             Some(other) => Err(format!("`{}` is not a count: `{other}`", keys[0])),
         }
@@ -162,8 +162,14 @@ mod tests {
 
     #[test]
     fn json_lines_of_export_requests_are_accepted() {
-        let a = doc(&[span("a", r#"{"key":"gen_ai.request.model","value":{"stringValue":"gpt-4o-mini"}},{"key":"gen_ai.usage.prompt_tokens","value":{"intValue":10}}"#)]);
-        let b = doc(&[span("b", r#"{"key":"gen_ai.request.model","value":{"stringValue":"gpt-4o-mini"}},{"key":"gen_ai.usage.output_tokens","value":{"intValue":"3"}}"#)]);
+        let a = doc(&[span(
+            "a",
+            r#"{"key":"gen_ai.request.model","value":{"stringValue":"gpt-4o-mini"}},{"key":"gen_ai.usage.prompt_tokens","value":{"intValue":10}}"#,
+        )]);
+        let b = doc(&[span(
+            "b",
+            r#"{"key":"gen_ai.request.model","value":{"stringValue":"gpt-4o-mini"}},{"key":"gen_ai.usage.output_tokens","value":{"intValue":"3"}}"#,
+        )]);
         let (mut rows, mut bad) = (Vec::new(), Vec::new());
         import(Format::OtelSpansJson, format!("{a}\n{b}\n").as_bytes(), |r| rows.push(r), |r| bad.push(r)).unwrap();
         assert_eq!(rows.len(), 2, "{bad:?}");

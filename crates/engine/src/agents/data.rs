@@ -28,9 +28,8 @@ impl Agent for DataAgent {
             ),
         )
         .await;
-        let summary = sink
-            .call_tool(ctx, AgentName::Data, "query_usage", json!({ "group_by": ["model", "feature", "day"] }))
-            .await?;
+        let summary =
+            sink.call_tool(ctx, AgentName::Data, "query_usage", json!({ "group_by": ["model", "feature", "day"] })).await?;
         let signals = sink.call_tool(ctx, AgentName::Data, "detect_anomalies", json!({ "method": "median_mad" })).await?;
         let spikes = signals["anomalies"].as_array().map_or(0, Vec::len);
         let top = summary.get("by_model").and_then(|m| m.get(0)).cloned().unwrap_or_default();

@@ -127,10 +127,12 @@ impl ModelWriter {
         if let Some(why) = failure {
             let who = format!("{} model {}", self.provider.system(), self.provider.model());
             let rest = if out.text.is_empty() {
-                sink.thinking(AgentName::Report, format!("The {who} failed ({why}); the built-in writer writes the report.")).await;
+                sink.thinking(AgentName::Report, format!("The {who} failed ({why}); the built-in writer writes the report."))
+                    .await;
                 computed.to_owned()
             } else {
-                sink.thinking(AgentName::Report, format!("The {who} failed ({why}); the built-in writer completes the report.")).await;
+                sink.thinking(AgentName::Report, format!("The {who} failed ({why}); the built-in writer completes the report."))
+                    .await;
                 format!("\n\n{computed}")
             };
             for piece in chunks(&rest, CHUNK) {
@@ -194,7 +196,10 @@ impl ModelWriter {
                     }
                     StreamEvent::ToolCall(call) => calls.push(call),
                     StreamEvent::Queued { ahead } => {
-                        let text = format!("The {} model is busy with {ahead} other request(s); waiting for it.", self.provider.system());
+                        let text = format!(
+                            "The {} model is busy with {ahead} other request(s); waiting for it.",
+                            self.provider.system()
+                        );
                         sink.thinking(AgentName::Report, text).await;
                     }
                     StreamEvent::Done { usage, .. } => {

@@ -19,10 +19,8 @@ impl Agent for OptimizationAgent {
     }
 
     async fn run(&self, ctx: &RunContext, sink: &EventSink, pad: &Scratchpad) -> Result<AgentOutput, AgentError> {
-        let features = pad
-            .get(AgentName::Data)
-            .and_then(|d| d.get("by_feature").and_then(Value::as_array).map(Vec::len))
-            .unwrap_or(0);
+        let features =
+            pad.get(AgentName::Data).and_then(|d| d.get("by_feature").and_then(Value::as_array).map(Vec::len)).unwrap_or(0);
         sink.thinking(
             AgentName::Optimization,
             format!(
@@ -53,7 +51,8 @@ impl Agent for OptimizationAgent {
                 .collect::<Vec<Value>>(),
         });
         if let Some(w) = what_if {
-            result["what_if"] = json!({ "to_model": w["to_model"], "feature": w["feature"], "monthly_change": w["monthly_change"] });
+            result["what_if"] =
+                json!({ "to_model": w["to_model"], "feature": w["feature"], "monthly_change": w["monthly_change"] });
             savings["what_if"] = w;
         }
         Ok(AgentOutput {

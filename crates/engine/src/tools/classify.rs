@@ -51,11 +51,8 @@ pub fn classify(text: &str, features: &[String], is_model: impl Fn(&str) -> bool
     if intent == "off_topic" && (feature.is_some() || target_model.is_some()) {
         intent = "cost_analysis";
     }
-    let focus = if feature.is_some() || ["feature", "team", "project"].iter().any(|w| lower.contains(w)) {
-        "feature"
-    } else {
-        "model"
-    };
+    let focus =
+        if feature.is_some() || ["feature", "team", "project"].iter().any(|w| lower.contains(w)) { "feature" } else { "model" };
     Triage { intent, focus, matched: best.1, feature, target_model }
 }
 

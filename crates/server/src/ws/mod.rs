@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use axum::extract::{Query, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap};
-use axum::Extension;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Extension;
 use axum::Router;
 use serde::Deserialize;
 

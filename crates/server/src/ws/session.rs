@@ -188,7 +188,8 @@ impl Session {
             Ok(frame) => frame,
             Err(e) => {
                 received("invalid");
-                let frame = ServerFrame::Error { code: e.code, message: e.message, run_id: None, client_message_id: e.client_message_id };
+                let frame =
+                    ServerFrame::Error { code: e.code, message: e.message, run_id: None, client_message_id: e.client_message_id };
                 return self.send(frame).await;
             }
         };
@@ -267,11 +268,9 @@ impl Session {
 
 fn start_error(e: StartError) -> (ErrorCode, String, Option<RunId>) {
     match e {
-        StartError::ThreadBusy(run) => (
-            ErrorCode::ThreadBusy,
-            "this thread has an active run; wait for it to finish or stop it".into(),
-            run,
-        ),
+        StartError::ThreadBusy(run) => {
+            (ErrorCode::ThreadBusy, "this thread has an active run; wait for it to finish or stop it".into(), run)
+        }
         StartError::NotFound => (ErrorCode::NotFound, "no such thread or run".into(), None),
         StartError::ShuttingDown => (ErrorCode::ShuttingDown, "the server is restarting; retry shortly".into(), None),
         StartError::StorageUnavailable => (
@@ -279,11 +278,9 @@ fn start_error(e: StartError) -> (ErrorCode, String, Option<RunId>) {
             "the message could not be saved because storage is failing; it was not accepted, retry later".into(),
             None,
         ),
-        StartError::TooManyRuns(limit) => (
-            ErrorCode::TooManyRuns,
-            format!("you already have {limit} runs in flight; wait for one to finish"),
-            None,
-        ),
+        StartError::TooManyRuns(limit) => {
+            (ErrorCode::TooManyRuns, format!("you already have {limit} runs in flight; wait for one to finish"), None)
+        }
         StartError::Store(detail) => {
             tracing::error!(error = %detail, "storage failed while handling a frame");
             (ErrorCode::Internal, "the request could not be saved; retry".into(), None)
@@ -321,11 +318,7 @@ enum WriterEnd {
 }
 
 /// Owns the socket's write half. Queued frames are fed together and flushed once.
-async fn write_loop(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Outbound>,
-    timeout: Duration,
-) -> WriterEnd {
+async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Outbound>, timeout: Duration) -> WriterEnd {
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
         while let Some(item) = next.take().or_else(|| rx.try_recv().ok()) {

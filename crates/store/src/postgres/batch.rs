@@ -36,12 +36,11 @@ async fn earlier_messages(
     if ids.is_empty() {
         return Ok(found);
     }
-    let rows = sqlx::query(
-        "SELECT user_id, client_message_id, id, thread_id, run_id FROM messages WHERE client_message_id = ANY($1)",
-    )
-    .bind(&ids)
-    .fetch_all(&mut **tx)
-    .await?;
+    let rows =
+        sqlx::query("SELECT user_id, client_message_id, id, thread_id, run_id FROM messages WHERE client_message_id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut **tx)
+            .await?;
     for row in rows {
         let run: Option<String> = row.get(4);
         let begun = BegunRun {
@@ -151,7 +150,11 @@ pub(super) async fn insert_usage(
             .map(|r| {
                 let hash = r.request_hash.as_str();
                 let repeat = !hash.is_empty() && !seen.insert(hash.to_owned());
-                if repeat { r.record.requests as i64 } else { 0 }
+                if repeat {
+                    r.record.requests as i64
+                } else {
+                    0
+                }
             })
             .collect();
         let new: i64 = sqlx::query_scalar(
@@ -216,11 +219,7 @@ pub(super) async fn insert_usage(
 }
 
 /// The request hashes among `rows` that this user has already stored.
-async fn known_hashes(
-    tx: &mut Transaction<'_, Postgres>,
-    user_id: &str,
-    rows: &[ImportRow],
-) -> StoreResult<HashSet<String>> {
+async fn known_hashes(tx: &mut Transaction<'_, Postgres>, user_id: &str, rows: &[ImportRow]) -> StoreResult<HashSet<String>> {
     let hashes: Vec<&str> =
         rows.iter().map(|r| r.request_hash.as_str()).filter(|h| !h.is_empty()).collect::<HashSet<_>>().into_iter().collect();
     if hashes.is_empty() {

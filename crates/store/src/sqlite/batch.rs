@@ -7,8 +7,8 @@ use apex_costs::import::ImportRow;
 use apex_protocol::{MessageId, RunId, ThreadId};
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
-use crate::model::{decide_begins, title_from, BeginOutcome, BegunRun, NewRun, RunFinish, Write};
 use super::parse_id;
+use crate::model::{decide_begins, title_from, BeginOutcome, BegunRun, NewRun, RunFinish, Write};
 use crate::StoreResult;
 
 /// Rows per multi-row statement (at most 4 parameters each: far below SQLite's limit).
@@ -121,9 +121,8 @@ async fn insert_accepted(tx: &mut Transaction<'_, Sqlite>, accepted: &[&NewRun])
     });
     q.build().execute(&mut **tx).await?;
 
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO runs (id, user_id, thread_id, user_message_id, status, created_at, owner) ",
-    );
+    let mut q =
+        QueryBuilder::<Sqlite>::new("INSERT INTO runs (id, user_id, thread_id, user_message_id, status, created_at, owner) ");
     q.push_values(accepted, |mut row, b| {
         row.push_bind(b.run_id.to_string())
             .push_bind(b.user_id.as_str())
@@ -136,7 +135,6 @@ async fn insert_accepted(tx: &mut Transaction<'_, Sqlite>, accepted: &[&NewRun])
     q.build().execute(&mut **tx).await?;
     Ok(())
 }
-
 
 /// Adds usage rows, skipping keys already stored, and adds the new ones to the daily
 /// sums; returns how many were new.
@@ -183,11 +181,7 @@ pub(super) async fn insert_usage(
         }
     }
     let new = chunk.not_stored(tx, distinct).await?;
-    let repeats = if new.iter().any(|&i| !rows[i].request_hash.is_empty()) {
-        chunk.repeats(tx, &new).await?
-    } else {
-        no_repeats
-    };
+    let repeats = if new.iter().any(|&i| !rows[i].request_hash.is_empty()) { chunk.repeats(tx, &new).await? } else { no_repeats };
     let (inserted, sums) = chunk.insert(tx, &new, &repeats).await?;
     chunk.add_daily_sums(tx, &sums).await?;
     Ok(inserted)
@@ -219,11 +213,7 @@ impl<'a> Chunk<'a> {
         Ok((inserted, sums))
     }
 
-    async fn add_daily_sums(
-        &self,
-        tx: &mut Transaction<'_, Sqlite>,
-        sums: &[(DailyKey<'a>, DailySums)],
-    ) -> StoreResult<()> {
+    async fn add_daily_sums(&self, tx: &mut Transaction<'_, Sqlite>, sums: &[(DailyKey<'a>, DailySums)]) -> StoreResult<()> {
         execute_pipelined(tx, pieces(sums).map(|piece| self.upsert_daily(piece))).await?;
         Ok(())
     }
@@ -287,9 +277,7 @@ impl<'a> Chunk<'a> {
             ];
             match groups.last_mut() {
                 // Sums past 2^63 tokens mean nothing; they stop there rather than wrap.
-                Some((last, sums)) if *last == key => {
-                    sums.iter_mut().zip(add).for_each(|(sum, n)| *sum = sum.saturating_add(n))
-                }
+                Some((last, sums)) if *last == key => sums.iter_mut().zip(add).for_each(|(sum, n)| *sum = sum.saturating_add(n)),
                 _ => groups.push((key, add)),
             }
         }
@@ -522,10 +510,8 @@ macro_rules! upsert_daily {
 }
 
 /// Adding to the daily sums.
-static UPSERT_DAILY: Sized = upsert_daily!(
-    "coalesce(column12, ''), coalesce(column13, ''), coalesce(column14, ''), column15, column16, column17",
-    17
-);
+static UPSERT_DAILY: Sized =
+    upsert_daily!("coalesce(column12, ''), coalesce(column13, ''), coalesce(column14, ''), column15, column16, column17", 17);
 
 /// The narrow form, for groups without tags, cache-write and reasoning tokens or repeats.
 static UPSERT_DAILY_NARROW: Sized = upsert_daily!("'', '', '', 0, 0, 0", 11);
@@ -645,4 +631,3 @@ async fn finish_runs(tx: &mut Transaction<'_, Sqlite>, finished: &[&RunFinish]) 
     }
     Ok(())
 }
-

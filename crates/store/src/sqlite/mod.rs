@@ -51,11 +51,7 @@ impl SqliteStore {
             // import's inserts run in (a few MiB per chunk, gone at its end) was otherwise
             // written to a file, half of all the writes of an import.
             .connect_with(
-                options
-                    .clone()
-                    .pragma("wal_autocheckpoint", "4000")
-                    .pragma("cache_size", "-8192")
-                    .pragma("temp_store", "MEMORY"),
+                options.clone().pragma("wal_autocheckpoint", "4000").pragma("cache_size", "-8192").pragma("temp_store", "MEMORY"),
             )
             .await?;
         MIGRATOR.run(&writer).await?;
