@@ -813,7 +813,7 @@ pub(crate) struct CsvRows<R> {
     input: Box<[u8]>,
     at: usize,
     filled: usize,
-    state: Quote,
+    state: Scan,
     /// Bytes of the current record so far.
     len: usize,
     /// Skipping the rest of a cut record: the newlines seen in it.
@@ -823,13 +823,13 @@ pub(crate) struct CsvRows<R> {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Quote {
+enum Scan {
     /// At the start of a field.
     FieldStart,
     Unquoted,
     Quoted,
     /// A quote inside a quoted field: it ends the field, or starts `""`.
-    QuoteInQuoted,
+    AfterQuote,
 }
 
 impl<R: std::io::Read> CsvRows<R> {
@@ -839,7 +839,7 @@ impl<R: std::io::Read> CsvRows<R> {
             input: vec![0; 64 * 1024].into_boxed_slice(),
             at: 0,
             filled: 0,
-            state: Quote::FieldStart,
+            state: Scan::FieldStart,
             len: 0,
             cut: None,
             pending: std::collections::VecDeque::new(),
@@ -849,12 +849,12 @@ impl<R: std::io::Read> CsvRows<R> {
     /// Moves the quote state past `b`; true when `b` ends the record.
     fn step(&mut self, b: u8) -> bool {
         let (next, ends) = match (self.state, b) {
-            (Quote::Quoted, b'"') => (Quote::QuoteInQuoted, false),
-            (Quote::Quoted, _) => (Quote::Quoted, false),
-            (Quote::FieldStart | Quote::QuoteInQuoted, b'"') => (Quote::Quoted, false),
-            (_, b',') => (Quote::FieldStart, false),
-            (_, b'\n' | b'\r') => (Quote::FieldStart, true),
-            (_, _) => (Quote::Unquoted, false),
+            (Scan::Quoted, b'"') => (Scan::AfterQuote, false),
+            (Scan::Quoted, _) => (Scan::Quoted, false),
+            (Scan::FieldStart | Scan::AfterQuote, b'"') => (Scan::Quoted, false),
+            (_, b',') => (Scan::FieldStart, false),
+            (_, b'\n' | b'\r') => (Scan::FieldStart, true),
+            (_, _) => (Scan::Unquoted, false),
         };
         self.state = next;
         ends
@@ -903,7 +903,7 @@ impl<R: std::io::Read> std::io::Read for CsvRows<R> {
                 self.len += 1;
                 if self.len > limits::MAX_ROW_BYTES {
                     self.pending.extend(CUT_MARK.as_bytes());
-                    if self.state == Quote::Quoted {
+                    if self.state == Scan::Quoted {
                         self.pending.push_back(b'"');
                     }
                     self.cut = Some(usize::from(b == b'\n'));
