@@ -17,8 +17,8 @@ use serde_json::{json, Value};
 async fn instance(schema: &TempSchema, redis: &str, tool_delay_ms: u64) -> TestApp {
     let layer = Layer {
         demo_mode: Some(false),
-        database_url: Some(schema.url.clone()),
-        redis_url: Some(redis.to_owned()),
+        database_url: Some(schema.url.clone().into()),
+        redis_url: Some(redis.to_owned().into()),
         tool_delay_ms: Some(tool_delay_ms),
         ..Default::default()
     };
@@ -292,8 +292,8 @@ async fn a_killed_instance_loses_its_runs_to_a_live_one_and_a_restart_spares_liv
     let redis = shared_redis();
     let layer = Layer {
         demo_mode: Some(false),
-        database_url: Some(schema.url.clone()),
-        redis_url: Some(redis.clone()),
+        database_url: Some(schema.url.clone().into()),
+        redis_url: Some(redis.clone().into()),
         instance_lease_secs: Some(1.0),
         ..Default::default()
     };
@@ -405,8 +405,8 @@ async fn a_users_runs_in_flight_are_capped_across_the_deployment() {
     let redis = shared_redis();
     let capped = |tool_delay_ms| Layer {
         demo_mode: Some(false),
-        database_url: Some(schema.url.clone()),
-        redis_url: Some(redis.clone()),
+        database_url: Some(schema.url.clone().into()),
+        redis_url: Some(redis.clone().into()),
         tool_delay_ms: Some(tool_delay_ms),
         max_runs_per_user: Some(2),
         ..Default::default()

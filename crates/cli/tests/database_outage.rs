@@ -25,8 +25,12 @@ async fn a_database_outage_delays_runs_and_messages_but_loses_nothing() {
     let proxy = CuttingProxy::start(upstream).await;
     let through_proxy = schema.url.replacen(&upstream.to_string(), &proxy.addr.to_string(), 1);
     assert_ne!(through_proxy, schema.url, "the store talks to the proxy");
-    let layer =
-        Layer { demo_mode: Some(false), database_url: Some(through_proxy), tool_delay_ms: Some(150), ..Default::default() };
+    let layer = Layer {
+        demo_mode: Some(false),
+        database_url: Some(through_proxy.into()),
+        tool_delay_ms: Some(150),
+        ..Default::default()
+    };
     let app = spawn_with(layer, |s| s).await;
     let token = app.token("alice");
     app.import_fixture(&token).await;
@@ -82,7 +86,7 @@ async fn an_instance_started_while_the_database_is_down_serves_once_it_is_up() {
     proxy.down();
     let layer = Layer {
         demo_mode: Some(false),
-        database_url: Some(schema.url.replacen(&upstream.to_string(), &proxy.addr.to_string(), 1)),
+        database_url: Some(schema.url.replacen(&upstream.to_string(), &proxy.addr.to_string(), 1).into()),
         ..Default::default()
     };
     // Starts (and is live) without its database: never hangs, never exits.

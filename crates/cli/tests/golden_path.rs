@@ -158,7 +158,7 @@ async fn health_endpoints_report_components() {
 async fn postgres_golden_path_and_its_history_survive_a_restart() {
     let schema = apex_store::testing::TempSchema::create().await;
     let on_postgres =
-        || apex_server::Layer { demo_mode: Some(false), database_url: Some(schema.url.clone()), ..Default::default() };
+        || apex_server::Layer { demo_mode: Some(false), database_url: Some(schema.url.clone().into()), ..Default::default() };
     let mut app = spawn_with(on_postgres(), |s| s).await;
     let token = app.token("dana");
     app.import_fixture(&token).await;

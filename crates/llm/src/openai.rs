@@ -16,7 +16,8 @@ use crate::{
 pub struct OpenAiConfig {
     /// Up to and including the API version, e.g. `https://api.openai.com/v1`.
     pub base_url: String,
-    pub api_key: Option<String>,
+    /// Sent as the bearer token; never printed (`Debug` shows it redacted).
+    pub api_key: Option<secrecy::SecretString>,
     pub model: String,
     pub connect_timeout: Duration,
     /// How long to wait for the response headers, and then for each next piece of the stream.
@@ -75,7 +76,7 @@ impl OpenAi {
     async fn send(&self, body: &Value) -> Result<reqwest::Response, LlmError> {
         let mut request = self.http.post(&self.url).json(body);
         if let Some(key) = &self.config.api_key {
-            request = request.bearer_auth(key);
+            request = request.bearer_auth(secrecy::ExposeSecret::expose_secret(key));
         }
         let timeout = self.config.read_timeout;
         let response = match tokio::time::timeout(timeout, request.send()).await {

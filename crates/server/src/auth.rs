@@ -18,6 +18,7 @@ use apex_protocol::{now_ms, DEMO_USER_PREFIX, JWT_SUBPROTOCOL_PREFIX};
 use axum::http::{header, HeaderMap};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::Rng;
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::settings::Settings;
@@ -246,6 +247,7 @@ fn demo_user_id() -> String {
 
 fn resolve_secret(settings: &Settings) -> Result<Vec<u8>, KeyError> {
     if let Some(secret) = &settings.jwt_secret {
+        let secret = secret.expose_secret();
         if secret.len() < 16 {
             return Err(KeyError("APEX_JWT_SECRET must be at least 16 bytes".into()));
         }

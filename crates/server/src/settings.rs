@@ -4,30 +4,31 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use secrecy::SecretString;
 use serde::Deserialize;
 
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub bind: SocketAddr,
     pub data_dir: PathBuf,
-    pub database_url: String,
+    pub database_url: Dsn,
     /// Connections in the PostgreSQL pool.
     pub db_max_connections: u32,
     /// PostgreSQL cancels any statement running longer than this.
     pub db_statement_timeout: Duration,
-    pub redis_url: Option<String>,
+    pub redis_url: Option<Dsn>,
     /// An instance silent for this long loses its runs to the others (as interrupted).
     pub instance_lease: Duration,
     pub demo_mode: bool,
     pub env: String,
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<SecretString>,
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
     /// Who writes the answer: `builtin`, `openai` or `local`.
     pub llm: String,
     /// An OpenAI-compatible endpoint, up to the API version (`…/v1`).
     pub openai_base_url: String,
-    pub openai_api_key: Option<String>,
+    pub openai_api_key: Option<SecretString>,
     /// The model to ask (`openai`); defaults to `gpt-4o-mini`.
     pub llm_model: Option<String>,
     /// The GGUF file of the local model (`local`); defaults to the one `apex models pull` fetches.
@@ -78,19 +79,19 @@ pub struct Settings {
 pub struct Layer {
     pub bind: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
-    pub database_url: Option<String>,
+    pub database_url: Option<Dsn>,
     pub db_max_connections: Option<u32>,
     pub db_statement_timeout_secs: Option<f64>,
-    pub redis_url: Option<String>,
+    pub redis_url: Option<Dsn>,
     pub instance_lease_secs: Option<f64>,
     pub demo_mode: Option<bool>,
     pub env: Option<String>,
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<SecretString>,
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
     pub llm: Option<String>,
     pub openai_base_url: Option<String>,
-    pub openai_api_key: Option<String>,
+    pub openai_api_key: Option<SecretString>,
     pub llm_model: Option<String>,
     pub llm_model_path: Option<PathBuf>,
     pub llm_timeout_secs: Option<f64>,
@@ -116,6 +117,46 @@ pub struct Layer {
     pub prices_file: Option<PathBuf>,
 }
 
+/// A database or Redis URL. It may hold a password (`postgres://apex:PASSWORD@db/apex`),
+/// so its `Debug` form masks one; the URL itself is what `Deref` gives.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Dsn(pub String);
+
+impl std::ops::Deref for Dsn {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Dsn {
+    fn from(url: String) -> Self {
+        Self(url)
+    }
+}
+
+impl From<&str> for Dsn {
+    fn from(url: &str) -> Self {
+        Self(url.to_owned())
+    }
+}
+
+impl std::fmt::Debug for Dsn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `scheme://user:password@host…`: the password is what sits between the first `:`
+        // after the scheme and the last `@` of the authority.
+        let url = &self.0;
+        let masked = url.split_once("://").and_then(|(scheme, rest)| {
+            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let (userinfo, host) = rest[..authority_end].rsplit_once('@')?;
+            let user = userinfo.split_once(':').map(|(user, _)| user)?;
+            Some(format!("{scheme}://{user}:[redacted]@{host}{}", &rest[authority_end..]))
+        });
+        write!(f, "{:?}", masked.as_deref().unwrap_or(url))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {0}: {1}")]
@@ -133,7 +174,7 @@ impl Default for Settings {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./apex-data"),
-            database_url: String::new(),
+            database_url: Dsn::default(),
             db_max_connections: 16,
             db_statement_timeout: Duration::from_secs(30),
             redis_url: None,
@@ -269,7 +310,7 @@ impl Settings {
             self.demo_mode = false;
         }
         if self.database_url.is_empty() {
-            self.database_url = format!("sqlite://{}", self.data_dir.join("apex.db").display());
+            self.database_url = Dsn(format!("sqlite://{}", self.data_dir.join("apex.db").display()));
         }
         if !matches!(self.llm.as_str(), "builtin" | "openai" | "local") {
             return Err(ConfigError::Invalid(format!("APEX_LLM={} is unknown: use builtin, openai or local", self.llm)));
@@ -337,19 +378,19 @@ impl Layer {
         Ok(Layer {
             bind: parse("APEX_BIND", get("APEX_BIND"))?,
             data_dir: get("APEX_DATA_DIR").map(PathBuf::from),
-            database_url: get("DATABASE_URL"),
+            database_url: get("DATABASE_URL").map(Dsn),
             db_max_connections: parse("APEX_DB_MAX_CONNECTIONS", get("APEX_DB_MAX_CONNECTIONS"))?,
             db_statement_timeout_secs: parse("APEX_DB_STATEMENT_TIMEOUT_SECS", get("APEX_DB_STATEMENT_TIMEOUT_SECS"))?,
-            redis_url: get("REDIS_URL").filter(|s| !s.is_empty()),
+            redis_url: get("REDIS_URL").filter(|s| !s.is_empty()).map(Dsn),
             instance_lease_secs: parse("APEX_INSTANCE_LEASE_SECS", get("APEX_INSTANCE_LEASE_SECS"))?,
             demo_mode: flag("DEMO_MODE")?,
             env: get("APEX_ENV"),
-            jwt_secret: get("APEX_JWT_SECRET").filter(|s| !s.is_empty()),
+            jwt_secret: get("APEX_JWT_SECRET").filter(|s| !s.is_empty()).map(SecretString::from),
             jwt_issuer: get("APEX_JWT_ISSUER"),
             jwt_audience: get("APEX_JWT_AUDIENCE"),
             llm: get("APEX_LLM").filter(|s| !s.is_empty()),
             openai_base_url: get("OPENAI_BASE_URL").filter(|s| !s.is_empty()),
-            openai_api_key: get("OPENAI_API_KEY").filter(|s| !s.is_empty()),
+            openai_api_key: get("OPENAI_API_KEY").filter(|s| !s.is_empty()).map(SecretString::from),
             llm_model: get("APEX_LLM_MODEL").filter(|s| !s.is_empty()),
             llm_model_path: get("APEX_LLM_MODEL_PATH").filter(|s| !s.is_empty()).map(PathBuf::from),
             llm_timeout_secs: parse("APEX_LLM_TIMEOUT_SECS", get("APEX_LLM_TIMEOUT_SECS"))?,
@@ -395,6 +436,31 @@ mod tests {
         assert_eq!(s.run_timeout, Duration::from_secs(5));
         assert!(!s.demo_mode);
         assert!(s.database_url.starts_with("sqlite://") && s.database_url.ends_with("apex.db"));
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output() {
+        let env = Layer::from_env(|k| match k {
+            "APEX_JWT_SECRET" => Some("jwt-secret-value-0123456789".into()),
+            "OPENAI_API_KEY" => Some("sk-api-key-value".into()),
+            "DATABASE_URL" => Some("postgres://apex:db-password-value@db.internal:5432/apex?sslmode=require".into()),
+            "REDIS_URL" => Some("redis://:redis-password-value@cache.internal:6379/0".into()),
+            _ => None,
+        })
+        .unwrap();
+        let file: Layer = toml::from_str("jwt_secret = \"file-secret-value-0123456789\"").unwrap();
+        let printed = format!("{env:?} {file:?} {:?}", Settings::resolve([file.clone(), env.clone()]).unwrap());
+        for secret in ["jwt-secret-value", "file-secret-value", "sk-api-key-value", "db-password-value", "redis-password-value"] {
+            assert!(!printed.contains(secret), "{secret} printed: {printed}");
+        }
+        // What is not secret stays readable.
+        assert!(printed.contains("postgres://apex:[redacted]@db.internal:5432/apex?sslmode=require"), "{printed}");
+        assert!(printed.contains("redis://:[redacted]@cache.internal:6379/0"), "{printed}");
+        // And the values themselves are intact.
+        let s = Settings::resolve([env]).unwrap();
+        assert_eq!(&*s.database_url, "postgres://apex:db-password-value@db.internal:5432/apex?sslmode=require");
+        assert_eq!(s.jwt_secret.as_ref().map(secrecy::ExposeSecret::expose_secret), Some("jwt-secret-value-0123456789"));
+        assert_eq!(format!("{:?}", Dsn::from("sqlite:///tmp/a@b/apex.db")), "\"sqlite:///tmp/a@b/apex.db\"");
     }
 
     #[test]
