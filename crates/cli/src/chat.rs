@@ -2,8 +2,8 @@
 //!
 //! Read top to bottom: the arguments, [`run`] (connect, reconnect with backoff), the
 //! [`Chat`] state machine that one connection at a time drives, the [`Renderer`] that turns
-//! events into lines, and the connection helpers ([`connect`], [`decode`]) that `apex bench`
-//! shares.
+//! events into lines. Connecting and decoding frames is `apex_client`'s (shared with
+//! `apex bench` and `apex readiness`).
 //!
 //! Reconnecting never duplicates or drops text: the client remembers the last `seq` it
 //! printed for the active run, asks the new connection to `resume` after it, and prints
@@ -15,17 +15,15 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use apex_protocol::{close, EventKind, RunEvent, RunId, ServerFrame, ThreadId};
+use apex_client::{connect, decode, error_chain, Incoming, WsStream};
+use apex_protocol::{close, EventKind, RunId, ServerFrame, ThreadId};
 use futures_util::{SinkExt as _, StreamExt as _};
-use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-use tokio_tungstenite::tungstenite::http::{header::AUTHORIZATION, HeaderValue, StatusCode};
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 #[derive(clap::Args, Debug)]
 pub struct ChatArgs {
@@ -110,22 +108,6 @@ fn backoff(failures: u32) -> Duration {
     let base = BACKOFF_FIRST.saturating_mul(1 << failures.saturating_sub(1).min(8)).min(BACKOFF_MAX);
     let jitter_permille = u64::from(uuid::Uuid::new_v4().as_fields().0 % 200);
     base + base.mul_f64(jitter_permille as f64 / 1000.0)
-}
-
-/// An error and its causes on one line, skipping causes that repeat their parent's text
-/// (tungstenite's I/O errors display their source inline).
-pub(crate) fn error_chain(err: &anyhow::Error) -> String {
-    let mut line = err.to_string();
-    let mut previous = line.clone();
-    for cause in err.chain().skip(1) {
-        let cause = cause.to_string();
-        if !previous.contains(&cause) {
-            line.push_str(": ");
-            line.push_str(&cause);
-        }
-        previous = cause;
-    }
-    line
 }
 
 /// Whether a failed connect will fail the same way next time (bad token, wrong path).
@@ -654,113 +636,9 @@ fn clip(s: &str, max: usize) -> Cow<'_, str> {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Connection helpers (shared with `apex bench`)
-// ---------------------------------------------------------------------------------------
-
-pub(crate) type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// Opens a WebSocket to `url`, authenticating with `Authorization: Bearer` when a token is
-/// given. Nagle is off: frames are small and latency matters more than packet count. The
-/// read buffer is 8 KiB instead of tungstenite's eager 128 KiB: our frames are small, and
-/// `apex bench` holds a thousand connections on the machine it measures.
-pub(crate) async fn connect(url: &str, token: Option<&str>) -> anyhow::Result<WsStream> {
-    let request = client_request(url, token)?;
-    let (ws, _response) = tokio_tungstenite::connect_async_with_config(request, Some(client_config()), true).await?;
-    Ok(ws)
-}
-
-/// Like [`connect`] (plain `ws://` only), over a socket whose kernel receive buffer is
-/// `receive_buffer` bytes: a client that stops reading fills it, and then the server's side,
-/// at once.
-pub(crate) async fn connect_with_receive_buffer(url: &str, token: Option<&str>, receive_buffer: u32) -> anyhow::Result<WsStream> {
-    let request = client_request(url, token)?;
-    let host = request.uri().host().context("the URL has no host")?;
-    let port = request.uri().port_u16().unwrap_or(80);
-    let addr = tokio::net::lookup_host((host, port)).await?.next().context("the host has no address")?;
-    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
-    socket.set_recv_buffer_size(receive_buffer)?;
-    let stream = socket.connect(addr).await?;
-    let (ws, _response) =
-        tokio_tungstenite::client_async_with_config(request, MaybeTlsStream::Plain(stream), Some(client_config())).await?;
-    Ok(ws)
-}
-
-fn client_request(url: &str, token: Option<&str>) -> anyhow::Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
-    let mut request = url.into_client_request().with_context(|| format!("invalid URL {url}"))?;
-    if let Some(token) = token {
-        let value = HeaderValue::from_str(&format!("Bearer {token}")).context("the token is not a valid header value")?;
-        request.headers_mut().insert(AUTHORIZATION, value);
-    }
-    Ok(request)
-}
-
-fn client_config() -> WebSocketConfig {
-    WebSocketConfig::default().read_buffer_size(8 * 1024)
-}
-
-/// One decoded server text frame.
-#[derive(Debug)]
-pub(crate) enum Incoming {
-    Frame(ServerFrame),
-    Event(RunEvent),
-    /// An event of a type this client does not know (the protocol may grow); its place in
-    /// the run still counts.
-    OtherEvent {
-        run_id: RunId,
-        seq: u64,
-        kind: String,
-    },
-}
-
-/// The `type` values of [`ServerFrame`]; every other `type` is a run event.
-const SERVER_FRAME_TYPES: [&str; 5] = ["connection_ready", "pong", "error", "message_accepted", "server_shutdown"];
-
-#[derive(Deserialize)]
-struct TypeTag<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-struct EventHeader {
-    run_id: RunId,
-    seq: u64,
-}
-
-pub(crate) fn decode(text: &str) -> anyhow::Result<Incoming> {
-    let tag: TypeTag<'_> = serde_json::from_str(text).context("not a JSON object with a string `type`")?;
-    if SERVER_FRAME_TYPES.contains(&tag.kind.as_ref()) {
-        let frame = serde_json::from_str(text).with_context(|| format!("malformed `{}` frame", tag.kind))?;
-        return Ok(Incoming::Frame(frame));
-    }
-    match serde_json::from_str::<RunEvent>(text) {
-        Ok(event) => Ok(Incoming::Event(event)),
-        Err(full) => {
-            let header: EventHeader =
-                serde_json::from_str(text).with_context(|| format!("malformed `{}` event: {full}", tag.kind))?;
-            Ok(Incoming::OtherEvent { run_id: header.run_id, seq: header.seq, kind: tag.kind.into_owned() })
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn decodes_frames_events_and_unknown_events() {
-        let run = RunId::new();
-        let thread = ThreadId::new();
-        assert!(matches!(decode(r#"{"type":"pong"}"#), Ok(Incoming::Frame(ServerFrame::Pong))));
-        let started =
-            format!(r#"{{"type":"agent_started","agent":"supervisor","run_id":"{run}","thread_id":"{thread}","seq":1,"ts":5}}"#);
-        assert!(matches!(decode(&started), Ok(Incoming::Event(e)) if e.seq == 1 && e.run_id == run));
-        let future = format!(r#"{{"type":"agent_dreaming","run_id":"{run}","thread_id":"{thread}","seq":2,"ts":5}}"#);
-        assert!(matches!(decode(&future), Ok(Incoming::OtherEvent { seq: 2, .. })));
-        assert!(decode("[]").is_err());
-        assert!(decode(r#"{"type":"error"}"#).is_err());
-    }
 
     #[test]
     fn backoff_doubles_to_the_cap() {

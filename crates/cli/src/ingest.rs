@@ -8,21 +8,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use apex_costs::import::{open, Format};
-use apex_store::import::{import_into, ImportReport};
+use apex_costs::import::{importers, open, Format};
+use apex_ingest::{import_into, ImportReport};
 
 #[derive(clap::Args, Debug)]
 pub struct IngestArgs {
-    /// Usage exports (CSV, OpenAI usage JSON, LiteLLM spend logs, OTLP JSON, Langfuse observations; gzip accepted)
+    /// Usage exports, gzip accepted (see --format)
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// The user the usage belongs to (required without --token)
     #[arg(long)]
     pub user: Option<String>,
-    /// generic_csv, openai_usage_json, openai_usage_csv, openai_cost_csv, litellm_spend_logs,
-    /// otel_spans_json, langfuse_observations or helicone_requests (detected when omitted)
-    #[arg(long)]
-    pub format: Option<String>,
+    /// The files' format (detected when omitted)
+    #[arg(long, value_parser = format_parser())]
+    pub format: Option<Format>,
     /// Upload to a running server (http://HOST:PORT) instead of writing to the store
     #[arg(long)]
     pub url: Option<String>,
@@ -31,9 +30,19 @@ pub struct IngestArgs {
     pub token: Option<String>,
 }
 
+/// `--format`: every importer's name (with its description, for `--help`) and aliases.
+fn format_parser() -> impl clap::builder::TypedValueParser<Value = Format> {
+    use clap::builder::TypedValueParser as _;
+    let values = importers().iter().map(|i| {
+        let also = if i.aliases.is_empty() { String::new() } else { format!(" (also: {})", i.aliases.join(", ")) };
+        clap::builder::PossibleValue::new(i.name).aliases(i.aliases).help(format!("{}{also}", i.describes))
+    });
+    clap::builder::PossibleValuesParser::new(values).map(|name| Format::parse(&name).expect("a registered format name"))
+}
+
 /// Imports every file; returns the exit code (1 if any file failed or had rejected rows).
 pub async fn run(args: IngestArgs, settings: apex_server::Settings) -> anyhow::Result<i32> {
-    let named = args.format.as_deref().map(|f| Format::parse(f).with_context(|| format!("unknown format `{f}`"))).transpose()?;
+    let named = args.format;
     let mut clean = true;
     match &args.url {
         None => {
@@ -54,7 +63,7 @@ pub async fn run(args: IngestArgs, settings: apex_server::Settings) -> anyhow::R
                 (None, None) => bail!("--url needs --token, or --user to mint one"),
             };
             for path in &args.files {
-                let report = upload(url, &token, path, args.format.as_deref()).await?;
+                let report = upload(url, &token, path, named).await?;
                 clean &= print_report(path, &report);
             }
         }
@@ -67,15 +76,14 @@ async fn to_store(store: &dyn apex_store::Store, user: &str, path: &Path, named:
     let read = Arc::new(AtomicU64::new(0));
     let file = Counting { inner: File::open(path)?, read: read.clone() };
     // The server's path: the same sniffing, format decision and byte limits.
-    let name = named.map(|f| serde_json::to_value(f).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default());
-    let opened = open(file, name.as_deref(), u64::MAX).map_err(|e| match e {
+    let opened = open(file, named.map(Format::name), u64::MAX).map_err(|e| match e {
         apex_costs::import::OpenError::Undetected => anyhow::anyhow!("{}: cannot tell the format; pass --format", path.display()),
         e => anyhow::anyhow!("{}: {e}", path.display()),
     })?;
     let started = Instant::now();
     let mut last = Instant::now();
     let name = path.display().to_string();
-    let report = import_into(store, user, opened.format, opened.input, |rows| {
+    let report = import_into(store, &user.into(), opened.format, opened.input, |rows| {
         if last.elapsed() >= Duration::from_millis(250) {
             last = Instant::now();
             let pct = read.load(Ordering::Relaxed) * 100 / size;
@@ -88,12 +96,12 @@ async fn to_store(store: &dyn apex_store::Store, user: &str, path: &Path, named:
     Ok(report)
 }
 
-async fn upload(url: &str, token: &str, path: &Path, format: Option<&str>) -> anyhow::Result<ImportReport> {
+async fn upload(url: &str, token: &str, path: &Path, format: Option<Format>) -> anyhow::Result<ImportReport> {
     let body = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     eprintln!("{}: uploading {:.1} MiB…", path.display(), body.len() as f64 / 1_048_576.0);
     let mut endpoint = format!("{}/api/usage/import", url.trim_end_matches('/'));
     if let Some(f) = format {
-        endpoint.push_str(&format!("?format={f}"));
+        endpoint.push_str(&format!("?format={}", f.name()));
     }
     let response = reqwest::Client::new().post(endpoint).bearer_auth(token).body(body).send().await?;
     let status = response.status();
@@ -106,7 +114,6 @@ async fn upload(url: &str, token: &str, path: &Path, format: Option<&str>) -> an
 
 /// One line per file, then the rejected lines; true when nothing was rejected.
 fn print_report(path: &Path, r: &ImportReport) -> bool {
-    let format = r.format.map(|f| serde_json::to_value(f).unwrap_or_default()).unwrap_or_default();
     println!(
         "{}: {} rows read, {} imported, {} already there, {} rejected ({})",
         path.display(),
@@ -114,7 +121,7 @@ fn print_report(path: &Path, r: &ImportReport) -> bool {
         r.imported,
         r.duplicates,
         r.rejected_count,
-        format.as_str().unwrap_or("?")
+        r.format.map_or("?", Format::name)
     );
     for bad in r.rejected.iter().take(20) {
         println!("  line {}: {}", bad.line, bad.reason);

@@ -8,14 +8,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use apex_costs::rate_label;
-use apex_server::{Auth, Layer, Settings};
+use apex_loadgen::{bench, readiness};
+use apex_server::{Auth, Settings};
 use clap::{Parser, Subcommand};
 
-mod bench;
 mod chat;
 mod ingest;
 mod models;
-mod readiness;
 
 /// Measured: with glibc's allocator, a quarter of the server's CPU under load went to
 /// malloc/free (many small, short-lived event and frame buffers across threads).
@@ -128,17 +127,17 @@ fn main() -> ExitCode {
                 Err(e) => Err(e),
             },
             Command::Token(args) => token(args).map(|()| 0),
-            Command::Prices(args) => settings(&args.config, Layer::default())
-                .and_then(|s| apex_server::prices::install(&s).map_err(anyhow::Error::msg))
-                .map(|_| prices(&args)),
-            Command::Ingest { args, config } => match settings(&config, Layer::default()) {
+            Command::Prices(args) => settings(&args.config, |_| ())
+                .and_then(|s| apex_server::prices::book(&s).map_err(anyhow::Error::msg))
+                .map(|book| prices(&args, &book)),
+            Command::Ingest { args, config } => match settings(&config, |_| ()) {
                 Ok(s) => ingest::run(args, s).await,
                 Err(e) => Err(e),
             },
             Command::Chat(args) => chat::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Readiness(args) => readiness::run(args).await,
-            Command::Models { command: ModelsCommand::Pull { args, config } } => match settings(&config, Layer::default()) {
+            Command::Models { command: ModelsCommand::Pull { args, config } } => match settings(&config, |_| ()) {
                 Ok(s) => models::pull(&args, &s.data_dir).await.map(|_| 0),
                 Err(e) => Err(e),
             },
@@ -153,9 +152,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn settings(config: &ConfigArgs, mut flags: Layer) -> anyhow::Result<Settings> {
-    flags.data_dir = config.data_dir.clone();
-    Ok(Settings::load(config.config.as_deref(), flags)?)
+/// The settings from the file, the environment and then the command line's `flags`.
+fn settings(config: &ConfigArgs, flags: impl FnOnce(&mut Settings)) -> anyhow::Result<Settings> {
+    Ok(Settings::load(config.config.as_deref(), |s| {
+        if let Some(dir) = &config.data_dir {
+            s.data_dir = dir.clone();
+        }
+        flags(s);
+    })?)
 }
 
 /// Every connection is a file descriptor, and the usual soft limit (1,024) is far below
@@ -170,8 +174,14 @@ fn raise_open_file_limit() -> u64 {
 const FD_HEADROOM: u64 = 64;
 
 fn serve_settings(args: &ServeArgs) -> anyhow::Result<Settings> {
-    let flags = Layer { bind: args.bind, log_json: args.log_json.then_some(true), ..Layer::default() };
-    settings(&args.config, flags)
+    settings(&args.config, |s| {
+        if let Some(bind) = args.bind {
+            s.bind = bind;
+        }
+        if args.log_json {
+            s.log_format = apex_server::LogFormat::Json;
+        }
+    })
 }
 
 /// The local model (candle) sizes its thread pools from `RAYON_NUM_THREADS` and
@@ -185,7 +195,7 @@ fn model_threads(settings: &Settings) {
 }
 
 async fn serve(settings: Settings, open_files: u64) -> anyhow::Result<()> {
-    let _telemetry = apex_server::telemetry::init(settings.log_json);
+    let _telemetry = apex_server::telemetry::init(settings.log_json());
     if open_files < settings.max_connections as u64 + FD_HEADROOM {
         tracing::warn!(
             open_files,
@@ -201,17 +211,17 @@ async fn serve(settings: Settings, open_files: u64) -> anyhow::Result<()> {
 }
 
 fn token(args: TokenArgs) -> anyhow::Result<()> {
-    let settings = settings(&args.config, Layer::default())?;
+    let settings = settings(&args.config, |_| ())?;
     let auth = Auth::from_settings(&settings)?;
     println!("{}", auth.mint(&args.user, args.ttl, false));
     Ok(())
 }
 
-/// Prints the price each model resolves to; exit code 1 when one is not in the catalog.
-fn prices(args: &PricesArgs) -> i32 {
+/// Prints the price each model resolves to in `book`; exit code 1 when one is not in it.
+fn prices(args: &PricesArgs, book: &apex_costs::PriceBook) -> i32 {
     let mut code = 0;
     for name in &args.models {
-        match apex_costs::price_for(name) {
+        match book.price_for(name) {
             Some(p) => {
                 println!(
                     "{name} → {} ({}): input {}, cached input {}, cache write {}, output {}, reasoning {} per 1M tokens; \
@@ -224,7 +234,7 @@ fn prices(args: &PricesArgs) -> i32 {
                     rate_label(p.output_per_mtok),
                     rate_label(p.reasoning_per_mtok),
                     p.batch_discount_pct,
-                    if apex_costs::is_override(p) { " (negotiated, from the prices file)" } else { "" }
+                    if book.is_override(p) { " (negotiated, from the prices file)" } else { "" }
                 );
                 for tier in p.tiers {
                     println!(

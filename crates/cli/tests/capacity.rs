@@ -6,7 +6,6 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use apex_server::Layer;
 use apex_telemetry::{parse, total, Sample};
 use common::*;
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -47,7 +46,11 @@ async fn small_buffer_client(app: &TestApp, token: &str) -> WebSocketStream<Mayb
 #[tokio::test]
 async fn a_client_that_stops_reading_is_shed_with_1013_and_loses_nothing() {
     let app = spawn_with(
-        Layer { write_timeout_secs: Some(1.0), rate_limit: Some(100_000), user_rate_limit: Some(100_000), ..Layer::default() },
+        |s: &mut apex_server::Settings| {
+            s.write_timeout = std::time::Duration::from_secs_f64(1.0);
+            s.rate_limit = 100_000;
+            s.user_rate_limit = 100_000;
+        },
         |server| server,
     )
     .await;

@@ -1,20 +1,11 @@
 //! The `apex` binary end to end: `serve`, `token` and `chat --once` as separate processes.
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-use common::{http_client, wait_healthy, CuttingProxy};
+use common::{http_client, spawn_serve, CuttingProxy, KillOnDrop};
 
 const SECRET: &str = "cli-test-secret-0123456789";
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn apex(dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_apex"));
@@ -22,18 +13,15 @@ fn apex(dir: &std::path::Path) -> Command {
     cmd
 }
 
-async fn serve(dir: &std::path::Path, demo: bool) -> (Server, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = apex(dir)
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .env("DEMO_MODE", if demo { "1" } else { "0" })
-        .env("APEX_JWT_SECRET", SECRET)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_healthy(format!("127.0.0.1:{port}").parse().unwrap()).await;
-    (Server(child), format!("ws://127.0.0.1:{port}/ws"))
+async fn serve(dir: &std::path::Path, demo: bool) -> (KillOnDrop, String) {
+    let (server, addr) = spawn_serve(
+        apex(dir)
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .env("DEMO_MODE", if demo { "1" } else { "0" })
+            .env("APEX_JWT_SECRET", SECRET),
+    )
+    .await;
+    (server, format!("ws://{addr}/ws"))
 }
 
 fn chat_once(dir: &std::path::Path, url: &str, token: Option<&str>) -> std::process::Output {
@@ -102,17 +90,8 @@ async fn chat_once_fails_on_a_refused_token_and_works_in_demo_mode() {
 #[tokio::test]
 async fn chat_once_reconnects_and_resumes_through_dropped_connections() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = apex(dir.path())
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .env("APEX_TOOL_DELAY_MS", "300")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _server = Server(child);
-    let upstream: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    wait_healthy(upstream).await;
+    let (_server, upstream) =
+        spawn_serve(apex(dir.path()).args(["serve", "--bind", "127.0.0.1:0"]).env("APEX_TOOL_DELAY_MS", "300")).await;
     let proxy = CuttingProxy::start(upstream).await;
 
     let url = format!("ws://{}/ws", proxy.addr);
@@ -226,6 +205,28 @@ async fn ingest_writes_to_the_store_or_uploads_to_a_server() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("line 3: `date` is not a date"));
 }
 
+#[test]
+fn ingest_takes_its_formats_from_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = apex(dir.path()).args(["ingest", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for i in apex_costs::import::importers() {
+        assert!(help.contains(&format!("- {}:", i.name)) && help.contains(i.describes), "{} in {help}", i.name);
+        for alias in i.aliases {
+            assert!(help.contains(alias), "{alias} in {help}");
+        }
+    }
+    // An alias is accepted (the file then fails on its own account), an unknown name is not.
+    let csv = dir.path().join("usage.csv");
+    std::fs::write(&csv, "date,model\n2026-11-01,gpt-4o\n").unwrap();
+    let out = apex(dir.path()).args(["ingest", csv.to_str().unwrap(), "--user", "u", "--format", "csv"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(generic_csv)"));
+    let out = apex(dir.path()).args(["ingest", csv.to_str().unwrap(), "--user", "u", "--format", "nope"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("generic_csv") && stderr.contains("helicone_requests"), "{stderr}");
+}
+
 #[tokio::test]
 async fn negotiated_prices_from_a_file_replace_the_catalog() {
     let dir = tempfile::tempdir().unwrap();
@@ -243,26 +244,19 @@ async fn negotiated_prices_from_a_file_replace_the_catalog() {
     );
 
     // The server prices usage with them: 1M input + 1M output = $2 + $8, not the list $12.50.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = apex(dir.path())
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .env("APEX_JWT_SECRET", SECRET)
-        .env("APEX_PRICES_FILE", &file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _server = Server(child);
-    wait_healthy(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let (_server, addr) = spawn_serve(
+        apex(dir.path()).args(["serve", "--bind", "127.0.0.1:0"]).env("APEX_JWT_SECRET", SECRET).env("APEX_PRICES_FILE", &file),
+    )
+    .await;
     let token = String::from_utf8(
         apex(dir.path()).args(["token", "--user", "buyer"]).env("APEX_JWT_SECRET", SECRET).output().unwrap().stdout,
     )
     .unwrap();
     let http = http_client();
     let csv = "date,model,input_tokens,output_tokens\n2026-11-01,gpt-4o,1000000,1000000\n";
-    http.post(format!("http://127.0.0.1:{port}/api/usage/import")).bearer_auth(token.trim()).body(csv).send().await.unwrap();
+    http.post(format!("http://{addr}/api/usage/import")).bearer_auth(token.trim()).body(csv).send().await.unwrap();
     let summary: serde_json::Value = http
-        .get(format!("http://127.0.0.1:{port}/api/usage/summary"))
+        .get(format!("http://{addr}/api/usage/summary"))
         .bearer_auth(token.trim())
         .send()
         .await

@@ -7,7 +7,6 @@ use std::net::TcpListener as StdListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use apex_server::Layer;
 use apex_store::testing::TempSchema;
 use common::*;
 use rand::{Rng, SeedableRng};
@@ -15,12 +14,11 @@ use serde_json::{json, Value};
 
 /// One instance of the deployment: its own listener and engine, the shared database and Redis.
 async fn instance(schema: &TempSchema, redis: &str, tool_delay_ms: u64) -> TestApp {
-    let layer = Layer {
-        demo_mode: Some(false),
-        database_url: Some(schema.url.clone().into()),
-        redis_url: Some(redis.to_owned().into()),
-        tool_delay_ms: Some(tool_delay_ms),
-        ..Default::default()
+    let layer = |s: &mut apex_server::Settings| {
+        s.demo_mode = false;
+        s.database_url = schema.url.clone().into();
+        s.redis_url = Some(redis.to_owned().into());
+        s.tool_delay = std::time::Duration::from_millis(tool_delay_ms);
     };
     spawn_with(layer, |s| s).await
 }
@@ -113,7 +111,7 @@ async fn a_run_on_one_process_resumes_on_another_at_a_thousand_random_points() {
 /// A token the test processes accept (they share the test secret).
 fn mint(user: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    apex_server::Auth::from_settings(&test_settings(&dir, Layer::default())).unwrap().mint(user, Duration::from_secs(3600), false)
+    apex_server::Auth::from_settings(&test_settings(&dir, |_| ())).unwrap().mint(user, Duration::from_secs(3600), false)
 }
 
 #[tokio::test]
@@ -251,53 +249,38 @@ async fn without_redis_instances_degrade_lose_nothing_and_recover() {
 }
 
 /// An `apex serve` process of the cluster, to be killed.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 async fn instance_process(
     schema: &TempSchema,
     redis: &str,
     dir: &std::path::Path,
     tool_delay_ms: u64,
-) -> (Process, std::net::SocketAddr) {
-    let port = StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(env!("CARGO_BIN_EXE_apex"))
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .env("APEX_DATA_DIR", dir)
-        .env("DATABASE_URL", &schema.url)
-        .env("REDIS_URL", redis)
-        .env("DEMO_MODE", "0")
-        .env("APEX_JWT_SECRET", SECRET)
-        .env("APEX_TOOL_DELAY_MS", tool_delay_ms.to_string())
-        .env("APEX_INSTANCE_LEASE_SECS", "1")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("apex binary starts");
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    wait_healthy(addr).await;
-    (Process(child), addr)
+) -> (KillOnDrop, std::net::SocketAddr) {
+    spawn_serve(
+        Command::new(env!("CARGO_BIN_EXE_apex"))
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .env("APEX_DATA_DIR", dir)
+            .env("DATABASE_URL", &schema.url)
+            .env("REDIS_URL", redis)
+            .env("DEMO_MODE", "0")
+            .env("APEX_JWT_SECRET", SECRET)
+            .env("APEX_TOOL_DELAY_MS", tool_delay_ms.to_string())
+            .env("APEX_INSTANCE_LEASE_SECS", "1")
+            .env("RUST_LOG", "warn"),
+    )
+    .await
 }
 
 #[tokio::test]
 async fn a_killed_instance_loses_its_runs_to_a_live_one_and_a_restart_spares_live_runs() {
     let schema = TempSchema::create().await;
     let redis = shared_redis();
-    let layer = Layer {
-        demo_mode: Some(false),
-        database_url: Some(schema.url.clone().into()),
-        redis_url: Some(redis.clone().into()),
-        instance_lease_secs: Some(1.0),
-        ..Default::default()
+    let layer = |s: &mut apex_server::Settings| {
+        s.demo_mode = false;
+        s.database_url = schema.url.clone().into();
+        s.redis_url = Some(redis.clone().into());
+        s.instance_lease = std::time::Duration::from_secs_f64(1.0);
     };
-    let survivor = spawn_with(layer.clone(), |s| s).await;
+    let survivor = spawn_with(layer, |s| s).await;
     let token = survivor.token("alice");
     survivor.import_fixture(&token).await;
     let dir = tempfile::tempdir().unwrap();
@@ -403,13 +386,15 @@ async fn sigterm_drains_an_instance_while_another_follows_its_run() {
 async fn a_users_runs_in_flight_are_capped_across_the_deployment() {
     let schema = TempSchema::create().await;
     let redis = shared_redis();
-    let capped = |tool_delay_ms| Layer {
-        demo_mode: Some(false),
-        database_url: Some(schema.url.clone().into()),
-        redis_url: Some(redis.clone().into()),
-        tool_delay_ms: Some(tool_delay_ms),
-        max_runs_per_user: Some(2),
-        ..Default::default()
+    let (url, redis) = (&schema.url, &redis);
+    let capped = |tool_delay_ms: u64| {
+        move |s: &mut apex_server::Settings| {
+            s.demo_mode = false;
+            s.database_url = url.clone().into();
+            s.redis_url = Some(redis.clone().into());
+            s.tool_delay = std::time::Duration::from_millis(tool_delay_ms);
+            s.max_runs_per_user = 2;
+        }
     };
     let a = spawn_with(capped(400), |s| s).await;
     let b = spawn_with(capped(400), |s| s).await;

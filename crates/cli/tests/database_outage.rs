@@ -5,7 +5,6 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use apex_server::Layer;
 use apex_store::testing::TempSchema;
 use common::*;
 use serde_json::Value;
@@ -25,11 +24,10 @@ async fn a_database_outage_delays_runs_and_messages_but_loses_nothing() {
     let proxy = CuttingProxy::start(upstream).await;
     let through_proxy = schema.url.replacen(&upstream.to_string(), &proxy.addr.to_string(), 1);
     assert_ne!(through_proxy, schema.url, "the store talks to the proxy");
-    let layer = Layer {
-        demo_mode: Some(false),
-        database_url: Some(through_proxy.into()),
-        tool_delay_ms: Some(150),
-        ..Default::default()
+    let layer = |s: &mut apex_server::Settings| {
+        s.demo_mode = false;
+        s.database_url = through_proxy.into();
+        s.tool_delay = std::time::Duration::from_millis(150);
     };
     let app = spawn_with(layer, |s| s).await;
     let token = app.token("alice");
@@ -84,10 +82,9 @@ async fn an_instance_started_while_the_database_is_down_serves_once_it_is_up() {
     let upstream = server_of(&schema.url);
     let proxy = CuttingProxy::start(upstream).await;
     proxy.down();
-    let layer = Layer {
-        demo_mode: Some(false),
-        database_url: Some(schema.url.replacen(&upstream.to_string(), &proxy.addr.to_string(), 1).into()),
-        ..Default::default()
+    let layer = |s: &mut apex_server::Settings| {
+        s.demo_mode = false;
+        s.database_url = schema.url.replacen(&upstream.to_string(), &proxy.addr.to_string(), 1).into();
     };
     // Starts (and is live) without its database: never hangs, never exits.
     let app = tokio::time::timeout(WAIT, spawn_with(layer, |s| s)).await.expect("starts without its database");

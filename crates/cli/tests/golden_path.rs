@@ -65,7 +65,13 @@ async fn demo_mode_golden_path() {
 
 #[tokio::test]
 async fn jwt_in_header_golden_path() {
-    let app = spawn_with(apex_server::Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    let app = spawn_with(
+        |s: &mut apex_server::Settings| {
+            s.demo_mode = false;
+        },
+        |s| s,
+    )
+    .await;
     app.import_fixture(&app.token("alice")).await;
     let client = connect(&app, By::Header(app.token("alice"))).await;
     assert_eq!(client.user_id, "alice");
@@ -76,7 +82,13 @@ async fn jwt_in_header_golden_path() {
 
 #[tokio::test]
 async fn jwt_in_subprotocol_golden_path() {
-    let app = spawn_with(apex_server::Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    let app = spawn_with(
+        |s: &mut apex_server::Settings| {
+            s.demo_mode = false;
+        },
+        |s| s,
+    )
+    .await;
     app.import_fixture(&app.token("bob")).await;
     let client = connect(&app, By::Subprotocol(app.token("bob"))).await;
     assert_eq!(client.subprotocol.as_deref(), Some("apex.v1"), "the server answers with apex.v1");
@@ -86,7 +98,13 @@ async fn jwt_in_subprotocol_golden_path() {
 
 #[tokio::test]
 async fn jwt_in_query_is_accepted() {
-    let app = spawn_with(apex_server::Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    let app = spawn_with(
+        |s: &mut apex_server::Settings| {
+            s.demo_mode = false;
+        },
+        |s| s,
+    )
+    .await;
     let client = connect(&app, By::Query(app.token("carol"))).await;
     assert_eq!(client.user_id, "carol");
 }
@@ -134,7 +152,13 @@ async fn different_demo_users_get_their_own_demo_figures() {
 
 #[tokio::test]
 async fn an_account_without_data_is_told_how_to_import_never_shown_made_up_figures() {
-    let app = spawn_with(apex_server::Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    let app = spawn_with(
+        |s: &mut apex_server::Settings| {
+            s.demo_mode = false;
+        },
+        |s| s,
+    )
+    .await;
     let mut c = connect(&app, By::Header(app.token("new-customer"))).await;
     c.ask("Analyze my AI costs", None).await;
     let answer = assert_golden_run(&c.events_until_terminal().await);
@@ -157,8 +181,12 @@ async fn health_endpoints_report_components() {
 #[tokio::test]
 async fn postgres_golden_path_and_its_history_survive_a_restart() {
     let schema = apex_store::testing::TempSchema::create().await;
-    let on_postgres =
-        || apex_server::Layer { demo_mode: Some(false), database_url: Some(schema.url.clone().into()), ..Default::default() };
+    let on_postgres = || {
+        |s: &mut apex_server::Settings| {
+            s.demo_mode = false;
+            s.database_url = schema.url.clone().into();
+        }
+    };
     let mut app = spawn_with(on_postgres(), |s| s).await;
     let token = app.token("dana");
     app.import_fixture(&token).await;

@@ -5,7 +5,6 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use apex_server::Layer;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
@@ -120,7 +119,10 @@ fn now() -> u64 {
 
 #[tokio::test]
 async fn tokens_are_checked_as_rfc_7519_and_8725_say() {
-    let layer = Layer { jwt_issuer: Some("https://id.example".into()), jwt_audience: Some("apex".into()), ..Default::default() };
+    let layer = |s: &mut apex_server::Settings| {
+        s.jwt_issuer = Some("https://id.example".into());
+        s.jwt_audience = Some("apex".into());
+    };
     let app = spawn_with(layer, |s| s).await;
     let http = http_client();
     let status = |token: String| {
@@ -197,9 +199,36 @@ async fn an_authorization_header_is_used_in_any_case_and_never_downgraded_to_dem
     }
 }
 
+/// Waits until the server holds `n` connections besides the one asking (its metrics, read
+/// from another loopback address so as not to count against 127.0.0.1).
+async fn settle_open_connections(addr: std::net::SocketAddr, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+        let mut tcp = socket.connect(addr).await.unwrap();
+        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).await.unwrap();
+        let open =
+            answer.lines().find_map(|l| l.strip_prefix("apex_tcp_connections_open ")).and_then(|v| v.trim().parse::<f64>().ok());
+        if open == Some(n as f64 + 1.0) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the server holds {open:?} connections, not {n} and the one asking");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_half_sent_connections_time_out_and_count_toward_the_caps() {
-    let server = ServeProcess::start(&[("APEX_HEADER_TIMEOUT_SECS", "1"), ("APEX_MAX_CONNECTIONS_PER_IP", "40")]).await;
+    // The header timeout is long enough that no hog times out before the 41st connection is
+    // accepted, even when the machine is busy with other tests (with 1 s, a slow accept loop
+    // let hogs expire first, freed their slots, and the 41st was served).
+    let server = ServeProcess::start(&[("APEX_HEADER_TIMEOUT_SECS", "4"), ("APEX_MAX_CONNECTIONS_PER_IP", "40")]).await;
+    // Nothing else holds a slot of 127.0.0.1 (the health check's connection may still be
+    // open on the server's side), so that exactly the 40 below count.
+    settle_open_connections(server.addr, 0).await;
     // 40 connections that never finish a request: half a request line, or nothing at all.
     let mut hogs = Vec::new();
     for i in 0..40 {
@@ -209,13 +238,13 @@ async fn idle_and_half_sent_connections_time_out_and_count_toward_the_caps() {
         }
         hogs.push(tcp);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    settle_open_connections(server.addr, 40).await;
     // The 41st from the same address is closed at once…
     let mut extra = TcpStream::connect(server.addr).await.unwrap();
     extra.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await.ok();
     let mut buf = [0u8; 64];
     let n = tokio::time::timeout(Duration::from_secs(2), extra.read(&mut buf)).await.expect("closed at once").unwrap_or(0);
-    assert_eq!(n, 0, "over the per-address cap: closed without an answer");
+    assert_eq!(n, 0, "over the per-address cap: closed without an answer, not {:?}", String::from_utf8_lossy(&buf[..n]));
     // …while another address is served (all of 127/8 is loopback).
     let other = TcpSocket::new_v4().unwrap();
     other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
@@ -224,8 +253,8 @@ async fn idle_and_half_sent_connections_time_out_and_count_toward_the_caps() {
     let mut answer = String::new();
     tokio::time::timeout(Duration::from_secs(5), other.read_to_string(&mut answer)).await.unwrap().unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    // Within the header timeout (1 s, and some slack) every hog is closed by the server.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // Within the header timeout (4 s, and some slack) every hog is closed by the server.
+    let deadline = Instant::now() + Duration::from_secs(10);
     for (i, hog) in hogs.iter_mut().enumerate() {
         let left = deadline.saturating_duration_since(Instant::now());
         let read = tokio::time::timeout(left, hog.read(&mut buf)).await;
@@ -241,7 +270,13 @@ async fn idle_and_half_sent_connections_time_out_and_count_toward_the_caps() {
 
 #[tokio::test]
 async fn a_page_from_another_origin_cannot_open_a_websocket() {
-    let app = spawn_with(Layer { allowed_origins: Some("https://app.example".into()), ..Default::default() }, |s| s).await;
+    let app = spawn_with(
+        |s: &mut apex_server::Settings| {
+            s.allowed_origins = vec!["https://app.example".into()];
+        },
+        |s| s,
+    )
+    .await;
     let upgrade = |origin: Option<String>| {
         let url = app.ws_url();
         async move {
@@ -265,8 +300,11 @@ async fn a_page_from_another_origin_cannot_open_a_websocket() {
 
 #[tokio::test]
 async fn one_user_is_limited_across_all_of_their_connections() {
-    let layer =
-        Layer { max_connections_per_user: Some(3), max_runs_per_user: Some(2), tool_delay_ms: Some(300), ..Default::default() };
+    let layer = |s: &mut apex_server::Settings| {
+        s.max_connections_per_user = 3;
+        s.max_runs_per_user = 2;
+        s.tool_delay = std::time::Duration::from_millis(300);
+    };
     let app = spawn_with(layer, |s| s).await;
     let token = app.token("mallory");
     let mut sockets = Vec::new();
@@ -300,7 +338,14 @@ async fn one_user_is_limited_across_all_of_their_connections() {
 
 #[tokio::test]
 async fn the_frame_allowance_is_per_user_across_connections() {
-    let app = spawn_with(Layer { user_rate_limit: Some(5), rate_limit: Some(50), ..Default::default() }, |s| s).await;
+    let app = spawn_with(
+        |s: &mut apex_server::Settings| {
+            s.user_rate_limit = 5;
+            s.rate_limit = 50;
+        },
+        |s| s,
+    )
+    .await;
     let token = app.token("mallory");
     let mut sockets = Vec::new();
     for _ in 0..3 {
@@ -418,7 +463,7 @@ async fn stored_rows(app: &TestApp, token: &str) -> u64 {
 async fn an_import_stops_when_its_client_hangs_up() {
     use std::io::Write;
     const ROWS: u64 = 1_000_000;
-    /// Rows the store commits per transaction (`apex_store::import`).
+    /// Rows the store commits per transaction (`apex_ingest`).
     const CHUNK: u64 = 10_000;
     let app = spawn_app().await;
     let token = app.token("leaver");
@@ -429,7 +474,12 @@ async fn an_import_stops_when_its_client_hangs_up() {
         writeln!(gz, "2026-11-{:02},gpt-4o-mini,{},5", 1 + i % 28, 100 + i).unwrap();
     }
     let body = gz.finish().unwrap();
-    let tcp = TcpStream::connect(app.addr).await.unwrap();
+    // A small send buffer, so that the upload cannot be all in the kernel's buffers by
+    // the time the first chunk is stored (with the default, up to 4 MiB: most of the
+    // compressed body, on a busy machine where storing the first chunk takes a while).
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_send_buffer_size(16 * 1024).unwrap();
+    let tcp = socket.connect(app.addr).await.unwrap();
     // Closing with linger 0 resets the connection, as a client that dies does.
     #[allow(deprecated)]
     tcp.set_linger(Some(Duration::ZERO)).unwrap();

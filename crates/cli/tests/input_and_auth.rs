@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use apex_server::{Auth, Layer};
+use apex_server::Auth;
 use common::*;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
@@ -73,7 +73,13 @@ async fn a_frame_beyond_the_transport_limit_closes_with_1009_never_1011() {
 
 #[tokio::test]
 async fn flooding_is_rate_limited_without_closing() {
-    let app = spawn_with(Layer { rate_limit: Some(5), ..Default::default() }, |s| s).await;
+    let app = spawn_with(
+        |s: &mut apex_server::Settings| {
+            s.rate_limit = 5;
+        },
+        |s| s,
+    )
+    .await;
     let mut c = connect(&app, By::Demo).await;
     for _ in 0..30 {
         c.send(json!({"type": "ping"})).await;
@@ -101,7 +107,13 @@ async fn upgrade_status(url: &str, by: By) -> u16 {
 
 #[tokio::test]
 async fn bad_tokens_get_401_before_the_upgrade() {
-    let app = spawn_with(Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    let app = spawn_with(
+        |s: &mut apex_server::Settings| {
+            s.demo_mode = false;
+        },
+        |s| s,
+    )
+    .await;
     let url = app.ws_url();
     assert_eq!(upgrade_status(&url, By::Demo).await, 401, "anonymous with demo off");
 
@@ -129,7 +141,9 @@ async fn bad_tokens_get_401_before_the_upgrade() {
     // Signed with another secret.
     let foreign = {
         let dir = tempfile::tempdir().unwrap();
-        let s = test_settings(&dir, Layer { jwt_secret: Some("another-secret-entirely-0000".into()), ..Default::default() });
+        let s = test_settings(&dir, |s: &mut apex_server::Settings| {
+            s.jwt_secret = Some("another-secret-entirely-0000".into());
+        });
         Auth::from_settings(&s).unwrap().mint("zoe", Duration::from_secs(60), false)
     };
     for (name, token) in [("expired", expired), ("tampered", tampered), ("foreign", foreign), ("garbage", "abc.def.ghi".into())] {
@@ -153,11 +167,10 @@ async fn an_invalid_token_is_refused_even_in_demo_mode() {
 #[tokio::test]
 async fn production_without_a_secret_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = apex_server::Settings::resolve([Layer {
-        data_dir: Some(dir.path().into()),
-        env: Some("production".into()),
-        ..Default::default()
-    }])
+    let settings = apex_server::Settings::extract(figment::Figment::new(), |s| {
+        s.data_dir = dir.path().into();
+        s.env = "production".into();
+    })
     .unwrap();
     assert!(!settings.demo_mode, "production turns demo mode off");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -167,7 +180,13 @@ async fn production_without_a_secret_refuses_to_start() {
 
 #[tokio::test]
 async fn users_never_see_each_others_threads_runs_or_events() {
-    let app = spawn_with(Layer { demo_mode: Some(false), ..Default::default() }, |s| s.with_tool(slow("query_usage", 200))).await;
+    let app = spawn_with(
+        |s: &mut apex_server::Settings| {
+            s.demo_mode = false;
+        },
+        |s| s.with_tool(slow("query_usage", 200)),
+    )
+    .await;
     let (ta, tb) = (app.token("user-a"), app.token("user-b"));
     let mut a = connect(&app, By::Header(ta.clone())).await;
     let mut b = connect(&app, By::Header(tb.clone())).await;
@@ -206,7 +225,14 @@ async fn users_never_see_each_others_threads_runs_or_events() {
 
 #[tokio::test]
 async fn a_token_that_expires_during_a_connection_closes_it_with_1008() {
-    let app = spawn_with(Layer { ping_interval_secs: Some(0.5), demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    let app = spawn_with(
+        |s: &mut apex_server::Settings| {
+            s.ping_interval = std::time::Duration::from_secs_f64(0.5);
+            s.demo_mode = false;
+        },
+        |s| s,
+    )
+    .await;
     let token = Auth::from_settings(&app.settings).unwrap().mint("short-lived", Duration::from_secs(2), false);
     let mut c = connect(&app, By::Header(token)).await;
     // Still served while the token is valid.

@@ -2,10 +2,9 @@
 //! nothing that was acknowledged.
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use apex_server::Layer;
 use common::*;
 use serde_json::{json, Value};
 
@@ -19,7 +18,7 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_task_of_a_connection_is_released_on_disconnect() {
-    let app = spawn_with(Layer::default(), |s| s.with_tool(slow("query_usage", 100))).await;
+    let app = spawn_with(|_| (), |s| s.with_tool(slow("query_usage", 100))).await;
     let metrics = tokio::runtime::Handle::current().metrics();
     // Let the health-check connection of startup wind down, then take the baseline.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -46,7 +45,13 @@ async fn every_task_of_a_connection_is_released_on_disconnect() {
 
 #[tokio::test]
 async fn connections_beyond_the_cap_are_told_to_try_again_later() {
-    let app = spawn_with(Layer { max_connections: Some(2), ..Default::default() }, |s| s).await;
+    let app = spawn_with(
+        |s: &mut apex_server::Settings| {
+            s.max_connections = 2;
+        },
+        |s| s,
+    )
+    .await;
     let _a = connect(&app, By::Demo).await;
     let _b = connect(&app, By::Demo).await;
     let (mut ws, _) = tokio_tungstenite::connect_async(app.ws_url()).await.unwrap();
@@ -75,7 +80,13 @@ async fn eventually_connects(app: &TestApp) {
 
 #[tokio::test]
 async fn peers_that_stop_answering_pings_are_dropped() {
-    let app = spawn_with(Layer { ping_interval_secs: Some(0.1), ..Default::default() }, |s| s).await;
+    let app = spawn_with(
+        |s: &mut apex_server::Settings| {
+            s.ping_interval = std::time::Duration::from_secs_f64(0.1);
+        },
+        |s| s,
+    )
+    .await;
     let mut c = connect(&app, By::Demo).await;
     // Do not read: tungstenite answers pings only while the socket is read, so this peer
     // looks dead. Wait long enough for two intervals, then look at what arrived.
@@ -88,7 +99,13 @@ async fn peers_that_stop_answering_pings_are_dropped() {
 
 #[tokio::test]
 async fn a_reading_peer_is_kept_alive_by_pings() {
-    let app = spawn_with(Layer { ping_interval_secs: Some(0.1), ..Default::default() }, |s| s).await;
+    let app = spawn_with(
+        |s: &mut apex_server::Settings| {
+            s.ping_interval = std::time::Duration::from_secs_f64(0.1);
+        },
+        |s| s,
+    )
+    .await;
     let mut c = connect(&app, By::Demo).await;
     let until = Instant::now() + Duration::from_millis(700);
     while Instant::now() < until {
@@ -101,7 +118,7 @@ async fn a_reading_peer_is_kept_alive_by_pings() {
 
 #[tokio::test]
 async fn graceful_shutdown_lets_runs_finish_then_closes_with_1012() {
-    let mut app = spawn_with(Layer::default(), |s| s.with_tool(slow("query_usage", 400))).await;
+    let mut app = spawn_with(|_| (), |s| s.with_tool(slow("query_usage", 400))).await;
     let mut c = connect(&app, By::Demo).await;
     c.ask("Analyze my AI costs", None).await;
     let first = c.next_json().await;
@@ -129,7 +146,9 @@ async fn graceful_shutdown_lets_runs_finish_then_closes_with_1012() {
 #[tokio::test]
 async fn runs_past_the_grace_period_are_interrupted_and_persisted() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = test_settings(&dir, Layer { shutdown_grace_secs: Some(0.2), ..Default::default() });
+    let settings = test_settings(&dir, |s: &mut apex_server::Settings| {
+        s.shutdown_grace = std::time::Duration::from_secs_f64(0.2);
+    });
     let mut app = spawn_in(dir, settings.clone(), |s| s.with_tool(slow("find_savings", 10_000))).await;
     let mut c = connect(&app, By::Demo).await;
     let token = c.token.clone().unwrap();
@@ -166,39 +185,23 @@ async fn runs_past_the_grace_period_are_interrupted_and_persisted() {
     assert_eq!(events.iter().filter(|e| is_terminal(e)).count(), 1);
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn start_binary(data_dir: &std::path::Path, port: u16) -> Proc {
-    let child = Command::new(env!("CARGO_BIN_EXE_apex"))
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .env("APEX_DATA_DIR", data_dir)
-        .env("APEX_TOOL_DELAY_MS", "150")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("apex binary starts");
-    wait_healthy(format!("127.0.0.1:{port}").parse().unwrap()).await;
-    Proc(child)
+/// The binary on `bind` (`127.0.0.1:0` the first time, the same address after a restart).
+async fn start_binary(data_dir: &std::path::Path, bind: &str) -> (KillOnDrop, std::net::SocketAddr) {
+    spawn_serve(
+        Command::new(env!("CARGO_BIN_EXE_apex"))
+            .args(["serve", "--bind", bind])
+            .env("APEX_DATA_DIR", data_dir)
+            .env("APEX_TOOL_DELAY_MS", "150")
+            .env("RUST_LOG", "warn"),
+    )
+    .await
 }
 
 #[tokio::test]
 async fn a_killed_server_marks_its_runs_interrupted_and_keeps_history() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let url = format!("ws://127.0.0.1:{port}/ws");
-    let server = start_binary(dir.path(), port).await;
+    let (server, addr) = start_binary(dir.path(), "127.0.0.1:0").await;
+    let url = format!("ws://{addr}/ws");
 
     let mut c = try_connect(&url, By::Demo).await.unwrap();
     let token = c.token.clone().unwrap();
@@ -216,11 +219,11 @@ async fn a_killed_server_marks_its_runs_interrupted_and_keeps_history() {
     drop(server); // SIGKILL: no shutdown path runs
     drop(c);
 
-    let _server = start_binary(dir.path(), port).await;
+    let _server = start_binary(dir.path(), &addr.to_string()).await;
     let http = |path: String| {
         let token = token.clone();
         async move {
-            let r = http_client().get(format!("http://127.0.0.1:{port}{path}")).bearer_auth(token).send().await.unwrap();
+            let r = http_client().get(format!("http://{addr}{path}")).bearer_auth(token).send().await.unwrap();
             (r.status().as_u16(), r.json::<Value>().await.unwrap())
         }
     };

@@ -6,7 +6,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use apex_engine::agents::{sentences, Grounding};
-use apex_server::Layer;
 use common::*;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,14 +15,14 @@ use tokio::net::TcpListener;
 // in .config/nextest.toml (on two cores, running two at once would only measure how slow a
 // shared CPU is).
 
-fn openai(url: &str, timeout_secs: f64) -> Layer {
-    Layer {
-        llm: Some("openai".into()),
-        openai_base_url: Some(url.into()),
-        llm_model: Some("smollm2".into()),
-        llm_timeout_secs: Some(timeout_secs),
-        run_timeout_secs: Some(120.0),
-        ..Layer::default()
+fn openai(url: &str, timeout_secs: f64) -> impl FnOnce(&mut apex_server::Settings) {
+    let url = url.to_owned();
+    move |s: &mut apex_server::Settings| {
+        s.llm = "openai".into();
+        s.openai_base_url = url;
+        s.llm_model = Some("smollm2".into());
+        s.llm_timeout = std::time::Duration::from_secs_f64(timeout_secs);
+        s.run_timeout = std::time::Duration::from_secs_f64(120.0);
     }
 }
 
@@ -54,7 +53,12 @@ async fn report_result(app: &TestApp, token: &str, run_id: &str) -> Value {
 async fn a_real_model_writes_a_grounded_answer_that_streams_from_its_first_sentence() {
     let llama = llama_server().await;
     // A short answer keeps the test quick on a busy machine; it is still many sentences.
-    let layer = Layer { llm_max_tokens: Some(80), run_timeout_secs: Some(240.0), ..openai(&llama.url, 60.0) };
+    let openai = openai(&llama.url, 60.0);
+    let layer = |s: &mut apex_server::Settings| {
+        openai(s);
+        s.llm_max_tokens = 80;
+        s.run_timeout = Duration::from_secs(240);
+    };
     let app = spawn_with(layer, |s| s).await;
     let mut client = connect(&app, By::Demo).await;
     let accepted = client.ask("Analyze my AI costs", None).await;
@@ -194,7 +198,7 @@ async fn a_figure_the_tools_did_not_compute_is_replaced_and_counted() {
     assert_eq!((again["requests"].as_u64(), again["input_tokens"].as_u64()), (Some(2), Some(1800)), "{again}");
 }
 
-async fn assert_falls_back(layer: Layer, within: Duration) {
+async fn assert_falls_back(layer: impl FnOnce(&mut apex_server::Settings), within: Duration) {
     let app = spawn_with(layer, |s| s).await;
     let mut client = connect(&app, By::Demo).await;
     let started = Instant::now();
@@ -234,12 +238,11 @@ async fn a_model_server_that_stalls_ends_in_the_built_in_writer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_local_model_writes_a_grounded_answer() {
-    let layer = Layer {
-        llm: Some("local".into()),
-        llm_model_path: Some(test_gguf()),
-        llm_max_tokens: Some(48),
-        run_timeout_secs: Some(240.0),
-        ..Layer::default()
+    let layer = |s: &mut apex_server::Settings| {
+        s.llm = "local".into();
+        s.llm_model_path = Some(test_gguf());
+        s.llm_max_tokens = 48;
+        s.run_timeout = std::time::Duration::from_secs_f64(240.0);
     };
     let app = spawn_with(layer, |s| s).await;
     let mut client = connect(&app, By::Demo).await;
@@ -270,10 +273,9 @@ async fn the_embedded_local_model_writes_a_grounded_answer() {
 /// threads the process has (the model's thread pools are sized when it first computes).
 async fn threads_after_a_local_answer(n: usize) -> usize {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = KillOnDrop(
+    let (child, addr) = spawn_serve(
         std::process::Command::new(env!("CARGO_BIN_EXE_apex"))
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .args(["serve", "--bind", "127.0.0.1:0"])
             .env("APEX_DATA_DIR", dir.path())
             .env("DEMO_MODE", "1")
             .env("APEX_LLM", "local")
@@ -282,14 +284,10 @@ async fn threads_after_a_local_answer(n: usize) -> usize {
             .env("APEX_LLM_THREADS", n.to_string())
             .env("RUST_LOG", "warn")
             .env_remove("DATABASE_URL")
-            .env_remove("REDIS_URL")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_healthy(format!("127.0.0.1:{port}").parse().unwrap()).await;
-    let mut client = try_connect(&format!("ws://127.0.0.1:{port}/ws"), By::Demo).await.unwrap();
+            .env_remove("REDIS_URL"),
+    )
+    .await;
+    let mut client = try_connect(&format!("ws://{addr}/ws"), By::Demo).await.unwrap();
     client.ask("tell me a joke", None).await;
     let events = tokio::time::timeout(Duration::from_secs(200), client.events_until_terminal()).await.unwrap();
     let model_wrote = events.iter().any(|e| e["type"] == "response_delta");

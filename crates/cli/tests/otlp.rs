@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -63,10 +63,9 @@ async fn receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<(HashMap<St
 async fn runs_agents_and_tools_are_exported_as_spans_with_their_ids_and_no_message_text() {
     let (collector, mut received) = receiver().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let server = KillOnDrop(
+    let (server, addr) = spawn_serve(
         Command::new(env!("CARGO_BIN_EXE_apex"))
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .args(["serve", "--bind", "127.0.0.1:0"])
             .env("APEX_DATA_DIR", dir.path())
             .env("DEMO_MODE", "1")
             .env("RUST_LOG", "info")
@@ -74,14 +73,10 @@ async fn runs_agents_and_tools_are_exported_as_spans_with_their_ids_and_no_messa
             .env("OTEL_BSP_SCHEDULE_DELAY", "100")
             .env_remove("OTEL_SERVICE_NAME")
             .env_remove("DATABASE_URL")
-            .env_remove("REDIS_URL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_healthy(format!("127.0.0.1:{port}").parse().unwrap()).await;
-    let mut client = try_connect(&format!("ws://127.0.0.1:{port}/ws"), By::Demo).await.unwrap();
+            .env_remove("REDIS_URL"),
+    )
+    .await;
+    let mut client = try_connect(&format!("ws://{addr}/ws"), By::Demo).await.unwrap();
     let token = client.token.clone().expect("a demo token");
     let question = "Analyze my AI costs";
     let accepted = client.ask(question, None).await;

@@ -3,13 +3,12 @@ mod common;
 
 use std::time::Duration;
 
-use apex_server::Layer;
 use common::*;
 use serde_json::{json, Value};
 
 /// A server whose data agent takes a while, so that things can happen mid-run.
 async fn slow_app(ms: u64) -> TestApp {
-    spawn_with(Layer::default(), |s| s.with_tool(slow("query_usage", ms))).await
+    spawn_with(|_| (), |s| s.with_tool(slow("query_usage", ms))).await
 }
 
 #[tokio::test]
@@ -122,9 +121,13 @@ async fn stop_agent_cancels_the_run() {
 
 #[tokio::test]
 async fn a_run_past_its_timeout_ends_with_its_partial_text_persisted() {
-    let app =
-        spawn_with(Layer { run_timeout_secs: Some(0.4), ..Default::default() }, |s| s.with_tool(slow("forecast_spend", 5_000)))
-            .await;
+    let app = spawn_with(
+        |s: &mut apex_server::Settings| {
+            s.run_timeout = std::time::Duration::from_secs_f64(0.4);
+        },
+        |s| s.with_tool(slow("forecast_spend", 5_000)),
+    )
+    .await;
     let mut client = connect(&app, By::Demo).await;
     let token = client.token.clone().unwrap();
     let accepted = client.ask("Analyze my AI costs", None).await;
@@ -144,7 +147,7 @@ async fn a_run_past_its_timeout_ends_with_its_partial_text_persisted() {
 
 #[tokio::test]
 async fn a_failing_tool_ends_the_run_with_run_failed() {
-    let app = spawn_with(Layer::default(), |s| s.with_tool(std::sync::Arc::new(FailingTool("find_savings")))).await;
+    let app = spawn_with(|_| (), |s| s.with_tool(std::sync::Arc::new(FailingTool("find_savings")))).await;
     let mut client = connect(&app, By::Demo).await;
     let token = client.token.clone().unwrap();
     let accepted = client.ask("Analyze my AI costs", None).await;
@@ -259,16 +262,22 @@ async fn a_follow_up_sent_the_moment_the_answer_arrives_is_accepted() {
 
 /// A tool that panics the first time it is called, then behaves as the built-in one.
 struct PanicsOnce {
-    inner: std::sync::Arc<dyn apex_engine::Tool>,
+    inner: std::sync::Arc<dyn apex_engine::DynTool>,
     panicked: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait::async_trait]
-impl apex_engine::Tool for PanicsOnce {
+impl apex_engine::DynTool for PanicsOnce {
     fn name(&self) -> &str {
         self.inner.name()
     }
-    async fn call(&self, ctx: &apex_engine::RunContext, args: Value) -> Result<Value, apex_engine::ToolError> {
+    fn description(&self) -> &str {
+        self.inner.description()
+    }
+    fn parameters(&self) -> Value {
+        self.inner.parameters()
+    }
+    async fn call(&self, ctx: &apex_engine::RunContext, args: Value) -> Result<apex_engine::ToolValue, apex_engine::ToolError> {
         if !self.panicked.swap(true, std::sync::atomic::Ordering::SeqCst) {
             panic!("a bug in an agent's tool");
         }
@@ -280,7 +289,7 @@ impl apex_engine::Tool for PanicsOnce {
 async fn an_agent_that_panics_fails_its_run_and_the_connection_goes_on() {
     let tool =
         PanicsOnce { inner: apex_engine::tools::builtin().get("query_usage").cloned().unwrap(), panicked: Default::default() };
-    let app = spawn_with(Layer::default(), |s| s.with_tool(std::sync::Arc::new(tool))).await;
+    let app = spawn_with(|_| (), |s| s.with_tool(std::sync::Arc::new(tool))).await;
     let mut c = connect(&app, By::Demo).await;
     c.ask("Analyze my AI costs", None).await;
     let events = c.events_until_terminal().await;

@@ -4,7 +4,6 @@ mod common;
 use std::collections::HashSet;
 use std::io::Write as _;
 
-use apex_server::Layer;
 use common::*;
 use serde_json::{json, Value};
 
@@ -67,7 +66,13 @@ fn tool_figures(events: &[Value]) -> HashSet<String> {
 
 #[tokio::test]
 async fn imported_usage_is_what_the_agents_analyze() {
-    let app = spawn_with(Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    let app = spawn_with(
+        |s: &mut apex_server::Settings| {
+            s.demo_mode = false;
+        },
+        |s| s,
+    )
+    .await;
     let token = app.token("finance@acme");
 
     let (status, report) = import(&app, &token, CSV.as_bytes().to_vec(), "").await;
@@ -238,7 +243,13 @@ async fn unusable_uploads_and_queries_get_clear_errors() {
 
 #[tokio::test]
 async fn repeated_requests_and_long_answers_become_grounded_savings() {
-    let app = spawn_with(Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    let app = spawn_with(
+        |s: &mut apex_server::Settings| {
+            s.demo_mode = false;
+        },
+        |s| s,
+    )
+    .await;
     let token = app.token("support-lead");
     // faq-bot: 40 requests a day over 7 days, every fourth one identical to an earlier one
     // (the same request hash). essay-writer: 1,000-token answers on gpt-4.1.
@@ -275,7 +286,13 @@ async fn repeated_requests_and_long_answers_become_grounded_savings() {
 
 #[tokio::test]
 async fn a_spike_in_imported_usage_is_reported_with_its_day_and_size() {
-    let app = spawn_with(Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    let app = spawn_with(
+        |s: &mut apex_server::Settings| {
+            s.demo_mode = false;
+        },
+        |s| s,
+    )
+    .await;
     let token = app.token("sre");
     app.import_fixture(&token).await; // support-chat ran five times its usual traffic on 2026-11-15
     let mut c = connect(&app, By::Header(token)).await;
@@ -303,7 +320,13 @@ async fn answer_to(app: &TestApp, token: &str, question: &str) -> (String, Vec<V
 
 #[tokio::test]
 async fn what_if_questions_are_priced_from_the_users_tokens() {
-    let app = spawn_with(Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    let app = spawn_with(
+        |s: &mut apex_server::Settings| {
+            s.demo_mode = false;
+        },
+        |s| s,
+    )
+    .await;
     let token = app.token("cfo");
     app.import_fixture(&token).await;
     let (answer, events) = answer_to(&app, &token, "What if we move ticket-triage from gpt-4o to gpt-4o-mini?").await;
@@ -322,7 +345,13 @@ async fn what_if_questions_are_priced_from_the_users_tokens() {
 
 #[tokio::test]
 async fn import_help_and_off_topic_questions_get_fitting_answers() {
-    let app = spawn_with(Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    let app = spawn_with(
+        |s: &mut apex_server::Settings| {
+            s.demo_mode = false;
+        },
+        |s| s,
+    )
+    .await;
     let token = app.token("newbie");
     app.import_fixture(&token).await;
     let (help, _) = answer_to(&app, &token, "How do I import my LiteLLM export?").await;
@@ -339,7 +368,13 @@ async fn import_help_and_off_topic_questions_get_fitting_answers() {
 
 #[tokio::test]
 async fn recommendations_are_cached_per_dataset_version_and_an_import_invalidates_them() {
-    let app = spawn_with(Layer { demo_mode: Some(false), ..Default::default() }, |s| s).await;
+    let app = spawn_with(
+        |s: &mut apex_server::Settings| {
+            s.demo_mode = false;
+        },
+        |s| s,
+    )
+    .await;
     let token = app.token("cache-user");
     app.import_fixture(&token).await;
     let savings = |events: &[Value]| {
@@ -371,7 +406,11 @@ async fn two_users_asking_for_savings_get_their_own_figures() {
     const OTHER: &str = "date,model,input_tokens,output_tokens,requests,feature\n\
         2026-11-20,gpt-4o,90000000,100000,90000,ticket-triage\n\
         2026-11-21,gpt-4o,80000000,90000,80000,ticket-triage\n";
-    let layer = || Layer { demo_mode: Some(false), ..Default::default() };
+    let layer = || {
+        |s: &mut apex_server::Settings| {
+            s.demo_mode = false;
+        }
+    };
     let savings = |events: &[Value]| {
         events.iter().find(|e| e["type"] == "tool_completed" && e["tool"] == "find_savings").unwrap()["result"].clone()
     };
@@ -400,4 +439,39 @@ async fn two_users_asking_for_savings_get_their_own_figures() {
     assert_eq!(figures(&seen[1]), figures(&second_alone), "the second user got figures that are not theirs");
     assert_eq!(figures(&seen[2]), figures(&seen[0]));
     assert_eq!(figures(&seen[3]), figures(&seen[1]));
+}
+
+#[tokio::test]
+async fn two_servers_in_one_process_price_usage_with_their_own_price_files() {
+    // The same usage, 1M input and 1M output tokens of gpt-4o, on three servers of this
+    // process: at list price ($2.50 + $10.00), and at two negotiated rates.
+    let csv = "date,model,feature,input_tokens,output_tokens\n2026-11-01,gpt-4o,chat,1000000,1000000\n";
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, input: &str, output: &str| {
+        let path = dir.path().join(name);
+        let toml = format!("[[price]]\nmodel = \"gpt-4o\"\ninput_per_mtok = \"{input}\"\noutput_per_mtok = \"{output}\"\n");
+        std::fs::write(&path, toml).unwrap();
+        path
+    };
+    let priced = |path: std::path::PathBuf| {
+        move |s: &mut apex_server::Settings| {
+            s.demo_mode = false;
+            s.prices_file = Some(path);
+        }
+    };
+    let a = spawn_with(priced(file("a.toml", "2.00", "8.00")), |s| s).await;
+    let b = spawn_with(priced(file("b.toml", "1.00", "4.00")), |s| s).await;
+    let list = spawn_with(|s: &mut apex_server::Settings| s.demo_mode = false, |s| s).await;
+    for (app, total) in [(&a, "$10.00"), (&b, "$5.00"), (&list, "$12.50")] {
+        let token = app.token("buyer");
+        let (status, report) = import(app, &token, csv.as_bytes().to_vec(), "").await;
+        assert_eq!(status, 200, "{report}");
+        let (_, summary) = app.get("/api/usage/summary?group_by=model", &token).await;
+        assert_eq!(summary["total_display"], total, "{summary}");
+        // The agents' tools price with the same book as the server's REST answers.
+        let mut c = connect(app, By::Header(token)).await;
+        c.ask("Analyze my AI costs", None).await;
+        let answer = assert_golden_run(&c.events_until_terminal().await);
+        assert!(answer.contains(&format!("Your AI spend: {total}")), "{total}: {answer}");
+    }
 }

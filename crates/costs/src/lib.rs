@@ -18,15 +18,12 @@ mod records;
 mod whatif;
 
 pub use analysis::{
-    breakdown, forecast, recommend, summarize, top_groups, total_savings, BilledVsList, DailyTotal, Forecast, GroupBy,
-    GroupTotal, Recommendation, RecommendationKind, Summary,
+    breakdown, forecast, recommend, summarize, top_groups, total_savings, BilledVsList, Confidence, DailyTotal, Forecast,
+    GroupBy, GroupTotal, Recommendation, RecommendationKind, Summary,
 };
 pub use anomalies::{detect_anomalies, top_drivers, week_over_week, Anomaly, Driver, WeekOverWeek};
 pub use date::is_calendar_day;
 pub use money::{group_thousands, Money, MICROS_PER_USD};
-pub use prices::{
-    catalog_source, cheaper_sibling, is_override, price_catalog, price_for, rate_label, set_price_overrides, Capabilities,
-    ContextTier, Price, TokenUse,
-};
+pub use prices::{catalog_source, price_catalog, rate_label, Capabilities, ContextTier, Price, PriceBook, TokenUse};
 pub use records::{cost_of, demo_dataset, list_cost, UsageRecord};
 pub use whatif::{what_if, WhatIf, WhatIfError};

@@ -49,3 +49,12 @@ pub const MAX_LISTED_GROUPS: usize = 50;
 /// Calendar days over which a daily series fills the days without usage with $0; a wider
 /// span lists only the days that have usage.
 pub const MAX_FILLED_DAYS: i64 = 3_660;
+
+// What the ceilings promise, checked when the crate compiles: an account holds many rows at
+// the row ceilings, and its own ceilings leave room in a signed 64-bit sum.
+const _: () = {
+    assert!(MAX_ACCOUNT_COUNT >= 100 * MAX_ROW_COUNT);
+    assert!(MAX_ACCOUNT_COST.0 >= MAX_ROW_COST.0);
+    assert!(MAX_ACCOUNT_COUNT < i64::MAX as u64 / 10);
+    assert!(MAX_ACCOUNT_COST.0 <= i64::MAX / 9);
+};

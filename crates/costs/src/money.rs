@@ -24,7 +24,7 @@ const MICROS_PER_CENT: u64 = 10_000;
 /// Serializes as the bare integer of micro-dollars, so JSON consumers never
 /// see a rounded or binary-float amount; `Display` gives the human form
 /// (`$1,234.56`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Money(pub i64);
 
@@ -199,6 +199,31 @@ mod tests {
         assert_eq!(Money(7).mul_div(30, 7), Money(30));
         assert_eq!(Money(100).mul_div(1, 0), Money(0));
         assert_eq!(Money(i64::MAX).mul_div(3, 3), Money(i64::MAX));
+    }
+
+    #[test]
+    fn a_negative_divisor_flips_the_sign_and_still_rounds_half_away_from_zero() {
+        assert_eq!(Money(5).mul_div(1, -2), Money(-3));
+        assert_eq!(Money(-5).mul_div(1, -2), Money(3));
+        assert_eq!(Money(7).mul_div(1, -2), Money(-4));
+        assert_eq!(Money(9).mul_div(-1, -4), Money(2));
+    }
+
+    #[test]
+    fn checked_add_gives_the_exact_sum_when_it_fits() {
+        assert_eq!(Money(2).checked_add(Money(-5)), Some(Money(-3)));
+        assert_eq!(Money(i64::MAX - 1).checked_add(Money(1)), Some(Money(i64::MAX)));
+    }
+
+    #[test]
+    fn compound_assignment_adds_and_subtracts() {
+        let mut m = Money(10);
+        m += Money(5);
+        assert_eq!(m, Money(15));
+        m -= Money(20);
+        assert_eq!(m, Money(-5));
+        m -= Money(i64::MAX);
+        assert_eq!(m, Money(i64::MIN), "subtraction saturates too");
     }
 
     #[test]

@@ -6,18 +6,24 @@
 //! The catalog is the snapshot in `data/prices.json` (LiteLLM's published table merged
 //! with models.dev by `scripts/update-prices.py`, sources and dates recorded in it),
 //! followed by a few built-in entries for models neither lists any more but usage exports
-//! still name.
+//! still name. It is shipped data, the same for every deployment.
+//!
+//! What a deployment actually pays is a [`PriceBook`]: the catalog plus its negotiated
+//! rates. Everything that prices usage is handed one, so two servers in one process can
+//! bill at different rates.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use crate::money::{div_round_half_away, Money, MICROS_PER_USD};
 
 /// One model's list price, and what the model can do.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Price {
-    pub provider: &'static str,
-    pub model: &'static str,
+    /// Borrowed for the built-in entries, owned for the snapshot's and negotiated ones.
+    pub provider: Cow<'static, str>,
+    pub model: Cow<'static, str>,
     pub input_per_mtok: Money,
     pub output_per_mtok: Money,
     /// Rate for input tokens served from the provider's prompt cache.
@@ -175,8 +181,8 @@ const fn per_mtok(micros: i64) -> Money {
 
 const fn builtin(provider: &'static str, model: &'static str, input: i64, output: i64, cached: i64) -> Price {
     Price {
-        provider,
-        model,
+        provider: Cow::Borrowed(provider),
+        model: Cow::Borrowed(model),
         input_per_mtok: per_mtok(input),
         output_per_mtok: per_mtok(output),
         cached_input_per_mtok: per_mtok(cached),
@@ -261,13 +267,13 @@ struct SnapshotTier {
 
 struct Catalog {
     prices: Vec<Price>,
-    by_name: HashMap<&'static str, usize>,
+    by_name: HashMap<String, usize>,
     source: &'static str,
     generated: &'static str,
 }
 
-/// Built once, on first use. The names live for the whole process (`Price` hands out
-/// `&'static str`), so they are leaked once, a fixed ~100 KiB.
+/// Built once, on first use. Sources, dates and tiers live for the whole process (`Price`
+/// hands them out as `&'static`), so they are leaked once: a fixed amount, never repeated.
 static CATALOG: LazyLock<Catalog> = LazyLock::new(|| {
     let snapshot: Snapshot =
         serde_json::from_str(include_str!("../data/prices.json")).expect("the shipped price snapshot parses");
@@ -297,8 +303,8 @@ static CATALOG: LazyLock<Catalog> = LazyLock::new(|| {
                 })
                 .collect();
             Price {
-                provider: leak(m.provider),
-                model: leak(m.model),
+                provider: Cow::Owned(m.provider),
+                model: Cow::Owned(m.model),
                 input_per_mtok: Money(m.input),
                 output_per_mtok: Money(m.output),
                 cached_input_per_mtok: Money(m.cached_input),
@@ -322,7 +328,7 @@ static CATALOG: LazyLock<Catalog> = LazyLock::new(|| {
             prices.push(builtin.clone());
         }
     }
-    let by_name = prices.iter().enumerate().map(|(i, p)| (p.model, i)).collect();
+    let by_name = prices.iter().enumerate().map(|(i, p)| (p.model.to_string(), i)).collect();
     Catalog { prices, by_name, source: leak(snapshot.source), generated: leak(snapshot.generated) }
 });
 
@@ -335,45 +341,65 @@ pub fn catalog_source() -> (&'static str, &'static str) {
     (CATALOG.source, CATALOG.generated)
 }
 
-/// Looks a model up by exact name, then without a dated snapshot suffix:
-/// usage exports name snapshots ("gpt-4o-2024-08-06",
-/// "claude-3-5-sonnet-20241022") which are billed at the family's list price.
-/// A `provider/` prefix (as LiteLLM and gateways write names) is ignored.
-pub fn price_for(model: &str) -> Option<&'static Price> {
-    let model = model.trim();
-    let bare = model.split_once('/').map_or(model, |(_, m)| m);
-    [model, bare].into_iter().find_map(|m| exact(m).or_else(|| strip_date_suffix(m).and_then(exact)))
+/// The prices a deployment bills at: its negotiated rates (from the prices file), and the
+/// catalog for every other model. `PriceBook::default()` is the catalog alone.
+///
+/// Cheap to clone (the negotiated rates are shared), so servers, runs and tools each hold
+/// one rather than reaching for process state.
+#[derive(Clone, Debug, Default)]
+pub struct PriceBook {
+    overrides: Arc<[Price]>,
 }
 
-/// The cheaper same-family model for `model`, if the catalog knows one.
-pub fn cheaper_sibling(model: &str) -> Option<&'static Price> {
-    let model = price_for(model)?.model;
-    let (_, target) = CHEAPER_SIBLINGS.iter().find(|(from, _)| *from == model)?;
-    exact(target)
-}
-
-/// Negotiated rates that replace catalog prices, installed at startup.
-static OVERRIDES: std::sync::RwLock<Vec<&'static Price>> = std::sync::RwLock::new(Vec::new());
-
-/// Replaces the price overrides (a deployment's negotiated rates). Each price applies to
-/// its model name, before the catalog; names resolve as usual (dated snapshots, prefixes).
-pub fn set_price_overrides(prices: Vec<Price>) {
-    // Installed once per process start; the few bytes live as long as the catalog does.
-    let leaked: Vec<&'static Price> = prices.into_iter().map(|p| &*Box::leak(Box::new(p))).collect();
-    *OVERRIDES.write().expect("price overrides lock") = leaked;
-}
-
-/// Whether `price` comes from the overrides rather than the catalog.
-pub fn is_override(price: &Price) -> bool {
-    OVERRIDES.read().expect("price overrides lock").iter().any(|p| std::ptr::eq(*p, price))
-}
-
-fn exact(model: &str) -> Option<&'static Price> {
-    if let Some(p) = OVERRIDES.read().expect("price overrides lock").iter().find(|p| p.model == model) {
-        return Some(*p);
+impl PriceBook {
+    /// The catalog, with `overrides` replacing it for their models. Each applies to its
+    /// model name, before the catalog; names resolve as usual (dated snapshots, prefixes).
+    pub fn with_overrides(overrides: Vec<Price>) -> Self {
+        Self { overrides: overrides.into() }
     }
-    let catalog = &*CATALOG;
-    catalog.by_name.get(model).map(|&i| &catalog.prices[i])
+
+    /// The catalog alone, without any deployment's negotiated rates: for what is a fact of
+    /// the catalog (which provider makes a model, what a negotiated rate leaves unsaid),
+    /// not a price a deployment bills at.
+    pub fn catalog() -> &'static PriceBook {
+        static CATALOG_ONLY: LazyLock<PriceBook> = LazyLock::new(PriceBook::default);
+        &CATALOG_ONLY
+    }
+
+    /// The negotiated rates, as given.
+    pub fn overrides(&self) -> &[Price] {
+        &self.overrides
+    }
+
+    /// Looks a model up by exact name, then without a dated snapshot suffix:
+    /// usage exports name snapshots ("gpt-4o-2024-08-06",
+    /// "claude-3-5-sonnet-20241022") which are billed at the family's list price.
+    /// A `provider/` prefix (as LiteLLM and gateways write names) is ignored.
+    pub fn price_for(&self, model: &str) -> Option<&Price> {
+        let model = model.trim();
+        let bare = model.split_once('/').map_or(model, |(_, m)| m);
+        [model, bare].into_iter().find_map(|m| self.exact(m).or_else(|| strip_date_suffix(m).and_then(|m| self.exact(m))))
+    }
+
+    /// The cheaper same-family model for `model`, if the catalog knows one.
+    pub fn cheaper_sibling(&self, model: &str) -> Option<&Price> {
+        let model = &self.price_for(model)?.model;
+        let (_, target) = CHEAPER_SIBLINGS.iter().find(|(from, _)| *from == model)?;
+        self.exact(target)
+    }
+
+    /// Whether `price` is one of this book's negotiated rates rather than the catalog's.
+    pub fn is_override(&self, price: &Price) -> bool {
+        self.overrides.iter().any(|p| std::ptr::eq(p, price))
+    }
+
+    fn exact(&self, model: &str) -> Option<&Price> {
+        if let Some(p) = self.overrides.iter().find(|p| p.model == model) {
+            return Some(p);
+        }
+        let catalog = &*CATALOG;
+        catalog.by_name.get(model).map(|&i| &catalog.prices[i])
+    }
 }
 
 /// "name-2024-08-06" or "name-20241022" -> "name".
@@ -394,8 +420,36 @@ fn strip_date_suffix(model: &str) -> Option<&str> {
 mod tests {
     use super::*;
 
+    fn price_for(model: &str) -> Option<&'static Price> {
+        PriceBook::catalog().price_for(model)
+    }
+
+    fn cheaper_sibling(model: &str) -> Option<&'static Price> {
+        PriceBook::catalog().cheaper_sibling(model)
+    }
+
+    fn exact(model: &str) -> Option<&'static Price> {
+        PriceBook::catalog().exact(model)
+    }
+
     fn gpt_4o() -> &'static Price {
         price_for("gpt-4o").unwrap()
+    }
+
+    #[test]
+    fn retired_anthropic_models_bill_cache_writes_at_a_quarter_above_input() {
+        // claude-3-5-sonnet: $3 in, so $3.75 a million written; claude-3-5-haiku: $0.80, $1.
+        let written = |model: &str| {
+            price_for(model).unwrap().usage_cost(&TokenUse {
+                requests: 1,
+                input: 1_000_000,
+                cache_write: 1_000_000,
+                ..TokenUse::default()
+            })
+        };
+        assert_eq!(written("claude-3-5-sonnet"), Money(3_750_000));
+        assert_eq!(written("claude-3-5-haiku"), Money(1_000_000));
+        assert_eq!(written("gpt-4o"), Money(2_500_000), "no surcharge at OpenAI");
     }
 
     #[test]
@@ -535,6 +589,27 @@ mod tests {
             assert!(to.input_per_mtok < from.input_per_mtok);
             assert!(to.output_per_mtok < from.output_per_mtok);
         }
+    }
+
+    #[test]
+    fn a_book_s_negotiated_rates_come_before_the_catalog_and_only_in_that_book() {
+        let negotiated = Price { input_per_mtok: Money(1_000_000), source: "negotiated", ..gpt_4o().clone() };
+        let custom = Price { provider: "acme".into(), model: "acme-large".to_owned().into(), ..negotiated.clone() };
+        let book = PriceBook::with_overrides(vec![negotiated, custom]);
+        // Dated snapshots and gateway prefixes resolve to the negotiated rate too.
+        for name in ["gpt-4o", "gpt-4o-2024-08-06", "openai/gpt-4o"] {
+            let p = book.price_for(name).unwrap();
+            assert_eq!((p.input_per_mtok, book.is_override(p)), (Money(1_000_000), true), "{name}");
+        }
+        assert_eq!(book.price_for("acme-large").unwrap().provider, "acme");
+        assert_eq!(book.cheaper_sibling("gpt-4o").unwrap().model, "gpt-4o-mini");
+        assert!(!book.is_override(book.price_for("gpt-4o-mini").unwrap()));
+        assert_eq!(book.overrides().len(), 2);
+        // Another book, and the catalog, are untouched.
+        assert_eq!(gpt_4o().input_per_mtok, Money(2_500_000));
+        assert!(!PriceBook::catalog().is_override(gpt_4o()));
+        assert!(!PriceBook::catalog().is_override(book.price_for("gpt-4o").unwrap()));
+        assert_eq!(price_for("acme-large"), None);
     }
 
     #[test]

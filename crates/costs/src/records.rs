@@ -4,7 +4,7 @@
 
 use crate::date;
 use crate::money::Money;
-use crate::prices::{price_for, TokenUse};
+use crate::prices::{PriceBook, TokenUse};
 
 /// Token usage of one feature on one model for one day.
 ///
@@ -48,16 +48,17 @@ pub struct UsageRecord {
     pub cost: Option<Money>,
 }
 
-/// What the record cost: the cost its source reported, else the catalog's list price.
-/// Models missing from the catalog without a reported cost are `Money(0)` here;
+/// What the record cost: the cost its source reported, else its price in `prices`.
+/// Models `prices` does not know without a reported cost are `Money(0)` here;
 /// `summarize` reports them as unpriced instead of guessing.
-pub fn cost_of(r: &UsageRecord) -> Money {
-    r.cost.unwrap_or_else(|| list_cost(r))
+pub fn cost_of(prices: &PriceBook, r: &UsageRecord) -> Money {
+    r.cost.unwrap_or_else(|| list_cost(prices, r))
 }
 
-/// The record at the catalog's list price (zero for models the catalog does not know).
-pub fn list_cost(r: &UsageRecord) -> Money {
-    price_for(&r.model).map_or(Money::ZERO, |p| p.usage_cost(&TokenUse::of(r)))
+/// The record at its price in `prices`: the negotiated rate where the book has one, else
+/// the catalog's list price (zero for models neither knows).
+pub fn list_cost(prices: &PriceBook, r: &UsageRecord) -> Money {
+    prices.price_for(&r.model).map_or(Money::ZERO, |p| p.usage_cost(&TokenUse::of(r)))
 }
 
 /// Last day of the demo month.
@@ -216,15 +217,35 @@ mod tests {
         // 1.8M uncached * $2.50 = $4.50; 0.2M cached * $1.25 = $0.25;
         // 0.3M out * $10 = $3.00.
         let r = record("gpt-4o", 2_000_000, 200_000, 300_000);
-        assert_eq!(cost_of(&r), Money(7_750_000));
+        assert_eq!(cost_of(PriceBook::catalog(), &r), Money(7_750_000));
         // A dated snapshot costs the same.
         let dated = UsageRecord { model: "gpt-4o-2024-08-06".into(), ..r };
-        assert_eq!(cost_of(&dated), Money(7_750_000));
+        assert_eq!(cost_of(PriceBook::catalog(), &dated), Money(7_750_000));
     }
 
     #[test]
     fn cost_of_unknown_model_is_zero() {
-        assert_eq!(cost_of(&record("my-finetune", 1_000, 0, 1_000)), Money::ZERO);
+        assert_eq!(cost_of(PriceBook::catalog(), &record("my-finetune", 1_000, 0, 1_000)), Money::ZERO);
+    }
+
+    #[test]
+    fn a_negotiated_rate_prices_the_records_its_book_is_given_and_a_billed_cost_still_wins() {
+        // gpt-4o at $1 in / $4 out (cached input at the input rate): 2M × $1 + 0.3M × $4 = $3.20.
+        let gpt_4o = PriceBook::catalog().price_for("gpt-4o").unwrap();
+        let negotiated = crate::Price {
+            input_per_mtok: Money(1_000_000),
+            output_per_mtok: Money(4_000_000),
+            cached_input_per_mtok: Money(1_000_000),
+            reasoning_per_mtok: Money(4_000_000),
+            source: "negotiated",
+            ..gpt_4o.clone()
+        };
+        let book = PriceBook::with_overrides(vec![negotiated]);
+        let r = record("gpt-4o-2024-08-06", 2_000_000, 200_000, 300_000);
+        assert_eq!(list_cost(&book, &r), Money(3_200_000));
+        assert_eq!(list_cost(PriceBook::catalog(), &r), Money(7_750_000));
+        let billed = UsageRecord { cost: Some(Money(5)), ..r };
+        assert_eq!(cost_of(&book, &billed), Money(5));
     }
 
     #[test]
@@ -246,8 +267,51 @@ mod tests {
         assert_eq!(records.len(), 30 * DEMO_FEATURES.len());
         assert_eq!(records.first().unwrap().day, "2026-10-26");
         assert_eq!(records.last().unwrap().day, "2026-11-24");
-        assert!(records.iter().all(|r| price_for(&r.model).is_some()));
+        assert!(records.iter().all(|r| PriceBook::catalog().price_for(&r.model).is_some()));
         assert!(records.iter().all(|r| r.cached_input_tokens <= r.input_tokens));
+    }
+
+    #[test]
+    fn demo_records_carry_their_features_names_and_token_shapes() {
+        for (i, r) in demo_dataset(3).iter().enumerate() {
+            let f = &DEMO_FEATURES[i % DEMO_FEATURES.len()];
+            assert_eq!(
+                (r.feature.as_str(), r.project.as_str(), r.provider.as_str(), r.model.as_str()),
+                (f.feature, f.project, f.provider, f.model)
+            );
+            assert_eq!(
+                (r.input_tokens, r.cached_input_tokens, r.output_tokens, r.cost),
+                (r.requests * f.input_per_request, r.requests * f.cached_per_request, r.requests * f.output_per_request, None)
+            );
+        }
+        let demo = demo_dataset(0);
+        let projects: std::collections::BTreeSet<&str> = demo.iter().map(|r| r.project.as_str()).collect();
+        assert_eq!(projects.into_iter().collect::<Vec<_>>(), ["analytics", "customer-support", "engineering", "search"]);
+    }
+
+    #[test]
+    fn a_seed_gives_the_same_demo_numbers_from_one_release_to_the_next() {
+        // What a user saw yesterday for seed 0 is what they see today. The first day's
+        // volumes, computed apart from splitmix64's reference: each feature's requests ×
+        // (8,500 + the next output mod 3,001) / 10,000.
+        let volumes: Vec<u64> = demo_dataset(0).iter().take(5).map(|r| r.requests).collect();
+        assert_eq!(volumes, [9_821, 19_616, 1_593, 196_640, 778]);
+    }
+
+    #[test]
+    fn demo_volumes_swing_both_ways_around_the_trend() {
+        // ±15 % of noise over 30 days: every feature has a day more than 10 % above its
+        // trend and one more than 10 % below it.
+        let records = demo_dataset(0);
+        for (k, f) in DEMO_FEATURES.iter().enumerate() {
+            let ratios: Vec<u64> = (0..DEMO_DAYS as usize)
+                .map(|day| {
+                    let trend = 10_000 + DEMO_TREND_BP_PER_DAY * day as u64;
+                    records[day * DEMO_FEATURES.len() + k].requests * 100_000_000 / (f.requests * trend)
+                })
+                .collect();
+            assert!(ratios.iter().any(|&r| r > 11_000) && ratios.iter().any(|&r| r < 9_000), "{}: {ratios:?}", f.feature);
+        }
     }
 
     #[test]

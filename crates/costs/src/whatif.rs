@@ -4,7 +4,7 @@ use serde::Serialize;
 use crate::analysis::DAYS_PER_MONTH;
 use crate::anomalies::covered_days;
 use crate::money::Money;
-use crate::prices::{price_for, rate_label, TokenUse};
+use crate::prices::{rate_label, PriceBook, TokenUse};
 use crate::records::{list_cost, UsageRecord};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -38,18 +38,25 @@ impl std::fmt::Display for WhatIfError {
     }
 }
 
-/// Re-prices the usage of `feature` (or all usage) on `to_model`, token for token.
-pub fn what_if(records: &[UsageRecord], feature: Option<&str>, to_model: &str) -> Result<WhatIf, WhatIfError> {
-    let target = price_for(to_model).ok_or_else(|| WhatIfError::UnknownModel(to_model.to_owned()))?;
+/// Re-prices the usage of `feature` (or all usage) on `to_model`, token for token, both
+/// sides with `prices`.
+pub fn what_if(
+    prices: &PriceBook,
+    records: &[UsageRecord],
+    feature: Option<&str>,
+    to_model: &str,
+) -> Result<WhatIf, WhatIfError> {
+    let target = prices.price_for(to_model).ok_or_else(|| WhatIfError::UnknownModel(to_model.to_owned()))?;
     let scope: Vec<&UsageRecord> =
-        records.iter().filter(|r| feature.is_none_or(|f| r.feature == f) && price_for(&r.model).is_some()).collect();
+        records.iter().filter(|r| feature.is_none_or(|f| r.feature == f) && prices.price_for(&r.model).is_some()).collect();
     let scope_name = feature.map_or_else(|| "your usage".to_owned(), |f| format!("`{f}`"));
     if scope.is_empty() {
         return Err(WhatIfError::NoUsage(scope_name));
     }
-    let current: Money = scope.iter().map(|r| list_cost(r)).sum();
+    let current: Money = scope.iter().map(|r| list_cost(prices, r)).sum();
     let projected: Money = scope.iter().map(|r| target.usage_cost(&TokenUse::of(r))).sum();
-    let mut from_models: Vec<String> = scope.iter().filter_map(|r| price_for(&r.model)).map(|p| p.model.to_owned()).collect();
+    let mut from_models: Vec<String> =
+        scope.iter().filter_map(|r| prices.price_for(&r.model)).map(|p| p.model.to_string()).collect();
     from_models.sort_unstable();
     from_models.dedup();
     let days = covered_days(scope.iter().map(|r| r.day.as_str())).len().max(1) as i64;
@@ -69,7 +76,7 @@ pub fn what_if(records: &[UsageRecord], feature: Option<&str>, to_model: &str) -
     Ok(WhatIf {
         feature: feature.map(str::to_owned),
         from_models,
-        to_model: target.model.to_owned(),
+        to_model: target.model.to_string(),
         current_monthly,
         projected_monthly,
         monthly_change: projected_monthly - current_monthly,
@@ -81,6 +88,7 @@ pub fn what_if(records: &[UsageRecord], feature: Option<&str>, to_model: &str) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prices::PriceBook;
 
     fn rec(day: &str, feature: &str, model: &str, input: u64, output: u64) -> UsageRecord {
         UsageRecord {
@@ -104,7 +112,7 @@ mod tests {
         let mut records: Vec<UsageRecord> =
             (1..=10).map(|d| rec(&format!("2026-11-{d:02}"), "chat", "gpt-4o-2024-08-06", 2_000_000, 1_000_000)).collect();
         records.push(rec("2026-11-05", "search", "gpt-4o", 1_000_000, 0));
-        let w = what_if(&records, Some("chat"), "gpt-4o-mini").unwrap();
+        let w = what_if(PriceBook::catalog(), &records, Some("chat"), "gpt-4o-mini").unwrap();
         assert_eq!(w.from_models, ["gpt-4o"]);
         // $150 over 10 days -> $450 a month; on mini: 2M × $0.15 + 1M × $0.60 = $0.90/day -> $27/month.
         assert_eq!((w.current_monthly, w.projected_monthly), (Money(450_000_000), Money(27_000_000)));
@@ -115,7 +123,19 @@ mod tests {
     #[test]
     fn unknown_models_and_missing_usage_are_errors() {
         let records = vec![rec("2026-11-01", "chat", "gpt-4o", 1, 1)];
-        assert_eq!(what_if(&records, None, "no-such-model"), Err(WhatIfError::UnknownModel("no-such-model".into())));
-        assert_eq!(what_if(&records, Some("billing"), "gpt-4o-mini").unwrap_err(), WhatIfError::NoUsage("`billing`".into()));
+        assert_eq!(
+            what_if(PriceBook::catalog(), &records, None, "no-such-model"),
+            Err(WhatIfError::UnknownModel("no-such-model".into()))
+        );
+        assert_eq!(
+            what_if(PriceBook::catalog(), &records, Some("billing"), "gpt-4o-mini").unwrap_err(),
+            WhatIfError::NoUsage("`billing`".into())
+        );
+    }
+
+    #[test]
+    fn errors_say_what_is_missing() {
+        assert_eq!(WhatIfError::UnknownModel("gpt-9".into()).to_string(), "`gpt-9` is not in the price catalog");
+        assert_eq!(WhatIfError::NoUsage("`billing`".into()).to_string(), "no priced usage for `billing`");
     }
 }

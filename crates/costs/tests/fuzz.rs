@@ -9,7 +9,7 @@
 //! many cases it ran.
 use std::io::{Read, Write};
 
-use apex_costs::import::{check_row, import_on, open, Format, ImportError, ImportRow, Rejected, MAX_REASON_BYTES};
+use apex_costs::import::{check_row, import_on, importers, open, Format, ImportError, ImportRow, Rejected, MAX_REASON_BYTES};
 use apex_costs::{breakdown, detect_anomalies, forecast, recommend, summarize, top_drivers, week_over_week, GroupBy};
 use proptest::prelude::*;
 
@@ -21,16 +21,10 @@ fn fuzz_cases() -> u32 {
 /// 2026-12-01 as a day number: the date window is checked against a fixed today.
 const TODAY: i64 = 20_423;
 
-const FORMATS: [Format; 8] = [
-    Format::GenericCsv,
-    Format::OpenaiUsageJson,
-    Format::OpenaiUsageCsv,
-    Format::OpenaiCostCsv,
-    Format::HeliconeRequests,
-    Format::LitellmSpendLogs,
-    Format::OtelSpansJson,
-    Format::LangfuseObservations,
-];
+/// Every registered format.
+fn formats() -> Vec<Format> {
+    importers().iter().map(|i| i.format).collect()
+}
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
@@ -123,13 +117,18 @@ fn check(outcome: &Outcome, input_len: usize) {
     }
     // The analyses over whatever was kept: bounded and panic-free.
     let records: Vec<_> = outcome.rows.iter().map(|r| r.record.clone()).collect();
-    let summary = summarize(&records);
+    let summary = summarize(apex_costs::PriceBook::catalog(), &records);
     assert!(summary.daily.len() <= records.len().max(3_661), "{} daily entries from {} rows", summary.daily.len(), records.len());
     for by in [GroupBy::Model, GroupBy::Feature, GroupBy::Day, GroupBy::User, GroupBy::ApiKey, GroupBy::Environment] {
-        assert!(breakdown(&records, by).len() <= records.len());
+        assert!(breakdown(apex_costs::PriceBook::catalog(), &records, by).len() <= records.len());
     }
-    let _ =
-        (recommend(&records), forecast(&summary), detect_anomalies(&records), top_drivers(&records, 5), week_over_week(&records));
+    let _ = (
+        recommend(apex_costs::PriceBook::catalog(), &records),
+        forecast(&summary),
+        detect_anomalies(apex_costs::PriceBook::catalog(), &records),
+        top_drivers(apex_costs::PriceBook::catalog(), &records, 5),
+        week_over_week(apex_costs::PriceBook::catalog(), &records),
+    );
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -220,7 +219,7 @@ fn fuzz<S: Strategy>(name: &str, strategy: S, property: impl Fn(S::Value) -> Res
 #[test]
 fn arbitrary_bytes_in_every_format() {
     fuzz("arbitrary bytes × 8 formats", prop::collection::vec(any::<u8>(), 0..2048), |bytes| {
-        for format in FORMATS {
+        for format in formats() {
             check(&read(format, bytes.as_slice()), bytes.len());
         }
         Ok(())
@@ -277,8 +276,8 @@ fn format_name(format: Format) -> String {
 #[test]
 fn every_seed_is_accepted_as_it_stands() {
     let seeds = seeds();
-    let formats: std::collections::HashSet<_> = seeds.iter().map(|(f, _)| format_name(*f)).collect();
-    assert_eq!(formats.len(), FORMATS.len(), "one seed per format at least");
+    let seeded: std::collections::HashSet<_> = seeds.iter().map(|(f, _)| format_name(*f)).collect();
+    assert_eq!(seeded.len(), formats().len(), "one seed per format at least");
     for (format, sample) in seeds {
         let outcome = read(format, sample.as_slice());
         assert!(outcome.ended.is_ok() && !outcome.rows.is_empty(), "{format:?}: {outcome:?}");

@@ -99,7 +99,7 @@ fn openai_usage_csv_totals_match_the_file() {
         .sum();
 
     let records: Vec<UsageRecord> = rows.iter().map(|r| r.record.clone()).collect();
-    let s = summarize(&records);
+    let s = summarize(apex_costs::PriceBook::catalog(), &records);
     assert_eq!(s.requests, sum("num_model_requests"));
     assert_eq!(s.input_tokens, sum("input_tokens"));
     assert_eq!(s.cached_input_tokens, sum("input_cached_tokens"));
@@ -142,6 +142,7 @@ fn openai_usage_csv_and_the_usage_api_json_of_the_same_buckets_count_once() {
     let (format, json_rows, bad) = load(page.to_string().as_bytes());
     assert_eq!((format, bad.len()), (Format::OpenaiUsageJson, 0));
     assert_eq!(dedupe(&[&csv_rows_, &json_rows]).len(), csv_rows_.len(), "every JSON result is a duplicate");
+    assert!(csv_rows_.iter().chain(&json_rows).all(|r| r.record.provider == "openai"));
 }
 
 #[test]
@@ -155,7 +156,7 @@ fn openai_cost_csv_keeps_the_billed_amounts() {
     assert_eq!(rows.len(), billed.len());
     let expected: i64 = billed.iter().map(|l| micros(&l["amount_value"])).sum();
     let records: Vec<UsageRecord> = rows.iter().map(|r| r.record.clone()).collect();
-    let s = summarize(&records);
+    let s = summarize(apex_costs::PriceBook::catalog(), &records);
     assert_eq!(s.total, Money(expected));
     assert_eq!(s.unpriced_records, 0, "billed rows need no catalog price");
     let models: std::collections::BTreeSet<&str> = records.iter().map(|r| r.model.as_str()).collect();
@@ -226,13 +227,13 @@ fn helicone_csv_and_jsonl_overlap_and_count_each_request_once() {
     let truth = helicone_truth();
     let records = dedupe(&[&csv_rows_, &jsonl_rows]);
     assert_eq!(records.len(), truth.cost.len(), "the overlapping requests count once");
-    let s = summarize(&records);
+    let s = summarize(apex_costs::PriceBook::catalog(), &records);
     assert_eq!(s.total, Money(truth.cost.values().sum()));
     assert_eq!(s.output_tokens, truth.output.values().sum::<u64>());
     assert_eq!(s.requests, truth.cost.len() as u64);
     // Importing the files again, in the other order, keeps the same totals.
     let again = dedupe(&[&jsonl_rows, &csv_rows_, &jsonl_rows]);
-    assert_eq!(summarize(&again).total, s.total);
+    assert_eq!(summarize(apex_costs::PriceBook::catalog(), &again).total, s.total);
 }
 
 #[test]
@@ -246,6 +247,19 @@ fn helicone_api_pages_read_like_the_jsonl_export() {
         assert_eq!((format, bad.len()), (Format::HeliconeRequests, 0), "{bad:?}");
         assert_eq!(rows, jsonl_rows);
     }
+}
+
+#[test]
+fn helicone_json_reads_the_cost_from_cost_usd_when_cost_is_absent() {
+    let (_, rows, _) = load(&fixture("helicone.jsonl"));
+    let renamed = String::from_utf8(fixture("helicone.jsonl")).unwrap().replace("\"cost\":", "\"costUSD\":");
+    let (format, renamed_rows, bad) = load(renamed.as_bytes());
+    assert_eq!((format, bad.len()), (Format::HeliconeRequests, 0));
+    assert!(rows.iter().all(|r| r.record.cost.is_some()));
+    assert_eq!(
+        renamed_rows.iter().map(|r| r.record.cost).collect::<Vec<_>>(),
+        rows.iter().map(|r| r.record.cost).collect::<Vec<_>>()
+    );
 }
 
 #[test]

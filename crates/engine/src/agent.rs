@@ -1,24 +1,27 @@
-//! The seams of the pipeline: agents, tools, and what agents leave for each other.
-use std::collections::HashMap;
-use std::sync::Arc;
-
+//! The seams of the pipeline: agents, the step they run in, and what they leave for each
+//! other.
+use apex_costs::Forecast;
 use apex_protocol::AgentName;
 use async_trait::async_trait;
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::context::RunContext;
-use crate::sink::EventSink;
+use crate::error::AgentError;
+use crate::sink::Sink;
+use crate::tools::{Overview, Savings, Signals, Slice, Tool, Tools, Triage, UsageQuery, WhatIfResult};
 
-/// One step of the pipeline. An agent thinks out loud and calls tools through the sink
-/// (which emits the events); its output is persisted and visible to later agents.
+/// One step of the pipeline. An agent thinks out loud and calls tools through its
+/// [`Step`]; what it finds goes into the [`Findings`] the agents after it read, and its
+/// conclusion ([`AgentOutput::result`]) is persisted.
 #[async_trait]
 pub trait Agent: Send + Sync {
     fn name(&self) -> AgentName;
-    async fn run(&self, ctx: &RunContext, sink: &EventSink, pad: &Scratchpad) -> Result<AgentOutput, AgentError>;
+    async fn run(&self, step: &Step<'_>, findings: &mut Findings) -> Result<AgentOutput, AgentError>;
 }
 
-/// What an agent hands back: a one-line summary (sent in `agent_completed`), its
-/// structured output for the agents after it, and the result that is persisted.
+/// What an agent hands back: a one-line summary (sent in `agent_completed`) and the
+/// result that is persisted.
 ///
 /// The persisted result is the agent's conclusion, not a second copy of its tool results:
 /// those are already stored in the run's `tool_completed` events, and duplicating them
@@ -26,80 +29,66 @@ pub trait Agent: Send + Sync {
 #[derive(Clone, Debug)]
 pub struct AgentOutput {
     pub summary: String,
-    pub output: Value,
     pub result: Value,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-    #[error("tool `{tool}` failed: {message}")]
-    Tool { tool: String, message: String },
-    #[error("no tool named `{0}` is registered")]
-    UnknownTool(String),
-    #[error("{0}")]
-    Internal(String),
+/// What the agents of a run found, in the order they run: each fills its part, the ones
+/// after it (and the report) read it.
+#[derive(Debug, Default, Serialize)]
+pub struct Findings {
+    /// The supervisor's look at the data.
+    pub overview: Option<Overview>,
+    /// Triage: what the question asks for.
+    pub triage: Option<Triage>,
+    /// Data: the summary and what stands out in it.
+    pub usage: Option<UsageQuery>,
+    /// The usage the question narrows to (its period, its names), when it narrows.
+    pub slice: Option<Slice>,
+    /// For a comparison: the same slice over the period compared with.
+    pub baseline: Option<Slice>,
+    pub signals: Option<Signals>,
+    /// Optimization: savings, and the what-if the question asked for.
+    pub savings: Option<Savings>,
+    pub what_if: Option<WhatIfResult>,
+    /// Report: the projection, and the answer as streamed.
+    pub forecast: Option<Forecast>,
+    pub answer: Option<String>,
 }
 
-impl AgentError {
-    /// The stable `code` of the `run_failed` event this error ends a run with.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::Tool { .. } => "tool_failed",
-            Self::UnknownTool(_) => "unknown_tool",
-            Self::Internal(_) => "agent_failed",
-        }
-    }
-}
-
-/// A capability agents call. Tools see only the run's [`ToolContext`](crate::tools::ToolContext)
-/// and JSON arguments, so real data sources plug in without touching the runtime.
-#[async_trait]
-pub trait Tool: Send + Sync {
-    fn name(&self) -> &str;
-    async fn call(&self, ctx: &RunContext, args: Value) -> Result<Value, ToolError>;
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ToolError(pub String);
-
-/// The tools available to a run, by name. Replacing one by name is how a deployment (or a
-/// test) swaps an implementation.
-#[derive(Clone, Default)]
-pub struct Tools(HashMap<String, Arc<dyn Tool>>);
-
-impl Tools {
-    pub fn with(mut self, tool: Arc<dyn Tool>) -> Self {
-        self.0.insert(tool.name().to_owned(), tool);
-        self
-    }
-
-    /// Wraps every tool, e.g. to add a fault-injection delay.
-    pub fn map(self, wrap: impl Fn(Arc<dyn Tool>) -> Arc<dyn Tool>) -> Self {
-        Self(self.0.into_iter().map(|(name, tool)| (name, wrap(tool))).collect())
-    }
-
-    pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
-        self.0.get(name)
-    }
-
-    pub fn names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.0.keys().map(String::as_str).collect();
-        names.sort_unstable();
-        names
+impl Findings {
+    /// A finding an agent needs from one that ran before it.
+    pub fn need<'a, T>(found: &'a Option<T>, what: &str) -> Result<&'a T, AgentError> {
+        found.as_ref().ok_or_else(|| AgentError::Internal(format!("{what} was not found before it was needed")))
     }
 }
 
-/// The outputs of the agents that ran before, by agent.
-#[derive(Default)]
-pub struct Scratchpad(std::sync::Mutex<HashMap<AgentName, Value>>);
+/// An agent at work: its name, the run, the tools it may call and where its events go.
+#[derive(Clone, Copy)]
+pub struct Step<'a> {
+    pub agent: AgentName,
+    pub ctx: &'a RunContext,
+    pub tools: &'a Tools,
+    pub sink: &'a dyn Sink,
+}
 
-impl Scratchpad {
-    pub fn put(&self, agent: AgentName, value: Value) {
-        self.0.lock().expect("scratchpad lock").insert(agent, value);
+impl Step<'_> {
+    /// Says what the agent is doing (`agent_thinking`).
+    pub async fn think(&self, text: impl Into<String>) {
+        self.sink.thinking(self.agent, text.into()).await;
     }
 
-    pub fn get(&self, agent: AgentName) -> Option<Value> {
-        self.0.lock().expect("scratchpad lock").get(&agent).cloned()
+    /// Calls the tool `T`; the call is streamed as `tool_executing`/`tool_completed`.
+    pub async fn call<T: Tool>(&self, args: T::Args) -> Result<T::Output, AgentError> {
+        self.tools.call::<T>(self.ctx, self.sink, self.agent, args).await
+    }
+
+    /// Calls a tool by name with JSON arguments (a model's call).
+    pub async fn call_json(&self, name: &str, args: Value) -> Result<Value, AgentError> {
+        self.tools.call_json(self.ctx, self.sink, self.agent, name, args).await
+    }
+
+    /// Streams a piece of the answer.
+    pub async fn delta(&self, text: String) {
+        self.sink.delta(self.ctx.message_id, text).await;
     }
 }

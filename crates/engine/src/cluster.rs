@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use apex_protocol::{RunEvent, RunId};
+use apex_protocol::{RunEvent, RunId, UserId};
 use apex_store::Store;
 use async_trait::async_trait;
 use tokio::sync::{broadcast, mpsc};
@@ -64,7 +64,7 @@ pub const STORE_POLL: Duration = Duration::from_millis(500);
 /// the bus, with every gap filled from the store, until the terminal event.
 pub struct RemoteFollow {
     pub(crate) store: Arc<dyn Store>,
-    pub(crate) user_id: Arc<str>,
+    pub(crate) user_id: UserId,
     pub(crate) run_id: RunId,
     pub(crate) rx: mpsc::Receiver<BusEvent>,
     /// The highest seq delivered.

@@ -11,13 +11,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use apex_protocol::{RunId, ThreadId};
+use apex_protocol::{RunId, ThreadId, UserId};
 use tokio::sync::watch;
 
 pub struct RunLog {
     pub run_id: RunId,
     pub thread_id: ThreadId,
-    pub user_id: Arc<str>,
+    pub user_id: UserId,
     /// Wire JSON of each event; index `i` holds `seq = i + 1`.
     events: RwLock<Vec<Arc<str>>>,
     published: watch::Sender<u64>,
@@ -32,7 +32,7 @@ pub struct RunLog {
 }
 
 impl RunLog {
-    pub fn new(run_id: RunId, thread_id: ThreadId, user_id: Arc<str>) -> Self {
+    pub fn new(run_id: RunId, thread_id: ThreadId, user_id: UserId) -> Self {
         Self {
             run_id,
             thread_id,
@@ -143,7 +143,7 @@ mod tests {
 
     #[tokio::test]
     async fn followers_see_history_then_live_events_without_gaps() {
-        let log = Arc::new(RunLog::new(RunId::new(), ThreadId::new(), Arc::from("u")));
+        let log = Arc::new(RunLog::new(RunId::new(), ThreadId::new(), "u".into()));
         log.publish(1, Arc::from("e1"), false);
         log.publish(2, Arc::from("e2"), false);
         let mut late = log.follow(1);

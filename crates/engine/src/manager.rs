@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use apex_protocol::{now_ms, MessageId, RunId, ThreadId, UserMessage};
+use apex_costs::PriceBook;
+use apex_protocol::{now_ms, MessageId, RunId, ThreadId, UserId, UserMessage};
 use apex_store::{BeginOutcome, NewRun, Store, StoreError, Write};
 use apex_telemetry as m;
 use futures_util::FutureExt;
@@ -17,14 +18,14 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::agent::Tools;
 use crate::agents::ModelWriter;
 use crate::cluster::{Cluster, RemoteFollow};
 use crate::context::RunContext;
 use crate::log::{Follow, RunLog};
 use crate::sink::{EventSink, Outcome};
 use crate::supervisor::Supervisor;
-use crate::tools::{ToolContext, UsageSource};
+use crate::tools::Tools;
+use crate::usage::{RunData, UsageSource};
 use crate::writer::{self, WriterHandle};
 
 #[derive(Clone, Debug)]
@@ -41,6 +42,8 @@ pub struct EngineSettings {
     /// Runs one user may have in flight at once, on this instance and, in a cluster, in the
     /// whole deployment; more are refused (`too_many_runs`) until one ends.
     pub max_runs_per_user: usize,
+    /// What usage costs: every run's tools price with it. The catalog alone by default.
+    pub prices: PriceBook,
 }
 
 impl Default for EngineSettings {
@@ -51,6 +54,7 @@ impl Default for EngineSettings {
             lease: Duration::from_secs(10),
             model: None,
             max_runs_per_user: 8,
+            prices: PriceBook::default(),
         }
     }
 }
@@ -123,9 +127,9 @@ struct Inner {
     runs: Mutex<HashMap<RunId, Arc<LiveRun>>>,
     /// Threads with an active run, with the owner: another user's thread is never "busy",
     /// it does not exist for them.
-    busy_threads: Mutex<HashMap<ThreadId, (Arc<str>, RunId)>>,
+    busy_threads: Mutex<HashMap<ThreadId, (UserId, RunId)>>,
     /// Runs in flight per user (reserved before the message is persisted).
-    in_flight: Mutex<HashMap<Arc<str>, usize>>,
+    in_flight: Mutex<HashMap<UserId, usize>>,
     tracker: TaskTracker,
     accepting: AtomicBool,
     stop_sweeper: CancellationToken,
@@ -207,13 +211,14 @@ impl RunManager {
     }
 
     /// Persists the message and starts its run. Returns once the message is durable.
-    pub async fn submit(&self, user_id: &str, msg: UserMessage) -> Result<Accepted, StartError> {
+    /// `demo`: the user is a demo identity (demo data until they import).
+    pub async fn submit(&self, user_id: &UserId, demo: bool, msg: UserMessage) -> Result<Accepted, StartError> {
         let received = Instant::now();
         let inner = &self.inner;
         if !inner.accepting.load(Ordering::Acquire) {
             return Err(StartError::ShuttingDown);
         }
-        let user: Arc<str> = Arc::from(user_id);
+        let user = user_id.clone();
         // Held until the run ends (moved into its task), or released on refusal.
         let slot = InFlight::take(inner, &user).await.ok_or(StartError::TooManyRuns(inner.settings.max_runs_per_user))?;
         let mut reserved = None;
@@ -266,12 +271,16 @@ impl RunManager {
         });
         inner.runs.lock().expect("runs lock").insert(begun.run_id, live.clone());
         let ctx = RunContext {
+            data: RunData::new(inner.source.clone(), user.clone(), demo)
+                .with_cluster(inner.cluster.clone())
+                .with_prices(inner.settings.prices.clone()),
             user_id: user,
+            demo,
             thread_id: begun.thread_id,
             run_id: begun.run_id,
             message_id: MessageId::new(),
             text: Arc::from(msg.text),
-            tools: ToolContext::new(inner.source.clone()).with_cluster(inner.cluster.clone()),
+            memory: Some(Arc::new(crate::question::StoreMemory(inner.store.clone()))),
         };
         let task_inner = inner.clone();
         // A root span: a run outlives the connection that started it, and is a trace of its own.
@@ -290,7 +299,7 @@ impl RunManager {
 
     /// A message for a busy thread: refused, unless it is a resend of one already accepted
     /// (same `client_message_id`), which gets the original run back.
-    async fn busy_or_resent(&self, user_id: &str, msg: &UserMessage, active: RunId) -> Result<Accepted, StartError> {
+    async fn busy_or_resent(&self, user_id: &UserId, msg: &UserMessage, active: RunId) -> Result<Accepted, StartError> {
         if let Some(cid) = &msg.client_message_id {
             if let Some(b) = self.inner.store.find_client_message(user_id, cid).await? {
                 return Ok(Accepted { run_id: b.run_id, thread_id: b.thread_id, message_id: b.message_id, duplicate: true });
@@ -301,7 +310,7 @@ impl RunManager {
 
     /// Follows a run of this user from `after_seq`: its missed events, then live ones until
     /// the terminal event. Another user's run is `NotFound`.
-    pub async fn follow(&self, user_id: &str, run_id: RunId, after_seq: u64) -> Result<Follow, StartError> {
+    pub async fn follow(&self, user_id: &UserId, run_id: RunId, after_seq: u64) -> Result<Follow, StartError> {
         // A follow after a seq is a resume: what it replays is counted as it is read.
         let resumed = |source: &'static str, replayed: usize| {
             if after_seq > 0 {
@@ -321,7 +330,7 @@ impl RunManager {
                 resumed("remote", 0);
                 return Ok(Follow::Remote(Box::new(RemoteFollow {
                     store: self.inner.store.clone(),
-                    user_id: Arc::from(user_id),
+                    user_id: user_id.clone(),
                     run_id,
                     rx,
                     sent: after_seq,
@@ -336,16 +345,16 @@ impl RunManager {
     }
 
     /// The in-memory log of a run of this user, while it is live or lingering.
-    pub fn live_log(&self, user_id: &str, run_id: RunId) -> Option<Arc<RunLog>> {
+    pub fn live_log(&self, user_id: &UserId, run_id: RunId) -> Option<Arc<RunLog>> {
         let runs = self.inner.runs.lock().expect("runs lock");
-        runs.get(&run_id).filter(|r| &*r.log.user_id == user_id).map(|r| r.log.clone())
+        runs.get(&run_id).filter(|r| r.log.user_id == *user_id).map(|r| r.log.clone())
     }
 
     /// Stops a run of this user. Returns false when the run had already finished.
-    pub async fn stop(&self, user_id: &str, run_id: RunId) -> Result<bool, StartError> {
+    pub async fn stop(&self, user_id: &UserId, run_id: RunId) -> Result<bool, StartError> {
         let live = {
             let runs = self.inner.runs.lock().expect("runs lock");
-            runs.get(&run_id).filter(|r| &*r.log.user_id == user_id).cloned()
+            runs.get(&run_id).filter(|r| r.log.user_id == *user_id).cloned()
         };
         match live {
             Some(run) if !run.log.is_finished() => {
@@ -426,8 +435,8 @@ impl Inner {
     async fn execute(self: Arc<Self>, live: Arc<LiveRun>, ctx: RunContext, received: Instant) {
         let _active = ActiveRun::start();
         self.writer.send(Write::RunStarted { run_id: ctx.run_id, at_ms: now_ms() }).await;
-        let sink = EventSink::new(live.log.clone(), self.writer.clone(), self.tools.clone(), received);
-        let pipeline = AssertUnwindSafe(self.supervisor.run(&ctx, &sink)).catch_unwind();
+        let sink = EventSink::new(live.log.clone(), self.writer.clone(), received);
+        let pipeline = AssertUnwindSafe(self.supervisor.run(&ctx, &self.tools, &sink)).catch_unwind();
         let outcome = tokio::select! {
             biased;
             _ = live.cancel.cancelled() => match live.reason.load(Ordering::Acquire) {
@@ -493,7 +502,7 @@ impl Inner {
             tracing::warn!(error = %e, "the run's model usage could not be read back");
             return;
         }
-        if let Err(e) = self.store.import_usage(OWN_USAGE_ACCOUNT, &rows, now_ms()).await {
+        if let Err(e) = self.store.import_usage(&UserId::from(OWN_USAGE_ACCOUNT), &rows, now_ms()).await {
             tracing::warn!(error = %e, "the run's model usage could not be recorded");
         }
     }
@@ -503,13 +512,13 @@ impl Inner {
 /// cluster, in the deployment-wide count.
 struct InFlight {
     inner: Arc<Inner>,
-    user: Arc<str>,
+    user: UserId,
     /// The run's name in the cluster's count, when it was counted there.
     cluster_slot: Option<String>,
 }
 
 impl InFlight {
-    async fn take(inner: &Arc<Inner>, user: &Arc<str>) -> Option<Self> {
+    async fn take(inner: &Arc<Inner>, user: &UserId) -> Option<Self> {
         let max = inner.settings.max_runs_per_user.max(1);
         {
             let mut counts = inner.in_flight.lock().expect("in-flight lock");
@@ -526,7 +535,7 @@ impl InFlight {
             // Counted across instances for as long as a run can last, with room for the
             // lease after which another instance ends a dead instance's runs.
             let ttl = inner.settings.run_timeout + inner.settings.lease * 2;
-            match cluster.admit_run(user, &slot, max, ttl).await {
+            match cluster.admit_run(user.as_str(), &slot, max, ttl).await {
                 Some(false) => return None,
                 Some(true) => taken.cluster_slot = Some(slot),
                 None => {} // the bus cannot say: this instance's count alone applies
@@ -550,7 +559,7 @@ impl Drop for InFlight {
         if let (Some(slot), Some(cluster)) = (self.cluster_slot.take(), self.inner.cluster.clone()) {
             let user = self.user.clone();
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move { cluster.release_run(&user, &slot).await });
+                runtime.spawn(async move { cluster.release_run(user.as_str(), &slot).await });
             }
         }
     }

@@ -196,6 +196,69 @@ mod tests {
         assert_eq!(e.client_message_id.as_deref(), Some("abc"));
     }
 
+    #[test]
+    fn a_frame_of_exactly_the_limit_is_accepted_and_one_byte_more_is_refused() {
+        let frame = r#"{"type":"ping"}"#;
+        assert_eq!(parse_client_frame(frame, frame.len()), Ok(ClientFrame::Ping));
+        let e = parse_client_frame(frame, frame.len() - 1).unwrap_err();
+        assert_eq!(e.code, ErrorCode::MessageTooLarge);
+        assert!(e.message.contains(&frame.len().to_string()), "{}", e.message);
+    }
+
+    #[test]
+    fn resume_without_after_seq_resumes_from_the_start() {
+        let run = RunId::new();
+        assert_eq!(
+            parse_client_frame(&format!(r#"{{"type":"resume","run_id":"{run}"}}"#), MAX),
+            Ok(ClientFrame::Resume { run_id: run, after_seq: 0 })
+        );
+        assert_eq!(
+            parse_client_frame(&format!(r#"{{"type":"resume","run_id":"{run}","after_seq":null}}"#), MAX),
+            Ok(ClientFrame::Resume { run_id: run, after_seq: 0 })
+        );
+        assert_eq!(code(&format!(r#"{{"type":"resume","run_id":"{run}","after_seq":"3"}}"#)), ErrorCode::InvalidField);
+    }
+
+    #[test]
+    fn ids_must_be_uuid_strings() {
+        assert_eq!(code(r#"{"type":"stop_agent","run_id":7}"#), ErrorCode::InvalidField);
+        assert_eq!(code(r#"{"type":"stop_agent","run_id":"not-a-uuid"}"#), ErrorCode::InvalidField);
+        assert_eq!(code(r#"{"type":"stop_agent","run_id":null}"#), ErrorCode::MissingField);
+        assert_eq!(code(r#"{"type":"user_message","text":"a","thread_id":5}"#), ErrorCode::InvalidField);
+        assert_eq!(
+            parse_client_frame(r#"{"type":"user_message","text":"a","thread_id":null}"#, MAX),
+            Ok(ClientFrame::UserMessage(UserMessage { text: "a".into(), thread_id: None, client_message_id: None }))
+        );
+        let e = parse_client_frame(r#"{"type":"stop_agent"}"#, MAX).unwrap_err();
+        assert!(e.message.contains("run_id"), "the message names the field: {}", e.message);
+    }
+
+    #[test]
+    fn a_client_message_id_is_one_to_128_bytes_of_text() {
+        let with_cid = |cid: &str| format!(r#"{{"type":"user_message","text":"hi","client_message_id":"{cid}"}}"#);
+        let longest = "c".repeat(MAX_CLIENT_MESSAGE_ID);
+        match parse_client_frame(&with_cid(&longest), MAX) {
+            Ok(ClientFrame::UserMessage(m)) => assert_eq!(m.client_message_id, Some(longest)),
+            other => panic!("a 128-byte id is accepted: {other:?}"),
+        }
+        assert_eq!(code(&with_cid(&"c".repeat(MAX_CLIENT_MESSAGE_ID + 1))), ErrorCode::InvalidField);
+        assert_eq!(code(&with_cid("")), ErrorCode::InvalidField);
+        assert_eq!(code(r#"{"type":"user_message","text":"hi","client_message_id":7}"#), ErrorCode::InvalidField);
+        assert_eq!(
+            parse_client_frame(r#"{"type":"user_message","text":"hi","client_message_id":null}"#, MAX),
+            Ok(ClientFrame::UserMessage(UserMessage { text: "hi".into(), thread_id: None, client_message_id: None }))
+        );
+    }
+
+    #[test]
+    fn an_unknown_type_is_named_in_the_error_up_to_64_characters() {
+        let e = parse_client_frame(r#"{"type":"launch"}"#, MAX).unwrap_err();
+        assert_eq!(e.message, "unknown frame type `launch`");
+        let long = "é".repeat(100);
+        let e = parse_client_frame(&format!(r#"{{"type":"{long}"}}"#), MAX).unwrap_err();
+        assert_eq!(e.message, format!("unknown frame type `{}`", "é".repeat(64)));
+    }
+
     /// Cases per fuzz property: a bounded run in CI; `APEX_FUZZ_CASES=200000 cargo test -p
     /// apex-protocol` is the longer run (docs/security.md).
     fn fuzz_cases() -> u32 {

@@ -77,3 +77,31 @@ pub mod close {
     /// The peer stopped answering pings.
     pub const PING_TIMEOUT: u16 = 4000;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_code_reads_as_its_wire_name() {
+        let all = [
+            (ErrorCode::InvalidJson, "invalid_json"),
+            (ErrorCode::MessageTooLarge, "message_too_large"),
+            (ErrorCode::BinaryNotSupported, "binary_not_supported"),
+            (ErrorCode::UnknownType, "unknown_type"),
+            (ErrorCode::MissingField, "missing_field"),
+            (ErrorCode::InvalidField, "invalid_field"),
+            (ErrorCode::RateLimited, "rate_limited"),
+            (ErrorCode::NotFound, "not_found"),
+            (ErrorCode::ThreadBusy, "thread_busy"),
+            (ErrorCode::ShuttingDown, "shutting_down"),
+            (ErrorCode::StorageUnavailable, "storage_unavailable"),
+            (ErrorCode::TooManyRuns, "too_many_runs"),
+            (ErrorCode::Internal, "internal"),
+        ];
+        for (code, name) in all {
+            assert_eq!(code.as_str(), name);
+            assert_eq!(serde_json::to_value(code).unwrap(), name, "as_str and the JSON form agree");
+        }
+    }
+}

@@ -148,4 +148,54 @@ mod tests {
         let c = serde_json::to_string(&EventKind::RunCancelled {}).unwrap();
         assert_eq!(c, r#"{"type":"run_cancelled"}"#);
     }
+
+    fn one_of_each_kind() -> Vec<EventKind> {
+        let agent = AgentName::Data;
+        let text = String::from("t");
+        vec![
+            EventKind::AgentStarted { agent },
+            EventKind::AgentThinking { agent, text: text.clone() },
+            EventKind::ToolExecuting { agent, tool: "q".into(), tool_call_id: "c".into(), args: Value::Null },
+            EventKind::ToolCompleted {
+                agent,
+                tool: "q".into(),
+                tool_call_id: "c".into(),
+                ok: true,
+                result: None,
+                error: None,
+                duration_ms: 1,
+            },
+            EventKind::AgentCompleted { agent, summary: text.clone(), duration_ms: 1 },
+            EventKind::ResponseDelta { message_id: MessageId::new(), text: text.clone() },
+            EventKind::FinalResponse { message_id: MessageId::new(), text: text.clone() },
+            EventKind::RunFailed { code: "x".into(), message: text.clone() },
+            EventKind::RunCancelled {},
+            EventKind::RunTimedOut { partial_text: text.clone() },
+            EventKind::RunInterrupted { partial_text: text },
+        ]
+    }
+
+    #[test]
+    fn type_name_is_the_wire_type() {
+        for kind in one_of_each_kind() {
+            let wire = serde_json::to_value(&kind).unwrap();
+            assert_eq!(wire["type"], kind.type_name(), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_final_response_and_the_four_endings_are_terminal() {
+        let terminal: Vec<&str> = one_of_each_kind().iter().filter(|k| k.is_terminal()).map(|k| k.type_name()).collect();
+        assert_eq!(terminal, ["final_response", "run_failed", "run_cancelled", "run_timed_out", "run_interrupted"]);
+    }
+
+    #[test]
+    fn agent_names_are_their_wire_names() {
+        let all = [AgentName::Supervisor, AgentName::Triage, AgentName::Data, AgentName::Optimization, AgentName::Report];
+        let names: Vec<&str> = all.iter().map(|a| a.as_str()).collect();
+        assert_eq!(names, ["supervisor", "triage", "data", "optimization", "report"]);
+        for a in all {
+            assert_eq!(serde_json::to_value(a).unwrap(), a.as_str());
+        }
+    }
 }

@@ -14,7 +14,7 @@ pub mod server;
 pub use client::{parse_client_frame, ClientError, ClientFrame, UserMessage};
 pub use codes::{close, ErrorCode};
 pub use event::{AgentName, EventKind, RunEvent};
-pub use ids::{ConnectionId, MessageId, RunId, ThreadId};
+pub use ids::{ConnectionId, MessageId, RunId, ThreadId, UserId};
 pub use server::ServerFrame;
 
 /// The WebSocket subprotocol spoken by this version.
@@ -30,4 +30,18 @@ pub const DEFAULT_MAX_CLIENT_FRAME: usize = 8192;
 /// Milliseconds since the Unix epoch, the unit of every `ts` on the wire.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn now_is_milliseconds_since_the_epoch() {
+        // 2023-11-14 in ms: a clock in seconds, or a constant, would fall far below.
+        let before = now_ms();
+        assert!(before > 1_700_000_000_000, "{before}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(now_ms() >= before + 5);
+    }
 }

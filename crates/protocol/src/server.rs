@@ -50,3 +50,34 @@ impl ServerFrame {
         serde_json::to_string(self).expect("server frames always serialize")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_frame_carries_its_code_and_message_and_nothing_else() {
+        let frame = ServerFrame::error(ErrorCode::ThreadBusy, "wait for the run to end");
+        assert_eq!(frame.to_json(), r#"{"type":"error","code":"thread_busy","message":"wait for the run to end"}"#);
+    }
+
+    #[test]
+    fn frames_serialize_tagged_by_type_and_read_back() {
+        let frames = [
+            ServerFrame::Pong,
+            ServerFrame::ServerShutdown { grace_ms: 250 },
+            ServerFrame::MessageAccepted {
+                run_id: RunId::new(),
+                thread_id: ThreadId::new(),
+                message_id: MessageId::new(),
+                client_message_id: Some("c-1".into()),
+            },
+        ];
+        assert_eq!(frames[0].to_json(), r#"{"type":"pong"}"#);
+        assert_eq!(frames[1].to_json(), r#"{"type":"server_shutdown","grace_ms":250}"#);
+        for f in frames {
+            let back: ServerFrame = serde_json::from_str(&f.to_json()).unwrap();
+            assert_eq!(back, f);
+        }
+    }
+}

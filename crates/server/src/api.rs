@@ -1,6 +1,6 @@
 //! The REST API: threads, messages, runs and run events of the authenticated user.
 //! Another user's resource answers 404, because the store finds nothing for this user.
-use apex_protocol::{RunId, ThreadId};
+use apex_protocol::{RunId, ThreadId, UserId};
 use apex_store::StoreError;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -79,7 +79,7 @@ impl IntoResponse for ApiError {
 }
 
 /// The authenticated user of a REST request (Bearer header or `?token=`).
-pub struct User(pub String);
+pub struct User(pub UserId);
 
 #[derive(Deserialize)]
 struct TokenQuery {
@@ -95,7 +95,8 @@ impl FromRequestParts<AppState> for User {
             .map_err(|e| ApiError::Unauthorized(e.to_string()))?
             .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
         let claims = app.auth.verify(&token).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
-        Ok(User(claims.sub))
+        tracing::Span::current().record("user_id", claims.sub.as_str());
+        Ok(User(UserId::from(claims.sub)))
     }
 }
 
@@ -116,6 +117,7 @@ async fn thread_messages(State(app): State<AppState>, User(user): User, Path(id)
 
 async fn get_run(State(app): State<AppState>, User(user): User, Path(id): Path<String>) -> Result<Response, ApiError> {
     let run_id: RunId = parse(&id, "run")?;
+    tracing::Span::current().record("run_id", tracing::field::display(run_id));
     let run = app.runs.store().get_run(&user, run_id).await?;
     let agents = app.runs.store().agent_results(&user, run_id).await?;
     Ok(Json(json!({ "run": run, "agent_results": agents })).into_response())
@@ -135,6 +137,7 @@ async fn run_events(
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let run_id: RunId = parse(&id, "run")?;
+    tracing::Span::current().record("run_id", tracing::field::display(run_id));
     let after_seq = query
         .map_err(|_| ApiError::BadRequest("invalid_field", "`after_seq` must be a non-negative integer".into()))?
         .0

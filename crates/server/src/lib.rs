@@ -22,21 +22,24 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use apex_costs::PriceBook;
 use apex_engine::agents::ModelWriter;
-use apex_engine::{EngineSettings, RunManager, StoredUsage, Tool, Tools, UsageSource};
+use apex_engine::{DynTool, EngineSettings, RunManager, StoredUsage, Tools, UsageSource};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use auth::{Auth, Identity};
-pub use settings::{Layer, Settings};
+pub use settings::{LogFormat, Settings};
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub auth: Arc<Auth>,
+    /// What usage costs here: the catalog and this deployment's negotiated rates.
+    pub prices: PriceBook,
     pub runs: RunManager,
     /// Cancelled when shutdown begins: sessions announce `server_shutdown`.
     pub shutting_down: CancellationToken,
@@ -68,7 +71,7 @@ impl Server {
     }
 
     /// Replaces the tool of the same name.
-    pub fn with_tool(mut self, tool: Arc<dyn Tool>) -> Self {
+    pub fn with_tool(mut self, tool: Arc<dyn DynTool>) -> Self {
         self.tools = self.tools.with(tool);
         self
     }
@@ -98,6 +101,15 @@ impl Server {
             stop_accepting.clone(),
             Duration::from_secs(5),
         ));
+        // `/metrics` on a listener of its own: scraped on a private address, never public.
+        if let Some(addr) = settings.metrics_bind {
+            let metrics = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("APEX_METRICS_BIND {addr}: {e}"))?;
+            tracing::info!(addr = %metrics.local_addr()?, "metrics served on their own listener");
+            let router = telemetry::router().layer(trace_layer()).with_state(state.clone());
+            let admission = listen::Admission::new(64, 64);
+            let stop = stop_accepting.clone();
+            tokio::spawn(listen::serve(metrics, router, admission, settings.header_timeout, stop, Duration::from_secs(1)));
+        }
         tracing::info!("ready");
 
         shutdown.await;
@@ -123,9 +135,9 @@ impl Server {
         }
         let settings = self.settings;
         let auth = Auth::from_settings(&settings)?;
-        let overrides = prices::install(&settings).map_err(anyhow::Error::msg)?;
-        if overrides > 0 {
-            tracing::info!(overrides, "negotiated prices replace the catalog's for these models");
+        let prices = prices::book(&settings).map_err(anyhow::Error::msg)?;
+        if !prices.overrides().is_empty() {
+            tracing::info!(overrides = prices.overrides().len(), "negotiated prices replace the catalog's for these models");
         }
         if settings.demo_mode {
             tracing::warn!("demo mode is on: clients without a token are admitted as demo users (set DEMO_MODE=0 or APEX_ENV=production to turn it off)");
@@ -149,6 +161,7 @@ impl Server {
             lease: settings.instance_lease,
             max_runs_per_user: settings.max_runs_per_user,
             model,
+            prices: prices.clone(),
             ..EngineSettings::default()
         };
         let source = self.source.unwrap_or_else(|| Arc::new(StoredUsage::new(store.clone())));
@@ -164,6 +177,7 @@ impl Server {
         Ok(AppState {
             settings: Arc::new(settings),
             auth: Arc::new(auth),
+            prices,
             runs,
             shutting_down: CancellationToken::new(),
             close_sessions: CancellationToken::new(),
@@ -212,16 +226,46 @@ pub async fn run(
     Server::new(settings).serve(listener, shutdown).await
 }
 
-/// Each feature module owns its routes; this merges them.
+/// Each feature module owns its routes; this merges them. Every request is traced (an
+/// `http` span with its method, route, status and, once authenticated, its user and run).
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .merge(health::router())
         .merge(ws::router())
         .merge(api::router())
         .merge(usage::router())
-        .merge(web::router())
-        .merge(telemetry::router())
-        .with_state(state)
+        .merge(web::router());
+    if state.settings.metrics_bind.is_none() {
+        router = router.merge(telemetry::router());
+    }
+    router.layer(trace_layer()).with_state(state)
+}
+
+type HttpRequest = axum::http::Request<axum::body::Body>;
+type HttpResponse = axum::http::Response<axum::body::Body>;
+type TraceLayer = tower_http::trace::TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    fn(&HttpRequest) -> tracing::Span,
+    (),
+    fn(&HttpResponse, Duration, &tracing::Span),
+>;
+
+/// The span of an HTTP request: method and route template (never the query, which may
+/// hold a token), then the status and, filled in by the handlers, the user and run ids.
+fn trace_layer() -> TraceLayer {
+    fn span(request: &HttpRequest) -> tracing::Span {
+        let route = request.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |m| m.as_str());
+        let empty = tracing::field::Empty;
+        tracing::info_span!("http", method = %request.method(), route, status = empty, user_id = empty, run_id = empty)
+    }
+    fn response(response: &HttpResponse, latency: Duration, span: &tracing::Span) {
+        span.record("status", response.status().as_u16());
+        tracing::debug!(latency_ms = latency.as_secs_f64() * 1e3, "response");
+    }
+    tower_http::trace::TraceLayer::new_for_http()
+        .make_span_with(span as fn(&_) -> _)
+        .on_request(())
+        .on_response(response as fn(&_, _, &_))
 }
 
 /// Resolves on SIGINT or SIGTERM.

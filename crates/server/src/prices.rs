@@ -1,5 +1,6 @@
 //! Price overrides: a deployment's negotiated rates, from a TOML file
-//! (`APEX_PRICES_FILE` / `prices_file`), installed before the server starts.
+//! (`APEX_PRICES_FILE` / `prices_file`), read into the [`PriceBook`] the server prices
+//! usage with.
 //!
 //! ```toml
 //! [[price]]
@@ -15,7 +16,7 @@
 use std::path::Path;
 
 use apex_costs::import::parse_usd;
-use apex_costs::{price_for, Money, Price};
+use apex_costs::{Money, Price, PriceBook};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -57,14 +58,15 @@ impl Amount {
     }
 }
 
-/// Reads the overrides file; every error names the model and the field.
+/// Reads the overrides file; every error names the model and the field. What an entry
+/// leaves out comes from the catalog's entry for the model.
 pub fn load(path: &Path) -> Result<Vec<Price>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let file: File = toml::from_str(&text).map_err(|e| format!("invalid price file {}: {e}", path.display()))?;
     file.price
         .iter()
         .map(|e| {
-            let known = price_for(&e.model);
+            let known = PriceBook::catalog().price_for(&e.model);
             let input = e.input_per_mtok.money("input_per_mtok", &e.model)?;
             let output = e.output_per_mtok.money("output_per_mtok", &e.model)?;
             let optional = |amount: &Option<Amount>, field: &str, catalog: Option<Money>, default: Money| match amount {
@@ -72,8 +74,8 @@ pub fn load(path: &Path) -> Result<Vec<Price>, String> {
                 None => Ok(catalog.unwrap_or(default)),
             };
             Ok(Price {
-                provider: leak(e.provider.clone().unwrap_or_else(|| known.map_or("custom", |p| p.provider).to_owned())),
-                model: leak(e.model.clone()),
+                provider: e.provider.clone().unwrap_or_else(|| known.map_or("custom", |p| &p.provider).to_owned()).into(),
+                model: e.model.clone().into(),
                 input_per_mtok: input,
                 output_per_mtok: output,
                 cached_input_per_mtok: match &e.cached_input_per_mtok {
@@ -111,15 +113,11 @@ pub fn load(path: &Path) -> Result<Vec<Price>, String> {
         .collect()
 }
 
-/// Installs the overrides named by the settings, if any.
-pub fn install(settings: &crate::Settings) -> Result<usize, String> {
-    let Some(path) = &settings.prices_file else { return Ok(0) };
-    let prices = load(path)?;
-    let n = prices.len();
-    apex_costs::set_price_overrides(prices);
-    Ok(n)
-}
-
-fn leak(s: String) -> &'static str {
-    Box::leak(s.into_boxed_str())
+/// The prices the settings name: the catalog, with the prices file's negotiated rates
+/// when there is one.
+pub fn book(settings: &crate::Settings) -> Result<PriceBook, String> {
+    match &settings.prices_file {
+        Some(path) => load(path).map(PriceBook::with_overrides),
+        None => Ok(PriceBook::default()),
+    }
 }

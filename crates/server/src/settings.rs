@@ -1,13 +1,21 @@
-//! Configuration, layered: defaults → optional TOML file → environment → command-line
-//! flags. Every layer is a [`Layer`] (all fields optional); [`Settings::resolve`] folds them.
+//! Configuration: one [`Settings`] struct declares every key (its TOML name, type and
+//! documentation); [`Settings::default`] gives each its default. Sources are layered with
+//! `figment`: defaults → optional TOML file → environment → command-line flags (and, in
+//! tests, code), then [`Settings::finish`] derives and checks. Adding a key is one field and
+//! its default; its environment variable is `APEX_` and the key in capitals (the few
+//! conventional names in [`ENV_ALIASES`] excepted).
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use figment::providers::{Format, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub bind: SocketAddr,
     pub data_dir: PathBuf,
@@ -15,9 +23,11 @@ pub struct Settings {
     /// Connections in the PostgreSQL pool.
     pub db_max_connections: u32,
     /// PostgreSQL cancels any statement running longer than this.
+    #[serde(rename = "db_statement_timeout_secs", deserialize_with = "secs")]
     pub db_statement_timeout: Duration,
     pub redis_url: Option<Dsn>,
     /// An instance silent for this long loses its runs to the others (as interrupted).
+    #[serde(rename = "instance_lease_secs", deserialize_with = "secs")]
     pub instance_lease: Duration,
     pub demo_mode: bool,
     pub env: String,
@@ -34,6 +44,7 @@ pub struct Settings {
     /// The GGUF file of the local model (`local`); defaults to the one `apex models pull` fetches.
     pub llm_model_path: Option<PathBuf>,
     /// How long to wait for a model's first and each next token before giving up on it.
+    #[serde(rename = "llm_timeout_secs", deserialize_with = "secs")]
     pub llm_timeout: Duration,
     /// The longest answer a model may write, in tokens.
     pub llm_max_tokens: u32,
@@ -42,12 +53,16 @@ pub struct Settings {
     pub llm_threads: Option<usize>,
     /// Largest accepted client text frame, in bytes.
     pub max_frame_bytes: usize,
+    #[serde(rename = "ping_interval_secs", deserialize_with = "secs")]
     pub ping_interval: Duration,
+    #[serde(rename = "run_timeout_secs", deserialize_with = "secs")]
     pub run_timeout: Duration,
+    #[serde(rename = "shutdown_grace_secs", deserialize_with = "secs")]
     pub shutdown_grace: Duration,
     /// Frames queued for one connection before its producers wait.
     pub outbound_queue: usize,
     /// A connection whose socket accepts nothing for this long is dropped as a slow consumer.
+    #[serde(rename = "write_timeout_secs", deserialize_with = "secs")]
     pub write_timeout: Duration,
     /// Client frames per second allowed per connection (bursts of twice that).
     pub rate_limit: u32,
@@ -63,59 +78,41 @@ pub struct Settings {
     pub user_rate_limit: u32,
     /// An HTTP request's headers must arrive within this (also the longest idle time of a
     /// keep-alive connection between requests).
+    #[serde(rename = "header_timeout_secs", deserialize_with = "secs")]
     pub header_timeout: Duration,
-    /// Origins whose pages may open WebSockets besides the server's own (`*`: any).
+    /// Origins whose pages may open WebSockets besides the server's own (`*`: any); a
+    /// comma-separated string or a list.
+    #[serde(deserialize_with = "comma_list")]
     pub allowed_origins: Vec<String>,
-    pub log_json: bool,
+    /// `human` or `json` log lines.
+    pub log_format: LogFormat,
+    /// Serve `/metrics` on this address only (its own listener) instead of on `bind`.
+    pub metrics_bind: Option<SocketAddr>,
     /// Fault injection: every tool call waits this long first (0 = off).
+    #[serde(rename = "tool_delay_ms", deserialize_with = "millis")]
     pub tool_delay: Duration,
     /// Negotiated prices that replace the catalog's (TOML, see `prices.rs`).
     pub prices_file: Option<PathBuf>,
 }
 
-/// One configuration layer; `None` leaves the value of the layers below.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Layer {
-    pub bind: Option<SocketAddr>,
-    pub data_dir: Option<PathBuf>,
-    pub database_url: Option<Dsn>,
-    pub db_max_connections: Option<u32>,
-    pub db_statement_timeout_secs: Option<f64>,
-    pub redis_url: Option<Dsn>,
-    pub instance_lease_secs: Option<f64>,
-    pub demo_mode: Option<bool>,
-    pub env: Option<String>,
-    pub jwt_secret: Option<SecretString>,
-    pub jwt_issuer: Option<String>,
-    pub jwt_audience: Option<String>,
-    pub llm: Option<String>,
-    pub openai_base_url: Option<String>,
-    pub openai_api_key: Option<SecretString>,
-    pub llm_model: Option<String>,
-    pub llm_model_path: Option<PathBuf>,
-    pub llm_timeout_secs: Option<f64>,
-    pub llm_max_tokens: Option<u32>,
-    pub llm_threads: Option<usize>,
-    pub max_frame_bytes: Option<usize>,
-    pub ping_interval_secs: Option<f64>,
-    pub run_timeout_secs: Option<f64>,
-    pub shutdown_grace_secs: Option<f64>,
-    pub outbound_queue: Option<usize>,
-    pub write_timeout_secs: Option<f64>,
-    pub rate_limit: Option<u32>,
-    pub max_connections: Option<usize>,
-    pub max_connections_per_ip: Option<usize>,
-    pub max_connections_per_user: Option<usize>,
-    pub max_runs_per_user: Option<usize>,
-    pub user_rate_limit: Option<u32>,
-    pub header_timeout_secs: Option<f64>,
-    /// Comma-separated.
-    pub allowed_origins: Option<String>,
-    pub log_json: Option<bool>,
-    pub tool_delay_ms: Option<u64>,
-    pub prices_file: Option<PathBuf>,
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
 }
+
+/// Environment variables whose names are conventions of their own, and their keys; every
+/// other key is read from `APEX_` and the key in capitals.
+pub const ENV_ALIASES: [(&str, &str); 6] = [
+    ("DATABASE_URL", "database_url"),
+    ("REDIS_URL", "redis_url"),
+    ("DEMO_MODE", "demo_mode"),
+    ("OPENAI_BASE_URL", "openai_base_url"),
+    ("OPENAI_API_KEY", "openai_api_key"),
+    ("APEX_LOG_FORMAT", "log_format"),
+];
 
 /// A database or Redis URL. It may hold a password (`postgres://apex:PASSWORD@db/apex`),
 /// so its `Debug` form masks one; the URL itself is what `Deref` gives.
@@ -159,12 +156,12 @@ impl std::fmt::Debug for Dsn {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {0}: {1}")]
-    Read(PathBuf, std::io::Error),
-    #[error("invalid config file {0}: {1}")]
-    Parse(PathBuf, toml::de::Error),
-    #[error("invalid value for {0}: {1}")]
-    Env(&'static str, String),
+    #[error("cannot read config file {0}: it does not exist or is not a file")]
+    Read(PathBuf),
+    /// A value of the wrong type or an unknown key; names the key and where it came from
+    /// (the file, or the environment variable).
+    #[error("{0}")]
+    Source(#[from] Box<figment::Error>),
     #[error("{0}")]
     Invalid(String),
 }
@@ -206,7 +203,8 @@ impl Default for Settings {
             user_rate_limit: 100,
             header_timeout: Duration::from_secs(10),
             allowed_origins: Vec::new(),
-            log_json: false,
+            log_format: LogFormat::Human,
+            metrics_bind: None,
             tool_delay: Duration::ZERO,
             prices_file: None,
         }
@@ -223,89 +221,39 @@ impl Settings {
         }
     }
 
-    /// Defaults, then the file (if any), then the environment, then `flags`.
-    pub fn load(file: Option<&Path>, flags: Layer) -> Result<Self, ConfigError> {
-        let mut layers = Vec::with_capacity(3);
+    /// Defaults, then the file (if any), then the process environment, then `overrides`
+    /// (command-line flags).
+    pub fn load(file: Option<&Path>, overrides: impl FnOnce(&mut Settings)) -> Result<Self, ConfigError> {
+        Self::extract(Self::sources(file, std::env::vars())?, overrides)
+    }
+
+    /// The file (if any), then the variables of `env` that name a key (empty values count as
+    /// unset), over the defaults.
+    pub fn sources(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Figment, ConfigError> {
+        let mut figment = Figment::new();
         if let Some(path) = file {
-            layers.push(Layer::from_file(path)?);
-        }
-        layers.push(Layer::from_env(|k| std::env::var(k).ok())?);
-        layers.push(flags);
-        Self::resolve(layers)
-    }
-
-    pub fn resolve(layers: impl IntoIterator<Item = Layer>) -> Result<Self, ConfigError> {
-        let mut s = Settings::default();
-        for l in layers {
-            s.apply(l)?;
-        }
-        s.finish()
-    }
-
-    fn apply(&mut self, l: Layer) -> Result<(), ConfigError> {
-        macro_rules! set {
-            ($($field:ident),*) => { $( if let Some(v) = l.$field { self.$field = v; } )* };
-        }
-        macro_rules! set_some {
-            ($($field:ident),*) => { $( if l.$field.is_some() { self.$field = l.$field; } )* };
-        }
-        set!(
-            bind,
-            data_dir,
-            database_url,
-            db_max_connections,
-            demo_mode,
-            env,
-            llm,
-            openai_base_url,
-            llm_max_tokens,
-            max_frame_bytes,
-            outbound_queue,
-            rate_limit,
-            max_connections,
-            max_connections_per_ip,
-            max_connections_per_user,
-            max_runs_per_user,
-            user_rate_limit,
-            log_json
-        );
-        if let Some(list) = l.allowed_origins {
-            self.allowed_origins = list.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect();
-        }
-        set_some!(
-            redis_url,
-            jwt_secret,
-            jwt_issuer,
-            jwt_audience,
-            prices_file,
-            openai_api_key,
-            llm_model,
-            llm_model_path,
-            llm_threads
-        );
-        if let Some(ms) = l.tool_delay_ms {
-            self.tool_delay = Duration::from_millis(ms);
-        }
-        for (value, target, name) in [
-            (l.ping_interval_secs, &mut self.ping_interval, "ping_interval_secs"),
-            (l.run_timeout_secs, &mut self.run_timeout, "run_timeout_secs"),
-            (l.shutdown_grace_secs, &mut self.shutdown_grace, "shutdown_grace_secs"),
-            (l.write_timeout_secs, &mut self.write_timeout, "write_timeout_secs"),
-            (l.db_statement_timeout_secs, &mut self.db_statement_timeout, "db_statement_timeout_secs"),
-            (l.instance_lease_secs, &mut self.instance_lease, "instance_lease_secs"),
-            (l.llm_timeout_secs, &mut self.llm_timeout, "llm_timeout_secs"),
-            (l.header_timeout_secs, &mut self.header_timeout, "header_timeout_secs"),
-        ] {
-            if let Some(secs) = value {
-                *target = Duration::try_from_secs_f64(secs)
-                    .map_err(|_| ConfigError::Invalid(format!("{name} must be a non-negative number of seconds")))?;
+            if !path.is_file() {
+                return Err(ConfigError::Read(path.into()));
             }
+            figment = figment.merge(Toml::file_exact(path));
         }
-        Ok(())
+        Ok(figment.merge(Environment::new(env)))
+    }
+
+    /// The settings `figment` gives over the defaults, with `overrides` applied last.
+    pub fn extract(figment: Figment, overrides: impl FnOnce(&mut Settings)) -> Result<Self, ConfigError> {
+        // Lossy: the environment's values are text, read as the key's type ("8", "yes").
+        let mut settings: Settings = figment.extract_lossy().map_err(Box::new)?;
+        overrides(&mut settings);
+        settings.finish()
+    }
+
+    pub fn log_json(&self) -> bool {
+        self.log_format == LogFormat::Json
     }
 
     /// Derived values and the rules that tie settings together.
-    fn finish(mut self) -> Result<Self, ConfigError> {
+    pub fn finish(mut self) -> Result<Self, ConfigError> {
         if self.env == "production" {
             self.demo_mode = false;
         }
@@ -354,102 +302,144 @@ impl Settings {
     }
 }
 
-impl Layer {
-    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.into(), e))?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse(path.into(), e))
+/// The environment as a configuration source: every variable that names a key, as text.
+struct Environment(Dict);
+
+impl Environment {
+    fn new(vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        let keys = serde_aux::serde_introspection::serde_introspect::<Settings>();
+        let dict = vars
+            .into_iter()
+            .filter(|(_, value)| !value.trim().is_empty())
+            .filter_map(|(name, value)| {
+                let key = match ENV_ALIASES.iter().find(|(alias, _)| *alias == name) {
+                    Some((_, key)) => (*key).to_owned(),
+                    None => name.strip_prefix("APEX_")?.to_ascii_lowercase(),
+                };
+                keys.contains(&key.as_str()).then(|| (key, Value::from(value.trim().to_owned())))
+            })
+            .collect();
+        Self(dict)
     }
 
-    /// Reads the documented environment variables through `get` (so tests need not touch
-    /// the process environment).
-    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        fn parse<T: std::str::FromStr>(name: &'static str, v: Option<String>) -> Result<Option<T>, ConfigError> {
-            v.map(|s| s.trim().parse::<T>().map_err(|_| ConfigError::Env(name, s))).transpose()
-        }
-        let flag = |name: &'static str| -> Result<Option<bool>, ConfigError> {
-            get(name)
-                .map(|v| match v.trim().to_ascii_lowercase().as_str() {
-                    "1" | "true" | "yes" | "on" => Ok(true),
-                    "0" | "false" | "no" | "off" => Ok(false),
-                    _ => Err(ConfigError::Env(name, v)),
-                })
-                .transpose()
-        };
-        Ok(Layer {
-            bind: parse("APEX_BIND", get("APEX_BIND"))?,
-            data_dir: get("APEX_DATA_DIR").map(PathBuf::from),
-            database_url: get("DATABASE_URL").map(Dsn),
-            db_max_connections: parse("APEX_DB_MAX_CONNECTIONS", get("APEX_DB_MAX_CONNECTIONS"))?,
-            db_statement_timeout_secs: parse("APEX_DB_STATEMENT_TIMEOUT_SECS", get("APEX_DB_STATEMENT_TIMEOUT_SECS"))?,
-            redis_url: get("REDIS_URL").filter(|s| !s.is_empty()).map(Dsn),
-            instance_lease_secs: parse("APEX_INSTANCE_LEASE_SECS", get("APEX_INSTANCE_LEASE_SECS"))?,
-            demo_mode: flag("DEMO_MODE")?,
-            env: get("APEX_ENV"),
-            jwt_secret: get("APEX_JWT_SECRET").filter(|s| !s.is_empty()).map(SecretString::from),
-            jwt_issuer: get("APEX_JWT_ISSUER"),
-            jwt_audience: get("APEX_JWT_AUDIENCE"),
-            llm: get("APEX_LLM").filter(|s| !s.is_empty()),
-            openai_base_url: get("OPENAI_BASE_URL").filter(|s| !s.is_empty()),
-            openai_api_key: get("OPENAI_API_KEY").filter(|s| !s.is_empty()).map(SecretString::from),
-            llm_model: get("APEX_LLM_MODEL").filter(|s| !s.is_empty()),
-            llm_model_path: get("APEX_LLM_MODEL_PATH").filter(|s| !s.is_empty()).map(PathBuf::from),
-            llm_timeout_secs: parse("APEX_LLM_TIMEOUT_SECS", get("APEX_LLM_TIMEOUT_SECS"))?,
-            llm_max_tokens: parse("APEX_LLM_MAX_TOKENS", get("APEX_LLM_MAX_TOKENS"))?,
-            llm_threads: parse("APEX_LLM_THREADS", get("APEX_LLM_THREADS"))?,
-            max_frame_bytes: parse("APEX_MAX_FRAME_BYTES", get("APEX_MAX_FRAME_BYTES"))?,
-            ping_interval_secs: parse("APEX_PING_INTERVAL_SECS", get("APEX_PING_INTERVAL_SECS"))?,
-            run_timeout_secs: parse("APEX_RUN_TIMEOUT_SECS", get("APEX_RUN_TIMEOUT_SECS"))?,
-            shutdown_grace_secs: parse("APEX_SHUTDOWN_GRACE_SECS", get("APEX_SHUTDOWN_GRACE_SECS"))?,
-            outbound_queue: parse("APEX_OUTBOUND_QUEUE", get("APEX_OUTBOUND_QUEUE"))?,
-            write_timeout_secs: parse("APEX_WRITE_TIMEOUT_SECS", get("APEX_WRITE_TIMEOUT_SECS"))?,
-            rate_limit: parse("APEX_RATE_LIMIT", get("APEX_RATE_LIMIT"))?,
-            max_connections: parse("APEX_MAX_CONNECTIONS", get("APEX_MAX_CONNECTIONS"))?,
-            max_connections_per_ip: parse("APEX_MAX_CONNECTIONS_PER_IP", get("APEX_MAX_CONNECTIONS_PER_IP"))?,
-            max_connections_per_user: parse("APEX_MAX_CONNECTIONS_PER_USER", get("APEX_MAX_CONNECTIONS_PER_USER"))?,
-            max_runs_per_user: parse("APEX_MAX_RUNS_PER_USER", get("APEX_MAX_RUNS_PER_USER"))?,
-            user_rate_limit: parse("APEX_USER_RATE_LIMIT", get("APEX_USER_RATE_LIMIT"))?,
-            header_timeout_secs: parse("APEX_HEADER_TIMEOUT_SECS", get("APEX_HEADER_TIMEOUT_SECS"))?,
-            allowed_origins: get("APEX_ALLOWED_ORIGINS"),
-            log_json: get("APEX_LOG_FORMAT").map(|f| f.eq_ignore_ascii_case("json")),
-            tool_delay_ms: parse("APEX_TOOL_DELAY_MS", get("APEX_TOOL_DELAY_MS"))?,
-            prices_file: get("APEX_PRICES_FILE").filter(|s| !s.is_empty()).map(PathBuf::from),
-        })
+    /// The variable a key is read from.
+    fn var(key: &str) -> String {
+        ENV_ALIASES
+            .iter()
+            .find(|(_, k)| *k == key)
+            .map_or_else(|| format!("APEX_{}", key.to_ascii_uppercase()), |(alias, _)| (*alias).to_owned())
     }
+}
+
+impl Provider for Environment {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("environment variable").interpolater(|_: &Profile, keys: &[&str]| Environment::var(&keys.join(".")))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.0.clone()))
+    }
+}
+
+fn secs<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+    let secs = f64::deserialize(de)?;
+    Duration::try_from_secs_f64(secs).map_err(|_| serde::de::Error::custom("expected a non-negative number of seconds"))
+}
+
+fn millis<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+    u64::deserialize(de).map(Duration::from_millis)
+}
+
+fn comma_list<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        Text(String),
+        Items(Vec<String>),
+    }
+    let items = match List::deserialize(de)? {
+        List::Text(text) => text.split(',').map(str::to_owned).collect(),
+        List::Items(items) => items,
+    };
+    Ok(items.into_iter().map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    fn toml(text: &str) -> Figment {
+        Figment::new().merge(Toml::string(text))
+    }
+
     #[test]
     fn layers_apply_in_order_and_production_disables_demo() {
-        let file: Layer = toml::from_str("bind = \"127.0.0.1:9000\"\nrun_timeout_secs = 5\ndemo_mode = true").unwrap();
-        let env = Layer::from_env(|k| match k {
-            "APEX_BIND" => Some("127.0.0.1:9001".into()),
-            "APEX_ENV" => Some("production".into()),
-            _ => None,
-        })
-        .unwrap();
-        let flags = Layer { bind: Some("127.0.0.1:9002".parse().unwrap()), ..Layer::default() };
-        let s = Settings::resolve([file, env, flags]).unwrap();
-        assert_eq!(s.bind.port(), 9002);
-        assert_eq!(s.run_timeout, Duration::from_secs(5));
+        let file = toml("bind = \"127.0.0.1:9000\"\nrun_timeout_secs = 5\ndemo_mode = true\nllm_max_tokens = 100");
+        let env = Environment::new(vars(&[
+            ("APEX_BIND", "127.0.0.1:9001"),
+            ("APEX_ENV", "production"),
+            ("APEX_LLM_MAX_TOKENS", "200"),
+        ]));
+        let s = Settings::extract(file.merge(env), |s| s.bind = "127.0.0.1:9002".parse().unwrap()).unwrap();
+        assert_eq!(s.bind.port(), 9002, "code (flags) over the environment over the file");
+        assert_eq!(s.llm_max_tokens, 200, "the environment over the file");
+        assert_eq!(s.run_timeout, Duration::from_secs(5), "the file over the defaults");
+        assert_eq!(s.ping_interval, Duration::from_secs(30), "the default");
         assert!(!s.demo_mode);
         assert!(s.database_url.starts_with("sqlite://") && s.database_url.ends_with("apex.db"));
     }
 
     #[test]
+    fn every_key_reads_from_its_environment_variable_as_text() {
+        let env = Environment::new(vars(&[
+            ("DEMO_MODE", "off"),
+            ("APEX_LOG_FORMAT", "json"),
+            ("APEX_JWT_SECRET", "12345678901234567890123456789012"),
+            ("APEX_DB_STATEMENT_TIMEOUT_SECS", "2.5"),
+            ("APEX_TOOL_DELAY_MS", "40"),
+            ("APEX_ALLOWED_ORIGINS", " https://a.example, ,https://b.example "),
+            ("APEX_LLM_THREADS", "3"),
+            ("REDIS_URL", ""),
+            ("APEX_METRICS_BIND", " "),
+            // Not settings: ignored, however they are spelt.
+            ("APEX_URL", "http://example"),
+            ("APEX_WEB_TESTS", "1"),
+            ("PATH", "/usr/bin"),
+        ]));
+        let s = Settings::extract(Figment::new().merge(env), |_| ()).unwrap();
+        assert!(!s.demo_mode);
+        assert!(s.log_json());
+        assert_eq!(
+            s.jwt_secret.as_ref().map(secrecy::ExposeSecret::expose_secret),
+            Some("12345678901234567890123456789012"),
+            "digits stay text where the key is text"
+        );
+        assert_eq!(s.db_statement_timeout, Duration::from_millis(2500));
+        assert_eq!(s.tool_delay, Duration::from_millis(40));
+        assert_eq!(s.allowed_origins, ["https://a.example", "https://b.example"]);
+        assert_eq!(s.llm_threads, Some(3));
+        assert_eq!(s.redis_url, None, "an empty variable is unset");
+        assert_eq!(s.metrics_bind, None);
+        // A list in the file is a list.
+        let s = Settings::extract(toml("allowed_origins = [\"https://c.example\"]"), |_| ()).unwrap();
+        assert_eq!(s.allowed_origins, ["https://c.example"]);
+    }
+
+    #[test]
     fn secrets_never_appear_in_debug_output() {
-        let env = Layer::from_env(|k| match k {
-            "APEX_JWT_SECRET" => Some("jwt-secret-value-0123456789".into()),
-            "OPENAI_API_KEY" => Some("sk-api-key-value".into()),
-            "DATABASE_URL" => Some("postgres://apex:db-password-value@db.internal:5432/apex?sslmode=require".into()),
-            "REDIS_URL" => Some("redis://:redis-password-value@cache.internal:6379/0".into()),
-            _ => None,
-        })
-        .unwrap();
-        let file: Layer = toml::from_str("jwt_secret = \"file-secret-value-0123456789\"").unwrap();
-        let printed = format!("{env:?} {file:?} {:?}", Settings::resolve([file.clone(), env.clone()]).unwrap());
+        let env = Environment::new(vars(&[
+            ("APEX_JWT_SECRET", "jwt-secret-value-0123456789"),
+            ("OPENAI_API_KEY", "sk-api-key-value"),
+            ("DATABASE_URL", "postgres://apex:db-password-value@db.internal:5432/apex?sslmode=require"),
+            ("REDIS_URL", "redis://:redis-password-value@cache.internal:6379/0"),
+        ]));
+        let s = Settings::extract(Figment::new().merge(env), |_| ()).unwrap();
+        let from_file = Settings::extract(toml("jwt_secret = \"file-secret-value-0123456789\""), |_| ()).unwrap();
+        let printed = format!("{s:?} {from_file:?}");
         for secret in ["jwt-secret-value", "file-secret-value", "sk-api-key-value", "db-password-value", "redis-password-value"] {
             assert!(!printed.contains(secret), "{secret} printed: {printed}");
         }
@@ -457,16 +447,55 @@ mod tests {
         assert!(printed.contains("postgres://apex:[redacted]@db.internal:5432/apex?sslmode=require"), "{printed}");
         assert!(printed.contains("redis://:[redacted]@cache.internal:6379/0"), "{printed}");
         // And the values themselves are intact.
-        let s = Settings::resolve([env]).unwrap();
         assert_eq!(&*s.database_url, "postgres://apex:db-password-value@db.internal:5432/apex?sslmode=require");
         assert_eq!(s.jwt_secret.as_ref().map(secrecy::ExposeSecret::expose_secret), Some("jwt-secret-value-0123456789"));
         assert_eq!(format!("{:?}", Dsn::from("sqlite:///tmp/a@b/apex.db")), "\"sqlite:///tmp/a@b/apex.db\"");
     }
 
     #[test]
-    fn bad_values_are_named() {
-        let err = Layer::from_env(|k| (k == "DEMO_MODE").then(|| "maybe".into())).unwrap_err();
-        assert!(err.to_string().contains("DEMO_MODE"), "{err}");
-        assert!(toml::from_str::<Layer>("unknown_key = 1").is_err());
+    fn bad_values_and_unknown_keys_are_named_with_their_source() {
+        let env = |name: &str, value: &str| {
+            let figment = Figment::new().merge(Environment::new(vars(&[(name, value)])));
+            Settings::extract(figment, |_| ()).unwrap_err().to_string()
+        };
+        let err = env("DEMO_MODE", "maybe");
+        assert!(err.contains("DEMO_MODE"), "{err}");
+        let err = env("APEX_RUN_TIMEOUT_SECS", "-1");
+        assert!(err.contains("APEX_RUN_TIMEOUT_SECS") && err.contains("seconds"), "{err}");
+        let err = env("APEX_LOG_FORMAT", "xml");
+        assert!(err.contains("APEX_LOG_FORMAT"), "{err}");
+        let err = Settings::extract(toml("unknown_key = 1"), |_| ()).unwrap_err().to_string();
+        assert!(err.contains("unknown_key"), "{err}");
+        let err = Settings::extract(toml("run_timeout = 1"), |_| ()).unwrap_err().to_string();
+        assert!(err.contains("run_timeout"), "a field's own name is not its key: {err}");
+        let missing = Settings::sources(Some(Path::new("/nonexistent/apex.toml")), vars(&[])).unwrap_err();
+        assert!(missing.to_string().contains("/nonexistent/apex.toml"), "{missing}");
+    }
+
+    #[test]
+    fn the_readme_documents_every_key_and_its_variable() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+        for key in serde_aux::serde_introspection::serde_introspect::<Settings>() {
+            let var = format!("`{}`", Environment::var(key));
+            // The first cell of a row of the table names the variable (one row may hold two).
+            let line = readme
+                .lines()
+                .find(|l| l.starts_with("| `") && l.split('|').nth(1).is_some_and(|cell| cell.contains(&var)))
+                .unwrap_or_else(|| panic!("README's configuration table has no row for {var}"));
+            assert!(line.contains(&format!("`{key}`")), "the row of {key} names another TOML key: {line}");
+        }
+    }
+
+    #[test]
+    fn a_file_names_itself_in_its_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("apex.toml");
+        std::fs::write(&path, "max_connections = \"many\"\n").unwrap();
+        let err = Settings::extract(Settings::sources(Some(&path), vars(&[])).unwrap(), |_| ()).unwrap_err().to_string();
+        assert!(err.contains("max_connections") && err.contains("apex.toml"), "{err}");
+        std::fs::write(&path, "max_connections = 5\n").unwrap();
+        let s =
+            Settings::extract(Settings::sources(Some(&path), vars(&[("APEX_MAX_CONNECTIONS", "6")])).unwrap(), |_| ()).unwrap();
+        assert_eq!(s.max_connections, 6);
     }
 }

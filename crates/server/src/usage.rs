@@ -2,7 +2,7 @@
 //! route works on the authenticated user's rows only.
 use apex_costs::import::{open, Limit, OpenError};
 use apex_costs::{breakdown, is_calendar_day, summarize, top_groups, GroupBy};
-use apex_store::import::{import_into, ImportFailed, ImportReport};
+use apex_ingest::{import_into, ImportFailed, ImportReport};
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap};
@@ -64,7 +64,7 @@ async fn import_usage(
             OpenError::UnknownName(_) => ApiError::BadRequest("invalid_field", e.to_string()),
             OpenError::Undetected => ApiError::BadRequest(
                 "unknown_format",
-                format!("cannot tell the format; pass ?format= one of {}", apex_costs::import::Format::NAMES),
+                format!("cannot tell the format; pass ?format= one of {}", apex_costs::import::Format::names()),
             ),
             OpenError::Read(_) => ApiError::BadRequest("unreadable_file", e.to_string()),
         })?;
@@ -117,7 +117,7 @@ async fn summary(
         })
         .transpose()?;
     let records = app.runs.store().usage(&user, q.from.as_deref(), q.to.as_deref()).await?;
-    let s = summarize(&records);
+    let s = summarize(&app.prices, &records);
     let mut body = json!({
         "records": records.len(),
         "from": s.from, "to": s.to, "days": s.days,
@@ -128,7 +128,7 @@ async fn summary(
     match by {
         Some(by) => {
             body["group_by"] = json!(q.group_by);
-            let groups = breakdown(&records, by);
+            let groups = breakdown(&app.prices, &records, by);
             let (listed, more) = top_groups(&groups);
             body["groups"] = json!(listed);
             body["groups_more"] = json!(more);

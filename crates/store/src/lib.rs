@@ -10,12 +10,13 @@
 //! (`postgres/`); each has its own migrations folder.
 #![forbid(unsafe_code)]
 
-pub mod import;
+pub mod decorate;
 pub mod metered;
 mod model;
 pub mod postgres;
 mod recovery;
 pub mod retry;
+mod rows;
 pub mod sqlite;
 pub mod testing;
 
@@ -23,7 +24,7 @@ pub use model::*;
 
 use apex_costs::import::ImportRow;
 use apex_costs::UsageRecord;
-use apex_protocol::{RunId, ThreadId};
+use apex_protocol::{RunId, ThreadId, UserId};
 use async_trait::async_trait;
 
 #[derive(Debug, thiserror::Error)]
@@ -71,31 +72,31 @@ pub trait Store: Send + Sync + 'static {
     async fn interrupt_orphaned(&self, instance: &str, lease: std::time::Duration) -> StoreResult<Vec<RunId>>;
 
     /// The message (and run) this user sent earlier with this `client_message_id`.
-    async fn find_client_message(&self, user_id: &str, client_message_id: &str) -> StoreResult<Option<BegunRun>>;
+    async fn find_client_message(&self, user_id: &UserId, client_message_id: &str) -> StoreResult<Option<BegunRun>>;
 
-    async fn list_threads(&self, user_id: &str) -> StoreResult<Vec<ThreadRow>>;
-    async fn thread_messages(&self, user_id: &str, thread_id: ThreadId) -> StoreResult<Vec<MessageRow>>;
-    async fn get_run(&self, user_id: &str, run_id: RunId) -> StoreResult<RunRow>;
+    async fn list_threads(&self, user_id: &UserId) -> StoreResult<Vec<ThreadRow>>;
+    async fn thread_messages(&self, user_id: &UserId, thread_id: ThreadId) -> StoreResult<Vec<MessageRow>>;
+    async fn get_run(&self, user_id: &UserId, run_id: RunId) -> StoreResult<RunRow>;
     /// Events of a run with `seq > after_seq`, in order, as their wire JSON.
-    async fn run_events(&self, user_id: &str, run_id: RunId, after_seq: u64) -> StoreResult<Vec<String>>;
-    async fn agent_results(&self, user_id: &str, run_id: RunId) -> StoreResult<Vec<AgentResultRow>>;
+    async fn run_events(&self, user_id: &UserId, run_id: RunId, after_seq: u64) -> StoreResult<Vec<String>>;
+    async fn agent_results(&self, user_id: &UserId, run_id: RunId) -> StoreResult<Vec<AgentResultRow>>;
 
     /// Adds imported usage rows for this user; rows whose key is already stored are
     /// skipped. Returns how many were new. A new row whose `request_hash` (when not empty)
     /// this user already has, stored or earlier in `rows`, counts its requests as
     /// `repeat_requests` (migration 0005).
-    async fn import_usage(&self, user_id: &str, rows: &[ImportRow], at_ms: u64) -> StoreResult<u64>;
+    async fn import_usage(&self, user_id: &UserId, rows: &[ImportRow], at_ms: u64) -> StoreResult<u64>;
     /// This user's usage, optionally limited to days `from..=to` (`YYYY-MM-DD`), summed
     /// per day, provider, model, feature, project, end user, API key and environment (rows
     /// with a billed cost apart from rows without). Every field of `UsageRecord` round-trips
     /// (migration 0005 added the tags and the cache-write and reasoning tokens; the
     /// signature is unchanged).
-    async fn usage(&self, user_id: &str, from: Option<&str>, to: Option<&str>) -> StoreResult<Vec<UsageRecord>>;
+    async fn usage(&self, user_id: &UserId, from: Option<&str>, to: Option<&str>) -> StoreResult<Vec<UsageRecord>>;
     /// Removes all of this user's usage rows; returns how many.
-    async fn delete_usage(&self, user_id: &str) -> StoreResult<u64>;
+    async fn delete_usage(&self, user_id: &UserId) -> StoreResult<u64>;
     /// The version of this user's usage data: it changes whenever an import adds rows or
     /// the data is deleted (0 before any import).
-    async fn usage_version(&self, user_id: &str) -> StoreResult<u64>;
+    async fn usage_version(&self, user_id: &UserId) -> StoreResult<u64>;
 }
 
 /// How the store talks to a database server (PostgreSQL; SQLite ignores these).
@@ -128,10 +129,11 @@ pub async fn connect(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
 pub async fn connect_with(url: &str, options: &StoreOptions) -> StoreResult<std::sync::Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(sqlite::SqliteStore::open(url).await?);
-        Ok(std::sync::Arc::new(metered::Metered(store)))
+        Ok(std::sync::Arc::new(metered::Metered::new(metered::Meter, store)))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(postgres::PgStore::open(url, options).await?);
-        Ok(std::sync::Arc::new(retry::Retrying(std::sync::Arc::new(metered::Metered(store)))))
+        let metered = std::sync::Arc::new(metered::Metered::new(metered::Meter, store));
+        Ok(std::sync::Arc::new(retry::Retrying::new(retry::Retry, metered)))
     } else {
         Err(StoreError::Config(format!(
             "unsupported DATABASE_URL scheme in `{}`: use sqlite:// or postgres://",

@@ -1,5 +1,5 @@
 //! The records the store reads and writes.
-use apex_protocol::{MessageId, RunId, ThreadId};
+use apex_protocol::{MessageId, RunId, ThreadId, UserId};
 use serde::Serialize;
 
 /// The `error_code`/`error_message` of a run that the server stopped (shutdown past its
@@ -57,7 +57,7 @@ impl RunStatus {
 /// that many of these can be written in one transaction.
 #[derive(Clone, Debug)]
 pub struct NewRun {
-    pub user_id: String,
+    pub user_id: UserId,
     /// `None` starts a new thread, with id `new_thread_id`.
     pub thread_id: Option<ThreadId>,
     pub new_thread_id: ThreadId,
@@ -71,9 +71,15 @@ pub struct NewRun {
 }
 
 impl NewRun {
-    pub fn new(user_id: &str, thread_id: Option<ThreadId>, text: String, client_message_id: Option<String>, at_ms: u64) -> Self {
+    pub fn new(
+        user_id: &UserId,
+        thread_id: Option<ThreadId>,
+        text: String,
+        client_message_id: Option<String>,
+        at_ms: u64,
+    ) -> Self {
         Self {
-            user_id: user_id.to_owned(),
+            user_id: user_id.clone(),
             thread_id,
             new_thread_id: ThreadId::new(),
             run_id: RunId::new(),
@@ -108,13 +114,13 @@ pub(crate) fn decide_begins<'a>(
     let mut outcomes = Vec::with_capacity(begins.len());
     let mut accepted = Vec::with_capacity(begins.len());
     for b in begins {
-        let key = b.client_message_id.as_ref().map(|c| (b.user_id.clone(), c.clone()));
+        let key = b.client_message_id.as_ref().map(|c| (b.user_id.to_string(), c.clone()));
         if let Some(original) = key.as_ref().and_then(|k| seen.get(k)) {
             outcomes.push(BeginOutcome::Duplicate(original.clone()));
             continue;
         }
         if let Some(thread) = b.thread_id {
-            if owners.get(&thread) != Some(&b.user_id) {
+            if owners.get(&thread).map(String::as_str) != Some(b.user_id.as_str()) {
                 outcomes.push(BeginOutcome::ThreadNotFound);
                 continue;
             }
@@ -175,7 +181,7 @@ pub enum Write {
 #[derive(Clone, Debug)]
 pub struct RunFinish {
     pub run_id: RunId,
-    pub user_id: String,
+    pub user_id: UserId,
     pub thread_id: ThreadId,
     pub status: RunStatus,
     pub at_ms: u64,

@@ -1,8 +1,38 @@
 //! Crash recovery, the same for every backend: what a run that never finished left in
 //! its events, and the writes that end it as `interrupted`.
-use apex_protocol::{AgentName, EventKind, MessageId, RunEvent, RunId, ThreadId};
+use std::collections::HashMap;
+
+use apex_protocol::{AgentName, EventKind, MessageId, RunEvent, RunId, ThreadId, UserId};
 
 use crate::model::{RunFinish, RunStatus, Write, INTERRUPTED};
+use crate::rows::{parse_id, Orphan, OrphanEvent};
+use crate::StoreResult;
+
+/// The runs a lost instance left open and the writes that end them, from the runs and all
+/// their stored events (in any order): the same for every backend, which only selects the
+/// rows and applies the writes in one transaction.
+pub(crate) fn interrupt_orphans(
+    orphans: Vec<Orphan>,
+    events: Vec<OrphanEvent>,
+    now: u64,
+) -> StoreResult<(Vec<RunId>, Vec<Write>)> {
+    let mut by_run: HashMap<String, Vec<OrphanEvent>> = HashMap::with_capacity(orphans.len());
+    for event in events {
+        by_run.entry(event.run_id.clone()).or_default().push(event);
+    }
+    let mut interrupted = Vec::with_capacity(orphans.len());
+    let mut writes = Vec::new();
+    for orphan in orphans {
+        let run_id: RunId = parse_id(&orphan.id)?;
+        let thread_id: ThreadId = parse_id(&orphan.thread_id)?;
+        let mut events = by_run.remove(&orphan.id).unwrap_or_default();
+        events.sort_by_key(OrphanEvent::seq);
+        let events = events.into_iter().map(|e| (e.seq(), e.into_payload()));
+        writes.extend(interrupt_writes(run_id, UserId::from(orphan.user_id), thread_id, events, now));
+        interrupted.push(run_id);
+    }
+    Ok((interrupted, writes))
+}
 
 /// The writes that close a run a crash (or a lost instance) left open: a failed
 /// `tool_completed` for every tool call that never completed, then `run_interrupted`
@@ -10,7 +40,7 @@ use crate::model::{RunFinish, RunStatus, Write, INTERRUPTED};
 /// `events` are the run's persisted `(seq, payload)` in order.
 pub fn interrupt_writes(
     run_id: RunId,
-    user_id: String,
+    user_id: UserId,
     thread_id: ThreadId,
     events: impl IntoIterator<Item = (u64, String)>,
     now: u64,

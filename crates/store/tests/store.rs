@@ -56,7 +56,7 @@ on_every_backend!(
 const LEASE: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn new_run(user: &str, thread: Option<ThreadId>, text: &str, cid: Option<&str>) -> NewRun {
-    NewRun::new(user, thread, text.into(), cid.map(Into::into), 1_000)
+    NewRun::new(&user.into(), thread, text.into(), cid.map(Into::into), 1_000)
 }
 
 fn begun(outcome: &BeginOutcome) -> &apex_store::BegunRun {
@@ -80,17 +80,17 @@ async fn a_batch_of_begins_creates_threads_messages_and_runs(db: Db) {
     assert_eq!(a.thread_id, first.new_thread_id);
     begun(&outcomes[1]);
 
-    let threads = store.list_threads("ann").await.unwrap();
+    let threads = store.list_threads(&"ann".into()).await.unwrap();
     assert_eq!(threads.len(), 1);
     assert_eq!(threads[0].title, "Analyze my");
-    let long = &store.list_threads("bob").await.unwrap()[0].title;
+    let long = &store.list_threads(&"bob".into()).await.unwrap()[0].title;
     assert!(long.chars().count() <= apex_store::TITLE_CHARS && long.ends_with('…'), "{long}");
 
-    let messages = store.thread_messages("ann", a.thread_id).await.unwrap();
+    let messages = store.thread_messages(&"ann".into(), a.thread_id).await.unwrap();
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].content, "  Analyze my\n AI costs  ", "stored verbatim");
     assert_eq!(messages[0].run_id, Some(a.run_id));
-    let run = store.get_run("ann", a.run_id).await.unwrap();
+    let run = store.get_run(&"ann".into(), a.run_id).await.unwrap();
     assert_eq!(run.status, RunStatus::Queued);
     assert_eq!(run.user_message_id, a.message_id);
 }
@@ -107,9 +107,9 @@ async fn client_message_ids_dedupe_per_user_even_within_one_batch(db: Db) {
 
     let later = store.begin_run(new_run("ann", None, "hi again", Some("same"))).await.unwrap();
     assert_eq!(later, BeginOutcome::Duplicate(first.clone()));
-    assert_eq!(store.find_client_message("ann", "same").await.unwrap(), Some(first));
-    assert_eq!(store.find_client_message("carl", "same").await.unwrap(), None);
-    assert_eq!(store.list_threads("ann").await.unwrap().len(), 1, "nothing new was written");
+    assert_eq!(store.find_client_message(&"ann".into(), "same").await.unwrap(), Some(first));
+    assert_eq!(store.find_client_message(&"carl".into(), "same").await.unwrap(), None);
+    assert_eq!(store.list_threads(&"ann".into()).await.unwrap().len(), 1, "nothing new was written");
 }
 
 async fn another_users_thread_is_not_found_and_the_rest_of_the_batch_lands(db: Db) {
@@ -124,12 +124,12 @@ async fn another_users_thread_is_not_found_and_the_rest_of_the_batch_lands(db: D
         .unwrap();
     assert_eq!(out[0], BeginOutcome::ThreadNotFound);
     assert_eq!(begun(&out[1]).thread_id, ann.thread_id);
-    assert_eq!(store.thread_messages("ann", ann.thread_id).await.unwrap().len(), 2);
-    assert!(matches!(store.thread_messages("eve", ann.thread_id).await, Err(StoreError::NotFound)));
-    assert!(matches!(store.get_run("eve", ann.run_id).await, Err(StoreError::NotFound)));
-    assert!(matches!(store.run_events("eve", ann.run_id, 0).await, Err(StoreError::NotFound)));
-    assert!(store.agent_results("eve", ann.run_id).await.unwrap().is_empty());
-    assert!(store.list_threads("eve").await.unwrap().is_empty());
+    assert_eq!(store.thread_messages(&"ann".into(), ann.thread_id).await.unwrap().len(), 2);
+    assert!(matches!(store.thread_messages(&"eve".into(), ann.thread_id).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.get_run(&"eve".into(), ann.run_id).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.run_events(&"eve".into(), ann.run_id, 0).await, Err(StoreError::NotFound)));
+    assert!(store.agent_results(&"eve".into(), ann.run_id).await.unwrap().is_empty());
+    assert!(store.list_threads(&"eve".into()).await.unwrap().is_empty());
 }
 
 async fn events_results_and_the_end_of_a_run_read_back(db: Db) {
@@ -144,7 +144,7 @@ async fn events_results_and_the_end_of_a_run_read_back(db: Db) {
         Write::AgentResult { run_id: run, agent: "report", output: r#"{"text":"Hello"}"#.into(), duration_ms: 3 },
     ];
     store.apply(&[], &writes).await.unwrap();
-    assert_eq!(store.get_run("ann", run).await.unwrap().status, RunStatus::Running);
+    assert_eq!(store.get_run(&"ann".into(), run).await.unwrap().status, RunStatus::Running);
     // A retried batch is harmless.
     store.apply(&[], &writes).await.unwrap();
     let finish = RunFinish {
@@ -160,15 +160,15 @@ async fn events_results_and_the_end_of_a_run_read_back(db: Db) {
     let terminal = event(run, thread, 3, EventKind::FinalResponse { message_id: answer, text: "Hello".into() });
     store.apply(&[], &[Write::Finish(finish), terminal]).await.unwrap();
 
-    let row = store.get_run("ann", run).await.unwrap();
+    let row = store.get_run(&"ann".into(), run).await.unwrap();
     assert_eq!((row.status, row.started_at, row.finished_at, row.last_seq), (RunStatus::Completed, Some(2_000), Some(3_000), 3));
-    let events = store.run_events("ann", run, 1).await.unwrap();
+    let events = store.run_events(&"ann".into(), run, 1).await.unwrap();
     assert_eq!(events.len(), 2);
     assert!(events[1].contains(r#""type":"final_response""#));
-    let results = store.agent_results("ann", run).await.unwrap();
+    let results = store.agent_results(&"ann".into(), run).await.unwrap();
     assert_eq!(results.len(), 1);
     assert_eq!(results[0].output["text"], "Hello");
-    let messages = store.thread_messages("ann", thread).await.unwrap();
+    let messages = store.thread_messages(&"ann".into(), thread).await.unwrap();
     assert_eq!(messages.iter().map(|m| m.role.as_str()).collect::<Vec<_>>(), ["user", "assistant"]);
     assert_eq!(messages[1].id, answer);
 }
@@ -219,15 +219,15 @@ async fn unfinished_runs_are_interrupted_with_open_calls_closed_and_partial_text
     let store = db.open().await;
     let interrupted = store.interrupt_orphaned("next-process", LEASE).await.unwrap();
     assert_eq!(interrupted, vec![run], "only the unfinished run");
-    let row = store.get_run("ann", run).await.unwrap();
+    let row = store.get_run(&"ann".into(), run).await.unwrap();
     assert_eq!(row.status, RunStatus::Interrupted);
     assert_eq!(row.error_code.as_deref(), Some("interrupted"));
     let events: Vec<RunEvent> =
-        store.run_events("ann", run, 0).await.unwrap().iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+        store.run_events(&"ann".into(), run, 0).await.unwrap().iter().map(|e| serde_json::from_str(e).unwrap()).collect();
     assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
     assert!(matches!(&events[4].kind, EventKind::ToolCompleted { tool_call_id, ok: false, .. } if tool_call_id == "call_9"));
     assert_eq!(events[5].kind, EventKind::RunInterrupted { partial_text: "Partial answer".into() });
-    let messages = store.thread_messages("ann", thread).await.unwrap();
+    let messages = store.thread_messages(&"ann".into(), thread).await.unwrap();
     assert_eq!(messages[1].content, "Partial answer");
     assert_eq!(messages[1].id, answer, "the partial answer keeps the id its deltas used");
     assert!(store.interrupt_orphaned("next-process", LEASE).await.unwrap().is_empty(), "recovery runs once");
@@ -252,42 +252,42 @@ fn usage_row(key: &str, day: &str, model: &str, input: u64, cost: Option<i64>) -
 
 async fn usage_imports_dedupe_by_key_sum_per_day_and_stay_with_their_user(db: Db) {
     let store = db.open().await;
-    assert_eq!(store.usage_version("ann").await.unwrap(), 0, "never imported");
+    assert_eq!(store.usage_version(&"ann".into()).await.unwrap(), 0, "never imported");
     let first = [
         usage_row("a", "2026-11-01", "gpt-4o", 1_000, Some(5_000)),
         usage_row("b", "2026-11-01", "gpt-4o", 2_000, Some(7_000)),
         usage_row("b", "2026-11-01", "gpt-4o", 2_000, Some(7_000)), // the same key twice in one chunk
         usage_row("c", "2026-11-02", "gpt-4o", 500, None),
     ];
-    assert_eq!(store.import_usage("ann", &first, 10).await.unwrap(), 3);
-    let v1 = store.usage_version("ann").await.unwrap();
+    assert_eq!(store.import_usage(&"ann".into(), &first, 10).await.unwrap(), 3);
+    let v1 = store.usage_version(&"ann".into()).await.unwrap();
     assert!(v1 > 0);
     // Overlapping import: one old key, one new.
     let second = [usage_row("c", "2026-11-02", "gpt-4o", 500, None), usage_row("d", "2026-11-02", "gpt-4o", 100, None)];
-    assert_eq!(store.import_usage("ann", &second, 11).await.unwrap(), 1);
-    let v2 = store.usage_version("ann").await.unwrap();
+    assert_eq!(store.import_usage(&"ann".into(), &second, 11).await.unwrap(), 1);
+    let v2 = store.usage_version(&"ann".into()).await.unwrap();
     assert!(v2 > v1, "an import that adds rows moves the version on");
-    assert_eq!(store.import_usage("ann", &second, 12).await.unwrap(), 0);
-    assert_eq!(store.usage_version("ann").await.unwrap(), v2, "nothing new, same version");
+    assert_eq!(store.import_usage(&"ann".into(), &second, 12).await.unwrap(), 0);
+    assert_eq!(store.usage_version(&"ann".into()).await.unwrap(), v2, "nothing new, same version");
 
-    let usage = store.usage("ann", None, None).await.unwrap();
+    let usage = store.usage(&"ann".into(), None, None).await.unwrap();
     let day1: Vec<&UsageRecord> = usage.iter().filter(|r| r.day == "2026-11-01").collect();
     assert_eq!(day1.len(), 1, "{usage:?}");
     assert_eq!((day1[0].requests, day1[0].input_tokens, day1[0].cost), (2, 3_000, Some(Money(12_000))));
     let day2: Vec<&UsageRecord> = usage.iter().filter(|r| r.day == "2026-11-02").collect();
     assert_eq!((day2.len(), day2[0].requests, day2[0].input_tokens, day2[0].cost), (1, 2, 600, None));
-    let only_day2 = store.usage("ann", Some("2026-11-02"), Some("2026-11-30")).await.unwrap();
+    let only_day2 = store.usage(&"ann".into(), Some("2026-11-02"), Some("2026-11-30")).await.unwrap();
     assert_eq!(only_day2.len(), 1);
 
     // Another user: the same keys are theirs to import, and they see only their own rows.
-    assert!(store.usage("bob", None, None).await.unwrap().is_empty());
-    assert_eq!(store.import_usage("bob", &first[..1], 13).await.unwrap(), 1);
-    assert_eq!(store.usage("bob", None, None).await.unwrap().len(), 1);
+    assert!(store.usage(&"bob".into(), None, None).await.unwrap().is_empty());
+    assert_eq!(store.import_usage(&"bob".into(), &first[..1], 13).await.unwrap(), 1);
+    assert_eq!(store.usage(&"bob".into(), None, None).await.unwrap().len(), 1);
 
-    assert_eq!(store.delete_usage("ann").await.unwrap(), 4);
-    assert!(store.usage("ann", None, None).await.unwrap().is_empty());
-    assert!(store.usage_version("ann").await.unwrap() > v2, "a delete moves the version on");
-    assert_eq!(store.usage("bob", None, None).await.unwrap().len(), 1, "bob's rows stay");
+    assert_eq!(store.delete_usage(&"ann".into()).await.unwrap(), 4);
+    assert!(store.usage(&"ann".into(), None, None).await.unwrap().is_empty());
+    assert!(store.usage_version(&"ann".into()).await.unwrap() > v2, "a delete moves the version on");
+    assert_eq!(store.usage(&"bob".into(), None, None).await.unwrap().len(), 1, "bob's rows stay");
 }
 
 async fn runs_of_live_instances_are_left_alone_and_those_of_lost_ones_are_taken_over(db: Db) {
@@ -308,7 +308,7 @@ async fn runs_of_live_instances_are_left_alone_and_those_of_lost_ones_are_taken_
             assert_eq!(store.interrupt_orphaned("a", LEASE).await.unwrap(), vec![theirs.run_id]);
         }
     }
-    assert_eq!(store.get_run("bob", theirs.run_id).await.unwrap().status, RunStatus::Interrupted);
-    assert_eq!(store.get_run("ann", mine.run_id).await.unwrap().status, RunStatus::Queued, "a's own run goes on");
+    assert_eq!(store.get_run(&"bob".into(), theirs.run_id).await.unwrap().status, RunStatus::Interrupted);
+    assert_eq!(store.get_run(&"ann".into(), mine.run_id).await.unwrap().status, RunStatus::Queued, "a's own run goes on");
     assert!(store.interrupt_orphaned("a", LEASE).await.unwrap().is_empty());
 }

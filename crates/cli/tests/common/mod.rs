@@ -7,18 +7,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use apex_engine::{Tool, ToolError};
-use apex_server::{Auth, Layer, Server, Settings};
+use apex_client::{Credentials, WsStream};
+use apex_engine::{DynTool, ToolError, ToolValue};
+use apex_server::{Auth, Server, Settings};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tempfile::TempDir;
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const SECRET: &str = "test-secret-0123456789abcdef";
 /// Upper bound for anything a test waits for; a hang fails instead of blocking CI.
@@ -39,21 +37,22 @@ pub struct TestApp {
 }
 
 /// Settings for a test server: demo mode on, a known secret, a fresh data dir.
-pub fn test_settings(dir: &TempDir, overrides: Layer) -> Settings {
-    let base = Layer {
-        data_dir: Some(dir.path().to_path_buf()),
-        jwt_secret: Some(SECRET.into()),
-        bind: Some("127.0.0.1:0".parse().unwrap()),
-        ..Layer::default()
-    };
-    Settings::resolve([base, overrides]).expect("valid test settings")
+/// (Only the defaults and `overrides`: the process environment is not read.)
+pub fn test_settings(dir: &TempDir, overrides: impl FnOnce(&mut Settings)) -> Settings {
+    Settings::extract(figment::Figment::new(), |s| {
+        s.data_dir = dir.path().to_path_buf();
+        s.jwt_secret = Some(SECRET.into());
+        s.bind = "127.0.0.1:0".parse().unwrap();
+        overrides(s);
+    })
+    .expect("valid test settings")
 }
 
 pub async fn spawn_app() -> TestApp {
-    spawn_with(Layer::default(), |s| s).await
+    spawn_with(|_| (), |s| s).await
 }
 
-pub async fn spawn_with(overrides: Layer, customize: impl FnOnce(Server) -> Server) -> TestApp {
+pub async fn spawn_with(overrides: impl FnOnce(&mut Settings), customize: impl FnOnce(Server) -> Server) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let settings = test_settings(&dir, overrides);
     spawn_in(dir, settings, customize).await
@@ -146,7 +145,7 @@ pub enum Auth_ {
 pub use Auth_ as By;
 
 pub struct Client {
-    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub ws: WsStream,
     pub ready: Value,
     pub user_id: String,
     /// The token that keeps this identity (issued in demo mode, or the one used).
@@ -165,21 +164,14 @@ pub enum Frame {
 }
 
 pub async fn try_connect(url: &str, by: By) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
-    let (url, header, proto, used) = match &by {
-        By::Demo => (url.to_owned(), None, None, None),
-        By::Header(t) => (url.to_owned(), Some(format!("Bearer {t}")), None, Some(t.clone())),
-        By::Subprotocol(t) => (url.to_owned(), None, Some(format!("apex.v1, jwt.{t}")), Some(t.clone())),
-        By::Query(t) => (format!("{url}?token={t}"), None, None, Some(t.clone())),
+    let (credentials, used) = match &by {
+        By::Demo => (Credentials::None, None),
+        By::Header(t) => (Credentials::Bearer(t), Some(t.clone())),
+        By::Subprotocol(t) => (Credentials::Subprotocol(t), Some(t.clone())),
+        By::Query(t) => (Credentials::Query(t), Some(t.clone())),
     };
-    let mut request = url.into_client_request()?;
-    if let Some(h) = header {
-        request.headers_mut().insert("authorization", h.parse().unwrap());
-    }
-    if let Some(p) = proto {
-        request.headers_mut().insert("sec-websocket-protocol", p.parse().unwrap());
-    }
-    let (ws, response) =
-        tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request)).await.expect("the upgrade completes in time")?;
+    let request = apex_client::request(url, credentials).expect("a valid upgrade request");
+    let (ws, response) = tokio::time::timeout(WAIT, apex_client::open(request)).await.expect("the upgrade completes in time")?;
     let subprotocol = response.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap().to_owned());
     let mut client =
         Client { ws, ready: Value::Null, user_id: String::new(), token: used, subprotocol, pending: Default::default() };
@@ -381,18 +373,24 @@ pub fn assert_golden_run_streamed_in(events: &[Value], min_deltas: usize) -> Str
 pub struct FailingTool(pub &'static str);
 
 #[async_trait::async_trait]
-impl Tool for FailingTool {
+impl DynTool for FailingTool {
     fn name(&self) -> &str {
         self.0
     }
-    async fn call(&self, _ctx: &apex_engine::RunContext, _args: Value) -> Result<Value, ToolError> {
+    fn description(&self) -> &str {
+        "always fails"
+    }
+    fn parameters(&self) -> Value {
+        json!({ "type": "object" })
+    }
+    async fn call(&self, _ctx: &apex_engine::RunContext, _args: Value) -> Result<ToolValue, ToolError> {
         Err(ToolError("the usage warehouse refused the query".into()))
     }
 }
 
 /// The built-in tool `name`, made to take `ms` milliseconds: for disconnects, stops and
 /// timeouts in the middle of a run.
-pub fn slow(name: &'static str, ms: u64) -> Arc<dyn Tool> {
+pub fn slow(name: &'static str, ms: u64) -> Arc<dyn DynTool> {
     let inner = apex_engine::tools::builtin().get(name).cloned().expect("a built-in tool");
     Arc::new(apex_engine::tools::Delayed { inner, delay: Duration::from_millis(ms) })
 }
@@ -498,6 +496,58 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Spawns `apex serve` (arguments and environment already set; `--bind 127.0.0.1:0` unless
+/// the test must come back on the same port) and waits until it answers, at the address the
+/// server itself says it listens on. Choosing a free port and handing it over is racy when
+/// tests run side by side — another test's server can bind it first, and this test would then
+/// talk to that one — so the address comes from the server's own "listening" log line.
+pub async fn spawn_serve(command: &mut std::process::Command) -> (KillOnDrop, SocketAddr) {
+    use std::io::BufRead;
+    let level = command
+        .get_envs()
+        .find(|(k, _)| *k == "RUST_LOG")
+        .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "warn".into());
+    command
+        .env("RUST_LOG", format!("{level},apex=info"))
+        .env("APEX_LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("the apex binary starts");
+    let stderr = child.stderr.take().expect("piped");
+    let child = KillOnDrop(child);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // Reads the log to its end, so that the server never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let Some(sender) = tx.take() else { continue };
+            let addr = serde_json::from_str::<serde_json::Value>(&line).ok().and_then(|v| {
+                let listening = v["message"].as_str()?.starts_with("listening");
+                listening.then(|| v["addr"].as_str()?.parse::<SocketAddr>().ok()).flatten()
+            });
+            match addr {
+                Some(addr) => drop(sender.send(Ok(addr))),
+                None => {
+                    seen.push(line);
+                    tx = Some(sender);
+                }
+            }
+        }
+        if let Some(sender) = tx {
+            let _ = sender.send(Err(seen.join("\n")));
+        }
+    });
+    let addr = match tokio::time::timeout(Duration::from_secs(60), rx).await {
+        Ok(Ok(Ok(addr))) => addr,
+        Ok(Ok(Err(log))) => panic!("apex serve ended without listening:\n{log}"),
+        _ => panic!("apex serve did not say where it listens within 60 s"),
+    };
+    wait_healthy(addr).await;
+    (child, addr)
+}
+
 /// `apex serve` as a process of its own, on a free loopback port with a temporary data
 /// dir, for tests that measure the server process itself (its memory, its descriptors).
 pub struct ServeProcess {
@@ -514,25 +564,20 @@ impl ServeProcess {
     }
 
     pub async fn start_in(dir: TempDir, env: &[(&str, &str)]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_apex"));
         command
-            .args(["serve", "--bind", &addr.to_string()])
+            .args(["serve", "--bind", "127.0.0.1:0"])
             .env("APEX_DATA_DIR", dir.path())
             .env("DEMO_MODE", "1")
             .env("APEX_JWT_SECRET", SECRET)
             .env("RUST_LOG", "warn")
             .env_remove("DATABASE_URL")
             .env_remove("REDIS_URL")
-            .env_remove("APEX_ENV")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
+            .env_remove("APEX_ENV");
         for (k, v) in env {
             command.env(k, v);
         }
-        let child = KillOnDrop(command.spawn().expect("apex serve starts"));
-        wait_healthy(addr).await;
+        let (child, addr) = spawn_serve(&mut command).await;
         Self { child, addr, dir }
     }
 

@@ -19,17 +19,26 @@
 //! | `request_id` | no | identifies the row across imports (else its content does) |
 //! | `request_hash` / `prompt_hash` | no | a hash of the request: identical requests share it |
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use super::clip;
-use super::{content_key, parse_usd, CsvRows, ImportError, ImportRow, Sink};
+use super::{content_key, parse_usd, CsvRows, Format, ImportError, ImportRow, Importer, Sink};
 use crate::date::parse_day;
 use crate::limits::MAX_ROW_COUNT;
 use crate::money::group_thousands;
-use crate::prices::price_for;
+use crate::prices::PriceBook;
 use crate::records::UsageRecord;
 
 pub(super) type Aliases = &'static [(&'static str, &'static [&'static str])];
+
+pub(super) const IMPORTER: Importer = Importer {
+    format: Format::GenericCsv,
+    name: "generic_csv",
+    aliases: &["csv"],
+    describes: "any spreadsheet with `date` and `model` columns (tokens, cost and tags optional), \
+                documented column by column in docs/cost-analysis.md",
+    detect: |h| h.csv_with(&[&["model"], &["date", "day", "timestamp"]]),
+    read: |input, out| read(GENERIC, "req:", input, out),
+};
 
 pub(super) const GENERIC: Aliases = &[
     ("date", &["date", "day", "timestamp"]),
@@ -63,7 +72,7 @@ pub(super) fn read(aliases: Aliases, key_prefix: &str, input: impl std::io::Read
     let columns = columns(aliases, &headers)?;
     let mut record = csv::StringRecord::new();
     loop {
-        let line = reader.position().line() + 1;
+        let line = reader.position().line();
         match reader.read_record(&mut record) {
             Ok(false) => return Ok(()),
             Ok(true) if record.iter().all(|f| f.trim_ascii().is_empty()) => {}
@@ -104,29 +113,9 @@ fn columns(aliases: Aliases, headers: &csv::StringRecord) -> Result<Columns, Imp
     Ok(found)
 }
 
-type Columns = HashMap<&'static str, usize, BuildHasherDefault<Fnv>>;
-
-/// FNV-1a: a few instructions per byte of a short name, where SipHash costs a hundred
-/// per lookup.
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
+/// FNV-1a: a few instructions per byte of a short name, where SipHash costs a hundred per
+/// lookup.
+type Columns = HashMap<&'static str, usize, fnv::FnvBuildHasher>;
 
 /// Builds a row from canonical fields (`field(name)` gives the raw text of one).
 pub(super) fn parse_row<'a>(key_prefix: &str, field: impl Fn(&str) -> Option<&'a str>) -> Result<ImportRow, String> {
@@ -162,8 +151,9 @@ pub(super) fn parse_row<'a>(key_prefix: &str, field: impl Fn(&str) -> Option<&'a
     }
     let cost =
         get("cost").map(|v| parse_usd(v).ok_or_else(|| format!("`cost_usd` is not an amount: `{}`", clip(v)))).transpose()?;
-    let provider =
-        get("provider").map(str::to_owned).unwrap_or_else(|| price_for(&model).map_or("unknown", |p| p.provider).to_owned());
+    let provider = get("provider")
+        .map(str::to_owned)
+        .unwrap_or_else(|| PriceBook::catalog().price_for(&model).map_or("unknown", |p| &p.provider).to_owned());
     let record = UsageRecord {
         day,
         provider,
@@ -279,6 +269,61 @@ mod tests {
         assert_eq!(a, b);
         assert!(a[0].key.starts_with("row:"));
         assert_eq!(a[1].key, "req:abc");
+    }
+
+    #[test]
+    fn each_limit_between_columns_is_inclusive() {
+        // Cached (and cache writes) may make up all of the input, reasoning all of the
+        // output, and a count may sit at the per-row ceiling; one more is a bad row.
+        let (rows, bad) = run("date,model,input_tokens,cached_input_tokens,cache_write_tokens,output_tokens,reasoning_tokens\n\
+             2026-11-01,gpt-4o,100,100,0,7,7\n\
+             2026-11-01,gpt-4o,100,60,40,7,0\n\
+             2026-11-01,gpt-4o,1000000000000,0,0,1000000000000,0\n\
+             2026-11-01,gpt-4o,100,101,0,7,0\n\
+             2026-11-01,gpt-4o,100,60,41,7,0\n\
+             2026-11-01,gpt-4o,100,0,0,7,8\n\
+             2026-11-01,gpt-4o,1000000000001,0,0,0,0\n");
+        assert_eq!(rows.len(), 3, "{bad:?}");
+        assert_eq!((rows[2].record.input_tokens, rows[2].record.output_tokens), (1_000_000_000_000, 1_000_000_000_000));
+        let reasons: Vec<&str> = bad.iter().map(|b| b.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "`cached_input_tokens` (101) exceeds `input_tokens` (100)",
+                "cache reads (60) and writes (41) exceed `input_tokens` (100)",
+                "`reasoning_tokens` (8) exceeds `output_tokens` (7)",
+                "`input_tokens` is above the ceiling of 1,000,000,000,000 per row: 1000000000001",
+            ]
+        );
+    }
+
+    #[test]
+    fn content_keys_are_the_same_from_one_release_to_the_next() {
+        // The key a row without a request id gets is its identity in every store that
+        // imported it before: it must never change. Cache writes and reasoning join it
+        // only when set, so rows without them kept their earlier keys. The expected keys
+        // are FNV-1a (64-bit) over the fields, each followed by 0x1f, computed apart:
+        // day, provider, model, feature, project, cost, requests, input, cached, output,
+        // [cache writes, reasoning], [tags as `user=…`].
+        let (rows, _) = run("date,model,input_tokens,output_tokens,cache_write_tokens,reasoning_tokens,user\n\
+             2026-11-01,gpt-4o,10,5,,,\n\
+             2026-11-01,gpt-4o,10,5,0,0,\n\
+             2026-11-01,gpt-4o,10,5,2,0,\n\
+             2026-11-01,gpt-4o,10,5,0,1,\n\
+             2026-11-01,gpt-4o,10,5,,,u1\n");
+        let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys[0], "row:a4403372391de4f0");
+        assert_eq!(keys[1], keys[0], "explicit zeros are the same row");
+        assert_eq!(keys[2], "row:9adadfbe337d1e0a");
+        assert_eq!(keys[3], "row:c2671fadc1924271");
+        assert_eq!(keys[4], "row:cdcac80a678f2091");
+    }
+
+    #[test]
+    fn rows_of_blank_cells_are_skipped_not_rejected() {
+        let (rows, bad) = run("date,model,feature\n,,\n , ,\n2026-11-01,gpt-4o,chat\n");
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(rows.len(), 1);
     }
 
     #[test]

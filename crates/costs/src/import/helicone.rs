@@ -19,11 +19,25 @@
 use serde_json::Value;
 
 use super::generic_csv::parse_row;
-use super::{content_key, CsvRows, ImportError, JsonDoc, Sink};
+use super::{content_key, CsvRows, Format, Head, ImportError, Importer, JsonDoc, Sink};
 
 const KEY_PREFIX: &str = "helicone:";
 
-pub(super) fn read(input: impl std::io::Read, out: &mut Sink) -> Result<(), ImportError> {
+pub(super) const IMPORTER: Importer = Importer {
+    format: Format::HeliconeRequests,
+    name: "helicone_requests",
+    aliases: &["helicone"],
+    describes: "a Helicone request export (`npx @helicone/export`: CSV, JSONL or JSON)",
+    detect: |h| json_export(h) || h.csv_with(&[&["request_created_at"], &["response_id", "request_id"], &["model"]]),
+    read,
+};
+
+/// Whether the start of a file is a Helicone JSON export (LiteLLM's rule defers to it).
+pub(super) fn json_export(h: &Head) -> bool {
+    h.json_with(&["\"request_created_at\"", "\"response_id\""])
+}
+
+fn read(input: &mut dyn std::io::Read, out: &mut Sink) -> Result<(), ImportError> {
     let mut input = std::io::BufReader::new(input);
     match super::first_byte(&mut input)? {
         Some(b'[' | b'{') => {
@@ -74,7 +88,7 @@ fn read_csv(input: impl std::io::Read, out: &mut Sink) -> Result<(), ImportError
     let columns: Vec<(&str, Option<usize>)> = COLUMNS.iter().map(|c| (*c, index(c))).collect();
     let mut record = csv::StringRecord::new();
     loop {
-        let line = reader.position().line() + 1;
+        let line = reader.position().line();
         match reader.read_record(&mut record) {
             Ok(false) => return Ok(()),
             Ok(true) if record.iter().all(str::is_empty) => {}
@@ -202,5 +216,85 @@ fn emit(fields: &Fields, out: &mut Sink, line: u64, at: &str) {
     match parse_row(KEY_PREFIX, lookup) {
         Ok(r) => out.row(line, at, r),
         Err(reason) => out.reject(line, format!("{at}{reason}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{import, Format, ImportRow, Rejected};
+
+    fn read(file: &str) -> (Vec<ImportRow>, Vec<Rejected>) {
+        let (mut rows, mut bad) = (Vec::new(), Vec::new());
+        import(Format::HeliconeRequests, file.as_bytes(), |r| rows.push(r), |r| bad.push(r)).unwrap();
+        (rows, bad)
+    }
+
+    fn hashes(rows: &[ImportRow]) -> Vec<&str> {
+        rows.iter().map(|r| r.request_hash.as_str()).collect()
+    }
+
+    #[test]
+    fn identical_request_bodies_share_a_request_hash_in_json_and_in_csv() {
+        let json = r#"[
+            {"response_id":"a","request_created_at":"2026-11-01T00:00:00Z","model":"gpt-4o","request_body":{"messages":[{"role":"user","content":"hi"}]}},
+            {"response_id":"b","request_created_at":"2026-11-01T00:00:00Z","model":"gpt-4o","request_body":{"messages":[{"role":"user","content":"hi"}]}},
+            {"response_id":"c","request_created_at":"2026-11-01T00:00:00Z","model":"gpt-4o","request_body":{"messages":[{"role":"user","content":"bye"}]}},
+            {"response_id":"d","request_created_at":"2026-11-01T00:00:00Z","model":"gpt-4o"}
+        ]"#;
+        let (rows, bad) = read(json);
+        assert!(bad.is_empty(), "{bad:?}");
+        let h = hashes(&rows);
+        assert!(!h[0].is_empty() && h[0] == h[1] && h[0] != h[2], "{h:?}");
+        assert_eq!(h[3], "", "no body, no hash");
+
+        let csv = "response_id,request_created_at,model,request_body\n\
+                   a,2026-11-01T00:00:00Z,gpt-4o,\"{\"\"messages\"\":[{\"\"role\"\":\"\"user\"\",\"\"content\"\":\"\"hi\"\"}]}\"\n\
+                   b,2026-11-01T00:00:00Z,gpt-4o,\"{\"\"messages\"\":[{\"\"role\"\":\"\"user\"\",\"\"content\"\":\"\"hi\"\"}]}\"\n\
+                   c,2026-11-01T00:00:00Z,gpt-4o,not json\n\
+                   d,2026-11-01T00:00:00Z,gpt-4o,\n";
+        let (csv_rows, bad) = read(csv);
+        assert!(bad.is_empty(), "{bad:?}");
+        let c = hashes(&csv_rows);
+        assert_eq!(c[0], h[0], "the CSV's body hashes as the JSON's does");
+        assert!(c[1] == c[0] && !c[2].is_empty() && c[2] != c[0], "{c:?}");
+        assert_eq!(c[3], "");
+    }
+
+    #[test]
+    fn anthropic_input_adds_the_cache_reads_and_writes_helicone_counts_apart() {
+        let line = |provider: &str, read: u64| {
+            format!(
+                r#"{{"response_id":"{provider}","request_created_at":"2026-11-01T00:00:00Z","model":"m","provider":"{provider}","prompt_tokens":100,"prompt_cache_read_tokens":{read},"prompt_cache_write_tokens":20,"completion_tokens":5}}"#
+            )
+        };
+        let (rows, bad) = read(&format!("{}\n{}\n", line("ANTHROPIC", 1_000), line("openai", 10)));
+        assert!(bad.is_empty(), "{bad:?}");
+        let shape = |r: &ImportRow| (r.record.input_tokens, r.record.cached_input_tokens, r.record.cache_write_tokens);
+        assert_eq!(shape(&rows[0]), (1_120, 1_000, 20));
+        assert_eq!(rows[0].record.provider, "anthropic");
+        // OpenAI's cached tokens are already inside prompt_tokens.
+        assert_eq!(shape(&rows[1]), (100, 10, 20));
+    }
+
+    #[test]
+    fn a_json_line_that_is_not_an_object_is_rejected_as_such_and_blank_csv_rows_are_skipped() {
+        let line = r#"{"response_id":"a","request_created_at":"2026-11-01T00:00:00Z","model":"gpt-4o"}"#;
+        let (rows, bad) = read(&format!("{line}\n[1, 2]\n"));
+        assert_eq!(rows.len(), 1);
+        assert_eq!(bad, [Rejected { line: 2, reason: "not a JSON object".into() }]);
+        let (rows, bad) = read("request_created_at,response_id,model\n,,\n2026-11-01T00:00:00Z,r1,gpt-4o\n");
+        assert_eq!((rows.len(), bad), (1, vec![]));
+    }
+
+    #[test]
+    fn a_bad_request_of_a_json_array_is_named_by_its_position() {
+        let json = r#"[{"response_id":"a","request_created_at":"2026-11-01T00:00:00Z","model":"gpt-4o"},
+                       {"request_created_at":"2026-11-01T00:00:00Z","model":"gpt-4o"},
+                       {"response_id":"c","request_created_at":"never","model":"gpt-4o"}]"#;
+        let (rows, bad) = read(json);
+        assert_eq!(rows.len(), 1);
+        let reasons: Vec<&str> = bad.iter().map(|b| b.reason.as_str()).collect();
+        assert!(reasons[0].starts_with("request 2: no `response_id`"), "{reasons:?}");
+        assert!(reasons[1].starts_with("request 3: `date`"), "{reasons:?}");
     }
 }

@@ -13,11 +13,20 @@
 use serde_json::Value;
 
 use super::generic_csv::parse_row;
-use super::{json_documents, ImportError, JsonDoc, Sink};
+use super::{json_documents, Format, ImportError, Importer, JsonDoc, Sink};
 
 const KEY_PREFIX: &str = "langfuse:";
 
-pub(super) fn read(input: impl std::io::Read, out: &mut Sink) -> Result<(), ImportError> {
+pub(super) const IMPORTER: Importer = Importer {
+    format: Format::LangfuseObservations,
+    name: "langfuse_observations",
+    aliases: &["langfuse"],
+    describes: "Langfuse observations, `GET /api/public/observations` (JSON or JSONL; generations are read)",
+    detect: |h| h.json_with(&["\"GENERATION\"", "\"startTime\""]),
+    read,
+};
+
+fn read(input: &mut dyn std::io::Read, out: &mut Sink) -> Result<(), ImportError> {
     json_documents(input, "a Langfuse export", out, &mut |doc, out| {
         match doc {
             JsonDoc::Whole(Value::Object(mut page)) => match page.remove("data") {
@@ -117,6 +126,15 @@ mod tests {
         assert_eq!((r.input_tokens, r.cached_input_tokens, r.output_tokens, r.requests), (1200, 200, 300, 1));
         assert_eq!((rows[0].key.as_str(), r.cost), ("langfuse:obs-1", Some(Money(360))));
         assert_eq!(rows[1].record.cost, Some(Money(150)));
+        assert_eq!(bad.len(), 1);
+        assert!(bad[0].reason.starts_with("observation 4: `model` is empty"), "{bad:?}");
+    }
+
+    #[test]
+    fn an_array_export_names_observations_by_position_as_a_page_does() {
+        let data = &PAGE[PAGE.find('[').unwrap()..PAGE.find(r#","meta""#).unwrap()];
+        let mut bad = Vec::new();
+        import(Format::LangfuseObservations, data.as_bytes(), |_| {}, |r| bad.push(r)).unwrap();
         assert_eq!(bad.len(), 1);
         assert!(bad[0].reason.starts_with("observation 4: `model` is empty"), "{bad:?}");
     }

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::generic_csv::{self, parse_row, Aliases};
-use super::{ImportError, Sink};
+use super::{Format, ImportError, Importer, Sink};
 
 const KEY_PREFIX: &str = "litellm:";
 
@@ -40,7 +40,21 @@ const COLUMNS: Aliases = &[
     ("request_hash", &["cache_key"]),
 ];
 
-pub(super) fn read(input: impl std::io::Read, out: &mut Sink) -> Result<(), ImportError> {
+pub(super) const IMPORTER: Importer = Importer {
+    format: Format::LitellmSpendLogs,
+    name: "litellm_spend_logs",
+    aliases: &["litellm"],
+    describes: "LiteLLM proxy spend logs (a `LiteLLM_SpendLogs` CSV, or the `/spend/logs` JSON)",
+    // Ahead of Helicone for a CSV header, behind it for JSON: a JSON start with Helicone's
+    // keys is Helicone's (its exports can quote any text in their request bodies).
+    detect: |h| {
+        (h.json_with(&["\"request_id\"", "\"spend\"", "\"startTime\""]) && !super::helicone::json_export(h))
+            || h.csv_with(&[&["request_id"], &["spend"], &["starttime"]])
+    },
+    read,
+};
+
+fn read(input: &mut dyn std::io::Read, out: &mut Sink) -> Result<(), ImportError> {
     let mut input = std::io::BufReader::new(input);
     let first = super::first_byte(&mut input)?;
     if first != Some(b'[') {

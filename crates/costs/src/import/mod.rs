@@ -39,8 +39,9 @@ pub struct Rejected {
     pub reason: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// A usage format. Its name on the wire (the import report's `format`, `?format=`) is its
+/// importer's [`Importer::name`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Format {
     /// The documented generic CSV (`docs/cost-analysis.md`).
     GenericCsv,
@@ -60,60 +61,148 @@ pub enum Format {
     LangfuseObservations,
 }
 
-impl Format {
-    /// The names `parse` accepts, one per format, for messages.
-    pub const NAMES: &'static str = "generic_csv, openai_usage_json, openai_usage_csv, openai_cost_csv, \
-        litellm_spend_logs, otel_spans_json, langfuse_observations, helicone_requests";
+/// One usage format's importer: its names, how to recognize it, how to read it. Each lives
+/// in its own module; [`IMPORTERS`] lists them.
+pub struct Importer {
+    pub format: Format,
+    /// The canonical name: on the wire, in `?format=` and `--format`, in messages.
+    pub name: &'static str,
+    /// Other names `Format::parse` accepts.
+    pub aliases: &'static [&'static str],
+    /// One line for people: what to export, and from where.
+    pub describes: &'static str,
+    /// Whether the start of a file is this format.
+    pub detect: fn(&Head) -> bool,
+    /// Reads the whole file, sending rows and rejections to the sink.
+    pub(crate) read: fn(&mut dyn std::io::Read, &mut Sink) -> Result<(), ImportError>,
+}
 
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "generic_csv" | "csv" => Some(Self::GenericCsv),
-            "openai_usage_json" | "openai" => Some(Self::OpenaiUsageJson),
-            "openai_usage_csv" => Some(Self::OpenaiUsageCsv),
-            "openai_cost_csv" | "openai_costs_csv" => Some(Self::OpenaiCostCsv),
-            "helicone" | "helicone_requests" => Some(Self::HeliconeRequests),
-            "litellm_spend_logs" | "litellm" => Some(Self::LitellmSpendLogs),
-            "otel_spans_json" | "otel" | "otlp" => Some(Self::OtelSpansJson),
-            "langfuse_observations" | "langfuse" => Some(Self::LangfuseObservations),
-            _ => None,
+impl std::fmt::Debug for Importer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Importer").field("format", &self.format).field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// Every importer, in detection order: [`Format::detect`] answers the first whose `detect`
+/// accepts the file. A specific rule goes before a looser one it overlaps (the generic CSV
+/// last). One line here (and a variant of [`Format`]) registers an importer.
+pub static IMPORTERS: &[&Importer] = &[
+    &openai::IMPORTER,
+    &otel::IMPORTER,
+    &langfuse::IMPORTER,
+    &litellm::IMPORTER,
+    &openai_csv::USAGE,
+    &openai_csv::COSTS,
+    &helicone::IMPORTER,
+    &generic_csv::IMPORTER,
+];
+
+/// Every importer, in detection order.
+pub fn importers() -> &'static [&'static Importer] {
+    IMPORTERS
+}
+
+/// The formats as a Markdown list, one `- **name** (also `alias`): what to export` per
+/// line: for answers that tell people what they can import.
+pub fn formats_markdown() -> String {
+    let mut out = String::new();
+    for i in IMPORTERS {
+        out.push_str(&format!("- **{}**", i.name));
+        if !i.aliases.is_empty() {
+            let aliases: Vec<String> = i.aliases.iter().map(|a| format!("`{a}`")).collect();
+            out.push_str(&format!(" (also {})", aliases.join(", ")));
         }
+        out.push_str(&format!(": {}\n", i.describes));
+    }
+    out
+}
+
+/// The start of a file as the importers' `detect` rules see it.
+pub struct Head {
+    /// The first 4 KiB, as text (invalid UTF-8 replaced).
+    pub text: String,
+    /// Whether it starts like JSON (`{` or `[`, after a BOM and blanks).
+    pub json: bool,
+    /// The first line, lower-cased (a CSV header); empty for JSON.
+    header: String,
+}
+
+impl Head {
+    pub fn new(head: &[u8]) -> Self {
+        let text = String::from_utf8_lossy(&head[..head.len().min(4096)]).into_owned();
+        let trimmed = text.trim_start_matches('\u{feff}').trim_start();
+        let json = trimmed.starts_with('{') || trimmed.starts_with('[');
+        let header = if json { String::new() } else { trimmed.lines().next().unwrap_or("").to_ascii_lowercase() };
+        Self { text, json, header }
+    }
+
+    /// JSON whose start contains every one of `needles` (keys are written quoted:
+    /// `"\"startTime\""`).
+    pub fn json_with(&self, needles: &[&str]) -> bool {
+        self.json && needles.iter().all(|n| self.text.contains(n))
+    }
+
+    /// A CSV whose header has, for each group of `columns`, one of the group's names
+    /// (lower case; cells are compared trimmed and unquoted).
+    pub fn csv_with(&self, columns: &[&[&str]]) -> bool {
+        !self.json && columns.iter().all(|names| self.header.split(',').any(|h| names.contains(&h.trim().trim_matches('"'))))
+    }
+}
+
+impl Format {
+    /// This format's importer.
+    pub fn importer(self) -> &'static Importer {
+        // Exhaustive: a new format does not compile until it names its importer.
+        match self {
+            Format::GenericCsv => &generic_csv::IMPORTER,
+            Format::OpenaiUsageJson => &openai::IMPORTER,
+            Format::OpenaiUsageCsv => &openai_csv::USAGE,
+            Format::OpenaiCostCsv => &openai_csv::COSTS,
+            Format::HeliconeRequests => &helicone::IMPORTER,
+            Format::LitellmSpendLogs => &litellm::IMPORTER,
+            Format::OtelSpansJson => &otel::IMPORTER,
+            Format::LangfuseObservations => &langfuse::IMPORTER,
+        }
+    }
+
+    /// The canonical name (`generic_csv`): the wire name.
+    pub fn name(self) -> &'static str {
+        self.importer().name
+    }
+
+    /// The canonical names, joined by ", ", for messages.
+    pub fn names() -> &'static str {
+        static NAMES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        NAMES.get_or_init(|| IMPORTERS.iter().map(|i| i.name).collect::<Vec<_>>().join(", "))
+    }
+
+    /// The format of a canonical name or an alias.
+    pub fn parse(s: &str) -> Option<Self> {
+        IMPORTERS.iter().find(|i| i.name == s || i.aliases.contains(&s)).map(|i| i.format)
     }
 
     /// Guesses the format from the first bytes of the file.
     pub fn detect(head: &[u8]) -> Option<Self> {
-        let text = String::from_utf8_lossy(&head[..head.len().min(4096)]);
-        let trimmed = text.trim_start_matches('\u{feff}').trim_start();
-        if trimmed.starts_with('{') || trimmed.starts_with('[') {
-            if text.contains("organization.usage.completions") {
-                return Some(Self::OpenaiUsageJson);
-            }
-            if text.contains("\"resourceSpans\"") {
-                return Some(Self::OtelSpansJson);
-            }
-            if text.contains("\"GENERATION\"") && text.contains("\"startTime\"") {
-                return Some(Self::LangfuseObservations);
-            }
-            if text.contains("\"request_created_at\"") && text.contains("\"response_id\"") {
-                return Some(Self::HeliconeRequests);
-            }
-            let litellm = ["\"request_id\"", "\"spend\"", "\"startTime\""].iter().all(|k| text.contains(k));
-            return litellm.then_some(Self::LitellmSpendLogs);
-        }
-        let header = trimmed.lines().next().unwrap_or("").to_ascii_lowercase();
-        let has = |names: &[&str]| header.split(',').any(|h| names.contains(&h.trim().trim_matches('"')));
-        if has(&["request_id"]) && has(&["spend"]) && has(&["starttime"]) {
-            return Some(Self::LitellmSpendLogs);
-        }
-        if has(&["start_time"]) && has(&["num_model_requests"]) && has(&["model"]) {
-            return Some(Self::OpenaiUsageCsv);
-        }
-        if has(&["start_time"]) && has(&["amount_value"]) {
-            return Some(Self::OpenaiCostCsv);
-        }
-        if has(&["request_created_at"]) && has(&["response_id", "request_id"]) && has(&["model"]) {
-            return Some(Self::HeliconeRequests);
-        }
-        (has(&["model"]) && has(&["date", "day", "timestamp"])).then_some(Self::GenericCsv)
+        let head = Head::new(head);
+        IMPORTERS.iter().find(|i| (i.detect)(&head)).map(|i| i.format)
+    }
+}
+
+impl serde::Serialize for Format {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Format {
+    /// The canonical name only, as `Serialize` writes it.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        IMPORTERS
+            .iter()
+            .find(|i| i.name == name)
+            .map(|i| i.format)
+            .ok_or_else(|| serde::de::Error::custom(format_args!("unknown format `{name}`, expected one of {}", Format::names())))
     }
 }
 
@@ -166,8 +255,8 @@ pub enum OpenError {
 impl std::fmt::Display for OpenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::UnknownName(name) => write!(f, "unknown format `{name}` ({})", Format::NAMES),
-            Self::Undetected => write!(f, "cannot tell the format; name one of {}", Format::NAMES),
+            Self::UnknownName(name) => write!(f, "unknown format `{name}` ({})", Format::names()),
+            Self::Undetected => write!(f, "cannot tell the format; name one of {}", Format::names()),
             Self::Read(e) => write!(f, "cannot read the file: {e}"),
         }
     }
@@ -365,23 +454,14 @@ pub fn import(
 pub fn import_on(
     today: i64,
     format: Format,
-    input: impl std::io::Read,
+    mut input: impl std::io::Read,
     row: &mut dyn FnMut(ImportRow),
     reject: &mut dyn FnMut(Rejected),
 ) -> Result<(), ImportError> {
     let first = crate::date::parse_day(limits::FIRST_DAY).expect("a valid first day");
     let mut out = Sink { row, reject, days: (first, today + limits::DAYS_AHEAD) };
     let out = &mut out;
-    match format {
-        Format::GenericCsv => generic_csv::read(generic_csv::GENERIC, "req:", input, out),
-        Format::OpenaiUsageJson => openai::read(input, out),
-        Format::OpenaiUsageCsv => openai_csv::read_usage(input, out),
-        Format::OpenaiCostCsv => openai_csv::read_costs(input, out),
-        Format::HeliconeRequests => helicone::read(input, out),
-        Format::LitellmSpendLogs => litellm::read(input, out),
-        Format::OtelSpansJson => otel::read(input, out),
-        Format::LangfuseObservations => langfuse::read(input, out),
-    }
+    (format.importer().read)(&mut input, out)
 }
 
 /// Today as a day number (days since 1970-01-01, UTC).
@@ -522,7 +602,7 @@ pub fn parse_usd(s: &str) -> Option<Money> {
 fn shift_decimal(mantissa: &str, exp: i32) -> Option<String> {
     let (whole, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     let digits: String = [whole, frac].concat();
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || exp.abs() > 30 {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || exp.unsigned_abs() > 30 {
         return None;
     }
     let point = whole.len() as i32 + exp; // where the decimal point lands in `digits`
@@ -804,7 +884,8 @@ pub(crate) fn cut_reason() -> String {
 
 /// Passes a CSV file through, cutting every record longer than [`limits::MAX_ROW_BYTES`]:
 /// its first bytes stay, then [`CUT_MARK`] (closing a quoted field if one is open), then
-/// the record's end; the newlines skipped inside it are kept, so line numbers stay true.
+/// the record's end; the newlines skipped inside it are kept (in a last quoted field that
+/// also ends with the mark), so line numbers stay true.
 /// Records are found the way the `csv` crate finds them: a newline (or a carriage return)
 /// ends one unless it is inside a quoted field, a field is quoted when it starts with
 /// `"`, and `""` inside one is a quote.
@@ -886,9 +967,16 @@ impl<R: std::io::Read> std::io::Read for CsvRows<R> {
             let ends = self.step(b);
             if let Some(newlines) = self.cut.as_mut() {
                 if ends {
-                    // The record's end, with the newlines skipped inside it before.
+                    // The record's end. The newlines skipped inside it go before it, in
+                    // one more quoted field that ends with the mark as well: the reader
+                    // counts newlines inside a record as lines, not blank lines after one.
                     let newlines = *newlines;
-                    self.pending.extend(std::iter::repeat_n(b'\n', newlines));
+                    if newlines > 0 {
+                        self.pending.extend(b",\"");
+                        self.pending.extend(std::iter::repeat_n(b'\n', newlines));
+                        self.pending.extend(CUT_MARK.as_bytes());
+                        self.pending.push_back(b'"');
+                    }
                     self.pending.push_back(b);
                     self.cut = None;
                     self.len = 0;
@@ -933,6 +1021,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn today_is_a_day_of_this_century_from_the_clock() {
+        let (from, to) = (crate::date::parse_day("2026-01-01").unwrap(), crate::date::parse_day("2100-01-01").unwrap());
+        assert!((from..to).contains(&today()), "{}", today());
+    }
+
+    #[test]
+    fn reasons_quote_at_most_64_bytes_cut_at_a_character() {
+        assert_eq!(clip("gpt-4o"), "gpt-4o");
+        let euros = "€".repeat(30); // 90 bytes, 3 per character
+        assert_eq!(clip(&euros), "€".repeat(21));
+        let ascii = "x".repeat(100);
+        assert_eq!(clip(&ascii).len(), 64);
+    }
+
+    #[test]
     fn dollars_parse_exactly() {
         assert_eq!(parse_usd("12.34"), Some(Money(12_340_000)));
         assert_eq!(parse_usd("$0.000001"), Some(Money(1)));
@@ -947,6 +1050,136 @@ mod tests {
         assert_eq!(parse_usd("1e"), None);
         assert_eq!(parse_usd("x1e3"), None);
         assert_eq!(parse_usd(""), None);
+    }
+
+    #[test]
+    fn an_importer_debugs_as_its_format_and_name() {
+        assert_eq!(format!("{:?}", Format::GenericCsv.importer()), r#"Importer { format: GenericCsv, name: "generic_csv", .. }"#);
+    }
+
+    #[test]
+    fn an_empty_or_blank_export_is_unreadable_for_want_of_a_header() {
+        for file in ["", "\n \n"] {
+            for format in [Format::HeliconeRequests, Format::LitellmSpendLogs] {
+                let result = import(format, file.as_bytes(), |r| panic!("{r:?}"), |r| panic!("{r:?}"));
+                assert!(
+                    matches!(result, Err(ImportError::Unreadable(ref why)) if why.contains("the header has no")),
+                    "{result:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn blank_lines_before_a_json_export_are_skipped_however_many() {
+        // More blank lines than a read buffer holds, then a LiteLLM array.
+        let file = format!(
+            "{}{}",
+            "\n".repeat(20_000),
+            r#"[{"request_id":"r1","startTime":"2026-11-01T00:00:00","model":"gpt-4o","spend":0.1}]"#
+        );
+        let mut keys = Vec::new();
+        import(Format::LitellmSpendLogs, file.as_bytes(), |r| keys.push(r.key), |r| panic!("{r:?}")).unwrap();
+        assert_eq!(keys, ["litellm:r1"]);
+    }
+
+    #[test]
+    fn open_errors_say_what_to_do() {
+        let names = Format::names();
+        assert_eq!(OpenError::UnknownName("xls".into()).to_string(), format!("unknown format `xls` ({names})"));
+        assert_eq!(OpenError::Undetected.to_string(), format!("cannot tell the format; name one of {names}"));
+        assert_eq!(OpenError::Read("gone".into()).to_string(), "cannot read the file: gone");
+        assert!(names.starts_with("openai_usage_json, ") && names.ends_with(", generic_csv"), "{names}");
+    }
+
+    #[test]
+    fn blank_lines_between_json_lines_are_skipped() {
+        let line = |id: &str| format!(r#"{{"response_id":"{id}","request_created_at":"2026-11-01T00:00:00Z","model":"gpt-4o"}}"#);
+        let (rows, bad, result) = helicone(&format!("{}\n\n  \n{}\n\n", line("a"), line("b")));
+        result.unwrap();
+        assert_eq!((rows, bad), (vec!["helicone:a".to_owned(), "helicone:b".to_owned()], vec![]));
+    }
+
+    #[test]
+    fn exponents_shift_digits_only_and_at_most_thirty_places() {
+        assert_eq!(parse_usd("e5"), None, "no digits to shift");
+        assert_eq!(parse_usd(".E5"), None);
+        assert_eq!(parse_usd("1x5e-1"), None);
+        assert_eq!(parse_usd("5e-30"), Some(Money(0)));
+        assert_eq!(parse_usd("5e-31"), None);
+        assert_eq!(parse_usd("1e30"), None, "past what an amount can be");
+        assert_eq!(parse_usd("5e-2147483648"), None, "the smallest exponent there is");
+        assert_eq!(parse_usd("5e2147483647"), None);
+    }
+
+    /// A Helicone import of `file`: the rows' ids, the rejections' reasons, the result.
+    fn helicone(file: &str) -> (Vec<String>, Vec<String>, Result<(), ImportError>) {
+        let (mut rows, mut bad) = (Vec::new(), Vec::new());
+        let result = import(Format::HeliconeRequests, file.as_bytes(), |r| rows.push(r.key), |r| bad.push(r.reason));
+        (rows, bad, result)
+    }
+
+    #[test]
+    fn a_page_cut_off_mid_way_keeps_the_requests_before_the_cut() {
+        let entry =
+            |id: &str| format!(r#"{{"response_id":"{id}","request_created_at":"2026-11-01T00:00:00Z","model":"gpt-4o"}}"#);
+        let cut = format!(r#"{{"object":"page","data":[{},{},{{"response_id":"c","request_cre"#, entry("a"), entry("b"));
+        let (rows, bad, result) = helicone(&cut);
+        assert_eq!(rows, ["helicone:a", "helicone:b"]);
+        assert!(bad.is_empty(), "{bad:?}");
+        assert!(
+            matches!(result, Err(ImportError::Unreadable(ref why)) if why.starts_with("not a Helicone JSON export")),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn a_large_export_that_is_neither_array_nor_page_says_what_was_expected() {
+        let mut bad = Vec::new();
+        let result = import(Format::OtelSpansJson, "5 and more".as_bytes(), |_| {}, |r| bad.push(r));
+        let Err(ImportError::Unreadable(why)) = result else { panic!("{result:?}") };
+        assert!(why.contains("expected an array of entries or an object with a `data` array"), "{why}");
+    }
+
+    #[test]
+    fn a_json_line_of_exactly_the_row_limit_is_read_and_a_longer_one_rejected_alone() {
+        // Helicone JSON Lines: a small request, one padded to exactly the limit, one a byte
+        // longer, and a last small one whose line number must stay true.
+        let line = |id: &str, len: usize| {
+            let l = format!(r#"{{"response_id":"{id}","request_created_at":"2026-11-01T00:00:00Z","model":"gpt-4o""#);
+            format!("{l}{}}}", " ".repeat(len - l.len() - 1))
+        };
+        let file = [
+            line("a", 100),
+            line("b", limits::MAX_ROW_BYTES),
+            line("c", limits::MAX_ROW_BYTES + 1),
+            line("d", 100),
+            String::new(),
+        ]
+        .join("\n");
+        let (rows, bad, result) = helicone(&file);
+        result.unwrap();
+        assert_eq!(rows, ["helicone:a", "helicone:b", "helicone:d"]);
+        assert_eq!(bad, ["the line is longer than 1048576 bytes"]);
+    }
+
+    #[test]
+    fn json_lines_keep_their_numbers_after_a_long_line_and_the_last_needs_no_newline() {
+        let line = |id: &str| format!(r#"{{"response_id":"{id}","request_created_at":"2026-11-01T00:00:00Z","model":"gpt-4o"}}"#);
+        let long = format!(r#"{{"response_id":"{}"}}"#, "x".repeat(limits::MAX_ROW_BYTES));
+        let file = format!("{}\n{long}\n{}\nnot json\n{}", line("a"), line("b"), line("c"));
+        let (mut rows, mut bad) = (Vec::new(), Vec::new());
+        import(Format::HeliconeRequests, file.as_bytes(), |r| rows.push(r.key), |r| bad.push(r)).unwrap();
+        assert_eq!(rows, ["helicone:a", "helicone:b", "helicone:c"]);
+        assert_eq!(bad.iter().map(|b| b.line).collect::<Vec<_>>(), [2, 4], "{bad:?}");
+    }
+
+    #[test]
+    fn a_page_whose_data_is_not_an_array_says_an_array_was_expected() {
+        let (rows, _, result) = helicone(r#"{"object":"page","data":5,"next":"#);
+        assert!(rows.is_empty());
+        let Err(ImportError::Unreadable(why)) = result else { panic!("{result:?}") };
+        assert!(why.contains("invalid type: integer `5`, expected an array at"), "{why}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! (`bucket N, result M`) in `reason` and the line of the document's start.
 use serde::Deserialize;
 
-use super::{ImportError, ImportRow, Sink};
+use super::{Format, ImportError, ImportRow, Importer, Sink};
 use crate::date::format_day;
 use crate::limits::MAX_JSON_DOCUMENT_BYTES;
 use crate::records::UsageRecord;
@@ -43,7 +43,16 @@ struct Completions {
     batch: Option<bool>,
 }
 
-pub(super) fn read(input: impl std::io::Read, out: &mut Sink) -> Result<(), ImportError> {
+pub(super) const IMPORTER: Importer = Importer {
+    format: Format::OpenaiUsageJson,
+    name: "openai_usage_json",
+    aliases: &["openai"],
+    describes: "a page of OpenAI's Usage API, `GET /v1/organization/usage/completions` (JSON)",
+    detect: |h| h.json_with(&["organization.usage.completions"]),
+    read,
+};
+
+fn read(input: &mut dyn std::io::Read, out: &mut Sink) -> Result<(), ImportError> {
     // A page holds a month of daily buckets at most: a few KiB. It is parsed whole, so
     // its size is bounded.
     let mut text = Vec::new();
@@ -126,6 +135,17 @@ mod tests {
       {"object":"bucket","start_time":1793577600,"end_time":1793664000,"results":[
         {"object":"organization.usage.completions.result","input_tokens":10,"output_tokens":2,
          "input_cached_tokens":0,"num_model_requests":1,"model":null}]}]}"#;
+
+    #[test]
+    fn a_bucket_whose_input_was_all_cached_is_kept() {
+        let page = r#"{"object":"page","data":[{"object":"bucket","start_time":1793491200,"results":[
+            {"object":"organization.usage.completions.result","input_tokens":10,"output_tokens":2,"input_cached_tokens":10,"num_model_requests":1,"model":"gpt-4o"}]}]}"#;
+        let (mut rows, mut bad) = (Vec::new(), Vec::new());
+        import(Format::OpenaiUsageJson, page.as_bytes(), |r| rows.push(r), |r| bad.push(r)).unwrap();
+        assert!(bad.is_empty(), "{:?}", bad.iter().map(|b| &b.reason).collect::<Vec<_>>());
+        assert_eq!((rows[0].record.input_tokens, rows[0].record.cached_input_tokens), (10, 10));
+        assert_eq!(rows[0].record.provider, "openai");
+    }
 
     #[test]
     fn buckets_become_daily_rows_and_bad_results_are_reported() {

@@ -16,19 +16,29 @@
 //! dashboard writes for idle days) are skipped.
 use std::collections::HashMap;
 
-use super::{clip, parse_usd, CsvRows, ImportError, ImportRow, Sink};
+use super::{clip, parse_usd, CsvRows, Format, ImportError, ImportRow, Importer, Sink};
 use crate::date::{format_day, parse_day};
 use crate::records::UsageRecord;
 
-/// Reads the usage export.
-pub(super) fn read_usage(input: impl std::io::Read, out: &mut Sink) -> Result<(), ImportError> {
-    each_row(input, &["model", "num_model_requests"], usage_row, out)
-}
+/// The usage export.
+pub(super) const USAGE: Importer = Importer {
+    format: Format::OpenaiUsageCsv,
+    name: "openai_usage_csv",
+    aliases: &[],
+    describes: "platform.openai.com → Usage → Export, the usage CSV (tokens per bucket, model, project and key)",
+    detect: |h| h.csv_with(&[&["start_time"], &["num_model_requests"], &["model"]]),
+    read: |input, out| each_row(input, &["model", "num_model_requests"], usage_row, out),
+};
 
-/// Reads the cost export.
-pub(super) fn read_costs(input: impl std::io::Read, out: &mut Sink) -> Result<(), ImportError> {
-    each_row(input, &["amount_value"], cost_row, out)
-}
+/// The cost export.
+pub(super) const COSTS: Importer = Importer {
+    format: Format::OpenaiCostCsv,
+    name: "openai_cost_csv",
+    aliases: &["openai_costs_csv"],
+    describes: "platform.openai.com → Usage → Export, the cost CSV (dollars per bucket and line item, no tokens)",
+    detect: |h| h.csv_with(&[&["start_time"], &["amount_value"]]),
+    read: |input, out| each_row(input, &["amount_value"], cost_row, out),
+};
 
 /// What a row parser is given: the trimmed, non-empty value of the column of that
 /// (lower-case) name.
@@ -54,7 +64,7 @@ fn each_row(
     }
     let mut record = csv::StringRecord::new();
     loop {
-        let line = reader.position().line() + 1;
+        let line = reader.position().line();
         match reader.read_record(&mut record) {
             Ok(false) => return Ok(()),
             Ok(true) => {
@@ -188,5 +198,7 @@ mod tests {
         assert_eq!(whole_number("-1"), None);
         assert_eq!(whole_number(".0"), None);
         assert_eq!(whole_number("1e3"), None);
+        assert_eq!(whole_number("+5"), None, "digits only");
+        assert_eq!(whole_number(""), None);
     }
 }

@@ -13,11 +13,20 @@
 //! environment tag.
 use serde_json::Value;
 
-use super::{json_documents, ImportError, ImportRow, JsonDoc, Sink};
+use super::{json_documents, Format, ImportError, ImportRow, Importer, JsonDoc, Sink};
 use crate::date::format_day;
 use crate::records::UsageRecord;
 
-pub(super) fn read(input: impl std::io::Read, out: &mut Sink) -> Result<(), ImportError> {
+pub(super) const IMPORTER: Importer = Importer {
+    format: Format::OtelSpansJson,
+    name: "otel_spans_json",
+    aliases: &["otel", "otlp"],
+    describes: "OpenTelemetry GenAI spans as OTLP JSON (one export request, or one per line)",
+    detect: |h| h.json_with(&["\"resourceSpans\""]),
+    read,
+};
+
+fn read(input: &mut dyn std::io::Read, out: &mut Sink) -> Result<(), ImportError> {
     // One export request, or one per line (JSON Lines).
     json_documents(input, "OTLP JSON", out, &mut |doc, out| {
         let (line, doc) = match doc {
@@ -136,6 +145,29 @@ mod tests {
             r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"support-bot"}}}},{{"key":"deployment.environment","value":{{"stringValue":"prod"}}}}]}},"scopeSpans":[{{"scope":{{"name":"genai"}},"spans":[{}]}}]}}]}}"#,
             spans.join(",")
         )
+    }
+
+    #[test]
+    fn a_start_time_may_be_a_json_number() {
+        let s = span("s1", r#"{"key":"gen_ai.request.model","value":{"stringValue":"gpt-4o"}},{"key":"gen_ai.usage.input_tokens","value":{"intValue":"3"}}"#)
+            .replace(r#""startTimeUnixNano":"1793577600123000000""#, r#""startTimeUnixNano":1793577600123000000"#);
+        let (mut days, mut bad) = (Vec::new(), Vec::new());
+        import(Format::OtelSpansJson, doc(&[s]).as_bytes(), |r| days.push(r.record.day), |r| bad.push(r)).unwrap();
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(days, ["2026-11-02"]);
+    }
+
+    #[test]
+    fn cache_reads_and_writes_are_kept_apart() {
+        let s = span(
+            "s1",
+            r#"{"key":"gen_ai.request.model","value":{"stringValue":"claude-3-5-sonnet"}},{"key":"gen_ai.usage.input_tokens","value":{"intValue":"1000"}},{"key":"gen_ai.usage.cache_read_input_tokens","value":{"intValue":"300"}},{"key":"gen_ai.usage.cache_creation.input_tokens","value":{"intValue":"200"}}"#,
+        );
+        let (mut rows, mut bad) = (Vec::new(), Vec::new());
+        import(Format::OtelSpansJson, doc(&[s]).as_bytes(), |r| rows.push(r), |r| bad.push(r)).unwrap();
+        assert!(bad.is_empty(), "{bad:?}");
+        let r = &rows[0].record;
+        assert_eq!((r.input_tokens, r.cached_input_tokens, r.cache_write_tokens, r.output_tokens), (1000, 300, 200, 0));
     }
 
     #[test]

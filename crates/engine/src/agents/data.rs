@@ -2,12 +2,12 @@ use apex_protocol::AgentName;
 use async_trait::async_trait;
 use serde_json::json;
 
-use super::{money, str_of};
-use crate::agent::{Agent, AgentError, AgentOutput, Scratchpad};
-use crate::context::RunContext;
-use crate::sink::EventSink;
+use crate::agent::{Agent, AgentOutput, Findings, Step};
+use crate::error::AgentError;
+use crate::question::{Measure, Operation, Period};
+use crate::tools::{AnomalyArgs, DetectAnomalies, QueryArgs, QuerySlice, QueryUsage, SliceArgs, SliceFilter};
 
-/// Aggregates the user's usage: totals by model, feature and day.
+/// Aggregates the user's usage: totals by model, feature and day, and what stands out.
 pub struct DataAgent;
 
 #[async_trait]
@@ -16,41 +16,61 @@ impl Agent for DataAgent {
         AgentName::Data
     }
 
-    async fn run(&self, ctx: &RunContext, sink: &EventSink, pad: &Scratchpad) -> Result<AgentOutput, AgentError> {
-        let overview = pad.get(AgentName::Supervisor).unwrap_or_default();
-        sink.thinking(
-            AgentName::Data,
-            format!(
-                "Aggregating {} usage records from {} to {} by model, feature and day.",
-                overview.get("records").and_then(|v| v.as_u64()).unwrap_or(0),
-                str_of(&overview, "from"),
-                str_of(&overview, "to"),
-            ),
-        )
+    async fn run(&self, step: &Step<'_>, findings: &mut Findings) -> Result<AgentOutput, AgentError> {
+        let overview = Findings::need(&findings.overview, "the overview of the data")?;
+        step.think(format!(
+            "Aggregating {} usage records from {} to {} by model, feature and day.",
+            overview.records, overview.from, overview.to,
+        ))
         .await;
-        let summary =
-            sink.call_tool(ctx, AgentName::Data, "query_usage", json!({ "group_by": ["model", "feature", "day"] })).await?;
-        let signals = sink.call_tool(ctx, AgentName::Data, "detect_anomalies", json!({ "method": "median_mad" })).await?;
-        let spikes = signals["anomalies"].as_array().map_or(0, Vec::len);
-        let top = summary.get("by_model").and_then(|m| m.get(0)).cloned().unwrap_or_default();
-        let count = |key: &str| summary.get(key).and_then(|v| v.as_array()).map_or(0, Vec::len);
+        let usage = step.call::<QueryUsage>(QueryArgs::default()).await?;
+        let signals = step.call::<DetectAnomalies>(AnomalyArgs { method: Some("median_mad".into()) }).await?;
+        // The usage the question narrows to, for its direct answer.
+        if let Some(q) = findings.triage.as_ref().map(|t| &t.question) {
+            let direct = matches!(q.operation, Operation::Total | Operation::Top | Operation::Breakdown | Operation::Compare);
+            let narrows = q.period.is_some() || !q.filters.is_empty() || q.group_by.is_some() || !q.not_found.is_empty();
+            if direct && (narrows || q.measure != Measure::Cost) {
+                let args = |period: Option<&Period>| SliceArgs {
+                    from: period.map(|p| p.first.to_string()),
+                    to: period.map(|p| p.last.to_string()),
+                    filters: q.filters.iter().map(|f| SliceFilter { dimension: f.dimension, values: f.values.clone() }).collect(),
+                    group_by: q.group_by.filter(|_| !matches!(q.operation, Operation::Total | Operation::Compare)),
+                };
+                findings.slice = Some(step.call::<QuerySlice>(args(q.period.as_ref())).await?);
+                // The period it is compared with, the same way.
+                if let (Operation::Compare, Some(compare)) = (q.operation, q.compare.as_ref()) {
+                    findings.baseline = Some(step.call::<QuerySlice>(args(Some(compare))).await?);
+                }
+            }
+        }
+        let s = &usage.summary;
+        let top = s.by_model.first();
+        // What a follow-up's "the second one" refers to: the answer's ranking, or the
+        // features by spend.
+        let ranking: Vec<&str> = match (&findings.slice, findings.triage.as_ref()) {
+            (Some(slice), Some(t)) if t.question.group_by.is_some() => {
+                super::answer::ranked(&t.question, slice).into_iter().map(|g| g.key.as_str()).collect()
+            }
+            _ => s.by_feature.iter().map(|g| g.key.as_str()).collect(),
+        };
         let result = json!({
-            "from": summary["from"], "to": summary["to"], "days": summary["days"],
-            "total": summary["total"], "requests": summary["requests"],
-            "models": count("by_model"), "features": count("by_feature"),
-            "top_model": { "model": top["key"], "cost": top["cost"] },
-            "anomalies": spikes,
+            "from": s.from, "to": s.to, "days": s.days,
+            "total": s.total, "requests": s.requests,
+            "models": s.by_model.len(), "features": s.by_feature.len(),
+            "top_model": { "model": top.map(|g| &g.key), "cost": top.map(|g| g.cost) },
+            "anomalies": signals.anomalies.len(),
+            "ranking": ranking,
         });
-        let summary_line = format!(
+        let summary = format!(
             "{} spent over {} days; the largest model is {} at {}; {} unusual day(s).",
-            money(&summary["total"]),
-            summary["days"],
-            str_of(&top, "key"),
-            money(&top["cost"]),
-            spikes,
+            s.total,
+            s.days,
+            top.map_or("", |g| g.key.as_str()),
+            top.map(|g| g.cost).unwrap_or_default(),
+            signals.anomalies.len(),
         );
-        let mut output = summary;
-        output["signals"] = signals;
-        Ok(AgentOutput { result, summary: summary_line, output })
+        findings.usage = Some(usage);
+        findings.signals = Some(signals);
+        Ok(AgentOutput { summary, result })
     }
 }

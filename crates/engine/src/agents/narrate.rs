@@ -9,18 +9,20 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use apex_llm::{ChatMessage, ChatRequest, LlmError, LlmProvider, StreamEvent, ToolSpec, Usage};
-use apex_protocol::AgentName;
+use apex_llm::{ChatMessage, ChatRequest, LlmError, LlmProvider, StreamEvent, Usage};
 use apex_telemetry as m;
 use serde_json::{json, Value};
 
 use super::grounding::{sentence_end, Grounding};
 use super::report::{chunks, CHUNK};
+use crate::agent::Step;
 use crate::context::RunContext;
-use crate::sink::EventSink;
+use crate::tools::{ForecastSpend, Tool, WhatIfTool};
 
 /// Tool-call rounds the model may make before it must write.
 const MAX_TOOL_ROUNDS: usize = 2;
+/// The tools a model may call while writing: the ones that compute a figure on request.
+const MODEL_TOOLS: [&str; 2] = [WhatIfTool::NAME, ForecastSpend::NAME];
 
 /// A language model configured to write reports.
 #[derive(Clone)]
@@ -84,7 +86,7 @@ impl Written {
                         attr("gen_ai.request.model", json!({ "stringValue": w.provider.model() })),
                         attr("gen_ai.usage.input_tokens", json!({ "intValue": self.usage.input_tokens.to_string() })),
                         attr("gen_ai.usage.output_tokens", json!({ "intValue": self.usage.output_tokens.to_string() })),
-                        attr("user.id", json!({ "stringValue": &*ctx.user_id })),
+                        attr("user.id", json!({ "stringValue": ctx.user_id.as_str() })),
                     ],
                 }],
             }],
@@ -112,13 +114,13 @@ const SYSTEM_PROMPT: &str = "You are Apex, an analyst of AI spend. Answer the us
 never estimate, add up or invent a number. You may call a tool to compute a figure that is not in the FACTS.";
 
 impl ModelWriter {
-    /// Writes the report with the model, streaming it through `sink`. `computed` is the
-    /// built-in report of this run and `results` the tool results it rests on.
-    pub async fn write(&self, ctx: &RunContext, sink: &EventSink, computed: &str, results: &[&Value]) -> Written {
+    /// Writes the report with the model, streaming it as the report agent's `step`.
+    /// `computed` is the built-in report of this run and `results` the findings it rests on.
+    pub async fn write(&self, step: &Step<'_>, computed: &str, results: &[&Value]) -> Written {
         let started = Instant::now();
         let mut out = Written { started_ms: apex_protocol::now_ms(), ..Written::default() };
         let mut grounding = Grounding::new(computed, results);
-        let work = self.converse(ctx, sink, computed, &mut grounding, &mut out);
+        let work = self.converse(step, computed, &mut grounding, &mut out);
         let failure = match tokio::time::timeout(self.budget, work).await {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e.to_string()),
@@ -127,16 +129,14 @@ impl ModelWriter {
         if let Some(why) = failure {
             let who = format!("{} model {}", self.provider.system(), self.provider.model());
             let rest = if out.text.is_empty() {
-                sink.thinking(AgentName::Report, format!("The {who} failed ({why}); the built-in writer writes the report."))
-                    .await;
+                step.think(format!("The {who} failed ({why}); the built-in writer writes the report.")).await;
                 computed.to_owned()
             } else {
-                sink.thinking(AgentName::Report, format!("The {who} failed ({why}); the built-in writer completes the report."))
-                    .await;
+                step.think(format!("The {who} failed ({why}); the built-in writer completes the report.")).await;
                 format!("\n\n{computed}")
             };
             for piece in chunks(&rest, CHUNK) {
-                sink.delta(ctx.message_id, piece.to_owned()).await;
+                step.delta(piece.to_owned()).await;
             }
             out.text.push_str(&rest);
             out.fallback = Some(why);
@@ -165,12 +165,12 @@ impl ModelWriter {
 
     async fn converse(
         &self,
-        ctx: &RunContext,
-        sink: &EventSink,
+        step: &Step<'_>,
         computed: &str,
         grounding: &mut Grounding,
         out: &mut Written,
     ) -> Result<(), LlmError> {
+        let ctx = step.ctx;
         let mut messages = vec![
             ChatMessage::system(format!("{SYSTEM_PROMPT}\n\nFACTS:\n{}", facts(computed))),
             ChatMessage::user(ctx.text.to_string()),
@@ -180,7 +180,7 @@ impl ModelWriter {
             let mut request = ChatRequest::new(messages.clone());
             request.max_tokens = self.max_tokens;
             if round < MAX_TOOL_ROUNDS {
-                request.tools = tool_specs();
+                request.tools = step.tools.specs(&MODEL_TOOLS);
             }
             let mut stream = self.provider.chat(request).await?;
             let mut pending = String::new();
@@ -191,7 +191,7 @@ impl ModelWriter {
                         pending.push_str(&t);
                         while let Some(end) = sentence_end(&pending) {
                             let sentence: String = pending.drain(..end).collect();
-                            self.emit(ctx, sink, grounding, &sentence, out).await;
+                            self.emit(step, grounding, &sentence, out).await;
                         }
                     }
                     StreamEvent::ToolCall(call) => calls.push(call),
@@ -200,7 +200,7 @@ impl ModelWriter {
                             "The {} model is busy with {ahead} other request(s); waiting for it.",
                             self.provider.system()
                         );
-                        sink.thinking(AgentName::Report, text).await;
+                        step.think(text).await;
                     }
                     StreamEvent::Done { usage, .. } => {
                         out.usage.input_tokens += usage.input_tokens;
@@ -209,7 +209,7 @@ impl ModelWriter {
                 }
             }
             if !pending.is_empty() {
-                self.emit(ctx, sink, grounding, &pending, out).await;
+                self.emit(step, grounding, &pending, out).await;
             }
             if calls.is_empty() {
                 return Ok(());
@@ -217,9 +217,13 @@ impl ModelWriter {
             messages.push(ChatMessage::assistant(String::new(), calls.clone()));
             for call in calls {
                 let args: Value = serde_json::from_str(&call.arguments).unwrap_or_else(|_| json!({}));
-                let result = match sink.call_tool(ctx, AgentName::Report, &call.name, args).await {
-                    Ok(v) => v,
-                    Err(e) => json!({ "error": e.to_string() }),
+                let result = if !MODEL_TOOLS.contains(&call.name.as_str()) {
+                    json!({ "error": format!("`{}` is not one of the tools offered: {}", call.name, MODEL_TOOLS.join(", ")) })
+                } else {
+                    match step.call_json(&call.name, args).await {
+                        Ok(v) => v,
+                        Err(e) => json!({ "error": e.to_string() }),
+                    }
                 };
                 messages.push(ChatMessage::tool_result(call.id, result.to_string()));
                 tool_results.push(result);
@@ -231,17 +235,17 @@ impl ModelWriter {
         Ok(())
     }
 
-    async fn emit(&self, ctx: &RunContext, sink: &EventSink, grounding: &Grounding, sentence: &str, out: &mut Written) {
+    async fn emit(&self, step: &Step<'_>, grounding: &Grounding, sentence: &str, out: &mut Written) {
         let text = match grounding.check(sentence) {
             None => sentence.to_owned(),
             Some(replacement) => {
                 out.replaced += 1;
-                tracing::info!(run_id = %ctx.run_id, "a sentence with an unsupported figure was replaced");
+                tracing::info!(run_id = %step.ctx.run_id, "a sentence with an unsupported figure was replaced");
                 replacement
             }
         };
         out.text.push_str(&text);
-        sink.delta(ctx.message_id, text).await;
+        step.delta(text).await;
     }
 }
 
@@ -256,27 +260,4 @@ fn facts(computed: &str) -> String {
         out.push('\n');
     }
     out
-}
-
-/// The tools a model may call while writing: the ones that compute a figure on request.
-fn tool_specs() -> Vec<ToolSpec> {
-    vec![
-        ToolSpec {
-            name: "what_if".into(),
-            description: "Monthly cost if a feature (or all usage) ran on another model.".into(),
-            parameters: json!({
-                "type": "object",
-                "properties": {
-                    "to_model": { "type": "string", "description": "the model to price, e.g. gpt-4o-mini" },
-                    "feature": { "type": "string", "description": "a feature name; omit for all usage" }
-                },
-                "required": ["to_model"]
-            }),
-        },
-        ToolSpec {
-            name: "forecast_spend".into(),
-            description: "This month's projected spend at the recent pace.".into(),
-            parameters: json!({ "type": "object", "properties": {} }),
-        },
-    ]
 }

@@ -1,10 +1,9 @@
 use apex_protocol::AgentName;
 use async_trait::async_trait;
-use serde_json::json;
 
-use crate::agent::{Agent, AgentError, AgentOutput, Scratchpad};
-use crate::context::RunContext;
-use crate::sink::EventSink;
+use crate::agent::{Agent, AgentOutput, Findings, Step};
+use crate::error::AgentError;
+use crate::tools::{ClassifyArgs, ClassifyRequest, Focus};
 
 /// Decides what the user is asking for and which view of the data leads the answer.
 pub struct TriageAgent;
@@ -15,12 +14,20 @@ impl Agent for TriageAgent {
         AgentName::Triage
     }
 
-    async fn run(&self, ctx: &RunContext, sink: &EventSink, _pad: &Scratchpad) -> Result<AgentOutput, AgentError> {
-        sink.thinking(AgentName::Triage, "Reading the request to decide which analysis should lead the answer.").await;
-        let triage = sink.call_tool(ctx, AgentName::Triage, "classify_request", json!({ "text": &*ctx.text })).await?;
-        let intent = super::str_of(&triage, "intent").replace('_', " ");
-        let focus = super::str_of(&triage, "focus");
-        let summary = format!("Intent: {intent}; the report leads with spend by {focus}.");
-        Ok(AgentOutput { summary, result: triage.clone(), output: triage })
+    async fn run(&self, step: &Step<'_>, findings: &mut Findings) -> Result<AgentOutput, AgentError> {
+        step.think("Reading the request to decide which analysis should lead the answer.").await;
+        let triage = step.call::<ClassifyRequest>(ClassifyArgs { text: Some(step.ctx.text.to_string()) }).await?;
+        let focus = match triage.focus {
+            Focus::Model => "model",
+            Focus::Feature => "feature",
+        };
+        let summary = format!(
+            "Intent: {}; the report leads with spend by {focus}. Read as: {}.",
+            triage.intent.label(),
+            triage.question.describe()
+        );
+        let result = serde_json::to_value(&triage).map_err(|e| AgentError::Internal(e.to_string()))?;
+        findings.triage = Some(triage);
+        Ok(AgentOutput { summary, result })
     }
 }

@@ -73,6 +73,7 @@ async fn upgrade(
         metrics::counter!(apex_telemetry::WS_UPGRADES_REJECTED, "reason" => "shutting_down").increment(1);
         return ApiError::Unavailable("the server is shutting down; reconnect shortly").into_response();
     }
+    tracing::Span::current().record("user_id", identity.user_id.as_str());
     let user: Arc<str> = Arc::from(identity.user_id.as_str());
     let Some(user) = app.users.connect(&user) else {
         metrics::counter!(apex_telemetry::WS_UPGRADES_REJECTED, "reason" => "user_connections").increment(1);

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apex_engine::{Follow, StartError};
-use apex_protocol::{close, now_ms, parse_client_frame, ClientFrame, ConnectionId, ErrorCode, RunId, ServerFrame, SUBPROTOCOL};
+use apex_protocol::{
+    close, now_ms, parse_client_frame, ClientFrame, ConnectionId, ErrorCode, RunId, ServerFrame, UserId, SUBPROTOCOL,
+};
 use apex_telemetry as m;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -54,7 +56,8 @@ pub(super) async fn run(socket: WebSocket, app: AppState, identity: Identity, he
         limiter: TokenBucket::new(app.settings.rate_limit),
         control: TokenBucket::new(app.settings.rate_limit),
         app,
-        user: Arc::from(identity.user_id.as_str()),
+        user: UserId::from(identity.user_id.as_str()),
+        demo: identity.demo,
         out,
         followers: JoinSet::new(),
         following: HashMap::new(),
@@ -64,7 +67,9 @@ pub(super) async fn run(socket: WebSocket, app: AppState, identity: Identity, he
 
 struct Session {
     app: AppState,
-    user: Arc<str>,
+    user: UserId,
+    /// A demo identity (from its token), shown demo data until it imports its own.
+    demo: bool,
     out: mpsc::Sender<Outbound>,
     followers: JoinSet<()>,
     following: HashMap<RunId, AbortHandle>,
@@ -180,7 +185,7 @@ impl Session {
     }
 
     async fn on_text(&mut self, text: &str) {
-        if !self.limiter.allow() || !self.app.users.allow_frame(&self.user) {
+        if !self.limiter.allow() || !self.app.users.allow_frame(self.user.as_str()) {
             received("rate_limited");
             return self.error(ErrorCode::RateLimited, "too many frames; slow down", None).await;
         }
@@ -203,7 +208,7 @@ impl Session {
             ClientFrame::Ping => self.send(ServerFrame::Pong).await,
             ClientFrame::UserMessage(message) => {
                 let client_message_id = message.client_message_id.clone();
-                match self.app.runs.submit(&self.user, message).await {
+                match self.app.runs.submit(&self.user, self.demo, message).await {
                     Ok(accepted) => {
                         self.send(ServerFrame::MessageAccepted {
                             run_id: accepted.run_id,

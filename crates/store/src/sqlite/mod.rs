@@ -3,7 +3,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use apex_protocol::{RunId, ThreadId};
+use apex_protocol::{RunId, ThreadId, UserId};
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Row, Sqlite, Transaction};
@@ -12,6 +12,7 @@ use apex_costs::import::ImportRow;
 use apex_costs::UsageRecord;
 
 use crate::model::*;
+use crate::rows::{self, parse_id, USAGE_DAILY_COLUMNS};
 use crate::{Store, StoreError, StoreResult};
 
 mod batch;
@@ -64,8 +65,8 @@ impl SqliteStore {
 
     /// `NotFound` unless `query` (`… WHERE id = ? AND user_id = ?`) finds a row: another
     /// user's thread or run does not exist for this one.
-    async fn ensure_owned(&self, query: &'static str, id: String, user_id: &str) -> StoreResult<()> {
-        let owned = sqlx::query(query).bind(id).bind(user_id).fetch_optional(&self.readers).await?;
+    async fn ensure_owned(&self, query: &'static str, id: String, user_id: &UserId) -> StoreResult<()> {
+        let owned = sqlx::query(query).bind(id).bind(user_id.as_str()).fetch_optional(&self.readers).await?;
         owned.map(|_| ()).ok_or(StoreError::NotFound)
     }
 }
@@ -100,10 +101,6 @@ fn discard_on_error<T>(conn: &mut sqlx::pool::PoolConnection<Sqlite>, result: &S
         tracing::debug!(error = %e, "a write failed; the writer connection is replaced");
         conn.close_on_drop();
     }
-}
-
-fn parse_id<T: FromStr>(s: &str) -> StoreResult<T> {
-    s.parse().map_err(|_| StoreError::Database(sqlx::Error::Decode(format!("bad id `{s}`").into())))
 }
 
 #[async_trait]
@@ -145,28 +142,22 @@ impl Store for SqliteStore {
         let mut conn = self.writer.acquire().await?;
         let result = async {
             let mut tx = conn.begin().await?;
-            let rows = sqlx::query(
+            let rows: Vec<rows::Orphan> = sqlx::query_as(
                 "SELECT id, user_id, thread_id FROM runs WHERE status IN ('queued', 'running') \
                  AND (owner IS NULL OR owner <> ?)",
             )
             .bind(instance)
             .fetch_all(&mut *tx)
             .await?;
-            let now = apex_protocol::now_ms();
-            let mut interrupted = Vec::with_capacity(rows.len());
-            for row in rows {
-                let run_id: RunId = parse_id(row.get::<&str, _>(0))?;
-                let thread_id: ThreadId = parse_id(row.get::<&str, _>(2))?;
-                let events = sqlx::query("SELECT seq, payload FROM run_events WHERE run_id = ? ORDER BY seq")
-                    .bind(run_id.to_string())
-                    .fetch_all(&mut *tx)
-                    .await?
-                    .into_iter()
-                    .map(|r| (r.get::<i64, _>(0) as u64, r.get::<String, _>(1)));
-                let writes = crate::recovery::interrupt_writes(run_id, row.get(1), thread_id, events, now);
-                batch::apply(&mut tx, &writes).await?;
-                interrupted.push(run_id);
-            }
+            let events: Vec<rows::OrphanEvent> = sqlx::query_as(
+                "SELECT e.run_id, e.seq, e.payload FROM run_events e JOIN runs r ON r.id = e.run_id \
+                 WHERE r.status IN ('queued', 'running') AND (r.owner IS NULL OR r.owner <> ?)",
+            )
+            .bind(instance)
+            .fetch_all(&mut *tx)
+            .await?;
+            let (interrupted, writes) = crate::recovery::interrupt_orphans(rows, events, apex_protocol::now_ms())?;
+            batch::apply(&mut tx, &writes).await?;
             tx.commit().await?;
             Ok(interrupted)
         }
@@ -175,13 +166,13 @@ impl Store for SqliteStore {
         result
     }
 
-    async fn import_usage(&self, user_id: &str, rows: &[ImportRow], at_ms: u64) -> StoreResult<u64> {
+    async fn import_usage(&self, user_id: &UserId, rows: &[ImportRow], at_ms: u64) -> StoreResult<u64> {
         let mut conn = self.writer.acquire().await?;
         let result = async {
             let mut tx = conn.begin().await?;
-            let inserted = batch::insert_usage(&mut tx, user_id, rows, at_ms).await?;
+            let inserted = batch::insert_usage(&mut tx, user_id.as_str(), rows, at_ms).await?;
             if inserted > 0 {
-                bump_version(&mut tx, user_id).await?;
+                bump_version(&mut tx, user_id.as_str()).await?;
             }
             tx.commit().await?;
             Ok(inserted)
@@ -191,50 +182,24 @@ impl Store for SqliteStore {
         result
     }
 
-    async fn usage(&self, user_id: &str, from: Option<&str>, to: Option<&str>) -> StoreResult<Vec<UsageRecord>> {
-        // The daily sums kept by each import: one row per day, provider, model, feature,
-        // project and tags (end user, API key, environment), which is all the analysis needs.
-        let rows = sqlx::query(
-            "SELECT day, provider, model, feature, project, requests, input_tokens, output_tokens, \
-             cached_input_tokens, CASE WHEN billed THEN cost_micros END, end_user, api_key, environment, \
-             cache_write_tokens, reasoning_tokens, repeat_requests FROM usage_daily \
-             WHERE user_id = ? AND day >= COALESCE(?, '') AND day <= COALESCE(?, '9999') ORDER BY day",
-        )
-        .bind(user_id)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.readers)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| UsageRecord {
-                day: r.get(0),
-                provider: r.get(1),
-                model: r.get(2),
-                feature: r.get(3),
-                project: r.get(4),
-                requests: r.get::<i64, _>(5) as u64,
-                input_tokens: r.get::<i64, _>(6) as u64,
-                output_tokens: r.get::<i64, _>(7) as u64,
-                cached_input_tokens: r.get::<i64, _>(8) as u64,
-                cost: r.get::<Option<i64>, _>(9).map(apex_costs::Money),
-                user: r.get(10),
-                api_key: r.get(11),
-                environment: r.get(12),
-                cache_write_tokens: r.get::<i64, _>(13) as u64,
-                reasoning_tokens: r.get::<i64, _>(14) as u64,
-                repeat_requests: r.get::<i64, _>(15) as u64,
-            })
-            .collect())
+    async fn usage(&self, user_id: &UserId, from: Option<&str>, to: Option<&str>) -> StoreResult<Vec<UsageRecord>> {
+        let sql = format!(
+            "SELECT {USAGE_DAILY_COLUMNS} FROM usage_daily \
+             WHERE user_id = ? AND day >= COALESCE(?, '') AND day <= COALESCE(?, '9999') ORDER BY day"
+        );
+        let rows: Vec<rows::UsageDaily> =
+            sqlx::query_as(&sql).bind(user_id.as_str()).bind(from).bind(to).fetch_all(&self.readers).await?;
+        Ok(rows.into_iter().map(UsageRecord::from).collect())
     }
 
-    async fn delete_usage(&self, user_id: &str) -> StoreResult<u64> {
+    async fn delete_usage(&self, user_id: &UserId) -> StoreResult<u64> {
         let mut conn = self.writer.acquire().await?;
         let result = async {
             let mut tx = conn.begin().await?;
-            sqlx::query("DELETE FROM usage_daily WHERE user_id = ?").bind(user_id).execute(&mut *tx).await?;
-            let done = sqlx::query("DELETE FROM usage_records WHERE user_id = ?").bind(user_id).execute(&mut *tx).await?;
-            bump_version(&mut tx, user_id).await?;
+            sqlx::query("DELETE FROM usage_daily WHERE user_id = ?").bind(user_id.as_str()).execute(&mut *tx).await?;
+            let done =
+                sqlx::query("DELETE FROM usage_records WHERE user_id = ?").bind(user_id.as_str()).execute(&mut *tx).await?;
+            bump_version(&mut tx, user_id.as_str()).await?;
             tx.commit().await?;
             Ok(done.rows_affected())
         }
@@ -243,129 +208,81 @@ impl Store for SqliteStore {
         result
     }
 
-    async fn usage_version(&self, user_id: &str) -> StoreResult<u64> {
+    async fn usage_version(&self, user_id: &UserId) -> StoreResult<u64> {
         let v: Option<i64> = sqlx::query_scalar("SELECT version FROM usage_versions WHERE user_id = ?")
-            .bind(user_id)
+            .bind(user_id.as_str())
             .fetch_optional(&self.readers)
             .await?;
         Ok(v.unwrap_or(0) as u64)
     }
 
-    async fn find_client_message(&self, user_id: &str, client_message_id: &str) -> StoreResult<Option<BegunRun>> {
-        let row = sqlx::query("SELECT id, thread_id, run_id FROM messages WHERE user_id = ? AND client_message_id = ?")
-            .bind(user_id)
-            .bind(client_message_id)
-            .fetch_optional(&self.readers)
-            .await?;
-        row.map(|r| {
-            let run: Option<String> = r.get(2);
-            Ok(BegunRun {
-                message_id: parse_id(r.get::<&str, _>(0))?,
-                thread_id: parse_id(r.get::<&str, _>(1))?,
-                run_id: parse_id(run.as_deref().unwrap_or_default())?,
-            })
-        })
-        .transpose()
+    async fn find_client_message(&self, user_id: &UserId, client_message_id: &str) -> StoreResult<Option<BegunRun>> {
+        let row: Option<rows::Begun> =
+            sqlx::query_as("SELECT id, thread_id, run_id FROM messages WHERE user_id = ? AND client_message_id = ?")
+                .bind(user_id.as_str())
+                .bind(client_message_id)
+                .fetch_optional(&self.readers)
+                .await?;
+        row.map(BegunRun::try_from).transpose()
     }
 
-    async fn list_threads(&self, user_id: &str) -> StoreResult<Vec<ThreadRow>> {
-        let rows = sqlx::query(
+    async fn list_threads(&self, user_id: &UserId) -> StoreResult<Vec<ThreadRow>> {
+        let rows: Vec<rows::Thread> = sqlx::query_as(
             "SELECT id, title, created_at, updated_at FROM threads WHERE user_id = ? ORDER BY updated_at DESC, id DESC",
         )
-        .bind(user_id)
+        .bind(user_id.as_str())
         .fetch_all(&self.readers)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ThreadRow {
-                    id: parse_id(r.get::<&str, _>(0))?,
-                    title: r.get(1),
-                    created_at: r.get::<i64, _>(2) as u64,
-                    updated_at: r.get::<i64, _>(3) as u64,
-                })
-            })
-            .collect()
+        rows.into_iter().map(ThreadRow::try_from).collect()
     }
 
-    async fn thread_messages(&self, user_id: &str, thread_id: ThreadId) -> StoreResult<Vec<MessageRow>> {
+    async fn thread_messages(&self, user_id: &UserId, thread_id: ThreadId) -> StoreResult<Vec<MessageRow>> {
         self.ensure_owned("SELECT 1 FROM threads WHERE id = ? AND user_id = ?", thread_id.to_string(), user_id).await?;
-        let rows = sqlx::query(
+        let rows: Vec<rows::Message> = sqlx::query_as(
             "SELECT id, run_id, role, content, client_message_id, created_at FROM messages \
              WHERE thread_id = ? AND user_id = ? ORDER BY created_at, id",
         )
         .bind(thread_id.to_string())
-        .bind(user_id)
+        .bind(user_id.as_str())
         .fetch_all(&self.readers)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let run: Option<String> = r.get(1);
-                Ok(MessageRow {
-                    id: parse_id(r.get::<&str, _>(0))?,
-                    thread_id,
-                    run_id: run.as_deref().map(parse_id).transpose()?,
-                    role: r.get(2),
-                    content: r.get(3),
-                    client_message_id: r.get(4),
-                    created_at: r.get::<i64, _>(5) as u64,
-                })
-            })
-            .collect()
+        rows.into_iter().map(|r| r.into_row(thread_id)).collect()
     }
 
-    async fn get_run(&self, user_id: &str, run_id: RunId) -> StoreResult<RunRow> {
-        let r = sqlx::query(
+    async fn get_run(&self, user_id: &UserId, run_id: RunId) -> StoreResult<RunRow> {
+        let run: rows::Run = sqlx::query_as(
             "SELECT thread_id, user_message_id, status, created_at, started_at, finished_at, error_code, error_message, \
-             (SELECT COALESCE(MAX(seq), 0) FROM run_events WHERE run_id = runs.id) \
+             (SELECT COALESCE(MAX(seq), 0) FROM run_events WHERE run_id = runs.id) AS last_seq \
              FROM runs WHERE id = ? AND user_id = ?",
         )
         .bind(run_id.to_string())
-        .bind(user_id)
+        .bind(user_id.as_str())
         .fetch_optional(&self.readers)
         .await?
         .ok_or(StoreError::NotFound)?;
-        let status: &str = r.get(2);
-        Ok(RunRow {
-            id: run_id,
-            thread_id: parse_id(r.get::<&str, _>(0))?,
-            user_message_id: parse_id(r.get::<&str, _>(1))?,
-            status: RunStatus::parse(status).ok_or_else(|| StoreError::Config(format!("unknown run status {status}")))?,
-            created_at: r.get::<i64, _>(3) as u64,
-            started_at: r.get::<Option<i64>, _>(4).map(|v| v as u64),
-            finished_at: r.get::<Option<i64>, _>(5).map(|v| v as u64),
-            error_code: r.get(6),
-            error_message: r.get(7),
-            last_seq: r.get::<i64, _>(8) as u64,
-        })
+        run.into_row(run_id)
     }
 
-    async fn run_events(&self, user_id: &str, run_id: RunId, after_seq: u64) -> StoreResult<Vec<String>> {
+    async fn run_events(&self, user_id: &UserId, run_id: RunId, after_seq: u64) -> StoreResult<Vec<String>> {
         self.ensure_owned("SELECT 1 FROM runs WHERE id = ? AND user_id = ?", run_id.to_string(), user_id).await?;
         let rows = sqlx::query("SELECT payload FROM run_events WHERE run_id = ? AND seq > ? ORDER BY seq")
             .bind(run_id.to_string())
             .bind(after_seq.min(i64::MAX as u64) as i64)
             .fetch_all(&self.readers)
             .await?;
-        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+        Ok(rows.into_iter().map(|r| r.get::<String, _>(0)).collect())
     }
 
-    async fn agent_results(&self, user_id: &str, run_id: RunId) -> StoreResult<Vec<AgentResultRow>> {
-        let rows = sqlx::query(
+    async fn agent_results(&self, user_id: &UserId, run_id: RunId) -> StoreResult<Vec<AgentResultRow>> {
+        let rows: Vec<rows::AgentResult> = sqlx::query_as(
             "SELECT a.agent, a.output, a.duration_ms FROM agent_results a JOIN runs r ON r.id = a.run_id \
              WHERE a.run_id = ? AND r.user_id = ? ORDER BY a.rowid",
         )
         .bind(run_id.to_string())
-        .bind(user_id)
+        .bind(user_id.as_str())
         .fetch_all(&self.readers)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| AgentResultRow {
-                agent: r.get(0),
-                output: serde_json::from_str(r.get::<&str, _>(1)).unwrap_or(serde_json::Value::Null),
-                duration_ms: r.get::<i64, _>(2) as u64,
-            })
-            .collect())
+        Ok(rows.into_iter().map(AgentResultRow::from).collect())
     }
 }
 

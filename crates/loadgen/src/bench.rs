@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use crate::chat::{connect, error_chain, WsStream};
+use apex_client::{connect, error_chain, WsStream};
 
 mod capacity;
 mod deployments;

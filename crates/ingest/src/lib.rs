@@ -1,6 +1,8 @@
-//! Importing usage into the store: the parsing runs on a blocking thread and hands rows
-//! over in chunks, each stored in one transaction, so memory stays bounded by the chunk
-//! size whatever the size of the file. Used by `POST /api/usage/import` and `apex ingest`.
+//! Importing usage into the store: the parsing (`apex_costs::import`: detection,
+//! decompression and the format's reader) runs on a blocking thread and hands rows over in
+//! chunks, each stored in one transaction (`Store::import_usage`, which deduplicates), so
+//! memory stays bounded by the chunk size whatever the size of the file. The one pipeline
+//! behind `POST /api/usage/import` and `apex ingest`; the store only receives rows.
 use std::cell::{Cell, RefCell};
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,10 +11,11 @@ use std::sync::Arc;
 use apex_costs::import::{import, Format, ImportError, ImportRow, Limit, Rejected};
 use apex_costs::limits::{MAX_ACCOUNT_COST, MAX_ACCOUNT_COUNT};
 use apex_costs::UsageRecord;
+use apex_protocol::UserId;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::{Store, StoreError};
+use apex_store::{Store, StoreError};
 
 /// Rows stored per transaction: large enough that the daily sums a chunk adds to are
 /// written once for many rows, small enough that the store's single writer is held for
@@ -48,7 +51,7 @@ pub enum ImportFailed {
 /// stored chunk with the rows read so far.
 pub async fn import_into(
     store: &dyn Store,
-    user_id: &str,
+    user_id: &UserId,
     format: Format,
     input: impl Read + Send + 'static,
     mut progress: impl FnMut(u64),

@@ -4,7 +4,7 @@ use std::io::Read;
 
 use apex_costs::import::{Format, Limit};
 use apex_costs::summarize;
-use apex_store::import::{import_into, ImportFailed};
+use apex_ingest::{import_into, ImportFailed};
 
 async fn store() -> (tempfile::TempDir, std::sync::Arc<dyn apex_store::Store>) {
     let dir = tempfile::tempdir().unwrap();
@@ -40,9 +40,10 @@ async fn an_import_cut_off_keeps_its_whole_chunks_only() {
     // 5,000 parsed since are not.
     let body = csv(25_000, "0.01", 0);
     let result =
-        import_into(store.as_ref(), "u", Format::GenericCsv, CutOff(std::io::Cursor::new(body.into_bytes())), |_| {}).await;
+        import_into(store.as_ref(), &"u".into(), Format::GenericCsv, CutOff(std::io::Cursor::new(body.into_bytes())), |_| {})
+            .await;
     assert!(matches!(result, Err(ImportFailed::Unreadable(_))), "{result:?}");
-    let stored = summarize(&store.usage("u", None, None).await.unwrap());
+    let stored = summarize(apex_costs::PriceBook::catalog(), &store.usage(&"u".into(), None, None).await.unwrap());
     assert_eq!(stored.requests, 20_000);
 }
 
@@ -51,16 +52,21 @@ async fn an_account_cannot_pass_the_account_ceilings() {
     let (_dir, store) = store().await;
     // Each row is under the per-row ceiling ($1,000,000,000); 999 of them stay under the
     // account's ($1,000,000,000,000).
-    let report =
-        import_into(store.as_ref(), "u", Format::GenericCsv, std::io::Cursor::new(csv(999, "999999999", 0).into_bytes()), |_| {})
-            .await
-            .unwrap();
+    let report = import_into(
+        store.as_ref(),
+        &"u".into(),
+        Format::GenericCsv,
+        std::io::Cursor::new(csv(999, "999999999", 0).into_bytes()),
+        |_| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(report.imported, 999);
-    let before = summarize(&store.usage("u", None, None).await.unwrap()).total;
+    let before = summarize(apex_costs::PriceBook::catalog(), &store.usage(&"u".into(), None, None).await.unwrap()).total;
     // Ten more would pass it: refused as a whole, nothing of the file stored.
     let result = import_into(
         store.as_ref(),
-        "u",
+        &"u".into(),
         Format::GenericCsv,
         std::io::Cursor::new(csv(10, "999999999", 999).into_bytes()),
         |_| {},
@@ -70,11 +76,16 @@ async fn an_account_cannot_pass_the_account_ceilings() {
         Err(ImportFailed::Limit { limit: Limit::Account, report }) => assert_eq!(report.imported, 0),
         other => panic!("expected the account ceiling, got {other:?}"),
     }
-    let after = summarize(&store.usage("u", None, None).await.unwrap()).total;
+    let after = summarize(apex_costs::PriceBook::catalog(), &store.usage(&"u".into(), None, None).await.unwrap()).total;
     assert_eq!(before, after);
     // Another account is not affected.
-    let other =
-        import_into(store.as_ref(), "v", Format::GenericCsv, std::io::Cursor::new(csv(10, "999999999", 0).into_bytes()), |_| {})
-            .await;
+    let other = import_into(
+        store.as_ref(),
+        &"v".into(),
+        Format::GenericCsv,
+        std::io::Cursor::new(csv(10, "999999999", 0).into_bytes()),
+        |_| {},
+    )
+    .await;
     assert_eq!(other.unwrap().imported, 10);
 }

@@ -1,11 +1,12 @@
 //! Every field of a usage row survives the store: tags, cache-write and reasoning tokens,
 //! and the repeats counted from request hashes across and within imports.
 use apex_costs::import::Format;
-use apex_store::import::import_into;
+use apex_ingest::import_into;
 
 async fn import(store: &dyn apex_store::Store, user: &str, csv: &str) -> u64 {
-    let report =
-        import_into(store, user, Format::GenericCsv, std::io::Cursor::new(csv.as_bytes().to_vec()), |_| {}).await.unwrap();
+    let report = import_into(store, &user.into(), Format::GenericCsv, std::io::Cursor::new(csv.as_bytes().to_vec()), |_| {})
+        .await
+        .unwrap();
     assert_eq!(report.rejected_count, 0, "{:?}", report.rejected);
     report.imported
 }
@@ -45,14 +46,14 @@ async fn tags_tokens_and_repeats_round_trip(store: std::sync::Arc<dyn apex_store
     // Another user's identical hashes are not this user's repeats.
     assert_eq!(import(store.as_ref(), "v", &first).await, 4);
 
-    let rows = store.usage("u", None, None).await.unwrap();
+    let rows = store.usage(&"u".into(), None, None).await.unwrap();
     assert_eq!(rows.len(), 1, "one day, one model, one set of tags: {rows:?}");
     let r = &rows[0];
     assert_eq!((r.requests, r.repeat_requests), (5, 2));
     assert_eq!((r.input_tokens, r.cached_input_tokens, r.cache_write_tokens), (500, 50, 100));
     assert_eq!((r.output_tokens, r.reasoning_tokens), (250, 150));
     assert_eq!((r.user.as_str(), r.api_key.as_str(), r.environment.as_str()), ("alice", "key_1", "production"));
-    assert_eq!(store.usage("v", None, None).await.unwrap()[0].repeat_requests, 1);
+    assert_eq!(store.usage(&"v".into(), None, None).await.unwrap()[0].repeat_requests, 1);
 }
 
 /// A file of 12,500 rows (more than one stored chunk, many statements; with and without
@@ -87,7 +88,7 @@ async fn large_files_sum_the_same_whole_or_in_overlapping_parts_on_both_backends
                 import(store.as_ref(), "u", &csv(&lines)).await
             };
             assert_eq!(imported as usize, distinct, "{backend}, split: {split}");
-            let mut usage = store.usage("u", None, None).await.unwrap();
+            let mut usage = store.usage(&"u".into(), None, None).await.unwrap();
             usage.sort_by(|a, b| {
                 let key = |r: &apex_costs::UsageRecord| {
                     (

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::bench::Latencies;
-use crate::chat::{connect, error_chain, WsStream};
+use apex_client::{connect, error_chain, WsStream};
 
 /// The seeds' service-level objectives.
 const SLA_CONNECT: Duration = Duration::from_secs(2);

@@ -2,7 +2,7 @@
 //! often the pieces are sent again, the stored sums are those of one import of the file.
 use apex_costs::import::Format;
 use apex_costs::summarize;
-use apex_store::import::import_into;
+use apex_ingest::import_into;
 use proptest::prelude::*;
 
 const HEADER: &str = "date,model,input_tokens,output_tokens,requests,cost_usd,feature,request_id";
@@ -23,9 +23,11 @@ async fn totals(pieces: &[Vec<String>]) -> (i64, u64, u64) {
     let store = apex_store::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
     for piece in pieces {
         let body = format!("{HEADER}\n{}\n", piece.join("\n"));
-        import_into(store.as_ref(), "u", Format::GenericCsv, std::io::Cursor::new(body.into_bytes()), |_| {}).await.unwrap();
+        import_into(store.as_ref(), &"u".into(), Format::GenericCsv, std::io::Cursor::new(body.into_bytes()), |_| {})
+            .await
+            .unwrap();
     }
-    let s = summarize(&store.usage("u", None, None).await.unwrap());
+    let s = summarize(apex_costs::PriceBook::catalog(), &store.usage(&"u".into(), None, None).await.unwrap());
     (s.total.0, s.input_tokens, s.requests)
 }
 

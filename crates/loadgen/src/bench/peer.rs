@@ -299,7 +299,7 @@ async fn user_loop(client: reqwest::Client, base: String, deadline: Instant) -> 
             Ok(Ok(())) => {}
             // The server cannot be reached; this user stops, and says why once.
             Ok(Err(e)) => {
-                stats.fail(crate::chat::error_chain(&e));
+                stats.fail(apex_client::error_chain(&e));
                 break;
             }
             Err(_) => {

@@ -25,7 +25,7 @@ use super::{
     connect_users, is_terminal, run_users, Backend, BenchArgs, Measured, Probe, RunStats, ServerProcess, GOLDEN_MESSAGE,
     RUN_TIMEOUT,
 };
-use crate::chat::{connect, connect_with_receive_buffer, WsStream};
+use apex_client::{connect, connect_with_receive_buffer, WsStream};
 
 /// A stuck client's kernel receive buffer: as small as Linux allows, so that it fills at once.
 const STUCK_RECEIVE_BUFFER: u32 = 4096;
@@ -386,7 +386,7 @@ async fn cycle(url: &str, users: usize, droppers: usize, length: Duration) -> (R
                     .await
                     .unwrap_or_else(|_| Err(anyhow::anyhow!("a resumed run took longer than {RUN_TIMEOUT:?}")))
                 {
-                    stats.fail(format!("drop and resume: {}", crate::chat::error_chain(&e)));
+                    stats.fail(format!("drop and resume: {}", apex_client::error_chain(&e)));
                     break;
                 }
             }

@@ -1,0 +1,80 @@
+//! The analyst over real sockets: a narrow question is answered in the first sentence with
+//! the figure of the run's own `query_slice` result, and a follow-up in the same thread is
+//! read against the previous turn — also after the server restarts.
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+/// The result of the run's `query_slice` call.
+fn slice_of(events: &[Value]) -> Value {
+    events
+        .iter()
+        .find(|e| e["type"] == "tool_completed" && e["tool"] == "query_slice")
+        .map(|e| e["result"].clone())
+        .expect("the run narrowed the usage with query_slice")
+}
+
+/// A micro-dollar amount of a tool result as answers print it.
+fn money(micros: &Value) -> String {
+    apex_costs::Money(micros.as_i64().unwrap()).to_string()
+}
+
+#[tokio::test]
+async fn a_narrow_question_gets_its_figure_first() {
+    let app = spawn_app().await;
+    let mut client = connect(&app, By::Demo).await;
+    client.ask("How much did we spend on gpt-4o yesterday?", None).await;
+    let events = client.events_until_terminal().await;
+    let answer = assert_golden_run(&events);
+    let slice = slice_of(&events);
+    // The demo data ends on 2026-11-24: "yesterday" is that day, and the answer says so.
+    assert_eq!((slice["from"].as_str(), slice["to"].as_str()), (Some("2026-11-24"), Some("2026-11-24")));
+    let first = answer.lines().next().unwrap();
+    assert!(
+        first.starts_with(&format!(
+            "You spent **{}** on model `gpt-4o` yesterday (2026-11-24, the last day in your data)",
+            money(&slice["cost"])
+        )),
+        "{first}"
+    );
+    let triage = events.iter().find(|e| e["type"] == "agent_completed" && e["agent"] == "triage").unwrap();
+    assert!(triage["summary"].as_str().unwrap().contains("Read as: total of cost; model gpt-4o"), "{triage}");
+}
+
+#[tokio::test]
+async fn a_follow_up_is_read_against_the_previous_turn_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = test_settings(&dir, |_| ());
+    let mut app = spawn_in(dir, settings.clone(), |s| s).await;
+    let mut client = connect(&app, By::Demo).await;
+    let token = client.token.clone().unwrap();
+    let accepted = client.ask("What are our top 3 features by spend?", None).await;
+    let thread = accepted["thread_id"].as_str().unwrap().to_owned();
+    let events = client.events_until_terminal().await;
+    let ranking: Vec<String> =
+        slice_of(&events)["groups"].as_array().unwrap().iter().map(|g| g["key"].as_str().unwrap().to_owned()).collect();
+    assert!(ranking.len() >= 3, "{ranking:?}");
+    let first = assert_golden_run(&events).lines().next().unwrap().to_owned();
+    assert!(first.starts_with("The 3 features that cost the most from "), "{first}");
+    assert!(first.contains(&format!("**{}**", ranking[1])), "{first}");
+    drop(client);
+
+    // A restart in between: the memory is what the store kept.
+    app.stop().await;
+    let app = spawn_in(app.dir, settings, |s| s).await;
+    let mut client = connect(&app, By::Header(token)).await;
+    client.ask("and what about the second one?", Some(&thread)).await;
+    let events = client.events_until_terminal().await;
+    let answer = assert_golden_run(&events);
+    let slice = slice_of(&events);
+    let first = answer.lines().next().unwrap();
+    assert!(first.starts_with(&format!("You spent **{}** on feature `{}` from ", money(&slice["cost"]), ranking[1])), "{first}");
+    let triage = events.iter().find(|e| e["type"] == "agent_completed" && e["agent"] == "triage").unwrap();
+    assert!(triage["summary"].as_str().unwrap().contains("read with the previous question"), "{triage}");
+
+    // A question that stands alone in the same thread is not bent by the previous one.
+    client.ask("Analyze my AI costs", Some(&thread)).await;
+    let events = client.events_until_terminal().await;
+    assert!(assert_golden_run(&events).starts_with("## Your AI spend: $"));
+}

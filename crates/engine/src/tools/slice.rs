@@ -1,0 +1,201 @@
+//! Data: the usage a question narrows to — a period, names of any dimension — with its
+//! totals, its share of the period's spend, and a breakdown when one is asked for.
+use apex_costs::{breakdown, summarize, GroupBy, GroupTotal, Money, UsageRecord};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::{Tool, ToolError};
+use crate::context::RunContext;
+use crate::question::Dimension;
+
+pub struct QuerySlice;
+
+/// Names of one dimension the usage is narrowed to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SliceFilter {
+    pub dimension: Dimension,
+    pub values: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SliceArgs {
+    /// First day ("YYYY-MM-DD"); the first day of the data when omitted.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Last day ("YYYY-MM-DD"); the last day of the data when omitted.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// Every filter must hold (names within one filter are alternatives).
+    #[serde(default)]
+    pub filters: Vec<SliceFilter>,
+    /// The breakdown to return, largest first.
+    #[serde(default)]
+    pub group_by: Option<Dimension>,
+}
+
+/// Largest groups returned; the rest are counted in `more`.
+const MAX_GROUPS: usize = 10;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Slice {
+    /// The days asked for, as the data covers them (empty when none match).
+    pub from: String,
+    pub to: String,
+    /// Days from `from` to `to`.
+    pub days: u32,
+    pub cost: Money,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub reasoning_tokens: u64,
+    /// Distinct end users (tagged) in the slice.
+    pub end_users: u64,
+    /// All spend in the same days, whatever the filters.
+    pub period_cost: Money,
+    /// `cost` as a share of `period_cost`, in basis points.
+    pub share_bp: u32,
+    pub groups: Vec<GroupTotal>,
+    pub more: usize,
+}
+
+fn group_by(d: Dimension) -> GroupBy {
+    match d {
+        Dimension::Model => GroupBy::Model,
+        Dimension::Provider => GroupBy::Provider,
+        Dimension::Feature => GroupBy::Feature,
+        Dimension::Project => GroupBy::Project,
+        Dimension::User => GroupBy::User,
+        Dimension::ApiKey => GroupBy::ApiKey,
+        Dimension::Environment => GroupBy::Environment,
+        Dimension::Day => GroupBy::Day,
+    }
+}
+
+fn field(r: &UsageRecord, d: Dimension) -> &str {
+    match d {
+        Dimension::Model => &r.model,
+        Dimension::Provider => &r.provider,
+        Dimension::Feature => &r.feature,
+        Dimension::Project => &r.project,
+        Dimension::User => &r.user,
+        Dimension::ApiKey => &r.api_key,
+        Dimension::Environment => &r.environment,
+        Dimension::Day => &r.day,
+    }
+}
+
+/// The slice of `records` that `args` asks for.
+pub fn slice(prices: &apex_costs::PriceBook, records: &[UsageRecord], args: &SliceArgs) -> Slice {
+    let in_days = |r: &&UsageRecord| {
+        args.from.as_deref().is_none_or(|f| r.day.as_str() >= f) && args.to.as_deref().is_none_or(|t| r.day.as_str() <= t)
+    };
+    let period: Vec<UsageRecord> = records.iter().filter(in_days).cloned().collect();
+    let matches = |r: &&UsageRecord| args.filters.iter().all(|f| f.values.iter().any(|v| field(r, f.dimension) == v));
+    let picked: Vec<UsageRecord> = period.iter().filter(matches).cloned().collect();
+    let all = summarize(prices, &period);
+    let s = summarize(prices, &picked);
+    let mut groups = args.group_by.map(|d| breakdown(prices, &picked, group_by(d))).unwrap_or_default();
+    let more = groups.len().saturating_sub(MAX_GROUPS);
+    groups.truncate(MAX_GROUPS);
+    let share_bp =
+        if all.total.0 > 0 { (i128::from(s.total.0) * 10_000 / i128::from(all.total.0)).clamp(0, 10_000) as u32 } else { 0 };
+    let mut users: Vec<&str> = picked.iter().map(|r| r.user.as_str()).filter(|u| !u.is_empty()).collect();
+    users.sort_unstable();
+    users.dedup();
+    // The days asked for, within the days the data covers (an average over November
+    // counts the days up to the last one in the data).
+    let first = records.iter().map(|r| r.day.as_str()).min().unwrap_or_default();
+    let last = records.iter().map(|r| r.day.as_str()).max().unwrap_or_default();
+    let from = args.from.as_deref().map_or(first, |f| f.max(first)).to_owned();
+    let to = args.to.as_deref().map_or(last, |t| t.min(last)).to_owned();
+    let days = match (crate::question::day(&from), crate::question::day(&to)) {
+        (Some(a), Some(b)) if b >= a => ((b - a).whole_days() + 1) as u32,
+        _ => 0,
+    };
+    Slice {
+        from,
+        to,
+        days,
+        cost: s.total,
+        requests: s.requests,
+        input_tokens: s.input_tokens,
+        output_tokens: s.output_tokens,
+        cached_input_tokens: s.cached_input_tokens,
+        reasoning_tokens: picked.iter().map(|r| r.reasoning_tokens).sum(),
+        end_users: users.len() as u64,
+        period_cost: all.total,
+        share_bp,
+        groups,
+        more,
+    }
+}
+
+#[async_trait]
+impl Tool for QuerySlice {
+    const NAME: &'static str = "query_slice";
+    const DESCRIPTION: &'static str = "Spend, requests and tokens of the usage in a period and for given names (models, \
+         providers, features, projects, end users, API keys, environments), its share of the period's spend, and a \
+         breakdown by one dimension.";
+    type Args = SliceArgs;
+    type Output = Slice;
+
+    async fn run(&self, ctx: &RunContext, args: SliceArgs) -> Result<Slice, ToolError> {
+        let records = ctx.data.records().await?;
+        Ok(slice(ctx.data.prices(), &records, &args))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(day: &str, feature: &str, model: &str, requests: u64, user: &str) -> UsageRecord {
+        UsageRecord {
+            day: day.into(),
+            provider: "openai".into(),
+            model: model.into(),
+            feature: feature.into(),
+            project: "p".into(),
+            requests,
+            input_tokens: requests * 1_000_000,
+            user: user.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_slice_is_its_period_and_names_with_its_share_of_the_period() {
+        let book = apex_costs::PriceBook::catalog();
+        // gpt-4o: $2.50 per 1M input tokens; gpt-4o-mini: $0.15.
+        let records = [
+            record("2026-11-01", "chat", "gpt-4o", 1, "a"),
+            record("2026-11-02", "chat", "gpt-4o", 2, "b"),
+            record("2026-11-02", "search", "gpt-4o-mini", 10, ""),
+            record("2026-11-03", "chat", "gpt-4o", 4, "a"),
+        ];
+        let args = SliceArgs {
+            from: Some("2026-11-02".into()),
+            to: Some("2026-11-02".into()),
+            filters: vec![SliceFilter { dimension: Dimension::Model, values: vec!["gpt-4o".into()] }],
+            group_by: None,
+        };
+        let s = slice(book, &records, &args);
+        assert_eq!((s.cost, s.requests, s.days, s.end_users), (Money(5_000_000), 2, 1, 1));
+        assert_eq!(s.period_cost, Money(6_500_000));
+        assert_eq!(s.share_bp, 7_692, "$5.00 of $6.50");
+
+        let everything = slice(book, &records, &SliceArgs { group_by: Some(Dimension::Feature), ..Default::default() });
+        assert_eq!((everything.from.as_str(), everything.to.as_str(), everything.days), ("2026-11-01", "2026-11-03", 3));
+        assert_eq!(everything.groups.iter().map(|g| g.key.as_str()).collect::<Vec<_>>(), ["chat", "search"]);
+        assert_eq!(everything.share_bp, 10_000);
+        assert_eq!(everything.end_users, 2);
+
+        let nothing = slice(book, &records, &SliceArgs { from: Some("2026-12-01".into()), ..Default::default() });
+        assert_eq!((nothing.cost, nothing.share_bp, nothing.days), (Money::ZERO, 0, 0));
+
+        let month = SliceArgs { from: Some("2026-11-01".into()), to: Some("2026-11-30".into()), ..Default::default() };
+        let covered = slice(book, &records, &month);
+        assert_eq!((covered.from.as_str(), covered.to.as_str(), covered.days), ("2026-11-01", "2026-11-03", 3), "days with data");
+    }
+}

@@ -1,0 +1,79 @@
+//! Decorators of a store: something done around every operation (timing it, retrying it)
+//! without listing the operations again. [`Decorated`] implements [`Store`] once, from the
+//! list below, by handing each call to an [`Around`]; `Metered` and `Retrying` are the two
+//! `Around`s. A new store method is one line here.
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apex_costs::import::ImportRow;
+use apex_costs::UsageRecord;
+use apex_protocol::{RunId, ThreadId, UserId};
+use async_trait::async_trait;
+
+use crate::model::*;
+use crate::{Store, StoreResult};
+
+/// A store operation, as a decorator sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Op {
+    /// The method's name (the `op` label of the database metrics).
+    pub name: &'static str,
+    /// Whether the operation may be repeated after a transient failure: reads, and writes
+    /// that are idempotent (usage imports are keyed, deletes repeatable). Health checks,
+    /// the writer's batches (retried by the writer itself) and recovery are not.
+    pub repeatable: bool,
+}
+
+/// What a decorator does around each operation: `call` runs it (and may be called again).
+#[async_trait]
+pub trait Around: Send + Sync + 'static {
+    async fn around<T, F, Fut>(&self, op: Op, call: F) -> StoreResult<T>
+    where
+        T: Send,
+        F: FnMut() -> Fut + Send,
+        Fut: Future<Output = StoreResult<T>> + Send;
+}
+
+/// `inner`, with `around` done around each of its operations.
+pub struct Decorated<A> {
+    pub around: A,
+    pub inner: Arc<dyn Store>,
+}
+
+impl<A: Around> Decorated<A> {
+    pub fn new(around: A, inner: Arc<dyn Store>) -> Self {
+        Self { around, inner }
+    }
+}
+
+macro_rules! decorated {
+    ($( $repeatable:literal fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty; )*) => {
+        #[async_trait]
+        impl<A: Around> Store for Decorated<A> {
+            $(
+                async fn $name(&self $(, $arg: $ty)*) -> StoreResult<$ret> {
+                    let op = Op { name: stringify!($name), repeatable: $repeatable };
+                    self.around.around(op, || self.inner.$name($($arg),*)).await
+                }
+            )*
+        }
+    };
+}
+
+decorated! {
+    false fn ping(&self) -> ();
+    false fn apply(&self, begins: &[NewRun], writes: &[Write]) -> Vec<BeginOutcome>;
+    false fn heartbeat(&self, instance: &str, at_ms: u64) -> ();
+    false fn interrupt_orphaned(&self, instance: &str, lease: Duration) -> Vec<RunId>;
+    true fn find_client_message(&self, user_id: &UserId, client_message_id: &str) -> Option<BegunRun>;
+    true fn list_threads(&self, user_id: &UserId) -> Vec<ThreadRow>;
+    true fn thread_messages(&self, user_id: &UserId, thread_id: ThreadId) -> Vec<MessageRow>;
+    true fn get_run(&self, user_id: &UserId, run_id: RunId) -> RunRow;
+    true fn run_events(&self, user_id: &UserId, run_id: RunId, after_seq: u64) -> Vec<String>;
+    true fn agent_results(&self, user_id: &UserId, run_id: RunId) -> Vec<AgentResultRow>;
+    true fn import_usage(&self, user_id: &UserId, rows: &[ImportRow], at_ms: u64) -> u64;
+    true fn usage(&self, user_id: &UserId, from: Option<&str>, to: Option<&str>) -> Vec<UsageRecord>;
+    true fn delete_usage(&self, user_id: &UserId) -> u64;
+    true fn usage_version(&self, user_id: &UserId) -> u64;
+}
