@@ -44,6 +44,8 @@ pub struct Outcome {
     #[serde(flatten)]
     pub question: Question,
     pub first_sentence: String,
+    /// The whole answer.
+    pub answer: String,
     /// Expected strings the first sentence lacks.
     pub missing: Vec<String>,
     /// Why there was no answer, when there was none.
@@ -140,7 +142,7 @@ pub async fn evaluate(config: Option<&Path>) -> anyhow::Result<Report> {
             let first = first_sentence(&answer.text);
             let missing: Vec<String> = sentence::missing(&first, &question.expect).into_iter().map(str::to_owned).collect();
             let answered = answer.error.is_none() && missing.is_empty();
-            Outcome { question, first_sentence: first, missing, error: answer.error, answered }
+            Outcome { question, first_sentence: first, answer: answer.text, missing, error: answer.error, answered }
         })
         .collect();
     Ok(Report::new(outcomes))
