@@ -49,6 +49,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Assess a live deployment and print its readiness scorecard (exit 0 only when ready)
     Readiness(readiness::ReadinessArgs),
+    /// Ask the bank of cost questions of a fresh server and score the answers' first sentences
+    Eval(apex_eval::EvalArgs),
     /// Fetch a model for APEX_LLM=local into the data dir
     Models {
         #[command(subcommand)]
@@ -137,6 +139,7 @@ fn main() -> ExitCode {
             Command::Chat(args) => chat::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Readiness(args) => readiness::run(args).await,
+            Command::Eval(args) => apex_eval::run(args).await,
             Command::Models { command: ModelsCommand::Pull { args, config } } => match settings(&config, |_| ()) {
                 Ok(s) => models::pull(&args, &s.data_dir).await.map(|_| 0),
                 Err(e) => Err(e),

@@ -1,0 +1,190 @@
+//! Asks the bank like a user does: a real server on 127.0.0.1:0 with a fresh data dir and
+//! the embedded store, the generated usage imported over `POST /api/usage/import`, and each
+//! question sent over a WebSocket — a new thread per lead question, a follow-up in its
+//! lead's thread — reading the run's events up to its final answer.
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use apex_client::{Incoming, WsStream};
+use apex_protocol::{EventKind, ServerFrame, ThreadId};
+use apex_server::{Auth, Server, Settings};
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::bank::Question;
+
+/// The user the data is imported for and the questions asked as.
+const USER: &str = "eval-analyst";
+/// Longest wait for one answer.
+const ANSWER_WAIT: Duration = Duration::from_secs(60);
+
+/// What the server said to one question.
+#[derive(Clone, Debug, Default)]
+pub struct Answer {
+    /// The final answer's text (or what a timed-out run had written).
+    pub text: String,
+    /// Why there is no final answer, when there is none.
+    pub error: Option<String>,
+}
+
+/// A server of our own, stopped when dropped.
+struct LocalServer {
+    addr: std::net::SocketAddr,
+    settings: Settings,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl LocalServer {
+    async fn start(config: Option<&Path>) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir().context("a temporary data dir")?;
+        let figment = Settings::sources(config, std::iter::empty::<(String, String)>())?;
+        let secret = format!("eval-{}-{}", std::process::id(), now_nanos());
+        let settings = Settings::extract(figment, |s| {
+            s.data_dir = dir.path().to_path_buf();
+            s.database_url = Default::default();
+            s.redis_url = None;
+            s.jwt_secret = Some(secret.into());
+            s.demo_mode = false;
+            s.bind = ([127, 0, 0, 1], 0).into();
+        })?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(Server::new(settings.clone()).serve(listener, async move {
+            let _ = rx.await;
+        }));
+        let server = LocalServer { addr, settings, shutdown: Some(tx), task: Some(task), _dir: dir };
+        server.wait_healthy().await?;
+        Ok(server)
+    }
+
+    async fn wait_healthy(&self) -> anyhow::Result<()> {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+        for _ in 0..1000 {
+            if let Ok(r) = http.get(format!("http://{}/health", self.addr)).send().await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        bail!("the server at {} never became healthy", self.addr)
+    }
+
+    async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(60), task).await.context("the server stops")???;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+fn now_nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}
+
+/// Starts a server (settings from the defaults and `config`, if given), imports `csv` and
+/// asks every question; one answer per question, in order.
+pub async fn ask_all(config: Option<&Path>, csv: String, rows: usize, questions: &[Question]) -> anyhow::Result<Vec<Answer>> {
+    let server = LocalServer::start(config).await?;
+    let token = Auth::from_settings(&server.settings)?.mint(USER, Duration::from_secs(3600), false);
+    import(&server, &token, csv, rows).await?;
+    let url = format!("ws://{}/ws", server.addr);
+    let mut ws = apex_client::connect(&url, Some(&token)).await.context("the WebSocket connects")?;
+    match next_incoming(&mut ws).await? {
+        Incoming::Frame(ServerFrame::ConnectionReady { demo: false, .. }) => {}
+        other => bail!("expected connection_ready for a signed-in user, got {other:?}"),
+    }
+    let mut answers = Vec::with_capacity(questions.len());
+    let mut thread: Option<ThreadId> = None;
+    for q in questions {
+        let in_thread = if q.follow_up { thread } else { None };
+        let (answer, asked_in) = tokio::time::timeout(ANSWER_WAIT, ask(&mut ws, &q.text, in_thread))
+            .await
+            .unwrap_or_else(|_| Ok((Answer { error: Some("no answer in time".into()), ..Answer::default() }, None)))?;
+        thread = asked_in;
+        answers.push(answer);
+    }
+    let _ = ws.close(None).await;
+    server.stop().await?;
+    Ok(answers)
+}
+
+async fn import(server: &LocalServer, token: &str, csv: String, rows: usize) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+    let response = http
+        .post(format!("http://{}/api/usage/import", server.addr))
+        .bearer_auth(token)
+        .body(csv)
+        .send()
+        .await
+        .context("the usage import")?;
+    let status = response.status();
+    let report: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() || report["imported"].as_u64() != Some(rows as u64) {
+        bail!("the usage import answered {status}: {report}");
+    }
+    Ok(())
+}
+
+async fn next_incoming(ws: &mut WsStream) -> anyhow::Result<Incoming> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) => return apex_client::decode(&text),
+            Some(Ok(Message::Close(frame))) => bail!("the server closed the connection: {frame:?}"),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e).context("reading from the WebSocket"),
+            None => bail!("the connection ended"),
+        }
+    }
+}
+
+/// Asks `text` (in `thread`, if given) and reads up to the run's terminal event; gives the
+/// answer and the thread it was asked in. A refused question is an answer with an error.
+async fn ask(ws: &mut WsStream, text: &str, thread: Option<ThreadId>) -> anyhow::Result<(Answer, Option<ThreadId>)> {
+    let mut frame = json!({"type": "user_message", "text": text});
+    if let Some(t) = thread {
+        frame["thread_id"] = json!(t.to_string());
+    }
+    ws.send(Message::Text(frame.to_string().into())).await.context("sending a question")?;
+    let (run, thread) = loop {
+        match next_incoming(ws).await? {
+            Incoming::Frame(ServerFrame::MessageAccepted { run_id, thread_id, .. }) => break (run_id, thread_id),
+            Incoming::Frame(ServerFrame::Error { code, message, .. }) => {
+                let error = Some(format!("refused ({code:?}): {message}"));
+                return Ok((Answer { text: String::new(), error }, thread));
+            }
+            _ => continue,
+        }
+    };
+    loop {
+        let Incoming::Event(event) = next_incoming(ws).await? else { continue };
+        if event.run_id != run {
+            continue;
+        }
+        let answer = match event.kind {
+            EventKind::FinalResponse { text, .. } => Answer { text, error: None },
+            EventKind::RunFailed { code, message } => Answer { text: String::new(), error: Some(format!("{code}: {message}")) },
+            EventKind::RunTimedOut { partial_text } => Answer { text: partial_text, error: Some("timed out".into()) },
+            EventKind::RunInterrupted { partial_text } => Answer { text: partial_text, error: Some("interrupted".into()) },
+            EventKind::RunCancelled {} => Answer { text: String::new(), error: Some("cancelled".into()) },
+            _ => continue,
+        };
+        return Ok((answer, Some(thread)));
+    }
+}
