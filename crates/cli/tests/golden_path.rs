@@ -127,7 +127,9 @@ async fn demo_token_keeps_identity_and_threads_on_reconnect() {
     assert_eq!(second["thread_id"], accepted["thread_id"]);
     let events = again.events_until_terminal().await;
     let answer = assert_golden_run(&events);
-    assert!(answer.find("### Savings").unwrap() < answer.find("### Where the money goes").unwrap(), "optimization leads");
+    // Read as a savings question: the saving first, then the changes that make it.
+    assert!(answer.starts_with("You can save **$"), "{answer}");
+    assert!(answer.contains("\n1. **"), "{answer}");
     let (_, messages) = app.get(&format!("/api/threads/{thread_id}/messages"), &token).await;
     assert_eq!(messages["messages"].as_array().unwrap().len(), 4);
 

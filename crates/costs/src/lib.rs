@@ -18,8 +18,9 @@ mod records;
 mod whatif;
 
 pub use analysis::{
-    breakdown, forecast, recommend, summarize, top_groups, total_savings, BilledVsList, Confidence, DailyTotal, Forecast,
-    GroupBy, GroupTotal, Recommendation, RecommendationKind, Summary,
+    breakdown, budget_run_out, explain_change, forecast, recommend, spike_day, summarize, top_groups, total_savings,
+    BilledVsList, BudgetRunOut, Change, Confidence, DailyTotal, Forecast, GroupBy, GroupTotal, Mover, Recommendation,
+    RecommendationKind, Summary,
 };
 pub use anomalies::{detect_anomalies, top_drivers, week_over_week, Anomaly, Driver, WeekOverWeek};
 pub use date::is_calendar_day;

@@ -67,7 +67,7 @@ pub fn what_if(
         "{scope_name} ran {} requests on {} over {days} days, {current} at list price; the same input, cached and output \
          tokens on {} ({} in / {} out per 1M tokens) come to {projected}. Capability is not checked: try the model on a \
          sample of this workload before switching.",
-        requests,
+        crate::money::group_thousands(requests),
         from_models.join(", "),
         target.model,
         rate_label(target.input_per_mtok),

@@ -1,6 +1,5 @@
 //! The seams of the pipeline: agents, the step they run in, and what they leave for each
 //! other.
-use apex_costs::Forecast;
 use apex_protocol::AgentName;
 use async_trait::async_trait;
 use serde::Serialize;
@@ -9,7 +8,7 @@ use serde_json::Value;
 use crate::context::RunContext;
 use crate::error::AgentError;
 use crate::sink::Sink;
-use crate::tools::{Overview, Savings, Signals, Slice, Tool, Tools, Triage, UsageQuery, WhatIfResult};
+use crate::tools::{Explained, Overview, Projection, Savings, Signals, Slice, Tool, Tools, Triage, UsageQuery, WhatIfResult};
 
 /// One step of the pipeline. An agent thinks out loud and calls tools through its
 /// [`Step`]; what it finds goes into the [`Findings`] the agents after it read, and its
@@ -17,6 +16,11 @@ use crate::tools::{Overview, Savings, Signals, Slice, Tool, Tools, Triage, Usage
 #[async_trait]
 pub trait Agent: Send + Sync {
     fn name(&self) -> AgentName;
+    /// Whether the question needs this agent, given what the agents before it found (the
+    /// supervisor skips it otherwise).
+    fn needed(&self, _findings: &Findings) -> bool {
+        true
+    }
     async fn run(&self, step: &Step<'_>, findings: &mut Findings) -> Result<AgentOutput, AgentError>;
 }
 
@@ -47,16 +51,23 @@ pub struct Findings {
     /// For a comparison: the same slice over the period compared with.
     pub baseline: Option<Slice>,
     pub signals: Option<Signals>,
+    /// For "why did costs jump…": the period against the one before it.
+    pub change: Option<Explained>,
     /// Optimization: savings, and the what-if the question asked for.
     pub savings: Option<Savings>,
     pub what_if: Option<WhatIfResult>,
     /// Report: the projection, and the answer as streamed.
-    pub forecast: Option<Forecast>,
+    pub forecast: Option<Projection>,
     pub answer: Option<String>,
 }
 
 impl Findings {
     /// A finding an agent needs from one that ran before it.
+    /// What the question was read as (`None` before triage).
+    pub fn question(&self) -> Option<&crate::question::Question> {
+        self.triage.as_ref().map(|t| &t.question)
+    }
+
     pub fn need<'a, T>(found: &'a Option<T>, what: &str) -> Result<&'a T, AgentError> {
         found.as_ref().ok_or_else(|| AgentError::Internal(format!("{what} was not found before it was needed")))
     }

@@ -1,4 +1,5 @@
-//! The supervisor: plans the run, then runs triage → data → optimization → report.
+//! The supervisor: runs triage, then the agents the question needs (data → optimization →
+//! report; optimization only for savings, targets and what-ifs).
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -37,32 +38,40 @@ impl Supervisor {
         sink.started(AgentName::Supervisor).await;
         step.think(format!("Planning an answer to \"{}\".", excerpt(&ctx.text, 120))).await;
         let overview = step.call::<UsageOverview>(NoArgs {}).await?;
-        let plan: Vec<&str> = self.agents.iter().map(|a| a.name().as_str()).collect();
         step.think(format!(
-            "{} usage records ({} in total) cover {} to {}. Running {}.",
-            overview.records,
-            overview.total,
-            overview.from,
-            overview.to,
-            plan.join(" → ")
+            "{} usage records ({} in total) cover {} to {}. Triage reads the question first; the agents it needs run after it.",
+            overview.records, overview.total, overview.from, overview.to,
         ))
         .await;
-        let plan_output = json!({ "plan": plan, "overview": overview });
         findings.overview = Some(overview);
 
-        for agent in &self.agents {
+        let mut plan: Vec<&str> = Vec::with_capacity(self.agents.len());
+        for (i, agent) in self.agents.iter().enumerate() {
+            if !agent.needed(&findings) {
+                continue;
+            }
+            plan.push(agent.name().as_str());
             let agent_started = Instant::now();
             sink.started(agent.name()).await;
             let span = tracing::info_span!("agent", agent = agent.name().as_str());
-            let step = Step { agent: agent.name(), ..step };
-            let out = agent.run(&step, &mut findings).instrument(span).await?;
+            let agent_step = Step { agent: agent.name(), ..step };
+            let out = agent.run(&agent_step, &mut findings).instrument(span).await?;
             let duration_ms = agent_started.elapsed().as_millis() as u64;
             sink.agent_result(agent.name(), &out.result, duration_ms).await;
             sink.completed(agent.name(), out.summary, agent_started).await;
+            // Once triage has read the question, say which agents it needs.
+            if i == 0 {
+                if let Some(q) = findings.question() {
+                    let next: Vec<&str> =
+                        self.agents[1..].iter().filter(|a| a.needed(&findings)).map(|a| a.name().as_str()).collect();
+                    step.think(format!("A {} question: running {}.", q.operation.label(), next.join(" → "))).await;
+                }
+            }
         }
+        let plan_output = json!({ "plan": plan, "overview": findings.overview });
 
         let answer = findings.answer.take().ok_or_else(|| AgentError::Internal("the report agent produced no text".into()))?;
-        let summary = format!("{} agents completed; the answer is ready.", self.agents.len());
+        let summary = format!("{} agents completed; the answer is ready.", plan.len());
         sink.agent_result(AgentName::Supervisor, &plan_output, started.elapsed().as_millis() as u64).await;
         sink.completed(AgentName::Supervisor, summary, started).await;
         Ok(answer)

@@ -221,6 +221,7 @@ fn tool_specs_come_from_the_argument_types() {
         [
             "classify_request",
             "detect_anomalies",
+            "explain_change",
             "find_savings",
             "forecast_spend",
             "load_usage_overview",

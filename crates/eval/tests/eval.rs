@@ -4,7 +4,7 @@
 use apex_eval::{evaluate, KINDS};
 
 /// The share of questions answered (percent) below which this test fails.
-const FLOOR_PERCENT: f64 = 66.0;
+const FLOOR_PERCENT: f64 = 95.0;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_analyst_answers_the_bank() {

@@ -6,11 +6,13 @@
 //! reconcile to the micro-dollar and the same records always give the same
 //! answer.
 
+mod change;
 mod forecast;
 mod recommend;
 mod summary;
 
-pub use forecast::{forecast, Forecast};
+pub use change::{explain_change, spike_day, Change, Mover};
+pub use forecast::{budget_run_out, forecast, BudgetRunOut, Forecast};
 pub use recommend::{recommend, total_savings, Confidence, Recommendation, RecommendationKind};
 pub(crate) use summary::model_key;
 pub use summary::{breakdown, summarize, top_groups, BilledVsList, DailyTotal, GroupBy, GroupTotal, Summary};

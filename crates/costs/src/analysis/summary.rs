@@ -48,6 +48,11 @@ pub struct Summary {
     pub by_feature: Vec<GroupTotal>,
     /// One entry per calendar day, oldest first; days without usage are $0.
     pub daily: Vec<DailyTotal>,
+    /// An average month of this usage: `total` over `days`, times 30.
+    pub monthly: Money,
+    /// Spend of each 7 days ending on the last day, 7 days before it and so on (at most
+    /// 8, whole weeks only), oldest first: how spend moves week by week.
+    pub weekly: Vec<DailyTotal>,
 }
 
 /// Records that carry a billed cost, against their price in the book for the same tokens
@@ -98,8 +103,22 @@ pub fn summarize(prices: &PriceBook, records: &[UsageRecord]) -> Summary {
         billed: billed_vs_list(prices, records),
         by_model: group_totals(&costed, total, |r| model_key(prices, r)),
         by_feature: group_totals(&costed, total, |r| r.feature.clone()),
+        monthly: total.mul_div(30, i64::from((daily.len() as u32).max(1))),
+        weekly: weekly_totals(&daily),
         daily,
     }
+}
+
+/// The spend of each 7 days ending on the last day, 7 days before it and so on (at most 8
+/// weeks); each entry is named by its last day.
+fn weekly_totals(daily: &[DailyTotal]) -> Vec<DailyTotal> {
+    let mut weeks: Vec<DailyTotal> = daily
+        .rchunks_exact(7)
+        .take(8)
+        .map(|week| DailyTotal { day: week[6].day.clone(), cost: week.iter().map(|d| d.cost).sum() })
+        .collect();
+    weeks.reverse();
+    weeks
 }
 
 /// A count summed without overflow (saturating; imports keep totals far below).

@@ -4,8 +4,10 @@ use serde_json::json;
 
 use crate::agent::{Agent, AgentOutput, Findings, Step};
 use crate::error::AgentError;
-use crate::question::{Measure, Operation, Period};
-use crate::tools::{AnomalyArgs, DetectAnomalies, QueryArgs, QuerySlice, QueryUsage, SliceArgs, SliceFilter};
+use crate::question::{Operation, Period};
+use crate::tools::{
+    AnomalyArgs, DetectAnomalies, ExplainArgs, ExplainChange, QueryArgs, QuerySlice, QueryUsage, SliceArgs, SliceFilter,
+};
 
 /// Aggregates the user's usage: totals by model, feature and day, and what stands out.
 pub struct DataAgent;
@@ -25,22 +27,36 @@ impl Agent for DataAgent {
         .await;
         let usage = step.call::<QueryUsage>(QueryArgs::default()).await?;
         let signals = step.call::<DetectAnomalies>(AnomalyArgs { method: Some("median_mad".into()) }).await?;
-        // The usage the question narrows to, for its direct answer.
         if let Some(q) = findings.triage.as_ref().map(|t| &t.question) {
-            let direct = matches!(q.operation, Operation::Total | Operation::Top | Operation::Breakdown | Operation::Compare);
-            let narrows = q.period.is_some() || !q.filters.is_empty() || q.group_by.is_some() || !q.not_found.is_empty();
-            if direct && (narrows || q.measure != Measure::Cost) {
-                let args = |period: Option<&Period>| SliceArgs {
-                    from: period.map(|p| p.first.to_string()),
-                    to: period.map(|p| p.last.to_string()),
-                    filters: q.filters.iter().map(|f| SliceFilter { dimension: f.dimension, values: f.values.clone() }).collect(),
-                    group_by: q.group_by.filter(|_| !matches!(q.operation, Operation::Total | Operation::Compare)),
-                };
-                findings.slice = Some(step.call::<QuerySlice>(args(q.period.as_ref())).await?);
-                // The period it is compared with, the same way.
-                if let (Operation::Compare, Some(compare)) = (q.operation, q.compare.as_ref()) {
-                    findings.baseline = Some(step.call::<QuerySlice>(args(Some(compare))).await?);
+            match q.operation {
+                // The usage the question narrows to, for its direct answer.
+                Operation::Total | Operation::Top | Operation::Breakdown | Operation::Compare => {
+                    let args = |period: Option<&Period>| SliceArgs {
+                        from: period.map(|p| p.first.to_string()),
+                        to: period.map(|p| p.last.to_string()),
+                        filters: q
+                            .filters
+                            .iter()
+                            .map(|f| SliceFilter { dimension: f.dimension, values: f.values.clone() })
+                            .collect(),
+                        group_by: q.group_by.filter(|_| !matches!(q.operation, Operation::Total | Operation::Compare)),
+                    };
+                    findings.slice = Some(step.call::<QuerySlice>(args(q.period.as_ref())).await?);
+                    // The period it is compared with, the same way.
+                    if let (Operation::Compare, Some(compare)) = (q.operation, q.compare.as_ref()) {
+                        findings.baseline = Some(step.call::<QuerySlice>(args(Some(compare))).await?);
+                    }
                 }
+                Operation::ExplainChange => {
+                    let args = ExplainArgs {
+                        from: q.period.as_ref().map(|p| p.first.to_string()),
+                        to: q.period.as_ref().map(|p| p.last.to_string()),
+                        compare_from: q.compare.as_ref().map(|p| p.first.to_string()),
+                        compare_to: q.compare.as_ref().map(|p| p.last.to_string()),
+                    };
+                    findings.change = Some(step.call::<ExplainChange>(args).await?);
+                }
+                _ => {}
             }
         }
         let s = &usage.summary;

@@ -4,7 +4,8 @@ use serde_json::json;
 
 use crate::agent::{Agent, AgentOutput, Findings, Step};
 use crate::error::AgentError;
-use crate::tools::{FindSavings, Intent, NoArgs, WhatIfArgs, WhatIfResult, WhatIfTool};
+use crate::question::Operation;
+use crate::tools::{FindSavings, Intent, SavingsArgs, WhatIfArgs, WhatIfResult, WhatIfTool};
 
 /// Finds concrete savings: right-sized models where outputs are short, prompt caching where
 /// inputs repeat, batch pricing for offline work, caps on long answers and a response
@@ -15,6 +16,12 @@ pub struct OptimizationAgent;
 impl Agent for OptimizationAgent {
     fn name(&self) -> AgentName {
         AgentName::Optimization
+    }
+
+    /// Savings are looked for when the question is about them, a target or a what-if, or
+    /// asks for the whole picture.
+    fn needed(&self, findings: &Findings) -> bool {
+        findings.question().is_none_or(|q| matches!(q.operation, Operation::Overview | Operation::Savings | Operation::WhatIf))
     }
 
     async fn run(&self, step: &Step<'_>, findings: &mut Findings) -> Result<AgentOutput, AgentError> {
@@ -32,7 +39,12 @@ impl Agent for OptimizationAgent {
             }
             _ => None,
         };
-        let savings = step.call::<FindSavings>(NoArgs {}).await?;
+        // "Cut 30%", "three ways": how far the largest changes go toward it.
+        let args = findings.question().map_or_else(SavingsArgs::default, |q| SavingsArgs {
+            target_percent: q.target_percent,
+            changes: q.rank.map(|r| r.count).filter(|&n| n > 1),
+        });
+        let savings = step.call::<FindSavings>(args).await?;
         let mut result = json!({
             "total_monthly_savings": savings.total_monthly_savings,
             "recommendations": savings.recommendations.iter().map(|r| json!({

@@ -4,7 +4,7 @@
 //! ([`ModelWriter`]), the model phrases the report from this one, held to its figures.
 use std::fmt::Write as _;
 
-use apex_costs::{group_thousands, Forecast, GroupTotal, Money, Summary};
+use apex_costs::{group_thousands, GroupTotal, Money, Summary};
 use apex_protocol::AgentName;
 use async_trait::async_trait;
 use serde_json::json;
@@ -13,7 +13,10 @@ use super::narrate::ModelWriter;
 use super::pct;
 use crate::agent::{Agent, AgentOutput, Findings, Step};
 use crate::error::AgentError;
-use crate::tools::{Focus, ForecastSpend, Intent, NoArgs, Savings, Signals, Slice, Triage, WhatIfResult};
+use crate::question::Operation;
+use crate::tools::{
+    Explained, Focus, ForecastArgs, ForecastSpend, Intent, Projection, Savings, Signals, Slice, Triage, WhatIfResult,
+};
 use crate::usage::Origin;
 
 /// The answer for a user who has imported nothing: no figures to invent, so how to start.
@@ -55,8 +58,14 @@ impl Agent for ReportAgent {
     }
 
     async fn run(&self, step: &Step<'_>, findings: &mut Findings) -> Result<AgentOutput, AgentError> {
-        step.think("Projecting this month's spend and writing the report.").await;
-        findings.forecast = Some(step.call::<ForecastSpend>(NoArgs {}).await?);
+        let question = findings.question();
+        if question.is_none_or(|q| matches!(q.operation, Operation::Overview | Operation::Forecast)) {
+            step.think("Projecting this month's spend and writing the answer.").await;
+            let budget = question.and_then(|q| q.budget.clone());
+            findings.forecast = Some(step.call::<ForecastSpend>(ForecastArgs { budget }).await?);
+        } else {
+            step.think("Writing the answer from what the agents found.").await;
+        }
         let report = Report::of(findings)?;
         let computed = report.write();
         let (text, model) = match &self.model {
@@ -80,7 +89,7 @@ impl Agent for ReportAgent {
         let words = text.split_whitespace().count();
         let summary = format!("Report written ({words} words).");
         // The text itself is persisted once, as the assistant message.
-        let mut result = json!({ "words": words, "forecast": findings.forecast });
+        let mut result = json!({ "words": words, "forecast": findings.forecast, "suggestions": report.suggestions() });
         if let Some(model) = model {
             result["model"] = model;
         }
@@ -100,11 +109,12 @@ struct Report<'a> {
     triage: &'a Triage,
     usage: &'a Summary,
     signals: &'a Signals,
-    savings: &'a Savings,
+    savings: Option<&'a Savings>,
     what_if: Option<&'a WhatIfResult>,
-    forecast: &'a Forecast,
+    forecast: Option<&'a Projection>,
     slice: Option<&'a Slice>,
     baseline: Option<&'a Slice>,
+    change: Option<&'a Explained>,
 }
 
 impl<'a> Report<'a> {
@@ -117,11 +127,12 @@ impl<'a> Report<'a> {
             triage: Findings::need(&f.triage, "what the question asks for")?,
             usage: &Findings::need(&f.usage, "the usage summary")?.summary,
             signals: Findings::need(&f.signals, "what stands out in the usage")?,
-            savings: Findings::need(&f.savings, "the savings")?,
+            savings: f.savings.as_ref(),
             what_if: f.what_if.as_ref(),
-            forecast: Findings::need(&f.forecast, "the forecast")?,
+            forecast: f.forecast.as_ref(),
             slice: f.slice.as_ref(),
             baseline: f.baseline.as_ref(),
+            change: f.change.as_ref(),
         })
     }
 
@@ -134,11 +145,11 @@ impl<'a> Report<'a> {
             Intent::OffTopic => return self.off_topic(),
             _ => {}
         }
-        let mut out = String::with_capacity(2048);
-        // The answer to the question asked comes first; the report is its evidence.
-        if let Some(direct) = self.slice.and_then(|s| super::answer::direct(&self.triage.question, s, self.baseline)) {
-            out.push_str(&direct);
+        // The answer to the question asked, short; the full report for the whole picture.
+        if let Some(short) = self.short() {
+            return short;
         }
+        let mut out = String::with_capacity(2048);
         let u = self.usage;
         let _ = writeln!(out, "## Your AI spend: {} over {} days ({} to {})\n", u.total, u.days, u.from, u.to);
         if self.demo {
@@ -163,6 +174,55 @@ impl<'a> Report<'a> {
         }
         self.next_steps(&mut out);
         out
+    }
+
+    fn facts(&self) -> super::answer::Facts<'_> {
+        super::answer::Facts {
+            q: &self.triage.question,
+            usage: self.usage,
+            signals: self.signals,
+            slice: self.slice,
+            baseline: self.baseline,
+            change: self.change,
+            savings: self.savings,
+            what_if: self.what_if,
+            forecast: self.forecast,
+        }
+    }
+
+    /// The short answer: the direct answer and what supports it, at most two lines also
+    /// worth knowing, and two questions to ask next. `None` when the question asks for the
+    /// whole picture (or no direct answer fits it).
+    fn short(&self) -> Option<String> {
+        if self.triage.question.operation == Operation::Overview {
+            return None;
+        }
+        let facts = self.facts();
+        let mut out = super::answer::direct(&facts)?;
+        if self.demo {
+            out.push_str("_These figures come from the built-in demo dataset, not from your usage. Import yours (an OpenAI usage export or a CSV, `POST /api/usage/import`) and ask again._\n\n");
+        }
+        let also = super::answer::also(&facts);
+        if !also.is_empty() {
+            out.push_str("**Also worth knowing**\n\n");
+            for line in also {
+                let _ = writeln!(out, "- {line}");
+            }
+            out.push('\n');
+        }
+        out.push_str("**Ask next**\n\n");
+        for question in self.suggestions() {
+            let _ = writeln!(out, "- {question}");
+        }
+        Some(out)
+    }
+
+    /// The questions the answer suggests asking next.
+    fn suggestions(&self) -> Vec<String> {
+        if self.empty {
+            return Vec::new();
+        }
+        super::answer::suggestions(&self.triage.question, &self.facts())
     }
 
     fn what_if_section(&self, out: &mut String) {
@@ -207,8 +267,8 @@ impl<'a> Report<'a> {
         let mut out = String::from("I am Apex's cost analyst: I answer questions about your AI spend, from your usage data.\n\n");
         let _ = writeln!(
             out,
-            "Right now: {} over {} days ({} to {}); the biggest driver is `{feature}` on {model} at {cost}, and I found savings worth {} a month.\n",
-            u.total, u.days, u.from, u.to, self.savings.total_monthly_savings,
+            "Right now: {} over {} days ({} to {}); the biggest driver is `{feature}` on {model} at {cost}.\n",
+            u.total, u.days, u.from, u.to,
         );
         let _ = writeln!(
             out,
@@ -232,12 +292,18 @@ impl<'a> Report<'a> {
     }
 
     fn savings_section(&self, out: &mut String) {
-        let recs = &self.savings.recommendations;
+        let Some(savings) = self.savings else { return };
+        let recs = &savings.recommendations;
         if recs.is_empty() {
-            out.push_str("### Savings\n\nNo change would lower this bill without changing what it buys: every feature already runs on a fitting model, caches its prompts and uses batch pricing where it can.\n\n");
+            let no_tokens = self.usage.input_tokens == 0 && self.usage.output_tokens == 0;
+            if no_tokens {
+                out.push_str("### Savings\n\nYour usage carries costs but no token counts, so I cannot check model fit, prompt caching, batch pricing or answer lengths. Import an export with token counts (the OpenAI usage export, LiteLLM or Langfuse logs, or a CSV with `input_tokens` and `output_tokens`) to find savings.\n\n");
+            } else {
+                out.push_str("### Savings\n\nI found no change that lowers this bill without changing what it buys: the checks for right-sized models, prompt caching, batch pricing, answer-length caps and repeated requests found nothing worth changing.\n\n");
+            }
             return;
         }
-        let _ = writeln!(out, "### Savings you can make: {} per month\n", self.savings.total_monthly_savings);
+        let _ = writeln!(out, "### Savings you can make: {} per month\n", savings.total_monthly_savings);
         for (i, rec) in recs.iter().enumerate() {
             let _ = writeln!(
                 out,
@@ -259,7 +325,7 @@ impl<'a> Report<'a> {
     }
 
     fn forecast_section(&self, out: &mut String) {
-        let f = self.forecast;
+        let Some(Projection { forecast: f, .. }) = self.forecast else { return };
         let direction = match f.trend_bp {
             t if t > 0 => "up",
             t if t < 0 => "down",
@@ -289,7 +355,7 @@ impl<'a> Report<'a> {
 
     fn next_steps(&self, out: &mut String) {
         out.push_str("### Next steps\n\n");
-        match self.savings.recommendations.first() {
+        match self.savings.and_then(|s| s.recommendations.first()) {
             Some(first) => {
                 let _ = writeln!(
                     out,

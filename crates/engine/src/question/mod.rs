@@ -311,6 +311,9 @@ const FORECAST: &[&str] = &[
     "will i spend",
     "by month end",
     "budget",
+    "projected",
+    "run rate",
+    "run-rate",
 ];
 const EXPLAIN: &[&str] = &[
     "why",
@@ -364,6 +367,12 @@ const TREND: &[&str] = &[
     "daily spend",
     "daily cost",
     "by day",
+    "going up",
+    "going down",
+    "up or down",
+    "rising",
+    "falling",
+    "climbing",
 ];
 const OVERVIEW: &[&str] = &[
     "analyze",
@@ -396,7 +405,7 @@ const TOTAL: &[&str] = &[
 ];
 const TOP_LARGEST: &[&str] =
     &["most", "top", "biggest", "largest", "highest", "worst", "most expensive", "priciest", "heaviest", "max"];
-const TOP_SMALLEST: &[&str] = &["least", "bottom", "smallest", "lowest", "cheapest", "best", "least expensive", "min"];
+const TOP_SMALLEST: &[&str] = &["least", "fewest", "bottom", "smallest", "lowest", "cheapest", "best", "least expensive", "min"];
 const GREETING: &[&str] =
     &["hi", "hello", "hey", "thanks", "thank you", "good morning", "good afternoon", "good evening", "yo", "hiya", "cheers"];
 const COST_WORDS: &[&str] = &[
@@ -429,6 +438,144 @@ const COST_WORDS: &[&str] = &[
     "save",
     "invoice",
     "charges",
+];
+
+/// Words that are never a name of the user's data, wherever they stand ("which project
+/// **has** the most", "the feature **that** costs").
+const COMMON: &[&str] = &[
+    "the",
+    "a",
+    "an",
+    "each",
+    "which",
+    "what",
+    "who",
+    "per",
+    "by",
+    "every",
+    "one",
+    "that",
+    "this",
+    "these",
+    "those",
+    "my",
+    "our",
+    "your",
+    "its",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "been",
+    "has",
+    "have",
+    "had",
+    "do",
+    "does",
+    "did",
+    "made",
+    "make",
+    "makes",
+    "drive",
+    "drives",
+    "drove",
+    "driving",
+    "use",
+    "used",
+    "uses",
+    "using",
+    "run",
+    "runs",
+    "ran",
+    "spent",
+    "spend",
+    "spends",
+    "spending",
+    "cost",
+    "costs",
+    "costing",
+    "costed",
+    "will",
+    "would",
+    "could",
+    "should",
+    "can",
+    "most",
+    "least",
+    "top",
+    "bottom",
+    "biggest",
+    "largest",
+    "smallest",
+    "highest",
+    "lowest",
+    "fewest",
+    "cheapest",
+    "expensive",
+    "priciest",
+    "costliest",
+    "and",
+    "or",
+    "of",
+    "for",
+    "in",
+    "on",
+    "at",
+    "to",
+    "from",
+    "with",
+    "without",
+    "over",
+    "during",
+    "since",
+    "until",
+    "last",
+    "next",
+    "previous",
+    "so",
+    "far",
+    "alone",
+    "only",
+    "just",
+    "total",
+    "overall",
+    "all",
+    "yesterday",
+    "today",
+    "week",
+    "month",
+    "day",
+    "year",
+    "requests",
+    "request",
+    "calls",
+    "tokens",
+    "share",
+    "money",
+    "much",
+    "many",
+    "how",
+    "name",
+    "names",
+    "called",
+    "named",
+    "it",
+    "them",
+    "more",
+    "less",
+    "than",
+    "vs",
+    "versus",
+    "compared",
+    "same",
+    "other",
+    "else",
+    "ever",
+    "now",
+    "then",
+    "again",
+    "instead",
 ];
 
 const ORDINALS: [&str; 10] = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth"];
@@ -494,7 +641,27 @@ fn group_by_of(text: &str) -> Option<Dimension> {
     let mut best: Option<(usize, Dimension)> = None;
     for d in Dimension::ALL {
         for w in d.words() {
-            for lead in ["by", "per", "which", "what", "each", "every", "top", "across", "among", "between"] {
+            for lead in [
+                "by",
+                "per",
+                "which",
+                "what",
+                "each",
+                "every",
+                "top",
+                "across",
+                "among",
+                "between",
+                // "our most expensive model", "the cheapest end user".
+                "expensive",
+                "costliest",
+                "priciest",
+                "cheapest",
+                "biggest",
+                "largest",
+                "busiest",
+                "heaviest",
+            ] {
                 let phrase = format!("{lead} {w}");
                 // "per user" is a measure (cost per end user), not a grouping.
                 if lead == "per" && d == Dimension::User {
@@ -523,6 +690,19 @@ fn group_by_of(text: &str) -> Option<Dimension> {
         }
     }
     None
+}
+
+/// "Three ways", "5 changes", "two ideas": how many savings the question asks for.
+fn ways_count(words: &[String]) -> Option<usize> {
+    const SMALL: [&str; 10] = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"];
+    words.windows(2).find_map(|pair| {
+        let ways = matches!(
+            pair[1].as_str(),
+            "ways" | "changes" | "ideas" | "options" | "things" | "recommendations" | "suggestions" | "tips" | "steps"
+        );
+        let n = pair[0].parse::<usize>().ok().or_else(|| SMALL.iter().position(|w| *w == pair[0]).map(|p| p + 1));
+        n.filter(|n| ways && (1..=20).contains(n))
+    })
 }
 
 fn percent_of(words: &[String]) -> Option<u32> {
@@ -610,7 +790,8 @@ pub fn parse(text: &str, cx: &Context) -> Question {
             matches!(w.as_str(), "top" | "bottom" | "which" | "first")
                 && words.get(i + 1).is_some_and(|n| n.parse::<usize>().is_ok_and(|n| (1..=50).contains(&n)))
         })
-        .and_then(|(i, _)| words[i + 1].parse::<usize>().ok());
+        .and_then(|(i, _)| words[i + 1].parse::<usize>().ok())
+        .or_else(|| ways_count(&words));
     let largest = any_cue(&lower, TOP_LARGEST, &mut Vec::new());
     let smallest = any_cue(&lower, TOP_SMALLEST, &mut Vec::new());
     if largest || smallest || count.is_some() {
@@ -647,7 +828,7 @@ pub fn parse(text: &str, cx: &Context) -> Question {
         Operation::ExplainChange
     } else if periods.compare.is_some() || (any_cue(&lower, COMPARE, &mut m) && periods.period.is_some()) {
         Operation::Compare
-    } else if any_cue(&lower, TREND, &mut m) {
+    } else if measure != Some(Measure::AveragePerDay) && any_cue(&lower, TREND, &mut m) {
         Operation::Trend
     } else if rank.is_some() && (group_by.is_some() || cost_talk) {
         Operation::Top
@@ -695,7 +876,7 @@ pub fn parse(text: &str, cx: &Context) -> Question {
         q.operation = Operation::Top;
     }
     if let Some(previous) = cx.previous {
-        follow_up(&mut q, &lower, &words, previous);
+        follow_up(&mut q, &lower, &words, previous, periods.step_back.as_deref());
     }
     q
 }
@@ -778,6 +959,9 @@ fn names(lower: &str, words: &[String], cx: &Context) -> (Vec<Filter>, Vec<NotFo
         if model_like {
             let suggestions = closest(w, cx.vocabulary.of(Dimension::Model));
             not_found.push(NotFound { said: w.clone(), dimension: Some(Dimension::Model), suggestions });
+        } else if let Some((dimension, name)) = misspelt(w, cx.vocabulary) {
+            // "suport-bot", "serach": a name of the data, misspelt; said so rather than dropped.
+            not_found.push(NotFound { said: w.clone(), dimension: Some(dimension), suggestions: vec![name.to_owned()] });
         }
     }
     // "the foo feature", "feature foo", "project bar": a name the data does not hold.
@@ -791,35 +975,7 @@ fn names(lower: &str, words: &[String], cx: &Context) -> (Vec<Filter>, Vec<NotFo
         };
         let candidates = [i.checked_sub(1).map(|j| &words[j]), words.get(i + 1)];
         for said in candidates.into_iter().flatten() {
-            let stop = matches!(
-                said.as_str(),
-                "the"
-                    | "a"
-                    | "each"
-                    | "which"
-                    | "what"
-                    | "per"
-                    | "by"
-                    | "every"
-                    | "one"
-                    | "that"
-                    | "this"
-                    | "my"
-                    | "our"
-                    | "is"
-                    | "was"
-                    | "costs"
-                    | "cost"
-                    | "spend"
-                    | "most"
-                    | "top"
-                    | "biggest"
-                    | "and"
-                    | "of"
-                    | "for"
-                    | "in"
-                    | "on"
-            );
+            let stop = COMMON.contains(&said.as_str());
             if stop || said.parse::<f64>().is_ok() || filters.iter().any(|f| f.said.split(' ').any(|p| p == said)) {
                 continue;
             }
@@ -831,6 +987,43 @@ fn names(lower: &str, words: &[String], cx: &Context) -> (Vec<Filter>, Vec<NotFo
         }
     }
     (filters, not_found, catalog_models)
+}
+
+/// The name of the data `word` is a misspelling of ("suport-bot" → support-bot): one close
+/// enough that a typo explains it, for a word that is not a word of questions themselves.
+fn misspelt<'v>(word: &str, vocabulary: &'v Vocabulary) -> Option<(Dimension, &'v str)> {
+    let question_word = |w: &str| {
+        COMMON.contains(&w)
+            || COST_WORDS.contains(&w)
+            || Dimension::ALL.iter().any(|d| d.words().contains(&w))
+            || [
+                IMPORT,
+                WHAT_IF,
+                SAVINGS,
+                FORECAST,
+                EXPLAIN,
+                ANOMALIES,
+                COMPARE,
+                TREND,
+                OVERVIEW,
+                TOTAL,
+                TOP_LARGEST,
+                TOP_SMALLEST,
+            ]
+            .iter()
+            .any(|cues| cues.contains(&w))
+    };
+    if word.chars().count() < 5 || !word.chars().all(|c| c.is_alphabetic() || c == '-' || c == '_') || question_word(word) {
+        return None;
+    }
+    vocabulary
+        .names
+        .iter()
+        .filter(|(d, _)| *d != Dimension::Day)
+        .map(|(d, n)| (strsim::normalized_damerau_levenshtein(word, &n.to_lowercase()), *d, n.as_str()))
+        .filter(|(sim, ..)| *sim >= 0.82 && *sim < 1.0)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, d, n)| (d, n))
 }
 
 /// The model a what-if prices on: the last catalog model named that is not the only model
@@ -847,7 +1040,7 @@ fn what_if_target(lower: &str, catalog: &[(usize, String)], filters: &[Filter]) 
         || contains_words(lower, "with")
         || contains_words(lower, "to");
     if is_source && catalog.len() == 1 {
-        let said_as_target = ["instead", "switch", "switched", "move", "migrate", "if we used", "to", "would"]
+        let said_as_target = ["instead", "switch", "switched", "move", "migrate", "what if", "used", "using", "to", "would"]
             .iter()
             .any(|c| contains_words(lower, c))
             && !contains_words(lower, "from");
@@ -857,8 +1050,28 @@ fn what_if_target(lower: &str, catalog: &[(usize, String)], filters: &[Filter]) 
 }
 
 /// Completes `q` from the previous turn when it is a follow-up.
-fn follow_up(q: &mut Question, lower: &str, words: &[String], previous: &Turn) {
+fn follow_up(q: &mut Question, lower: &str, words: &[String], previous: &Turn, step_back: Option<&str>) {
     let Some(prev) = previous.question.as_ref() else { return };
+    let refers_back =
+        ["that", "those", "it", "them", "this", "these"].iter().any(|w| contains_words(lower, w)) && words.len() <= 12;
+    // "Which feature drives most of it?" after "which project costs the most?": the new
+    // ranking within the name the previous one put first.
+    let prev_dimension = prev.group_by.unwrap_or(Dimension::Feature);
+    if refers_back
+        && matches!(q.operation, Operation::Top | Operation::Breakdown)
+        && prev.operation == Operation::Top
+        && q.group_by.is_some_and(|d| d != prev_dimension)
+        && !q.filters.iter().any(|f| f.dimension == prev_dimension)
+    {
+        if let Some(first) = previous.ranking.first() {
+            q.follow_up = true;
+            q.filters.push(Filter { dimension: prev_dimension, values: vec![first.clone()], said: first.to_lowercase() });
+            if q.period.is_none() {
+                q.period = prev.period.clone();
+            }
+            return;
+        }
+    }
     // "the second one", "the 3rd", "number 2", "#2".
     let place = words.iter().enumerate().find_map(|(i, w)| {
         let next = words.get(i + 1).map(String::as_str).unwrap_or("");
@@ -892,8 +1105,6 @@ fn follow_up(q: &mut Question, lower: &str, words: &[String], previous: &Turn) {
     ]
     .iter()
     .any(|c| lower.starts_with(c) && (lower.len() == c.len() || lower[c.len()..].starts_with(' ')));
-    let refers_back =
-        ["that", "those", "it", "them", "this", "these"].iter().any(|w| contains_words(lower, w)) && words.len() <= 12;
     let bare = matches!(q.operation, Operation::OffTopic | Operation::Total | Operation::Overview)
         && q.matched.iter().all(|m| !OVERVIEW.contains(&m.as_str()));
     let names_something = !q.filters.is_empty() || q.period.is_some() || !q.not_found.is_empty();
@@ -944,9 +1155,24 @@ fn follow_up(q: &mut Question, lower: &str, words: &[String], previous: &Turn) {
         {
             q.measure = prev.measure;
         }
-        if q.period.is_none() {
-            q.period = prev.period.clone();
-            q.compare = q.compare.clone().or_else(|| prev.compare.clone());
+        // "And the week before (that)?": a step back from the period the previous answer
+        // ended on (the one it compared with, when it compared).
+        let all_data = ["all the data", "all of the data", "all my data", "all our data", "all time", "ever", "overall"]
+            .iter()
+            .any(|c| contains_words(lower, c));
+        match (step_back, prev.compare.as_ref().or(prev.period.as_ref())) {
+            (Some(unit), Some(from)) if q.period.is_none() => {
+                q.period = Some(from.step_back(unit));
+                q.compare = None;
+                if q.operation == Operation::Compare {
+                    q.operation = Operation::Total;
+                }
+            }
+            _ if q.period.is_none() && !all_data => {
+                q.period = prev.period.clone();
+                q.compare = q.compare.clone().or_else(|| prev.compare.clone());
+            }
+            _ => {}
         }
         // A new name of a dimension replaces the previous one's; the rest are kept
         // ("how much of that was on gpt-4o?" narrows the previous question).

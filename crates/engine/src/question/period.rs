@@ -33,6 +33,29 @@ impl Period {
         Self::new(self.first - len, self.last - len, label)
     }
 
+    /// The `unit` ("day", "week", "month") just before this period: the period before it
+    /// when it is one such unit long, else the unit that ends the day before it starts;
+    /// labelled by its days, which is how an answer names it.
+    pub fn step_back(&self, unit: &str) -> Self {
+        let is_month = self.first.day() == 1
+            && self.last.day() == time::util::days_in_month(self.last.month(), self.last.year())
+            && self.first.month() == self.last.month();
+        let (first, last) = match unit {
+            "day" if self.days() != 1 => (self.first - Duration::days(1), self.first - Duration::days(1)),
+            "week" if self.days() != 7 => (self.first - Duration::days(7), self.first - Duration::days(1)),
+            "month" if is_month || self.days() != 30 => {
+                let last = self.first - Duration::days(1);
+                (last.replace_day(1).expect("the first"), last)
+            }
+            _ => {
+                let b = self.before("");
+                (b.first, b.last)
+            }
+        };
+        let label = if first == last { first.to_string() } else { format!("{first} … {last}") };
+        Self::new(first, last, label)
+    }
+
     /// "2026-11-01 … 2026-11-30", or the one day.
     pub fn span(&self) -> String {
         if self.first == self.last {
@@ -49,6 +72,9 @@ impl Period {
 pub struct Periods {
     pub period: Option<Period>,
     pub compare: Option<Period>,
+    /// "The week before" with no period of its own to be before: a follow-up's step back
+    /// from the period of the previous question ("day", "week", "month" or "period").
+    pub step_back: Option<String>,
 }
 
 const MONTHS: [(&str, Month); 12] = [
@@ -211,6 +237,7 @@ fn in_your_data(last_day: Date) -> String {
 pub fn periods(words: &[&str], last_day: Date) -> Periods {
     let mut found: Vec<Period> = Vec::new();
     let mut compare: Option<Period> = None;
+    let mut step_back = None;
     let mut i = 0;
     let w = |k: usize| words.get(k).copied().unwrap_or("");
     while i < words.len() {
@@ -329,8 +356,12 @@ pub fn periods(words: &[&str], last_day: Date) -> Periods {
         }
         // "the week before", "the previous month", "the day before": compared with the last one found.
         if matches!(w(i), "week" | "month" | "day" | "period") && matches!(w(i + 1), "before" | "earlier" | "prior") {
-            if let Some(p) = found.last() {
-                compare = Some(p.before(format!("the {} before ({} … {})", w(i), p.before("").first, p.before("").last)));
+            match found.last() {
+                Some(p) => {
+                    let b = p.before("");
+                    compare = Some(p.before(format!("the {} before ({} … {})", w(i), b.first, b.last)));
+                }
+                None => step_back = Some(w(i).to_owned()),
             }
             i += 2;
             continue;
@@ -381,7 +412,7 @@ pub fn periods(words: &[&str], last_day: Date) -> Periods {
         }
         i += 1;
     }
-    let mut periods = Periods::default();
+    let mut periods = Periods { step_back, ..Periods::default() };
     match (found.len(), compare) {
         (_, Some(c)) => {
             periods.period = found.pop();

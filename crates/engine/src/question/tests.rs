@@ -234,6 +234,8 @@ fn what_ifs_in_every_phrasing() {
 fn savings_toward_a_target_and_forecasts_with_a_budget() {
     let q = ask("Give me three ways to cut 30 %");
     assert_eq!((q.operation, q.target_percent), (Operation::Savings, Some(30)));
+    assert_eq!(q.rank.map(|r| r.count), Some(3), "three ways");
+    assert_eq!(ask("List 5 changes that save money").rank.map(|r| r.count), Some(5));
     assert_eq!(ask("How can we reduce spend by 25%?").target_percent, Some(25));
     assert_eq!(ask("How do I reduce spend?").operation, Operation::Savings);
     let q = ask("Forecast next month");
@@ -287,4 +289,77 @@ fn the_reading_is_said_in_words() {
         ask("How much did the suport-bot feature cost?").describe(),
         "total of cost; `suport-bot` is not in your data (closest: support-bot)"
     );
+}
+
+#[test]
+fn ordinary_words_next_to_a_dimension_are_not_taken_for_names() {
+    for text in [
+        "How much has the analytics project spent this month so far?",
+        "Number of requests for the analytics project last week?",
+        "Which project has the most requests?",
+        "Which feature made the most requests in September?",
+        "Which environment has the fewest requests?",
+    ] {
+        let q = ask(text);
+        assert!(q.not_found.is_empty(), "{text}: {:?}", q.not_found);
+    }
+    let q = ask("Which environment has the fewest requests?");
+    assert_eq!((q.group_by, q.rank.map(|r| r.order)), (Some(Dimension::Environment), Some(Order::Smallest)));
+}
+
+#[test]
+fn a_misspelt_name_is_said_with_the_name_it_is_closest_to() {
+    let q = ask("What did suport-bot cost?");
+    assert_eq!(q.not_found.len(), 1, "{q:?}");
+    assert_eq!(
+        (q.not_found[0].said.as_str(), q.not_found[0].suggestions.as_slice()),
+        ("suport-bot", &["support-bot".to_owned()][..])
+    );
+    let q = ask("What did stagign cost in October?");
+    assert_eq!(q.not_found[0].suggestions, ["staging"]);
+    // Words of questions are never read as misspelt names.
+    for text in ["Summarize my costs", "Analyze my AI costs", "What did production cost?", "How much did the models cost?"] {
+        assert!(ask(text).not_found.is_empty(), "{text}");
+    }
+}
+
+#[test]
+fn superlatives_name_the_dimension_they_rank() {
+    assert_eq!(ask("Who is our most expensive end user?").group_by, Some(Dimension::User));
+    assert_eq!(ask("What's our most expensive model?").group_by, Some(Dimension::Model));
+    assert_eq!(ask("What's our most expensive model?").operation, Operation::Top);
+}
+
+#[test]
+fn averages_trends_and_projections_in_other_words() {
+    let q = ask("What was the average daily cost last week?");
+    assert_eq!((q.operation, q.measure), (Operation::Total, Measure::AveragePerDay));
+    assert_eq!(ask("Is our AI spend going up or down?").operation, Operation::Trend);
+    assert_eq!(ask("What's our projected monthly spend?").operation, Operation::Forecast);
+    assert_eq!(ask("What if support-bot used gpt-4o-mini?").operation, Operation::WhatIf);
+}
+
+#[test]
+fn follow_ups_step_back_widen_and_narrow() {
+    let previous = turn("What did we spend yesterday?", &[]);
+    let q = ask_after("and the day before?", Some(&previous));
+    assert_eq!((q.operation, span(&q.period)), (Operation::Total, "2026-11-29".to_owned()));
+
+    let previous = turn("What did the analytics project cost last week?", &[]);
+    let q = ask_after("and the week before?", Some(&previous));
+    assert_eq!(span(&q.period), "2026-11-16 … 2026-11-22");
+    assert_eq!(filter(&q, Dimension::Project), ["analytics"]);
+    let q = ask_after("and over all the data?", Some(&previous));
+    assert_eq!((q.period.as_ref(), filter(&q, Dimension::Project)), (None, vec!["analytics".to_owned()]));
+
+    // After a comparison, a step back goes from the week it compared with.
+    let previous = turn("What did we spend last week versus the week before?", &[]);
+    let q = ask_after("and the week before that?", Some(&previous));
+    assert_eq!((q.operation, span(&q.period)), (Operation::Total, "2026-11-09 … 2026-11-15".to_owned()));
+
+    // "Which feature drives most of it?": ranked within the name the previous answer put first.
+    let previous = turn("Which project costs the most?", &["customer-support", "analytics"]);
+    let q = ask_after("which feature drives most of it?", Some(&previous));
+    assert_eq!((q.operation, q.group_by), (Operation::Top, Some(Dimension::Feature)));
+    assert_eq!(filter(&q, Dimension::Project), ["customer-support"]);
 }

@@ -27,6 +27,7 @@ use crate::sink::Sink;
 
 mod anomalies;
 mod classify;
+mod explain;
 mod forecast;
 mod overview;
 mod query;
@@ -36,10 +37,11 @@ mod what_if;
 
 pub use anomalies::{AnomalyArgs, DetectAnomalies, Signals};
 pub use classify::{classify, ClassifyArgs, ClassifyRequest, Focus, Intent, Triage};
-pub use forecast::ForecastSpend;
+pub use explain::{ExplainArgs, ExplainChange, Explained};
+pub use forecast::{dollars, ForecastArgs, ForecastSpend, Projection};
 pub use overview::{Overview, UsageOverview};
 pub use query::{Breakdown, QueryArgs, QueryUsage, UsageQuery};
-pub use savings::{FindSavings, Savings};
+pub use savings::{FindSavings, Goal, Savings, SavingsArgs};
 pub use slice::{slice, QuerySlice, Slice, SliceArgs, SliceFilter};
 pub use what_if::{WhatIfArgs, WhatIfResult, WhatIfTool};
 
@@ -51,6 +53,7 @@ pub fn builtin() -> Tools {
         .with(Arc::new(QueryUsage))
         .with(Arc::new(QuerySlice))
         .with(Arc::new(DetectAnomalies))
+        .with(Arc::new(ExplainChange))
         .with(Arc::new(FindSavings::default()))
         .with(Arc::new(WhatIfTool))
         .with(Arc::new(ForecastSpend))

@@ -64,6 +64,7 @@ impl Tool for QueryUsage {
             billed: s.billed.clone(),
             from: s.from.clone(),
             to: s.to.clone(),
+            weekly: s.weekly.clone(),
             ..*s
         };
         Ok(UsageQuery { summary, by_model_more, by_feature_more })

@@ -7,7 +7,7 @@ use apex_costs::{recommend, total_savings, Money, Recommendation};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{NoArgs, Tool, ToolError};
+use super::{Tool, ToolError};
 use crate::context::RunContext;
 use crate::usage::{evict_one, Origin};
 
@@ -31,6 +31,41 @@ pub struct Savings {
     pub recommendations_more: usize,
     /// Whether this came from a cache.
     pub cached: bool,
+    /// An average month of the usage the savings are measured against.
+    #[serde(default)]
+    pub monthly_spend: Money,
+    /// How far the changes go toward what the question asked for, when it asked for a
+    /// share to save or a number of changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goal: Option<Goal>,
+}
+
+/// What was asked of the savings: a share of spend to save ("cut 30%"), a number of
+/// changes ("three ways"), or both.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SavingsArgs {
+    /// The share of monthly spend to save, in percent.
+    #[serde(default)]
+    pub target_percent: Option<u32>,
+    /// How many changes to give.
+    #[serde(default)]
+    pub changes: Option<usize>,
+}
+
+/// How far the largest changes go toward the goal.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Goal {
+    pub target_percent: Option<u32>,
+    /// The monthly saving the share asks for.
+    pub target: Option<Money>,
+    /// The changes counted (the largest first).
+    pub changes: usize,
+    /// What they save together, a change to the same feature counted once.
+    pub saved: Money,
+    /// What is left to find when they do not reach the target.
+    pub short_by: Option<Money>,
+    /// What is left to find with every change found, when more were found than counted.
+    pub short_by_all: Option<Money>,
 }
 
 /// Users whose recommendations are kept in process; a new one past that evicts one.
@@ -55,10 +90,41 @@ impl Tool for FindSavings {
     const NAME: &'static str = "find_savings";
     const DESCRIPTION: &'static str = "Concrete savings (right-sized models, prompt caching, batch pricing, answer-length caps, \
         response caching), each with its monthly figure, reasoning and confidence.";
-    type Args = NoArgs;
+    type Args = SavingsArgs;
     type Output = Savings;
 
-    async fn run(&self, ctx: &RunContext, _args: NoArgs) -> Result<Savings, ToolError> {
+    async fn run(&self, ctx: &RunContext, args: SavingsArgs) -> Result<Savings, ToolError> {
+        let mut savings = self.recommendations(ctx).await?;
+        savings.monthly_spend = ctx.data.summary().await?.monthly;
+        if args.target_percent.is_some() || args.changes.is_some() {
+            let recs = &savings.recommendations;
+            let saved_by = |n: usize| if n == recs.len() { savings.total_monthly_savings } else { total_savings(&recs[..n]) };
+            let target = args.target_percent.map(|t| savings.monthly_spend.mul_div(i64::from(t.min(100)), 100));
+            // As many changes as asked for; for a target alone, the fewest of the largest
+            // that reach it (all of them when none do).
+            let n = match (args.changes, target) {
+                (Some(n), _) => n.min(recs.len()),
+                (None, Some(t)) => (1..=recs.len()).find(|&n| saved_by(n) >= t).unwrap_or(recs.len()),
+                (None, None) => recs.len(),
+            };
+            let saved = saved_by(n);
+            let short = |saved: Money| target.filter(|t| *t > saved).map(|t| t - saved);
+            savings.goal = Some(Goal {
+                target_percent: args.target_percent,
+                target,
+                changes: n,
+                saved,
+                short_by: short(saved),
+                short_by_all: if n < recs.len() { short(savings.total_monthly_savings) } else { None },
+            });
+        }
+        Ok(savings)
+    }
+}
+
+impl FindSavings {
+    /// The recommendations for the user's data, from a cache when they were worked out.
+    async fn recommendations(&self, ctx: &RunContext) -> Result<Savings, ToolError> {
         let data = ctx.data.data().await?;
         let key = (ctx.user_id.to_string(), data.origin, data.version);
         let cached = |hit: Savings| Savings { cached: true, ..hit };
@@ -85,6 +151,8 @@ impl Tool for FindSavings {
                 recommendations
             },
             cached: false,
+            monthly_spend: Money::ZERO,
+            goal: None,
         };
         self.remember(key, &value);
         if let Some(cluster) = ctx.data.cluster() {

@@ -1,85 +1,12 @@
-//! The direct answer: the first sentence of the report answers the question asked, with
-//! its figure, from the slice of the usage the question narrows to.
+//! Answers from the slice of the usage a question narrows to: a total, a ranking, a
+//! breakdown, two periods side by side.
 use apex_costs::{group_thousands, GroupTotal, Money};
 
-use super::pct;
-use crate::question::{Dimension, Filter, Measure, Operation, Order, Question};
+use super::{fine, pct, scope, when};
+use crate::question::{Measure, Order, Question};
 use crate::tools::Slice;
 
-/// The direct answer to `q` from `s`, when the question asks for a figure or a ranking.
-pub fn direct(q: &Question, s: &Slice, baseline: Option<&Slice>) -> Option<String> {
-    let mut out = String::new();
-    for n in &q.not_found {
-        let what = n.dimension.map_or("name", Dimension::label);
-        let closest = if n.suggestions.is_empty() { String::new() } else { format!(" (closest: {})", n.suggestions.join(", ")) };
-        out.push_str(&format!("I found no {what} `{}` in your data{closest}. ", n.said));
-    }
-    if !q.not_found.is_empty() && q.filters.is_empty() {
-        out.push_str("The figures below are for all your usage.\n\n");
-        return Some(out);
-    }
-    let sentence = match q.operation {
-        Operation::Total => total(q, s),
-        Operation::Top => top(q, s)?,
-        Operation::Breakdown => breakdown(q, s)?,
-        Operation::Compare => compare(q, s, baseline?)?,
-        _ => return None,
-    };
-    out.push_str(&sentence);
-    out.push_str("\n\n");
-    Some(out)
-}
-
-/// "on model gpt-4.1 and feature support-bot".
-fn scope(filters: &[Filter]) -> String {
-    let names: Vec<String> = filters
-        .iter()
-        .map(|f| {
-            let name = if f.values.len() == 1 { f.values[0].clone() } else { f.said.clone() };
-            format!("{} `{name}`", f.dimension.label())
-        })
-        .collect();
-    if names.is_empty() {
-        String::new()
-    } else {
-        format!(" on {}", names.join(" and "))
-    }
-}
-
-/// "yesterday (2026-11-30, the last day in your data)", or the days the data covers.
-fn when(q: &Question, s: &Slice) -> String {
-    match &q.period {
-        // "2026-11-12", "2026-11-03 … 2026-11-09".
-        Some(p) if p.label.starts_with(|c: char| c.is_ascii_digit()) && p.first == p.last => format!("on {}", p.first),
-        Some(p) if p.label.starts_with(|c: char| c.is_ascii_digit()) => format!("from {} to {}", p.first, p.last),
-        // "November 2026 (…)", "Nov 12 (2026-11-12)".
-        Some(p)
-            if p.label.starts_with(|c: char| c.is_uppercase())
-                || p.label.starts_with(|c: char| c.is_ascii_lowercase())
-                    && p.label.split(' ').next().is_some_and(|w| w.len() == 3) =>
-        {
-            let label =
-                if p.label.contains(&p.first.to_string()) { p.label.clone() } else { format!("{} ({})", p.label, p.span()) };
-            format!("in {label}")
-        }
-        Some(p) if p.label.contains(&p.first.to_string()) => p.label.clone(),
-        Some(p) => format!("in {} ({})", p.label, p.span()),
-        None if s.from.is_empty() => "in your data".to_owned(),
-        None => format!("from {} to {} (all your data)", s.from, s.to),
-    }
-}
-
-/// Dollars with the precision a small figure needs: "$0.0123", "$12.35".
-fn fine(micros: f64) -> String {
-    let dollars = micros / 1_000_000.0;
-    if dollars.abs() >= 1.0 {
-        Money(micros.round() as i64).to_string()
-    } else {
-        format!("${dollars:.4}")
-    }
-}
-
-fn total(q: &Question, s: &Slice) -> String {
+pub(super) fn total(q: &Question, s: &Slice) -> String {
     let (scope, when) = (scope(&q.filters), when(q, s));
     let share = if q.filters.is_empty() || s.period_cost.0 <= 0 {
         String::new()
@@ -186,7 +113,7 @@ pub(crate) fn ranked<'a>(q: &Question, s: &'a Slice) -> Vec<&'a GroupTotal> {
     groups
 }
 
-fn top(q: &Question, s: &Slice) -> Option<String> {
+pub(super) fn top(q: &Question, s: &Slice) -> Option<String> {
     let d = q.group_by?;
     let rank = q.rank?;
     let groups = ranked(q, s);
@@ -227,7 +154,7 @@ fn top(q: &Question, s: &Slice) -> Option<String> {
     ))
 }
 
-fn breakdown(q: &Question, s: &Slice) -> Option<String> {
+pub(super) fn breakdown(q: &Question, s: &Slice) -> Option<String> {
     let d = q.group_by?;
     let (scope, when) = (scope(&q.filters), when(q, s));
     let list: Vec<String> = s.groups.iter().map(|g| format!("**{}** {}", g.key, figure(q, g))).collect();
@@ -236,7 +163,7 @@ fn breakdown(q: &Question, s: &Slice) -> Option<String> {
 }
 
 /// "You spent **$1,301.07** last week (…), **up 4.2%** from $1,248.60 the week before (…)."
-fn compare(q: &Question, s: &Slice, b: &Slice) -> Option<String> {
+pub(super) fn compare(q: &Question, s: &Slice, b: &Slice) -> Option<String> {
     let then = q.compare.as_ref()?;
     let scope = scope(&q.filters);
     let (now_cost, then_cost) = (s.cost.0, b.cost.0);
