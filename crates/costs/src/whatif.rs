@@ -64,9 +64,10 @@ pub fn what_if(
     let projected_monthly = projected.mul_div(DAYS_PER_MONTH, days);
     let requests = scope.iter().map(|r| r.requests).sum();
     let rationale = format!(
-        "{scope_name} ran {} requests on {} over {days} days, {current} at list price; the same input, cached and output \
+        "{} ran {} requests on {} over {days} days, {current} at list price; the same input, cached and output \
          tokens on {} ({} in / {} out per 1M tokens) come to {projected}. Capability is not checked: try the model on a \
          sample of this workload before switching.",
+        feature.map_or_else(|| "Your usage".to_owned(), |f| format!("`{f}`")),
         crate::money::group_thousands(requests),
         from_models.join(", "),
         target.model,

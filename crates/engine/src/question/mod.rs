@@ -576,6 +576,12 @@ const COMMON: &[&str] = &[
     "then",
     "again",
     "instead",
+    "up",
+    "down",
+    "end",
+    "weeks",
+    "months",
+    "days",
 ];
 
 const ORDINALS: [&str; 10] = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth"];
@@ -962,6 +968,12 @@ fn names(lower: &str, words: &[String], cx: &Context) -> (Vec<Filter>, Vec<NotFo
         } else if let Some((dimension, name)) = misspelt(w, cx.vocabulary) {
             // "suport-bot", "serach": a name of the data, misspelt; said so rather than dropped.
             not_found.push(NotFound { said: w.clone(), dimension: Some(dimension), suggestions: vec![name.to_owned()] });
+        } else if name_like(w) {
+            // "support-bot" where the data has support-chat: a name, but not one of theirs.
+            let names = cx.vocabulary.names.iter().filter(|(d, _)| *d != Dimension::Day).map(|(_, n)| n.as_str());
+            let suggestions = closest(w, names);
+            let dimension = suggestions.first().and_then(|s| cx.vocabulary.names.iter().find(|(_, n)| n == s)).map(|(d, _)| *d);
+            not_found.push(NotFound { said: w.clone(), dimension, suggestions });
         }
     }
     // "the foo feature", "feature foo", "project bar": a name the data does not hold.
@@ -989,30 +1001,28 @@ fn names(lower: &str, words: &[String], cx: &Context) -> (Vec<Filter>, Vec<NotFo
     (filters, not_found, catalog_models)
 }
 
+/// A word of questions themselves, never a name of the user's data.
+fn question_word(w: &str) -> bool {
+    COMMON.contains(&w)
+        || COST_WORDS.contains(&w)
+        || Dimension::ALL.iter().any(|d| d.words().contains(&w))
+        || [IMPORT, WHAT_IF, SAVINGS, FORECAST, EXPLAIN, ANOMALIES, COMPARE, TREND, OVERVIEW, TOTAL, TOP_LARGEST, TOP_SMALLEST]
+            .iter()
+            .any(|cues| cues.contains(&w))
+}
+
+/// A word made like a name of the data ("support-bot", "billing_v2") that no name, model
+/// or word of questions accounts for.
+fn name_like(word: &str) -> bool {
+    (word.contains('-') || word.contains('_'))
+        && word.chars().next().is_some_and(char::is_alphabetic)
+        && word.split(['-', '_']).all(|part| !part.is_empty() && !question_word(part))
+        && !question_word(word)
+}
+
 /// The name of the data `word` is a misspelling of ("suport-bot" → support-bot): one close
 /// enough that a typo explains it, for a word that is not a word of questions themselves.
 fn misspelt<'v>(word: &str, vocabulary: &'v Vocabulary) -> Option<(Dimension, &'v str)> {
-    let question_word = |w: &str| {
-        COMMON.contains(&w)
-            || COST_WORDS.contains(&w)
-            || Dimension::ALL.iter().any(|d| d.words().contains(&w))
-            || [
-                IMPORT,
-                WHAT_IF,
-                SAVINGS,
-                FORECAST,
-                EXPLAIN,
-                ANOMALIES,
-                COMPARE,
-                TREND,
-                OVERVIEW,
-                TOTAL,
-                TOP_LARGEST,
-                TOP_SMALLEST,
-            ]
-            .iter()
-            .any(|cues| cues.contains(&w))
-    };
     if word.chars().count() < 5 || !word.chars().all(|c| c.is_alphabetic() || c == '-' || c == '_') || question_word(word) {
         return None;
     }

@@ -363,3 +363,14 @@ fn follow_ups_step_back_widen_and_narrow() {
     assert_eq!((q.operation, q.group_by), (Operation::Top, Some(Dimension::Feature)));
     assert_eq!(filter(&q, Dimension::Project), ["customer-support"]);
 }
+
+#[test]
+fn a_name_made_like_the_users_but_not_theirs_is_said() {
+    let q = ask("What would support-chat cost on gpt-4o-mini instead?");
+    assert_eq!(q.not_found.len(), 1, "{q:?}");
+    assert_eq!(q.not_found[0].said, "support-chat");
+    assert_eq!(q.not_found[0].suggestions.first().map(String::as_str), Some("support-bot"));
+    for text in ["What did we spend month-end?", "Show week-over-week spend", "What is our cost per end-user?"] {
+        assert!(ask(text).not_found.is_empty(), "{text}: {:?}", ask(text).not_found);
+    }
+}

@@ -25,7 +25,7 @@ fn signed(m: Money) -> String {
 
 /// "On 2026-11-12 you spent **$X**, **$D more** than an average day of the 7 before ($A);
 /// most of it came from `support-bot` on gpt-4.1 (+$M)."
-pub(super) fn explain(e: &Explained) -> String {
+pub(super) fn explain(e: &Explained, signals: &Signals) -> String {
     let Some(c) = &e.change else {
         return "There is no usage to explain yet: import your usage and ask again.".to_owned();
     };
@@ -39,6 +39,11 @@ pub(super) fn explain(e: &Explained) -> String {
         format!("the {} days before, scaled to {} days ({})", c.baseline_days, c.days, c.baseline_cost)
     };
     let lead = match (e.picked, single) {
+        // Asked why without a day, over data where no day is unusual: said so first.
+        (true, _) if signals.anomalies.is_empty() => format!(
+            "No day stands out as unusual; the one that rose most over the days before was **{}**: you spent **{}**",
+            c.from, c.cost
+        ),
         (true, _) => format!("Your spend stood out most on **{}**: you spent **{}**", c.from, c.cost),
         (false, true) => format!("On {} you spent **{}**", c.from, c.cost),
         (false, false) => format!("From {} to {} you spent **{}**", c.from, c.to, c.cost),

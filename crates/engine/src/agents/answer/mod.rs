@@ -48,7 +48,7 @@ pub(crate) fn direct(f: &Facts) -> Option<String> {
         Operation::Top => slice::top(q, f.slice?)?,
         Operation::Breakdown => slice::breakdown(q, f.slice?)?,
         Operation::Compare => slice::compare(q, f.slice?, f.baseline?)?,
-        Operation::ExplainChange => change::explain(f.change?),
+        Operation::ExplainChange => change::explain(f.change?, f.signals),
         Operation::Trend => change::trend(f.usage),
         Operation::Anomalies => change::anomalies(f.signals, f.usage),
         Operation::Forecast => money::forecast(f.forecast?),

@@ -72,7 +72,10 @@ pub(crate) fn suggestions(q: &Question, f: &Facts) -> Vec<String> {
         Operation::ExplainChange | Operation::Anomalies => {
             ["How can we reduce spend?".to_owned(), "How is our spend trending?".to_owned()]
         }
-        Operation::Trend => ["Forecast next month".to_owned(), why],
+        Operation::Trend => [
+            "Forecast next month".to_owned(),
+            spike.map_or("Which feature costs the most?".to_owned(), |d| format!("Why did costs spike on {d}?")),
+        ],
         Operation::Forecast => ["How can we cut 20%?".to_owned(), "How is our spend trending?".to_owned()],
         Operation::WhatIf | Operation::Savings => [
             "Forecast next month".to_owned(),
