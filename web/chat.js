@@ -26,7 +26,7 @@ const pretty = (v) => JSON.stringify(v, null, 2);
 
 /** One run: its agent cards, its streamed answer, and how it ended. */
 export class RunView {
-  constructor(runId, threadId, { live, onSavings, onUsage, announce }) {
+  constructor(runId, threadId, { live, onSavings, onUsage, announce, onAsk }) {
     this.runId = runId;
     this.threadId = threadId;
     this.seq = 0;
@@ -39,6 +39,8 @@ export class RunView {
     this.onSavings = onSavings;
     this.onUsage = onUsage;
     this.announce = announce;
+    this.onAsk = onAsk;
+    this.suggestions = [];
     this.queue = [];
     this.filling = false;
     this.renderPending = false;
@@ -53,7 +55,8 @@ export class RunView {
     this.answer = el('div', { class: 'answer md', 'aria-busy': 'true' });
     this.markdown = new StreamingMarkdown(this.answer);
     this.end = el('p', { class: 'run-end', role: 'status' });
-    this.root = el('article', { class: 'run', 'data-run-id': runId, 'data-state': 'running', 'aria-label': 'Agent run' }, this.details, this.answer, this.end);
+    this.next = el('nav', { class: 'suggestions next', 'aria-label': 'Ask next', hidden: '' });
+    this.root = el('article', { class: 'run', 'data-run-id': runId, 'data-state': 'running', 'aria-label': 'Agent run' }, this.details, this.answer, this.next, this.end);
     this.ticker = setInterval(() => this.tick(), 250);
   }
 
@@ -157,7 +160,11 @@ export class RunView {
         this.announce?.(ev.text);
         this.scheduleRender();
         break;
-      case 'final_response': this.text = ev.text; this.finish(ev, 'completed', 'Done', ''); break;
+      case 'final_response':
+        this.text = ev.text;
+        this.suggestions = ev.suggestions || [];
+        this.finish(ev, 'completed', 'Done', '');
+        break;
       case 'run_failed': this.finish(ev, 'failed', 'Failed', `The run failed (${ev.code}): ${ev.message}`); break;
       case 'run_cancelled': this.finish(ev, 'cancelled', 'Stopped', 'Stopped.'); break;
       case 'run_timed_out':
@@ -213,9 +220,27 @@ export class RunView {
     const t0 = performance.now();
     const done = this.markdown.update(this.text, 6);
     if (done) this.answer.dataset.length = String(this.text.length);
+    if (done && this.terminal && this.suggestions.length && this.next.hidden) this.showNext();
     this.lastRender = performance.now();
     this.renderCost = Math.min(this.lastRender - t0, 50);
     if (!done) { this.renderPending = false; this.scheduleRender(); }
+  }
+
+  /** The questions to ask next, as buttons that ask them in this thread (in place of the
+   *  answer's own "Ask next" list, which is there for readers of the plain text). */
+  showNext() {
+    for (const strong of this.answer.querySelectorAll('p > strong')) {
+      const p = strong.parentElement;
+      if (strong.textContent !== 'Ask next' || p.textContent !== 'Ask next' || p.nextElementSibling?.tagName !== 'UL') continue;
+      p.nextElementSibling.remove();
+      p.remove();
+    }
+    for (const q of this.suggestions) {
+      const b = el('button', { type: 'button', class: 'suggestion', text: q });
+      b.addEventListener('click', () => this.onAsk?.(q, this.threadId));
+      this.next.append(b);
+    }
+    this.next.hidden = false;
   }
 
   dispose() { clearInterval(this.ticker); }
@@ -305,6 +330,13 @@ export class Chat {
     this.updateCounter();
   }
 
+  /** A suggested question, clicked: asked in the thread of the answer that suggested it. */
+  askNext(text, threadId) {
+    if (threadId && threadId !== this.threadId) return;
+    this.input.value = text;
+    this.send();
+  }
+
   stop() {
     const run = this.activeRun();
     if (run && !this.conn.send({ type: 'stop_agent', run_id: run.runId })) this.showNotice('Not connected: Stop is sent once the page reconnects; press it again then.');
@@ -335,7 +367,13 @@ export class Chat {
   newRun(runId, threadId, live) {
     let run = this.runs.get(runId);
     if (!run) {
-      run = new RunView(runId, threadId, { live, onSavings: this.onSavings, onUsage: this.onUsage, announce: (t) => this.announce(t) });
+      run = new RunView(runId, threadId, {
+        live,
+        onSavings: this.onSavings,
+        onUsage: this.onUsage,
+        announce: (t) => this.announce(t),
+        onAsk: (text, thread) => this.askNext(text, thread),
+      });
       this.runs.set(runId, run);
     }
     return run;

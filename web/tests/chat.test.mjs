@@ -110,6 +110,31 @@ test('golden path: five agent cards complete, the answer streams, history surviv
   await ctx.close();
 });
 
+test('a direct answer offers its follow-up questions as buttons that ask them in the thread', async () => {
+  const { ctx, page, problems } = await openPage(server.url);
+  await ask(page, 'Which feature costs the most?');
+  const first = page.locator('article.run[data-state="completed"]').first();
+  await first.waitFor({ timeout: 20000 });
+  const buttons = first.locator('.suggestions.next button');
+  await buttons.first().waitFor();
+  assert.equal(await buttons.count(), 2);
+  // The answer's first sentence is the answer; the plain-text "Ask next" list became the buttons.
+  await expectText(first.locator('.answer p').first(), /^The feature that cost the most .* is support-/);
+  assert.equal(await first.locator('.answer strong', { hasText: /^Ask next$/ }).count(), 0);
+  // The agents this question needed: no savings search, no projection.
+  assert.equal(await first.locator('.agent').count(), 4);
+  assert.equal(await first.locator('.agent[data-agent="optimization"]').count(), 0);
+  const question = await buttons.first().textContent();
+  await buttons.first().click();
+  await page.locator('article.run[data-state="completed"]').nth(1).waitFor({ timeout: 20000 });
+  const bubbles = page.locator('.msg.user');
+  assert.equal(await bubbles.count(), 2, 'asked in the same thread');
+  assert.equal((await bubbles.nth(1).locator('.bubble').textContent()).trim(), question);
+  await screenshot(page, '02b-ask-next');
+  assert.deepEqual(problems, []);
+  await ctx.close();
+});
+
 test('a reload in the middle of a run resumes it: complete answer, no duplicate text', async () => {
   const { ctx, page, problems } = await openPage(slow.url);
   await ask(page, 'Analyze my AI costs');

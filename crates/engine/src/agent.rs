@@ -59,6 +59,8 @@ pub struct Findings {
     /// Report: the projection, and the answer as streamed.
     pub forecast: Option<Projection>,
     pub answer: Option<String>,
+    /// Report: questions that go on from the answer.
+    pub suggestions: Vec<String>,
 }
 
 impl Findings {

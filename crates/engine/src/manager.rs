@@ -448,7 +448,7 @@ impl Inner {
                 message: "the run could not be saved (storage is failing); ask again once it recovers".into(),
             },
             result = tokio::time::timeout(self.settings.run_timeout, pipeline) => match result {
-                Ok(Ok(Ok(text))) => Outcome::Completed { text },
+                Ok(Ok(Ok(answer))) => Outcome::Completed { text: answer.text, suggestions: answer.suggestions },
                 Ok(Ok(Err(e))) => Outcome::Failed { code: e.code().into(), message: e.to_string() },
                 Ok(Err(_panic)) => {
                     tracing::error!(run_id = %ctx.run_id, "an agent panicked; the run ends as failed");

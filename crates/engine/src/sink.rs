@@ -82,7 +82,7 @@ struct SinkState {
 /// How a run ended.
 #[derive(Debug)]
 pub enum Outcome {
-    Completed { text: String },
+    Completed { text: String, suggestions: Vec<String> },
     Failed { code: String, message: String },
     Cancelled,
     TimedOut,
@@ -151,9 +151,12 @@ impl EventSink {
         }
         let partial = self.partial_text();
         let (status, kind, text, error) = match outcome {
-            Outcome::Completed { text } => {
-                (RunStatus::Completed, EventKind::FinalResponse { message_id: ctx.message_id, text: text.clone() }, text, None)
-            }
+            Outcome::Completed { text, suggestions } => (
+                RunStatus::Completed,
+                EventKind::FinalResponse { message_id: ctx.message_id, text: text.clone(), suggestions },
+                text,
+                None,
+            ),
             Outcome::Failed { code, message } => {
                 let error = Some((code.clone(), message.clone()));
                 (RunStatus::Failed, EventKind::RunFailed { code, message }, partial, error)

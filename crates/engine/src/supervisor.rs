@@ -14,6 +14,13 @@ use crate::error::AgentError;
 use crate::sink::Sink;
 use crate::tools::{NoArgs, Tools, UsageOverview};
 
+/// A finished run's answer: the text as streamed and the questions it suggests next.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Answer {
+    pub text: String,
+    pub suggestions: Vec<String>,
+}
+
 pub struct Supervisor {
     agents: Vec<Arc<dyn Agent>>,
 }
@@ -30,8 +37,8 @@ impl Supervisor {
         Self { agents: crate::agents::pipeline(model) }
     }
 
-    /// Runs the whole pipeline and returns the answer text (the report as streamed).
-    pub async fn run(&self, ctx: &RunContext, tools: &Tools, sink: &dyn Sink) -> Result<String, AgentError> {
+    /// Runs the agents the question needs and returns the answer (the report as streamed).
+    pub async fn run(&self, ctx: &RunContext, tools: &Tools, sink: &dyn Sink) -> Result<Answer, AgentError> {
         let started = Instant::now();
         let mut findings = Findings::default();
         let step = Step { agent: AgentName::Supervisor, ctx, tools, sink };
@@ -70,7 +77,8 @@ impl Supervisor {
         }
         let plan_output = json!({ "plan": plan, "overview": findings.overview });
 
-        let answer = findings.answer.take().ok_or_else(|| AgentError::Internal("the report agent produced no text".into()))?;
+        let text = findings.answer.take().ok_or_else(|| AgentError::Internal("the report agent produced no text".into()))?;
+        let answer = Answer { text, suggestions: std::mem::take(&mut findings.suggestions) };
         let summary = format!("{} agents completed; the answer is ready.", plan.len());
         sink.agent_result(AgentName::Supervisor, &plan_output, started.elapsed().as_millis() as u64).await;
         sink.completed(AgentName::Supervisor, summary, started).await;

@@ -63,7 +63,7 @@ async fn findings_before(upto: AgentName, ctx: &RunContext, sink: &MemorySink) -
 async fn the_pipeline_streams_every_step_and_answers_with_the_computed_total() {
     let ctx = demo("Analyze my AI costs");
     let sink = MemorySink::default();
-    let answer = Supervisor::default().run(&ctx, &tools::builtin(), &sink).await.unwrap();
+    let answer = Supervisor::default().run(&ctx, &tools::builtin(), &sink).await.unwrap().text;
 
     let calls = sink.tool_calls();
     let expected = [
@@ -237,7 +237,7 @@ async fn a_narrow_question_is_answered_first_with_its_figure() {
     // The demo data's last day is 2026-11-24: "yesterday" is that day, and said so.
     let ctx = demo("How much did we spend on gpt-4o yesterday?");
     let sink = MemorySink::default();
-    let answer = Supervisor::default().run(&ctx, &tools::builtin(), &sink).await.unwrap();
+    let answer = Supervisor::default().run(&ctx, &tools::builtin(), &sink).await.unwrap().text;
     let calls: Vec<String> = sink.tool_calls().into_iter().map(|(_, t)| t).collect();
     assert!(calls.contains(&"query_slice".to_owned()), "{calls:?}");
 
@@ -261,7 +261,7 @@ async fn a_narrow_question_is_answered_first_with_its_figure() {
 async fn a_ranking_question_names_the_top_one_first() {
     let ctx = demo("Which feature costs the most?");
     let sink = MemorySink::default();
-    let answer = Supervisor::default().run(&ctx, &tools::builtin(), &sink).await.unwrap();
+    let answer = Supervisor::default().run(&ctx, &tools::builtin(), &sink).await.unwrap().text;
     let records = DemoUsage::default().usage(&"demo-agents-test".into(), true).await.unwrap().records;
     let top = &summarize(apex_costs::PriceBook::catalog(), &records).by_feature[0];
     let first = answer.lines().next().unwrap();
@@ -273,7 +273,7 @@ async fn a_ranking_question_names_the_top_one_first() {
 async fn a_name_not_in_the_data_is_said_with_the_closest_ones() {
     let ctx = demo("How much did the suport-chat feature cost?");
     let sink = MemorySink::default();
-    let answer = Supervisor::default().run(&ctx, &tools::builtin(), &sink).await.unwrap();
+    let answer = Supervisor::default().run(&ctx, &tools::builtin(), &sink).await.unwrap().text;
     let first = answer.lines().next().unwrap();
     assert!(first.starts_with("I found no feature `suport-chat` in your data (closest: support-chat"), "{first}");
 }
@@ -282,7 +282,7 @@ async fn a_name_not_in_the_data_is_said_with_the_closest_ones() {
 async fn a_comparison_gives_both_periods_and_the_change() {
     let ctx = demo("How much did we spend last week compared to the week before?");
     let sink = MemorySink::default();
-    let answer = Supervisor::default().run(&ctx, &tools::builtin(), &sink).await.unwrap();
+    let answer = Supervisor::default().run(&ctx, &tools::builtin(), &sink).await.unwrap().text;
     let records = DemoUsage::default().usage(&"demo-agents-test".into(), true).await.unwrap().records;
     let book = apex_costs::PriceBook::catalog();
     let cost = |from: &str, to: &str| {

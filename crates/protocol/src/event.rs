@@ -81,6 +81,10 @@ pub enum EventKind {
     FinalResponse {
         message_id: MessageId,
         text: String,
+        /// Questions that go on from this answer, phrased to be asked as they are (the
+        /// chat page offers them as buttons); absent when there are none.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        suggestions: Vec<String>,
     },
     RunFailed {
         code: String,
@@ -167,7 +171,7 @@ mod tests {
             },
             EventKind::AgentCompleted { agent, summary: text.clone(), duration_ms: 1 },
             EventKind::ResponseDelta { message_id: MessageId::new(), text: text.clone() },
-            EventKind::FinalResponse { message_id: MessageId::new(), text: text.clone() },
+            EventKind::FinalResponse { message_id: MessageId::new(), text: text.clone(), suggestions: Vec::new() },
             EventKind::RunFailed { code: "x".into(), message: text.clone() },
             EventKind::RunCancelled {},
             EventKind::RunTimedOut { partial_text: text.clone() },

@@ -157,7 +157,8 @@ async fn events_results_and_the_end_of_a_run_read_back(db: Db) {
         message_id: answer,
         text: "Hello".into(),
     };
-    let terminal = event(run, thread, 3, EventKind::FinalResponse { message_id: answer, text: "Hello".into() });
+    let terminal =
+        event(run, thread, 3, EventKind::FinalResponse { message_id: answer, text: "Hello".into(), suggestions: Vec::new() });
     store.apply(&[], &[Write::Finish(finish), terminal]).await.unwrap();
 
     let row = store.get_run(&"ann".into(), run).await.unwrap();

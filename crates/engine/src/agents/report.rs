@@ -89,10 +89,12 @@ impl Agent for ReportAgent {
         let words = text.split_whitespace().count();
         let summary = format!("Report written ({words} words).");
         // The text itself is persisted once, as the assistant message.
-        let mut result = json!({ "words": words, "forecast": findings.forecast, "suggestions": report.suggestions() });
+        let report_suggestions = report.suggestions();
+        let mut result = json!({ "words": words, "forecast": findings.forecast, "suggestions": report_suggestions });
         if let Some(model) = model {
             result["model"] = model;
         }
+        findings.suggestions = report_suggestions;
         findings.answer = Some(text);
         Ok(AgentOutput { summary, result })
     }
