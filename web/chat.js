@@ -22,6 +22,9 @@ function el(tag, attrs = {}, ...children) {
   return e;
 }
 const seconds = (ms) => (ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(ms < 10000 ? 2 : 1)} s`);
+// A step's own duration: microseconds when the server sent them (most steps take well
+// under a millisecond), else milliseconds.
+const took = (ev) => (ev.duration_us > 0 && ev.duration_us < 10000 ? `${(ev.duration_us / 1000).toFixed(2)} ms` : seconds(ev.duration_ms ?? 0));
 const pretty = (v) => JSON.stringify(v, null, 2);
 
 /** One run: its agent cards, its streamed answer, and how it ended. */
@@ -138,7 +141,7 @@ export class RunView {
         if (!t) break;
         t.li.dataset.state = ev.ok ? 'ok' : 'error';
         t.badge.textContent = ev.ok ? 'done' : 'failed';
-        t.dur.textContent = seconds(ev.duration_ms ?? 0);
+        t.dur.textContent = took(ev);
         if (ev.ok) {
           t.li.append(el('details', { class: 'result' }, el('summary', { text: 'Result' }), el('pre', { text: pretty(ev.result) })));
           if (ev.tool === 'find_savings' && ev.result?.recommendations) this.onSavings?.(ev.result.recommendations, ev.ts);
@@ -151,7 +154,7 @@ export class RunView {
       case 'agent_completed': {
         const c = this.card(ev.agent);
         this.setAgent(c, 'done', 'done');
-        c.dur.textContent = seconds(ev.duration_ms ?? 0);
+        c.dur.textContent = took(ev);
         c.summary.textContent = ev.summary || '';
         break;
       }

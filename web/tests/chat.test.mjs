@@ -91,6 +91,11 @@ test('golden path: five agent cards complete, the answer streams, history surviv
   const expected = await finalText(server.url, page, runId);
   await run.locator(`.answer[data-length="${expected.length}"]`).waitFor(); // the whole answer is on screen
   assert.match(await run.locator('.run-time').textContent(), /total \d/);
+  // Each card shows its step's real duration: most take under a millisecond, shown as such.
+  const durations = await run.locator('.agent .agent-head .dur').allTextContents();
+  assert.equal(durations.length, 5);
+  assert.ok(durations.every((d) => /^\d+(\.\d+)? (ms|s)$/.test(d)), durations.join(', '));
+  assert.ok(durations.every((d) => !/^0(\.00)? ms$/.test(d)), `no step takes no time: ${durations.join(', ')}`);
   assert.equal(await page.locator('#sr-live').getAttribute('aria-live'), 'polite');
   // The live region holds the latest streamed text (it starts over past 4,000 characters).
   const spoken = await page.locator('#sr-live').textContent();

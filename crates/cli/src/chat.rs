@@ -566,15 +566,18 @@ impl Renderer {
                 let args = args.to_string();
                 self.line(format_args!("  🔧 {} → {tool} {}", agent.as_str(), clip(&args, ARGS_SHOWN)))
             }
-            EventKind::ToolCompleted { agent, tool, ok: true, duration_ms, .. } => {
-                self.line(format_args!("  ✓ {} ← {tool} ({duration_ms} ms)", agent.as_str()))
+            EventKind::ToolCompleted { agent, tool, ok: true, duration_ms, duration_us, .. } => {
+                let took = took(*duration_ms, *duration_us);
+                self.line(format_args!("  ✓ {} ← {tool} ({took})", agent.as_str()))
             }
-            EventKind::ToolCompleted { agent, tool, error, duration_ms, .. } => {
+            EventKind::ToolCompleted { agent, tool, error, duration_ms, duration_us, .. } => {
                 let error = error.as_deref().unwrap_or("error");
-                self.line(format_args!("  ✗ {} ← {tool} ({duration_ms} ms): {error}", agent.as_str()))
+                let took = took(*duration_ms, *duration_us);
+                self.line(format_args!("  ✗ {} ← {tool} ({took}): {error}", agent.as_str()))
             }
-            EventKind::AgentCompleted { agent, summary, duration_ms } => {
-                self.line(format_args!("■ {} completed in {duration_ms} ms: {summary}", agent.as_str()))
+            EventKind::AgentCompleted { agent, summary, duration_ms, duration_us } => {
+                let took = took(*duration_ms, *duration_us);
+                self.line(format_args!("■ {} completed in {took}: {summary}", agent.as_str()))
             }
             EventKind::ResponseDelta { text, .. } => self.inline(text),
             EventKind::FinalResponse { text, .. } => self.unstreamed(text),
@@ -636,9 +639,29 @@ fn clip(s: &str, max: usize) -> Cow<'_, str> {
     }
 }
 
+/// A step's duration as people read it: "0.42 ms", "12 ms", "1.25 s" (microseconds when
+/// the server sent them; events stored before it did carry milliseconds only).
+fn took(ms: u64, us: u64) -> String {
+    match (ms, us) {
+        (0, 0) => "0 ms".to_owned(),
+        (_, us @ 1..) if us < 10_000 => format!("{:.2} ms", us as f64 / 1000.0),
+        (ms, _) if ms < 1000 => format!("{ms} ms"),
+        (ms, _) => format!("{:.2} s", ms as f64 / 1000.0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_durations_read_in_the_unit_that_fits() {
+        assert_eq!(took(0, 420), "0.42 ms");
+        assert_eq!(took(12, 12_345), "12 ms");
+        assert_eq!(took(1_250, 1_250_000), "1.25 s");
+        assert_eq!(took(3, 0), "3 ms", "an event stored before microseconds");
+        assert_eq!(took(0, 0), "0 ms");
+    }
 
     #[test]
     fn backoff_doubles_to_the_cap() {

@@ -46,8 +46,8 @@ pub trait Sink: Send + Sync {
     async fn completed(&self, agent: AgentName, summary: String, started: Instant) {
         let elapsed = started.elapsed();
         metrics::histogram!(m::AGENT_DURATION, "agent" => agent.as_str()).record(elapsed.as_secs_f64());
-        let duration_ms = elapsed.as_millis() as u64;
-        self.emit(EventKind::AgentCompleted { agent, summary, duration_ms }).await;
+        let (duration_ms, duration_us) = (elapsed.as_millis() as u64, elapsed.as_micros() as u64);
+        self.emit(EventKind::AgentCompleted { agent, summary, duration_ms, duration_us }).await;
     }
 
     /// Streams a piece of the answer.
@@ -145,9 +145,20 @@ impl EventSink {
             _ => "the run ended",
         };
         for (agent, tool, tool_call_id, started) in open {
-            let duration_ms = started.elapsed().as_millis() as u64;
+            let elapsed = started.elapsed();
+            let (duration_ms, duration_us) = (elapsed.as_millis() as u64, elapsed.as_micros() as u64);
             let error = Some(format!("{reason} before the tool finished"));
-            self.emit(EventKind::ToolCompleted { agent, tool, tool_call_id, ok: false, result: None, error, duration_ms }).await;
+            self.emit(EventKind::ToolCompleted {
+                agent,
+                tool,
+                tool_call_id,
+                ok: false,
+                result: None,
+                error,
+                duration_ms,
+                duration_us,
+            })
+            .await;
         }
         let partial = self.partial_text();
         let (status, kind, text, error) = match outcome {

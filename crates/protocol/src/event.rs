@@ -68,11 +68,16 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
         duration_ms: u64,
+        /// The same duration in microseconds: most steps take well under a millisecond.
+        #[serde(default)]
+        duration_us: u64,
     },
     AgentCompleted {
         agent: AgentName,
         summary: String,
         duration_ms: u64,
+        #[serde(default)]
+        duration_us: u64,
     },
     ResponseDelta {
         message_id: MessageId,
@@ -168,8 +173,9 @@ mod tests {
                 result: None,
                 error: None,
                 duration_ms: 1,
+                duration_us: 1_000,
             },
-            EventKind::AgentCompleted { agent, summary: text.clone(), duration_ms: 1 },
+            EventKind::AgentCompleted { agent, summary: text.clone(), duration_ms: 1, duration_us: 1_000 },
             EventKind::ResponseDelta { message_id: MessageId::new(), text: text.clone() },
             EventKind::FinalResponse { message_id: MessageId::new(), text: text.clone(), suggestions: Vec::new() },
             EventKind::RunFailed { code: "x".into(), message: text.clone() },

@@ -65,6 +65,7 @@ pub fn interrupt_writes(
                 result: None,
                 error: Some("the server stopped before the tool finished".into()),
                 duration_ms: 0,
+                duration_us: 0,
             })
         })
         .collect();

@@ -350,6 +350,9 @@ pub fn assert_golden_run_streamed_in(events: &[Value], min_deltas: usize) -> Str
         let completed = events.iter().find(|e| e["type"] == "agent_completed" && e["agent"] == agent).unwrap();
         assert!(completed["summary"].as_str().is_some_and(|s| !s.is_empty()));
         assert!(completed["duration_ms"].as_u64().is_some());
+        // Microseconds too: the steps take well under a millisecond, and none takes no time.
+        let us = completed["duration_us"].as_u64().expect("duration_us");
+        assert!(us > 0 && us / 1000 == completed["duration_ms"].as_u64().unwrap(), "{completed}");
     }
     // Sub-agents run strictly one after another, inside the supervisor.
     let position = |t: &str, agent: &str| events.iter().position(|e| e["type"] == t && e["agent"] == agent).unwrap();

@@ -223,13 +223,23 @@ impl Tools {
         let outcome = if result.is_ok() { "ok" } else { "error" };
         metrics::counter!(m::TOOL_CALLS, "tool" => name.to_owned(), "outcome" => outcome).increment(1);
         metrics::histogram!(m::TOOL_DURATION, "tool" => name.to_owned()).record(elapsed.as_secs_f64());
-        let duration_ms = elapsed.as_millis() as u64;
+        let (duration_ms, duration_us) = (elapsed.as_millis() as u64, elapsed.as_micros() as u64);
         let (ok, result_json, error) = match &result {
             Ok(v) => (true, Some(v.json.clone()), None),
             Err(e) => (false, None, Some(e.0.clone())),
         };
         let tool = name.to_owned();
-        sink.emit(EventKind::ToolCompleted { agent, tool, tool_call_id, ok, result: result_json, error, duration_ms }).await;
+        sink.emit(EventKind::ToolCompleted {
+            agent,
+            tool,
+            tool_call_id,
+            ok,
+            result: result_json,
+            error,
+            duration_ms,
+            duration_us,
+        })
+        .await;
         result.map_err(|e| AgentError::Tool { tool: name.to_owned(), message: e.0 })
     }
 }
