@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::date;
-use crate::money::{div_round_half_away, Money};
+use crate::money::Money;
 use crate::prices::PriceBook;
 use crate::records::{cost_of, list_cost, UsageRecord};
 
@@ -220,11 +220,13 @@ fn group_totals(costed: &[(&UsageRecord, Money)], total: Money, key: impl Fn(&Us
     groups
 }
 
+/// The share in whole basis points, cut down rather than rounded: an answer rounds it once
+/// more to a tenth of a percent, and rounding twice would turn 35.846 % into 35.9 %.
 fn share_bp(part: Money, total: Money) -> u32 {
     if total <= Money::ZERO {
         return 0;
     }
-    let bp = div_round_half_away(i128::from(part.micros()) * 10_000, i128::from(total.micros()));
+    let bp = i128::from(part.micros()) * 10_000 / i128::from(total.micros());
     u32::try_from(bp).unwrap_or(0)
 }
 
@@ -413,12 +415,15 @@ mod tests {
     }
 
     #[test]
-    fn shares_round_half_away_from_zero_and_need_a_positive_total() {
+    fn shares_are_cut_to_whole_basis_points_and_need_a_positive_total() {
+        // Cut, not rounded: answers round once more, to a tenth of a percent (66.66… % is
+        // 6,666 bp and reads "66.7%"; 35.8465 % is 3,584 bp and reads "35.8%", not "35.9%").
         let thirds: Vec<u32> = breakdown(PriceBook::catalog(), &[billed("d", "a", 2), billed("d", "b", 1)], GroupBy::Feature)
             .iter()
             .map(|g| g.share_bp)
             .collect();
-        assert_eq!(thirds, [6_667, 3_333]);
+        assert_eq!(thirds, [6_666, 3_333]);
+        assert_eq!(super::share_bp(Money(358_465), Money(1_000_000)), 3_584);
         // A credit larger than the spend: no shares rather than nonsense ones.
         let credits: Vec<u32> = breakdown(PriceBook::catalog(), &[billed("d", "a", 1), billed("d", "b", -2)], GroupBy::Feature)
             .iter()

@@ -884,6 +884,17 @@ pub fn parse(text: &str, cx: &Context) -> Question {
     if let Some(previous) = cx.previous {
         follow_up(&mut q, &lower, &words, previous, periods.step_back.as_deref());
     }
+    // A model named by its catalog name (a ranking's "claude-3-5-sonnet") covers its dated
+    // snapshots in the data ("claude-3-5-sonnet-20241022").
+    for f in q.filters.iter_mut().filter(|f| f.dimension == Dimension::Model) {
+        let bases: Vec<String> = f.values.iter().map(|v| undated(&v.to_lowercase()).to_owned()).collect();
+        for name in cx.vocabulary.of(Dimension::Model) {
+            if bases.iter().any(|b| *b == undated(&name.to_lowercase())) && !f.values.iter().any(|v| v == name) {
+                f.values.push(name.to_owned());
+            }
+        }
+        f.values.sort();
+    }
     q
 }
 

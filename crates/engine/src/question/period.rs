@@ -254,19 +254,7 @@ pub fn periods(words: &[&str], last_day: Date) -> Periods {
                     (last_day.year(), last_day.month().previous())
                 };
                 let (first, last) = month_range(y, m);
-                Some((
-                    Period::new(
-                        first,
-                        last,
-                        format!(
-                            "last month ({}, the month before {}; {})",
-                            first.span_month(),
-                            last_day.span_month(),
-                            in_your_data(last_day)
-                        ),
-                    ),
-                    2,
-                ))
+                Some((Period::new(first, last, format!("last month ({first} … {last}; {})", in_your_data(last_day))), 2))
             }
             "last" | "past" | "previous" | "trailing" if w(i + 1) == "week" => {
                 let first = monday_of(last_day) - Duration::days(7);
@@ -428,17 +416,6 @@ pub fn periods(words: &[&str], last_day: Date) -> Periods {
         }
     }
     periods
-}
-
-trait MonthSpan {
-    fn span_month(&self) -> String;
-}
-
-impl MonthSpan for Date {
-    /// "2026-10".
-    fn span_month(&self) -> String {
-        format!("{:04}-{:02}", self.year(), self.month() as u8)
-    }
 }
 
 /// Days as "YYYY-MM-DD" on the wire and in the store.

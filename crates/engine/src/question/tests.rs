@@ -374,3 +374,10 @@ fn a_name_made_like_the_users_but_not_theirs_is_said() {
         assert!(ask(text).not_found.is_empty(), "{text}: {:?}", ask(text).not_found);
     }
 }
+
+#[test]
+fn a_ranked_model_named_back_covers_its_dated_snapshots() {
+    let previous = turn("Which models cost the most?", &["gpt-4.1", "claude-3-5-sonnet", "gpt-4o"]);
+    let q = ask_after("and the second one?", Some(&previous));
+    assert_eq!(filter(&q, Dimension::Model), ["claude-3-5-sonnet", "claude-3-5-sonnet-20241022"]);
+}

@@ -177,5 +177,16 @@ pub(super) fn compare(q: &Question, s: &Slice, b: &Slice) -> Option<String> {
     } else {
         "against nothing spent".to_owned()
     };
-    Some(format!("You spent **{}**{scope} {}, {change} {} in {}.", s.cost, when(q, s), b.cost, then.label))
+    // Unequal periods ("this month so far" against last month) are said to be unequal.
+    let unequal = if s.days.min(b.days) * 10 < s.days.max(b.days) * 9 && s.days > 0 && b.days > 0 {
+        format!(" ({} days against {})", s.days, b.days)
+    } else {
+        String::new()
+    };
+    let then = if then.label.starts_with("last ") || then.label.starts_with("this ") {
+        then.label.clone()
+    } else {
+        format!("in {}", then.label)
+    };
+    Some(format!("You spent **{}**{scope} {}, {change} {} {then}{unequal}.", s.cost, when(q, s), b.cost))
 }
