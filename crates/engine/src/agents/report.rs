@@ -306,23 +306,7 @@ impl<'a> Report<'a> {
             return;
         }
         let _ = writeln!(out, "### Savings you can make: {} per month\n", savings.total_monthly_savings);
-        for (i, rec) in recs.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{}. **{}**: save **{}/month** ({} → {}). {} _Confidence: {}._ How: {}",
-                i + 1,
-                rec.title,
-                rec.monthly_savings,
-                rec.current_monthly,
-                rec.projected_monthly,
-                rec.rationale,
-                rec.confidence,
-                rec.how_to_apply,
-            );
-        }
-        if recs.len() > 1 {
-            out.push_str("\nWhere two changes touch the same feature, the total counts their combined effect once.\n");
-        }
+        super::answer::recommendations(recs, out);
         out.push('\n');
     }
 

@@ -642,60 +642,50 @@ fn measure_of(text: &str, matched: &mut Vec<String>) -> Option<Measure> {
 }
 
 /// "by model", "per feature", "which project", "each key", "models": the dimension the
-/// answer is grouped by.
-fn group_by_of(text: &str) -> Option<Dimension> {
-    let mut best: Option<(usize, Dimension)> = None;
-    for d in Dimension::ALL {
-        for w in d.words() {
-            for lead in [
-                "by",
-                "per",
-                "which",
-                "what",
-                "each",
-                "every",
-                "top",
-                "across",
-                "among",
-                "between",
-                // "our most expensive model", "the cheapest end user".
-                "expensive",
-                "costliest",
-                "priciest",
-                "cheapest",
-                "biggest",
-                "largest",
-                "busiest",
-                "heaviest",
-            ] {
-                let phrase = format!("{lead} {w}");
-                // "per user" is a measure (cost per end user), not a grouping.
-                if lead == "per" && d == Dimension::User {
-                    continue;
-                }
-                if let Some(at) = find_words(text, &phrase) {
-                    if best.is_none_or(|(b, _)| at < b) {
-                        best = Some((at, d));
-                    }
-                }
-            }
-        }
-    }
-    if let Some((_, d)) = best {
-        return Some(d);
-    }
-    // "Which 3 features…", "the most expensive models", "my features", "features ranked".
-    for d in Dimension::ALL {
-        for w in d.words().iter().filter(|w| w.ends_with('s')) {
-            if d == Dimension::Day && *w == "days" {
+/// answer is grouped by. Read word by word: a lead word followed by a dimension's word, the
+/// earliest such pair first; else a dimension's plural anywhere.
+fn group_by_of(words: &[String]) -> Option<Dimension> {
+    const LEADS: [&str; 18] = [
+        "by",
+        "per",
+        "which",
+        "what",
+        "each",
+        "every",
+        "top",
+        "across",
+        "among",
+        "between",
+        // "our most expensive model", "the cheapest end user".
+        "expensive",
+        "costliest",
+        "priciest",
+        "cheapest",
+        "biggest",
+        "largest",
+        "busiest",
+        "heaviest",
+    ];
+    // Whether the words from `i` on read `phrase` ("end user" is two words).
+    let reads = |i: usize, phrase: &str| phrase.split(' ').enumerate().all(|(k, p)| words.get(i + k).is_some_and(|w| w == p));
+    for (i, lead) in words.iter().enumerate().filter(|(_, w)| LEADS.contains(&w.as_str())) {
+        for d in Dimension::ALL {
+            // "per user" is a measure (cost per end user), not a grouping.
+            if lead == "per" && d == Dimension::User {
                 continue;
             }
-            if contains_words(text, w) {
+            if d.words().iter().any(|w| reads(i + 1, w)) {
                 return Some(d);
             }
         }
     }
-    None
+    // "Which 3 features…", "the most expensive models", "my features", "features ranked".
+    Dimension::ALL.into_iter().find(|&d| {
+        d.words()
+            .iter()
+            .filter(|w| w.ends_with('s') && !(d == Dimension::Day && **w == "days"))
+            .any(|w| (0..words.len()).any(|i| reads(i, w)))
+    })
 }
 
 /// "Three ways", "5 changes", "two ideas": how many savings the question asks for.
@@ -784,7 +774,7 @@ pub fn parse(text: &str, cx: &Context) -> Question {
     let (filters, not_found, catalog_models) = names(&lower, &words, cx);
 
     let measure = measure_of(&lower, &mut matched);
-    let group_by = group_by_of(&lower);
+    let group_by = group_by_of(&words);
     let target_percent = percent_of(&words);
     let budget = budget_of(&words);
 
@@ -1108,6 +1098,15 @@ fn follow_up(q: &mut Question, lower: &str, words: &[String], previous: &Turn, s
         let numbered = (i > 0 && words[i - 1] == "number")
             || (ordinal_suffix && !words.get(i + 1).is_some_and(|n| n.len() > 2 && period_word(n)));
         n.parse::<usize>().ok().filter(|n| (1..=50).contains(n) && numbered && !is_day_reference(words, i))
+    });
+    // "How much did it spend?" after "which API key spent the most?": the first of the ranking.
+    let place = place.or_else(|| {
+        (refers_back
+            && prev.operation == Operation::Top
+            && matches!(q.operation, Operation::Total | Operation::OffTopic)
+            && q.filters.is_empty()
+            && !previous.ranking.is_empty())
+        .then_some(1)
     });
     let elliptic = [
         "and",

@@ -381,3 +381,10 @@ fn a_ranked_model_named_back_covers_its_dated_snapshots() {
     let q = ask_after("and the second one?", Some(&previous));
     assert_eq!(filter(&q, Dimension::Model), ["claude-3-5-sonnet", "claude-3-5-sonnet-20241022"]);
 }
+
+#[test]
+fn it_after_a_ranking_is_the_first_of_the_ranking() {
+    let previous = turn("Which API key spent the most?", &["key-prod-1", "key-dev"]);
+    let q = ask_after("how much did it spend?", Some(&previous));
+    assert_eq!((q.operation, filter(&q, Dimension::ApiKey)), (Operation::Total, vec!["key-prod-1".to_owned()]));
+}

@@ -83,8 +83,11 @@ pub(crate) fn find_words(hay: &str, needle: &str) -> Option<usize> {
         return None;
     }
     let is_word = |c: char| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '/');
+    // A plain scan: questions are short, and a searcher's setup for each of the few hundred
+    // cue words a question is checked against cost more than the search itself.
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
     let mut from = 0;
-    while let Some(at) = hay[from..].find(needle) {
+    while let Some(at) = h.get(from..).and_then(|rest| rest.windows(n.len()).position(|w| w == n)) {
         let start = from + at;
         let end = start + needle.len();
         let before = hay[..start].chars().next_back();

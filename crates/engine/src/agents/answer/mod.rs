@@ -12,6 +12,7 @@ mod money;
 mod more;
 mod slice;
 
+pub(crate) use money::recommendations;
 pub(crate) use more::{also, suggestions};
 pub(crate) use slice::ranked;
 

@@ -150,23 +150,7 @@ pub(super) fn savings(q: &Question, s: &Savings, usage: &Summary) -> String {
             );
         }
     }
-    for (i, rec) in recs.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "{}. **{}**: save **{}/month** ({} → {}). {} _Confidence: {}._ How: {}",
-            i + 1,
-            rec.title,
-            rec.monthly_savings,
-            rec.current_monthly,
-            rec.projected_monthly,
-            rec.rationale,
-            rec.confidence,
-            rec.how_to_apply,
-        );
-    }
-    if n > 1 {
-        out.push_str("\nWhere two changes touch the same feature, the total counts their combined effect once.\n");
-    }
+    recommendations(recs, &mut out);
     if wanted.is_some_and(|w| w > n) {
         let _ = writeln!(out, "\nYou asked for {}; these are all the changes I found.", wanted.unwrap_or(n));
     }
@@ -181,5 +165,27 @@ pub(super) fn on_feature(r: &apex_costs::Recommendation) -> String {
         title
     } else {
         format!("{title} on `{}`", r.feature)
+    }
+}
+
+/// The changes as a numbered list, each with its figures, reasoning, confidence and how to
+/// make it; for several, the note that the total counts overlapping changes once.
+pub(crate) fn recommendations(recs: &[apex_costs::Recommendation], out: &mut String) {
+    for (i, rec) in recs.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{}. **{}**: save **{}/month** ({} → {}). {} _Confidence: {}._ How: {}",
+            i + 1,
+            rec.title,
+            rec.monthly_savings,
+            rec.current_monthly,
+            rec.projected_monthly,
+            rec.rationale,
+            rec.confidence,
+            rec.how_to_apply,
+        );
+    }
+    if recs.len() > 1 {
+        out.push_str("\nWhere two changes touch the same feature, the total counts their combined effect once.\n");
     }
 }
