@@ -279,6 +279,15 @@ async fn a_name_not_in_the_data_is_said_with_the_closest_ones() {
 }
 
 #[tokio::test]
+async fn a_what_if_about_a_feature_not_in_the_data_prices_nothing_in_its_place() {
+    let ctx = demo("What would support-bot cost on gpt-4o-mini instead?");
+    let sink = MemorySink::default();
+    let answer = Supervisor::default().run(&ctx, &tools::builtin(), &sink).await.unwrap().text;
+    assert!(answer.starts_with("I found no feature `support-bot` in your data (closest: support-chat"), "{answer}");
+    assert!(!sink.tool_calls().iter().any(|(_, t)| t == "what_if"), "all usage is not priced instead");
+}
+
+#[tokio::test]
 async fn a_comparison_gives_both_periods_and_the_change() {
     let ctx = demo("How much did we spend last week compared to the week before?");
     let sink = MemorySink::default();

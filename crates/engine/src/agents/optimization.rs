@@ -33,7 +33,9 @@ impl Agent for OptimizationAgent {
         .await;
         let triage = Findings::need(&findings.triage, "what the question asks for")?;
         let what_if = match &triage.target_model {
-            Some(to_model) if triage.intent == Intent::WhatIf => {
+            // A what-if about a name the data does not hold is not priced over all usage in
+            // its place: the answer says the name is not there.
+            Some(to_model) if triage.intent == Intent::WhatIf && findings.question().is_none_or(|q| q.not_found.is_empty()) => {
                 let args = WhatIfArgs { to_model: to_model.clone(), feature: triage.feature.clone() };
                 Some(step.call::<WhatIfTool>(args).await?)
             }

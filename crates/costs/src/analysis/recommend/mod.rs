@@ -214,7 +214,7 @@ impl Draft {
         let monthly_savings = current_monthly - projected_monthly;
         let rationale = format!(
             "{} Over the {days} days observed that is {} instead of {}; \
-             per 30-day month {current_monthly} -> {projected_monthly}, saving {monthly_savings}.",
+             per 30-day month {current_monthly} → {projected_monthly}, saving {monthly_savings}.",
             self.why, self.projected, u.current,
         );
         let days_seen = |pick: fn(&str, &str) -> bool| {
