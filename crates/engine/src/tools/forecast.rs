@@ -1,4 +1,5 @@
 //! Report: where the month is heading, and when a budget runs out.
+use apex_costs::import::parse_usd;
 use apex_costs::{budget_run_out, forecast, BudgetRunOut, Forecast, Money, MICROS_PER_USD};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -23,11 +24,11 @@ pub struct Projection {
     pub budget: Option<BudgetRunOut>,
 }
 
-/// "5000", "$12,500.50" as money; `None` for anything else or a budget that is not positive.
+/// "5000", "$12,500.50" as money, exactly (the importers' dollar parser); `None` for
+/// anything else or a budget that is not positive or not under a trillion dollars.
 pub fn dollars(text: &str) -> Option<Money> {
-    let clean: String = text.chars().filter(|c| !matches!(c, '$' | ',' | ' ')).collect();
-    let value: f64 = clean.parse().ok()?;
-    (value.is_finite() && value > 0.0 && value < 1e12).then(|| Money((value * MICROS_PER_USD as f64).round() as i64))
+    let clean: String = text.chars().filter(|c| !matches!(c, ',' | ' ')).collect();
+    parse_usd(&clean).filter(|m| m.0 > 0 && m.0 < 1_000_000_000_000 * MICROS_PER_USD)
 }
 
 #[async_trait]
