@@ -19,11 +19,12 @@ pub mod retry;
 mod rows;
 pub mod sqlite;
 pub mod testing;
+mod totals;
 
 pub use model::*;
 
 use apex_costs::import::ImportRow;
-use apex_costs::UsageRecord;
+use apex_costs::{UsageQuery, UsageRecord};
 use apex_protocol::{RunId, ThreadId, UserId};
 use async_trait::async_trait;
 
@@ -92,6 +93,10 @@ pub trait Store: Send + Sync + 'static {
     /// (migration 0005 added the tags and the cache-write and reasoning tokens; the
     /// signature is unchanged).
     async fn usage(&self, user_id: &UserId, from: Option<&str>, to: Option<&str>) -> StoreResult<Vec<UsageRecord>>;
+    /// This user's usage as `q` asks for it, summed by the database (never read row by row
+    /// into the process): what `apex_costs::aggregate` gives over the same rows, in the
+    /// same order.
+    async fn usage_totals(&self, user_id: &UserId, q: &UsageQuery) -> StoreResult<Vec<UsageRecord>>;
     /// Removes all of this user's usage rows; returns how many.
     async fn delete_usage(&self, user_id: &UserId) -> StoreResult<u64>;
     /// The version of this user's usage data: it changes whenever an import adds rows or

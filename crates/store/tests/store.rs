@@ -50,6 +50,7 @@ on_every_backend!(
     events_results_and_the_end_of_a_run_read_back,
     unfinished_runs_are_interrupted_with_open_calls_closed_and_partial_text_kept,
     usage_imports_dedupe_by_key_sum_per_day_and_stay_with_their_user,
+    usage_totals_are_summed_by_the_database_as_the_reference_sums_the_rows,
     runs_of_live_instances_are_left_alone_and_those_of_lost_ones_are_taken_over,
 );
 
@@ -289,6 +290,68 @@ async fn usage_imports_dedupe_by_key_sum_per_day_and_stay_with_their_user(db: Db
     assert!(store.usage(&"ann".into(), None, None).await.unwrap().is_empty());
     assert!(store.usage_version(&"ann".into()).await.unwrap() > v2, "a delete moves the version on");
     assert_eq!(store.usage(&"bob".into(), None, None).await.unwrap().len(), 1, "bob's rows stay");
+}
+
+async fn usage_totals_are_summed_by_the_database_as_the_reference_sums_the_rows(db: Db) {
+    use apex_costs::{aggregate, GroupBy, UsageQuery};
+    let store = db.open().await;
+    // Rows over every dimension, some billed; a name with a quote travels as a parameter.
+    let users = ["a", "b", "o'brien", ""];
+    let rows: Vec<ImportRow> = (0..240u64)
+        .map(|i| {
+            let mut row = usage_row(
+                &format!("k{i}"),
+                &format!("2026-11-0{}", 1 + i % 5),
+                ["gpt-4o", "gpt-4o-mini", "o3"][(i % 3) as usize],
+                100 + i,
+                (i % 4 == 0).then_some(i as i64 * 7),
+            );
+            let r = &mut row.record;
+            r.feature = ["chat", "search"][(i / 3 % 2) as usize].into();
+            r.project = ["p", "q"][(i / 7 % 2) as usize].into();
+            r.user = users[(i / 5 % 4) as usize].into();
+            r.api_key = format!("key-{}", i % 3);
+            r.environment = ["prod", ""][(i / 11 % 2) as usize].into();
+            r.cached_input_tokens = i % 50;
+            r.cache_write_tokens = i % 7;
+            r.reasoning_tokens = i % 3;
+            row
+        })
+        .collect();
+    store.import_usage(&"ann".into(), &rows, 10).await.unwrap();
+    store.import_usage(&"bob".into(), &rows[..10], 10).await.unwrap();
+    let stored = store.usage(&"ann".into(), None, None).await.unwrap();
+    let day = |d: &str| Some(d.to_owned());
+    let queries = [
+        UsageQuery::rollup(),
+        UsageQuery::default(),
+        UsageQuery { keep: vec![GroupBy::User], ..UsageQuery::default() },
+        UsageQuery {
+            filters: vec![(GroupBy::User, vec!["a".into(), "o'brien".into()])],
+            keep: vec![GroupBy::User, GroupBy::ApiKey],
+            ..UsageQuery::default()
+        },
+        UsageQuery {
+            from: day("2026-11-02"),
+            to: day("2026-11-04"),
+            filters: vec![(GroupBy::Feature, vec!["search".into()]), (GroupBy::Model, vec!["o3".into()])],
+            ..UsageQuery::rollup()
+        },
+        UsageQuery {
+            filters: vec![(GroupBy::Environment, vec![String::new()])],
+            keep: vec![GroupBy::Environment],
+            ..UsageQuery::default()
+        },
+        UsageQuery { filters: vec![(GroupBy::Project, Vec::new())], ..UsageQuery::default() },
+        UsageQuery { from: day("2026-12-01"), ..UsageQuery::rollup() },
+    ];
+    for q in &queries {
+        let summed = store.usage_totals(&"ann".into(), q).await.unwrap();
+        assert_eq!(summed, aggregate(&stored, q), "{q:?}");
+    }
+    assert!(store.usage_totals(&"ann".into(), &queries[0]).await.unwrap().len() < stored.len(), "fewer rows than stored");
+    let bob = store.usage_totals(&"bob".into(), &UsageQuery::default()).await.unwrap();
+    assert_eq!(bob.iter().map(|r| r.requests).sum::<u64>(), 10, "only bob's rows");
 }
 
 async fn runs_of_live_instances_are_left_alone_and_those_of_lost_ones_are_taken_over(db: Db) {

@@ -135,7 +135,7 @@ pub fn top_groups(groups: &[GroupTotal]) -> (&[GroupTotal], usize) {
 }
 
 /// What a breakdown groups by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GroupBy {
     Model,
     Provider,

@@ -9,7 +9,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Connection, Row, Sqlite, Transaction};
 
 use apex_costs::import::ImportRow;
-use apex_costs::UsageRecord;
+use apex_costs::{UsageQuery, UsageRecord};
 
 use crate::model::*;
 use crate::rows::{self, parse_id, USAGE_DAILY_COLUMNS};
@@ -190,6 +190,16 @@ impl Store for SqliteStore {
         let rows: Vec<rows::UsageDaily> =
             sqlx::query_as(&sql).bind(user_id.as_str()).bind(from).bind(to).fetch_all(&self.readers).await?;
         Ok(rows.into_iter().map(UsageRecord::from).collect())
+    }
+
+    async fn usage_totals(&self, user_id: &UserId, q: &UsageQuery) -> StoreResult<Vec<UsageRecord>> {
+        let (sql, binds) = crate::totals::sql(q, |_| "?".to_owned());
+        let mut query = sqlx::query_as::<_, rows::UsageDaily>(&sql).bind(user_id.as_str());
+        for value in &binds {
+            query = query.bind(value);
+        }
+        let rows = query.fetch_all(&self.readers).await?;
+        Ok(crate::totals::sorted(rows.into_iter().map(UsageRecord::from).collect()))
     }
 
     async fn delete_usage(&self, user_id: &UserId) -> StoreResult<u64> {

@@ -1,0 +1,90 @@
+//! [`UsageQuery`] as SQL over `usage_daily`, the same text for both backends but for how
+//! a parameter is written: the database sums the rows and returns one per group.
+use apex_costs::{GroupBy, UsageQuery, UsageRecord};
+
+/// The statement and its parameters in order (the user id first); `param(n)` writes the
+/// n-th parameter (1-based) as the backend wants it.
+pub(crate) fn sql(q: &UsageQuery, param: impl Fn(usize) -> String) -> (String, Vec<String>) {
+    let mut binds: Vec<String> = Vec::new();
+    let next = |value: &str, binds: &mut Vec<String>| {
+        binds.push(value.to_owned());
+        param(binds.len() + 1)
+    };
+    let mut wheres = vec![format!("user_id = {}", param(1))];
+    if let Some(from) = &q.from {
+        wheres.push(format!("day >= {}", next(from, &mut binds)));
+    }
+    if let Some(to) = &q.to {
+        wheres.push(format!("day <= {}", next(to, &mut binds)));
+    }
+    for (dim, names) in &q.filters {
+        if names.is_empty() {
+            // No name can match an empty set of alternatives.
+            wheres.push("1 = 0".to_owned());
+            continue;
+        }
+        let list: Vec<String> = names.iter().map(|n| next(n, &mut binds)).collect();
+        wheres.push(format!("{} IN ({})", column(*dim), list.join(", ")));
+    }
+    let names: Vec<String> = DIMENSIONS
+        .iter()
+        .map(|&dim| if q.keeps(dim) { column(dim).to_owned() } else { format!("'' AS {}", column(dim)) })
+        .collect();
+    let group: Vec<&str> = DIMENSIONS.iter().filter(|&&dim| q.keeps(dim)).map(|&dim| column(dim)).collect();
+    let sql = format!(
+        "SELECT {names}, \
+         CAST(SUM(requests) AS BIGINT) AS requests, \
+         CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, \
+         CAST(SUM(output_tokens) AS BIGINT) AS output_tokens, \
+         CAST(SUM(cached_input_tokens) AS BIGINT) AS cached_input_tokens, \
+         CAST(SUM(cache_write_tokens) AS BIGINT) AS cache_write_tokens, \
+         CAST(SUM(reasoning_tokens) AS BIGINT) AS reasoning_tokens, \
+         CAST(SUM(repeat_requests) AS BIGINT) AS repeat_requests, \
+         CASE WHEN billed THEN CAST(SUM(cost_micros) AS BIGINT) END AS cost \
+         FROM usage_daily WHERE {wheres} GROUP BY {group}, billed",
+        names = names.join(", "),
+        wheres = wheres.join(" AND "),
+        group = group.join(", "),
+    );
+    (sql, binds)
+}
+
+/// Every dimension, in the order results are sorted by.
+const DIMENSIONS: [GroupBy; 8] = [
+    GroupBy::Day,
+    GroupBy::Provider,
+    GroupBy::Model,
+    GroupBy::Feature,
+    GroupBy::Project,
+    GroupBy::User,
+    GroupBy::ApiKey,
+    GroupBy::Environment,
+];
+
+/// The column of `dim` (a fixed name: no user text reaches the statement but as a
+/// parameter).
+fn column(dim: GroupBy) -> &'static str {
+    match dim {
+        GroupBy::Day => "day",
+        GroupBy::Provider => "provider",
+        GroupBy::Model => "model",
+        GroupBy::Feature => "feature",
+        GroupBy::Project => "project",
+        GroupBy::User => "end_user",
+        GroupBy::ApiKey => "api_key",
+        GroupBy::Environment => "environment",
+    }
+}
+
+/// Sorts the rows as [`apex_costs::aggregate`] does (byte order of the names, unbilled
+/// first), whatever the database's collation.
+pub(crate) fn sorted(mut rows: Vec<UsageRecord>) -> Vec<UsageRecord> {
+    fn key(r: &UsageRecord) -> ([&str; 8], bool) {
+        (
+            [&r.day, &r.provider, &r.model, &r.feature, &r.project, &r.user, &r.api_key, &r.environment].map(|s| s.as_str()),
+            r.cost.is_some(),
+        )
+    }
+    rows.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+    rows
+}
