@@ -19,8 +19,9 @@ pub struct UsageQuery {
     pub to: Option<String>,
     /// Every filter must hold; the names within one are alternatives.
     pub filters: Vec<(GroupBy, Vec<String>)>,
-    /// Dimensions kept besides day and model; the others are summed over (their names
-    /// left empty).
+    /// The dimensions kept apart; the others are summed over (their names left empty).
+    /// Usage without a reported cost is priced per model from its summed tokens, so a query
+    /// whose costs matter keeps `Model` (and `Day`, as the stored rows are daily sums).
     pub keep: Vec<GroupBy>,
 }
 
@@ -32,13 +33,22 @@ impl UsageQuery {
         Self { keep: ROLLUP.to_vec(), ..Self::default() }
     }
 
-    /// Whether `dim` is kept apart (day and model always are).
+    /// Whether `dim` is kept apart.
     pub fn keeps(&self, dim: GroupBy) -> bool {
-        matches!(dim, GroupBy::Day | GroupBy::Model) || self.keep.contains(&dim)
+        self.keep.contains(&dim)
+    }
+
+    /// Whether the query needs the end-user or API-key names, which [`UsageQuery::rollup`]
+    /// sums over.
+    pub fn needs_tags(&self) -> bool {
+        let tag = |d: &GroupBy| matches!(d, GroupBy::User | GroupBy::ApiKey);
+        self.keep.iter().any(tag) || self.filters.iter().any(|(d, _)| tag(d))
     }
 }
 
-const ROLLUP: [GroupBy; 4] = [GroupBy::Provider, GroupBy::Feature, GroupBy::Project, GroupBy::Environment];
+/// What [`UsageQuery::rollup`] keeps.
+pub const ROLLUP: [GroupBy; 6] =
+    [GroupBy::Day, GroupBy::Provider, GroupBy::Model, GroupBy::Feature, GroupBy::Project, GroupBy::Environment];
 
 /// The record's name in `dim`.
 pub fn field(r: &UsageRecord, dim: GroupBy) -> &str {
@@ -156,9 +166,21 @@ mod tests {
             from: Some("2026-11-01".into()),
             to: Some("2026-11-01".into()),
             filters: vec![(GroupBy::User, vec!["a".into(), "c".into()])],
-            keep: vec![GroupBy::User],
+            keep: vec![GroupBy::Day, GroupBy::Model, GroupBy::User],
         };
         let got: Vec<_> = aggregate(&rows, &q).iter().map(|r| (r.user.clone(), r.feature.clone(), r.requests)).collect();
         assert_eq!(got, [("a".to_owned(), String::new(), 9), ("c".to_owned(), String::new(), 4)]);
+        assert!(q.needs_tags() && !UsageQuery::rollup().needs_tags());
+
+        let names = UsageQuery { keep: vec![GroupBy::Feature], ..UsageQuery::default() };
+        let got: Vec<_> = aggregate(&rows, &names).iter().map(|r| (r.feature.clone(), r.day.clone(), r.requests)).collect();
+        assert_eq!(
+            got,
+            [
+                ("chat".to_owned(), String::new(), 3),
+                ("chat".to_owned(), String::new(), 52),
+                ("search".to_owned(), String::new(), 8)
+            ]
+        );
     }
 }

@@ -30,7 +30,7 @@ pub(crate) fn sql(q: &UsageQuery, param: impl Fn(usize) -> String) -> (String, V
         .iter()
         .map(|&dim| if q.keeps(dim) { column(dim).to_owned() } else { format!("'' AS {}", column(dim)) })
         .collect();
-    let group: Vec<&str> = DIMENSIONS.iter().filter(|&&dim| q.keeps(dim)).map(|&dim| column(dim)).collect();
+    let group: String = DIMENSIONS.iter().filter(|&&dim| q.keeps(dim)).map(|&dim| format!("{}, ", column(dim))).collect();
     let sql = format!(
         "SELECT {names}, \
          CAST(SUM(requests) AS BIGINT) AS requests, \
@@ -41,10 +41,9 @@ pub(crate) fn sql(q: &UsageQuery, param: impl Fn(usize) -> String) -> (String, V
          CAST(SUM(reasoning_tokens) AS BIGINT) AS reasoning_tokens, \
          CAST(SUM(repeat_requests) AS BIGINT) AS repeat_requests, \
          CASE WHEN billed THEN CAST(SUM(cost_micros) AS BIGINT) END AS cost \
-         FROM usage_daily WHERE {wheres} GROUP BY {group}, billed",
+         FROM usage_daily WHERE {wheres} GROUP BY {group}billed",
         names = names.join(", "),
         wheres = wheres.join(" AND "),
-        group = group.join(", "),
     );
     (sql, binds)
 }

@@ -326,6 +326,7 @@ async fn usage_totals_are_summed_by_the_database_as_the_reference_sums_the_rows(
         UsageQuery::rollup(),
         UsageQuery::default(),
         UsageQuery { keep: vec![GroupBy::User], ..UsageQuery::default() },
+        UsageQuery { keep: vec![GroupBy::Day, GroupBy::Model, GroupBy::User], ..UsageQuery::default() },
         UsageQuery {
             filters: vec![(GroupBy::User, vec!["a".into(), "o'brien".into()])],
             keep: vec![GroupBy::User, GroupBy::ApiKey],
