@@ -7,7 +7,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use apex_costs::{summarize, PriceBook, Summary, UsageRecord};
+use apex_costs::{aggregate, summarize, PriceBook, Summary, UsageQuery, UsageRecord};
 use apex_protocol::UserId;
 use async_trait::async_trait;
 use tokio::sync::OnceCell;
@@ -19,13 +19,18 @@ use crate::tools::ToolError;
 /// Where a user's LLM usage records come from.
 #[async_trait]
 pub trait UsageSource: Send + Sync {
-    /// `demo`: the user is a demo identity (a property of how they signed in).
+    /// The user's usage as [`UsageQuery::rollup`] sums it. `demo`: the user is a demo
+    /// identity (a property of how they signed in).
     async fn usage(&self, user_id: &UserId, demo: bool) -> Result<UsageData, String>;
+    /// The user's imported usage summed as `q` asks: for what the rollup sums over (end
+    /// users, API keys). Only asked when [`UsageSource::usage`] said `Imported`.
+    async fn totals(&self, user_id: &UserId, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, String>;
 }
 
 /// A user's usage records and where they came from.
 #[derive(Clone, Debug)]
 pub struct UsageData {
+    /// Imported usage as [`UsageQuery::rollup`] sums it; the demo dataset as it is.
     pub records: Arc<Vec<UsageRecord>>,
     pub origin: Origin,
     /// Changes whenever the data does (imports, deletes); keys cached analyses.
@@ -44,34 +49,91 @@ pub enum Origin {
     Empty,
 }
 
-/// The user's imported usage from the store. Until they import, demo users (demo mode's
-/// anonymous identities) get the demo dataset and everyone else an empty one: a real
-/// account is never shown made-up figures.
+/// The user's imported usage from the store, summed there. Until they import, demo users
+/// (demo mode's anonymous identities) get the demo dataset and everyone else an empty one:
+/// a real account is never shown made-up figures.
+///
+/// What the store summed is kept per user and data version (an import or a delete moves
+/// the version, on whichever instance), up to [`CACHED_ROWS`] records in all: a question
+/// after the first reads one version number from the store.
 pub struct StoredUsage {
     store: Arc<dyn Store>,
     demo: DemoUsage,
+    cache: std::sync::Mutex<Sums>,
+}
+
+/// Summed records kept by [`StoredUsage`], by user and query, with the version they are of.
+#[derive(Default)]
+struct Sums {
+    entries: std::collections::HashMap<(UserId, UsageQuery), (u64, Arc<Vec<UsageRecord>>)>,
+    rows: usize,
+}
+
+/// Records [`StoredUsage`] keeps at most (about 200 bytes each).
+pub const CACHED_ROWS: usize = 500_000;
+
+impl Sums {
+    fn get(&self, key: &(UserId, UsageQuery), version: u64) -> Option<Arc<Vec<UsageRecord>>> {
+        self.entries.get(key).filter(|(v, _)| *v == version).map(|(_, records)| records.clone())
+    }
+
+    fn put(&mut self, key: (UserId, UsageQuery), version: u64, records: Arc<Vec<UsageRecord>>) {
+        if records.len() > CACHED_ROWS {
+            return;
+        }
+        if let Some((_, old)) = self.entries.remove(&key) {
+            self.rows -= old.len();
+        }
+        while self.rows + records.len() > CACHED_ROWS {
+            let Some(k) = self.entries.keys().next().cloned() else { break };
+            if let Some((_, old)) = self.entries.remove(&k) {
+                self.rows -= old.len();
+            }
+        }
+        self.rows += records.len();
+        self.entries.insert(key, (version, records));
+    }
 }
 
 impl StoredUsage {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, demo: DemoUsage::default() }
+        Self { store, demo: DemoUsage::default(), cache: std::sync::Mutex::default() }
     }
+
+    /// `q` over the user's stored usage at `version`, from the cache or summed by the store.
+    async fn summed(&self, user_id: &UserId, version: u64, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, String> {
+        let key = (user_id.clone(), q.clone());
+        if let Some(records) = self.cache.lock().expect("usage cache lock").get(&key, version) {
+            return Ok(records);
+        }
+        let records = Arc::new(self.store.usage_totals(user_id, q).await.map_err(unavailable)?);
+        self.cache.lock().expect("usage cache lock").put(key, version, records.clone());
+        Ok(records)
+    }
+}
+
+fn unavailable(e: apex_store::StoreError) -> String {
+    format!("usage data unavailable: {e}")
 }
 
 #[async_trait]
 impl UsageSource for StoredUsage {
     async fn usage(&self, user_id: &UserId, demo: bool) -> Result<UsageData, String> {
-        let unavailable = |e: apex_store::StoreError| format!("usage data unavailable: {e}");
         let version = self.store.usage_version(user_id).await.map_err(unavailable)?;
         // Version 0: nothing was ever imported, so there is nothing to read.
-        let records = if version == 0 { Vec::new() } else { self.store.usage(user_id, None, None).await.map_err(unavailable)? };
+        let records = if version == 0 { Arc::default() } else { self.summed(user_id, version, &UsageQuery::rollup()).await? };
         if records.is_empty() {
             if demo {
                 return self.demo.usage(user_id, demo).await;
             }
-            return Ok(UsageData { records: Arc::default(), origin: Origin::Empty, version });
+            return Ok(UsageData { records, origin: Origin::Empty, version });
         }
-        Ok(UsageData { records: Arc::new(records), origin: Origin::Imported, version })
+        Ok(UsageData { records, origin: Origin::Imported, version })
+    }
+
+    async fn totals(&self, user_id: &UserId, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, String> {
+        let version = self.store.usage_version(user_id).await.map_err(unavailable)?;
+        self.summed(user_id, version, q).await
     }
 }
 
@@ -96,6 +158,11 @@ impl UsageSource for DemoUsage {
         }
         let records = cache.entry(seed).or_insert_with(|| Arc::new(apex_costs::demo_dataset(seed))).clone();
         Ok(UsageData { records, origin: Origin::Demo, version: 0 })
+    }
+
+    async fn totals(&self, user_id: &UserId, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, String> {
+        let data = self.usage(user_id, true).await?;
+        Ok(Arc::new(aggregate(&data.records, q)))
     }
 }
 
@@ -165,8 +232,20 @@ impl RunData {
         self.data.get_or_try_init(|| async { self.source.usage(&self.user_id, self.demo).await.map_err(ToolError) }).await
     }
 
+    /// The user's usage per day, model, provider, feature, project and environment (end
+    /// users and API keys summed over): what most analyses need, loaded once per run.
     pub async fn records(&self) -> Result<Arc<Vec<UsageRecord>>, ToolError> {
         Ok(self.data().await?.records.clone())
+    }
+
+    /// The user's usage summed as `q` asks: from the run's records when they hold what `q`
+    /// needs, else from the source (the store sums it).
+    pub async fn totals(&self, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, ToolError> {
+        let data = self.data().await?;
+        if q.needs_tags() && data.origin == Origin::Imported {
+            return self.source.totals(&self.user_id, q).await.map_err(ToolError);
+        }
+        Ok(Arc::new(aggregate(&data.records, q)))
     }
 
     /// The records summarized, computed once per run for every tool that needs it.

@@ -3,7 +3,7 @@
 //! what it emitted and what it left in the findings.
 use std::sync::Arc;
 
-use apex_costs::{summarize, Money, UsageRecord};
+use apex_costs::{aggregate, summarize, Money, UsageQuery, UsageRecord};
 use apex_engine::agents::{DataAgent, OptimizationAgent, ReportAgent, TriageAgent};
 use apex_engine::supervisor::Supervisor;
 use apex_engine::tools::{self, Intent, NoArgs, UsageOverview, WhatIfResult};
@@ -13,14 +13,19 @@ use apex_engine::{
 use apex_protocol::{AgentName, EventKind, MessageId, RunId, ThreadId, UserId};
 use serde_json::json;
 
-/// A data source holding fixed records, as if the user had imported them.
+/// A data source holding fixed records, as if the user had imported them (and summing
+/// them as the store does).
 struct Imported(Vec<UsageRecord>);
 
 #[async_trait::async_trait]
 impl UsageSource for Imported {
     async fn usage(&self, _user_id: &UserId, _demo: bool) -> Result<UsageData, String> {
         let origin = if self.0.is_empty() { Origin::Empty } else { Origin::Imported };
-        Ok(UsageData { records: Arc::new(self.0.clone()), origin, version: 1 })
+        Ok(UsageData { records: Arc::new(aggregate(&self.0, &UsageQuery::rollup())), origin, version: 1 })
+    }
+
+    async fn totals(&self, _user_id: &UserId, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, String> {
+        Ok(Arc::new(aggregate(&self.0, q)))
     }
 }
 

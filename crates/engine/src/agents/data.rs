@@ -40,6 +40,7 @@ impl Agent for DataAgent {
                             .map(|f| SliceFilter { dimension: f.dimension, values: f.values.clone() })
                             .collect(),
                         group_by: q.group_by.filter(|_| !matches!(q.operation, Operation::Total | Operation::Compare)),
+                        end_users: q.measure == crate::question::Measure::CostPerUser,
                     };
                     findings.slice = Some(step.call::<QuerySlice>(args(q.period.as_ref())).await?);
                     // The period it is compared with, the same way.

@@ -1,6 +1,6 @@
 //! Data: the usage a question narrows to — a period, names of any dimension — with its
 //! totals, its share of the period's spend, and a breakdown when one is asked for.
-use apex_costs::{breakdown, summarize, GroupBy, GroupTotal, Money, UsageRecord};
+use apex_costs::{breakdown, summarize, GroupBy, GroupTotal, Money, UsageQuery, UsageRecord, ROLLUP};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +31,9 @@ pub struct SliceArgs {
     /// The breakdown to return, largest first.
     #[serde(default)]
     pub group_by: Option<Dimension>,
+    /// Count the distinct end users (for cost per end user).
+    #[serde(default)]
+    pub end_users: bool,
 }
 
 /// Largest groups returned; the rest are counted in `more`.
@@ -49,8 +52,9 @@ pub struct Slice {
     pub output_tokens: u64,
     pub cached_input_tokens: u64,
     pub reasoning_tokens: u64,
-    /// Distinct end users (tagged) in the slice.
-    pub end_users: u64,
+    /// Distinct end users (tagged) in the slice, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_users: Option<u64>,
     /// All spend in the same days, whatever the filters.
     pub period_cost: Money,
     /// `cost` as a share of `period_cost`, in basis points.
@@ -59,7 +63,7 @@ pub struct Slice {
     pub more: usize,
 }
 
-fn group_by(d: Dimension) -> GroupBy {
+pub(crate) fn group_by(d: Dimension) -> GroupBy {
     match d {
         Dimension::Model => GroupBy::Model,
         Dimension::Provider => GroupBy::Provider,
@@ -72,37 +76,49 @@ fn group_by(d: Dimension) -> GroupBy {
     }
 }
 
-fn field(r: &UsageRecord, d: Dimension) -> &str {
-    match d {
-        Dimension::Model => &r.model,
-        Dimension::Provider => &r.provider,
-        Dimension::Feature => &r.feature,
-        Dimension::Project => &r.project,
-        Dimension::User => &r.user,
-        Dimension::ApiKey => &r.api_key,
-        Dimension::Environment => &r.environment,
-        Dimension::Day => &r.day,
+/// What `args` picks, summed: per day, model and the names the slice is filtered or
+/// grouped by (and per end user when they are counted).
+pub fn picked_query(args: &SliceArgs) -> UsageQuery {
+    let filters: Vec<(GroupBy, Vec<String>)> =
+        args.filters.iter().map(|f| (group_by(f.dimension), f.values.clone())).collect();
+    let mut q = UsageQuery { from: args.from.clone(), to: args.to.clone(), filters, keep: vec![GroupBy::Day, GroupBy::Model] };
+    let mut named: Vec<GroupBy> = q.filters.iter().map(|(d, _)| *d).chain(args.group_by.map(group_by)).collect();
+    if args.end_users {
+        named.push(GroupBy::User);
     }
+    if named.iter().all(|d| ROLLUP.contains(d)) {
+        // Within the rollup: its own records, so the slice's costs are the rollup's.
+        q.keep = ROLLUP.to_vec();
+    } else {
+        for d in named {
+            if !q.keep.contains(&d) {
+                q.keep.push(d);
+            }
+        }
+    }
+    q
 }
 
-/// The slice of `records` that `args` asks for.
-pub fn slice(prices: &apex_costs::PriceBook, records: &[UsageRecord], args: &SliceArgs) -> Slice {
+/// The slice `args` asks for: `picked` is the usage [`picked_query`] sums, `records` all
+/// of it as the run's rollup holds it (for the period's spend and the days the data covers).
+pub fn slice(prices: &apex_costs::PriceBook, records: &[UsageRecord], picked: &[UsageRecord], args: &SliceArgs) -> Slice {
     let in_days = |r: &&UsageRecord| {
         args.from.as_deref().is_none_or(|f| r.day.as_str() >= f) && args.to.as_deref().is_none_or(|t| r.day.as_str() <= t)
     };
     let period: Vec<UsageRecord> = records.iter().filter(in_days).cloned().collect();
-    let matches = |r: &&UsageRecord| args.filters.iter().all(|f| f.values.iter().any(|v| field(r, f.dimension) == v));
-    let picked: Vec<UsageRecord> = period.iter().filter(matches).cloned().collect();
     let all = summarize(prices, &period);
-    let s = summarize(prices, &picked);
-    let mut groups = args.group_by.map(|d| breakdown(prices, &picked, group_by(d))).unwrap_or_default();
+    let s = summarize(prices, picked);
+    let mut groups = args.group_by.map(|d| breakdown(prices, picked, group_by(d))).unwrap_or_default();
     let more = groups.len().saturating_sub(MAX_GROUPS);
     groups.truncate(MAX_GROUPS);
     let share_bp =
         if all.total.0 > 0 { (i128::from(s.total.0) * 10_000 / i128::from(all.total.0)).clamp(0, 10_000) as u32 } else { 0 };
-    let mut users: Vec<&str> = picked.iter().map(|r| r.user.as_str()).filter(|u| !u.is_empty()).collect();
-    users.sort_unstable();
-    users.dedup();
+    let end_users = args.end_users.then(|| {
+        let mut users: Vec<&str> = picked.iter().map(|r| r.user.as_str()).filter(|u| !u.is_empty()).collect();
+        users.sort_unstable();
+        users.dedup();
+        users.len() as u64
+    });
     // The days asked for, within the days the data covers (an average over November
     // counts the days up to the last one in the data).
     let first = records.iter().map(|r| r.day.as_str()).min().unwrap_or_default();
@@ -123,7 +139,7 @@ pub fn slice(prices: &apex_costs::PriceBook, records: &[UsageRecord], args: &Sli
         output_tokens: s.output_tokens,
         cached_input_tokens: s.cached_input_tokens,
         reasoning_tokens: picked.iter().map(|r| r.reasoning_tokens).sum(),
-        end_users: users.len() as u64,
+        end_users,
         period_cost: all.total,
         share_bp,
         groups,
@@ -142,7 +158,8 @@ impl Tool for QuerySlice {
 
     async fn run(&self, ctx: &RunContext, args: SliceArgs) -> Result<Slice, ToolError> {
         let records = ctx.data.records().await?;
-        Ok(slice(ctx.data.prices(), &records, &args))
+        let picked = ctx.data.totals(&picked_query(&args)).await?;
+        Ok(slice(ctx.data.prices(), &records, &picked, &args))
     }
 }
 
@@ -179,23 +196,26 @@ mod tests {
             to: Some("2026-11-02".into()),
             filters: vec![SliceFilter { dimension: Dimension::Model, values: vec!["gpt-4o".into()] }],
             group_by: None,
+            end_users: false,
         };
-        let s = slice(book, &records, &args);
-        assert_eq!((s.cost, s.requests, s.days, s.end_users), (Money(5_000_000), 2, 1, 1));
+        let at = |args: &SliceArgs| slice(book, &records, &apex_costs::aggregate(&records, &picked_query(args)), args);
+        let s = at(&SliceArgs { end_users: true, ..args.clone() });
+        assert_eq!((s.cost, s.requests, s.days, s.end_users), (Money(5_000_000), 2, 1, Some(1)));
         assert_eq!(s.period_cost, Money(6_500_000));
         assert_eq!(s.share_bp, 7_692, "$5.00 of $6.50");
 
-        let everything = slice(book, &records, &SliceArgs { group_by: Some(Dimension::Feature), ..Default::default() });
+        let everything = at(&SliceArgs { group_by: Some(Dimension::Feature), end_users: true, ..Default::default() });
         assert_eq!((everything.from.as_str(), everything.to.as_str(), everything.days), ("2026-11-01", "2026-11-03", 3));
         assert_eq!(everything.groups.iter().map(|g| g.key.as_str()).collect::<Vec<_>>(), ["chat", "search"]);
         assert_eq!(everything.share_bp, 10_000);
-        assert_eq!(everything.end_users, 2);
+        assert_eq!(everything.end_users, Some(2));
+        assert_eq!(at(&SliceArgs::default()).end_users, None, "counted when asked for");
 
-        let nothing = slice(book, &records, &SliceArgs { from: Some("2026-12-01".into()), ..Default::default() });
+        let nothing = at(&SliceArgs { from: Some("2026-12-01".into()), ..Default::default() });
         assert_eq!((nothing.cost, nothing.share_bp, nothing.days), (Money::ZERO, 0, 0));
 
         let month = SliceArgs { from: Some("2026-11-01".into()), to: Some("2026-11-30".into()), ..Default::default() };
-        let covered = slice(book, &records, &month);
+        let covered = at(&month);
         assert_eq!((covered.from.as_str(), covered.to.as_str(), covered.days), ("2026-11-01", "2026-11-03", 3), "days with data");
     }
 }

@@ -51,17 +51,19 @@ pub(super) fn total(q: &Question, s: &Slice) -> String {
             s.cost,
             n(s.requests)
         ),
-        Measure::CostPerUser if s.end_users == 0 => format!(
-            "Your usage{scope} {when} carries no end-user tags, so I cannot give a cost per end user: \
-             import rows with a `user` column (or the source's end-user field) to get one. It cost {} in all.",
-            s.cost
-        ),
-        Measure::CostPerUser => format!(
-            "**{} per end user**{scope} {when}: {} over {} end users (untagged usage excluded from the count, not the cost).",
-            fine(s.cost.0 as f64 / s.end_users as f64),
-            s.cost,
-            n(s.end_users)
-        ),
+        Measure::CostPerUser => match s.end_users.filter(|&users| users > 0) {
+            Some(users) => format!(
+                "**{} per end user**{scope} {when}: {} over {} end users (untagged usage excluded from the count, not the cost).",
+                fine(s.cost.0 as f64 / users as f64),
+                s.cost,
+                n(users)
+            ),
+            None => format!(
+                "Your usage{scope} {when} carries no end-user tags, so I cannot give a cost per end user: \
+                 import rows with a `user` column (or the source's end-user field) to get one. It cost {} in all.",
+                s.cost
+            ),
+        },
         Measure::AveragePerDay if s.days > 0 => format!(
             "**{} a day** on average{scope} {when}: {} over {} days.",
             fine(s.cost.0 as f64 / f64::from(s.days)),
