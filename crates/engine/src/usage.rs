@@ -7,13 +7,14 @@
 use std::fmt;
 use std::sync::Arc;
 
-use apex_costs::{aggregate, summarize, PriceBook, Summary, UsageQuery, UsageRecord};
+use apex_costs::{aggregate, summarize, GroupBy, PriceBook, Summary, UsageQuery, UsageRecord};
 use apex_protocol::UserId;
 use async_trait::async_trait;
 use tokio::sync::OnceCell;
 
 use apex_store::Store;
 
+use crate::question::Vocabulary;
 use crate::tools::ToolError;
 
 /// Where a user's LLM usage records come from.
@@ -35,6 +36,24 @@ pub struct UsageData {
     pub origin: Origin,
     /// Changes whenever the data does (imports, deletes); keys cached analyses.
     pub version: u64,
+    /// What is computed from `records` once for every run that reads them (they are kept,
+    /// with this, per user and version).
+    pub derived: Arc<Derived>,
+}
+
+/// Analyses of one user's records at one version, computed by the first run that needs
+/// them. A source serves one deployment, so one price book.
+#[derive(Debug, Default)]
+pub struct Derived {
+    summary: OnceCell<Arc<Summary>>,
+    vocabulary: OnceCell<Arc<Vocabulary>>,
+}
+
+impl UsageData {
+    /// `records` as `origin` at `version`, nothing derived yet.
+    pub fn new(records: Arc<Vec<UsageRecord>>, origin: Origin, version: u64) -> Self {
+        Self { records, origin, version, derived: Arc::default() }
+    }
 }
 
 /// Whether the figures are the user's own: the answer says so when they are not.
@@ -65,33 +84,41 @@ pub struct StoredUsage {
 /// Summed records kept by [`StoredUsage`], by user and query, with the version they are of.
 #[derive(Default)]
 struct Sums {
-    entries: std::collections::HashMap<(UserId, UsageQuery), (u64, Arc<Vec<UsageRecord>>)>,
+    entries: std::collections::HashMap<(UserId, UsageQuery), (u64, Summed)>,
     rows: usize,
 }
 
 /// Records [`StoredUsage`] keeps at most (about 200 bytes each).
 pub const CACHED_ROWS: usize = 500_000;
 
+/// One query's records, with what runs derive from them.
+#[derive(Clone, Default)]
+struct Summed {
+    records: Arc<Vec<UsageRecord>>,
+    derived: Arc<Derived>,
+}
+
 impl Sums {
-    fn get(&self, key: &(UserId, UsageQuery), version: u64) -> Option<Arc<Vec<UsageRecord>>> {
-        self.entries.get(key).filter(|(v, _)| *v == version).map(|(_, records)| records.clone())
+    fn get(&self, key: &(UserId, UsageQuery), version: u64) -> Option<Summed> {
+        self.entries.get(key).filter(|(v, _)| *v == version).map(|(_, summed)| summed.clone())
     }
 
-    fn put(&mut self, key: (UserId, UsageQuery), version: u64, records: Arc<Vec<UsageRecord>>) {
-        if records.len() > CACHED_ROWS {
+    fn put(&mut self, key: (UserId, UsageQuery), version: u64, summed: Summed) {
+        let rows = summed.records.len();
+        if rows > CACHED_ROWS {
             return;
         }
         if let Some((_, old)) = self.entries.remove(&key) {
-            self.rows -= old.len();
+            self.rows -= old.records.len();
         }
-        while self.rows + records.len() > CACHED_ROWS {
+        while self.rows + rows > CACHED_ROWS {
             let Some(k) = self.entries.keys().next().cloned() else { break };
             if let Some((_, old)) = self.entries.remove(&k) {
-                self.rows -= old.len();
+                self.rows -= old.records.len();
             }
         }
-        self.rows += records.len();
-        self.entries.insert(key, (version, records));
+        self.rows += rows;
+        self.entries.insert(key, (version, summed));
     }
 }
 
@@ -101,14 +128,15 @@ impl StoredUsage {
     }
 
     /// `q` over the user's stored usage at `version`, from the cache or summed by the store.
-    async fn summed(&self, user_id: &UserId, version: u64, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, String> {
+    async fn summed(&self, user_id: &UserId, version: u64, q: &UsageQuery) -> Result<Summed, String> {
         let key = (user_id.clone(), q.clone());
-        if let Some(records) = self.cache.lock().expect("usage cache lock").get(&key, version) {
-            return Ok(records);
+        if let Some(summed) = self.cache.lock().expect("usage cache lock").get(&key, version) {
+            return Ok(summed);
         }
         let records = Arc::new(self.store.usage_totals(user_id, q).await.map_err(unavailable)?);
-        self.cache.lock().expect("usage cache lock").put(key, version, records.clone());
-        Ok(records)
+        let summed = Summed { records, derived: Arc::default() };
+        self.cache.lock().expect("usage cache lock").put(key, version, summed.clone());
+        Ok(summed)
     }
 }
 
@@ -121,19 +149,19 @@ impl UsageSource for StoredUsage {
     async fn usage(&self, user_id: &UserId, demo: bool) -> Result<UsageData, String> {
         let version = self.store.usage_version(user_id).await.map_err(unavailable)?;
         // Version 0: nothing was ever imported, so there is nothing to read.
-        let records = if version == 0 { Arc::default() } else { self.summed(user_id, version, &UsageQuery::rollup()).await? };
-        if records.is_empty() {
+        let summed = if version == 0 { Summed::default() } else { self.summed(user_id, version, &UsageQuery::rollup()).await? };
+        if summed.records.is_empty() {
             if demo {
                 return self.demo.usage(user_id, demo).await;
             }
-            return Ok(UsageData { records, origin: Origin::Empty, version });
+            return Ok(UsageData::new(summed.records, Origin::Empty, version));
         }
-        Ok(UsageData { records, origin: Origin::Imported, version })
+        Ok(UsageData { records: summed.records, origin: Origin::Imported, version, derived: summed.derived })
     }
 
     async fn totals(&self, user_id: &UserId, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, String> {
         let version = self.store.usage_version(user_id).await.map_err(unavailable)?;
-        self.summed(user_id, version, q).await
+        Ok(self.summed(user_id, version, q).await?.records)
     }
 }
 
@@ -143,7 +171,7 @@ impl UsageSource for StoredUsage {
 /// a millisecond; keeping every demo user's, ~64 KiB each, grew a soak by 600 MiB).
 #[derive(Default)]
 pub struct DemoUsage {
-    cache: std::sync::Mutex<std::collections::HashMap<u64, Arc<Vec<UsageRecord>>>>,
+    cache: std::sync::Mutex<std::collections::HashMap<u64, Summed>>,
 }
 
 const DEMO_CACHE: usize = 512;
@@ -156,8 +184,11 @@ impl UsageSource for DemoUsage {
         if cache.len() >= DEMO_CACHE && !cache.contains_key(&seed) {
             evict_one(&mut cache);
         }
-        let records = cache.entry(seed).or_insert_with(|| Arc::new(apex_costs::demo_dataset(seed))).clone();
-        Ok(UsageData { records, origin: Origin::Demo, version: 0 })
+        let summed = cache
+            .entry(seed)
+            .or_insert_with(|| Summed { records: Arc::new(apex_costs::demo_dataset(seed)), derived: Arc::default() })
+            .clone();
+        Ok(UsageData { records: summed.records, origin: Origin::Demo, version: 0, derived: summed.derived })
     }
 
     async fn totals(&self, user_id: &UserId, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, String> {
@@ -190,7 +221,6 @@ pub struct RunData {
     /// What the usage costs: every tool of the run prices with it.
     prices: PriceBook,
     data: Arc<OnceCell<UsageData>>,
-    summary: Arc<OnceCell<Arc<Summary>>>,
 }
 
 impl fmt::Debug for RunData {
@@ -202,7 +232,7 @@ impl fmt::Debug for RunData {
 impl RunData {
     /// The data of `user_id` (a demo identity when `demo`), from `source`.
     pub fn new(source: Arc<dyn UsageSource>, user_id: UserId, demo: bool) -> Self {
-        Self { user_id, demo, source, cluster: None, prices: PriceBook::default(), data: Arc::default(), summary: Arc::default() }
+        Self { user_id, demo, source, cluster: None, prices: PriceBook::default(), data: Arc::default() }
     }
 
     /// The same, for an instance of a cluster.
@@ -250,7 +280,18 @@ impl RunData {
 
     /// The records summarized, computed once per run for every tool that needs it.
     pub async fn summary(&self) -> Result<Arc<Summary>, ToolError> {
-        let records = self.records().await?;
-        Ok(self.summary.get_or_init(|| async { Arc::new(summarize(&self.prices, &records)) }).await.clone())
+        let data = self.data().await?;
+        Ok(data.derived.summary.get_or_init(|| async { Arc::new(summarize(&self.prices, &data.records)) }).await.clone())
+    }
+
+    /// The names a question can refer to: every dimension of the records, and the end users
+    /// and API keys they sum over.
+    pub async fn vocabulary(&self) -> Result<Arc<Vocabulary>, ToolError> {
+        let data = self.data().await?;
+        let built = data.derived.vocabulary.get_or_try_init(|| async {
+            let tags = self.totals(&UsageQuery { keep: vec![GroupBy::User, GroupBy::ApiKey], ..UsageQuery::default() }).await?;
+            Ok::<_, ToolError>(Arc::new(crate::tools::vocabulary(data.records.iter().chain(tags.iter()))))
+        });
+        Ok(built.await?.clone())
     }
 }

@@ -21,7 +21,7 @@ struct Imported(Vec<UsageRecord>);
 impl UsageSource for Imported {
     async fn usage(&self, _user_id: &UserId, _demo: bool) -> Result<UsageData, String> {
         let origin = if self.0.is_empty() { Origin::Empty } else { Origin::Imported };
-        Ok(UsageData { records: Arc::new(aggregate(&self.0, &UsageQuery::rollup())), origin, version: 1 })
+        Ok(UsageData::new(Arc::new(aggregate(&self.0, &UsageQuery::rollup())), origin, 1))
     }
 
     async fn totals(&self, _user_id: &UserId, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, String> {

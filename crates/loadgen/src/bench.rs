@@ -27,6 +27,7 @@ mod capacity;
 mod deployments;
 mod model_stream;
 mod peer;
+mod questions;
 mod sweep;
 
 #[derive(clap::Args, Debug)]
@@ -99,6 +100,14 @@ pub struct BenchArgs {
     /// Microseconds between the stand-in provider's tokens (`--model-stream`)
     #[arg(long, default_value_t = 2000)]
     pub model_token_interval_us: u64,
+    /// Questions at scale: import this many usage rows for one user, then time every kind of
+    /// question end to end and the store's aggregations beside DuckDB (`--deployments
+    /// postgres` for PostgreSQL; SQLite otherwise)
+    #[arg(long, conflicts_with_all = ["url", "sweep", "peer", "slow_consumers", "soak", "model_stream"])]
+    pub questions: Option<u64>,
+    /// Times each question (and aggregation) is asked with `--questions`
+    #[arg(long, default_value_t = 20)]
+    pub repeat: usize,
 }
 
 /// A peer server `--peer` can start and load with the same workload.
@@ -167,6 +176,9 @@ const IDLE_CONCURRENCY: usize = 64;
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     anyhow::ensure!(args.users > 0, "--users must be at least 1");
+    if let Some(rows) = args.questions {
+        return questions::run(&args, rows).await;
+    }
     if let Some(deployments) = &args.deployments {
         return deployments::run(&args, deployments).await;
     }

@@ -23,6 +23,13 @@ mod totals;
 
 pub use model::*;
 
+/// The aggregation [`Store::usage_totals`] answers, over the stored daily rows (`?`
+/// parameters, the user id first and not among the returned values; the store itself reads
+/// the rollup it keeps when the query allows): for benchmarks that run it elsewhere.
+pub fn usage_totals_sql(q: &UsageQuery) -> (String, Vec<String>) {
+    totals::sql(q, "usage_daily", |_| "?".to_owned())
+}
+
 use apex_costs::import::ImportRow;
 use apex_costs::{UsageQuery, UsageRecord};
 use apex_protocol::{RunId, ThreadId, UserId};

@@ -2,9 +2,19 @@
 //! a parameter is written: the database sums the rows and returns one per group.
 use apex_costs::{GroupBy, UsageQuery, UsageRecord};
 
-/// The statement and its parameters in order (the user id first); `param(n)` writes the
-/// n-th parameter (1-based) as the backend wants it.
-pub(crate) fn sql(q: &UsageQuery, param: impl Fn(usize) -> String) -> (String, Vec<String>) {
+/// The table a query reads: the rollup kept at import (migration 0008 / 0004) unless it
+/// needs the end users or API keys the rollup sums over.
+pub(crate) fn table(q: &UsageQuery) -> &'static str {
+    if q.needs_tags() {
+        "usage_daily"
+    } else {
+        "usage_rollup"
+    }
+}
+
+/// The statement over `table` and its parameters in order (the user id first);
+/// `param(n)` writes the n-th parameter (1-based) as the backend wants it.
+pub(crate) fn sql(q: &UsageQuery, table: &str, param: impl Fn(usize) -> String) -> (String, Vec<String>) {
     let mut binds: Vec<String> = Vec::new();
     let next = |value: &str, binds: &mut Vec<String>| {
         binds.push(value.to_owned());
@@ -41,7 +51,7 @@ pub(crate) fn sql(q: &UsageQuery, param: impl Fn(usize) -> String) -> (String, V
          CAST(SUM(reasoning_tokens) AS BIGINT) AS reasoning_tokens, \
          CAST(SUM(repeat_requests) AS BIGINT) AS repeat_requests, \
          CASE WHEN billed THEN CAST(SUM(cost_micros) AS BIGINT) END AS cost \
-         FROM usage_daily WHERE {wheres} GROUP BY {group}billed",
+         FROM {table} WHERE {wheres} GROUP BY {group}billed",
         names = names.join(", "),
         wheres = wheres.join(" AND "),
     );

@@ -319,6 +319,9 @@ async fn usage_totals_are_summed_by_the_database_as_the_reference_sums_the_rows(
         })
         .collect();
     store.import_usage(&"ann".into(), &rows, 10).await.unwrap();
+    // A later import adding to daily sums already stored (new keys, the same names).
+    let again: Vec<ImportRow> = rows[..50].iter().map(|r| ImportRow { key: format!("again-{}", r.key), ..r.clone() }).collect();
+    assert_eq!(store.import_usage(&"ann".into(), &again, 11).await.unwrap(), 50);
     store.import_usage(&"bob".into(), &rows[..10], 10).await.unwrap();
     let stored = store.usage(&"ann".into(), None, None).await.unwrap();
     let day = |d: &str| Some(d.to_owned());
@@ -353,6 +356,11 @@ async fn usage_totals_are_summed_by_the_database_as_the_reference_sums_the_rows(
     assert!(store.usage_totals(&"ann".into(), &queries[0]).await.unwrap().len() < stored.len(), "fewer rows than stored");
     let bob = store.usage_totals(&"bob".into(), &UsageQuery::default()).await.unwrap();
     assert_eq!(bob.iter().map(|r| r.requests).sum::<u64>(), 10, "only bob's rows");
+    store.delete_usage(&"ann".into()).await.unwrap();
+    for q in &queries[..2] {
+        assert!(store.usage_totals(&"ann".into(), q).await.unwrap().is_empty(), "deleted: {q:?}");
+    }
+    assert_eq!(store.usage_totals(&"bob".into(), &UsageQuery::rollup()).await.unwrap().len(), 10, "bob's stay");
 }
 
 async fn runs_of_live_instances_are_left_alone_and_those_of_lost_ones_are_taken_over(db: Db) {

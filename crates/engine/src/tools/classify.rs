@@ -1,7 +1,6 @@
 //! Request triage: the question parser's reading of the request, and what the answer leads
 //! with; every request still gets the whole pipeline, so every answer rests on the same
 //! computed figures.
-use apex_costs::{GroupBy, UsageQuery};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -121,11 +120,8 @@ impl Tool for ClassifyRequest {
 
     async fn run(&self, ctx: &RunContext, args: ClassifyArgs) -> Result<Triage, ToolError> {
         let text = args.text.as_deref().unwrap_or(&ctx.text);
-        let records = ctx.data.records().await?;
-        // End users and API keys, which the run's records sum over.
-        let tags = ctx.data.totals(&UsageQuery { keep: vec![GroupBy::User, GroupBy::ApiKey], ..UsageQuery::default() }).await?;
+        let vocabulary = ctx.data.vocabulary().await?;
         let summary = ctx.data.summary().await?;
-        let vocabulary = vocabulary(records.iter().chain(tags.iter()));
         // Relative dates are read against the last day of the data; without data, today.
         let last_day = crate::question::day(&summary.to).unwrap_or_else(|| time::OffsetDateTime::now_utc().date());
         let catalog = |w: &str| ctx.data.prices().price_for(w).map(|p| p.model.to_string());

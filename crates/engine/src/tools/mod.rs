@@ -36,7 +36,7 @@ mod slice;
 mod what_if;
 
 pub use anomalies::{AnomalyArgs, DetectAnomalies, Signals};
-pub use classify::{classify, ClassifyArgs, ClassifyRequest, Focus, Intent, Triage};
+pub use classify::{classify, vocabulary, ClassifyArgs, ClassifyRequest, Focus, Intent, Triage};
 pub use explain::{ExplainArgs, ExplainChange, Explained};
 pub use forecast::{dollars, ForecastArgs, ForecastSpend, Projection};
 pub use overview::{Overview, UsageOverview};

@@ -79,8 +79,7 @@ pub(crate) fn group_by(d: Dimension) -> GroupBy {
 /// What `args` picks, summed: per day, model and the names the slice is filtered or
 /// grouped by (and per end user when they are counted).
 pub fn picked_query(args: &SliceArgs) -> UsageQuery {
-    let filters: Vec<(GroupBy, Vec<String>)> =
-        args.filters.iter().map(|f| (group_by(f.dimension), f.values.clone())).collect();
+    let filters: Vec<(GroupBy, Vec<String>)> = args.filters.iter().map(|f| (group_by(f.dimension), f.values.clone())).collect();
     let mut q = UsageQuery { from: args.from.clone(), to: args.to.clone(), filters, keep: vec![GroupBy::Day, GroupBy::Model] };
     let mut named: Vec<GroupBy> = q.filters.iter().map(|(d, _)| *d).chain(args.group_by.map(group_by)).collect();
     if args.end_users {

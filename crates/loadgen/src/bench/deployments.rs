@@ -144,14 +144,14 @@ async fn health(server: &ServerProcess) -> Option<serde_json::Value> {
 // ---------------------------------------------------------------------------------------
 
 /// A fresh schema, created with `psql` and dropped (with everything in it) on drop.
-struct Schema {
+pub(super) struct Schema {
     base: String,
     name: String,
-    url: String,
+    pub(super) url: String,
 }
 
 impl Schema {
-    fn create(base: &str) -> anyhow::Result<Self> {
+    pub(super) fn create(base: &str) -> anyhow::Result<Self> {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let name = format!("apex_bench_{}_{nanos}", std::process::id());
         psql(base, &format!("CREATE SCHEMA {name}"))

@@ -189,6 +189,24 @@ pub(super) async fn insert_usage(
                  reasoning_tokens = usage_daily.reasoning_tokens + excluded.reasoning_tokens, \
                  repeat_requests = usage_daily.repeat_requests + excluded.repeat_requests, \
                  cost_micros = usage_daily.cost_micros + excluded.cost_micros \
+             ), rollup AS ( \
+               INSERT INTO usage_rollup (user_id, day, provider, model, feature, project, environment, billed, \
+                 requests, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, \
+                 repeat_requests, cost_micros) \
+               SELECT $1, day, provider, model, feature, project, environment, cost_micros IS NOT NULL, \
+                 SUM(requests), SUM(input_tokens), SUM(output_tokens), SUM(cached_input_tokens), \
+                 SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(repeat_requests), COALESCE(SUM(cost_micros), 0) \
+               FROM new GROUP BY day, provider, model, feature, project, environment, cost_micros IS NOT NULL \
+               ON CONFLICT (user_id, day, provider, model, feature, project, environment, billed) \
+               DO UPDATE SET \
+                 requests = usage_rollup.requests + excluded.requests, \
+                 input_tokens = usage_rollup.input_tokens + excluded.input_tokens, \
+                 output_tokens = usage_rollup.output_tokens + excluded.output_tokens, \
+                 cached_input_tokens = usage_rollup.cached_input_tokens + excluded.cached_input_tokens, \
+                 cache_write_tokens = usage_rollup.cache_write_tokens + excluded.cache_write_tokens, \
+                 reasoning_tokens = usage_rollup.reasoning_tokens + excluded.reasoning_tokens, \
+                 repeat_requests = usage_rollup.repeat_requests + excluded.repeat_requests, \
+                 cost_micros = usage_rollup.cost_micros + excluded.cost_micros \
              ) SELECT COUNT(*) FROM new",
         )
         .bind(user_id)
