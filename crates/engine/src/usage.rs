@@ -7,7 +7,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use apex_costs::{aggregate, summarize, GroupBy, PriceBook, Summary, UsageQuery, UsageRecord};
+use apex_costs::{aggregate, summarize, GroupBy, PriceBook, Summary, UsageQuery, UsageRecord, ROLLUP};
 use apex_protocol::UserId;
 use async_trait::async_trait;
 use tokio::sync::OnceCell;
@@ -274,6 +274,13 @@ impl RunData {
         let data = self.data().await?;
         if q.needs_tags() && data.origin == Origin::Imported {
             return self.source.totals(&self.user_id, q).await.map_err(ToolError);
+        }
+        if ROLLUP.iter().all(|d| q.keeps(*d)) && data.origin != Origin::Demo {
+            // The rollup's own records, narrowed: nothing to sum again.
+            if q.from.is_none() && q.to.is_none() && q.filters.is_empty() {
+                return Ok(data.records.clone());
+            }
+            return Ok(Arc::new(data.records.iter().filter(|r| apex_costs::matches(r, q)).cloned().collect()));
         }
         Ok(Arc::new(aggregate(&data.records, q)))
     }

@@ -101,11 +101,7 @@ pub fn picked_query(args: &SliceArgs) -> UsageQuery {
 /// The slice `args` asks for: `picked` is the usage [`picked_query`] sums, `records` all
 /// of it as the run's rollup holds it (for the period's spend and the days the data covers).
 pub fn slice(prices: &apex_costs::PriceBook, records: &[UsageRecord], picked: &[UsageRecord], args: &SliceArgs) -> Slice {
-    let in_days = |r: &&UsageRecord| {
-        args.from.as_deref().is_none_or(|f| r.day.as_str() >= f) && args.to.as_deref().is_none_or(|t| r.day.as_str() <= t)
-    };
-    let period: Vec<UsageRecord> = records.iter().filter(in_days).cloned().collect();
-    let all = summarize(prices, &period);
+    let all = summarize(prices, &days(records, args.from.as_deref(), args.to.as_deref()));
     let s = summarize(prices, picked);
     let mut groups = args.group_by.map(|d| breakdown(prices, picked, group_by(d))).unwrap_or_default();
     let more = groups.len().saturating_sub(MAX_GROUPS);
@@ -144,6 +140,18 @@ pub fn slice(prices: &apex_costs::PriceBook, records: &[UsageRecord], picked: &[
         groups,
         more,
     }
+}
+
+/// The records of days `from..=to`: a range of `records` when they are in day order (as
+/// the store and the rollup give them), else a copy of those that are.
+fn days<'a>(records: &'a [UsageRecord], from: Option<&str>, to: Option<&str>) -> std::borrow::Cow<'a, [UsageRecord]> {
+    let in_days = |r: &UsageRecord| from.is_none_or(|f| r.day.as_str() >= f) && to.is_none_or(|t| r.day.as_str() <= t);
+    if records.is_sorted_by(|a, b| a.day <= b.day) {
+        let start = from.map_or(0, |f| records.partition_point(|r| r.day.as_str() < f));
+        let end = to.map_or(records.len(), |t| records.partition_point(|r| r.day.as_str() <= t));
+        return std::borrow::Cow::Borrowed(&records[start..end.max(start)]);
+    }
+    std::borrow::Cow::Owned(records.iter().filter(|r| in_days(r)).cloned().collect())
 }
 
 #[async_trait]
@@ -216,5 +224,19 @@ mod tests {
         let month = SliceArgs { from: Some("2026-11-01".into()), to: Some("2026-11-30".into()), ..Default::default() };
         let covered = at(&month);
         assert_eq!((covered.from.as_str(), covered.to.as_str(), covered.days), ("2026-11-01", "2026-11-03", 3), "days with data");
+    }
+
+    #[test]
+    fn the_days_of_a_period_are_a_range_when_sorted_and_a_copy_when_not() {
+        let mut records: Vec<UsageRecord> =
+            ["2026-11-01", "2026-11-02", "2026-11-02", "2026-11-04"].iter().map(|d| record(d, "f", "gpt-4o", 1, "")).collect();
+        let picked =
+            |records: &[UsageRecord], from, to| days(records, from, to).iter().map(|r| r.day.clone()).collect::<Vec<_>>();
+        assert_eq!(picked(&records, Some("2026-11-02"), Some("2026-11-03")), ["2026-11-02", "2026-11-02"]);
+        assert!(matches!(days(&records, Some("2026-11-02"), None), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(picked(&records, Some("2026-11-05"), Some("2026-11-01")), Vec::<String>::new());
+        records.swap(0, 3);
+        assert_eq!(picked(&records, Some("2026-11-02"), Some("2026-11-03")), ["2026-11-02", "2026-11-02"]);
+        assert_eq!(picked(&records, None, Some("2026-11-01")), ["2026-11-01"]);
     }
 }
