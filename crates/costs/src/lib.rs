@@ -27,6 +27,6 @@ pub use anomalies::{detect_anomalies, top_drivers, week_over_week, Anomaly, Driv
 pub use date::is_calendar_day;
 pub use money::{group_thousands, Money, MICROS_PER_USD};
 pub use prices::{catalog_source, price_catalog, rate_label, Capabilities, ContextTier, Price, PriceBook, TokenUse};
-pub use query::{aggregate, matches, UsageQuery, ROLLUP};
+pub use query::{aggregate, field, matches, UsageQuery, ROLLUP};
 pub use records::{cost_of, demo_dataset, list_cost, UsageRecord};
 pub use whatif::{what_if, WhatIf, WhatIfError};

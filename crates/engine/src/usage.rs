@@ -14,7 +14,7 @@ use tokio::sync::OnceCell;
 
 use apex_store::Store;
 
-use crate::question::Vocabulary;
+use crate::question::{Dimension, Vocabulary};
 use crate::tools::ToolError;
 
 /// Where a user's LLM usage records come from.
@@ -26,6 +26,16 @@ pub trait UsageSource: Send + Sync {
     /// The user's imported usage summed as `q` asks: for what the rollup sums over (end
     /// users, API keys). Only asked when [`UsageSource::usage`] said `Imported`.
     async fn totals(&self, user_id: &UserId, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, String>;
+    /// The distinct names of `dim` in the user's imported usage (end users and API keys, which
+    /// the rollup sums over). Only asked when [`UsageSource::usage`] said `Imported`.
+    async fn names(&self, user_id: &UserId, dim: GroupBy) -> Result<Vec<String>, String> {
+        let q = UsageQuery { keep: vec![dim], ..UsageQuery::default() };
+        let records = self.totals(user_id, &q).await?;
+        let mut names: Vec<String> =
+            records.iter().map(|r| apex_costs::field(r, dim).to_owned()).filter(|n| !n.is_empty()).collect();
+        names.dedup();
+        Ok(names)
+    }
 }
 
 /// A user's usage records and where they came from.
@@ -163,6 +173,10 @@ impl UsageSource for StoredUsage {
         let version = self.store.usage_version(user_id).await.map_err(unavailable)?;
         Ok(self.summed(user_id, version, q).await?.records)
     }
+
+    async fn names(&self, user_id: &UserId, dim: GroupBy) -> Result<Vec<String>, String> {
+        self.store.usage_names(user_id, dim).await.map_err(unavailable)
+    }
 }
 
 /// The built-in demo dataset: 30 days of realistic usage, different for each user.
@@ -296,8 +310,15 @@ impl RunData {
     pub async fn vocabulary(&self) -> Result<Arc<Vocabulary>, ToolError> {
         let data = self.data().await?;
         let built = data.derived.vocabulary.get_or_try_init(|| async {
-            let tags = self.totals(&UsageQuery { keep: vec![GroupBy::User, GroupBy::ApiKey], ..UsageQuery::default() }).await?;
-            Ok::<_, ToolError>(Arc::new(crate::tools::vocabulary(data.records.iter().chain(tags.iter()))))
+            let mut tags = Vec::new();
+            if data.origin == Origin::Imported {
+                for (dim, dimension) in [(GroupBy::User, Dimension::User), (GroupBy::ApiKey, Dimension::ApiKey)] {
+                    let names = self.source.names(&self.user_id, dim).await.map_err(ToolError)?;
+                    tags.extend(names.into_iter().map(|name| (dimension, name)));
+                }
+            }
+            let more = tags.iter().map(|(d, name)| (*d, name.as_str()));
+            Ok::<_, ToolError>(Arc::new(crate::tools::vocabulary(data.records.iter(), more)))
         });
         Ok(built.await?.clone())
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apex_costs::import::ImportRow;
-use apex_costs::{UsageQuery, UsageRecord};
+use apex_costs::{GroupBy, UsageQuery, UsageRecord};
 use apex_protocol::{RunId, ThreadId, UserId};
 use async_trait::async_trait;
 
@@ -75,6 +75,7 @@ decorated! {
     true fn import_usage(&self, user_id: &UserId, rows: &[ImportRow], at_ms: u64) -> u64;
     true fn usage(&self, user_id: &UserId, from: Option<&str>, to: Option<&str>) -> Vec<UsageRecord>;
     true fn usage_totals(&self, user_id: &UserId, q: &UsageQuery) -> Vec<UsageRecord>;
+    true fn usage_names(&self, user_id: &UserId, dim: GroupBy) -> Vec<String>;
     true fn delete_usage(&self, user_id: &UserId) -> u64;
     true fn usage_version(&self, user_id: &UserId) -> u64;
 }

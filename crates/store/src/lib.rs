@@ -31,7 +31,7 @@ pub fn usage_totals_sql(q: &UsageQuery) -> (String, Vec<String>) {
 }
 
 use apex_costs::import::ImportRow;
-use apex_costs::{UsageQuery, UsageRecord};
+use apex_costs::{GroupBy, UsageQuery, UsageRecord};
 use apex_protocol::{RunId, ThreadId, UserId};
 use async_trait::async_trait;
 
@@ -104,6 +104,9 @@ pub trait Store: Send + Sync + 'static {
     /// into the process): what `apex_costs::aggregate` gives over the same rows, in the
     /// same order.
     async fn usage_totals(&self, user_id: &UserId, q: &UsageQuery) -> StoreResult<Vec<UsageRecord>>;
+    /// The distinct names of `dim` in this user's usage (empty names left out), sorted
+    /// bytewise: read from what the import keeps, not from every stored row.
+    async fn usage_names(&self, user_id: &UserId, dim: GroupBy) -> StoreResult<Vec<String>>;
     /// Removes all of this user's usage rows; returns how many.
     async fn delete_usage(&self, user_id: &UserId) -> StoreResult<u64>;
     /// The version of this user's usage data: it changes whenever an import adds rows or

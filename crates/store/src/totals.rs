@@ -97,3 +97,25 @@ pub(crate) fn sorted(mut rows: Vec<UsageRecord>) -> Vec<UsageRecord> {
     rows.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
     rows
 }
+
+/// The `dimension` usage_names keeps `dim` under, for end users and API keys.
+pub(crate) fn tag_name(dim: GroupBy) -> Option<&'static str> {
+    match dim {
+        GroupBy::User => Some("user"),
+        GroupBy::ApiKey => Some("api_key"),
+        _ => None,
+    }
+}
+
+/// The distinct non-empty names of `dim` (`user`, `tag`: how the user id and the dimension
+/// are written as parameters): end users and API keys from usage_names, the rest from the
+/// rollup.
+pub(crate) fn names_sql(dim: GroupBy, user: &str, tag: &str) -> String {
+    match tag_name(dim) {
+        Some(_) => format!("SELECT name FROM usage_names WHERE user_id = {user} AND dimension = {tag}"),
+        None => {
+            let column = column(dim);
+            format!("SELECT DISTINCT {column} FROM usage_rollup WHERE user_id = {user} AND {column} <> ''")
+        }
+    }
+}

@@ -354,6 +354,13 @@ async fn usage_totals_are_summed_by_the_database_as_the_reference_sums_the_rows(
         assert_eq!(summed, aggregate(&stored, q), "{q:?}");
     }
     assert!(store.usage_totals(&"ann".into(), &queries[0]).await.unwrap().len() < stored.len(), "fewer rows than stored");
+    for dim in [GroupBy::User, GroupBy::ApiKey, GroupBy::Feature, GroupBy::Model, GroupBy::Environment] {
+        let mut names: Vec<String> =
+            stored.iter().map(|r| apex_costs::field(r, dim).to_owned()).filter(|n| !n.is_empty()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(store.usage_names(&"ann".into(), dim).await.unwrap(), names, "{dim:?}");
+    }
     let bob = store.usage_totals(&"bob".into(), &UsageQuery::default()).await.unwrap();
     assert_eq!(bob.iter().map(|r| r.requests).sum::<u64>(), 10, "only bob's rows");
     store.delete_usage(&"ann".into()).await.unwrap();
@@ -361,6 +368,8 @@ async fn usage_totals_are_summed_by_the_database_as_the_reference_sums_the_rows(
         assert!(store.usage_totals(&"ann".into(), q).await.unwrap().is_empty(), "deleted: {q:?}");
     }
     assert_eq!(store.usage_totals(&"bob".into(), &UsageQuery::rollup()).await.unwrap().len(), 10, "bob's stay");
+    assert!(store.usage_names(&"ann".into(), GroupBy::User).await.unwrap().is_empty());
+    assert_eq!(store.usage_names(&"bob".into(), GroupBy::ApiKey).await.unwrap(), ["key-0", "key-1", "key-2"]);
 }
 
 async fn runs_of_live_instances_are_left_alone_and_those_of_lost_ones_are_taken_over(db: Db) {

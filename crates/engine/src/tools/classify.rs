@@ -79,8 +79,12 @@ pub fn classify(text: &str, cx: &Context) -> Triage {
     Triage { intent, focus, matched: question.matched.clone(), feature, target_model, question }
 }
 
-/// The names of the user's data, of every dimension a question can name.
-pub fn vocabulary<'a>(records: impl IntoIterator<Item = &'a apex_costs::UsageRecord>) -> Vocabulary {
+/// The names of the user's data, of every dimension a question can name: those of
+/// `records`, and `more` (end users and API keys the records sum over).
+pub fn vocabulary<'a>(
+    records: impl IntoIterator<Item = &'a apex_costs::UsageRecord>,
+    more: impl IntoIterator<Item = (Dimension, &'a str)>,
+) -> Vocabulary {
     let mut names = std::collections::BTreeSet::new();
     for r in records {
         for (d, name) in [
@@ -97,6 +101,7 @@ pub fn vocabulary<'a>(records: impl IntoIterator<Item = &'a apex_costs::UsageRec
             }
         }
     }
+    names.extend(more.into_iter().filter(|(_, name)| !name.is_empty()));
     Vocabulary::new(names.into_iter().map(|(d, n)| (d, n.to_owned())))
 }
 

@@ -207,6 +207,11 @@ pub(super) async fn insert_usage(
                  reasoning_tokens = usage_rollup.reasoning_tokens + excluded.reasoning_tokens, \
                  repeat_requests = usage_rollup.repeat_requests + excluded.repeat_requests, \
                  cost_micros = usage_rollup.cost_micros + excluded.cost_micros \
+             ), names AS ( \
+               INSERT INTO usage_names (user_id, dimension, name) \
+               SELECT $1, 'user', end_user FROM new WHERE end_user <> '' \
+               UNION SELECT $1, 'api_key', api_key FROM new WHERE api_key <> '' \
+               ON CONFLICT DO NOTHING \
              ) SELECT COUNT(*) FROM new",
         )
         .bind(user_id)

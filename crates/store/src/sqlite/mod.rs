@@ -9,7 +9,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Connection, Row, Sqlite, Transaction};
 
 use apex_costs::import::ImportRow;
-use apex_costs::{UsageQuery, UsageRecord};
+use apex_costs::{GroupBy, UsageQuery, UsageRecord};
 
 use crate::model::*;
 use crate::rows::{self, parse_id, USAGE_DAILY_COLUMNS};
@@ -192,6 +192,17 @@ impl Store for SqliteStore {
         Ok(rows.into_iter().map(UsageRecord::from).collect())
     }
 
+    async fn usage_names(&self, user_id: &UserId, dim: GroupBy) -> StoreResult<Vec<String>> {
+        let sql = crate::totals::names_sql(dim, "?", "?");
+        let mut query = sqlx::query_scalar::<_, String>(&sql).bind(user_id.as_str());
+        if let Some(tag) = crate::totals::tag_name(dim) {
+            query = query.bind(tag);
+        }
+        let mut names = query.fetch_all(&self.readers).await?;
+        names.sort_unstable();
+        Ok(names)
+    }
+
     async fn usage_totals(&self, user_id: &UserId, q: &UsageQuery) -> StoreResult<Vec<UsageRecord>> {
         let (sql, binds) = crate::totals::sql(q, crate::totals::table(q), |_| "?".to_owned());
         let mut query = sqlx::query_as::<_, rows::UsageDaily>(&sql).bind(user_id.as_str());
@@ -208,6 +219,7 @@ impl Store for SqliteStore {
             let mut tx = conn.begin().await?;
             sqlx::query("DELETE FROM usage_daily WHERE user_id = ?").bind(user_id.as_str()).execute(&mut *tx).await?;
             sqlx::query("DELETE FROM usage_rollup WHERE user_id = ?").bind(user_id.as_str()).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM usage_names WHERE user_id = ?").bind(user_id.as_str()).execute(&mut *tx).await?;
             let done =
                 sqlx::query("DELETE FROM usage_records WHERE user_id = ?").bind(user_id.as_str()).execute(&mut *tx).await?;
             bump_version(&mut tx, user_id.as_str()).await?;
