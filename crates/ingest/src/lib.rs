@@ -105,7 +105,8 @@ pub async fn import_into(
     });
     let mut report = ImportReport { format: Some(format), ..ImportReport::default() };
     let now = apex_protocol::now_ms();
-    let mut totals = AccountTotals::of(&store.usage(user_id, None, None).await?);
+    // What the account holds already, summed by the store.
+    let mut totals = AccountTotals::of(&store.usage_totals(user_id, &apex_costs::UsageQuery::default()).await?);
     while let Some(batch) = rx.recv().await {
         report.rejected_count += batch.rejected_count;
         report.rejected.extend(batch.rejected);

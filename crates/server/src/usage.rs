@@ -1,7 +1,7 @@
 //! Usage data: import (every format of `apex_costs::import`, gzip accepted), summary, delete. Every
 //! route works on the authenticated user's rows only.
 use apex_costs::import::{open, Limit, OpenError};
-use apex_costs::{breakdown, is_calendar_day, summarize, top_groups, GroupBy};
+use apex_costs::{breakdown, is_calendar_day, summarize, top_groups, GroupBy, UsageQuery, ROLLUP};
 use apex_ingest::{import_into, ImportFailed, ImportReport};
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -116,7 +116,13 @@ async fn summary(
             })
         })
         .transpose()?;
-    let records = app.runs.store().usage(&user, q.from.as_deref(), q.to.as_deref()).await?;
+    // Summed by the store: per the rollup's names, or per day, model and the tag asked for.
+    let keep = match by {
+        Some(tag @ (GroupBy::User | GroupBy::ApiKey)) => vec![GroupBy::Day, GroupBy::Model, tag],
+        _ => ROLLUP.to_vec(),
+    };
+    let query = UsageQuery { from: q.from.clone(), to: q.to.clone(), filters: Vec::new(), keep };
+    let records = app.runs.store().usage_totals(&user, &query).await?;
     let s = summarize(&app.prices, &records);
     let mut body = json!({
         "records": records.len(),
