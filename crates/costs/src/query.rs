@@ -33,6 +33,22 @@ impl UsageQuery {
         Self { keep: ROLLUP.to_vec(), ..Self::default() }
     }
 
+    /// What to keep to sum usage per `names` and still price it: the rollup's dimensions
+    /// when they include every one of `names` (the sums are then the rollup's own records,
+    /// priced as it is), else day, model and `names`.
+    pub fn keep_for(names: &[GroupBy]) -> Vec<GroupBy> {
+        if names.iter().all(|d| ROLLUP.contains(d)) {
+            return ROLLUP.to_vec();
+        }
+        let mut keep = vec![GroupBy::Day, GroupBy::Model];
+        for &d in names {
+            if !keep.contains(&d) {
+                keep.push(d);
+            }
+        }
+        keep
+    }
+
     /// Whether `dim` is kept apart.
     pub fn keeps(&self, dim: GroupBy) -> bool {
         self.keep.contains(&dim)
@@ -171,6 +187,8 @@ mod tests {
         let got: Vec<_> = aggregate(&rows, &q).iter().map(|r| (r.user.clone(), r.feature.clone(), r.requests)).collect();
         assert_eq!(got, [("a".to_owned(), String::new(), 9), ("c".to_owned(), String::new(), 4)]);
         assert!(q.needs_tags() && !UsageQuery::rollup().needs_tags());
+        assert_eq!(UsageQuery::keep_for(&[GroupBy::Feature, GroupBy::Model]), ROLLUP);
+        assert_eq!(UsageQuery::keep_for(&[GroupBy::User, GroupBy::Day]), [GroupBy::Day, GroupBy::Model, GroupBy::User]);
 
         let names = UsageQuery { keep: vec![GroupBy::Feature], ..UsageQuery::default() };
         let got: Vec<_> = aggregate(&rows, &names).iter().map(|r| (r.feature.clone(), r.day.clone(), r.requests)).collect();

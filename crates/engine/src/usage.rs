@@ -23,14 +23,16 @@ pub trait UsageSource: Send + Sync {
     /// The user's usage as [`UsageQuery::rollup`] sums it. `demo`: the user is a demo
     /// identity (a property of how they signed in).
     async fn usage(&self, user_id: &UserId, demo: bool) -> Result<UsageData, String>;
-    /// The user's imported usage summed as `q` asks: for what the rollup sums over (end
-    /// users, API keys). Only asked when [`UsageSource::usage`] said `Imported`.
-    async fn totals(&self, user_id: &UserId, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, String>;
-    /// The distinct names of `dim` in the user's imported usage (end users and API keys, which
-    /// the rollup sums over). Only asked when [`UsageSource::usage`] said `Imported`.
-    async fn names(&self, user_id: &UserId, dim: GroupBy) -> Result<Vec<String>, String> {
+    /// The user's imported usage at `version` (as [`UsageSource::usage`] gave it) summed as
+    /// `q` asks: for what the rollup sums over (end users, API keys). Only asked when
+    /// [`UsageSource::usage`] said `Imported`.
+    async fn totals(&self, user_id: &UserId, version: u64, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, String>;
+    /// The distinct names of `dim` in the user's imported usage at `version` (end users and
+    /// API keys, which the rollup sums over). Only asked when [`UsageSource::usage`] said
+    /// `Imported`.
+    async fn names(&self, user_id: &UserId, version: u64, dim: GroupBy) -> Result<Vec<String>, String> {
         let q = UsageQuery { keep: vec![dim], ..UsageQuery::default() };
-        let records = self.totals(user_id, &q).await?;
+        let records = self.totals(user_id, version, &q).await?;
         let mut names: Vec<String> =
             records.iter().map(|r| apex_costs::field(r, dim).to_owned()).filter(|n| !n.is_empty()).collect();
         names.dedup();
@@ -169,12 +171,11 @@ impl UsageSource for StoredUsage {
         Ok(UsageData { records: summed.records, origin: Origin::Imported, version, derived: summed.derived })
     }
 
-    async fn totals(&self, user_id: &UserId, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, String> {
-        let version = self.store.usage_version(user_id).await.map_err(unavailable)?;
+    async fn totals(&self, user_id: &UserId, version: u64, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, String> {
         Ok(self.summed(user_id, version, q).await?.records)
     }
 
-    async fn names(&self, user_id: &UserId, dim: GroupBy) -> Result<Vec<String>, String> {
+    async fn names(&self, user_id: &UserId, _version: u64, dim: GroupBy) -> Result<Vec<String>, String> {
         self.store.usage_names(user_id, dim).await.map_err(unavailable)
     }
 }
@@ -205,7 +206,7 @@ impl UsageSource for DemoUsage {
         Ok(UsageData { records: summed.records, origin: Origin::Demo, version: 0, derived: summed.derived })
     }
 
-    async fn totals(&self, user_id: &UserId, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, String> {
+    async fn totals(&self, user_id: &UserId, _version: u64, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, String> {
         let data = self.usage(user_id, true).await?;
         Ok(Arc::new(aggregate(&data.records, q)))
     }
@@ -287,9 +288,10 @@ impl RunData {
     pub async fn totals(&self, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, ToolError> {
         let data = self.data().await?;
         if q.needs_tags() && data.origin == Origin::Imported {
-            return self.source.totals(&self.user_id, q).await.map_err(ToolError);
+            return self.source.totals(&self.user_id, data.version, q).await.map_err(ToolError);
         }
-        if ROLLUP.iter().all(|d| q.keeps(*d)) && data.origin != Origin::Demo {
+        // Imported records are the rollup (the demo dataset is raw rows).
+        if ROLLUP.iter().all(|d| q.keeps(*d)) && data.origin == Origin::Imported {
             // The rollup's own records, narrowed: nothing to sum again.
             if q.from.is_none() && q.to.is_none() && q.filters.is_empty() {
                 return Ok(data.records.clone());
@@ -313,7 +315,7 @@ impl RunData {
             let mut tags = Vec::new();
             if data.origin == Origin::Imported {
                 for (dim, dimension) in [(GroupBy::User, Dimension::User), (GroupBy::ApiKey, Dimension::ApiKey)] {
-                    let names = self.source.names(&self.user_id, dim).await.map_err(ToolError)?;
+                    let names = self.source.names(&self.user_id, data.version, dim).await.map_err(ToolError)?;
                     tags.extend(names.into_iter().map(|name| (dimension, name)));
                 }
             }

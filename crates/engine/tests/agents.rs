@@ -24,7 +24,7 @@ impl UsageSource for Imported {
         Ok(UsageData::new(Arc::new(aggregate(&self.0, &UsageQuery::rollup())), origin, 1))
     }
 
-    async fn totals(&self, _user_id: &UserId, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, String> {
+    async fn totals(&self, _user_id: &UserId, _version: u64, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, String> {
         Ok(Arc::new(aggregate(&self.0, q)))
     }
 }

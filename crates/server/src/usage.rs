@@ -1,7 +1,7 @@
 //! Usage data: import (every format of `apex_costs::import`, gzip accepted), summary, delete. Every
 //! route works on the authenticated user's rows only.
 use apex_costs::import::{open, Limit, OpenError};
-use apex_costs::{breakdown, is_calendar_day, summarize, top_groups, GroupBy, UsageQuery, ROLLUP};
+use apex_costs::{breakdown, is_calendar_day, summarize, top_groups, GroupBy, UsageQuery};
 use apex_ingest::{import_into, ImportFailed, ImportReport};
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -117,10 +117,7 @@ async fn summary(
         })
         .transpose()?;
     // Summed by the store: per the rollup's names, or per day, model and the tag asked for.
-    let keep = match by {
-        Some(tag @ (GroupBy::User | GroupBy::ApiKey)) => vec![GroupBy::Day, GroupBy::Model, tag],
-        _ => ROLLUP.to_vec(),
-    };
+    let keep = UsageQuery::keep_for(by.as_slice());
     let query = UsageQuery { from: q.from.clone(), to: q.to.clone(), filters: Vec::new(), keep };
     let records = app.runs.store().usage_totals(&user, &query).await?;
     let s = summarize(&app.prices, &records);

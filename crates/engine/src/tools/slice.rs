@@ -1,6 +1,6 @@
 //! Data: the usage a question narrows to — a period, names of any dimension — with its
 //! totals, its share of the period's spend, and a breakdown when one is asked for.
-use apex_costs::{breakdown, summarize, GroupBy, GroupTotal, Money, UsageQuery, UsageRecord, ROLLUP};
+use apex_costs::{breakdown, summarize, GroupBy, GroupTotal, Money, UsageQuery, UsageRecord};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -80,22 +80,11 @@ pub(crate) fn group_by(d: Dimension) -> GroupBy {
 /// grouped by (and per end user when they are counted).
 pub fn picked_query(args: &SliceArgs) -> UsageQuery {
     let filters: Vec<(GroupBy, Vec<String>)> = args.filters.iter().map(|f| (group_by(f.dimension), f.values.clone())).collect();
-    let mut q = UsageQuery { from: args.from.clone(), to: args.to.clone(), filters, keep: vec![GroupBy::Day, GroupBy::Model] };
-    let mut named: Vec<GroupBy> = q.filters.iter().map(|(d, _)| *d).chain(args.group_by.map(group_by)).collect();
+    let mut named: Vec<GroupBy> = filters.iter().map(|(d, _)| *d).chain(args.group_by.map(group_by)).collect();
     if args.end_users {
         named.push(GroupBy::User);
     }
-    if named.iter().all(|d| ROLLUP.contains(d)) {
-        // Within the rollup: its own records, so the slice's costs are the rollup's.
-        q.keep = ROLLUP.to_vec();
-    } else {
-        for d in named {
-            if !q.keep.contains(&d) {
-                q.keep.push(d);
-            }
-        }
-    }
-    q
+    UsageQuery { from: args.from.clone(), to: args.to.clone(), filters, keep: UsageQuery::keep_for(&named) }
 }
 
 /// The slice `args` asks for: `picked` is the usage [`picked_query`] sums, `records` all
