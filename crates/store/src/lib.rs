@@ -27,7 +27,7 @@ pub use model::*;
 /// parameters, the user id first and not among the returned values; the store itself reads
 /// the rollup it keeps when the query allows): for benchmarks that run it elsewhere.
 pub fn usage_totals_sql(q: &UsageQuery) -> (String, Vec<String>) {
-    totals::sql(q, "usage_daily", |_| "?".to_owned())
+    totals::sql(q, totals::Source::Daily, |_| "?".to_owned())
 }
 
 use apex_costs::import::ImportRow;

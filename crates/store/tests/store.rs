@@ -348,6 +348,25 @@ async fn usage_totals_are_summed_by_the_database_as_the_reference_sums_the_rows(
         },
         UsageQuery { filters: vec![(GroupBy::Project, Vec::new())], ..UsageQuery::default() },
         UsageQuery { from: day("2026-12-01"), ..UsageQuery::rollup() },
+        // Read from the sums per end user or API key (day, provider, model and that name).
+        UsageQuery {
+            from: day("2026-11-02"),
+            to: day("2026-11-04"),
+            keep: vec![GroupBy::Day, GroupBy::Provider, GroupBy::Model, GroupBy::ApiKey],
+            ..UsageQuery::default()
+        },
+        UsageQuery {
+            filters: vec![(GroupBy::User, vec![String::new(), "o'brien".into()]), (GroupBy::Model, vec!["o3".into()])],
+            keep: vec![GroupBy::Day, GroupBy::User],
+            ..UsageQuery::default()
+        },
+        UsageQuery { filters: vec![(GroupBy::ApiKey, vec!["key-1".into()])], ..UsageQuery::default() },
+        // An end user and a feature: only usage_daily has both.
+        UsageQuery {
+            filters: vec![(GroupBy::User, vec!["b".into()]), (GroupBy::Feature, vec!["chat".into()])],
+            keep: vec![GroupBy::Day, GroupBy::Model, GroupBy::User],
+            ..UsageQuery::default()
+        },
     ];
     for q in &queries {
         let summed = store.usage_totals(&"ann".into(), q).await.unwrap();
@@ -364,7 +383,7 @@ async fn usage_totals_are_summed_by_the_database_as_the_reference_sums_the_rows(
     let bob = store.usage_totals(&"bob".into(), &UsageQuery::default()).await.unwrap();
     assert_eq!(bob.iter().map(|r| r.requests).sum::<u64>(), 10, "only bob's rows");
     store.delete_usage(&"ann".into()).await.unwrap();
-    for q in &queries[..2] {
+    for q in &queries {
         assert!(store.usage_totals(&"ann".into(), q).await.unwrap().is_empty(), "deleted: {q:?}");
     }
     assert_eq!(store.usage_totals(&"bob".into(), &UsageQuery::rollup()).await.unwrap().len(), 10, "bob's stay");

@@ -1,8 +1,9 @@
 //! `apex bench --questions ROWS`: one user with ROWS imported usage rows asks every kind of
 //! question, each `--repeat` times in a new thread; the bench reports message →
 //! `final_response` latency per kind, and times the aggregations the engine sends to the
-//! store beside DuckDB running the same SQL on the same rows (`benches/questions/duck_timing.py`,
-//! in a virtualenv the bench creates on first use).
+//! store (which reads the sums it keeps at import where they hold the query's names) beside
+//! DuckDB summing the same rows with the same aggregation as SQL over `usage_daily`
+//! (`benches/questions/duck_timing.py`, in a virtualenv the bench creates on first use).
 //!
 //! The data: 90 days of a product with 40 features (10 projects, 3 models each from a pool of
 //! 12), 3 environments, 25 API keys and about 2,000 end users; every row is one day × model ×
@@ -259,9 +260,8 @@ fn day_name(n: u32) -> String {
 async fn time_queries(database_url: &str, csv: &Path, repeat: usize) -> anyhow::Result<Vec<QueryTiming>> {
     let priced = |keep: &[GroupBy]| [&[GroupBy::Day, GroupBy::Model][..], keep].concat();
     let october = (Some("2026-10-01".to_owned()), Some("2026-10-31".to_owned()));
-    let queries: [(&'static str, UsageQuery); 5] = [
+    let queries: [(&'static str, UsageQuery); 4] = [
         ("rollup (every question's records)", UsageQuery::rollup()),
-        ("end-user and API-key names", UsageQuery { keep: vec![GroupBy::User, GroupBy::ApiKey], ..UsageQuery::default() }),
         ("cost per end user", UsageQuery { keep: priced(&[GroupBy::User]), ..UsageQuery::default() }),
         (
             "one end user in October",

@@ -207,6 +207,25 @@ pub(super) async fn insert_usage(
                  reasoning_tokens = usage_rollup.reasoning_tokens + excluded.reasoning_tokens, \
                  repeat_requests = usage_rollup.repeat_requests + excluded.repeat_requests, \
                  cost_micros = usage_rollup.cost_micros + excluded.cost_micros \
+             ), tags AS ( \
+               INSERT INTO usage_tag_rollup (user_id, dimension, name, day, provider, model, billed, \
+                 requests, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, \
+                 repeat_requests, cost_micros) \
+               SELECT $1, dimension, name, day, provider, model, cost_micros IS NOT NULL, \
+                 SUM(requests), SUM(input_tokens), SUM(output_tokens), SUM(cached_input_tokens), \
+                 SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(repeat_requests), COALESCE(SUM(cost_micros), 0) \
+               FROM new CROSS JOIN LATERAL (VALUES ('user', end_user), ('api_key', api_key)) AS tag (dimension, name) \
+               GROUP BY dimension, name, day, provider, model, cost_micros IS NOT NULL \
+               ON CONFLICT (user_id, dimension, name, day, provider, model, billed) \
+               DO UPDATE SET \
+                 requests = usage_tag_rollup.requests + excluded.requests, \
+                 input_tokens = usage_tag_rollup.input_tokens + excluded.input_tokens, \
+                 output_tokens = usage_tag_rollup.output_tokens + excluded.output_tokens, \
+                 cached_input_tokens = usage_tag_rollup.cached_input_tokens + excluded.cached_input_tokens, \
+                 cache_write_tokens = usage_tag_rollup.cache_write_tokens + excluded.cache_write_tokens, \
+                 reasoning_tokens = usage_tag_rollup.reasoning_tokens + excluded.reasoning_tokens, \
+                 repeat_requests = usage_tag_rollup.repeat_requests + excluded.repeat_requests, \
+                 cost_micros = usage_tag_rollup.cost_micros + excluded.cost_micros \
              ), names AS ( \
                INSERT INTO usage_names (user_id, dimension, name) \
                SELECT $1, 'user', end_user FROM new WHERE end_user <> '' \

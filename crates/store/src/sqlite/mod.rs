@@ -204,7 +204,7 @@ impl Store for SqliteStore {
     }
 
     async fn usage_totals(&self, user_id: &UserId, q: &UsageQuery) -> StoreResult<Vec<UsageRecord>> {
-        let (sql, binds) = crate::totals::sql(q, crate::totals::table(q), |_| "?".to_owned());
+        let (sql, binds) = crate::totals::sql(q, crate::totals::source(q), |_| "?".to_owned());
         let mut query = sqlx::query_as::<_, rows::UsageDaily>(&sql).bind(user_id.as_str());
         for value in &binds {
             query = query.bind(value);
@@ -220,6 +220,7 @@ impl Store for SqliteStore {
             sqlx::query("DELETE FROM usage_daily WHERE user_id = ?").bind(user_id.as_str()).execute(&mut *tx).await?;
             sqlx::query("DELETE FROM usage_rollup WHERE user_id = ?").bind(user_id.as_str()).execute(&mut *tx).await?;
             sqlx::query("DELETE FROM usage_names WHERE user_id = ?").bind(user_id.as_str()).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM usage_tag_rollup WHERE user_id = ?").bind(user_id.as_str()).execute(&mut *tx).await?;
             let done =
                 sqlx::query("DELETE FROM usage_records WHERE user_id = ?").bind(user_id.as_str()).execute(&mut *tx).await?;
             bump_version(&mut tx, user_id.as_str()).await?;
