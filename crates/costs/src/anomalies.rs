@@ -149,7 +149,7 @@ pub fn top_drivers(prices: &PriceBook, records: &[UsageRecord], n: usize) -> Vec
             model,
             cost,
             requests,
-            share_bp: if total.0 > 0 { (i128::from(cost.0) * 10_000 / i128::from(total.0)) as u32 } else { 0 },
+            share_bp: cost.ratio_bp(total).map_or(0, |bp| u32::try_from(bp).unwrap_or(0)),
         })
         .collect();
     drivers.sort_by(|a, b| b.cost.cmp(&a.cost).then_with(|| a.feature.cmp(&b.feature)));
@@ -179,8 +179,7 @@ pub fn week_over_week(prices: &PriceBook, records: &[UsageRecord]) -> Option<Wee
     let sum = |range: &[String]| range.iter().map(|d| by_day.get(d.as_str()).copied().unwrap_or_default()).sum::<Money>();
     let n = days.len();
     let (last_week, previous_week) = (sum(&days[n - 7..]), sum(&days[n - 14..n - 7]));
-    let change_bp = (previous_week.0 > 0)
-        .then(|| Money::clamp((i128::from(last_week.0) - i128::from(previous_week.0)) * 10_000 / i128::from(previous_week.0)).0);
+    let change_bp = (last_week - previous_week).ratio_bp(previous_week);
     Some(WeekOverWeek { last_week, previous_week, change_bp })
 }
 

@@ -25,8 +25,8 @@ pub use analysis::{
 };
 pub use anomalies::{detect_anomalies, top_drivers, week_over_week, Anomaly, Driver, WeekOverWeek};
 pub use date::is_calendar_day;
-pub use money::{group_thousands, Money, MICROS_PER_USD};
+pub use money::{basis_points, group_thousands, Money, MICROS_PER_USD};
 pub use prices::{catalog_source, price_catalog, rate_label, Capabilities, ContextTier, Price, PriceBook, TokenUse};
-pub use query::{aggregate, field, matches, UsageQuery, ROLLUP};
+pub use query::{aggregate, field, in_days, matches, UsageQuery, ROLLUP};
 pub use records::{cost_of, demo_dataset, list_cost, UsageRecord};
 pub use whatif::{what_if, WhatIf, WhatIfError};

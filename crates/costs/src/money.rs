@@ -62,10 +62,23 @@ impl Money {
         Money(micros.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
     }
 
+    /// `self` as a share of `whole` in basis points ([`basis_points`]); `None` when `whole`
+    /// is zero or less.
+    pub fn ratio_bp(self, whole: Money) -> Option<i64> {
+        basis_points(i128::from(self.0), i128::from(whole.0))
+    }
+
     /// `self + rhs`, or `None` when it does not fit.
     pub fn checked_add(self, rhs: Money) -> Option<Money> {
         self.0.checked_add(rhs.0).map(Money)
     }
+}
+
+/// `part / whole` in basis points (1 % = 100), cut toward zero, the one way every share and
+/// change is computed: an answer rounds it once, to a tenth of a percent, and rounding twice
+/// would turn 35.846 % into 35.9 %. `None` when `whole` is zero or less.
+pub fn basis_points(part: i128, whole: i128) -> Option<i64> {
+    (whole > 0).then(|| (part.saturating_mul(10_000) / whole).clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
 }
 
 /// Integer division rounding half away from zero (so 2.5 -> 3, -2.5 -> -3).

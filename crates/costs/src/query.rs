@@ -80,10 +80,14 @@ pub fn field(r: &UsageRecord, dim: GroupBy) -> &str {
     }
 }
 
+/// Whether `day` is within `from..=to` (either end open when absent).
+pub fn in_days(day: &str, from: Option<&str>, to: Option<&str>) -> bool {
+    from.is_none_or(|f| day >= f) && to.is_none_or(|t| day <= t)
+}
+
 /// Whether `r` is in the days and names `q` asks for.
 pub fn matches(r: &UsageRecord, q: &UsageQuery) -> bool {
-    q.from.as_deref().is_none_or(|f| r.day.as_str() >= f)
-        && q.to.as_deref().is_none_or(|t| r.day.as_str() <= t)
+    in_days(&r.day, q.from.as_deref(), q.to.as_deref())
         && q.filters.iter().all(|(dim, names)| names.iter().any(|n| field(r, *dim) == n))
 }
 

@@ -46,10 +46,9 @@ pub struct Findings {
     pub triage: Option<Triage>,
     /// Data: the summary and what stands out in it.
     pub usage: Option<UsageQuery>,
-    /// The usage the question narrows to (its period, its names), when it narrows.
+    /// The usage the question narrows to (its period, its names), when it narrows; for a
+    /// comparison, with the period compared with.
     pub slice: Option<Slice>,
-    /// For a comparison: the same slice over the period compared with.
-    pub baseline: Option<Slice>,
     pub signals: Option<Signals>,
     /// For "why did costs jump…": the period against the one before it.
     pub change: Option<Explained>,

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 
 use crate::date::{format_day, parse_day};
-use crate::money::Money;
+use crate::money::{div_round_half_away, Money};
 use crate::prices::PriceBook;
 use crate::records::{cost_of, UsageRecord};
 
-use super::model_key;
+use super::{model_key, DailyTotal};
 
 /// Days before a period its baseline covers when none is given.
 const BASELINE_DAYS: i64 = 7;
@@ -96,8 +96,8 @@ pub fn explain_change(
         sums.requests += r.requests;
     }
     // The baseline, scaled to the period's length.
-    let scale = |v: i128| Money::clamp(div_round(v * i128::from(days), i128::from(base_days)));
-    let scale_n = |n: u64| (div_round(i128::from(n) * i128::from(days), i128::from(base_days))).max(0) as u64;
+    let scale = |v: i128| Money::clamp(div_round_half_away(v * i128::from(days), i128::from(base_days)));
+    let scale_n = |n: u64| (div_round_half_away(i128::from(n) * i128::from(days), i128::from(base_days))).max(0) as u64;
     let mut keys: Vec<&(String, &str)> = now.keys().chain(before.keys()).collect();
     keys.sort_unstable();
     keys.dedup();
@@ -151,16 +151,12 @@ pub fn explain_change(
     })
 }
 
-/// The day that stands out most: the largest excess over the average of the days before it
-/// (up to seven), among days with at least one day before them. `None` with fewer than
+/// The day that stands out most in `daily` (a summary's cost per day): the largest excess
+/// over the average of the days before it (up to seven, a day without usage counting as
+/// nothing spent), among days with at least one day before them. `None` with fewer than
 /// two days of data.
-pub fn spike_day(prices: &PriceBook, records: &[UsageRecord]) -> Option<String> {
-    let mut daily: BTreeMap<i64, i128> = BTreeMap::new();
-    for r in records {
-        if let Some(day) = parse_day(&r.day) {
-            *daily.entry(day).or_default() += i128::from(cost_of(prices, r).0);
-        }
-    }
+pub fn spike_day(daily: &[DailyTotal]) -> Option<String> {
+    let daily: BTreeMap<i64, i128> = daily.iter().filter_map(|d| Some((parse_day(&d.day)?, i128::from(d.cost.0)))).collect();
     let (&first, _) = daily.first_key_value()?;
     daily
         .iter()
@@ -173,10 +169,6 @@ pub fn spike_day(prices: &PriceBook, records: &[UsageRecord]) -> Option<String> 
         })
         .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
         .map(|(_, day)| format_day(day))
-}
-
-fn div_round(num: i128, den: i128) -> i128 {
-    crate::money::div_round_half_away(num, den)
 }
 
 #[cfg(test)]
@@ -216,7 +208,8 @@ mod tests {
         let mut records: Vec<UsageRecord> = (1..=9).map(|d| billed(&format!("2026-11-0{d}"), "f", 10)).collect();
         records.push(billed("2026-11-05", "f", 40));
         records.push(billed("2026-11-09", "f", 5));
-        assert_eq!(spike_day(PriceBook::catalog(), &records).as_deref(), Some("2026-11-05"));
-        assert_eq!(spike_day(PriceBook::catalog(), &records[..1]), None);
+        let daily = |records: &[UsageRecord]| crate::summarize(PriceBook::catalog(), records).daily;
+        assert_eq!(spike_day(&daily(&records)).as_deref(), Some("2026-11-05"));
+        assert_eq!(spike_day(&daily(&records[..1])), None);
     }
 }

@@ -2,7 +2,7 @@
 
 use super::{Summary, DAYS_PER_MONTH};
 use crate::date;
-use crate::money::{div_round_half_away, Money};
+use crate::money::Money;
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Forecast {
@@ -27,12 +27,7 @@ pub fn forecast(summary: &Summary) -> Forecast {
     let run_rate = |days: &[Money]| days.iter().sum::<Money>().mul_div(DAYS_PER_MONTH, window as i64);
     let monthly_run_rate = run_rate(&daily[daily.len() - window..]);
     let previous_run_rate = run_rate(&daily[..window]);
-    let trend_bp = if previous_run_rate > Money::ZERO {
-        let change = i128::from((monthly_run_rate - previous_run_rate).micros()) * 10_000;
-        Money::clamp(div_round_half_away(change, i128::from(previous_run_rate.micros()))).0
-    } else {
-        0
-    };
+    let trend_bp = (monthly_run_rate - previous_run_rate).ratio_bp(previous_run_rate).unwrap_or(0);
     Forecast { days_observed: summary.days, monthly_run_rate, previous_run_rate, trend_bp }
 }
 

@@ -78,8 +78,7 @@ fn billed_vs_list(prices: &PriceBook, records: &[UsageRecord]) -> BilledVsList {
         }
     }
     b.difference = b.billed - b.at_list_price;
-    b.difference_bp =
-        (b.at_list_price.0 > 0).then(|| Money::clamp(i128::from(b.difference.0) * 10_000 / i128::from(b.at_list_price.0)).0);
+    b.difference_bp = b.difference.ratio_bp(b.at_list_price);
     b
 }
 
@@ -220,14 +219,9 @@ fn group_totals(costed: &[(&UsageRecord, Money)], total: Money, key: impl Fn(&Us
     groups
 }
 
-/// The share in whole basis points, cut down rather than rounded: an answer rounds it once
-/// more to a tenth of a percent, and rounding twice would turn 35.846 % into 35.9 %.
+/// The share in whole basis points ([`Money::ratio_bp`]), 0 when there is no total.
 fn share_bp(part: Money, total: Money) -> u32 {
-    if total <= Money::ZERO {
-        return 0;
-    }
-    let bp = i128::from(part.micros()) * 10_000 / i128::from(total.micros());
-    u32::try_from(bp).unwrap_or(0)
+    part.ratio_bp(total).map_or(0, |bp| u32::try_from(bp).unwrap_or(0))
 }
 
 /// Cost per day, oldest first. When the days parse and span at most

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::agent::{Agent, AgentOutput, Findings, Step};
 use crate::error::AgentError;
-use crate::question::{Operation, Period};
+use crate::question::Operation;
 use crate::tools::{
     AnomalyArgs, DetectAnomalies, ExplainArgs, ExplainChange, QueryArgs, QuerySlice, QueryUsage, SliceArgs, SliceFilter,
 };
@@ -31,9 +31,11 @@ impl Agent for DataAgent {
             match q.operation {
                 // The usage the question narrows to, for its direct answer.
                 Operation::Total | Operation::Top | Operation::Breakdown | Operation::Compare => {
-                    let args = |period: Option<&Period>| SliceArgs {
-                        from: period.map(|p| p.first.to_string()),
-                        to: period.map(|p| p.last.to_string()),
+                    // With the period it is compared with, the same way.
+                    let compare = q.compare.as_ref().filter(|_| q.operation == Operation::Compare);
+                    let args = SliceArgs {
+                        from: q.period.as_ref().map(|p| p.first.to_string()),
+                        to: q.period.as_ref().map(|p| p.last.to_string()),
                         filters: q
                             .filters
                             .iter()
@@ -41,12 +43,10 @@ impl Agent for DataAgent {
                             .collect(),
                         group_by: q.group_by.filter(|_| !matches!(q.operation, Operation::Total | Operation::Compare)),
                         end_users: q.measure == crate::question::Measure::CostPerUser,
+                        compare_from: compare.map(|p| p.first.to_string()),
+                        compare_to: compare.map(|p| p.last.to_string()),
                     };
-                    findings.slice = Some(step.call::<QuerySlice>(args(q.period.as_ref())).await?);
-                    // The period it is compared with, the same way.
-                    if let (Operation::Compare, Some(compare)) = (q.operation, q.compare.as_ref()) {
-                        findings.baseline = Some(step.call::<QuerySlice>(args(Some(compare))).await?);
-                    }
+                    findings.slice = Some(step.call::<QuerySlice>(args).await?);
                 }
                 Operation::ExplainChange => {
                     let args = ExplainArgs {

@@ -115,7 +115,6 @@ struct Report<'a> {
     what_if: Option<&'a WhatIfResult>,
     forecast: Option<&'a Projection>,
     slice: Option<&'a Slice>,
-    baseline: Option<&'a Slice>,
     change: Option<&'a Explained>,
 }
 
@@ -133,7 +132,6 @@ impl<'a> Report<'a> {
             what_if: f.what_if.as_ref(),
             forecast: f.forecast.as_ref(),
             slice: f.slice.as_ref(),
-            baseline: f.baseline.as_ref(),
             change: f.change.as_ref(),
         })
     }
@@ -184,7 +182,6 @@ impl<'a> Report<'a> {
             usage: self.usage,
             signals: self.signals,
             slice: self.slice,
-            baseline: self.baseline,
             change: self.change,
             savings: self.savings,
             what_if: self.what_if,

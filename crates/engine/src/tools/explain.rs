@@ -47,7 +47,7 @@ impl Tool for ExplainChange {
         let prices = ctx.data.prices();
         let (from, picked) = match args.from {
             Some(from) => (Some(from), false),
-            None => (spike_day(prices, &records), true),
+            None => (spike_day(&ctx.data.summary().await?.daily), true),
         };
         let Some(from) = from else { return Ok(Explained { picked, change: None }) };
         let to = args.to.unwrap_or_else(|| from.clone());

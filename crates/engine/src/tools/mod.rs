@@ -42,7 +42,7 @@ pub use forecast::{dollars, ForecastArgs, ForecastSpend, Projection};
 pub use overview::{Overview, UsageOverview};
 pub use query::{Breakdown, QueryArgs, QueryUsage, UsageQuery};
 pub use savings::{FindSavings, Goal, Savings, SavingsArgs};
-pub use slice::{slice, QuerySlice, Slice, SliceArgs, SliceFilter};
+pub use slice::{slice, Compared, QuerySlice, Slice, SliceArgs, SliceFilter};
 pub use what_if::{WhatIfArgs, WhatIfResult, WhatIfTool};
 
 /// The tools every run has, one or more per agent.

@@ -34,6 +34,13 @@ pub struct SliceArgs {
     /// Count the distinct end users (for cost per end user).
     #[serde(default)]
     pub end_users: bool,
+    /// A period to compare with (first and last day, "YYYY-MM-DD"; the data's first or last
+    /// day for the one omitted): the result then carries the same names' spend in it and
+    /// the change.
+    #[serde(default)]
+    pub compare_from: Option<String>,
+    #[serde(default)]
+    pub compare_to: Option<String>,
 }
 
 /// Largest groups returned; the rest are counted in `more`.
@@ -61,6 +68,37 @@ pub struct Slice {
     pub share_bp: u32,
     pub groups: Vec<GroupTotal>,
     pub more: usize,
+    /// The same names in the period compared with, when one is asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compared: Option<Compared>,
+}
+
+/// The period a slice is compared with, and the change from it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Compared {
+    pub from: String,
+    pub to: String,
+    pub days: u32,
+    pub cost: Money,
+    /// The slice's cost less this one's.
+    pub difference: Money,
+    /// `difference` as a share of `cost`, in basis points; absent when nothing was spent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change_bp: Option<i64>,
+}
+
+impl Compared {
+    fn between(now: &Slice, then: Slice) -> Self {
+        let difference = now.cost - then.cost;
+        Compared {
+            from: then.from,
+            to: then.to,
+            days: then.days,
+            cost: then.cost,
+            difference,
+            change_bp: difference.ratio_bp(then.cost),
+        }
+    }
 }
 
 pub(crate) fn group_by(d: Dimension) -> GroupBy {
@@ -95,8 +133,7 @@ pub fn slice(prices: &apex_costs::PriceBook, records: &[UsageRecord], picked: &[
     let mut groups = args.group_by.map(|d| breakdown(prices, picked, group_by(d))).unwrap_or_default();
     let more = groups.len().saturating_sub(MAX_GROUPS);
     groups.truncate(MAX_GROUPS);
-    let share_bp =
-        if all.total.0 > 0 { (i128::from(s.total.0) * 10_000 / i128::from(all.total.0)).clamp(0, 10_000) as u32 } else { 0 };
+    let share_bp = s.total.ratio_bp(all.total).map_or(0, |bp| bp.clamp(0, 10_000) as u32);
     let end_users = args.end_users.then(|| {
         let mut users: Vec<&str> = picked.iter().map(|r| r.user.as_str()).filter(|u| !u.is_empty()).collect();
         users.sort_unstable();
@@ -128,19 +165,19 @@ pub fn slice(prices: &apex_costs::PriceBook, records: &[UsageRecord], picked: &[
         share_bp,
         groups,
         more,
+        compared: None,
     }
 }
 
 /// The records of days `from..=to`: a range of `records` when they are in day order (as
 /// the store and the rollup give them), else a copy of those that are.
 fn days<'a>(records: &'a [UsageRecord], from: Option<&str>, to: Option<&str>) -> std::borrow::Cow<'a, [UsageRecord]> {
-    let in_days = |r: &UsageRecord| from.is_none_or(|f| r.day.as_str() >= f) && to.is_none_or(|t| r.day.as_str() <= t);
     if records.is_sorted_by(|a, b| a.day <= b.day) {
         let start = from.map_or(0, |f| records.partition_point(|r| r.day.as_str() < f));
         let end = to.map_or(records.len(), |t| records.partition_point(|r| r.day.as_str() <= t));
         return std::borrow::Cow::Borrowed(&records[start..end.max(start)]);
     }
-    std::borrow::Cow::Owned(records.iter().filter(|r| in_days(r)).cloned().collect())
+    std::borrow::Cow::Owned(records.iter().filter(|r| apex_costs::in_days(&r.day, from, to)).cloned().collect())
 }
 
 #[async_trait]
@@ -155,7 +192,14 @@ impl Tool for QuerySlice {
     async fn run(&self, ctx: &RunContext, args: SliceArgs) -> Result<Slice, ToolError> {
         let records = ctx.data.records().await?;
         let picked = ctx.data.totals(&picked_query(&args)).await?;
-        Ok(slice(ctx.data.prices(), &records, &picked, &args))
+        let now = slice(ctx.data.prices(), &records, &picked, &args);
+        if args.compare_from.is_none() && args.compare_to.is_none() {
+            return Ok(now);
+        }
+        let then_args = SliceArgs { from: args.compare_from.clone(), to: args.compare_to.clone(), group_by: None, ..args };
+        let picked = ctx.data.totals(&picked_query(&then_args)).await?;
+        let then = slice(ctx.data.prices(), &records, &picked, &then_args);
+        Ok(Slice { compared: Some(Compared::between(&now, then)), ..now })
     }
 }
 
@@ -193,6 +237,8 @@ mod tests {
             filters: vec![SliceFilter { dimension: Dimension::Model, values: vec!["gpt-4o".into()] }],
             group_by: None,
             end_users: false,
+            compare_from: None,
+            compare_to: None,
         };
         let at = |args: &SliceArgs| slice(book, &records, &apex_costs::aggregate(&records, &picked_query(args)), args);
         let s = at(&SliceArgs { end_users: true, ..args.clone() });

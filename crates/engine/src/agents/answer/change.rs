@@ -128,7 +128,7 @@ pub(super) fn trend(u: &Summary) -> String {
 }
 
 fn change_bp(now: Money, then: Money) -> i64 {
-    (i128::from(now.0 - then.0) * 10_000 / i128::from(then.0)) as i64
+    (now - then).ratio_bp(then).unwrap_or(0)
 }
 
 /// One entry per day that stands out (an incident), its largest spike first.

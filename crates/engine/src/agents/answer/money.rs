@@ -7,13 +7,6 @@ use super::pct;
 use crate::question::Question;
 use crate::tools::{Projection, Savings, WhatIfResult};
 
-fn bp(part: Money, whole: Money) -> i64 {
-    if whole.0 == 0 {
-        return 0;
-    }
-    (i128::from(part.0) * 10_000 / i128::from(whole.0)) as i64
-}
-
 pub(super) fn forecast(p: &Projection) -> String {
     let f = &p.forecast;
     let mut out = String::new();
@@ -71,8 +64,8 @@ pub(super) fn what_if(w: &WhatIfResult) -> String {
     let scope = w.feature.as_deref().map_or_else(|| "all your usage".to_owned(), |f| format!("`{f}`"));
     let change = Money(w.monthly_change.0.saturating_abs());
     let verdict = match w.monthly_change.0.signum() {
-        -1 => format!("**{change} a month less** ({} of its cost)", pct(bp(change, w.current_monthly))),
-        1 => format!("**{change} a month more** ({} more)", pct(bp(change, w.current_monthly))),
+        -1 => format!("**{change} a month less** ({} of its cost)", pct(change.ratio_bp(w.current_monthly).unwrap_or(0))),
+        1 => format!("**{change} a month more** ({} more)", pct(change.ratio_bp(w.current_monthly).unwrap_or(0))),
         _ => "the same".to_owned(),
     };
     // The models it runs on now, less the one it would move to ("already partly on it").
@@ -136,7 +129,7 @@ pub(super) fn savings(q: &Question, s: &Savings, usage: &Summary) -> String {
             let _ = writeln!(
                 out,
                 "Cutting {t}% means saving **{target} a month** of your {month} average monthly spend; the {changes} below save **{listed} a month** ({} of your spend), {reach}.\n",
-                pct(bp(listed, month)),
+                pct(listed.ratio_bp(month).unwrap_or(0)),
             );
         }
         None => {
@@ -144,7 +137,7 @@ pub(super) fn savings(q: &Question, s: &Savings, usage: &Summary) -> String {
             let _ = writeln!(
                 out,
                 "You can save **{listed} a month** ({} of your {month} average monthly spend) with {changes}; the largest is {} ({} a month).\n",
-                pct(bp(listed, month)),
+                pct(listed.ratio_bp(month).unwrap_or(0)),
                 on_feature(first),
                 first.monthly_savings,
             );

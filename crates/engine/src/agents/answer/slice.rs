@@ -1,6 +1,6 @@
 //! Answers from the slice of the usage a question narrows to: a total, a ranking, a
 //! breakdown, two periods side by side.
-use apex_costs::{group_thousands, GroupTotal, Money};
+use apex_costs::{basis_points, group_thousands, GroupTotal};
 
 use super::{fine, pct, scope, when};
 use crate::question::{Measure, Order, Question};
@@ -32,7 +32,7 @@ pub(super) fn total(q: &Question, s: &Slice) -> String {
         Measure::ReasoningTokens => format!("**{} reasoning tokens**{scope} {when}.", n(s.reasoning_tokens)),
         Measure::CacheHitShare if s.input_tokens > 0 => format!(
             "**{}** of input tokens{scope} {when} were served from the cache ({} of {}).",
-            pct((i128::from(s.cached_input_tokens) * 10_000 / i128::from(s.input_tokens)) as i64),
+            pct(basis_points(i128::from(s.cached_input_tokens), i128::from(s.input_tokens)).unwrap_or(0)),
             n(s.cached_input_tokens),
             n(s.input_tokens)
         ),
@@ -165,19 +165,15 @@ pub(super) fn breakdown(q: &Question, s: &Slice) -> Option<String> {
 }
 
 /// "You spent **$1,301.07** last week (…), **up 4.2%** from $1,248.60 the week before (…)."
-pub(super) fn compare(q: &Question, s: &Slice, b: &Slice) -> Option<String> {
+pub(super) fn compare(q: &Question, s: &Slice) -> Option<String> {
     let then = q.compare.as_ref()?;
+    let b = s.compared.as_ref()?;
     let scope = scope(&q.filters);
-    let (now_cost, then_cost) = (s.cost.0, b.cost.0);
-    let change = if then_cost > 0 {
-        let bp = (i128::from(now_cost - then_cost) * 10_000 / i128::from(then_cost)) as i64;
-        match bp.signum() {
-            1 => format!("**up {}** ({}) from", pct(bp), Money(now_cost - then_cost)),
-            -1 => format!("**down {}** ({}) from", pct(-bp), Money(then_cost - now_cost)),
-            _ => "the same as".to_owned(),
-        }
-    } else {
-        "against nothing spent".to_owned()
+    let change = match b.change_bp {
+        Some(bp) if bp > 0 => format!("**up {}** ({}) from", pct(bp), b.difference),
+        Some(bp) if bp < 0 => format!("**down {}** ({}) from", pct(-bp), -b.difference),
+        Some(_) => "the same as".to_owned(),
+        None => "against nothing spent".to_owned(),
     };
     // Unequal periods ("this month so far" against last month) are said to be unequal.
     let unequal = if s.days.min(b.days) * 10 < s.days.max(b.days) * 9 && s.days > 0 && b.days > 0 {
