@@ -438,6 +438,13 @@ const COST_WORDS: &[&str] = &[
     "save",
     "invoice",
     "charges",
+    // "what burned the most money", "what's eating our budget".
+    "burn",
+    "burned",
+    "burning",
+    "burnt",
+    "eating",
+    "ate",
 ];
 
 /// Words that are never a name of the user's data, wherever they stand ("which project
@@ -645,7 +652,7 @@ fn measure_of(text: &str, matched: &mut Vec<String>) -> Option<Measure> {
 /// answer is grouped by. Read word by word: a lead word followed by a dimension's word, the
 /// earliest such pair first; else a dimension's plural anywhere.
 fn group_by_of(words: &[String]) -> Option<Dimension> {
-    const LEADS: [&str; 18] = [
+    const LEADS: [&str; 22] = [
         "by",
         "per",
         "which",
@@ -665,7 +672,13 @@ fn group_by_of(words: &[String]) -> Option<Dimension> {
         "largest",
         "busiest",
         "heaviest",
+        "lowest",
+        "highest",
+        "smallest",
+        "least",
     ];
+    // Words that may stand between a lead and the dimension: "the lowest spending user".
+    const BETWEEN: [&str; 4] = ["spending", "costing", "paying", "billed"];
     // Whether the words from `i` on read `phrase` ("end user" is two words).
     let reads = |i: usize, phrase: &str| phrase.split(' ').enumerate().all(|(k, p)| words.get(i + k).is_some_and(|w| w == p));
     for (i, lead) in words.iter().enumerate().filter(|(_, w)| LEADS.contains(&w.as_str())) {
@@ -674,10 +687,16 @@ fn group_by_of(words: &[String]) -> Option<Dimension> {
             if lead == "per" && d == Dimension::User {
                 continue;
             }
-            if d.words().iter().any(|w| reads(i + 1, w)) {
+            let at = i + 1 + usize::from(words.get(i + 1).is_some_and(|w| BETWEEN.contains(&w.as_str())));
+            if d.words().iter().any(|w| reads(at, w)) {
                 return Some(d);
             }
         }
+    }
+    // "Who spent the most?": the end users, unless the question names another dimension.
+    let named = |d: Dimension| d.words().iter().any(|w| (0..words.len()).any(|i| reads(i, w)));
+    if words.iter().any(|w| w == "who") && !Dimension::ALL.into_iter().any(|d| d != Dimension::User && named(d)) {
+        return Some(Dimension::User);
     }
     // "Which 3 features…", "the most expensive models", "my features", "features ranked".
     Dimension::ALL.into_iter().find(|&d| {
@@ -988,7 +1007,7 @@ fn names(lower: &str, words: &[String], cx: &Context) -> (Vec<Filter>, Vec<NotFo
         };
         let candidates = [i.checked_sub(1).map(|j| &words[j]), words.get(i + 1)];
         for said in candidates.into_iter().flatten() {
-            let stop = COMMON.contains(&said.as_str());
+            let stop = question_word(said);
             if stop || said.parse::<f64>().is_ok() || filters.iter().any(|f| f.said.split(' ').any(|p| p == said)) {
                 continue;
             }
@@ -1004,12 +1023,26 @@ fn names(lower: &str, words: &[String], cx: &Context) -> (Vec<Filter>, Vec<NotFo
 
 /// A word of questions themselves, never a name of the user's data.
 fn question_word(w: &str) -> bool {
-    COMMON.contains(&w)
-        || COST_WORDS.contains(&w)
-        || Dimension::ALL.iter().any(|d| d.words().contains(&w))
-        || [IMPORT, WHAT_IF, SAVINGS, FORECAST, EXPLAIN, ANOMALIES, COMPARE, TREND, OVERVIEW, TOTAL, TOP_LARGEST, TOP_SMALLEST]
-            .iter()
-            .any(|cues| cues.contains(&w))
+    static WORDS: std::sync::LazyLock<std::collections::HashSet<&'static str>> = std::sync::LazyLock::new(|| {
+        let cues = [
+            COMMON,
+            COST_WORDS,
+            IMPORT,
+            WHAT_IF,
+            SAVINGS,
+            FORECAST,
+            EXPLAIN,
+            ANOMALIES,
+            COMPARE,
+            TREND,
+            OVERVIEW,
+            TOTAL,
+            TOP_LARGEST,
+            TOP_SMALLEST,
+        ];
+        cues.into_iter().chain(Dimension::ALL.iter().map(|d| d.words())).flatten().copied().collect()
+    });
+    WORDS.contains(w)
 }
 
 /// A word made like a name of the data ("support-bot", "billing_v2") that no name, model

@@ -171,6 +171,14 @@ fn latest_day_numbered(n: u32, last_day: Date) -> Option<Date> {
     None
 }
 
+/// "5-11": the first and last day of the month a span of days names.
+fn day_span(word: &str) -> Option<(u8, u8)> {
+    let (a, b) = word.split_once('-')?;
+    let day = |w: &str| number(w).filter(|d| (1..=31).contains(d)).map(|d| d as u8);
+    let (a, b) = (day(a)?, day(b)?);
+    (a <= b).then_some((a, b))
+}
+
 /// A day the words at `i` name, and how many words it took: "2026-11-12", "the 12th",
 /// "nov 12", "november 12th", "12 november", "12th of november", "nov 12 2026".
 fn day_at(words: &[&str], i: usize, last_day: Date) -> Option<(Date, usize)> {
@@ -363,6 +371,18 @@ pub fn periods(words: &[&str], last_day: Date) -> Periods {
             compare = Some(p.before(format!("the {} {} ({} … {})", w(i), w(i + 1), b.first, b.last)));
             i += 2;
             continue;
+        }
+        // "oct 5-11", "november 3-9 2025": days of one month.
+        if let (Some(month), Some((a, b))) = (month_word(w(i)), day_span(w(i + 1))) {
+            let year = number(w(i + 2)).filter(|y| (1970..=2100).contains(y));
+            let in_year = year.map_or_else(|| latest_month(month, last_day), |y| y as i32);
+            if let (Ok(first), Ok(last)) =
+                (Date::from_calendar_date(in_year, month, a), Date::from_calendar_date(in_year, month, b))
+            {
+                found.push(Period::new(first, last, format!("{first} … {last}")));
+                i += 2 + usize::from(year.is_some());
+                continue;
+            }
         }
         // Ranges: "between X and Y", "from X to Y", "X to Y", "X - Y".
         if let Some((a, n)) = day_at(words, i, last_day) {

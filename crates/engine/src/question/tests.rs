@@ -119,6 +119,8 @@ fn months_days_and_ranges() {
     assert_eq!(span(&ask("spend between 2026-11-03 and 2026-11-09").period), "2026-11-03 … 2026-11-09");
     assert_eq!(span(&ask("spend from Nov 3 to Nov 9").period), "2026-11-03 … 2026-11-09");
     assert_eq!(span(&ask("spend from Nov 3 to 9").period), "2026-11-03 … 2026-11-09");
+    assert_eq!(span(&ask("spend on the comet project for Oct 5-11").period), "2026-10-05 … 2026-10-11");
+    assert_eq!(span(&ask("cost for november 3-9 2025").period), "2025-11-03 … 2025-11-09");
     assert_eq!(ask("what may we spend").period, None, "\"may\" is a verb here");
 }
 
@@ -143,6 +145,13 @@ fn spikes_and_jumps_ask_for_an_explanation() {
 
 #[test]
 fn rankings_find_their_dimension_order_and_count() {
+    // Written by someone who had not read the parser (crates/eval/questions/outside.json).
+    let q = ask("who's the lowest spending user in october");
+    assert_eq!((q.operation, q.group_by), (Operation::Top, Some(Dimension::User)));
+    assert_eq!(q.rank.map(|r| r.order), Some(Order::Smallest));
+    let q = ask("what feature burned the most money in the last 7 days");
+    assert_eq!((q.operation, q.group_by, &q.not_found), (Operation::Top, Some(Dimension::Feature), &Vec::new()));
+    assert_eq!(ask("who spent the most last week?").group_by, Some(Dimension::User));
     let q = ask("Which model has the worst cost per request?");
     assert_eq!(q.operation, Operation::Top);
     assert_eq!(q.group_by, Some(Dimension::Model));
