@@ -59,7 +59,9 @@ pub async fn run(args: IngestArgs, settings: apex_server::Settings) -> anyhow::R
         Some(url) => {
             let token = match (&args.token, &args.user) {
                 (Some(t), _) => t.clone(),
-                (None, Some(user)) => apex_server::Auth::from_settings(&settings)?.mint(user, Duration::from_secs(3600), false),
+                (None, Some(user)) => apex_server::Auth::for_minting(&settings)?
+                    .mint(user, Duration::from_secs(3600), false)
+                    .expect("for_minting has a signing key"),
                 (None, None) => bail!("--url needs --token, or --user to mint one"),
             };
             for path in &args.files {

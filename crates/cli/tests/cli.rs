@@ -126,6 +126,34 @@ fn token_refuses_to_mint_without_a_key_outside_demo_mode() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("APEX_JWT_SECRET"));
 }
 
+#[tokio::test]
+async fn token_uses_the_servers_demo_secret_and_never_invents_one() {
+    // Run outside the server's data dir: no secret to use, and none is created.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = apex(elsewhere.path())
+        .args(["token", "--user", "x"])
+        .env("DEMO_MODE", "1")
+        .env_remove("APEX_JWT_SECRET")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("jwt-secret") && stderr.contains("--data-dir"), "{stderr}");
+    assert!(!elsewhere.path().join("jwt-secret").exists(), "no secret the server would not know");
+
+    // With the server's data dir: the secret the demo-mode server generated, accepted by it.
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, addr) = spawn_serve(
+        apex(dir.path()).args(["serve", "--bind", "127.0.0.1:0"]).env("DEMO_MODE", "1").env_remove("APEX_JWT_SECRET"),
+    )
+    .await;
+    let out = apex(dir.path()).args(["token", "--user", "ops"]).env_remove("APEX_JWT_SECRET").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let r = http_client().get(format!("http://{addr}/api/threads")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
+
 #[test]
 fn prices_shows_what_the_engine_charges() {
     let dir = tempfile::tempdir().unwrap();

@@ -111,7 +111,7 @@ async fn a_run_on_one_process_resumes_on_another_at_a_thousand_random_points() {
 /// A token the test processes accept (they share the test secret).
 fn mint(user: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    apex_server::Auth::from_settings(&test_settings(&dir, |_| ())).unwrap().mint(user, Duration::from_secs(3600), false)
+    apex_server::Auth::from_settings(&test_settings(&dir, |_| ())).unwrap().mint(user, Duration::from_secs(3600), false).unwrap()
 }
 
 #[tokio::test]

@@ -118,7 +118,7 @@ async fn bad_tokens_get_401_before_the_upgrade() {
     assert_eq!(upgrade_status(&url, By::Demo).await, 401, "anonymous with demo off");
 
     let auth = Auth::from_settings(&app.settings).unwrap();
-    let good = auth.mint("zoe", Duration::from_secs(60), false);
+    let good = auth.mint("zoe", Duration::from_secs(60), false).unwrap();
     assert_eq!(upgrade_status(&url, By::Header(good.clone())).await, 101);
 
     // Expired (beyond the 5 s leeway).
@@ -135,7 +135,7 @@ async fn bad_tokens_get_401_before_the_upgrade() {
     // Tampered: the payload changed, the signature kept.
     let tampered = {
         let parts: Vec<&str> = good.split('.').collect();
-        let other = auth.mint("mallory", Duration::from_secs(60), false);
+        let other = auth.mint("mallory", Duration::from_secs(60), false).unwrap();
         format!("{}.{}.{}", parts[0], other.split('.').nth(1).unwrap(), parts[2])
     };
     // Signed with another secret.
@@ -144,7 +144,7 @@ async fn bad_tokens_get_401_before_the_upgrade() {
         let s = test_settings(&dir, |s: &mut apex_server::Settings| {
             s.jwt_secret = Some("another-secret-entirely-0000".into());
         });
-        Auth::from_settings(&s).unwrap().mint("zoe", Duration::from_secs(60), false)
+        Auth::from_settings(&s).unwrap().mint("zoe", Duration::from_secs(60), false).unwrap()
     };
     for (name, token) in [("expired", expired), ("tampered", tampered), ("foreign", foreign), ("garbage", "abc.def.ghi".into())] {
         assert_eq!(upgrade_status(&url, By::Header(token.clone())).await, 401, "{name} via header");
@@ -233,7 +233,7 @@ async fn a_token_that_expires_during_a_connection_closes_it_with_1008() {
         |s| s,
     )
     .await;
-    let token = Auth::from_settings(&app.settings).unwrap().mint("short-lived", Duration::from_secs(2), false);
+    let token = Auth::from_settings(&app.settings).unwrap().mint("short-lived", Duration::from_secs(2), false).unwrap();
     let mut c = connect(&app, By::Header(token)).await;
     // Still served while the token is valid.
     c.send(json!({"type": "ping"})).await;

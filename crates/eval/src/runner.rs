@@ -102,7 +102,7 @@ fn now_nanos() -> u128 {
 /// asks every question; one answer per question, in order.
 pub async fn ask_all(config: Option<&Path>, csv: String, rows: usize, questions: &[Question]) -> anyhow::Result<Vec<Answer>> {
     let server = LocalServer::start(config).await?;
-    let token = Auth::from_settings(&server.settings)?.mint(USER, Duration::from_secs(3600), false);
+    let token = Auth::from_settings(&server.settings)?.mint(USER, Duration::from_secs(3600), false).context("no signing key")?;
     import(&server, &token, csv, rows).await?;
     let url = format!("ws://{}/ws", server.addr);
     let mut ws = apex_client::connect(&url, Some(&token)).await.context("the WebSocket connects")?;

@@ -94,7 +94,7 @@ impl FromRequestParts<AppState> for User {
         let token = token_from(&parts.headers, query.as_deref())
             .map_err(|e| ApiError::Unauthorized(e.to_string()))?
             .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
-        let claims = app.auth.verify(&token).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+        let claims = app.auth.verify(&token).await.map_err(|e| ApiError::Unauthorized(e.to_string()))?;
         tracing::Span::current().record("user_id", claims.sub.as_str());
         Ok(User(UserId::from(claims.sub)))
     }

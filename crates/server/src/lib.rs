@@ -135,6 +135,7 @@ impl Server {
         }
         let settings = self.settings;
         let auth = Auth::from_settings(&settings)?;
+        auth.warm().await;
         let prices = prices::book(&settings).map_err(anyhow::Error::msg)?;
         if !prices.overrides().is_empty() {
             tracing::info!(overrides = prices.overrides().len(), "negotiated prices replace the catalog's for these models");

@@ -34,6 +34,14 @@ pub struct Settings {
     pub jwt_secret: Option<SecretString>,
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
+    /// A public key tokens are signed with (RS256, ES256/ES384 or EdDSA, by its type): PEM
+    /// text or the path of a PEM file.
+    pub jwt_public_key: Option<String>,
+    /// The identity provider's JWKS: tokens are verified with the key their `kid` names.
+    pub jwt_jwks_url: Option<String>,
+    /// The soonest the JWKS is fetched again for a token naming a key id it does not hold.
+    #[serde(rename = "jwt_jwks_refresh_secs", deserialize_with = "secs")]
+    pub jwt_jwks_refresh: Duration,
     /// Who writes the answer: `builtin`, `openai` or `local`.
     pub llm: String,
     /// An OpenAI-compatible endpoint, up to the API version (`…/v1`).
@@ -181,6 +189,9 @@ impl Default for Settings {
             jwt_secret: None,
             jwt_issuer: None,
             jwt_audience: None,
+            jwt_public_key: None,
+            jwt_jwks_url: None,
+            jwt_jwks_refresh: Duration::from_secs(30),
             llm: "builtin".into(),
             openai_base_url: "https://api.openai.com/v1".into(),
             openai_api_key: None,

@@ -93,7 +93,7 @@ impl TestApp {
     }
 
     pub fn token(&self, user: &str) -> String {
-        Auth::from_settings(&self.settings).unwrap().mint(user, Duration::from_secs(3600), false)
+        Auth::from_settings(&self.settings).unwrap().mint(user, Duration::from_secs(3600), false).unwrap()
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {

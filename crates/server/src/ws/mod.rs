@@ -61,7 +61,7 @@ async fn upgrade(
     }
     let query_token = query.ok().and_then(|q| q.0.token);
     let token = token_from(&headers, query_token.as_deref());
-    let identity = match token.and_then(|t| app.auth.authenticate(t.as_deref())) {
+    let identity = match async { app.auth.authenticate(token?.as_deref()).await }.await {
         Ok(identity) => identity,
         Err(e) => {
             tracing::info!(reason = %e, "websocket upgrade refused");

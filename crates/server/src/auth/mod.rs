@@ -1,4 +1,6 @@
-//! Authentication: HS256 JWTs, and demo identities when demo mode is on.
+//! Authentication: JWTs (HS256 with the server's secret; RS256, ES256/ES384 and EdDSA with
+//! a configured public key or the identity provider's JWKS: [`keys`]), and demo identities
+//! when demo mode is on.
 //!
 //! A token can arrive in the `Authorization: Bearer` header, as a `jwt.<token>` WebSocket
 //! subprotocol (browsers cannot set headers), or as `?token=` (never logged). A credential
@@ -6,7 +8,7 @@
 //! scheme — is refused even in demo mode: it must not silently become a different,
 //! anonymous identity.
 //!
-//! Validation follows RFC 7519 and RFC 8725: the algorithm is pinned (HS256), `exp` and
+//! Validation follows RFC 7519 and RFC 8725: the algorithm is pinned per key, `exp` and
 //! `sub` are required, `nbf` and `iat` are optional and honoured when present, `iss` and
 //! `aud` are required when configured (`aud` may be an array), a `crit` header is refused
 //! (this verifier understands no extension), and an expiry further away than
@@ -22,6 +24,11 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::settings::Settings;
+
+mod keys;
+
+pub use keys::JWKS_MAX_AGE;
+use keys::{Jwks, VerifyKey};
 
 /// How long a token handed to a demo identity stays valid.
 const DEMO_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -77,8 +84,11 @@ pub enum AuthError {
 pub struct KeyError(pub String);
 
 pub struct Auth {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// The HS256 secret, when there is one: it signs demo tokens and `apex token`'s.
+    encoding: Option<EncodingKey>,
+    /// The secret and the configured public key, each for its one algorithm.
+    keys: Vec<VerifyKey>,
+    jwks: Option<Jwks>,
     validation: Validation,
     issuer: Option<String>,
     audience: Option<String>,
@@ -87,10 +97,36 @@ pub struct Auth {
 
 impl Auth {
     /// Builds the verifier from the settings. Without `APEX_JWT_SECRET`, demo mode uses a
-    /// random secret generated once and kept in the data dir; outside demo mode a missing
-    /// key is a startup error.
+    /// random secret generated once and kept in the data dir; outside demo mode, a server
+    /// with no secret, no public key and no JWKS URL cannot verify anyone: a startup error.
     pub fn from_settings(settings: &Settings) -> Result<Self, KeyError> {
-        let secret = resolve_secret(settings)?;
+        Self::build(settings, Secret::CreateForDemo)
+    }
+
+    /// The settings' signer for minting a token outside the server (`apex token`): the
+    /// configured secret, or the one a demo-mode server keeps in its data dir — never a new
+    /// one, which the server would not know.
+    pub fn for_minting(settings: &Settings) -> Result<Self, KeyError> {
+        let auth = Self::build(settings, Secret::Existing)?;
+        if auth.encoding.is_none() {
+            return Err(KeyError(format!(
+                "no signing key: APEX_JWT_SECRET is not set and {} does not exist (the secret a demo-mode server keeps in its data dir). \
+                 Run this with the server's configuration (--config, --data-dir or APEX_DATA_DIR, APEX_JWT_SECRET); \
+                 a server that verifies its identity provider's tokens (APEX_JWT_PUBLIC_KEY, APEX_JWT_JWKS_URL) takes tokens from the provider",
+                settings.data_dir.join(SECRET_FILE).display()
+            )));
+        }
+        Ok(auth)
+    }
+
+    fn build(settings: &Settings, secret: Secret) -> Result<Self, KeyError> {
+        let secret = resolve_secret(settings, secret)?;
+        let mut keys: Vec<VerifyKey> =
+            secret.iter().map(|s| VerifyKey { kid: None, alg: Algorithm::HS256, key: DecodingKey::from_secret(s) }).collect();
+        if let Some(pem) = &settings.jwt_public_key {
+            keys.push(keys::public_key(pem)?);
+        }
+        let jwks = settings.jwt_jwks_url.as_deref().map(|url| Jwks::new(url, settings.jwt_jwks_refresh)).transpose()?;
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
@@ -111,8 +147,9 @@ impl Auth {
         }
         validation.required_spec_claims = required.into_iter().map(String::from).collect();
         Ok(Self {
-            encoding: EncodingKey::from_secret(&secret),
-            decoding: DecodingKey::from_secret(&secret),
+            encoding: secret.as_deref().map(EncodingKey::from_secret),
+            keys,
+            jwks,
             validation,
             issuer: settings.jwt_issuer.clone(),
             audience: settings.jwt_audience.clone(),
@@ -124,7 +161,10 @@ impl Auth {
         self.demo_mode
     }
 
-    pub fn mint(&self, user_id: &str, ttl: Duration, demo: bool) -> String {
+    /// An HS256 token for `user_id`; `None` when this server has no secret (it verifies
+    /// its identity provider's tokens only).
+    pub fn mint(&self, user_id: &str, ttl: Duration, demo: bool) -> Option<String> {
+        let encoding = self.encoding.as_ref()?;
         let iat = now_ms() / 1000;
         let claims = Claims {
             sub: user_id.to_owned(),
@@ -135,15 +175,19 @@ impl Auth {
             aud: self.audience.clone().map(serde_json::Value::String),
             demo,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 signing cannot fail")
+        Some(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, encoding).expect("HS256 signing cannot fail"))
     }
 
-    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+    pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Invalid(format!("longer than {MAX_TOKEN_BYTES} bytes")));
         }
         refuse_critical_extensions(token)?;
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let header = jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.kind_description()))?;
+        let key = self.key_for(&header).await?;
+        let mut validation = self.validation.clone();
+        validation.algorithms = vec![key.alg];
+        let claims = jsonwebtoken::decode::<Claims>(token, &key.key, &validation)
             .map_err(|e| AuthError::Invalid(e.kind_description()))?
             .claims;
         if claims.sub.is_empty() || claims.sub.len() > 256 {
@@ -159,17 +203,39 @@ impl Auth {
         Ok(claims)
     }
 
+    /// The key for a token's header: a token naming a `kid`, when there is a JWKS, takes
+    /// the provider's key of that id; any other the secret or the public key for its
+    /// algorithm (else a JWKS key of its algorithm).
+    async fn key_for(&self, header: &Header) -> Result<VerifyKey, AuthError> {
+        let from_jwks = header.kid.is_some() && self.jwks.is_some();
+        if let Some(key) = self.keys.iter().find(|k| k.alg == header.alg).filter(|_| !from_jwks) {
+            return Ok(key.clone());
+        }
+        match &self.jwks {
+            Some(jwks) => jwks.key_for(header.kid.as_deref(), header.alg).await,
+            None => Err(AuthError::Invalid("algorithm not accepted".into())),
+        }
+    }
+
+    /// Fetches the identity provider's keys, if one is configured, so that a provider that
+    /// cannot be reached shows in the log at startup rather than at the first sign-in.
+    pub async fn warm(&self) {
+        if let Some(jwks) = &self.jwks {
+            jwks.prefetch().await;
+        }
+    }
+
     /// Authenticates a request: a valid token, or (demo mode, no token) a new demo identity.
-    pub fn authenticate(&self, token: Option<&str>) -> Result<Identity, AuthError> {
+    pub async fn authenticate(&self, token: Option<&str>) -> Result<Identity, AuthError> {
         match token {
             Some(t) => {
-                let claims = self.verify(t)?;
+                let claims = self.verify(t).await?;
                 Ok(Identity { user_id: claims.sub, demo: claims.demo, expires_at: claims.exp, issued_token: None })
             }
             None if self.demo_mode => {
                 let user_id = demo_user_id();
                 tracing::warn!(user_id = %user_id, "demo mode: admitting an unauthenticated client");
-                let token = self.mint(&user_id, DEMO_TOKEN_TTL, true);
+                let token = self.mint(&user_id, DEMO_TOKEN_TTL, true).ok_or(AuthError::Missing)?;
                 let expires_at = now_ms() / 1000 + DEMO_TOKEN_TTL.as_secs();
                 Ok(Identity { user_id, demo: true, expires_at, issued_token: Some(token) })
             }
@@ -245,30 +311,49 @@ fn demo_user_id() -> String {
     format!("{DEMO_USER_PREFIX}{}-{:08x}", now_ms(), suffix)
 }
 
-fn resolve_secret(settings: &Settings) -> Result<Vec<u8>, KeyError> {
+/// Whether a demo-mode secret may be created in the data dir when there is none.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Secret {
+    CreateForDemo,
+    Existing,
+}
+
+fn resolve_secret(settings: &Settings, mode: Secret) -> Result<Option<Vec<u8>>, KeyError> {
     if let Some(secret) = &settings.jwt_secret {
         let secret = secret.expose_secret();
         if secret.len() < 16 {
             return Err(KeyError("APEX_JWT_SECRET must be at least 16 bytes".into()));
         }
-        return Ok(secret.as_bytes().to_vec());
+        return Ok(Some(secret.as_bytes().to_vec()));
+    }
+    if mode == Secret::Existing {
+        return Ok(read_secret(&settings.data_dir));
     }
     if !settings.demo_mode {
+        if settings.jwt_public_key.is_some() || settings.jwt_jwks_url.is_some() {
+            return Ok(None);
+        }
         return Err(KeyError(
-            "no signing key: set APEX_JWT_SECRET (HS256) — it is required when demo mode is off (DEMO_MODE=0 or APEX_ENV=production)"
+            "no way to verify tokens: set APEX_JWT_SECRET (HS256), APEX_JWT_PUBLIC_KEY or APEX_JWT_JWKS_URL — one is required when demo mode is off (DEMO_MODE=0 or APEX_ENV=production)"
                 .into(),
         ));
     }
     load_or_create_secret(&settings.data_dir)
+        .map(Some)
         .map_err(|e| KeyError(format!("demo secret in {}: {e}", settings.data_dir.display())))
+}
+
+/// The demo secret in the data dir, if one was generated.
+fn read_secret(dir: &Path) -> Option<Vec<u8>> {
+    let s = std::fs::read_to_string(dir.join(SECRET_FILE)).ok()?;
+    (s.trim().len() >= 32).then(|| s.trim().as_bytes().to_vec())
 }
 
 /// The demo secret in the data dir, generated on first use.
 fn load_or_create_secret(dir: &Path) -> std::io::Result<Vec<u8>> {
     let path = dir.join(SECRET_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(s) if s.trim().len() >= 32 => return Ok(s.trim().as_bytes().to_vec()),
-        Ok(_) | Err(_) => {}
+    if let Some(secret) = read_secret(dir) {
+        return Ok(secret);
     }
     std::fs::create_dir_all(dir)?;
     let bytes: [u8; 32] = rand::thread_rng().gen();
@@ -313,6 +398,11 @@ mod tests {
         Auth::from_settings(&settings).unwrap()
     }
 
+    /// `verify` with only the secret: nothing to wait for.
+    fn verify(auth: &Auth, token: &str) -> Result<Claims, AuthError> {
+        futures_util::FutureExt::now_or_never(auth.verify(token)).expect("no key set to fetch")
+    }
+
     fn headers(authorization: &[u8]) -> Option<HeaderMap> {
         let mut h = HeaderMap::new();
         h.insert(header::AUTHORIZATION, header::HeaderValue::from_bytes(authorization).ok()?);
@@ -325,7 +415,7 @@ mod tests {
         /// Any text as a token: refused, never a panic.
         #[test]
         fn arbitrary_tokens_are_refused(token in ".{0,400}") {
-            prop_assert!(auth().verify(&token).is_err());
+            prop_assert!(verify(&auth(), &token).is_err());
         }
 
         /// A valid token with one character changed (header, claims or signature) is
@@ -333,15 +423,15 @@ mod tests {
         #[test]
         fn a_tampered_token_is_refused(at in any::<prop::sample::Index>(), c in "[A-Za-z0-9_.=-]") {
             let auth = auth();
-            let token = auth.mint("alice", Duration::from_secs(600), false);
+            let token = auth.mint("alice", Duration::from_secs(600), false).unwrap();
             let i = at.index(token.len());
             let mut tampered = token.clone();
             tampered.replace_range(i..i + 1, &c);
             // Base64url's last character of a segment can carry unused bits: a change
             // there may decode to the same bytes, which is the same token.
             prop_assume!(tampered != token);
-            if let Ok(claims) = auth.verify(&tampered) {
-                let original = auth.verify(&token).unwrap();
+            if let Ok(claims) = verify(&auth, &tampered) {
+                let original = verify(&auth, &token).unwrap();
                 prop_assert_eq!((claims.sub, claims.exp), (original.sub, original.exp), "only an equivalent encoding passes");
             }
         }
