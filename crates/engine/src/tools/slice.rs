@@ -1,6 +1,6 @@
 //! Data: the usage a question narrows to — a period, names of any dimension — with its
 //! totals, its share of the period's spend, and a breakdown when one is asked for.
-use apex_costs::{breakdown, summarize, GroupBy, GroupTotal, Money, UsageQuery, UsageRecord};
+use apex_costs::{breakdown, GroupBy, GroupTotal, Money, UsageQuery, UsageRecord};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -128,8 +128,8 @@ pub fn picked_query(args: &SliceArgs) -> UsageQuery {
 /// The slice `args` asks for: `picked` is the usage [`picked_query`] sums, `records` all
 /// of it as the run's rollup holds it (for the period's spend and the days the data covers).
 pub fn slice(prices: &apex_costs::PriceBook, records: &[UsageRecord], picked: &[UsageRecord], args: &SliceArgs) -> Slice {
-    let all = summarize(prices, &days(records, args.from.as_deref(), args.to.as_deref()));
-    let s = summarize(prices, picked);
+    let all = Sums::of(prices, &days(records, args.from.as_deref(), args.to.as_deref()));
+    let s = Sums::of(prices, picked);
     let mut groups = args.group_by.map(|d| breakdown(prices, picked, group_by(d))).unwrap_or_default();
     let more = groups.len().saturating_sub(MAX_GROUPS);
     groups.truncate(MAX_GROUPS);
@@ -159,13 +159,39 @@ pub fn slice(prices: &apex_costs::PriceBook, records: &[UsageRecord], picked: &[
         input_tokens: s.input_tokens,
         output_tokens: s.output_tokens,
         cached_input_tokens: s.cached_input_tokens,
-        reasoning_tokens: picked.iter().map(|r| r.reasoning_tokens).sum(),
+        reasoning_tokens: s.reasoning_tokens,
         end_users,
         period_cost: all.total,
         share_bp,
         groups,
         more,
         compared: None,
+    }
+}
+
+/// What a slice reports of records: their spend, each priced as a summary prices it
+/// ([`apex_costs::cost_of`]), and their counts — without the breakdowns a summary builds,
+/// which cost more than the sums on tens of thousands of records.
+#[derive(Default)]
+struct Sums {
+    total: Money,
+    requests: u64,
+    input_tokens: u64,
+    output_tokens: u64,
+    cached_input_tokens: u64,
+    reasoning_tokens: u64,
+}
+
+impl Sums {
+    fn of(prices: &apex_costs::PriceBook, records: &[UsageRecord]) -> Self {
+        records.iter().fold(Sums::default(), |s, r| Sums {
+            total: s.total + apex_costs::cost_of(prices, r),
+            requests: s.requests.saturating_add(r.requests),
+            input_tokens: s.input_tokens.saturating_add(r.input_tokens),
+            output_tokens: s.output_tokens.saturating_add(r.output_tokens),
+            cached_input_tokens: s.cached_input_tokens.saturating_add(r.cached_input_tokens),
+            reasoning_tokens: s.reasoning_tokens.saturating_add(r.reasoning_tokens),
+        })
     }
 }
 
