@@ -127,6 +127,85 @@ async fn insert_accepted(tx: &mut Transaction<'_, Postgres>, accepted: &[&NewRun
     Ok(())
 }
 
+/// The import statement: the new rows into `usage_records`, and their sums added to
+/// `usage_daily`, `usage_rollup` and `usage_tag_rollup`, plus their names to `usage_names`.
+static IMPORT_STATEMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH new AS ( \
+               INSERT INTO usage_records (user_id, key, day, provider, model, feature, project, end_user, api_key, \
+                 environment, requests, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, \
+                 reasoning_tokens, cost_micros, request_hash, repeat_requests, imported_at) \
+               SELECT $1, *, $20 FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                 $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], \
+                 $15::bigint[], $16::bigint[], $17::bigint[], $18::text[], $19::bigint[]) \
+               ON CONFLICT (user_id, key) DO NOTHING \
+               RETURNING day, provider, model, feature, project, end_user, api_key, environment, requests, \
+                 input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, \
+                 repeat_requests, cost_micros \
+             ), daily AS ( \
+               INSERT INTO usage_daily (user_id, day, provider, model, feature, project, end_user, api_key, \
+                 environment, billed, requests, input_tokens, output_tokens, cached_input_tokens, \
+                 cache_write_tokens, reasoning_tokens, repeat_requests, cost_micros) \
+               SELECT $1, day, provider, model, feature, project, end_user, api_key, environment, \
+                 cost_micros IS NOT NULL, SUM(requests), SUM(input_tokens), SUM(output_tokens), \
+                 SUM(cached_input_tokens), SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(repeat_requests), \
+                 COALESCE(SUM(cost_micros), 0) \
+               FROM new GROUP BY day, provider, model, feature, project, end_user, api_key, environment, \
+                 cost_micros IS NOT NULL \
+               ON CONFLICT (user_id, day, provider, model, feature, project, end_user, api_key, environment, billed) \
+               DO UPDATE SET \
+                 {daily} \
+             ), rollup AS ( \
+               INSERT INTO usage_rollup (user_id, day, provider, model, feature, project, environment, billed, \
+                 requests, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, \
+                 repeat_requests, cost_micros) \
+               SELECT $1, day, provider, model, feature, project, environment, cost_micros IS NOT NULL, \
+                 SUM(requests), SUM(input_tokens), SUM(output_tokens), SUM(cached_input_tokens), \
+                 SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(repeat_requests), COALESCE(SUM(cost_micros), 0) \
+               FROM new GROUP BY day, provider, model, feature, project, environment, cost_micros IS NOT NULL \
+               ON CONFLICT (user_id, day, provider, model, feature, project, environment, billed) \
+               DO UPDATE SET \
+                 {rollup} \
+             ), tags AS ( \
+               INSERT INTO usage_tag_rollup (user_id, dimension, name, day, provider, model, billed, \
+                 requests, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, \
+                 repeat_requests, cost_micros) \
+               SELECT $1, dimension, name, day, provider, model, cost_micros IS NOT NULL, \
+                 SUM(requests), SUM(input_tokens), SUM(output_tokens), SUM(cached_input_tokens), \
+                 SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(repeat_requests), COALESCE(SUM(cost_micros), 0) \
+               FROM new CROSS JOIN LATERAL (VALUES ('user', end_user), ('api_key', api_key)) AS tag (dimension, name) \
+               GROUP BY dimension, name, day, provider, model, cost_micros IS NOT NULL \
+               ON CONFLICT (user_id, dimension, name, day, provider, model, billed) \
+               DO UPDATE SET \
+                 {tag_rollup} \
+             ), names AS ( \
+               INSERT INTO usage_names (user_id, dimension, name) \
+               SELECT $1, 'user', end_user FROM new WHERE end_user <> '' \
+               UNION SELECT $1, 'api_key', api_key FROM new WHERE api_key <> '' \
+               ON CONFLICT DO NOTHING \
+             ) SELECT COUNT(*) FROM new",
+        daily = added("usage_daily"),
+        rollup = added("usage_rollup"),
+        tag_rollup = added("usage_tag_rollup"),
+    )
+});
+
+/// `usage.sum = usage.sum + excluded.sum` for every sum of a usage table.
+fn added(table: &str) -> String {
+    [
+        "requests",
+        "input_tokens",
+        "output_tokens",
+        "cached_input_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+        "repeat_requests",
+        "cost_micros",
+    ]
+    .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
+    .join(", ")
+}
+
 /// Usage rows per statement.
 const USAGE_ROWS_PER_STATEMENT: usize = 5_000;
 
@@ -157,104 +236,29 @@ pub(super) async fn insert_usage(
                 }
             })
             .collect();
-        let new: i64 = sqlx::query_scalar(
-            "WITH new AS ( \
-               INSERT INTO usage_records (user_id, key, day, provider, model, feature, project, end_user, api_key, \
-                 environment, requests, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, \
-                 reasoning_tokens, cost_micros, request_hash, repeat_requests, imported_at) \
-               SELECT $1, *, $20 FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-                 $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], \
-                 $15::bigint[], $16::bigint[], $17::bigint[], $18::text[], $19::bigint[]) \
-               ON CONFLICT (user_id, key) DO NOTHING \
-               RETURNING day, provider, model, feature, project, end_user, api_key, environment, requests, \
-                 input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, \
-                 repeat_requests, cost_micros \
-             ), daily AS ( \
-               INSERT INTO usage_daily (user_id, day, provider, model, feature, project, end_user, api_key, \
-                 environment, billed, requests, input_tokens, output_tokens, cached_input_tokens, \
-                 cache_write_tokens, reasoning_tokens, repeat_requests, cost_micros) \
-               SELECT $1, day, provider, model, feature, project, end_user, api_key, environment, \
-                 cost_micros IS NOT NULL, SUM(requests), SUM(input_tokens), SUM(output_tokens), \
-                 SUM(cached_input_tokens), SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(repeat_requests), \
-                 COALESCE(SUM(cost_micros), 0) \
-               FROM new GROUP BY day, provider, model, feature, project, end_user, api_key, environment, \
-                 cost_micros IS NOT NULL \
-               ON CONFLICT (user_id, day, provider, model, feature, project, end_user, api_key, environment, billed) \
-               DO UPDATE SET \
-                 requests = usage_daily.requests + excluded.requests, \
-                 input_tokens = usage_daily.input_tokens + excluded.input_tokens, \
-                 output_tokens = usage_daily.output_tokens + excluded.output_tokens, \
-                 cached_input_tokens = usage_daily.cached_input_tokens + excluded.cached_input_tokens, \
-                 cache_write_tokens = usage_daily.cache_write_tokens + excluded.cache_write_tokens, \
-                 reasoning_tokens = usage_daily.reasoning_tokens + excluded.reasoning_tokens, \
-                 repeat_requests = usage_daily.repeat_requests + excluded.repeat_requests, \
-                 cost_micros = usage_daily.cost_micros + excluded.cost_micros \
-             ), rollup AS ( \
-               INSERT INTO usage_rollup (user_id, day, provider, model, feature, project, environment, billed, \
-                 requests, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, \
-                 repeat_requests, cost_micros) \
-               SELECT $1, day, provider, model, feature, project, environment, cost_micros IS NOT NULL, \
-                 SUM(requests), SUM(input_tokens), SUM(output_tokens), SUM(cached_input_tokens), \
-                 SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(repeat_requests), COALESCE(SUM(cost_micros), 0) \
-               FROM new GROUP BY day, provider, model, feature, project, environment, cost_micros IS NOT NULL \
-               ON CONFLICT (user_id, day, provider, model, feature, project, environment, billed) \
-               DO UPDATE SET \
-                 requests = usage_rollup.requests + excluded.requests, \
-                 input_tokens = usage_rollup.input_tokens + excluded.input_tokens, \
-                 output_tokens = usage_rollup.output_tokens + excluded.output_tokens, \
-                 cached_input_tokens = usage_rollup.cached_input_tokens + excluded.cached_input_tokens, \
-                 cache_write_tokens = usage_rollup.cache_write_tokens + excluded.cache_write_tokens, \
-                 reasoning_tokens = usage_rollup.reasoning_tokens + excluded.reasoning_tokens, \
-                 repeat_requests = usage_rollup.repeat_requests + excluded.repeat_requests, \
-                 cost_micros = usage_rollup.cost_micros + excluded.cost_micros \
-             ), tags AS ( \
-               INSERT INTO usage_tag_rollup (user_id, dimension, name, day, provider, model, billed, \
-                 requests, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, \
-                 repeat_requests, cost_micros) \
-               SELECT $1, dimension, name, day, provider, model, cost_micros IS NOT NULL, \
-                 SUM(requests), SUM(input_tokens), SUM(output_tokens), SUM(cached_input_tokens), \
-                 SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(repeat_requests), COALESCE(SUM(cost_micros), 0) \
-               FROM new CROSS JOIN LATERAL (VALUES ('user', end_user), ('api_key', api_key)) AS tag (dimension, name) \
-               GROUP BY dimension, name, day, provider, model, cost_micros IS NOT NULL \
-               ON CONFLICT (user_id, dimension, name, day, provider, model, billed) \
-               DO UPDATE SET \
-                 requests = usage_tag_rollup.requests + excluded.requests, \
-                 input_tokens = usage_tag_rollup.input_tokens + excluded.input_tokens, \
-                 output_tokens = usage_tag_rollup.output_tokens + excluded.output_tokens, \
-                 cached_input_tokens = usage_tag_rollup.cached_input_tokens + excluded.cached_input_tokens, \
-                 cache_write_tokens = usage_tag_rollup.cache_write_tokens + excluded.cache_write_tokens, \
-                 reasoning_tokens = usage_tag_rollup.reasoning_tokens + excluded.reasoning_tokens, \
-                 repeat_requests = usage_tag_rollup.repeat_requests + excluded.repeat_requests, \
-                 cost_micros = usage_tag_rollup.cost_micros + excluded.cost_micros \
-             ), names AS ( \
-               INSERT INTO usage_names (user_id, dimension, name) \
-               SELECT $1, 'user', end_user FROM new WHERE end_user <> '' \
-               UNION SELECT $1, 'api_key', api_key FROM new WHERE api_key <> '' \
-               ON CONFLICT DO NOTHING \
-             ) SELECT COUNT(*) FROM new",
-        )
-        .bind(user_id)
-        .bind(col(|r| r.key.as_str()))
-        .bind(col(|r| r.record.day.as_str()))
-        .bind(col(|r| r.record.provider.as_str()))
-        .bind(col(|r| r.record.model.as_str()))
-        .bind(col(|r| r.record.feature.as_str()))
-        .bind(col(|r| r.record.project.as_str()))
-        .bind(col(|r| r.record.user.as_str()))
-        .bind(col(|r| r.record.api_key.as_str()))
-        .bind(col(|r| r.record.environment.as_str()))
-        .bind(num(|r| r.record.requests))
-        .bind(num(|r| r.record.input_tokens))
-        .bind(num(|r| r.record.output_tokens))
-        .bind(num(|r| r.record.cached_input_tokens))
-        .bind(num(|r| r.record.cache_write_tokens))
-        .bind(num(|r| r.record.reasoning_tokens))
-        .bind(chunk.iter().map(|r| r.record.cost.map(|c| c.0)).collect::<Vec<Option<i64>>>())
-        .bind(col(|r| r.request_hash.as_str()))
-        .bind(repeats)
-        .bind(at_ms as i64)
-        .fetch_one(&mut **tx)
-        .await?;
+        let new: i64 = sqlx::query_scalar(IMPORT_STATEMENT.as_str())
+            .bind(user_id)
+            .bind(col(|r| r.key.as_str()))
+            .bind(col(|r| r.record.day.as_str()))
+            .bind(col(|r| r.record.provider.as_str()))
+            .bind(col(|r| r.record.model.as_str()))
+            .bind(col(|r| r.record.feature.as_str()))
+            .bind(col(|r| r.record.project.as_str()))
+            .bind(col(|r| r.record.user.as_str()))
+            .bind(col(|r| r.record.api_key.as_str()))
+            .bind(col(|r| r.record.environment.as_str()))
+            .bind(num(|r| r.record.requests))
+            .bind(num(|r| r.record.input_tokens))
+            .bind(num(|r| r.record.output_tokens))
+            .bind(num(|r| r.record.cached_input_tokens))
+            .bind(num(|r| r.record.cache_write_tokens))
+            .bind(num(|r| r.record.reasoning_tokens))
+            .bind(chunk.iter().map(|r| r.record.cost.map(|c| c.0)).collect::<Vec<Option<i64>>>())
+            .bind(col(|r| r.request_hash.as_str()))
+            .bind(repeats)
+            .bind(at_ms as i64)
+            .fetch_one(&mut **tx)
+            .await?;
         inserted += new as u64;
     }
     Ok(inserted)
