@@ -115,31 +115,52 @@ pub(crate) fn group_by(d: Dimension) -> GroupBy {
 }
 
 /// What `args` picks, summed: per day, model and the names the slice is filtered or
-/// grouped by (and per end user when they are counted).
+/// grouped by.
 pub fn picked_query(args: &SliceArgs) -> UsageQuery {
-    let filters: Vec<(GroupBy, Vec<String>)> = args.filters.iter().map(|f| (group_by(f.dimension), f.values.clone())).collect();
-    let mut named: Vec<GroupBy> = filters.iter().map(|(d, _)| *d).chain(args.group_by.map(group_by)).collect();
-    if args.end_users {
-        named.push(GroupBy::User);
-    }
+    let filters = filters(args);
+    let named: Vec<GroupBy> = filters.iter().map(|(d, _)| *d).chain(args.group_by.map(group_by)).collect();
     UsageQuery { from: args.from.clone(), to: args.to.clone(), filters, keep: UsageQuery::keep_for(&named) }
 }
 
+/// The end users of what `args` picks, when they are counted: one sum per end user (a few
+/// thousand at most), not per day, model and end user as pricing them would need.
+pub fn users_query(args: &SliceArgs) -> Option<UsageQuery> {
+    args.end_users.then(|| UsageQuery {
+        from: args.from.clone(),
+        to: args.to.clone(),
+        filters: filters(args),
+        keep: vec![GroupBy::User],
+    })
+}
+
+fn filters(args: &SliceArgs) -> Vec<(GroupBy, Vec<String>)> {
+    args.filters.iter().map(|f| (group_by(f.dimension), f.values.clone())).collect()
+}
+
+/// The distinct end users named in `records` (the untagged usage not counted).
+pub fn count_users(records: &[UsageRecord]) -> u64 {
+    let mut users: Vec<&str> = records.iter().map(|r| r.user.as_str()).filter(|u| !u.is_empty()).collect();
+    users.sort_unstable();
+    users.dedup();
+    users.len() as u64
+}
+
 /// The slice `args` asks for: `picked` is the usage [`picked_query`] sums, `records` all
-/// of it as the run's rollup holds it (for the period's spend and the days the data covers).
-pub fn slice(prices: &apex_costs::PriceBook, records: &[UsageRecord], picked: &[UsageRecord], args: &SliceArgs) -> Slice {
+/// of it as the run's rollup holds it (for the period's spend and the days the data
+/// covers), `end_users` the count of [`users_query`]'s.
+pub fn slice(
+    prices: &apex_costs::PriceBook,
+    records: &[UsageRecord],
+    picked: &[UsageRecord],
+    args: &SliceArgs,
+    end_users: Option<u64>,
+) -> Slice {
     let all = Sums::of(prices, &days(records, args.from.as_deref(), args.to.as_deref()));
     let s = Sums::of(prices, picked);
     let mut groups = args.group_by.map(|d| breakdown(prices, picked, group_by(d))).unwrap_or_default();
     let more = groups.len().saturating_sub(MAX_GROUPS);
     groups.truncate(MAX_GROUPS);
     let share_bp = s.total.ratio_bp(all.total).map_or(0, |bp| bp.clamp(0, 10_000) as u32);
-    let end_users = args.end_users.then(|| {
-        let mut users: Vec<&str> = picked.iter().map(|r| r.user.as_str()).filter(|u| !u.is_empty()).collect();
-        users.sort_unstable();
-        users.dedup();
-        users.len() as u64
-    });
     // The days asked for, within the days the data covers (an average over November
     // counts the days up to the last one in the data).
     let first = records.iter().map(|r| r.day.as_str()).min().unwrap_or_default();
@@ -216,17 +237,25 @@ impl Tool for QuerySlice {
     type Output = Slice;
 
     async fn run(&self, ctx: &RunContext, args: SliceArgs) -> Result<Slice, ToolError> {
-        let records = ctx.data.records().await?;
-        let picked = ctx.data.totals(&picked_query(&args)).await?;
-        let now = slice(ctx.data.prices(), &records, &picked, &args);
+        let now = sliced(ctx, &args).await?;
         if args.compare_from.is_none() && args.compare_to.is_none() {
             return Ok(now);
         }
         let then_args = SliceArgs { from: args.compare_from.clone(), to: args.compare_to.clone(), group_by: None, ..args };
-        let picked = ctx.data.totals(&picked_query(&then_args)).await?;
-        let then = slice(ctx.data.prices(), &records, &picked, &then_args);
+        let then = sliced(ctx, &then_args).await?;
         Ok(Slice { compared: Some(Compared::between(&now, then)), ..now })
     }
+}
+
+/// One period's slice, from the store's sums.
+async fn sliced(ctx: &RunContext, args: &SliceArgs) -> Result<Slice, ToolError> {
+    let records = ctx.data.records().await?;
+    let picked = ctx.data.totals(&picked_query(args)).await?;
+    let end_users = match users_query(args) {
+        Some(q) => Some(count_users(&ctx.data.totals(&q).await?)),
+        None => None,
+    };
+    Ok(slice(ctx.data.prices(), &records, &picked, args, end_users))
 }
 
 #[cfg(test)]
@@ -266,7 +295,10 @@ mod tests {
             compare_from: None,
             compare_to: None,
         };
-        let at = |args: &SliceArgs| slice(book, &records, &apex_costs::aggregate(&records, &picked_query(args)), args);
+        let at = |args: &SliceArgs| {
+            let users = users_query(args).map(|q| count_users(&apex_costs::aggregate(&records, &q)));
+            slice(book, &records, &apex_costs::aggregate(&records, &picked_query(args)), args, users)
+        };
         let s = at(&SliceArgs { end_users: true, ..args.clone() });
         assert_eq!((s.cost, s.requests, s.days, s.end_users), (Money(5_000_000), 2, 1, Some(1)));
         assert_eq!(s.period_cost, Money(6_500_000));

@@ -260,9 +260,10 @@ fn day_name(n: u32) -> String {
 async fn time_queries(database_url: &str, csv: &Path, repeat: usize) -> anyhow::Result<Vec<QueryTiming>> {
     let priced = |keep: &[GroupBy]| [&[GroupBy::Day, GroupBy::Model][..], keep].concat();
     let october = (Some("2026-10-01".to_owned()), Some("2026-10-31".to_owned()));
-    let queries: [(&'static str, UsageQuery); 4] = [
+    let queries: [(&'static str, UsageQuery); 5] = [
         ("rollup (every question's records)", UsageQuery::rollup()),
-        ("cost per end user", UsageQuery { keep: priced(&[GroupBy::User]), ..UsageQuery::default() }),
+        ("end users counted (one sum each)", UsageQuery { keep: vec![GroupBy::User], ..UsageQuery::default() }),
+        ("spend by end user (per day, model, end user)", UsageQuery { keep: priced(&[GroupBy::User]), ..UsageQuery::default() }),
         (
             "one end user in October",
             UsageQuery {
