@@ -105,7 +105,7 @@ pub trait Store: Send + Sync + 'static {
     /// same order.
     async fn usage_totals(&self, user_id: &UserId, q: &UsageQuery) -> StoreResult<Vec<UsageRecord>>;
     /// The distinct names of `dim` in this user's usage (empty names left out), sorted
-    /// bytewise: read from what the import keeps, not from every stored row.
+    /// bytewise: read from the sums the import keeps, not from every stored row.
     async fn usage_names(&self, user_id: &UserId, dim: GroupBy) -> StoreResult<Vec<String>>;
     /// Removes all of this user's usage rows; returns how many.
     async fn delete_usage(&self, user_id: &UserId) -> StoreResult<u64>;

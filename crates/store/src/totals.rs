@@ -2,6 +2,9 @@
 //! a parameter is written: the database sums the rows and returns one per group.
 use apex_costs::{GroupBy, UsageQuery, UsageRecord};
 
+/// The sums kept from `usage_daily`, which a delete of a user's usage clears with it.
+pub(crate) const KEPT_SUMS: [&str; 3] = ["usage_daily", "usage_rollup", "usage_tag_rollup"];
+
 /// Where a query's sums are read from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Source {
@@ -141,7 +144,7 @@ pub(crate) fn sorted(mut rows: Vec<UsageRecord>) -> Vec<UsageRecord> {
     rows
 }
 
-/// The `dimension` usage_names keeps `dim` under, for end users and API keys.
+/// The `dimension` usage_tag_rollup keeps `dim` under, for end users and API keys.
 pub(crate) fn tag_name(dim: GroupBy) -> Option<&'static str> {
     match dim {
         GroupBy::User => Some("user"),
@@ -151,11 +154,13 @@ pub(crate) fn tag_name(dim: GroupBy) -> Option<&'static str> {
 }
 
 /// The distinct non-empty names of `dim` (`user`, `tag`: how the user id and the dimension
-/// are written as parameters): end users and API keys from usage_names, the rest from the
-/// rollup.
+/// are written as parameters): end users and API keys from usage_tag_rollup, the rest from
+/// the rollup.
 pub(crate) fn names_sql(dim: GroupBy, user: &str, tag: &str) -> String {
     match tag_name(dim) {
-        Some(_) => format!("SELECT name FROM usage_names WHERE user_id = {user} AND dimension = {tag}"),
+        Some(_) => {
+            format!("SELECT DISTINCT name FROM usage_tag_rollup WHERE user_id = {user} AND dimension = {tag} AND name <> ''")
+        }
         None => {
             let column = column(dim);
             format!("SELECT DISTINCT {column} FROM usage_rollup WHERE user_id = {user} AND {column} <> ''")

@@ -128,7 +128,7 @@ async fn insert_accepted(tx: &mut Transaction<'_, Postgres>, accepted: &[&NewRun
 }
 
 /// The import statement: the new rows into `usage_records`, and their sums added to
-/// `usage_daily`, `usage_rollup` and `usage_tag_rollup`, plus their names to `usage_names`.
+/// `usage_daily`, `usage_rollup` and `usage_tag_rollup`.
 static IMPORT_STATEMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH new AS ( \
@@ -178,11 +178,6 @@ static IMPORT_STATEMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(
                ON CONFLICT (user_id, dimension, name, day, provider, model, billed) \
                DO UPDATE SET \
                  {tag_rollup} \
-             ), names AS ( \
-               INSERT INTO usage_names (user_id, dimension, name) \
-               SELECT $1, 'user', end_user FROM new WHERE end_user <> '' \
-               UNION SELECT $1, 'api_key', api_key FROM new WHERE api_key <> '' \
-               ON CONFLICT DO NOTHING \
              ) SELECT COUNT(*) FROM new",
         daily = added("usage_daily"),
         rollup = added("usage_rollup"),

@@ -202,10 +202,9 @@ impl Store for PgStore {
 
     async fn delete_usage(&self, user_id: &UserId) -> StoreResult<u64> {
         let mut tx = self.pool()?.begin().await?;
-        sqlx::query("DELETE FROM usage_daily WHERE user_id = $1").bind(user_id.as_str()).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM usage_rollup WHERE user_id = $1").bind(user_id.as_str()).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM usage_names WHERE user_id = $1").bind(user_id.as_str()).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM usage_tag_rollup WHERE user_id = $1").bind(user_id.as_str()).execute(&mut *tx).await?;
+        for table in crate::totals::KEPT_SUMS {
+            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1")).bind(user_id.as_str()).execute(&mut *tx).await?;
+        }
         let done = sqlx::query("DELETE FROM usage_records WHERE user_id = $1").bind(user_id.as_str()).execute(&mut *tx).await?;
         bump_version(&mut tx, user_id.as_str()).await?;
         tx.commit().await?;

@@ -217,10 +217,9 @@ impl Store for SqliteStore {
         let mut conn = self.writer.acquire().await?;
         let result = async {
             let mut tx = conn.begin().await?;
-            sqlx::query("DELETE FROM usage_daily WHERE user_id = ?").bind(user_id.as_str()).execute(&mut *tx).await?;
-            sqlx::query("DELETE FROM usage_rollup WHERE user_id = ?").bind(user_id.as_str()).execute(&mut *tx).await?;
-            sqlx::query("DELETE FROM usage_names WHERE user_id = ?").bind(user_id.as_str()).execute(&mut *tx).await?;
-            sqlx::query("DELETE FROM usage_tag_rollup WHERE user_id = ?").bind(user_id.as_str()).execute(&mut *tx).await?;
+            for table in crate::totals::KEPT_SUMS {
+                sqlx::query(&format!("DELETE FROM {table} WHERE user_id = ?")).bind(user_id.as_str()).execute(&mut *tx).await?;
+            }
             let done =
                 sqlx::query("DELETE FROM usage_records WHERE user_id = ?").bind(user_id.as_str()).execute(&mut *tx).await?;
             bump_version(&mut tx, user_id.as_str()).await?;
