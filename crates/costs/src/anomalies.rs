@@ -144,13 +144,7 @@ pub fn top_drivers(prices: &PriceBook, records: &[UsageRecord], n: usize) -> Vec
     }
     let mut drivers: Vec<Driver> = groups
         .into_iter()
-        .map(|((feature, model), (cost, requests))| Driver {
-            feature,
-            model,
-            cost,
-            requests,
-            share_bp: cost.ratio_bp(total).map_or(0, |bp| u32::try_from(bp).unwrap_or(0)),
-        })
+        .map(|((feature, model), (cost, requests))| Driver { feature, model, cost, requests, share_bp: cost.share_bp(total) })
         .collect();
     drivers.sort_by(|a, b| b.cost.cmp(&a.cost).then_with(|| a.feature.cmp(&b.feature)));
     drivers.truncate(n);

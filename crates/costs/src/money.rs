@@ -68,6 +68,12 @@ impl Money {
         basis_points(i128::from(self.0), i128::from(whole.0))
     }
 
+    /// `self` as a share of `total` in whole basis points, 0 when there is no total or the
+    /// share is negative.
+    pub fn share_bp(self, total: Money) -> u32 {
+        self.ratio_bp(total).map_or(0, |bp| u32::try_from(bp).unwrap_or(0))
+    }
+
     /// `self + rhs`, or `None` when it does not fit.
     pub fn checked_add(self, rhs: Money) -> Option<Money> {
         self.0.checked_add(rhs.0).map(Money)

@@ -212,16 +212,11 @@ fn group_totals(costed: &[(&UsageRecord, Money)], total: Money, key: impl Fn(&Us
     }
     let mut groups: Vec<GroupTotal> = groups.into_values().collect();
     for g in &mut groups {
-        g.share_bp = share_bp(g.cost, total);
+        g.share_bp = g.cost.share_bp(total);
     }
     // Keys are unique, so this order is total and deterministic.
     groups.sort_by(|a, b| b.cost.cmp(&a.cost).then_with(|| a.key.cmp(&b.key)));
     groups
-}
-
-/// The share in whole basis points ([`Money::ratio_bp`]), 0 when there is no total.
-fn share_bp(part: Money, total: Money) -> u32 {
-    part.ratio_bp(total).map_or(0, |bp| u32::try_from(bp).unwrap_or(0))
 }
 
 /// Cost per day, oldest first. When the days parse and span at most
@@ -417,7 +412,7 @@ mod tests {
             .map(|g| g.share_bp)
             .collect();
         assert_eq!(thirds, [6_666, 3_333]);
-        assert_eq!(super::share_bp(Money(358_465), Money(1_000_000)), 3_584);
+        assert_eq!(Money(358_465).share_bp(Money(1_000_000)), 3_584);
         // A credit larger than the spend: no shares rather than nonsense ones.
         let credits: Vec<u32> = breakdown(PriceBook::catalog(), &[billed("d", "a", 1), billed("d", "b", -2)], GroupBy::Feature)
             .iter()

@@ -17,7 +17,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use super::{AuthError, KeyError};
 
 /// The key set is fetched again when it is older than this.
-pub const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
+const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
 const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
 /// A key set larger than this is not one.
 const JWKS_MAX_BYTES: usize = 1 << 20;

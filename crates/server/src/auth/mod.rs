@@ -27,7 +27,6 @@ use crate::settings::Settings;
 
 mod keys;
 
-pub use keys::JWKS_MAX_AGE;
 use keys::{Jwks, VerifyKey};
 
 /// How long a token handed to a demo identity stays valid.
