@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 mod chat;
 mod ingest;
 mod models;
+mod users;
 
 /// Measured: with glibc's allocator, a quarter of the server's CPU under load went to
 /// malloc/free (many small, short-lived event and frame buffers across threads).
@@ -34,6 +35,13 @@ enum Command {
     Serve(ServeArgs),
     /// Mint a token for a user with the configured secret
     Token(TokenArgs),
+    /// Manage local accounts: create, reset, disable, enable, list, invite
+    Users {
+        #[command(subcommand)]
+        command: users::UsersCommand,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Show what the cost engine charges for models
     Prices(PricesArgs),
     /// Import usage exports into the store, or upload them to a server (--url)
@@ -72,10 +80,10 @@ enum ModelsCommand {
 #[derive(clap::Args)]
 struct ConfigArgs {
     /// TOML configuration file (layered under environment variables and flags)
-    #[arg(long, env = "APEX_CONFIG")]
+    #[arg(long, env = "APEX_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Data directory (SQLite database, demo signing secret)
-    #[arg(long)]
+    #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
 }
 
@@ -129,6 +137,10 @@ fn main() -> ExitCode {
                 Err(e) => Err(e),
             },
             Command::Token(args) => token(args).map(|()| 0),
+            Command::Users { command, config } => match settings(&config, |_| ()) {
+                Ok(s) => users::run(command, s).await,
+                Err(e) => Err(e),
+            },
             Command::Prices(args) => settings(&args.config, |_| ())
                 .and_then(|s| apex_server::prices::book(&s).map_err(anyhow::Error::msg))
                 .map(|book| prices(&args, &book)),

@@ -76,6 +76,10 @@ pub mod close {
     pub const TRY_AGAIN_LATER: u16 = 1013;
     /// The peer stopped answering pings.
     pub const PING_TIMEOUT: u16 = 4000;
+    /// The sign-in session of the connection ended: signed out (here or in another tab),
+    /// revoked, or its account disabled or given a new password. Sign in again; do not
+    /// reconnect with the same token.
+    pub const SESSION_ENDED: u16 = 4001;
 }
 
 #[cfg(test)]

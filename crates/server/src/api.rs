@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::token_from;
+use crate::accounts::Caller;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -42,6 +42,9 @@ pub enum ApiError {
     /// Over an allowance (429), with a stable code.
     #[error("{1}")]
     TooMany(&'static str, String),
+    /// In conflict with what exists (409), with a stable code.
+    #[error("{1}")]
+    Conflict(&'static str, String),
     #[error("internal error")]
     Internal(String),
 }
@@ -65,6 +68,7 @@ impl IntoResponse for ApiError {
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             Self::Forbidden(code, _) => (StatusCode::FORBIDDEN, *code),
             Self::TooMany(code, _) => (StatusCode::TOO_MANY_REQUESTS, *code),
+            Self::Conflict(code, _) => (StatusCode::CONFLICT, *code),
             Self::Internal(detail) => {
                 tracing::error!(error = %detail, "request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
@@ -78,25 +82,16 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The authenticated user of a REST request (Bearer header or `?token=`).
+/// The authenticated user of a REST request (Bearer header or `?token=`; see
+/// [`Caller`] for the whole identity).
 pub struct User(pub UserId);
-
-#[derive(Deserialize)]
-struct TokenQuery {
-    token: Option<String>,
-}
 
 impl FromRequestParts<AppState> for User {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        let query = Query::<TokenQuery>::try_from_uri(&parts.uri).ok().and_then(|q| q.0.token);
-        let token = token_from(&parts.headers, query.as_deref())
-            .map_err(|e| ApiError::Unauthorized(e.to_string()))?
-            .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
-        let claims = app.auth.verify(&token).await.map_err(|e| ApiError::Unauthorized(e.to_string()))?;
-        tracing::Span::current().record("user_id", claims.sub.as_str());
-        Ok(User(UserId::from(claims.sub)))
+        let Caller(identity) = Caller::from_request_parts(parts, app).await?;
+        Ok(User(UserId::from(identity.user_id)))
     }
 }
 

@@ -5,6 +5,7 @@
 //! embedders (replace a tool, or the usage data source).
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod api;
 pub mod auth;
 pub mod health;
@@ -49,6 +50,10 @@ pub struct AppState {
     pub connections: Arc<AtomicUsize>,
     /// Per-user allowances shared by all of a user's connections.
     pub users: Arc<limits::UserLimits>,
+    /// Sockets of signed-in sessions, closed when their session ends.
+    pub revocations: Arc<accounts::revocation::Revocations>,
+    /// Sign-in attempts per address.
+    pub sign_in_attempts: Arc<limits::AttemptLimits>,
 }
 
 impl AppState {
@@ -175,16 +180,31 @@ impl Server {
         };
         let runs = RunManager::start_in_cluster(store, engine, tools, source, cluster).await?;
         let users = Arc::new(limits::UserLimits::new(settings.max_connections_per_user, settings.user_rate_limit));
+        let revocations = Arc::new(accounts::revocation::Revocations::default());
+        let sign_in_attempts = Arc::new(limits::AttemptLimits::new(settings.login_rate_limit));
+        let shutting_down = CancellationToken::new();
+        tokio::spawn(revocations.clone().watch_store(runs.store().clone(), shutting_down.clone()));
+        if auth.can_mint() && !settings.demo_mode {
+            match apex_store::Accounts::accounts(runs.store().as_ref()).await {
+                Ok(accounts) if accounts.is_empty() => tracing::warn!(
+                    "no accounts yet: create the first (an admin) with `apex users create NAME` and this server's configuration"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not count the accounts"),
+            }
+        }
         Ok(AppState {
             settings: Arc::new(settings),
             auth: Arc::new(auth),
             prices,
             runs,
-            shutting_down: CancellationToken::new(),
+            shutting_down,
             close_sessions: CancellationToken::new(),
             sessions: TaskTracker::new(),
             connections: Arc::new(AtomicUsize::new(0)),
             users,
+            revocations,
+            sign_in_attempts,
         })
     }
 }
@@ -234,6 +254,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(ws::router())
         .merge(api::router())
+        .merge(accounts::router())
         .merge(usage::router())
         .merge(web::router());
     if state.settings.metrics_bind.is_none() {

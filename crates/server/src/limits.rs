@@ -61,19 +61,29 @@ impl Drop for UserConnection {
 /// A frame allowance: `rate` per second, bursts of twice that.
 pub struct TokenBucket {
     rate: f64,
+    burst: f64,
     tokens: f64,
     at: Instant,
 }
 
 impl TokenBucket {
     pub fn new(rate: u32) -> Self {
-        Self { rate: rate as f64, tokens: rate as f64 * 2.0, at: Instant::now() }
+        Self::with(rate as f64, rate as f64 * 2.0)
+    }
+
+    fn refill(&mut self) {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
+        self.at = now;
+    }
+
+    /// `rate` per second, at most `burst` at once.
+    pub fn with(rate: f64, burst: f64) -> Self {
+        Self { rate, burst, tokens: burst, at: Instant::now() }
     }
 
     pub fn allow(&mut self) -> bool {
-        let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.rate * 2.0);
-        self.at = now;
+        self.refill();
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -83,9 +93,50 @@ impl TokenBucket {
     }
 }
 
+/// Sign-in attempts per address: `per_minute`, in bursts of as many. At most [`ADDRESSES`]
+/// addresses are remembered; past that, the full buckets (addresses that have not tried
+/// lately) are forgotten, then every one (an attacker with that many addresses is not
+/// slowed by a per-address limit anyway; the per-account lockout still holds).
+pub struct AttemptLimits {
+    per_minute: u32,
+    buckets: Mutex<HashMap<std::net::IpAddr, TokenBucket>>,
+}
+
+const ADDRESSES: usize = 10_000;
+
+impl AttemptLimits {
+    pub fn new(per_minute: u32) -> Self {
+        Self { per_minute, buckets: Mutex::default() }
+    }
+
+    pub fn allow(&self, ip: std::net::IpAddr) -> bool {
+        let mut buckets = self.buckets.lock().expect("attempt limits lock");
+        if buckets.len() >= ADDRESSES && !buckets.contains_key(&ip) {
+            let burst = self.per_minute as f64;
+            buckets.retain(|_, b| {
+                b.refill();
+                b.tokens < burst
+            });
+            if buckets.len() >= ADDRESSES {
+                buckets.clear();
+            }
+        }
+        let per_minute = self.per_minute as f64;
+        buckets.entry(ip).or_insert_with(|| TokenBucket::with(per_minute / 60.0, per_minute)).allow()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sign_in_attempts_are_limited_per_address() {
+        let limits = AttemptLimits::new(5);
+        let a: std::net::IpAddr = [10, 0, 0, 1].into();
+        assert_eq!((0..20).filter(|_| limits.allow(a)).count(), 5);
+        assert!(limits.allow([10, 0, 0, 2].into()), "another address has its own allowance");
+    }
 
     #[test]
     fn a_users_connections_share_one_allowance_and_a_cap() {

@@ -42,6 +42,25 @@ pub struct Settings {
     /// The soonest the JWKS is fetched again for a token naming a key id it does not hold.
     #[serde(rename = "jwt_jwks_refresh_secs", deserialize_with = "secs")]
     pub jwt_jwks_refresh: Duration,
+    /// Who may create a local account on the page: `closed` (admins create them with
+    /// `apex users`), `invite` (with an invitation) or `open`.
+    pub signup: Signup,
+    /// How long a local account's access token is valid (the page refreshes it).
+    #[serde(rename = "access_token_ttl_secs", deserialize_with = "secs")]
+    pub access_token_ttl: Duration,
+    /// A sign-in session ends when unused for this long (each refresh extends it).
+    #[serde(rename = "session_ttl_secs", deserialize_with = "secs")]
+    pub session_ttl: Duration,
+    /// Wrong passwords in a row that lock an account.
+    pub login_max_failures: u32,
+    /// How long a locked account refuses sign-in.
+    #[serde(rename = "login_lockout_secs", deserialize_with = "secs")]
+    pub login_lockout: Duration,
+    /// Sign-in attempts per minute from one address (bursts of that many).
+    pub login_rate_limit: u32,
+    /// Whether the session cookie is `Secure` (sent over HTTPS only). Default: on unless
+    /// demo mode is (the demo is served on plain http://127.0.0.1).
+    pub cookie_secure: Option<bool>,
     /// Who writes the answer: `builtin`, `openai` or `local`.
     pub llm: String,
     /// An OpenAI-compatible endpoint, up to the API version (`…/v1`).
@@ -101,6 +120,15 @@ pub struct Settings {
     pub tool_delay: Duration,
     /// Negotiated prices that replace the catalog's (TOML, see `prices.rs`).
     pub prices_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Signup {
+    Closed,
+    #[default]
+    Invite,
+    Open,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -192,6 +220,13 @@ impl Default for Settings {
             jwt_public_key: None,
             jwt_jwks_url: None,
             jwt_jwks_refresh: Duration::from_secs(30),
+            signup: Signup::Invite,
+            access_token_ttl: Duration::from_secs(15 * 60),
+            session_ttl: Duration::from_secs(30 * 24 * 3600),
+            login_max_failures: 5,
+            login_lockout: Duration::from_secs(15 * 60),
+            login_rate_limit: 20,
+            cookie_secure: None,
             llm: "builtin".into(),
             openai_base_url: "https://api.openai.com/v1".into(),
             openai_api_key: None,
@@ -259,6 +294,11 @@ impl Settings {
         settings.finish()
     }
 
+    /// Whether the session cookie is sent over HTTPS only.
+    pub fn secure_cookies(&self) -> bool {
+        self.cookie_secure.unwrap_or(!self.demo_mode)
+    }
+
     pub fn log_json(&self) -> bool {
         self.log_format == LogFormat::Json
     }
@@ -305,6 +345,14 @@ impl Settings {
         }
         if self.header_timeout.is_zero() {
             return Err(ConfigError::Invalid("header_timeout_secs must be greater than zero".into()));
+        }
+        if self.access_token_ttl < Duration::from_secs(30) || self.session_ttl < self.access_token_ttl {
+            return Err(ConfigError::Invalid(
+                "access_token_ttl_secs must be at least 30 and session_ttl_secs at least as long".into(),
+            ));
+        }
+        if self.login_max_failures == 0 || self.login_rate_limit == 0 {
+            return Err(ConfigError::Invalid("login_max_failures and login_rate_limit must be at least 1".into()));
         }
         if self.ping_interval.is_zero() {
             return Err(ConfigError::Invalid("ping_interval_secs must be greater than zero".into()));

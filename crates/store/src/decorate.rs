@@ -12,6 +12,7 @@ use apex_protocol::{RunId, ThreadId, UserId};
 use async_trait::async_trait;
 
 use crate::model::*;
+use crate::{Account, AccountChange, AccountKey, Accounts, AuthSession, Invitation, NewAccount, NewSession, Rotation};
 use crate::{Store, StoreResult};
 
 /// A store operation, as a decorator sees it.
@@ -48,9 +49,9 @@ impl<A: Around> Decorated<A> {
 }
 
 macro_rules! decorated {
-    ($( $repeatable:literal fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty; )*) => {
+    ($trait:ident { $( $repeatable:literal fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty; )* }) => {
         #[async_trait]
-        impl<A: Around> Store for Decorated<A> {
+        impl<A: Around> $trait for Decorated<A> {
             $(
                 async fn $name(&self $(, $arg: $ty)*) -> StoreResult<$ret> {
                     let op = Op { name: stringify!($name), repeatable: $repeatable };
@@ -61,7 +62,7 @@ macro_rules! decorated {
     };
 }
 
-decorated! {
+decorated! { Store {
     false fn ping(&self) -> ();
     false fn apply(&self, begins: &[NewRun], writes: &[Write]) -> Vec<BeginOutcome>;
     false fn heartbeat(&self, instance: &str, at_ms: u64) -> ();
@@ -78,4 +79,19 @@ decorated! {
     true fn usage_names(&self, user_id: &UserId, dim: GroupBy) -> Vec<String>;
     true fn delete_usage(&self, user_id: &UserId) -> u64;
     true fn usage_version(&self, user_id: &UserId) -> u64;
-}
+}}
+
+decorated! { Accounts {
+    false fn create_account(&self, new: &NewAccount) -> Account;
+    true fn account(&self, key: AccountKey<'_>) -> Option<Account>;
+    true fn accounts(&self) -> Vec<Account>;
+    false fn update_account(&self, id: &str, change: &AccountChange) -> ();
+    false fn create_session(&self, new: &NewSession) -> ();
+    false fn rotate_session(&self, presented: &str, replacement: &str, at: u64, expires_at: u64) -> Rotation;
+    true fn session(&self, id: &str) -> Option<AuthSession>;
+    true fn sessions(&self, account_id: &str, at: u64) -> Vec<AuthSession>;
+    true fn revoke_sessions(&self, account_id: &str, session_id: Option<&str>, at: u64) -> Vec<String>;
+    true fn sessions_revoked_since(&self, since: u64) -> Vec<String>;
+    false fn create_invitation(&self, invitation: &Invitation) -> ();
+    false fn claim_invitation(&self, code_hash: &str, at: Option<u64>) -> Option<String>;
+}}

@@ -10,6 +10,7 @@
 //! (`postgres/`); each has its own migrations folder.
 #![forbid(unsafe_code)]
 
+mod accounts;
 pub mod decorate;
 pub mod metered;
 mod model;
@@ -21,6 +22,9 @@ pub mod sqlite;
 pub mod testing;
 mod totals;
 
+pub use accounts::{
+    Account, AccountChange, AccountKey, AuthSession, Invitation, NewAccount, NewSession, Rotation, ROTATION_RACE_MS,
+};
 pub use model::*;
 
 /// The aggregation [`Store::usage_totals`] answers, over the stored daily rows (`?`
@@ -39,6 +43,9 @@ use async_trait::async_trait;
 pub enum StoreError {
     #[error("not found")]
     NotFound,
+    /// A unique name is taken (an account's).
+    #[error("already exists")]
+    Conflict,
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -50,7 +57,7 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Accounts + Send + Sync + 'static {
     /// A cheap round trip, for readiness checks.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -112,6 +119,35 @@ pub trait Store: Send + Sync + 'static {
     /// The version of this user's usage data: it changes whenever an import adds rows or
     /// the data is deleted (0 before any import).
     async fn usage_version(&self, user_id: &UserId) -> StoreResult<u64>;
+}
+
+/// Local accounts, their sign-in sessions and invitations (`accounts.rs`: one set of
+/// statements for both backends). Part of every [`Store`].
+#[async_trait]
+pub trait Accounts: Send + Sync + 'static {
+    /// Creates an account (`Conflict` when the name is taken); without a role, the first
+    /// account of the install becomes `admin`.
+    async fn create_account(&self, new: &NewAccount) -> StoreResult<Account>;
+    async fn account(&self, key: AccountKey<'_>) -> StoreResult<Option<Account>>;
+    /// Every account, oldest first.
+    async fn accounts(&self) -> StoreResult<Vec<Account>>;
+    /// `NotFound` when there is no such account.
+    async fn update_account(&self, id: &str, change: &AccountChange) -> StoreResult<()>;
+    async fn create_session(&self, new: &NewSession) -> StoreResult<()>;
+    /// Presents a refresh token (its hash): a current one is replaced by `replacement` and
+    /// the session extended to `expires_at`; see [`Rotation`] for the rest.
+    async fn rotate_session(&self, presented: &str, replacement: &str, at: u64, expires_at: u64) -> StoreResult<Rotation>;
+    async fn session(&self, id: &str) -> StoreResult<Option<AuthSession>>;
+    /// The account's sessions still active at `at`, most recently used first.
+    async fn sessions(&self, account_id: &str, at: u64) -> StoreResult<Vec<AuthSession>>;
+    /// Revokes one of the account's sessions, or all of them; returns the ids revoked.
+    async fn revoke_sessions(&self, account_id: &str, session_id: Option<&str>, at: u64) -> StoreResult<Vec<String>>;
+    /// Sessions revoked at or after `since` (by any instance or `apex users`).
+    async fn sessions_revoked_since(&self, since: u64) -> StoreResult<Vec<String>>;
+    async fn create_invitation(&self, invitation: &Invitation) -> StoreResult<()>;
+    /// Claims an unused, unexpired invitation at `at` and gives its role; `at = None`
+    /// releases a claimed one again (the account it was for could not be created).
+    async fn claim_invitation(&self, code_hash: &str, at: Option<u64>) -> StoreResult<Option<String>>;
 }
 
 /// How the store talks to a database server (PostgreSQL; SQLite ignores these).

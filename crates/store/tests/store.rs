@@ -52,6 +52,9 @@ on_every_backend!(
     usage_imports_dedupe_by_key_sum_per_day_and_stay_with_their_user,
     usage_totals_are_summed_by_the_database_as_the_reference_sums_the_rows,
     runs_of_live_instances_are_left_alone_and_those_of_lost_ones_are_taken_over,
+    accounts_the_first_is_admin_names_are_unique_and_wrong_passwords_lock,
+    sessions_rotate_their_refresh_token_and_a_replayed_one_ends_the_session,
+    invitations_are_used_once_before_they_expire,
 );
 
 const LEASE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -412,4 +415,124 @@ async fn runs_of_live_instances_are_left_alone_and_those_of_lost_ones_are_taken_
     assert_eq!(store.get_run(&"bob".into(), theirs.run_id).await.unwrap().status, RunStatus::Interrupted);
     assert_eq!(store.get_run(&"ann".into(), mine.run_id).await.unwrap().status, RunStatus::Queued, "a's own run goes on");
     assert!(store.interrupt_orphaned("a", LEASE).await.unwrap().is_empty());
+}
+
+fn new_account(name: &str, role: Option<&str>) -> apex_store::NewAccount {
+    apex_store::NewAccount {
+        id: format!("u_{name}"),
+        name: name.into(),
+        password_hash: format!("hash-of-{name}"),
+        role: role.map(Into::into),
+        at: 1_000,
+    }
+}
+
+async fn accounts_the_first_is_admin_names_are_unique_and_wrong_passwords_lock(db: Db) {
+    use apex_store::{AccountChange, AccountKey};
+    let store = db.open().await;
+    let ann = store.create_account(&new_account("ann", None)).await.unwrap();
+    assert_eq!((ann.role.as_str(), ann.failed_logins, ann.disabled_at), ("admin", 0, None), "the first account is the admin");
+    let bob = store.create_account(&new_account("bob", None)).await.unwrap();
+    assert_eq!(bob.role, "member");
+    let cy = store.create_account(&new_account("cy", Some("admin"))).await.unwrap();
+    assert_eq!(cy.role, "admin", "a role given is kept");
+    let mut again = new_account("ann", None);
+    again.id = "u_other".into();
+    assert!(matches!(store.create_account(&again).await, Err(StoreError::Conflict)), "names are unique");
+    assert_eq!(store.account(AccountKey::Name("bob")).await.unwrap().as_ref(), Some(&bob));
+    assert_eq!(store.account(AccountKey::Id("u_bob")).await.unwrap().as_ref(), Some(&bob));
+    assert_eq!(store.account(AccountKey::Name("nobody")).await.unwrap(), None);
+    let names: Vec<_> = store.accounts().await.unwrap().into_iter().map(|a| a.name).collect();
+    assert_eq!(names, ["ann", "bob", "cy"]);
+
+    // Three wrong passwords in a row lock the account for a minute and start the count again.
+    let failed = |at| AccountChange::LoginFailed { at, max_failures: 3, lockout_ms: 60_000 };
+    for at in [10_000, 11_000] {
+        store.update_account("u_bob", &failed(at)).await.unwrap();
+    }
+    let bob = store.account(AccountKey::Id("u_bob")).await.unwrap().unwrap();
+    assert_eq!((bob.failed_logins, bob.locked_until), (2, None));
+    store.update_account("u_bob", &failed(12_000)).await.unwrap();
+    let bob = store.account(AccountKey::Id("u_bob")).await.unwrap().unwrap();
+    assert_eq!((bob.failed_logins, bob.locked_until), (0, Some(72_000)));
+    store.update_account("u_bob", &AccountChange::LoginSucceeded).await.unwrap();
+    store.update_account("u_bob", &AccountChange::Password("new-hash".into())).await.unwrap();
+    store.update_account("u_bob", &AccountChange::Disabled(Some(13_000))).await.unwrap();
+    let bob = store.account(AccountKey::Id("u_bob")).await.unwrap().unwrap();
+    assert_eq!(
+        (bob.failed_logins, bob.locked_until, bob.password_hash.as_str(), bob.disabled_at),
+        (0, None, "new-hash", Some(13_000))
+    );
+    store.update_account("u_bob", &AccountChange::Disabled(None)).await.unwrap();
+    store.update_account("u_bob", &AccountChange::Role("admin".into())).await.unwrap();
+    let bob = store.account(AccountKey::Id("u_bob")).await.unwrap().unwrap();
+    assert_eq!((bob.disabled_at, bob.role.as_str()), (None, "admin"));
+    assert!(matches!(store.update_account("u_nobody", &AccountChange::LoginSucceeded).await, Err(StoreError::NotFound)));
+}
+
+async fn sessions_rotate_their_refresh_token_and_a_replayed_one_ends_the_session(db: Db) {
+    use apex_store::{NewSession, Rotation, ROTATION_RACE_MS};
+    let store = db.open().await;
+    store.create_account(&new_account("ann", None)).await.unwrap();
+    store.create_account(&new_account("bob", None)).await.unwrap();
+    let session = |id: &str, account: &str, hash: &str| NewSession {
+        id: id.into(),
+        account_id: account.into(),
+        refresh_hash: hash.into(),
+        at: 1_000,
+        expires_at: 1_000_000,
+        user_agent: "test".into(),
+    };
+    store.create_session(&session("s1", "u_ann", "h1")).await.unwrap();
+    store.create_session(&session("s2", "u_ann", "h2")).await.unwrap();
+    store.create_session(&session("s3", "u_bob", "h3")).await.unwrap();
+    let listed: Vec<_> = store.sessions("u_ann", 2_000).await.unwrap().into_iter().map(|s| s.id).collect();
+    assert_eq!(listed.len(), 2);
+
+    // The current token is replaced, and the session extended.
+    let Rotation::Rotated(s1) = store.rotate_session("h1", "h1b", 5_000, 2_000_000).await.unwrap() else { panic!("rotated") };
+    assert_eq!((s1.id.as_str(), s1.last_used_at, s1.expires_at), ("s1", 5_000, 2_000_000));
+    // The replaced one, moments later (another tab): the session holds, nothing changes.
+    let raced = store.rotate_session("h1", "h1c", 5_000 + ROTATION_RACE_MS, 3_000_000).await.unwrap();
+    assert!(matches!(raced, Rotation::Raced(ref s) if s.id == "s1"), "{raced:?}");
+    // The replaced one, later: someone kept a copy; the session ends for both.
+    let later = 5_001 + ROTATION_RACE_MS;
+    assert_eq!(store.rotate_session("h1", "h1d", later, 3_000_000).await.unwrap(), Rotation::Reused("s1".into()));
+    assert_eq!(store.rotate_session("h1b", "h1e", later, 3_000_000).await.unwrap(), Rotation::Unknown, "the session is over");
+    assert!(store.session("s1").await.unwrap().unwrap().revoked_at.is_some());
+    assert_eq!(store.rotate_session("nope", "x", later, 3_000_000).await.unwrap(), Rotation::Unknown);
+    // An expired session's token does nothing.
+    assert_eq!(store.rotate_session("h2", "h2b", 1_000_001, 3_000_000).await.unwrap(), Rotation::Unknown);
+
+    // Revoking: one session, or all of an account's, and only that account's.
+    assert_eq!(store.revoke_sessions("u_bob", Some("s2"), 6_000).await.unwrap(), Vec::<String>::new(), "not bob's");
+    assert_eq!(store.revoke_sessions("u_ann", Some("s2"), 6_000).await.unwrap(), ["s2"]);
+    assert_eq!(store.revoke_sessions("u_ann", None, 7_000).await.unwrap(), Vec::<String>::new(), "none left");
+    assert_eq!(store.sessions("u_ann", 8_000).await.unwrap(), Vec::new());
+    assert_eq!(store.revoke_sessions("u_bob", None, 9_000).await.unwrap(), ["s3"]);
+    let mut since = store.sessions_revoked_since(6_000).await.unwrap();
+    since.sort();
+    assert_eq!(since, ["s1", "s2", "s3"]);
+    assert_eq!(store.sessions_revoked_since(9_001).await.unwrap(), ["s1"], "revoked as a replay, at {later}");
+    assert_eq!(store.sessions_revoked_since(later + 1).await.unwrap(), Vec::<String>::new());
+    assert_eq!(store.session("nope").await.unwrap(), None);
+}
+
+async fn invitations_are_used_once_before_they_expire(db: Db) {
+    let store = db.open().await;
+    let invitation = |hash: &str, expires_at| apex_store::Invitation {
+        code_hash: hash.into(),
+        role: "member".into(),
+        created_by: "u_ann".into(),
+        at: 1_000,
+        expires_at,
+    };
+    store.create_invitation(&invitation("i1", 10_000)).await.unwrap();
+    store.create_invitation(&invitation("i2", 10_000)).await.unwrap();
+    assert_eq!(store.claim_invitation("i1", Some(2_000)).await.unwrap().as_deref(), Some("member"));
+    assert_eq!(store.claim_invitation("i1", Some(3_000)).await.unwrap(), None, "used");
+    store.claim_invitation("i1", None).await.unwrap();
+    assert_eq!(store.claim_invitation("i1", Some(4_000)).await.unwrap().as_deref(), Some("member"), "released, usable again");
+    assert_eq!(store.claim_invitation("i2", Some(10_000)).await.unwrap(), None, "expired");
+    assert_eq!(store.claim_invitation("i3", Some(1_000)).await.unwrap(), None, "unknown");
 }

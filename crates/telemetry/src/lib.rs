@@ -52,8 +52,12 @@ catalogue! {
         "WebSocket connections accepted (upgrade done).";
     WS_CONNECTIONS_CLOSED = "apex_ws_connections_closed_total", Counter, ["code"],
         "WebSocket connections ended, by close code: the code the server sent, the client's, or 1006 when the socket dropped without a close frame.";
+    SIGN_INS = "apex_sign_ins_total", Counter, ["outcome"],
+        "Sign-in attempts of local accounts by outcome (ok, wrong_password, unknown_name, locked, disabled, rate_limited).";
+    SESSIONS_ENDED = "apex_sessions_ended_total", Counter, ["reason"],
+        "Sign-in sessions ended through this instance, by reason (signed_out, revoked, reused: a replaced refresh token presented again); `apex users` disable and reset are not counted here.";
     WS_UPGRADES_REJECTED = "apex_ws_upgrades_rejected_total", Counter, ["reason"],
-        "WebSocket upgrades refused before a connection existed (unauthorized, origin, user_connections, shutting_down, not_websocket).";
+        "WebSocket upgrades refused before a connection existed (unauthorized, origin, user_connections, shutting_down, not_websocket, storage).";
     WS_FRAMES_RECEIVED = "apex_ws_frames_received_total", Counter, ["type"],
         "Client frames received, by type (user_message, resume, stop_agent, ping, invalid, binary, rate_limited, control_flood).";
     WS_CLIENT_ERRORS = "apex_ws_client_errors_total", Counter, ["code"],

@@ -55,6 +55,10 @@ pub struct Claims {
     pub aud: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub demo: bool,
+    /// The sign-in session of a local account (`accounts`): the token is good only while
+    /// that session is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// Who is on the other end.
@@ -66,6 +70,8 @@ pub struct Identity {
     pub expires_at: u64,
     /// Set for a demo identity created by this request: the token that keeps it.
     pub issued_token: Option<String>,
+    /// The sign-in session the token belongs to (a local account's).
+    pub session_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +82,11 @@ pub enum AuthError {
     Invalid(String),
     #[error("the Authorization header must be `Bearer <token>`")]
     WrongScheme,
+    /// The token's sign-in session was signed out, revoked or has expired.
+    #[error("the session has ended: sign in again")]
+    SessionEnded,
+    #[error("sessions cannot be checked right now: storage is unavailable")]
+    Unavailable,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +174,20 @@ impl Auth {
     /// An HS256 token for `user_id`; `None` when this server has no secret (it verifies
     /// its identity provider's tokens only).
     pub fn mint(&self, user_id: &str, ttl: Duration, demo: bool) -> Option<String> {
+        self.sign(user_id, ttl, demo, None)
+    }
+
+    /// An access token of a local account's sign-in session: valid while the session is.
+    pub fn mint_for_session(&self, user_id: &str, session_id: &str, ttl: Duration) -> Option<String> {
+        self.sign(user_id, ttl, false, Some(session_id.to_owned()))
+    }
+
+    /// Whether this server can sign tokens (and so sign local accounts in).
+    pub fn can_mint(&self) -> bool {
+        self.encoding.is_some()
+    }
+
+    fn sign(&self, user_id: &str, ttl: Duration, demo: bool, sid: Option<String>) -> Option<String> {
         let encoding = self.encoding.as_ref()?;
         let iat = now_ms() / 1000;
         let claims = Claims {
@@ -173,6 +198,7 @@ impl Auth {
             iss: self.issuer.clone(),
             aud: self.audience.clone().map(serde_json::Value::String),
             demo,
+            sid,
         };
         Some(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, encoding).expect("HS256 signing cannot fail"))
     }
@@ -229,14 +255,20 @@ impl Auth {
         match token {
             Some(t) => {
                 let claims = self.verify(t).await?;
-                Ok(Identity { user_id: claims.sub, demo: claims.demo, expires_at: claims.exp, issued_token: None })
+                Ok(Identity {
+                    user_id: claims.sub,
+                    demo: claims.demo,
+                    expires_at: claims.exp,
+                    issued_token: None,
+                    session_id: claims.sid,
+                })
             }
             None if self.demo_mode => {
                 let user_id = demo_user_id();
                 tracing::warn!(user_id = %user_id, "demo mode: admitting an unauthenticated client");
                 let token = self.mint(&user_id, DEMO_TOKEN_TTL, true).ok_or(AuthError::Missing)?;
                 let expires_at = now_ms() / 1000 + DEMO_TOKEN_TTL.as_secs();
-                Ok(Identity { user_id, demo: true, expires_at, issued_token: Some(token) })
+                Ok(Identity { user_id, demo: true, expires_at, issued_token: Some(token), session_id: None })
             }
             None => Err(AuthError::Missing),
         }

@@ -14,7 +14,7 @@ use axum::Router;
 use serde::Deserialize;
 
 use crate::api::ApiError;
-use crate::auth::token_from;
+use crate::auth::{token_from, AuthError};
 use crate::listen::Slot;
 use crate::AppState;
 
@@ -61,8 +61,12 @@ async fn upgrade(
     }
     let query_token = query.ok().and_then(|q| q.0.token);
     let token = token_from(&headers, query_token.as_deref());
-    let identity = match async { app.auth.authenticate(token?.as_deref()).await }.await {
+    let identity = match async { app.identify(token?.as_deref()).await }.await {
         Ok(identity) => identity,
+        Err(AuthError::Unavailable) => {
+            metrics::counter!(apex_telemetry::WS_UPGRADES_REJECTED, "reason" => "storage").increment(1);
+            return ApiError::Unavailable("sessions cannot be checked right now: storage is unavailable").into_response();
+        }
         Err(e) => {
             tracing::info!(reason = %e, "websocket upgrade refused");
             metrics::counter!(apex_telemetry::WS_UPGRADES_REJECTED, "reason" => "unauthorized").increment(1);
@@ -81,7 +85,8 @@ async fn upgrade(
         let message = format!("this user already has {limit} connections open; close one first");
         return ApiError::TooMany("too_many_connections", message).into_response();
     };
-    let held = session::Held { slot: slot.map(|Extension(slot)| slot), user };
+    let watch = identity.session_id.as_deref().map(|sid| app.revocations.watch(sid));
+    let held = session::Held { slot: slot.map(|Extension(slot)| slot), user, watch };
     configure(ws.protocols([SUBPROTOCOL]), app.settings.max_frame_bytes).on_upgrade(move |socket| {
         let sessions = app.sessions.clone();
         sessions.track_future(session::run(socket, app, identity, held))
@@ -92,7 +97,7 @@ async fn upgrade(
 /// one to this server: only the server's own origin (the `Host` the request was sent to)
 /// and the listed ones (`*`: any) are let through. Clients that are not browsers
 /// send no `Origin` and are not affected.
-fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> Result<(), String> {
+pub(crate) fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> Result<(), String> {
     let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
     let origin = origin.to_str().map_err(|_| "(not text)".to_owned())?.trim().to_ascii_lowercase();
     if allowed.iter().any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(&origin)) {

@@ -42,12 +42,15 @@ enum Outbound {
 pub(super) struct Held {
     pub slot: Option<Slot>,
     pub user: UserConnection,
+    /// For a signed-in session's socket: cancelled when the session ends.
+    pub watch: Option<crate::accounts::revocation::Watch>,
 }
 
 pub(super) async fn run(socket: WebSocket, app: AppState, identity: Identity, held: Held) {
     let connection_id = ConnectionId::new();
     let span = tracing::info_span!("connection", user_id = %identity.user_id, %connection_id);
     let _open = ConnectionCount::open(&app.connections);
+    let session_ended = held.watch.as_ref().map(|w| w.ended.clone()).unwrap_or_default();
     let _held = held;
     let (sink, stream) = socket.split();
     let (out, rx) = mpsc::channel(app.settings.outbound_queue);
@@ -62,7 +65,7 @@ pub(super) async fn run(socket: WebSocket, app: AppState, identity: Identity, he
         followers: JoinSet::new(),
         following: HashMap::new(),
     };
-    session.serve(stream, writer, identity, connection_id).instrument(span).await;
+    session.serve(stream, writer, identity, connection_id, session_ended).instrument(span).await;
 }
 
 struct Session {
@@ -85,6 +88,7 @@ impl Session {
         mut writer: JoinHandle<WriterEnd>,
         identity: Identity,
         connection_id: ConnectionId,
+        session_ended: tokio_util::sync::CancellationToken,
     ) {
         tracing::debug!("connected");
         if self.app.open_connections() > self.app.settings.max_connections {
@@ -149,6 +153,10 @@ impl Session {
                         break ("token expired", close::POLICY);
                     }
                     let _ = self.out.send(Outbound::Ping).await;
+                }
+                _ = session_ended.cancelled() => {
+                    self.close(close::SESSION_ENDED, "session ended: sign in again").await;
+                    break ("session ended", close::SESSION_ENDED);
                 }
                 _ = shutting_down.cancelled(), if !announced_shutdown => {
                     announced_shutdown = true;

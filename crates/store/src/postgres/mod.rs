@@ -13,6 +13,7 @@ use apex_costs::{GroupBy, UsageQuery, UsageRecord};
 
 use crate::model::*;
 use crate::rows::{self, parse_id, USAGE_DAILY_COLUMNS};
+use crate::{Account, AccountChange, AccountKey, AuthSession, Invitation, NewAccount, NewSession, Rotation};
 use crate::{Store, StoreError, StoreOptions, StoreResult};
 
 mod batch;
@@ -70,6 +71,16 @@ impl PgStore {
         } else {
             Err(StoreError::Database(sqlx::Error::PoolTimedOut))
         }
+    }
+
+    /// Where account writes run (`accounts.rs`).
+    fn account_pool(&self) -> StoreResult<&PgPool> {
+        self.pool()
+    }
+
+    /// Where account reads run.
+    fn account_reads(&self) -> StoreResult<&PgPool> {
+        self.pool()
     }
 
     async fn ensure_owned(&self, query: &'static str, id: String, user_id: &UserId) -> StoreResult<()> {
@@ -299,3 +310,5 @@ async fn bump_version(tx: &mut Transaction<'_, Postgres>, user_id: &str) -> Stor
     .await?;
     Ok(())
 }
+
+crate::accounts::account_methods!(PgStore);

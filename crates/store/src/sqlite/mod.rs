@@ -13,6 +13,7 @@ use apex_costs::{GroupBy, UsageQuery, UsageRecord};
 
 use crate::model::*;
 use crate::rows::{self, parse_id, USAGE_DAILY_COLUMNS};
+use crate::{Account, AccountChange, AccountKey, AuthSession, Invitation, NewAccount, NewSession, Rotation};
 use crate::{Store, StoreError, StoreResult};
 
 mod batch;
@@ -65,6 +66,16 @@ impl SqliteStore {
 
     /// `NotFound` unless `query` (`… WHERE id = ? AND user_id = ?`) finds a row: another
     /// user's thread or run does not exist for this one.
+    /// Where account writes run (`accounts.rs`).
+    fn account_pool(&self) -> StoreResult<&SqlitePool> {
+        Ok(&self.writer)
+    }
+
+    /// Where account reads run.
+    fn account_reads(&self) -> StoreResult<&SqlitePool> {
+        Ok(&self.readers)
+    }
+
     async fn ensure_owned(&self, query: &'static str, id: String, user_id: &UserId) -> StoreResult<()> {
         let owned = sqlx::query(query).bind(id).bind(user_id.as_str()).fetch_optional(&self.readers).await?;
         owned.map(|_| ()).ok_or(StoreError::NotFound)
@@ -319,3 +330,5 @@ async fn bump_version(tx: &mut Transaction<'_, Sqlite>, user_id: &str) -> StoreR
     .await?;
     Ok(())
 }
+
+crate::accounts::account_methods!(SqliteStore);
