@@ -78,6 +78,12 @@ async fn threads_status(app: &TestApp, token: &str) -> u16 {
     http_client().get(app.http("/api/threads")).bearer_auth(token).send().await.unwrap().status().as_u16()
 }
 
+/// Runs a command to its end off the test's runtime (which also runs the server it talks to).
+async fn blocking(command: &mut Command) -> std::process::Output {
+    let mut command = std::mem::replace(command, Command::new("true"));
+    tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap()
+}
+
 /// The server's store, opened beside it (as `apex users` does).
 async fn store(app: &TestApp) -> std::sync::Arc<dyn apex_store::Store> {
     apex_store::connect(&app.settings.database_url).await.unwrap()
@@ -316,4 +322,79 @@ async fn apex_users_creates_lists_resets_and_invites() {
     assert_eq!(cy.status, 201, "{}", cy.body);
     let (ok, _, err) = apex(&["users", "disable", "nobody"], None);
     assert!(!ok && err.contains("no account named"), "{err}");
+}
+
+#[tokio::test]
+async fn api_keys_act_as_their_user_within_their_scopes_and_close_their_sockets_when_revoked() {
+    let app = server(Signup::Open, |_| ()).await;
+    let ann = post(&app, "/api/auth/signup", json!({"name": "ann", "password": PASSWORD}), None, None).await;
+    let session = ann.token();
+    let made =
+        post(&app, "/api/keys", json!({"name": "nightly export", "scopes": ["ingest", "read"]}), None, Some(&session)).await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let ingest_key = made.body["key"].as_str().unwrap().to_owned();
+    assert!(ingest_key.starts_with("apx_") && ingest_key.starts_with(made.body["prefix"].as_str().unwrap()));
+    let chat = post(&app, "/api/keys", json!({"name": "bot", "scopes": ["chat"]}), None, Some(&session)).await;
+    let chat_key = chat.body["key"].as_str().unwrap().to_owned();
+    let bad = post(&app, "/api/keys", json!({"name": "x", "scopes": ["admin"]}), None, Some(&session)).await;
+    assert_eq!((bad.status, bad.code()), (400, "invalid_field"));
+
+    // `apex ingest --url` with the key uploads as ann; REST reads with it.
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/usage.csv");
+    // (Run off the test's runtime, which also runs the server.)
+    let out = blocking(Command::new(env!("CARGO_BIN_EXE_apex")).args([
+        "ingest",
+        fixture,
+        "--url",
+        &app.http(""),
+        "--token",
+        &ingest_key,
+    ]))
+    .await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (status, summary) = app.get("/api/usage/summary", &ingest_key).await;
+    assert_eq!((status, summary["records"].as_u64().is_some_and(|n| n > 0)), (200, true), "{summary}");
+    let (status, summary) = app.get("/api/usage/summary", &session).await;
+    assert_eq!(status, 200);
+    assert!(summary["records"].as_u64().unwrap() > 0, "the key's import is ann's usage: {summary}");
+
+    // Outside its scopes: refused, and keys never manage credentials.
+    let upgrade = common::try_connect(&app.ws_url(), By::Header(ingest_key.clone())).await;
+    assert!(upgrade.is_err(), "no chat scope, no socket");
+    let (status, body) = app.get("/api/usage/summary", &chat_key).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("insufficient_scope")), "{body}");
+    let minted = post(&app, "/api/keys", json!({"name": "more"}), None, Some(&ingest_key)).await;
+    assert_eq!((minted.status, minted.code()), (403, "insufficient_scope"));
+    assert_eq!(app.get("/api/me", &ingest_key).await.0, 403);
+
+    // The chat key talks; `apex chat` takes it too.
+    let mut socket = connect(&app, By::Subprotocol(chat_key.clone())).await;
+    assert_eq!(socket.user_id, ann.body["user"]["id"].as_str().unwrap());
+    let out = blocking(Command::new(env!("CARGO_BIN_EXE_apex")).args([
+        "chat",
+        "--url",
+        &app.ws_url(),
+        "--token",
+        &chat_key,
+        "--once",
+        "How much did I spend in total?",
+    ]))
+    .await;
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+
+    // Listed with their last use, never with the key; revoking closes the socket (4001).
+    let (_, listed) = app.get("/api/keys", &session).await;
+    let keys = listed["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{listed}");
+    assert!(keys.iter().all(|k| k["last_used_at"].is_u64() && k.get("key").is_none() && k.get("key_hash").is_none()), "{listed}");
+    let id = chat.body["id"].as_str().unwrap();
+    let revoked = http_client().delete(app.http(&format!("/api/keys/{id}"))).bearer_auth(&session).send().await.unwrap();
+    assert_eq!(revoked.status().as_u16(), 204);
+    assert!(matches!(socket.next_frame_within(Duration::from_secs(5)).await, Frame::Close(Some(4001))));
+    assert_eq!(app.get("/api/threads", &chat_key).await.0, 401);
+    // Another user cannot revoke ann's key.
+    let bob = post(&app, "/api/auth/signup", json!({"name": "bob", "password": PASSWORD}), None, None).await;
+    let other = made.body["id"].as_str().unwrap();
+    let refused = http_client().delete(app.http(&format!("/api/keys/{other}"))).bearer_auth(bob.token()).send().await.unwrap();
+    assert_eq!(refused.status().as_u16(), 404);
 }

@@ -1,4 +1,5 @@
-//! Local accounts, sign-in sessions and invitations (migrations sqlite 0012, postgres 0008).
+//! Local accounts, sign-in sessions and invitations (migrations sqlite 0012, postgres 0008),
+//! and API keys (sqlite 0013, postgres 0009).
 //!
 //! The tables and statements are the same in both backends (`$n` parameters, which SQLite
 //! takes too), so the statements are written once, here, and [`account_methods!`] expands
@@ -112,6 +113,55 @@ pub struct Invitation {
     pub created_by: String,
     pub at: u64,
     pub expires_at: u64,
+}
+
+/// An API key, as listed (the key itself is shown once, when made, and never stored).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ApiKey {
+    pub id: String,
+    /// The user the key acts as.
+    pub account_id: String,
+    pub name: String,
+    /// The key's first characters, to recognise it by.
+    pub prefix: String,
+    /// What it may do: `ingest`, `read`, `chat`.
+    pub scopes: Vec<String>,
+    pub created_at: u64,
+    pub last_used_at: Option<u64>,
+    pub revoked_at: Option<u64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewApiKey {
+    pub id: String,
+    pub account_id: String,
+    pub name: String,
+    pub prefix: String,
+    pub key_hash: String,
+    pub scopes: Vec<String>,
+    pub at: u64,
+}
+
+pub(crate) const API_KEY_COLUMNS: &str = "id, account_id, name, prefix, scopes, created_at, last_used_at, revoked_at";
+
+pub(crate) fn api_key_from<R>(row: &R) -> ApiKey
+where
+    R: sqlx::Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let ms = |c: &str| row.get::<Option<i64>, _>(c).map(|v| v as u64);
+    ApiKey {
+        id: row.get("id"),
+        account_id: row.get("account_id"),
+        name: row.get("name"),
+        prefix: row.get("prefix"),
+        scopes: row.get::<String, _>("scopes").split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        created_at: row.get::<i64, _>("created_at") as u64,
+        last_used_at: ms("last_used_at"),
+        revoked_at: ms("revoked_at"),
+    }
 }
 
 pub(crate) const ACCOUNT_COLUMNS: &str = "id, name, password_hash, role, created_at, disabled_at, failed_logins, locked_until";
@@ -318,8 +368,8 @@ macro_rules! account_methods {
             Ok(rows.iter().map(|r| r.get::<String, _>("id")).collect())
         }
 
-        async fn sessions_revoked_since(&self, since: u64) -> StoreResult<Vec<String>> {
-            let rows = sqlx::query("SELECT id FROM auth_sessions WHERE revoked_at >= $1")
+        async fn revoked_since(&self, since: u64) -> StoreResult<Vec<String>> {
+            let rows = sqlx::query("SELECT id FROM auth_sessions WHERE revoked_at >= $1 UNION ALL SELECT id FROM api_keys WHERE revoked_at >= $1")
                 .bind(since as i64)
                 .fetch_all(self.account_reads()?)
                 .await?;
@@ -352,6 +402,51 @@ macro_rules! account_methods {
             .fetch_optional(pool)
             .await?;
             Ok(row.map(|r| r.get::<String, _>("role")))
+        }
+
+        async fn create_api_key(&self, new: &NewApiKey) -> StoreResult<()> {
+            sqlx::query(
+                "INSERT INTO api_keys (id, account_id, name, prefix, key_hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&new.id)
+            .bind(&new.account_id)
+            .bind(&new.name)
+            .bind(&new.prefix)
+            .bind(&new.key_hash)
+            .bind(new.scopes.join(","))
+            .bind(new.at as i64)
+            .execute(self.account_pool()?)
+            .await?;
+            Ok(())
+        }
+
+        async fn api_key(&self, key_hash: &str) -> StoreResult<Option<ApiKey>> {
+            use crate::accounts::*;
+            let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_hash = $1");
+            let row = sqlx::query(&sql).bind(key_hash).fetch_optional(self.account_reads()?).await?;
+            Ok(row.as_ref().map(api_key_from))
+        }
+
+        async fn api_keys(&self, account_id: &str) -> StoreResult<Vec<ApiKey>> {
+            use crate::accounts::*;
+            let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE account_id = $1 AND revoked_at IS NULL ORDER BY created_at, id");
+            let rows = sqlx::query(&sql).bind(account_id).fetch_all(self.account_reads()?).await?;
+            Ok(rows.iter().map(api_key_from).collect())
+        }
+
+        async fn revoke_api_key(&self, account_id: &str, id: &str, at: u64) -> StoreResult<bool> {
+            let done = sqlx::query("UPDATE api_keys SET revoked_at = $3 WHERE account_id = $1 AND id = $2 AND revoked_at IS NULL")
+                .bind(account_id)
+                .bind(id)
+                .bind(at as i64)
+                .execute(self.account_pool()?)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        }
+
+        async fn touch_api_key(&self, id: &str, at: u64) -> StoreResult<()> {
+            sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1").bind(id).bind(at as i64).execute(self.account_pool()?).await?;
+            Ok(())
         }
         }
     };

@@ -12,7 +12,9 @@ use apex_protocol::{RunId, ThreadId, UserId};
 use async_trait::async_trait;
 
 use crate::model::*;
-use crate::{Account, AccountChange, AccountKey, Accounts, AuthSession, Invitation, NewAccount, NewSession, Rotation};
+use crate::{
+    Account, AccountChange, AccountKey, Accounts, ApiKey, AuthSession, Invitation, NewAccount, NewApiKey, NewSession, Rotation,
+};
 use crate::{Store, StoreResult};
 
 /// A store operation, as a decorator sees it.
@@ -91,7 +93,12 @@ decorated! { Accounts {
     true fn session(&self, id: &str) -> Option<AuthSession>;
     true fn sessions(&self, account_id: &str, at: u64) -> Vec<AuthSession>;
     true fn revoke_sessions(&self, account_id: &str, session_id: Option<&str>, at: u64) -> Vec<String>;
-    true fn sessions_revoked_since(&self, since: u64) -> Vec<String>;
+    true fn revoked_since(&self, since: u64) -> Vec<String>;
     false fn create_invitation(&self, invitation: &Invitation) -> ();
     false fn claim_invitation(&self, code_hash: &str, at: Option<u64>) -> Option<String>;
+    false fn create_api_key(&self, new: &NewApiKey) -> ();
+    true fn api_key(&self, key_hash: &str) -> Option<ApiKey>;
+    true fn api_keys(&self, account_id: &str) -> Vec<ApiKey>;
+    true fn revoke_api_key(&self, account_id: &str, id: &str, at: u64) -> bool;
+    false fn touch_api_key(&self, id: &str, at: u64) -> ();
 }}

@@ -23,7 +23,8 @@ pub mod testing;
 mod totals;
 
 pub use accounts::{
-    Account, AccountChange, AccountKey, AuthSession, Invitation, NewAccount, NewSession, Rotation, ROTATION_RACE_MS,
+    Account, AccountChange, AccountKey, ApiKey, AuthSession, Invitation, NewAccount, NewApiKey, NewSession, Rotation,
+    ROTATION_RACE_MS,
 };
 pub use model::*;
 
@@ -121,7 +122,7 @@ pub trait Store: Accounts + Send + Sync + 'static {
     async fn usage_version(&self, user_id: &UserId) -> StoreResult<u64>;
 }
 
-/// Local accounts, their sign-in sessions and invitations (`accounts.rs`: one set of
+/// Local accounts, their sign-in sessions and invitations, and API keys (`accounts.rs`: one set of
 /// statements for both backends). Part of every [`Store`].
 #[async_trait]
 pub trait Accounts: Send + Sync + 'static {
@@ -142,12 +143,22 @@ pub trait Accounts: Send + Sync + 'static {
     async fn sessions(&self, account_id: &str, at: u64) -> StoreResult<Vec<AuthSession>>;
     /// Revokes one of the account's sessions, or all of them; returns the ids revoked.
     async fn revoke_sessions(&self, account_id: &str, session_id: Option<&str>, at: u64) -> StoreResult<Vec<String>>;
-    /// Sessions revoked at or after `since` (by any instance or `apex users`).
-    async fn sessions_revoked_since(&self, since: u64) -> StoreResult<Vec<String>>;
+    /// The ids of the sessions and API keys revoked at or after `since` (by any instance
+    /// or `apex users`).
+    async fn revoked_since(&self, since: u64) -> StoreResult<Vec<String>>;
     async fn create_invitation(&self, invitation: &Invitation) -> StoreResult<()>;
     /// Claims an unused, unexpired invitation at `at` and gives its role; `at = None`
     /// releases a claimed one again (the account it was for could not be created).
     async fn claim_invitation(&self, code_hash: &str, at: Option<u64>) -> StoreResult<Option<String>>;
+    async fn create_api_key(&self, new: &NewApiKey) -> StoreResult<()>;
+    /// The key with this hash, revoked or not.
+    async fn api_key(&self, key_hash: &str) -> StoreResult<Option<ApiKey>>;
+    /// A user's keys that are not revoked, oldest first.
+    async fn api_keys(&self, account_id: &str) -> StoreResult<Vec<ApiKey>>;
+    /// Revokes one of the user's keys; false when it has no such key (or it was revoked).
+    async fn revoke_api_key(&self, account_id: &str, id: &str, at: u64) -> StoreResult<bool>;
+    /// Records that the key was used at `at`.
+    async fn touch_api_key(&self, id: &str, at: u64) -> StoreResult<()>;
 }
 
 /// How the store talks to a database server (PostgreSQL; SQLite ignores these).

@@ -510,11 +510,11 @@ async fn sessions_rotate_their_refresh_token_and_a_replayed_one_ends_the_session
     assert_eq!(store.revoke_sessions("u_ann", None, 7_000).await.unwrap(), Vec::<String>::new(), "none left");
     assert_eq!(store.sessions("u_ann", 8_000).await.unwrap(), Vec::new());
     assert_eq!(store.revoke_sessions("u_bob", None, 9_000).await.unwrap(), ["s3"]);
-    let mut since = store.sessions_revoked_since(6_000).await.unwrap();
+    let mut since = store.revoked_since(6_000).await.unwrap();
     since.sort();
     assert_eq!(since, ["s1", "s2", "s3"]);
-    assert_eq!(store.sessions_revoked_since(9_001).await.unwrap(), ["s1"], "revoked as a replay, at {later}");
-    assert_eq!(store.sessions_revoked_since(later + 1).await.unwrap(), Vec::<String>::new());
+    assert_eq!(store.revoked_since(9_001).await.unwrap(), ["s1"], "revoked as a replay, at {later}");
+    assert_eq!(store.revoked_since(later + 1).await.unwrap(), Vec::<String>::new());
     assert_eq!(store.session("nope").await.unwrap(), None);
 }
 

@@ -57,7 +57,7 @@ catalogue! {
     SESSIONS_ENDED = "apex_sessions_ended_total", Counter, ["reason"],
         "Sign-in sessions ended through this instance, by reason (signed_out, revoked, reused: a replaced refresh token presented again); `apex users` disable and reset are not counted here.";
     WS_UPGRADES_REJECTED = "apex_ws_upgrades_rejected_total", Counter, ["reason"],
-        "WebSocket upgrades refused before a connection existed (unauthorized, origin, user_connections, shutting_down, not_websocket, storage).";
+        "WebSocket upgrades refused before a connection existed (unauthorized, origin, scope, user_connections, shutting_down, not_websocket, storage).";
     WS_FRAMES_RECEIVED = "apex_ws_frames_received_total", Counter, ["type"],
         "Client frames received, by type (user_message, resume, stop_agent, ping, invalid, binary, rate_limited, control_flood).";
     WS_CLIENT_ERRORS = "apex_ws_client_errors_total", Counter, ["code"],

@@ -11,6 +11,7 @@
 //!
 //! Passwords are argon2id (`passwords`); wrong ones count per account and lock it for a
 //! while after [`Settings::login_max_failures`]; attempts are also limited per address.
+pub mod api_keys;
 pub mod manage;
 pub mod passwords;
 pub mod revocation;
@@ -49,12 +50,16 @@ pub fn router() -> Router<AppState> {
         .route("/api/auth/sessions/{id}", delete(revoke_session))
         .route("/api/auth/invitations", post(create_invitation))
         .route("/api/me", get(me))
+        .merge(api_keys::router())
 }
 
 impl AppState {
-    /// Who a request is: [`crate::Auth::authenticate`], and for a token of a sign-in
-    /// session, that session still active.
+    /// Who a request is: an API key's user, or [`crate::Auth::authenticate`] and, for a
+    /// token of a sign-in session, that session still active.
     pub async fn identify(&self, token: Option<&str>) -> Result<Identity, AuthError> {
+        if let Some(key) = token.filter(|t| api_keys::is_key(t)) {
+            return api_keys::identify(self, key).await;
+        }
         let mut identity = self.auth.authenticate(token).await?;
         if let Some(sid) = &identity.session_id {
             let session = self.runs.store().session(sid).await.map_err(|_| AuthError::Unavailable)?;
@@ -89,6 +94,7 @@ impl FromRequestParts<AppState> for Caller {
             AuthError::Unavailable => ApiError::Unavailable("sessions cannot be checked right now: storage is unavailable"),
             other => ApiError::Unauthorized(other.to_string()),
         })?;
+        api_keys::check_scope(&identity, &parts.method, parts.uri.path())?;
         tracing::Span::current().record("user_id", identity.user_id.as_str());
         Ok(Caller(identity))
     }

@@ -85,7 +85,7 @@ impl Revocations {
                 continue;
             }
             let since = now_ms().saturating_sub(LOOK_BACK.as_millis() as u64);
-            match store.sessions_revoked_since(since).await {
+            match store.revoked_since(since).await {
                 Ok(ids) => {
                     let ended = self.end(&ids);
                     if ended > 0 {

@@ -72,6 +72,9 @@ pub struct Identity {
     pub issued_token: Option<String>,
     /// The sign-in session the token belongs to (a local account's).
     pub session_id: Option<String>,
+    /// For an API key: its id and what it may do (`None`: a token, which may do anything
+    /// its user may).
+    pub key: Option<(String, Vec<String>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -261,6 +264,7 @@ impl Auth {
                     expires_at: claims.exp,
                     issued_token: None,
                     session_id: claims.sid,
+                    key: None,
                 })
             }
             None if self.demo_mode => {
@@ -268,7 +272,7 @@ impl Auth {
                 tracing::warn!(user_id = %user_id, "demo mode: admitting an unauthenticated client");
                 let token = self.mint(&user_id, DEMO_TOKEN_TTL, true).ok_or(AuthError::Missing)?;
                 let expires_at = now_ms() / 1000 + DEMO_TOKEN_TTL.as_secs();
-                Ok(Identity { user_id, demo: true, expires_at, issued_token: Some(token), session_id: None })
+                Ok(Identity { user_id, demo: true, expires_at, issued_token: Some(token), session_id: None, key: None })
             }
             None => Err(AuthError::Missing),
         }

@@ -73,6 +73,10 @@ async fn upgrade(
             return ApiError::Unauthorized(e.to_string()).into_response();
         }
     };
+    if let Err(refused) = crate::accounts::api_keys::check_scope(&identity, &axum::http::Method::GET, "/ws") {
+        metrics::counter!(apex_telemetry::WS_UPGRADES_REJECTED, "reason" => "scope").increment(1);
+        return refused.into_response();
+    }
     if app.shutting_down.is_cancelled() {
         metrics::counter!(apex_telemetry::WS_UPGRADES_REJECTED, "reason" => "shutting_down").increment(1);
         return ApiError::Unavailable("the server is shutting down; reconnect shortly").into_response();
@@ -85,7 +89,9 @@ async fn upgrade(
         let message = format!("this user already has {limit} connections open; close one first");
         return ApiError::TooMany("too_many_connections", message).into_response();
     };
-    let watch = identity.session_id.as_deref().map(|sid| app.revocations.watch(sid));
+    // A session's or an API key's socket closes when it is revoked.
+    let revocable = identity.session_id.as_deref().or(identity.key.as_ref().map(|(id, _)| id.as_str()));
+    let watch = revocable.map(|id| app.revocations.watch(id));
     let held = session::Held { slot: slot.map(|Extension(slot)| slot), user, watch };
     configure(ws.protocols([SUBPROTOCOL]), app.settings.max_frame_bytes).on_upgrade(move |socket| {
         let sessions = app.sessions.clone();

@@ -13,7 +13,7 @@ use apex_costs::{GroupBy, UsageQuery, UsageRecord};
 
 use crate::model::*;
 use crate::rows::{self, parse_id, USAGE_DAILY_COLUMNS};
-use crate::{Account, AccountChange, AccountKey, AuthSession, Invitation, NewAccount, NewSession, Rotation};
+use crate::{Account, AccountChange, AccountKey, ApiKey, AuthSession, Invitation, NewAccount, NewApiKey, NewSession, Rotation};
 use crate::{Store, StoreError, StoreOptions, StoreResult};
 
 mod batch;
