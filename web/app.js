@@ -1,6 +1,8 @@
-// Wires the page: connection and status, chat, costs, theme, sidebar and account dialog.
-import { Connection, identity, tokenFromFragment } from './connection.js';
-import { Chat } from './chat.js';
+// Wires the page: connection and status, chat, costs, theme, sidebar, and the account
+// dialog (sign-in with a local account and its sessions, a pasted token, or a new demo
+// identity).
+import { Connection, identity, session, api, authConfig, takeFragment } from './connection.js';
+import { Chat, el } from './chat.js';
 import { Costs } from './costs.js';
 
 const $ = (id) => document.getElementById(id);
@@ -21,7 +23,7 @@ $('theme').addEventListener('click', () => {
   costs.draw();
 });
 
-tokenFromFragment();
+let invite = takeFragment();
 
 const costs = new Costs();
 let chat;
@@ -30,13 +32,15 @@ const conn = new Connection({
     $('status').dataset.state = state;
     $('status-text').textContent = text;
   },
-  onReady: (frame) => chat.onReady(frame),
+  onReady: (frame) => { showWho(frame); chat.onReady(frame); },
   onFrame: (frame) => chat.onFrame(frame),
   onClosed: () => chat.updateStop(),
   onAuthProblem: (message, ask) => {
     if (ask) openAccount(message); else chat.showNotice(message);
   },
+  onSignedOut: () => endSession(),
 });
+session.onEnded = () => endSession();
 chat = new Chat(conn, {
   onSavings: (recs, ts) => costs.setSavings(recs, ts),
   onUsage: (usage, ts) => costs.setAnalysis(usage, ts),
@@ -64,16 +68,116 @@ $('menu').addEventListener('click', () => setSidebar(!sidebar.classList.contains
 document.addEventListener('apex:thread-opened', () => { setSidebar(false); showView('chat'); });
 document.addEventListener('keydown', (e) => { if (e.key === 'Escape' && sidebar.classList.contains('open')) { setSidebar(false); $('menu').focus(); } });
 
-// Account: who am I, paste a token, or start over as a new demo user.
+// Who is using the page. `config` is what the server offers (GET /api/auth/config); null
+// for a server without accounts, which leaves tokens and demo identities only.
+let config = null;
+// Nothing of anyone's is on the page (yet, or any more): a sign-in starts the chat in
+// place. Otherwise it reloads, so nothing of the previous identity stays on screen.
+let blank = true;
+// Signed out from elsewhere in demo mode: closing the dialog makes a new demo user.
+let demoOnClose = false;
+let mode = 'signin';
+
+/** Demo mode off, accounts on, and no identity: nothing works until someone signs in. */
+const mustSignIn = () => !!config?.accounts && config.demo_mode === false && !identity.token;
+const canSignUp = () => config?.signup === 'open' || (config?.signup === 'invite' && !!invite);
+
+function showWho(frame = null) {
+  const u = session.user;
+  const name = u?.name || frame?.user_id || '';
+  $('account-user').textContent = u ? `Signed in as ${u.name} (${u.role}).`
+    : name ? `Signed in as ${name}${frame?.demo ? ' (demo identity)' : ''}.`
+      : config?.accounts ? 'Not signed in.' : '';
+  $('account').setAttribute('aria-label', name ? `Account: ${name}` : 'Account and token');
+  $('account-name').textContent = u?.name || '';
+}
+
+async function boot() {
+  config = await authConfig();
+  setMode(invite ? 'signup' : 'signin');
+  // A token the user pasted or followed a link with wins over a remembered session.
+  if (config?.accounts && !identity.hasChosenToken && await session.refresh() === 'ok') {
+    if (invite) chat.showNotice(`You are signed in as ${session.user.name}. Sign out first to create an account with the invitation.`);
+    invite = '';
+    startChat();
+    return;
+  }
+  if (mustSignIn()) { conn.status('offline', 'Signed out'); openSignIn(''); return; }
+  startChat();
+  if (invite && canSignUp()) openSignIn('', 'signup');
+}
+
+function startChat() {
+  blank = false;
+  showWho();
+  conn.start();
+  $('composer-input').focus();
+}
+
+/** Forgets what the page kept of the previous identity, like a new user. */
+function forgetUserData() {
+  localStorage.removeItem('apex.thread');
+  localStorage.removeItem('apex.savings');
+  localStorage.removeItem('apex.analysis');
+}
+
+/** The server ended this page's session: signed out or revoked elsewhere, or the account
+ *  was disabled. Reconnecting would only be refused, so the page asks for a sign-in. */
+function endSession() {
+  conn.stop();
+  session.clear();
+  identity.set('', false);
+  forgetUserData();
+  chat.reset();
+  costs.reset();
+  blank = true;
+  demoOnClose = !!config?.demo_mode;
+  showWho();
+  openSignIn('You were signed out.');
+}
+
+// The account dialog: the signed-in user and their sessions, or the sign-in form; a
+// token to paste; a new demo identity.
 const dialog = $('account-dialog');
 function openAccount(error) {
   $('account-error').textContent = error || '';
   $('account-error').hidden = !error;
+  if (error) $('token-box').open = true;
   $('token-input').value = '';
+  renderAccount();
   if (!dialog.open) dialog.showModal();
+  const first = session.active ? $('sign-out') : !$('signin-form').hidden && !error ? $('signin-name') : $('token-input');
+  if (first.offsetParent) first.focus();
 }
+
+function renderAccount() {
+  const signedIn = session.active;
+  $('session-panel').hidden = !signedIn;
+  $('signin-form').hidden = signedIn || !config?.accounts;
+  $('demo-identity').hidden = config?.demo_mode === false;
+  $('account-close').hidden = mustSignIn();
+  // Where accounts are the way in, a token is the exception: folded away.
+  if (!dialog.open) $('token-box').open = !(config?.accounts && config.demo_mode === false);
+  if (signedIn) loadSessions();
+}
+
+function openSignIn(message, m = mode) {
+  if (!config?.accounts) { openAccount(message); return; }
+  setMode(m);
+  showSignInError(message);
+  openAccount('');
+  $('signin-name').focus();
+}
+
 $('account').addEventListener('click', () => openAccount(''));
 $('account-close').addEventListener('click', () => dialog.close());
+// Escape: the sign-in cannot be dismissed while it is the only way in. Chrome lets a
+// second Escape through without a cancel event, so `close` opens it again.
+dialog.addEventListener('cancel', (e) => { if (mustSignIn()) e.preventDefault(); });
+dialog.addEventListener('close', () => {
+  if (mustSignIn()) { dialog.showModal(); $('signin-name').focus(); return; }
+  if (demoOnClose && !session.active) { demoOnClose = false; startChat(); }
+});
 $('account-form').addEventListener('submit', (e) => {
   e.preventDefault();
   const t = $('token-input').value.trim();
@@ -81,14 +185,154 @@ $('account-form').addEventListener('submit', (e) => {
   switchIdentity(t);
 });
 $('demo-identity').addEventListener('click', () => switchIdentity(''));
-function switchIdentity(token) {
+async function switchIdentity(token) {
+  // A signed-in session would sign the page back in on reload: end it first.
+  if (session.active) await api('/api/auth/logout', { method: 'POST', json: {} }).catch(() => {});
+  session.clear();
   identity.set(token, false);
-  localStorage.removeItem('apex.thread');
-  localStorage.removeItem('apex.savings');
-  localStorage.removeItem('apex.analysis');
+  forgetUserData();
+  demoOnClose = false;
   dialog.close();
   location.reload();
 }
 
-conn.start();
-$('composer-input').focus();
+// Sign in, or create an account (open sign-up, or an invitation link).
+function setMode(m) {
+  mode = m === 'signup' && canSignUp() ? 'signup' : 'signin';
+  const up = mode === 'signup';
+  $('signin-title').textContent = up ? 'Create account' : 'Sign in';
+  $('signin-submit').textContent = up ? 'Create account' : 'Sign in';
+  $('signin-switch').textContent = up ? 'I have an account' : 'Create an account';
+  $('signin-switch').hidden = !canSignUp();
+  $('signin-password').autocomplete = up ? 'new-password' : 'current-password';
+  $('signin-hint').hidden = !up;
+  $('signin-note').hidden = !(up && invite);
+}
+$('signin-switch').addEventListener('click', () => {
+  setMode(mode === 'signup' ? 'signin' : 'signup');
+  showSignInError('');
+  $('signin-name').focus();
+});
+
+function showSignInError(message, field = null) {
+  $('signin-error').textContent = message;
+  $('signin-error').hidden = !message;
+  for (const f of [$('signin-name'), $('signin-password')]) f.toggleAttribute('aria-invalid', f === field);
+  if (field) field.focus();
+}
+
+/** The server's rules, checked first so a typo is explained without a round trip. */
+function fieldProblem(name, password) {
+  if (!name) return ['Enter your name.', $('signin-name')];
+  if (!password) return ['Enter your password.', $('signin-password')];
+  if (mode !== 'signup') return null;
+  if (!/^[\p{L}\p{N}._@-]{1,64}$/u.test(name)) return ['A name is 1 to 64 letters, digits, or . _ - @ (no spaces).', $('signin-name')];
+  const n = [...password].length;
+  if (n < 10 || n > 256) return ['A password is 10 to 256 characters long.', $('signin-password')];
+  return null;
+}
+
+$('signin-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const form = $('signin-form');
+  if (form.getAttribute('aria-busy') === 'true') return;
+  const name = $('signin-name').value.trim();
+  const password = $('signin-password').value;
+  const problem = fieldProblem(name, password);
+  if (problem) { showSignInError(...problem); return; }
+  const up = mode === 'signup';
+  const json = up ? { name, password, ...(invite ? { invite } : {}) } : { name, password };
+  form.setAttribute('aria-busy', 'true');
+  try {
+    const body = await api(up ? '/api/auth/signup' : '/api/auth/login', { method: 'POST', auth: false, json });
+    if (up) invite = '';
+    signedIn(body);
+  } catch (err) {
+    const wrong = err.code === 'invalid_credentials' ? $('signin-password') : err.code === 'name_taken' ? $('signin-name') : null;
+    showSignInError(err.status ? err.message : 'The server could not be reached. Try again.', wrong);
+    if (wrong) wrong.select();
+  } finally {
+    form.setAttribute('aria-busy', 'false');
+  }
+});
+
+function signedIn(body) {
+  $('signin-password').value = '';
+  showSignInError('');
+  // An account replaces a demo or pasted token, and starts clean.
+  identity.set('', false);
+  forgetUserData();
+  if (!blank) { location.reload(); return; } // the cookie signs the reloaded page in
+  session.set(body);
+  demoOnClose = false;
+  dialog.close();
+  startChat();
+}
+
+// The signed-in user's sessions: where they are signed in, and a way to end the others.
+async function loadSessions() {
+  try {
+    const { sessions } = await api('/api/auth/sessions');
+    $('sessions').replaceChildren(...sessions.map(sessionItem));
+    showSessionsError('');
+  } catch (e) {
+    if (session.active) showSessionsError(`Could not list your sessions: ${e.message}`);
+  }
+}
+
+function sessionItem(s) {
+  const id = `session-${s.id}`;
+  const li = el('li', {}, el('span', { id, text: `${device(s.user_agent)} · signed in ${when(s.created_at)} · last used ${when(s.last_used_at)}` }));
+  if (s.current) {
+    li.append(el('span', { class: 'badge', text: 'this browser' }));
+  } else {
+    const b = el('button', { type: 'button', 'aria-describedby': id, text: 'Revoke' });
+    b.addEventListener('click', () => revoke(s.id, b));
+    li.append(b);
+  }
+  return li;
+}
+
+async function revoke(id, button) {
+  button.disabled = true;
+  try {
+    await api(`/api/auth/sessions/${encodeURIComponent(id)}`, { method: 'DELETE' });
+  } catch (e) {
+    button.disabled = false;
+    showSessionsError(`Could not revoke it: ${e.message}`);
+    return;
+  }
+  // The button goes away with its row: keep the keyboard user in the list.
+  $('sessions-title').focus();
+  loadSessions();
+}
+
+function showSessionsError(message) {
+  $('sessions-error').textContent = message;
+  $('sessions-error').hidden = !message;
+}
+
+const when = (ms) => new Date(ms).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
+
+/** "Chrome on Linux" from a user agent: enough to tell one's own devices apart. */
+function device(ua = '') {
+  const browser = /Edg\//.test(ua) ? 'Edge' : /Firefox\//.test(ua) ? 'Firefox' : /Chrom(e|ium)\//.test(ua) ? 'Chrome' : /Safari\//.test(ua) ? 'Safari' : '';
+  const os = /Android/.test(ua) ? 'Android' : /iPhone|iPad/.test(ua) ? 'iOS' : /Windows/.test(ua) ? 'Windows' : /Mac OS X/.test(ua) ? 'macOS' : /Linux/.test(ua) ? 'Linux' : '';
+  if (browser && os) return `${browser} on ${os}`;
+  return browser || os || (ua ? ua.slice(0, 60) : 'Unknown browser');
+}
+
+$('sign-out').addEventListener('click', async () => {
+  try {
+    await api('/api/auth/logout', { method: 'POST', json: {} });
+  } catch (e) {
+    if (e.status !== 401) { showSessionsError(`Could not sign out: ${e.message}`); return; }
+  }
+  // The reload asks for a sign-in, or (demo mode) makes a new demo user.
+  session.clear();
+  identity.set('', false);
+  forgetUserData();
+  location.reload();
+});
+
+boot();

@@ -13,7 +13,7 @@ const THREAD_KEY = 'apex.thread';
 const utf8 = new TextEncoder();
 
 const $ = (id) => document.getElementById(id);
-function el(tag, attrs = {}, ...children) {
+export function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (k === 'class') e.className = v; else if (k === 'text') e.textContent = v; else e.setAttribute(k, v);
@@ -263,6 +263,7 @@ export class Chat {
     this.threadId = localStorage.getItem(THREAD_KEY) || null;
     this.threads = [];
     this.loadToken = 0;
+    this.epoch = 0;
     this.input = $('composer-input');
     this.transcript = $('transcript');
     this.welcome = $('welcome');
@@ -383,8 +384,7 @@ export class Chat {
   }
 
   /** Called on every (re)connection. */
-  onReady(frame) {
-    $('account-user').textContent = `Signed in as ${frame.user_id}${frame.demo ? ' (demo identity)' : ''}.`;
+  onReady() {
     // Messages whose acceptance we never saw: resend with the same id (idempotent).
     for (const { frame: f } of this.pending.values()) this.conn.send(f);
     this.resumeAll();
@@ -480,8 +480,10 @@ export class Chat {
   }
 
   async loadThreads() {
+    const epoch = this.epoch;
     try {
       const { threads } = await api('/api/threads');
+      if (epoch !== this.epoch) return; // asked for the identity before reset()
       this.threads = threads;
       this.renderThreads();
     } catch (e) {
@@ -499,6 +501,25 @@ export class Chat {
     });
     ul.replaceChildren(...items);
     $('threads-empty').hidden = items.length > 0;
+  }
+
+  /** Forgets everything shown: another identity takes over the page. */
+  reset() {
+    for (const run of this.runs.values()) run.dispose();
+    this.runs.clear();
+    this.pending.clear();
+    this.inbox = [];
+    this.inboxAt = 0;
+    this.threads = [];
+    this.openedOnce = false;
+    this.epoch += 1;
+    this.loadToken += 1;
+    this.setThread(null);
+    this.clearTranscript();
+    this.welcome.hidden = false;
+    this.live.textContent = '';
+    this.showNotice('');
+    this.updateStop();
   }
 
   clearTranscript() {

@@ -1,7 +1,7 @@
 // Costs: import usage files (drag-and-drop or picker, with upload progress and the
 // rejected lines), and charts of GET /api/usage/summary plus the savings of the latest
 // `find_savings` result seen in a run.
-import { identity, api } from './connection.js';
+import { identity, session, api } from './connection.js';
 
 const $ = (id) => document.getElementById(id);
 const usd = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD' });
@@ -55,10 +55,21 @@ export class Costs {
     if (this.visible) this.refresh();
   }
 
+  /** Forgets the charts of the previous identity. */
+  reset() {
+    this.summary = null;
+    this.charted = null;
+    this.savings = null;
+    this.analysis = null;
+    $('import-result').replaceChildren();
+    $('costs-summary').textContent = '';
+    this.draw();
+  }
+
   show() { this.visible = true; this.refresh(); }
   hide() { this.visible = false; }
 
-  upload(f) {
+  upload(f, retried = false) {
     const progress = $('import-progress');
     const result = $('import-result');
     progress.hidden = false;
@@ -66,11 +77,21 @@ export class Costs {
     result.textContent = `Uploading ${f.name}…`;
     const xhr = new XMLHttpRequest();
     xhr.open('POST', '/api/usage/import');
-    if (identity.token) xhr.setRequestHeader('Authorization', `Bearer ${identity.token}`);
+    const token = identity.token;
+    if (token) xhr.setRequestHeader('Authorization', `Bearer ${token}`);
     xhr.upload.onprogress = (e) => { if (e.lengthComputable) progress.value = Math.round((e.loaded / e.total) * 100); };
     xhr.upload.onload = () => { progress.removeAttribute('value'); result.textContent = `Importing ${f.name}…`; };
     xhr.onerror = () => { progress.hidden = true; result.textContent = 'The upload failed: the server could not be reached.'; };
     xhr.onload = () => {
+      if (xhr.status === 401 && !retried && token && token === session.token) {
+        // The session's access token ran out (the page slept): refresh it and send again.
+        session.refresh().then((r) => {
+          if (r === 'ok') { this.upload(f, true); return; }
+          progress.hidden = true;
+          result.textContent = 'The upload was refused: sign in again.';
+        });
+        return;
+      }
       progress.hidden = true;
       let body = null;
       try { body = JSON.parse(xhr.responseText); } catch { /* not JSON */ }

@@ -1,9 +1,9 @@
 // Shared by the browser tests: a real `apex serve` (the built debug binary) on loopback
 // with a temporary data dir, and the system Chromium driven by playwright-core.
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
+import { join, dirname, extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
@@ -15,6 +15,11 @@ export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 export const ARTIFACTS = process.env.APEX_WEB_ARTIFACTS || join(here, 'artifacts');
 // Budget mode: wall-clock budgets (first paint, frame times) are asserted, not only recorded.
 export const BUDGETS = process.env.APEX_WEB_BUDGETS === "1";
+// Serve the page's files from disk instead of those embedded in the binary: from web/
+// with APEX_WEB_FROM_DISK=1, or from the directory it names. To try page changes without
+// rebuilding. Off by default, so the tests check the page the binary really serves.
+const fromDisk = process.env.APEX_WEB_FROM_DISK || '';
+export const WEB_FROM_DISK = fromDisk === '1' ? join(ROOT, 'web') : fromDisk;
 export const FIXTURE_CSV = join(ROOT, 'crates', 'cli', 'tests', 'fixtures', 'usage.csv');
 mkdirSync(ARTIFACTS, { recursive: true });
 
@@ -72,13 +77,43 @@ export async function launchBrowser() {
     executablePath: CHROMIUM,
     headless: true,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      // A document fulfilled by a route has no address, so Chromium would treat its
+      // socket to 127.0.0.1 as a public page reaching into the local network.
+      ...(WEB_FROM_DISK ? ['--disable-features=LocalNetworkAccessChecks'] : [])],
   });
   return {
     browser,
-    newContext: (opts = {}) => browser.newContext({ viewport: { width: 1280, height: 860 }, ...opts }),
+    newContext: async (opts = {}) => {
+      const ctx = await browser.newContext({ viewport: { width: 1280, height: 860 }, ...opts });
+      if (WEB_FROM_DISK) await serveWebFromDisk(ctx);
+      return ctx;
+    },
     close: () => browser.close(),
   };
+}
+
+const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.svg': 'image/svg+xml' };
+
+/** Answers `/` and `/assets/…` with the files in web/, keeping the server's headers (CSP). */
+async function serveWebFromDisk(ctx) {
+  const page = (url) => url.pathname === '/' || url.pathname.startsWith('/assets/');
+  await ctx.route(page, async (route) => {
+    const { pathname } = new URL(route.request().url());
+    const file = join(WEB_FROM_DISK, pathname === '/' ? 'index.html' : pathname.slice('/assets/'.length));
+    if (!existsSync(file)) return route.continue();
+    const res = await route.fetch({ headers: { ...route.request().headers(), 'if-none-match': '' } });
+    const headers = { ...res.headers(), 'content-type': TYPES[extname(file)] || 'application/octet-stream' };
+    for (const h of ['content-length', 'content-encoding', 'etag']) delete headers[h];
+    await route.fulfill({ status: 200, headers, body: readFileSync(file) });
+  });
+}
+
+/** Runs an `apex` command on the server's data dir (e.g. `['users', 'create', 'alice',
+ *  '--password-stdin']`), with `input` on stdin; returns its stdout. */
+export function apexCli(server, [command, ...rest], input = '') {
+  const args = [command, '--data-dir', server.dataDir, ...rest];
+  return execFileSync(BINARY, args, { input, env: process.env, stdio: ['pipe', 'pipe', 'pipe'] }).toString();
 }
 
 /** Collects page errors and CSP violations so a test can assert there were none. */
