@@ -398,3 +398,52 @@ async fn api_keys_act_as_their_user_within_their_scopes_and_close_their_sockets_
     let refused = http_client().delete(app.http(&format!("/api/keys/{other}"))).bearer_auth(bob.token()).send().await.unwrap();
     assert_eq!(refused.status().as_u16(), 404);
 }
+
+#[tokio::test]
+async fn a_user_exports_everything_held_about_them_and_deletes_it() {
+    let app = server(Signup::Open, |_| ()).await;
+    let ann = post(&app, "/api/auth/signup", json!({"name": "ann", "password": PASSWORD}), None, None).await;
+    let bob = post(&app, "/api/auth/signup", json!({"name": "bob", "password": PASSWORD}), None, None).await;
+    let token = ann.token();
+    let key = post(&app, "/api/keys", json!({"name": "bot", "scopes": ["chat", "read"]}), None, Some(&token)).await;
+    let key = key.body["key"].as_str().unwrap().to_owned();
+    app.import_fixture(&token).await;
+    let mut socket = connect(&app, By::Subprotocol(token.clone())).await;
+    socket.ask("How much did I spend in total?", None).await;
+    socket.events_until_terminal().await;
+    let mut bobs = connect(&app, By::Subprotocol(bob.token())).await;
+    bobs.ask("Analyze my AI costs", None).await;
+    bobs.events_until_terminal().await;
+
+    let r = http_client().get(app.http("/api/me/export")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers()["content-disposition"].to_str().unwrap().contains("apex-export.json"));
+    let export: Value = r.json().await.unwrap();
+    assert_eq!(export["account"]["name"], "ann");
+    assert_eq!(export["threads"].as_array().unwrap().len(), 1, "{export}");
+    assert_eq!(export["threads"][0]["messages"].as_array().unwrap().len(), 2, "the question and the answer");
+    assert!(export["usage"].as_array().unwrap().len() > 10);
+    assert_eq!(export["api_keys"][0]["name"], "bot");
+    assert_eq!(export["sessions"].as_array().unwrap().len(), 1);
+    let text = export.to_string();
+    assert!(
+        !text.contains("argon2") && !text.contains(&key) && !text.contains("Analyze my AI costs"),
+        "no secrets, nobody else's"
+    );
+    assert_eq!(app.get("/api/me/export", &key).await.0, 403, "not with an API key");
+
+    let deleted = http_client().delete(app.http("/api/me")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(deleted.status().as_u16(), 204);
+    assert!(matches!(socket.next_frame_within(Duration::from_secs(5)).await, Frame::Close(Some(4001))));
+    assert_eq!(app.get("/api/threads", &token).await.0, 401);
+    assert_eq!(app.get("/api/threads", &key).await.0, 401);
+    assert_eq!(login(&app, "ann", PASSWORD).await.status, 401, "the account is gone");
+    // Signed up again under the same name: a new, empty user.
+    let again = post(&app, "/api/auth/signup", json!({"name": "ann", "password": PASSWORD}), None, None).await;
+    assert_eq!(again.status, 201);
+    assert_ne!(again.body["user"]["id"], ann.body["user"]["id"]);
+    assert_eq!(app.get("/api/threads", &again.token()).await.1["threads"], json!([]));
+    // Bob's data is all there.
+    let (_, threads) = app.get("/api/threads", &bob.token()).await;
+    assert_eq!(threads["threads"].as_array().unwrap().len(), 1);
+}

@@ -404,6 +404,35 @@ macro_rules! account_methods {
             Ok(row.map(|r| r.get::<String, _>("role")))
         }
 
+        async fn delete_user(&self, user_id: &str, at: u64) -> StoreResult<bool> {
+            let mut tx = self.account_pool()?.begin().await?;
+            let busy = sqlx::query("SELECT 1 FROM runs WHERE user_id = $1 AND status IN ('queued', 'running') LIMIT 1")
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if busy.is_some() {
+                return Ok(false);
+            }
+            for statement in [
+                "DELETE FROM run_events WHERE run_id IN (SELECT id FROM runs WHERE user_id = $1)",
+                "DELETE FROM agent_results WHERE run_id IN (SELECT id FROM runs WHERE user_id = $1)",
+                "DELETE FROM messages WHERE user_id = $1",
+                "DELETE FROM runs WHERE user_id = $1",
+                "DELETE FROM threads WHERE user_id = $1",
+                "DELETE FROM users WHERE id = $1",
+                "DELETE FROM accounts WHERE id = $1",
+                "UPDATE auth_sessions SET user_agent = '', refresh_hash = id, previous_hash = NULL, revoked_at = COALESCE(revoked_at, $2) WHERE account_id = $1",
+                "UPDATE api_keys SET name = '', key_hash = id, revoked_at = COALESCE(revoked_at, $2) WHERE account_id = $1",
+            ] {
+                let query = sqlx::query(statement).bind(user_id);
+                // PostgreSQL takes exactly the parameters a statement names.
+                let query = if statement.contains("$2") { query.bind(at as i64) } else { query };
+                query.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        }
+
         async fn create_api_key(&self, new: &NewApiKey) -> StoreResult<()> {
             sqlx::query(
                 "INSERT INTO api_keys (id, account_id, name, prefix, key_hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",

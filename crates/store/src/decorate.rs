@@ -96,6 +96,7 @@ decorated! { Accounts {
     true fn revoked_since(&self, since: u64) -> Vec<String>;
     false fn create_invitation(&self, invitation: &Invitation) -> ();
     false fn claim_invitation(&self, code_hash: &str, at: Option<u64>) -> Option<String>;
+    false fn delete_user(&self, user_id: &str, at: u64) -> bool;
     false fn create_api_key(&self, new: &NewApiKey) -> ();
     true fn api_key(&self, key_hash: &str) -> Option<ApiKey>;
     true fn api_keys(&self, account_id: &str) -> Vec<ApiKey>;

@@ -150,6 +150,11 @@ pub trait Accounts: Send + Sync + 'static {
     /// Claims an unused, unexpired invitation at `at` and gives its role; `at = None`
     /// releases a claimed one again (the account it was for could not be created).
     async fn claim_invitation(&self, code_hash: &str, at: Option<u64>) -> StoreResult<Option<String>>;
+    /// Removes everything of this user but its usage (`Store::delete_usage`): threads,
+    /// messages, runs and their events, the account; its sessions and API keys stay as
+    /// emptied, revoked rows, which tell every instance to close their sockets. `false`
+    /// (and nothing removed) while one of its runs is in flight.
+    async fn delete_user(&self, user_id: &str, at: u64) -> StoreResult<bool>;
     async fn create_api_key(&self, new: &NewApiKey) -> StoreResult<()>;
     /// The key with this hash, revoked or not.
     async fn api_key(&self, key_hash: &str) -> StoreResult<Option<ApiKey>>;

@@ -55,6 +55,7 @@ on_every_backend!(
     accounts_the_first_is_admin_names_are_unique_and_wrong_passwords_lock,
     sessions_rotate_their_refresh_token_and_a_replayed_one_ends_the_session,
     invitations_are_used_once_before_they_expire,
+    deleting_a_user_removes_its_threads_runs_and_account_and_keeps_its_revocations,
 );
 
 const LEASE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -535,4 +536,69 @@ async fn invitations_are_used_once_before_they_expire(db: Db) {
     assert_eq!(store.claim_invitation("i1", Some(4_000)).await.unwrap().as_deref(), Some("member"), "released, usable again");
     assert_eq!(store.claim_invitation("i2", Some(10_000)).await.unwrap(), None, "expired");
     assert_eq!(store.claim_invitation("i3", Some(1_000)).await.unwrap(), None, "unknown");
+}
+
+async fn deleting_a_user_removes_its_threads_runs_and_account_and_keeps_its_revocations(db: Db) {
+    use apex_store::{AccountKey, NewApiKey, NewSession};
+    let store = db.open().await;
+    store.create_account(&new_account("ann", None)).await.unwrap();
+    let session = NewSession {
+        id: "s1".into(),
+        account_id: "u_ann".into(),
+        refresh_hash: "h1".into(),
+        at: 1_000,
+        expires_at: 1_000_000,
+        user_agent: "Firefox".into(),
+    };
+    store.create_session(&session).await.unwrap();
+    let key = NewApiKey {
+        id: "k1".into(),
+        account_id: "u_ann".into(),
+        name: "nightly".into(),
+        prefix: "apx_ab".into(),
+        key_hash: "kh".into(),
+        scopes: vec!["read".into()],
+        at: 1_000,
+    };
+    store.create_api_key(&key).await.unwrap();
+    let ann = new_run("u_ann", None, "hello", None);
+    let bob = new_run("u_bob", None, "hello", None);
+    let outcomes = store.apply(&[ann.clone(), bob.clone()], &[]).await.unwrap();
+    let (a, b) = (begun(&outcomes[0]).clone(), begun(&outcomes[1]).clone());
+    let writes = [
+        event(a.run_id, a.thread_id, 1, EventKind::AgentStarted { agent: AgentName::Supervisor }),
+        event(b.run_id, b.thread_id, 1, EventKind::AgentStarted { agent: AgentName::Supervisor }),
+    ];
+    store.apply(&[], &writes).await.unwrap();
+    assert!(!store.delete_user("u_ann", 5_000).await.unwrap(), "a run in flight: nothing removed");
+    assert_eq!(store.list_threads(&"u_ann".into()).await.unwrap().len(), 1);
+
+    let finish = |user: &str, run_id, thread_id| {
+        Write::Finish(RunFinish {
+            run_id,
+            user_id: user.into(),
+            thread_id,
+            status: RunStatus::Completed,
+            at_ms: 2_000,
+            error: None,
+            message_id: MessageId::new(),
+            text: "done".into(),
+        })
+    };
+    store.apply(&[], &[finish("u_ann", a.run_id, a.thread_id), finish("u_bob", b.run_id, b.thread_id)]).await.unwrap();
+    assert!(store.delete_user("u_ann", 6_000).await.unwrap());
+    assert!(store.list_threads(&"u_ann".into()).await.unwrap().is_empty());
+    assert!(matches!(store.get_run(&"u_ann".into(), a.run_id).await, Err(StoreError::NotFound)));
+    assert_eq!(store.account(AccountKey::Id("u_ann")).await.unwrap(), None);
+    let left = store.session("s1").await.unwrap().unwrap();
+    assert_eq!((left.user_agent.as_str(), left.revoked_at), ("", Some(6_000)), "emptied, revoked, kept for the instances");
+    assert_eq!(store.api_key("kh").await.unwrap(), None, "the key no longer matches");
+    let mut revoked = store.revoked_since(6_000).await.unwrap();
+    revoked.sort();
+    assert_eq!(revoked, ["k1", "s1"]);
+    // Bob is untouched.
+    assert_eq!(store.list_threads(&"u_bob".into()).await.unwrap().len(), 1);
+    assert_eq!(store.run_events(&"u_bob".into(), b.run_id, 0).await.unwrap().len(), 1);
+    // The name is free again.
+    store.create_account(&new_account("ann", None)).await.unwrap();
 }

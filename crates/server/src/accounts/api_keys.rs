@@ -3,7 +3,8 @@
 //! the WebSocket, `apex ingest --url` and `apex chat`. A key acts as the user who made it,
 //! within its scopes: `ingest` (importing and deleting usage), `read` (every `GET` of the
 //! API) and `chat` (the WebSocket). Kept as its SHA-256 with its first characters to
-//! recognise it by; shown once. A key cannot manage accounts, sessions or keys.
+//! recognise it by; shown once. A key cannot manage accounts, sessions or keys, nor
+//! export or delete its user's data.
 //! Revoking one closes its sockets like an ended session (4001).
 use apex_protocol::now_ms;
 use apex_store::NewApiKey;
@@ -62,7 +63,7 @@ pub async fn identify(app: &AppState, key: &str) -> Result<Identity, AuthError> 
 /// The scope a key needs for a request, or `None` when no key may make it (managing
 /// accounts, sessions and keys).
 pub fn scope_for(method: &Method, path: &str) -> Option<&'static str> {
-    if path.starts_with("/api/auth/") || path == "/api/me" || path.starts_with("/api/keys") {
+    if path.starts_with("/api/auth/") || path == "/api/me" || path.starts_with("/api/me/") || path.starts_with("/api/keys") {
         return None;
     }
     if path == "/ws" {
@@ -155,6 +156,8 @@ mod tests {
         assert_eq!(scope_for(&Method::POST, "/api/keys"), None);
         assert_eq!(scope_for(&Method::GET, "/api/keys"), None);
         assert_eq!(scope_for(&Method::GET, "/api/me"), None);
+        assert_eq!(scope_for(&Method::GET, "/api/me/export"), None);
+        assert_eq!(scope_for(&Method::DELETE, "/api/me"), None);
         assert_eq!(scope_for(&Method::POST, "/api/auth/logout"), None);
         assert_eq!(scope_for(&Method::DELETE, "/api/threads"), None, "nothing else writes");
     }

@@ -14,6 +14,7 @@
 pub mod api_keys;
 pub mod manage;
 pub mod passwords;
+pub mod personal;
 pub mod revocation;
 
 use std::net::SocketAddr;
@@ -51,6 +52,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/auth/invitations", post(create_invitation))
         .route("/api/me", get(me))
         .merge(api_keys::router())
+        .merge(personal::router())
 }
 
 impl AppState {

@@ -14,9 +14,11 @@ CREATE TABLE accounts (
 
 -- A signed-in browser or client: the refresh token is kept as its SHA-256 only, and the
 -- one it replaced too, so that a stolen, already used token is recognised when replayed.
+-- Sessions outlive a deleted account (revoked, emptied): every instance learns from them
+-- that the account's sockets must close.
 CREATE TABLE auth_sessions (
     id            TEXT PRIMARY KEY,
-    account_id    TEXT NOT NULL REFERENCES accounts(id),
+    account_id    TEXT NOT NULL,
     refresh_hash  TEXT NOT NULL UNIQUE,
     previous_hash TEXT,
     created_at    INTEGER NOT NULL,
