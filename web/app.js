@@ -1,6 +1,6 @@
 // Wires the page: connection and status, chat, costs, theme, sidebar, and the account
-// dialog (sign-in with a local account and its sessions, a pasted token, or a new demo
-// identity).
+// dialog (sign-in with a local account and its sessions and API keys, a pasted token, or
+// a new demo identity).
 import { Connection, identity, session, api, authConfig, takeFragment } from './connection.js';
 import { Chat, el } from './chat.js';
 import { Costs } from './costs.js';
@@ -153,12 +153,15 @@ function openAccount(error) {
 function renderAccount() {
   const signedIn = session.active;
   $('session-panel').hidden = !signedIn;
+  $('sign-out-bar').hidden = !signedIn;
   $('signin-form').hidden = signedIn || !config?.accounts;
   $('demo-identity').hidden = config?.demo_mode === false;
   $('account-close').hidden = mustSignIn();
   // Where accounts are the way in, a token is the exception: folded away.
   if (!dialog.open) $('token-box').open = !(config?.accounts && config.demo_mode === false);
   if (signedIn) loadSessions();
+  // A demo user is anonymous and gone with its token: a key for it would make no sense.
+  if (identity.token && !identity.isDemoToken) loadKeys(); else hideKeys();
 }
 
 function openSignIn(message, m = mode) {
@@ -175,6 +178,7 @@ $('account-close').addEventListener('click', () => dialog.close());
 // second Escape through without a cancel event, so `close` opens it again.
 dialog.addEventListener('cancel', (e) => { if (mustSignIn()) e.preventDefault(); });
 dialog.addEventListener('close', () => {
+  forgetNewKey();
   if (mustSignIn()) { dialog.showModal(); $('signin-name').focus(); return; }
   if (demoOnClose && !session.active) { demoOnClose = false; startChat(); }
 });
@@ -320,6 +324,141 @@ function device(ua = '') {
   const os = /Android/.test(ua) ? 'Android' : /iPhone|iPad/.test(ua) ? 'iOS' : /Windows/.test(ua) ? 'Windows' : /Mac OS X/.test(ua) ? 'macOS' : /Linux/.test(ua) ? 'Linux' : '';
   if (browser && os) return `${browser} on ${os}`;
   return browser || os || (ua ? ua.slice(0, 60) : 'Unknown browser');
+}
+
+// API keys for scripts: listed, created (the key itself is shown once) and revoked. The
+// panel shows whenever the server lists this identity's keys; it refuses for an API key
+// (keys cannot manage keys) and an older server has none: then there is nothing to show.
+let keysAsked = 0; // only the latest listing is drawn: a create or revoke may race an open
+let listFailed = false; // the alert shows a listing's failure, which the next listing clears
+
+async function loadKeys() {
+  const asked = ++keysAsked;
+  let keys;
+  try {
+    ({ keys } = await api('/api/keys'));
+  } catch (e) {
+    if (asked !== keysAsked) return;
+    // Unreachable or failing: say so. Refused (401, 403) or unknown (404): no keys here.
+    if (!e.status || e.status >= 500) {
+      $('keys-panel').hidden = false;
+      showKeyError(`Could not list your keys: ${e.message}`);
+      listFailed = true;
+    } else hideKeys();
+    return;
+  }
+  if (asked !== keysAsked) return;
+  if (listFailed) { listFailed = false; showKeyError(''); }
+  $('keys').replaceChildren(...keys.map((k) => keyItem(k, keys.filter((o) => o.name === k.name).length > 1)));
+  $('keys-empty').hidden = keys.length > 0;
+  $('keys-panel').hidden = false;
+}
+
+function hideKeys() {
+  keysAsked++;
+  $('keys-panel').hidden = true;
+  $('keys').replaceChildren();
+  forgetNewKey();
+}
+
+/** One key: what it is called and can do, when it was last used, and its Revoke. `twin`:
+ *  another key has the same name, so its button also names the prefix. */
+function keyItem(k, twin) {
+  const id = `key-${k.id}`;
+  const used = k.last_used_at == null ? 'never used' : `last used ${ago(k.last_used_at)}`;
+  const text = el('span', { id }, el('strong', { text: k.name }), ` · `, el('code', { text: `${k.prefix}…` }),
+    ` · ${k.scopes.join(', ')} · ${used}`);
+  const b = el('button', { type: 'button', 'aria-label': `Revoke key ${k.name}${twin ? ` (${k.prefix}…)` : ''}`, 'aria-describedby': id, text: 'Revoke' });
+  b.addEventListener('click', () => revokeKey(k.id, b));
+  return el('li', {}, text, b);
+}
+
+async function revokeKey(id, button) {
+  button.disabled = true;
+  try {
+    await api(`/api/keys/${encodeURIComponent(id)}`, { method: 'DELETE' });
+  } catch (e) {
+    button.disabled = false;
+    showKeyError(`Could not revoke it: ${e.message}`);
+    return;
+  }
+  showKeyError('');
+  // The button goes away with its row: keep the keyboard user in the panel.
+  $('keys-title').focus();
+  loadKeys();
+}
+
+$('key-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const form = $('key-form');
+  if (form.getAttribute('aria-busy') === 'true') return;
+  const name = $('key-name').value.trim();
+  const scopes = [...form.querySelectorAll('input[name="scope"]:checked')].map((c) => c.value);
+  // The server's rules, checked first so a slip is explained without a round trip.
+  const n = [...name].length;
+  if (n < 1 || n > 64) { showKeyError('A key\'s name has 1 to 64 characters.', $('key-name')); return; }
+  if (!scopes.length) { showKeyError('Choose at least one scope.', form.querySelector('input[name="scope"]')); return; }
+  form.setAttribute('aria-busy', 'true');
+  try {
+    const made = await api('/api/keys', { method: 'POST', json: { name, scopes } });
+    showKeyError('');
+    form.reset();
+    showNewKey(made);
+    loadKeys();
+  } catch (err) {
+    showKeyError(err.status ? err.message : 'The server could not be reached. Try again.', err.code === 'invalid_field' ? $('key-name') : null);
+  } finally {
+    form.setAttribute('aria-busy', 'false');
+  }
+});
+
+/** The key itself, once: the server keeps only its hash, so this is the only chance to copy it. */
+function showNewKey({ key, name }) {
+  $('new-key-label').textContent = `Your new key “${name}”`;
+  $('new-key-value').value = key;
+  $('copy-status').textContent = '';
+  $('new-key').hidden = false;
+  $('new-key-value').focus();
+  $('new-key-value').select();
+}
+
+/** Drops the shown key from the page (the dialog closed, or someone else is using it). */
+function forgetNewKey() {
+  $('new-key-value').value = '';
+  $('new-key').hidden = true;
+  $('copy-status').textContent = '';
+}
+
+$('copy-key').addEventListener('click', async () => {
+  const field = $('new-key-value');
+  try {
+    await navigator.clipboard.writeText(field.value);
+    $('copy-status').textContent = 'Copied.';
+  } catch {
+    // No clipboard access (permissions, an insecure origin): leave it selected to copy by hand.
+    field.focus();
+    field.select();
+    $('copy-status').textContent = 'Could not copy: it is selected, press Ctrl+C (⌘C).';
+  }
+});
+
+function showKeyError(message, field = null) {
+  listFailed = false;
+  $('key-error').textContent = message;
+  $('key-error').hidden = !message;
+  $('key-name').toggleAttribute('aria-invalid', field === $('key-name'));
+  if (field) field.focus();
+}
+
+const relative = new Intl.RelativeTimeFormat([], { numeric: 'auto' });
+/** "3 minutes ago" for the last week, a date before that. */
+function ago(ms) {
+  const minutes = Math.round((Date.now() - ms) / 60000);
+  if (minutes < 1) return 'just now';
+  if (minutes < 60) return relative.format(-minutes, 'minute');
+  if (minutes < 24 * 60) return relative.format(-Math.round(minutes / 60), 'hour');
+  if (minutes < 7 * 24 * 60) return relative.format(-Math.round(minutes / (24 * 60)), 'day');
+  return when(ms);
 }
 
 $('sign-out').addEventListener('click', async () => {

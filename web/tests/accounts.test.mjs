@@ -310,3 +310,82 @@ test('demo mode: a demo user signs in from the account dialog, then signs out to
   assert.deepEqual(problems, []);
   await ctx.close();
 });
+
+test('API keys: dave creates a read-only key, shown once; it reads but cannot import; revoked, it is refused', async () => {
+  const DAVE = 'dave-password-13579';
+  apexCli(server, ['users', 'create', 'dave', '--password-stdin'], `${DAVE}\n`);
+  const { ctx, page, problems } = await open(server.url);
+  await signInForm(page);
+  await submit(page, 'dave', DAVE);
+  await connected(page);
+  const call = async (method, path, key, body) => {
+    const res = await fetch(`${server.url}${path}`, { method, headers: { Authorization: `Bearer ${key}`, ...(body ? { 'Content-Type': 'text/csv' } : {}) }, body, signal: AbortSignal.timeout(WAIT) });
+    return { status: res.status, body: await res.json().catch(() => null) };
+  };
+
+  await page.locator('#account').click();
+  const panel = page.locator('#keys-panel');
+  await panel.waitFor({ state: 'visible', timeout: WAIT });
+  await page.locator('#keys-empty').waitFor({ state: 'visible', timeout: WAIT });
+  // A name is required: explained in the alert, without asking the server.
+  await page.getByRole('button', { name: 'Create key', exact: true }).click();
+  await expectText(page.locator('#key-error'), /1 to 64 characters/);
+  assert.equal(await page.locator('#key-error').getAttribute('role'), 'alert');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'key-name');
+
+  await page.getByLabel('Key name', { exact: true }).fill('nightly');
+  for (const s of ['ingest', 'chat']) await page.getByLabel(s, { exact: true }).uncheck();
+  assert.ok(await page.getByLabel('read', { exact: true }).isChecked());
+  await page.getByRole('button', { name: 'Create key', exact: true }).click();
+  const shown = page.locator('#new-key-value');
+  await shown.waitFor({ state: 'visible', timeout: WAIT });
+  await until('the new key', async () => /^apx_/.test(await shown.inputValue()));
+  const key = await shown.inputValue();
+  assert.equal(await page.locator('#key-error').isVisible(), false);
+  await expectText(page.locator('#new-key'), /Copy it now: it will not be shown again\./);
+  assert.ok(await page.getByRole('button', { name: 'Copy', exact: true }).isVisible());
+  assert.equal(await shown.getAttribute('readonly'), '');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'new-key-value', 'focus on the key, to copy it');
+  assert.equal(await page.getByLabel('Key name', { exact: true }).inputValue(), '', 'the form starts over');
+  await screenshot(page, '35-api-key-created');
+
+  // The key from a script: it reads, but it has no `ingest` scope.
+  assert.equal((await call('GET', '/api/threads', key)).status, 200);
+  const imported = await call('POST', '/api/usage/import', key, 'date,model,input_tokens\n2026-11-01,gpt-4o,10\n');
+  assert.equal(imported.status, 403, JSON.stringify(imported.body));
+  assert.equal(imported.body?.error?.code, 'insufficient_scope');
+
+  // Closed and opened again: listed, and the key itself is gone from the page.
+  await page.getByRole('button', { name: 'Close', exact: true }).click();
+  await page.locator('#account-dialog').waitFor({ state: 'hidden', timeout: WAIT });
+  await page.locator('#account').click();
+  const rows = page.locator('#keys li');
+  await until('one key listed', async () => (await rows.count()) === 1);
+  const row = await rows.first().textContent();
+  assert.ok(row.includes('nightly'), row);
+  assert.ok(row.includes(`${key.slice(0, 10)}…`), `the prefix: ${row}`);
+  assert.match(row, / · read · last used /);
+  assert.doesNotMatch(row, /ingest|chat/);
+  assert.equal(await page.locator('#new-key').isVisible(), false);
+  const leaked = await page.evaluate((k) => document.documentElement.outerHTML.includes(k) || document.body.innerText.includes(k)
+    || [...document.querySelectorAll('input, textarea')].some((f) => f.value.includes(k)), key);
+  assert.equal(leaked, false, 'the key is shown once only');
+
+  await page.getByRole('button', { name: 'Revoke key nightly', exact: true }).click();
+  await until('the row removed', async () => (await rows.count()) === 0);
+  await page.locator('#keys-empty').waitFor({ state: 'visible', timeout: WAIT });
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'keys-title', 'focus stays in the panel');
+  assert.equal((await call('GET', '/api/threads', key)).status, 401);
+  assert.deepEqual(problems, []);
+  await ctx.close();
+
+  // A demo identity is anonymous: no keys for it.
+  const d = await open(demo.url);
+  await waitConnected(d.page);
+  await d.page.locator('#account').click();
+  await d.page.locator('#account-dialog').waitFor({ state: 'visible', timeout: WAIT });
+  await d.page.waitForTimeout(300);
+  assert.equal(await d.page.locator('#keys-panel').isVisible(), false);
+  assert.deepEqual(d.problems, []);
+  await d.ctx.close();
+});
