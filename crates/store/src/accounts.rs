@@ -142,66 +142,71 @@ pub struct NewApiKey {
     pub at: u64,
 }
 
-pub(crate) const API_KEY_COLUMNS: &str = "id, account_id, name, prefix, scopes, created_at, last_used_at, revoked_at";
+/// A row of either backend, read by column name: text, and ms stored as integers.
+pub(crate) trait Columns {
+    fn text(&self, column: &str) -> String;
+    fn maybe_ms(&self, column: &str) -> Option<u64>;
+    fn ms(&self, column: &str) -> u64 {
+        self.maybe_ms(column).unwrap_or_default()
+    }
+}
 
-pub(crate) fn api_key_from<R>(row: &R) -> ApiKey
+impl<R> Columns for R
 where
     R: sqlx::Row,
     for<'a> &'a str: sqlx::ColumnIndex<R>,
     for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
 {
-    let ms = |c: &str| row.get::<Option<i64>, _>(c).map(|v| v as u64);
+    fn text(&self, column: &str) -> String {
+        self.get(column)
+    }
+
+    fn maybe_ms(&self, column: &str) -> Option<u64> {
+        self.get::<Option<i64>, _>(column).map(|v| v as u64)
+    }
+}
+
+pub(crate) const API_KEY_COLUMNS: &str = "id, account_id, name, prefix, scopes, created_at, last_used_at, revoked_at";
+
+pub(crate) fn api_key_from(row: &impl Columns) -> ApiKey {
     ApiKey {
-        id: row.get("id"),
-        account_id: row.get("account_id"),
-        name: row.get("name"),
-        prefix: row.get("prefix"),
-        scopes: row.get::<String, _>("scopes").split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
-        created_at: row.get::<i64, _>("created_at") as u64,
-        last_used_at: ms("last_used_at"),
-        revoked_at: ms("revoked_at"),
+        id: row.text("id"),
+        account_id: row.text("account_id"),
+        name: row.text("name"),
+        prefix: row.text("prefix"),
+        scopes: row.text("scopes").split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        created_at: row.ms("created_at"),
+        last_used_at: row.maybe_ms("last_used_at"),
+        revoked_at: row.maybe_ms("revoked_at"),
     }
 }
 
 pub(crate) const ACCOUNT_COLUMNS: &str = "id, name, password_hash, role, created_at, disabled_at, failed_logins, locked_until";
 pub(crate) const SESSION_COLUMNS: &str = "id, account_id, created_at, last_used_at, expires_at, revoked_at, user_agent";
 
-pub(crate) fn account_from<R>(row: &R) -> Account
-where
-    R: sqlx::Row,
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-{
-    let ms = |c: &str| row.get::<Option<i64>, _>(c).map(|v| v as u64);
+pub(crate) fn account_from(row: &impl Columns) -> Account {
     Account {
-        id: row.get("id"),
-        name: row.get("name"),
-        password_hash: row.get("password_hash"),
-        role: row.get("role"),
-        created_at: row.get::<i64, _>("created_at") as u64,
-        disabled_at: ms("disabled_at"),
-        failed_logins: row.get::<i64, _>("failed_logins") as u32,
-        locked_until: ms("locked_until"),
+        id: row.text("id"),
+        name: row.text("name"),
+        password_hash: row.text("password_hash"),
+        role: row.text("role"),
+        created_at: row.ms("created_at"),
+        disabled_at: row.maybe_ms("disabled_at"),
+        failed_logins: row.ms("failed_logins") as u32,
+        locked_until: row.maybe_ms("locked_until"),
     }
 }
 
-pub(crate) fn session_from<R>(row: &R) -> AuthSession
-where
-    R: sqlx::Row,
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-{
+pub(crate) fn session_from(row: &impl Columns) -> AuthSession {
     AuthSession {
-        id: row.get("id"),
-        account_id: row.get("account_id"),
-        created_at: row.get::<i64, _>("created_at") as u64,
-        last_used_at: row.get::<i64, _>("last_used_at") as u64,
-        expires_at: row.get::<i64, _>("expires_at") as u64,
-        revoked_at: row.get::<Option<i64>, _>("revoked_at").map(|v| v as u64),
-        user_agent: row.get("user_agent"),
+        id: row.text("id"),
+        account_id: row.text("account_id"),
+        created_at: row.ms("created_at"),
+        last_used_at: row.ms("last_used_at"),
+        expires_at: row.ms("expires_at"),
+        revoked_at: row.maybe_ms("revoked_at"),
+        user_agent: row.text("user_agent"),
     }
 }
 

@@ -150,7 +150,15 @@ fn same_origin(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     })
 }
 
-fn attempt_allowed(app: &AppState, peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> Result<(), ApiError> {
+/// What a sign-in or sign-up must pass before its credentials are looked at: accounts on
+/// here, a request from this server's own pages, and the address's allowance of attempts.
+fn attempt_allowed(
+    app: &AppState,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    accounts_enabled(app)?;
+    same_origin(app, headers)?;
     let ip = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |Extension(ConnectInfo(addr))| addr.ip());
     if app.sign_in_attempts.allow(ip) {
         return Ok(());
@@ -165,9 +173,7 @@ async fn signup(
     headers: HeaderMap,
     Json(body): Json<Credentials>,
 ) -> Result<Response, ApiError> {
-    accounts_enabled(&app)?;
-    same_origin(&app, &headers)?;
-    attempt_allowed(&app, peer)?;
+    attempt_allowed(&app, peer, &headers)?;
     let store = app.runs.store();
     // Checked before the invitation is claimed: a bad name must not use it up.
     manage::normalize_name(&body.name)?;
@@ -212,9 +218,7 @@ async fn login(
     headers: HeaderMap,
     Json(body): Json<Credentials>,
 ) -> Result<Response, ApiError> {
-    accounts_enabled(&app)?;
-    same_origin(&app, &headers)?;
-    attempt_allowed(&app, peer)?;
+    attempt_allowed(&app, peer, &headers)?;
     let store = app.runs.store();
     let wrong = || ApiError::Unauthorized("wrong name or password".into());
     let outcome = |o: &'static str| metrics::counter!(apex_telemetry::SIGN_INS, "outcome" => o).increment(1);
