@@ -36,6 +36,9 @@ pub enum ApiError {
     TooLarge(&'static str, String),
     #[error("{0}")]
     Unavailable(&'static str),
+    /// 503: the store cannot be read or written right now; retry once it recovers.
+    #[error("{0}")]
+    StorageUnavailable(&'static str),
     /// Refused by policy (403), with a stable code.
     #[error("{1}")]
     Forbidden(&'static str, String),
@@ -66,6 +69,7 @@ impl IntoResponse for ApiError {
             Self::BadRequest(code, _) => (StatusCode::BAD_REQUEST, *code),
             Self::TooLarge(code, _) => (StatusCode::PAYLOAD_TOO_LARGE, *code),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            Self::StorageUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             Self::Forbidden(code, _) => (StatusCode::FORBIDDEN, *code),
             Self::TooMany(code, _) => (StatusCode::TOO_MANY_REQUESTS, *code),
             Self::Conflict(code, _) => (StatusCode::CONFLICT, *code),

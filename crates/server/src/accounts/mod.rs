@@ -93,7 +93,9 @@ impl FromRequestParts<AppState> for Caller {
             .map_err(|e| ApiError::Unauthorized(e.to_string()))?
             .ok_or_else(|| ApiError::Unauthorized(AuthError::Missing.to_string()))?;
         let identity = app.identify(Some(&token)).await.map_err(|e| match e {
-            AuthError::Unavailable => ApiError::Unavailable("sessions cannot be checked right now: storage is unavailable"),
+            AuthError::Unavailable => {
+                ApiError::StorageUnavailable("sessions cannot be checked right now: storage is unavailable")
+            }
             other => ApiError::Unauthorized(other.to_string()),
         })?;
         api_keys::check_scope(&identity, &parts.method, parts.uri.path())?;

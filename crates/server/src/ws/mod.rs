@@ -65,7 +65,7 @@ async fn upgrade(
         Ok(identity) => identity,
         Err(AuthError::Unavailable) => {
             metrics::counter!(apex_telemetry::WS_UPGRADES_REJECTED, "reason" => "storage").increment(1);
-            return ApiError::Unavailable("sessions cannot be checked right now: storage is unavailable").into_response();
+            return ApiError::StorageUnavailable("sessions cannot be checked right now: storage is unavailable").into_response();
         }
         Err(e) => {
             tracing::info!(reason = %e, "websocket upgrade refused");
