@@ -271,6 +271,9 @@ impl apex_engine::DynTool for PanicsOnce {
     fn name(&self) -> &str {
         self.inner.name()
     }
+    fn agent(&self) -> apex_protocol::AgentName {
+        self.inner.agent()
+    }
     fn description(&self) -> &str {
         self.inner.description()
     }

@@ -60,6 +60,9 @@ pub struct Findings {
     pub answer: Option<String>,
     /// Report: questions that go on from the answer.
     pub suggestions: Vec<String>,
+    /// The configured model's side of the run, when it plans (read by the report agent).
+    #[serde(skip)]
+    pub conversation: Option<crate::agents::Conversation>,
 }
 
 impl Findings {

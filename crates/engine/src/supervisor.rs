@@ -8,11 +8,13 @@ use serde_json::json;
 use tracing::Instrument;
 
 use crate::agent::{Agent, Findings, Step};
-use crate::agents::ModelWriter;
+use crate::agents::{consulted, Conversation, ModelWriter};
 use crate::context::RunContext;
 use crate::error::AgentError;
+use crate::question::Operation;
 use crate::sink::Sink;
 use crate::tools::{NoArgs, Tools, UsageOverview};
+use crate::usage::Origin;
 
 /// A finished run's answer: the text as streamed and the questions it suggests next.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -23,6 +25,8 @@ pub struct Answer {
 
 pub struct Supervisor {
     agents: Vec<Arc<dyn Agent>>,
+    /// The configured model, when it plans with the agents.
+    planner: Option<ModelWriter>,
 }
 
 impl Default for Supervisor {
@@ -34,7 +38,8 @@ impl Default for Supervisor {
 impl Supervisor {
     /// The pipeline, with the report written by `model` when one is configured.
     pub fn new(model: Option<ModelWriter>) -> Self {
-        Self { agents: crate::agents::pipeline(model) }
+        let planner = model.clone().filter(|m| m.plans);
+        Self { agents: crate::agents::pipeline(model), planner }
     }
 
     /// Runs the agents the question needs and returns the answer (the report as streamed).
@@ -62,7 +67,12 @@ impl Supervisor {
             sink.started(agent.name()).await;
             let span = tracing::info_span!("agent", agent = agent.name().as_str());
             let agent_step = Step { agent: agent.name(), ..step };
-            let out = agent.run(&agent_step, &mut findings).instrument(span).await?;
+            let out = agent.run(&agent_step, &mut findings).instrument(span.clone()).await?;
+            if let (Some(model), Some(conv)) = (&self.planner, findings.conversation.as_mut()) {
+                if consulted(agent.name()) {
+                    model.consult(&agent_step, conv, &out).instrument(span).await;
+                }
+            }
             let duration_ms = agent_started.elapsed().as_millis() as u64;
             sink.agent_result(agent.name(), &out.result, duration_ms).await;
             sink.completed(agent.name(), out.summary, agent_started).await;
@@ -72,6 +82,9 @@ impl Supervisor {
                     let next: Vec<&str> =
                         self.agents[1..].iter().filter(|a| a.needed(&findings)).map(|a| a.name().as_str()).collect();
                     step.think(format!("A {} question: running {}.", q.operation.label(), next.join(" → "))).await;
+                }
+                if let Some(model) = &self.planner {
+                    findings.conversation = self.plan(model, &step, &findings).await;
                 }
             }
         }
@@ -83,6 +96,36 @@ impl Supervisor {
         sink.agent_result(AgentName::Supervisor, &plan_output, started.elapsed().as_millis() as u64).await;
         sink.completed(AgentName::Supervisor, summary, started).await;
         Ok(answer)
+    }
+}
+
+impl Supervisor {
+    /// Starts the model's planning for a question it can help with (not without data, not
+    /// for how-to-import or off-topic messages: those have one right answer).
+    async fn plan(&self, model: &ModelWriter, step: &Step<'_>, findings: &Findings) -> Option<Conversation> {
+        let (overview, question) = (findings.overview.as_ref()?, findings.question()?);
+        let plannable = overview.source != Origin::Empty
+            && !matches!(question.operation, Operation::ImportHelp | Operation::Greeting | Operation::OffTopic);
+        if !plannable {
+            return None;
+        }
+        let ctx = step.ctx;
+        let history = match &ctx.memory {
+            Some(memory) => memory.history(&ctx.user_id, ctx.thread_id, ctx.run_id).await,
+            None => Vec::new(),
+        };
+        let turns = history.len();
+        let data = format!("The data: {} usage records from {} to {}.", overview.records, overview.from, overview.to);
+        let conversation = model.start(&ctx.text, question, history, &data);
+        step.think(format!(
+            "The {} model {} plans with the agents: it reads what each finds{} and may call their tools ({} calls at most).",
+            model.provider.system(),
+            model.provider.model(),
+            if turns > 0 { format!(", with the thread's last {turns} messages") } else { String::new() },
+            model.max_steps,
+        ))
+        .await;
+        Some(conversation)
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use apex_client::{Incoming, WsStream};
-use apex_protocol::{EventKind, ServerFrame, ThreadId};
+use apex_protocol::{ErrorCode, EventKind, ServerFrame, ThreadId};
 use apex_server::{Auth, Server, Settings};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{json, Value};
@@ -17,6 +17,8 @@ use crate::bank::Question;
 
 /// The user the data is imported for and the questions asked as.
 const USER: &str = "eval-analyst";
+/// Times a question refused for coming too fast is sent again (100 ms apart).
+const RATE_LIMITED_RETRIES: u32 = 50;
 /// Longest wait for one answer.
 const ANSWER_WAIT: Duration = Duration::from_secs(60);
 
@@ -162,9 +164,16 @@ async fn ask(ws: &mut WsStream, text: &str, thread: Option<ThreadId>) -> anyhow:
         frame["thread_id"] = json!(t.to_string());
     }
     ws.send(Message::Text(frame.to_string().into())).await.context("sending a question")?;
+    let mut refused = 0;
     let (run, thread) = loop {
         match next_incoming(ws).await? {
             Incoming::Frame(ServerFrame::MessageAccepted { run_id, thread_id, .. }) => break (run_id, thread_id),
+            // Asked faster than the server takes frames: slow down, as a client should.
+            Incoming::Frame(ServerFrame::Error { code: ErrorCode::RateLimited, .. }) if refused < RATE_LIMITED_RETRIES => {
+                refused += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                ws.send(Message::Text(frame.to_string().into())).await.context("sending a question")?;
+            }
             Incoming::Frame(ServerFrame::Error { code, message, .. }) => {
                 let error = Some(format!("refused ({code:?}): {message}"));
                 return Ok((Answer { text: String::new(), error }, thread));

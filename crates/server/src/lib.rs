@@ -235,7 +235,16 @@ async fn model_writer(settings: &Settings) -> anyhow::Result<Option<ModelWriter>
         }
         _ => return Ok(None),
     };
-    Ok(Some(ModelWriter { provider, budget: settings.run_timeout / 2, max_tokens: settings.llm_max_tokens }))
+    let mut model = ModelWriter::new(provider, settings.run_timeout / 2, settings.llm_max_tokens);
+    model.plans = match settings.llm_mode.as_deref() {
+        Some(mode) => mode == "plan",
+        None => settings.llm == "openai",
+    };
+    model.temperature = settings.llm_temperature;
+    model.max_steps = settings.llm_max_steps;
+    model.max_run_tokens = settings.llm_max_run_tokens;
+    model.addendum = settings.llm_prompt_addendum.clone();
+    Ok(Some(model))
 }
 
 /// Serves with the built-in tools and demo data until `shutdown` resolves.

@@ -75,6 +75,18 @@ pub struct Settings {
     pub llm_timeout: Duration,
     /// The longest answer a model may write, in tokens.
     pub llm_max_tokens: u32,
+    /// What the model does: `plan` (calls the agents' tools, reads the thread's history,
+    /// writes) or `phrase` (phrases the computed answer). Default: `plan` for `openai`,
+    /// `phrase` for `local` (a small local model cannot plan).
+    pub llm_mode: Option<String>,
+    /// Sampling temperature of the model's requests (0 = greedy).
+    pub llm_temperature: f32,
+    /// Tool calls a model may make while planning one run.
+    pub llm_max_steps: u32,
+    /// Tokens (prompts and answers) a model may use for one run before it is dropped.
+    pub llm_max_run_tokens: u64,
+    /// Added to the model's instructions, e.g. the team's conventions.
+    pub llm_prompt_addendum: Option<String>,
     /// Threads the local model computes with (`local`); default: one per physical core.
     /// Read once, before the process starts other threads (see `apex serve`).
     pub llm_threads: Option<usize>,
@@ -234,6 +246,11 @@ impl Default for Settings {
             llm_model_path: None,
             llm_timeout: Duration::from_secs(20),
             llm_max_tokens: 400,
+            llm_mode: None,
+            llm_temperature: 0.0,
+            llm_max_steps: 6,
+            llm_max_run_tokens: 60_000,
+            llm_prompt_addendum: None,
             llm_threads: None,
             max_frame_bytes: apex_protocol::DEFAULT_MAX_CLIENT_FRAME,
             ping_interval: Duration::from_secs(30),
@@ -316,6 +333,12 @@ impl Settings {
         }
         if self.llm_timeout.is_zero() {
             return Err(ConfigError::Invalid("llm_timeout_secs must be greater than zero".into()));
+        }
+        if let Some(mode) = self.llm_mode.as_deref().filter(|m| !matches!(*m, "plan" | "phrase")) {
+            return Err(ConfigError::Invalid(format!("APEX_LLM_MODE={mode} is unknown: use plan or phrase")));
+        }
+        if !(0.0..=2.0).contains(&self.llm_temperature) {
+            return Err(ConfigError::Invalid("llm_temperature must be between 0 and 2".into()));
         }
         if self.llm_threads == Some(0) {
             return Err(ConfigError::Invalid("llm_threads must be at least 1".into()));

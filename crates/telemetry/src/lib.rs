@@ -116,6 +116,10 @@ catalogue! {
         "Reports written by a model, by outcome (ok, fallback).";
     GROUNDING_REPLACEMENTS = "apex_grounding_replacements_total", Counter, [],
         "Sentences of a model's report replaced because they stated a figure the tools did not compute.";
+    ANSWER_GUARDS = "apex_answer_guards_total", Counter, ["guard"],
+        "What the guards changed in a model's answer, by guard (figure, name, repeat, prompt, direct_first).";
+    MODEL_TOOL_CALLS = "apex_model_tool_calls_total", Counter, ["outcome"],
+        "Tool calls a model made while planning, by outcome (ok, error, invalid, loop).";
     // The process.
     RUNTIME_TASKS_ALIVE = "apex_runtime_tasks_alive", Gauge, [],
         "Tasks alive on the async runtime (sessions, writers, followers, runs), read at each scrape: back to its idle level once the load stops.";

@@ -9,7 +9,7 @@
 use serde_json::Value;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     Money,
     Percent,
     Count,
@@ -18,11 +18,11 @@ enum Kind {
 /// A figure as written: its value, how many decimals it was written with, its scale
 /// (`k` = 1000, `M` = 1e6) and kind.
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct Figure {
-    kind: Kind,
-    value: f64,
-    decimals: i32,
-    scale: f64,
+pub(super) struct Figure {
+    pub kind: Kind,
+    pub value: f64,
+    pub decimals: i32,
+    pub scale: f64,
 }
 
 pub struct Grounding {
@@ -134,7 +134,7 @@ impl Grounding {
     }
 }
 
-fn word_set(s: &str) -> std::collections::HashSet<String> {
+pub(super) fn word_set(s: &str) -> std::collections::HashSet<String> {
     s.split(|c: char| !c.is_alphabetic()).filter(|w| w.len() >= 3).map(str::to_lowercase).collect()
 }
 
@@ -180,7 +180,7 @@ pub fn sentence_end(text: &str) -> Option<usize> {
 }
 
 /// The figures of a text (see the module's rules on what counts).
-fn figures(text: &str) -> Vec<Figure> {
+pub(super) fn figures(text: &str) -> Vec<Figure> {
     let chars: Vec<char> = text.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;

@@ -5,15 +5,19 @@
 mod answer;
 mod data;
 mod grounding;
+mod guards;
 mod narrate;
 mod optimization;
+mod plan;
 mod report;
 mod triage;
 
 pub use data::DataAgent;
 pub use grounding::{sentences, Grounding};
+pub use guards::{GuardCounts, Guards, Lead, Verdict};
 pub use narrate::{ModelWriter, Written};
 pub use optimization::OptimizationAgent;
+pub use plan::{consulted, Conversation};
 pub use report::{chunks, ReportAgent};
 pub use triage::TriageAgent;
 

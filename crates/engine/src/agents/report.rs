@@ -9,6 +9,7 @@ use apex_protocol::AgentName;
 use async_trait::async_trait;
 use serde_json::json;
 
+use super::guards::{Guards, Lead};
 use super::narrate::ModelWriter;
 use super::pct;
 use crate::agent::{Agent, AgentOutput, Findings, Step};
@@ -42,6 +43,9 @@ For example: `curl -H \"Authorization: Bearer $TOKEN\" --data-binary @usage.csv 
     )
 }
 
+/// Said in every answer computed from the demo dataset, whoever writes it.
+pub(crate) const DEMO_NOTICE: &str = "_These figures come from the built-in demo dataset, not from your usage. Import yours (an OpenAI usage export or a CSV, `POST /api/usage/import`) and ask again._";
+
 /// Longest `response_delta` text, in bytes (chunks end at line boundaries when possible).
 pub(crate) const CHUNK: usize = 240;
 
@@ -66,13 +70,15 @@ impl Agent for ReportAgent {
         } else {
             step.think("Writing the answer from what the agents found.").await;
         }
+        let conversation = findings.conversation.take();
         let report = Report::of(findings)?;
         let computed = report.write();
         let (text, model) = match &self.model {
             // Nothing to phrase without data: the computed answer says how to import.
             Some(writer) if !report.empty => {
                 let facts = serde_json::to_value(&*findings).map_err(|e| AgentError::Internal(e.to_string()))?;
-                let written = writer.write(step, &computed, &[&facts]).await;
+                let guards = report.guards(step, &computed, &facts, writer).await?;
+                let written = writer.write(step, &computed, guards, conversation).await;
                 if written.usage.input_tokens + written.usage.output_tokens > 0 {
                     step.sink.model_usage(written.otel_span(writer, step.ctx));
                 }
@@ -153,7 +159,8 @@ impl<'a> Report<'a> {
         let u = self.usage;
         let _ = writeln!(out, "## Your AI spend: {} over {} days ({} to {})\n", u.total, u.days, u.from, u.to);
         if self.demo {
-            out.push_str("_These figures come from the built-in demo dataset, not from your usage. Import yours (an OpenAI usage export or a CSV, `POST /api/usage/import`) and ask again._\n\n");
+            out.push_str(DEMO_NOTICE);
+            out.push_str("\n\n");
         }
         let _ = writeln!(
             out,
@@ -174,6 +181,39 @@ impl<'a> Report<'a> {
         }
         self.next_steps(&mut out);
         out
+    }
+
+    /// The guards a model's answer passes: the run's figures and names, the catalog, the
+    /// data's days, and the computed lead to put first if the model leaves it out.
+    async fn guards(
+        &self,
+        step: &Step<'_>,
+        computed: &str,
+        facts: &serde_json::Value,
+        w: &ModelWriter,
+    ) -> Result<Guards, AgentError> {
+        let vocabulary = step.ctx.data.vocabulary().await.map_err(|e| AgentError::Internal(e.0))?;
+        let names = vocabulary.names().map(str::to_owned).collect::<Vec<_>>();
+        let mut guards = Guards::new(computed, &[facts], names, &w.instructions_said())
+            .with_prices(step.ctx.data.prices().clone())
+            .with_range(self.usage.from.to_string(), self.usage.to.to_string())
+            .with_lead(self.lead().map(Lead::new));
+        guards.know(&step.ctx.text);
+        Ok(guards)
+    }
+
+    /// The computed answer's first paragraph, when the question asks for a figure.
+    fn lead(&self) -> Option<String> {
+        let text = if self.triage.question.operation == Operation::Overview {
+            format!(
+                "Your AI spend was **{}** over {} days ({} to {}).",
+                self.usage.total, self.usage.days, self.usage.from, self.usage.to
+            )
+        } else {
+            super::answer::direct(&self.facts())?
+        };
+        let first = text.split("\n\n").next().unwrap_or_default().trim();
+        (!first.is_empty()).then(|| first.to_owned())
     }
 
     fn facts(&self) -> super::answer::Facts<'_> {
@@ -199,7 +239,8 @@ impl<'a> Report<'a> {
         let facts = self.facts();
         let mut out = super::answer::direct(&facts)?;
         if self.demo {
-            out.push_str("_These figures come from the built-in demo dataset, not from your usage. Import yours (an OpenAI usage export or a CSV, `POST /api/usage/import`) and ask again._\n\n");
+            out.push_str(DEMO_NOTICE);
+            out.push_str("\n\n");
         }
         let also = super::answer::also(&facts);
         if !also.is_empty() {

@@ -14,6 +14,41 @@ use super::{Question, Turn};
 pub trait Memory: Send + Sync {
     /// The last answered turn of `thread` before the run `current`, if any.
     async fn previous_turn(&self, user: &UserId, thread: ThreadId, current: RunId) -> Option<Turn>;
+
+    /// The thread's earlier messages before the run `current`, oldest first, compacted for a
+    /// model's prompt (see [`compact`]).
+    async fn history(&self, _user: &UserId, _thread: ThreadId, _current: RunId) -> Vec<Said> {
+        Vec::new()
+    }
+}
+
+/// One earlier message of a thread, as a model is given it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Said {
+    pub by_user: bool,
+    pub text: String,
+}
+
+/// Messages a model is given of a thread's history: the most recent ones.
+pub const HISTORY_MESSAGES: usize = 6;
+/// Characters kept of each earlier message (answers are long; their start says the most).
+pub const HISTORY_CHARS: usize = 600;
+
+/// The last [`HISTORY_MESSAGES`] messages, each cut to [`HISTORY_CHARS`] characters.
+pub fn compact(messages: impl IntoIterator<Item = Said>) -> Vec<Said> {
+    let all: Vec<Said> = messages.into_iter().filter(|m| !m.text.trim().is_empty()).collect();
+    let skip = all.len().saturating_sub(HISTORY_MESSAGES);
+    all.into_iter()
+        .skip(skip)
+        .map(|m| {
+            let text = if m.text.chars().count() > HISTORY_CHARS {
+                format!("{}…", m.text.chars().take(HISTORY_CHARS).collect::<String>())
+            } else {
+                m.text
+            };
+            Said { by_user: m.by_user, text }
+        })
+        .collect()
 }
 
 /// Memory read from the store.
@@ -30,5 +65,30 @@ impl Memory for StoreMemory {
         let ranking: Vec<String> =
             output("data").and_then(|o| serde_json::from_value(o.get("ranking")?.clone()).ok()).unwrap_or_default();
         question.is_some().then_some(Turn { question, ranking })
+    }
+
+    async fn history(&self, user: &UserId, thread: ThreadId, current: RunId) -> Vec<Said> {
+        let Ok(messages) = self.0.thread_messages(user, thread).await else { return Vec::new() };
+        compact(
+            messages
+                .into_iter()
+                .filter(|m| m.run_id != Some(current) && matches!(m.role.as_str(), "user" | "assistant"))
+                .map(|m| Said { by_user: m.role == "user", text: m.content }),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_keeps_the_latest_messages_cut_short() {
+        let long = "x".repeat(HISTORY_CHARS + 50);
+        let messages = (0..10).map(|i| Said { by_user: i % 2 == 0, text: if i == 9 { long.clone() } else { format!("m{i}") } });
+        let kept = compact(messages);
+        assert_eq!(kept.len(), HISTORY_MESSAGES);
+        assert_eq!(kept[0].text, "m4");
+        assert_eq!(kept[5].text.chars().count(), HISTORY_CHARS + 1, "cut, with an ellipsis");
     }
 }

@@ -7,7 +7,7 @@ mod memory;
 mod period;
 mod words;
 
-pub use memory::{Memory, StoreMemory};
+pub use memory::{compact, Memory, Said, StoreMemory};
 
 pub use period::{Period, Periods};
 pub use words::Dimension;
@@ -236,6 +236,11 @@ impl Vocabulary {
         names.sort();
         names.dedup();
         Self { names }
+    }
+
+    /// Every name, of every dimension.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(|(_, n)| n.as_str())
     }
 
     fn of(&self, dimension: Dimension) -> impl Iterator<Item = &str> {

@@ -1,5 +1,6 @@
 //! Data: what stands out: unusual days, the biggest drivers, the week-over-week change.
 use apex_costs::{detect_anomalies, top_drivers, week_over_week, Anomaly, Driver, WeekOverWeek};
+use apex_protocol::AgentName;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +30,7 @@ const TOP_DRIVERS: usize = 5;
 #[async_trait]
 impl Tool for DetectAnomalies {
     const NAME: &'static str = "detect_anomalies";
+    const AGENT: AgentName = AgentName::Data;
     const DESCRIPTION: &'static str =
         "Unusual days by model and feature, the biggest feature × model drivers, and the last 7 days against the 7 before.";
     type Args = AnomalyArgs;

@@ -1,6 +1,7 @@
 //! Request triage: the question parser's reading of the request, and what the answer leads
 //! with; every request still gets the whole pipeline, so every answer rests on the same
 //! computed figures.
+use apex_protocol::AgentName;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -118,6 +119,7 @@ pub struct ClassifyArgs {
 #[async_trait]
 impl Tool for ClassifyRequest {
     const NAME: &'static str = "classify_request";
+    const AGENT: AgentName = AgentName::Triage;
     const DESCRIPTION: &'static str =
         "What a request asks for (intent), which grouping should lead, and the feature and model it names.";
     type Args = ClassifyArgs;

@@ -1,6 +1,7 @@
 //! Data: why spend moved — a period against the one before it, by feature × model, split
 //! into volume, price and mix.
 use apex_costs::{explain_change, spike_day, Change};
+use apex_protocol::AgentName;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +37,7 @@ pub struct Explained {
 #[async_trait]
 impl Tool for ExplainChange {
     const NAME: &'static str = "explain_change";
+    const AGENT: AgentName = AgentName::Data;
     const DESCRIPTION: &'static str = "Why spend moved in a period against the one before it: the feature × model pairs \
          that changed most, and how much of the change is more requests (volume), dearer requests (price) or a shift \
          between them (mix).";

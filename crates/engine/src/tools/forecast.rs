@@ -1,6 +1,7 @@
 //! Report: where the month is heading, and when a budget runs out.
 use apex_costs::import::parse_usd;
 use apex_costs::{budget_run_out, forecast, BudgetRunOut, Forecast, Money, MICROS_PER_USD};
+use apex_protocol::AgentName;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +35,7 @@ pub fn dollars(text: &str) -> Option<Money> {
 #[async_trait]
 impl Tool for ForecastSpend {
     const NAME: &'static str = "forecast_spend";
+    const AGENT: AgentName = AgentName::Report;
     const DESCRIPTION: &'static str = "This month's projected spend at the recent pace, and with a budget, the day it runs out.";
     type Args = ForecastArgs;
     type Output = Projection;

@@ -66,6 +66,8 @@ pub fn builtin() -> Tools {
 pub trait Tool: Send + Sync + 'static {
     /// The name agents, models and clients know it by (`tool` in the events).
     const NAME: &'static str;
+    /// The agent that owns it: a model's call of it is streamed as that agent's.
+    const AGENT: AgentName;
     /// What it does, for a model choosing a tool.
     const DESCRIPTION: &'static str;
     type Args: Serialize + DeserializeOwned + schemars::JsonSchema + Send;
@@ -90,6 +92,8 @@ impl ToolError {
 #[async_trait]
 pub trait DynTool: Send + Sync {
     fn name(&self) -> &str;
+    /// The agent that owns it.
+    fn agent(&self) -> AgentName;
     fn description(&self) -> &str;
     /// The JSON Schema of the arguments.
     fn parameters(&self) -> Value;
@@ -106,6 +110,10 @@ pub struct ToolValue {
 impl<T: Tool> DynTool for T {
     fn name(&self) -> &str {
         T::NAME
+    }
+
+    fn agent(&self) -> AgentName {
+        T::AGENT
     }
 
     fn description(&self) -> &str {
@@ -161,6 +169,13 @@ impl Tools {
 
     pub fn names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self.0.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// The tools `agent` owns, by name.
+    pub fn owned_by(&self, agent: AgentName) -> Vec<&str> {
+        let mut names: Vec<&str> = self.0.values().filter(|t| t.agent() == agent).map(|t| t.name()).collect();
         names.sort_unstable();
         names
     }
@@ -255,6 +270,9 @@ pub struct Delayed {
 impl DynTool for Delayed {
     fn name(&self) -> &str {
         self.inner.name()
+    }
+    fn agent(&self) -> AgentName {
+        self.inner.agent()
     }
     fn description(&self) -> &str {
         self.inner.description()

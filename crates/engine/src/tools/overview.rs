@@ -1,5 +1,6 @@
 //! Supervisor: what data the user has (coverage, size), to plan the run.
 use apex_costs::Money;
+use apex_protocol::AgentName;
 use async_trait::async_trait;
 use serde::Serialize;
 
@@ -28,6 +29,7 @@ pub struct Overview {
 #[async_trait]
 impl Tool for UsageOverview {
     const NAME: &'static str = "load_usage_overview";
+    const AGENT: AgentName = AgentName::Supervisor;
     const DESCRIPTION: &'static str = "What usage data the user has: its source, size, the days it covers and its total.";
     type Args = super::NoArgs;
     type Output = Overview;

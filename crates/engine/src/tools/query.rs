@@ -1,5 +1,6 @@
 //! Data: spend aggregated by model, feature and day.
 use apex_costs::{top_groups, Summary};
+use apex_protocol::AgentName;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +48,7 @@ pub struct UsageQuery {
 #[async_trait]
 impl Tool for QueryUsage {
     const NAME: &'static str = "query_usage";
+    const AGENT: AgentName = AgentName::Data;
     const DESCRIPTION: &'static str =
         "Total spend, requests and tokens of the user's usage, with spend by model, by feature and by day.";
     type Args = QueryArgs;

@@ -4,6 +4,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use apex_costs::{recommend, total_savings, Money, Recommendation};
+use apex_protocol::AgentName;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -88,6 +89,7 @@ impl FindSavings {
 #[async_trait]
 impl Tool for FindSavings {
     const NAME: &'static str = "find_savings";
+    const AGENT: AgentName = AgentName::Optimization;
     const DESCRIPTION: &'static str = "Concrete savings (right-sized models, prompt caching, batch pricing, answer-length caps, \
         response caching), each with its monthly figure, reasoning and confidence.";
     type Args = SavingsArgs;

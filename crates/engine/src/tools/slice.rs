@@ -1,6 +1,7 @@
 //! Data: the usage a question narrows to — a period, names of any dimension — with its
 //! totals, its share of the period's spend, and a breakdown when one is asked for.
 use apex_costs::{breakdown, GroupBy, GroupTotal, Money, UsageQuery, UsageRecord};
+use apex_protocol::AgentName;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -230,6 +231,7 @@ fn days<'a>(records: &'a [UsageRecord], from: Option<&str>, to: Option<&str>) ->
 #[async_trait]
 impl Tool for QuerySlice {
     const NAME: &'static str = "query_slice";
+    const AGENT: AgentName = AgentName::Data;
     const DESCRIPTION: &'static str = "Spend, requests and tokens of the usage in a period and for given names (models, \
          providers, features, projects, end users, API keys, environments), its share of the period's spend, and a \
          breakdown by one dimension.";

@@ -1,5 +1,6 @@
 //! Optimization: the user's usage priced on another model ("what if").
 use apex_costs::WhatIf;
+use apex_protocol::AgentName;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +30,7 @@ pub enum WhatIfResult {
 #[async_trait]
 impl Tool for WhatIfTool {
     const NAME: &'static str = "what_if";
+    const AGENT: AgentName = AgentName::Optimization;
     const DESCRIPTION: &'static str = "Monthly cost if a feature (or all usage) ran on another model.";
     type Args = WhatIfArgs;
     type Output = WhatIfResult;
