@@ -376,3 +376,51 @@ async fn a_demo_answer_written_by_a_model_always_says_it_is_demo_data() {
     assert!(answer.contains("Most of your spend is on one feature."), "{answer}");
     assert!(answer.contains("built-in demo dataset, not from your usage"), "{answer}");
 }
+
+/// `apex eval` through a configured model: the whole bank asked of a server whose model
+/// plans (one tool call per question) and then invents — a name not in the data, a figure
+/// no tool computed, a repeated sentence, no direct answer. The table is the built-in
+/// writer's, with what the guards changed; the share answered holds, because what the
+/// model invents never reaches the user and the computed answer is put first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apex_eval_runs_the_bank_through_a_configured_model_and_counts_what_the_guards_changed() {
+    let model = scripted(|r| match (r.stage(), r.results().len()) {
+        ("data", 0) => Reply::Calls(vec![("query_slice", r#"{"group_by":"feature"}"#.into())]),
+        ("answer", _) => Reply::Text(vec![
+            "Most of it goes to `turbo-widget-9`. ".into(),
+            "The total was $987,654.32 this period. ".into(),
+            "Spend follows the weekdays. ".into(),
+            "Spend follows the weekdays.\n".into(),
+        ]),
+        _ => Reply::Text(vec!["Noted.".into()]),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("apex.toml");
+    std::fs::write(&config, format!("openai_base_url = \"{}\"\nllm_model = \"scripted\"\n", model.url)).unwrap();
+    let writer = apex_eval::Writer { llm: Some("openai".into()), llm_mode: None };
+    let report = apex_eval::evaluate(Some(&config), &writer).await.expect("the bank runs");
+    println!("{}", report.table());
+
+    assert!(report.writer.contains("scripted") && report.writer.contains("(plan)"), "{}", report.writer);
+    assert!(report.table().contains("guards (sentences changed)"), "{}", report.table());
+    assert!(report.outcomes.iter().all(|o| o.error.is_none()), "every question gets an answer:\n{}", report.failures());
+    let written = report.outcomes.iter().filter(|o| o.model.is_some()).count();
+    assert!(written * 10 >= report.questions * 9, "{written} of {} answers written by the model", report.questions);
+    for o in &report.outcomes {
+        assert!(!o.answer.contains("turbo-widget-9") && !o.answer.contains("987,654.32"), "{}: {}", o.question.text, o.answer);
+        assert_eq!(
+            o.answer.matches("Spend follows the weekdays.").count().min(1),
+            o.answer.matches("Spend follows the weekdays.").count()
+        );
+    }
+    for guard in ["name", "figure", "repeat"] {
+        assert!(report.guards.get(guard).copied().unwrap_or(0) >= written as u64, "{guard}: {:?} over {written}", report.guards);
+    }
+    // Where the figure guard's replacement is not already the computed answer.
+    assert!(report.guards.get("direct_first").copied().unwrap_or(0) > 0, "{:?}", report.guards);
+    assert!(report.tool_calls >= written as u64, "{} tool calls", report.tool_calls);
+    assert_eq!(report.fallbacks, 0);
+    // The model wrote nothing the eval counts; the computed answer, put first, did.
+    assert!(report.share >= 95.0, "{:.1}% answered:\n{}", report.share, report.failures());
+}

@@ -6,6 +6,7 @@
 //! computed from the generated rows by plain sums ([`figures`]), never through the engine.
 #![forbid(unsafe_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -32,10 +33,26 @@ pub struct EvalArgs {
     /// Exit with 1 when the share of questions answered (in percent) is below this
     #[arg(long, default_value_t = 0.0)]
     pub min: f64,
-    /// TOML settings for the server the bank is asked of (the answer-writing model, say);
-    /// the data dir, the store and the authentication are the eval's own
+    /// TOML settings for the server the bank is asked of (the answer-writing model, say),
+    /// over which the `APEX_*` environment applies as for `apex serve`; the data dir, the
+    /// store and the authentication are the eval's own
     #[arg(long)]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub writer: Writer,
+}
+
+/// Who writes the answers, over what the settings say.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct Writer {
+    /// Who writes the answers: `builtin`, `openai` (the server at `OPENAI_BASE_URL`, model
+    /// `APEX_LLM_MODEL`) or `local` (the GGUF at `APEX_LLM_MODEL_PATH`, or the one `apex
+    /// models pull` fetched into the configured data dir)
+    #[arg(long, value_parser = ["builtin", "openai", "local"])]
+    pub llm: Option<String>,
+    /// What the model does: `plan` (calls the agents' tools) or `phrase`
+    #[arg(long, value_parser = ["plan", "phrase"])]
+    pub llm_mode: Option<String>,
 }
 
 /// One question asked, and how it went.
@@ -52,6 +69,26 @@ pub struct Outcome {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub answered: bool,
+    /// What the model did for this answer, when a model wrote it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelNote>,
+}
+
+/// What the answer-writing model did for one answer, as the report agent recorded it.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
+pub struct ModelNote {
+    /// Sentences the guards changed, by guard: `figure` (a figure not computed in the run,
+    /// replaced), `name` (a name not in the data or catalog, dropped), `repeat`, `prompt`
+    /// (quoting the instructions, dropped) and `direct_first` (the computed answer put
+    /// first).
+    #[serde(default)]
+    pub guards: BTreeMap<String, u64>,
+    /// Tool calls the model made while planning.
+    #[serde(default)]
+    pub tool_calls: u64,
+    /// Why the built-in writer finished the answer, when it had to.
+    #[serde(default)]
+    pub fallback: Option<String>,
 }
 
 /// The counts of one question type.
@@ -67,11 +104,19 @@ pub struct KindScore {
 /// The results of a whole bank.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    /// Who wrote the answers: `built-in`, or the model and what it did.
+    pub writer: String,
     pub questions: usize,
     pub answered: usize,
     /// Percent.
     pub share: f64,
     pub kinds: Vec<KindScore>,
+    /// The guards' changes over the whole bank, by guard (empty for the built-in writer).
+    pub guards: BTreeMap<String, u64>,
+    /// Answers the built-in writer finished because the model failed.
+    pub fallbacks: usize,
+    /// Tool calls the model made over the whole bank.
+    pub tool_calls: u64,
     pub outcomes: Vec<Outcome>,
 }
 
@@ -84,7 +129,7 @@ fn percent(part: usize, whole: usize) -> f64 {
 }
 
 impl Report {
-    pub fn new(outcomes: Vec<Outcome>) -> Report {
+    pub fn new(writer: String, outcomes: Vec<Outcome>) -> Report {
         let kinds = KINDS
             .iter()
             .map(|&kind| {
@@ -95,7 +140,15 @@ impl Report {
             .filter(|k| k.questions > 0)
             .collect();
         let answered = outcomes.iter().filter(|o| o.answered).count();
-        Report { questions: outcomes.len(), answered, share: percent(answered, outcomes.len()), kinds, outcomes }
+        let mut guards = BTreeMap::new();
+        for (guard, n) in outcomes.iter().filter_map(|o| o.model.as_ref()).flat_map(|m| &m.guards) {
+            *guards.entry(guard.clone()).or_insert(0) += n;
+        }
+        let models = || outcomes.iter().filter_map(|o| o.model.as_ref());
+        let fallbacks = models().filter(|m| m.fallback.is_some()).count();
+        let tool_calls = models().map(|m| m.tool_calls).sum();
+        let share = percent(answered, outcomes.len());
+        Report { writer, questions: outcomes.len(), answered, share, kinds, guards, fallbacks, tool_calls, outcomes }
     }
 
     /// Follow-up questions in the bank.
@@ -110,6 +163,13 @@ impl Report {
             out += &format!("{:<18} {:>9} {:>9} {:>6.1}%\n", k.kind, k.questions, k.answered, k.share);
         }
         out += &format!("{:<18} {:>9} {:>9} {:>6.1}%\n", "total", self.questions, self.answered, self.share);
+        out += &format!("written by: {}\n", self.writer);
+        if self.outcomes.iter().any(|o| o.model.is_some()) {
+            let guards: Vec<String> = self.guards.iter().map(|(g, n)| format!("{g} {n}")).collect();
+            out += &format!("guards (sentences changed): {}\n", guards.join(", "));
+            out +=
+                &format!("model tool calls: {}; answers finished by the built-in writer: {}\n", self.tool_calls, self.fallbacks);
+        }
         out
     }
 
@@ -129,12 +189,12 @@ impl Report {
     }
 }
 
-/// Generates the data, asks the whole bank of a fresh server (settings from the defaults
-/// and `config`) and judges the answers.
-pub async fn evaluate(config: Option<&Path>) -> anyhow::Result<Report> {
+/// Generates the data, asks the whole bank of a fresh server (settings from the defaults,
+/// `config`, the `APEX_*` environment and `writer`) and judges the answers.
+pub async fn evaluate(config: Option<&Path>, writer: &Writer) -> anyhow::Result<Report> {
     let data = Data::generate();
     let questions = bank(&data);
-    let answers = runner::ask_all(config, data.csv(), data.rows.len(), &questions).await?;
+    let (writer, answers) = runner::ask_all(config, writer, data.csv(), data.rows.len(), &questions).await?;
     let outcomes = questions
         .into_iter()
         .zip(answers)
@@ -142,16 +202,17 @@ pub async fn evaluate(config: Option<&Path>) -> anyhow::Result<Report> {
             let first = first_sentence(&answer.text);
             let missing: Vec<String> = sentence::missing(&first, &question.expect).into_iter().map(str::to_owned).collect();
             let answered = answer.error.is_none() && missing.is_empty();
-            Outcome { question, first_sentence: first, answer: answer.text, missing, error: answer.error, answered }
+            let (text, error, model) = (answer.text, answer.error, answer.model);
+            Outcome { question, first_sentence: first, answer: text, missing, error, answered, model }
         })
         .collect();
-    Ok(Report::new(outcomes))
+    Ok(Report::new(writer, outcomes))
 }
 
 /// `apex eval`: prints the report; the exit code is 1 when the share answered is below
 /// `--min`.
 pub async fn run(args: EvalArgs) -> anyhow::Result<i32> {
-    let report = evaluate(args.config.as_deref()).await?;
+    let report = evaluate(args.config.as_deref(), &args.writer).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

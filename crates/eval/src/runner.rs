@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use apex_client::{Incoming, WsStream};
-use apex_protocol::{ErrorCode, EventKind, ServerFrame, ThreadId};
+use apex_protocol::{ErrorCode, EventKind, RunId, ServerFrame, ThreadId};
 use apex_server::{Auth, Server, Settings};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::bank::Question;
+use crate::{ModelNote, Writer};
 
 /// The user the data is imported for and the questions asked as.
 const USER: &str = "eval-analyst";
@@ -29,6 +30,8 @@ pub struct Answer {
     pub text: String,
     /// Why there is no final answer, when there is none.
     pub error: Option<String>,
+    /// What the answer-writing model did, when one wrote the answer.
+    pub model: Option<ModelNote>,
 }
 
 /// A server of our own, stopped when dropped.
@@ -41,11 +44,21 @@ struct LocalServer {
 }
 
 impl LocalServer {
-    async fn start(config: Option<&Path>) -> anyhow::Result<Self> {
+    async fn start(config: Option<&Path>, writer: &Writer) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("a temporary data dir")?;
-        let figment = Settings::sources(config, std::iter::empty::<(String, String)>())?;
+        let figment = Settings::sources(config, std::env::vars())?;
         let secret = format!("eval-{}-{}", std::process::id(), now_nanos());
         let settings = Settings::extract(figment, |s| {
+            if let Some(llm) = &writer.llm {
+                s.llm = llm.clone();
+            }
+            if let Some(mode) = &writer.llm_mode {
+                s.llm_mode = Some(mode.clone());
+            }
+            // The model `apex models pull` fetched lives in the configured data dir.
+            if s.llm == "local" && s.llm_model_path.is_none() {
+                s.llm_model_path = Some(apex_llm::local::default_model_path(&s.data_dir));
+            }
             s.data_dir = dir.path().to_path_buf();
             s.database_url = Default::default();
             s.redis_url = None;
@@ -100,10 +113,37 @@ fn now_nanos() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }
 
-/// Starts a server (settings from the defaults and `config`, if given), imports `csv` and
-/// asks every question; one answer per question, in order.
-pub async fn ask_all(config: Option<&Path>, csv: String, rows: usize, questions: &[Question]) -> anyhow::Result<Vec<Answer>> {
-    let server = LocalServer::start(config).await?;
+/// Who writes the answers under `settings`, in words.
+fn writer_of(settings: &Settings) -> String {
+    let mode = |default: &str| settings.llm_mode.clone().unwrap_or_else(|| default.to_owned());
+    match settings.llm.as_str() {
+        "openai" => format!(
+            "the model {} at {} ({})",
+            settings.llm_model.as_deref().unwrap_or("gpt-4o-mini"),
+            settings.openai_base_url,
+            mode("plan")
+        ),
+        "local" => {
+            let path = settings.llm_model_path.as_deref().map_or_else(|| "?".into(), |p| p.display().to_string());
+            format!("the local model {path} ({})", mode("phrase"))
+        }
+        _ => "the built-in writer".into(),
+    }
+}
+
+/// Starts a server (settings from the defaults, `config` if given, the environment and
+/// `writer`), imports `csv` and asks every question; who wrote the answers, and one answer
+/// per question, in order.
+pub async fn ask_all(
+    config: Option<&Path>,
+    writer: &Writer,
+    csv: String,
+    rows: usize,
+    questions: &[Question],
+) -> anyhow::Result<(String, Vec<Answer>)> {
+    let server = LocalServer::start(config, writer).await?;
+    let writer = writer_of(&server.settings);
+    let model_writes = server.settings.llm != "builtin";
     let token = Auth::from_settings(&server.settings)?.mint(USER, Duration::from_secs(3600), false).context("no signing key")?;
     import(&server, &token, csv, rows).await?;
     let url = format!("ws://{}/ws", server.addr);
@@ -116,15 +156,18 @@ pub async fn ask_all(config: Option<&Path>, csv: String, rows: usize, questions:
     let mut thread: Option<ThreadId> = None;
     for q in questions {
         let in_thread = if q.follow_up { thread } else { None };
-        let (answer, asked_in) = tokio::time::timeout(ANSWER_WAIT, ask(&mut ws, &q.text, in_thread))
+        let (mut answer, asked_in) = tokio::time::timeout(ANSWER_WAIT, ask(&mut ws, &q.text, in_thread))
             .await
             .unwrap_or_else(|_| Ok((Answer { error: Some("no answer in time".into()), ..Answer::default() }, None)))?;
-        thread = asked_in;
+        if let Some((_, run)) = asked_in.filter(|_| model_writes) {
+            answer.model = model_note(&server, &token, run).await?;
+        }
+        thread = asked_in.map(|(t, _)| t).or(in_thread);
         answers.push(answer);
     }
     let _ = ws.close(None).await;
     server.stop().await?;
-    Ok(answers)
+    Ok((writer, answers))
 }
 
 async fn import(server: &LocalServer, token: &str, csv: String, rows: usize) -> anyhow::Result<()> {
@@ -156,9 +199,20 @@ async fn next_incoming(ws: &mut WsStream) -> anyhow::Result<Incoming> {
     }
 }
 
+/// What the report agent recorded about the model that wrote run `run`'s answer (see
+/// docs/models.md), read from `GET /api/runs/{id}`.
+async fn model_note(server: &LocalServer, token: &str, run: RunId) -> anyhow::Result<Option<ModelNote>> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let response = http.get(format!("http://{}/api/runs/{run}", server.addr)).bearer_auth(token).send().await?;
+    let body: Value = response.error_for_status()?.json().await?;
+    let report = body["agent_results"].as_array().into_iter().flatten().find(|a| a["agent"] == "report");
+    Ok(report.and_then(|r| serde_json::from_value(r["output"]["model"].clone()).ok()))
+}
+
 /// Asks `text` (in `thread`, if given) and reads up to the run's terminal event; gives the
-/// answer and the thread it was asked in. A refused question is an answer with an error.
-async fn ask(ws: &mut WsStream, text: &str, thread: Option<ThreadId>) -> anyhow::Result<(Answer, Option<ThreadId>)> {
+/// answer and the thread and run it was asked in. A refused question is an answer with an
+/// error.
+async fn ask(ws: &mut WsStream, text: &str, thread: Option<ThreadId>) -> anyhow::Result<(Answer, Option<(ThreadId, RunId)>)> {
     let mut frame = json!({"type": "user_message", "text": text});
     if let Some(t) = thread {
         frame["thread_id"] = json!(t.to_string());
@@ -176,7 +230,7 @@ async fn ask(ws: &mut WsStream, text: &str, thread: Option<ThreadId>) -> anyhow:
             }
             Incoming::Frame(ServerFrame::Error { code, message, .. }) => {
                 let error = Some(format!("refused ({code:?}): {message}"));
-                return Ok((Answer { text: String::new(), error }, thread));
+                return Ok((Answer { error, ..Answer::default() }, None));
             }
             _ => continue,
         }
@@ -186,14 +240,14 @@ async fn ask(ws: &mut WsStream, text: &str, thread: Option<ThreadId>) -> anyhow:
         if event.run_id != run {
             continue;
         }
-        let answer = match event.kind {
-            EventKind::FinalResponse { text, .. } => Answer { text, error: None },
-            EventKind::RunFailed { code, message } => Answer { text: String::new(), error: Some(format!("{code}: {message}")) },
-            EventKind::RunTimedOut { partial_text } => Answer { text: partial_text, error: Some("timed out".into()) },
-            EventKind::RunInterrupted { partial_text } => Answer { text: partial_text, error: Some("interrupted".into()) },
-            EventKind::RunCancelled {} => Answer { text: String::new(), error: Some("cancelled".into()) },
+        let (text, error) = match event.kind {
+            EventKind::FinalResponse { text, .. } => (text, None),
+            EventKind::RunFailed { code, message } => (String::new(), Some(format!("{code}: {message}"))),
+            EventKind::RunTimedOut { partial_text } => (partial_text, Some("timed out".into())),
+            EventKind::RunInterrupted { partial_text } => (partial_text, Some("interrupted".into())),
+            EventKind::RunCancelled {} => (String::new(), Some("cancelled".into())),
             _ => continue,
         };
-        return Ok((answer, Some(thread)));
+        return Ok((Answer { text, error, model: None }, Some((thread, run))));
     }
 }

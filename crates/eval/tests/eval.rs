@@ -9,7 +9,7 @@ const FLOOR_PERCENT: f64 = 95.0;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_analyst_answers_the_bank() {
     let started = std::time::Instant::now();
-    let report = evaluate(None).await.expect("the bank runs");
+    let report = evaluate(None, &Default::default()).await.expect("the bank runs");
     println!("{}", report.failures());
     println!("{}", report.table());
     println!("{} questions in {:.1?}", report.questions, started.elapsed());
