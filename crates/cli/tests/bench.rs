@@ -169,3 +169,18 @@ fn model_stream_mode_times_every_sentence_from_the_provider_to_the_websocket_cli
     let (p50, max) = (report["through_apex_ms"]["p50"].as_f64().unwrap(), report["through_apex_ms"]["max"].as_f64().unwrap());
     assert!(p50 > 0.0 && p50 <= max, "{report}");
 }
+
+#[test]
+fn tool_rounds_mode_times_every_tool_round_trip_of_the_planning_loop() {
+    let (report, passed) = bench_json(&["--tool-rounds", "2", "--tool-calls", "3"]);
+    assert!(passed, "{report}");
+    assert_eq!(report["runs_failed"], 0, "{report}");
+    assert_eq!(report["rounds_missing"], 0, "{report}");
+    // Every planned call of both runs was timed: a round-trip and the tool's own time.
+    for key in ["loop_overhead_ms", "tool_ms", "round_trip_ms"] {
+        assert_eq!(report[key]["count"], 6, "{key}: {report}");
+    }
+    assert_eq!(report["bare_round_trip_ms"]["count"], 16, "{report}");
+    let (trip, tool) = (report["round_trip_ms"]["p50"].as_f64().unwrap(), report["tool_ms"]["p50"].as_f64().unwrap());
+    assert!(tool > 0.0 && trip > tool, "{report}");
+}

@@ -29,6 +29,7 @@ mod model_stream;
 mod peer;
 mod questions;
 mod sweep;
+mod tool_rounds;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -100,10 +101,19 @@ pub struct BenchArgs {
     /// Microseconds between the stand-in provider's tokens (`--model-stream`)
     #[arg(long, default_value_t = 2000)]
     pub model_token_interval_us: u64,
+    /// Language models: this many runs, one after the other, with `APEX_LLM=openai` against a
+    /// stand-in provider that plans `--tool-calls` tool calls per run; reports what the
+    /// planning loop adds per tool round-trip beyond the tool's own time, beside a bare
+    /// HTTP client's round-trip
+    #[arg(long, conflicts_with_all = ["url", "deployments", "sweep", "peer", "slow_consumers", "soak", "model_stream"])]
+    pub tool_rounds: Option<usize>,
+    /// Tool calls the stand-in provider makes per run (`--tool-rounds`), 1 to 8
+    #[arg(long, default_value_t = 4)]
+    pub tool_calls: usize,
     /// Questions at scale: import this many usage rows for one user, then time every kind of
     /// question end to end and the store's aggregations beside DuckDB (`--deployments
     /// postgres` for PostgreSQL; SQLite otherwise)
-    #[arg(long, conflicts_with_all = ["url", "sweep", "peer", "slow_consumers", "soak", "model_stream"])]
+    #[arg(long, conflicts_with_all = ["url", "sweep", "peer", "slow_consumers", "soak", "model_stream", "tool_rounds"])]
     pub questions: Option<u64>,
     /// Times each question (and aggregation) is asked with `--questions`
     #[arg(long, default_value_t = 20)]
@@ -193,6 +203,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     }
     if let Some(runs) = args.model_stream {
         return model_stream::run(&args, runs).await;
+    }
+    if let Some(runs) = args.tool_rounds {
+        return tool_rounds::run(&args, runs).await;
     }
     let server = match &args.url {
         Some(_) => None,
