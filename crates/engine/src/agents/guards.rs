@@ -20,7 +20,7 @@ use apex_costs::PriceBook;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::grounding::{figures, Figure, Grounding};
+use super::grounding::{figures, sentences, Figure, Grounding};
 
 /// What the guards removed or added, by guard.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -70,27 +70,66 @@ impl GuardCounts {
     }
 }
 
-/// The computed answer's lead (its first paragraph) and the figure it states first.
+/// The computed answer's lead (its first paragraph) and what a first sentence must state
+/// to answer the question: the lead's first sentence marks its answer in bold (`**$1.2**`,
+/// `**up 3.1%**`, `**2026-11-19**`, `**already**`); each bold part not already in the
+/// question is a key. Without bold, the first figure is the key.
 #[derive(Clone, Debug)]
 pub struct Lead {
     pub text: String,
-    figure: Option<Figure>,
+    keys: Vec<Key>,
+}
+
+/// One part of the answer a first sentence must state.
+#[derive(Clone, Debug)]
+enum Key {
+    /// Figures, each stated as the model may round it.
+    Figures(Vec<Figure>),
+    /// A date or a word, stated as written (ignoring case).
+    Words(String),
 }
 
 impl Lead {
-    /// `text` is the computed answer's first paragraph.
-    pub fn new(text: impl Into<String>) -> Self {
+    /// `text` is the computed answer's first paragraph, `question` what the user asked.
+    pub fn new(text: impl Into<String>, question: &str) -> Self {
         let text = text.into();
-        let figure = figures(&text).into_iter().next();
-        Self { text, figure }
+        let first = sentences(&text).into_iter().next().unwrap_or_default();
+        let bold: Vec<&str> = first.split("**").skip(1).step_by(2).map(str::trim).filter(|b| !b.is_empty()).collect();
+        let asked = figures(question);
+        let in_question =
+            |f: &Figure| asked.iter().any(|a| a.kind == f.kind && (a.value * a.scale - f.value * f.scale).abs() < 1e-9);
+        let mut keys = Vec::new();
+        for part in &bold {
+            let found = figures(part);
+            // An ISO date is a word here: its digits are not a figure to round.
+            if found.is_empty() || is_date(part) {
+                if !question.to_lowercase().contains(&part.to_lowercase()) {
+                    keys.push(Key::Words(part.to_lowercase()));
+                }
+            } else if !found.iter().all(in_question) {
+                keys.push(Key::Figures(found.into_iter().filter(|f| !in_question(f)).collect()));
+            }
+        }
+        if bold.is_empty() {
+            keys.extend(figures(&first).into_iter().next().map(|f| Key::Figures(vec![f])));
+        }
+        Self { text, keys }
     }
 
-    /// Whether `sentence` states the lead's figure (rounded as the model wrote it).
+    /// Whether `sentence` states every key of the lead (figures rounded as the model
+    /// wrote them).
     fn stated_in(&self, sentence: &str) -> bool {
-        let Some(key) = self.figure else { return true };
-        figures(sentence).iter().any(|f| {
-            let unit = 10f64.powi(-f.decimals);
-            f.kind == key.kind && ((key.value * key.scale) / f.scale - f.value).abs() <= unit * 0.501
+        let said = figures(sentence);
+        let lower = sentence.to_lowercase();
+        let stated = |key: &Figure| {
+            said.iter().any(|f| {
+                let unit = 10f64.powi(-f.decimals);
+                f.kind == key.kind && ((key.value * key.scale) / f.scale - f.value).abs() <= unit * 0.501
+            })
+        };
+        self.keys.iter().all(|k| match k {
+            Key::Figures(figures) => figures.iter().all(stated),
+            Key::Words(words) => lower.contains(words.as_str()),
         })
     }
 }
@@ -396,7 +435,7 @@ mod tests {
 
     #[test]
     fn the_direct_answer_goes_first_when_the_model_leaves_its_figure_out() {
-        let lead = || Some(Lead::new("You spent **$1,234.56** on `support-bot` in November."));
+        let lead = || Some(Lead::new("You spent **$1,234.56** on `support-bot` in November.", "What did support-bot cost?"));
         let mut g = guards().with_lead(lead());
         assert!(matches!(g.pass("## Summary\n"), Verdict::Send(v) if v.len() == 1), "a heading waits");
         let Verdict::Send(pieces) = g.pass("Support costs are driven by long prompts. ") else { panic!() };
@@ -410,5 +449,28 @@ mod tests {
         let s = "You spent about $1,235 on support-bot. ";
         assert_eq!(g.pass(s), Verdict::Send(vec![s.to_owned()]), "stated, rounded: the model's sentence stays first");
         assert_eq!(g.counts.direct_first, 0);
+
+        // Every bold part of the lead is the answer; a figure the question gave is not.
+        let on = |computed: &str| Guards::new(computed, &[], Vec::<String>::new(), "");
+        let compare = "You spent **$1,436.48** last week (2026-11-09 … 2026-11-15), **up 23.1%** ($269.66) from $1,166.82 in the week before.";
+        let half = "We spent **$1,436.48** in the week of 2026-11-09. ";
+        let mut g = on(compare).with_lead(Some(Lead::new(compare, "Last week versus the week before?")));
+        assert!(matches!(g.pass(half), Verdict::Send(v) if v.len() == 2), "the change is missing: the lead goes first");
+        let mut g = on(compare).with_lead(Some(Lead::new(compare, "Last week versus the week before?")));
+        let whole = "Last week cost $1,436.48, up 23.1% on the week before. ";
+        assert_eq!(g.pass(whole), Verdict::Send(vec![whole.to_owned()]));
+
+        let budget = "Your $6,000.00 budget for 2026-11 holds: the month comes to **$5,831.31**, $168.69 under it.";
+        let question = "We have a budget of $6,000 for November; when do we hit it?";
+        let mut g = on(budget).with_lead(Some(Lead::new(budget, question)));
+        assert!(
+            matches!(g.pass("We're currently at $6,000. "), Verdict::Send(v) if v.len() == 2),
+            "the budget is not the answer"
+        );
+        let runs_out = "At this pace your budget runs out on **2026-11-19**: $3,328.62 is spent.";
+        let mut g = on(runs_out).with_lead(Some(Lead::new(runs_out, "When do we hit a $3,500 budget?")));
+        assert!(matches!(g.pass("You will hit it in a few days. "), Verdict::Send(v) if v.len() == 2), "no day");
+        let mut g = on(runs_out).with_lead(Some(Lead::new(runs_out, "When do we hit a $3,500 budget?")));
+        assert!(matches!(g.pass("You will hit it on 2026-11-19. "), Verdict::Send(v) if v.len() == 1));
     }
 }

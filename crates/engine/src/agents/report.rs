@@ -197,7 +197,7 @@ impl<'a> Report<'a> {
         let mut guards = Guards::new(computed, &[facts], names, &w.instructions_said())
             .with_prices(step.ctx.data.prices().clone())
             .with_range(self.usage.from.to_string(), self.usage.to.to_string())
-            .with_lead(self.lead().map(Lead::new));
+            .with_lead(self.lead().map(|l| Lead::new(l, &step.ctx.text)));
         guards.know(&step.ctx.text);
         Ok(guards)
     }
