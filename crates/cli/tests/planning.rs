@@ -400,7 +400,7 @@ async fn apex_eval_runs_the_bank_through_a_configured_model_and_counts_what_the_
     std::fs::write(&config, format!("openai_base_url = \"{}\"\nllm_model = \"scripted\"\n", model.url)).unwrap();
     let writer = apex_eval::Writer { llm: Some("openai".into()), llm_mode: None };
     let report = apex_eval::evaluate(Some(&config), &writer).await.expect("the bank runs");
-    println!("{}", report.table());
+    println!("{}{}", report.failures(), report.table());
 
     assert!(report.writer.contains("scripted") && report.writer.contains("(plan)"), "{}", report.writer);
     assert!(report.table().contains("guards (sentences changed)"), "{}", report.table());

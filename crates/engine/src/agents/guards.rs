@@ -20,7 +20,7 @@ use apex_costs::PriceBook;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::grounding::{figures, sentences, Figure, Grounding};
+use super::grounding::{figures, sentences, Figure, Grounding, Kind};
 
 /// What the guards removed or added, by guard.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -87,6 +87,8 @@ enum Key {
     Figures(Vec<Figure>),
     /// A date or a word, stated as written (ignoring case).
     Words(String),
+    /// Nothing a sentence could be checked for: the lead goes first.
+    Never,
 }
 
 impl Lead {
@@ -111,7 +113,17 @@ impl Lead {
             }
         }
         if bold.is_empty() {
-            keys.extend(figures(&first).into_iter().next().map(|f| Key::Figures(vec![f])));
+            // The first money figure or percentage, else the names in backticks ("no
+            // feature `serach`"); a lead with neither always goes first.
+            let figure = figures(&first).into_iter().find(|f| f.kind != Kind::Count && !in_question(f));
+            let names = first.split('`').skip(1).step_by(2).filter(|n| !n.is_empty());
+            match figure {
+                Some(f) => keys.push(Key::Figures(vec![f])),
+                None => keys.extend(names.map(|n| Key::Words(n.to_lowercase()))),
+            }
+            if keys.is_empty() {
+                keys.push(Key::Never);
+            }
         }
         Self { text, keys }
     }
@@ -130,6 +142,7 @@ impl Lead {
         self.keys.iter().all(|k| match k {
             Key::Figures(figures) => figures.iter().all(stated),
             Key::Words(words) => lower.contains(words.as_str()),
+            Key::Never => false,
         })
     }
 }
@@ -472,5 +485,12 @@ mod tests {
         assert!(matches!(g.pass("You will hit it in a few days. "), Verdict::Send(v) if v.len() == 2), "no day");
         let mut g = on(runs_out).with_lead(Some(Lead::new(runs_out, "When do we hit a $3,500 budget?")));
         assert!(matches!(g.pass("You will hit it on 2026-11-19. "), Verdict::Send(v) if v.len() == 1));
+
+        // Nothing bold, no figure: the names in backticks are the answer.
+        let none = "I found no feature `serach` in your data (closest: search). All your usage cost $9.99.";
+        let mut g = on(none).with_lead(Some(Lead::new(none, "What did serach cost?")));
+        assert!(matches!(g.pass("Spend was steady over the period. "), Verdict::Send(v) if v.len() == 2));
+        let mut g = on(none).with_lead(Some(Lead::new(none, "What did serach cost?")));
+        assert!(matches!(g.pass("There is no `serach` feature. "), Verdict::Send(v) if v.len() == 1));
     }
 }
