@@ -280,7 +280,7 @@ async fn a_name_not_in_the_data_is_said_with_the_closest_ones() {
     let sink = MemorySink::default();
     let answer = Supervisor::default().run(&ctx, &tools::builtin(), &sink).await.unwrap().text;
     let first = answer.lines().next().unwrap();
-    assert!(first.starts_with("I found no feature `suport-chat` in your data (closest: support-chat"), "{first}");
+    assert!(first.starts_with("I found **no** feature `suport-chat` in your data (closest: support-chat"), "{first}");
 }
 
 #[tokio::test]
@@ -288,7 +288,7 @@ async fn a_what_if_about_a_feature_not_in_the_data_prices_nothing_in_its_place()
     let ctx = demo("What would support-bot cost on gpt-4o-mini instead?");
     let sink = MemorySink::default();
     let answer = Supervisor::default().run(&ctx, &tools::builtin(), &sink).await.unwrap().text;
-    assert!(answer.starts_with("I found no feature `support-bot` in your data (closest: support-chat"), "{answer}");
+    assert!(answer.starts_with("I found **no** feature `support-bot` in your data (closest: support-chat"), "{answer}");
     assert!(!sink.tool_calls().iter().any(|(_, t)| t == "what_if"), "all usage is not priced instead");
 }
 

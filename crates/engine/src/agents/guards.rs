@@ -72,8 +72,9 @@ impl GuardCounts {
 
 /// The computed answer's lead (its first paragraph) and what a first sentence must state
 /// to answer the question: the lead's first sentence marks its answer in bold (`**$1.2**`,
-/// `**up 3.1%**`, `**2026-11-19**`, `**already**`); each bold part not already in the
-/// question is a key. Without bold, the first figure is the key.
+/// `**up 3.1%**`, `**2026-11-19**`, `**already**`, `**no**`); each bold part not already
+/// in the question is a key, and the first money figure or percentage when no bold part
+/// is a figure.
 #[derive(Clone, Debug)]
 pub struct Lead {
     pub text: String,
@@ -112,18 +113,15 @@ impl Lead {
                 keys.push(Key::Figures(found.into_iter().filter(|f| !in_question(f)).collect()));
             }
         }
-        if bold.is_empty() {
-            // The first money figure or percentage, else the names in backticks ("no
-            // feature `serach`"); a lead with neither always goes first.
+        // A name in bold ("**alice**") is half an answer: its figure is the first money
+        // figure or percentage of the sentence. A day in bold is a whole one.
+        if !keys.iter().any(|k| matches!(k, Key::Figures(_)) || matches!(k, Key::Words(w) if is_date(w))) {
             let figure = figures(&first).into_iter().find(|f| f.kind != Kind::Count && !in_question(f));
-            let names = first.split('`').skip(1).step_by(2).filter(|n| !n.is_empty());
-            match figure {
-                Some(f) => keys.push(Key::Figures(vec![f])),
-                None => keys.extend(names.map(|n| Key::Words(n.to_lowercase()))),
-            }
-            if keys.is_empty() {
-                keys.push(Key::Never);
-            }
+            keys.extend(figure.map(|f| Key::Figures(vec![f])));
+        }
+        // Nothing to check a sentence for: the lead always goes first.
+        if keys.is_empty() {
+            keys.push(Key::Never);
         }
         Self { text, keys }
     }
@@ -141,10 +139,19 @@ impl Lead {
         };
         self.keys.iter().all(|k| match k {
             Key::Figures(figures) => figures.iter().all(stated),
-            Key::Words(words) => lower.contains(words.as_str()),
+            Key::Words(words) => contains_word(&lower, words),
             Key::Never => false,
         })
     }
+}
+
+/// Whether `text` holds `word` between non-alphanumeric characters (or its ends).
+fn contains_word(text: &str, word: &str) -> bool {
+    text.match_indices(word).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + word.len()..].chars().next();
+        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+    })
 }
 
 /// What to do with a sentence.
@@ -486,11 +493,20 @@ mod tests {
         let mut g = on(runs_out).with_lead(Some(Lead::new(runs_out, "When do we hit a $3,500 budget?")));
         assert!(matches!(g.pass("You will hit it on 2026-11-19. "), Verdict::Send(v) if v.len() == 1));
 
-        // Nothing bold, no figure: the names in backticks are the answer.
-        let none = "I found no feature `serach` in your data (closest: search). All your usage cost $9.99.";
+        // A bold word is matched as a word; a bold name is stated with its figure.
+        let none = "I found **no** feature `serach` in your data (closest: search). All your usage cost $9.99.";
         let mut g = on(none).with_lead(Some(Lead::new(none, "What did serach cost?")));
-        assert!(matches!(g.pass("Spend was steady over the period. "), Verdict::Send(v) if v.len() == 2));
+        assert!(matches!(g.pass("The serach feature is now the norm. "), Verdict::Send(v) if v.len() == 2));
         let mut g = on(none).with_lead(Some(Lead::new(none, "What did serach cost?")));
         assert!(matches!(g.pass("There is no `serach` feature. "), Verdict::Send(v) if v.len() == 1));
+        let top = "The end user that cost the most is **alice**: $1,104.38 (33.2%).";
+        let mut g = on(top).with_lead(Some(Lead::new(top, "Who is our most expensive end user?")));
+        assert!(matches!(g.pass("The most expensive end user is **Alice**. "), Verdict::Send(v) if v.len() == 2));
+        let mut g = on(top).with_lead(Some(Lead::new(top, "Who is our most expensive end user?")));
+        assert!(matches!(g.pass("Alice cost the most, $1,104.38. "), Verdict::Send(v) if v.len() == 1));
+        // Nothing at all to check: the lead goes first.
+        let bare = "Here is the picture.";
+        let mut g = on(bare).with_lead(Some(Lead::new(bare, "How are we doing?")));
+        assert!(matches!(g.pass("All is well. "), Verdict::Send(v) if v.len() == 2));
     }
 }

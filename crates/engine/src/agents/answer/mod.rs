@@ -36,7 +36,7 @@ pub(crate) fn direct(f: &Facts) -> Option<String> {
     for n in &q.not_found {
         let what = n.dimension.map_or("name", Dimension::label);
         let closest = if n.suggestions.is_empty() { String::new() } else { format!(" (closest: {})", n.suggestions.join(", ")) };
-        out.push_str(&format!("I found no {what} `{}` in your data{closest}. ", n.said));
+        out.push_str(&format!("I found **no** {what} `{}` in your data{closest}. ", n.said));
     }
     if !q.not_found.is_empty() && q.filters.is_empty() {
         let total = f.usage.total;
