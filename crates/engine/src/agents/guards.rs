@@ -73,8 +73,8 @@ impl GuardCounts {
 /// The computed answer's lead (its first paragraph) and what a first sentence must state
 /// to answer the question: the lead's first sentence marks its answer in bold (`**$1.2**`,
 /// `**up 3.1%**`, `**2026-11-19**`, `**already**`, `**no**`); each bold part not already
-/// in the question is a key, and the first money figure or percentage when no bold part
-/// is a figure.
+/// in the question is a key, so is each name in backticks, and the first money figure or
+/// percentage when no bold part is a figure or a day.
 #[derive(Clone, Debug)]
 pub struct Lead {
     pub text: String,
@@ -112,6 +112,12 @@ impl Lead {
             } else if !found.iter().all(in_question) {
                 keys.push(Key::Figures(found.into_iter().filter(|f| !in_question(f)).collect()));
             }
+        }
+        // What the answer is about, in backticks (model `gpt-4o`, no feature `serach`), is
+        // part of it: a model that swaps `gpt-4o` for `gpt-4` keeps the figures, not the
+        // answer.
+        for name in first.split('`').skip(1).step_by(2).filter(|n| !n.trim().is_empty()) {
+            keys.push(Key::Words(name.to_lowercase()));
         }
         // A name in bold ("**alice**") is half an answer: its figure is the first money
         // figure or percentage of the sentence. A day in bold is a whole one.
@@ -504,6 +510,14 @@ mod tests {
         assert!(matches!(g.pass("The most expensive end user is **Alice**. "), Verdict::Send(v) if v.len() == 2));
         let mut g = on(top).with_lead(Some(Lead::new(top, "Who is our most expensive end user?")));
         assert!(matches!(g.pass("Alice cost the most, $1,104.38. "), Verdict::Send(v) if v.len() == 1));
+        // The name the answer is about is part of it.
+        let about = "You spent **$1,545.97** on model `gpt-4o` in October 2026, **31.0%** of the $4,980.13 spent.";
+        let mut g = on(about).with_lead(Some(Lead::new(about, "How much did we spend on gpt-4o in October?")));
+        let swapped = "You spent $1,545.97 on model `gpt-4` in October, 31.0% of it. ";
+        assert!(matches!(g.pass(swapped), Verdict::Send(v) if v.len() == 2), "another model's name");
+        let mut g = on(about).with_lead(Some(Lead::new(about, "How much did we spend on gpt-4o in October?")));
+        let right = "You spent $1,545.97 on `gpt-4o` in October, 31.0% of it. ";
+        assert!(matches!(g.pass(right), Verdict::Send(v) if v.len() == 1));
         // Nothing at all to check: the lead goes first.
         let bare = "Here is the picture.";
         let mut g = on(bare).with_lead(Some(Lead::new(bare, "How are we doing?")));

@@ -252,7 +252,9 @@ impl StandIn {
     async fn start(epoch: Instant, sentences: usize, interval: Duration) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?.to_string();
-        let handler = move || async move {
+        // The request is read whole before the answer starts, as a provider does (a plan's
+        // request carries the conversation so far).
+        let handler = move |_request: String| async move {
             let tokens = futures_util::stream::unfold(0usize, move |i| async move {
                 let total = sentences * WORDS;
                 if i > total {
