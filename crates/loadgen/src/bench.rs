@@ -445,6 +445,41 @@ async fn open(url: &str) -> anyhow::Result<WsStream> {
     .context("connect timed out")?
 }
 
+/// One golden-path run on a connection of its own: every text frame goes to `on_frame`
+/// (which may end the run with an error) until `final_response`. A run that fails, is
+/// cancelled, times out or is interrupted, an `error` frame, a close, or no end within
+/// [`RUN_TIMEOUT`] is an error.
+async fn golden_run(url: &str, mut on_frame: impl FnMut(&str) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    #[derive(Deserialize)]
+    struct Kind {
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    let mut ws = open(url).await?;
+    ws.send(Message::Text(GOLDEN_MESSAGE)).await?;
+    let outcome = timeout(RUN_TIMEOUT, async {
+        loop {
+            let text = match ws.next().await.context("the connection ended mid-run")?? {
+                Message::Text(text) => text,
+                Message::Close(frame) => bail!("closed mid-run: {frame:?}"),
+                _ => continue,
+            };
+            on_frame(&text)?;
+            let frame: Kind = serde_json::from_str(&text).context("undecodable frame")?;
+            match frame.kind.as_str() {
+                "final_response" => return Ok(()),
+                "run_failed" | "run_cancelled" | "run_timed_out" | "run_interrupted" | "error" => {
+                    bail!("the run ended with {}", text.as_str())
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
+    let _ = ws.close(None).await;
+    outcome.context("the run did not finish in time")?
+}
+
 async fn await_ready(ws: &mut WsStream) -> anyhow::Result<()> {
     loop {
         match ws.next().await.context("closed before connection_ready")?? {

@@ -284,6 +284,11 @@ pub(super) fn load_average() -> Option<[f64; 3]> {
     Some([it.next()??, it.next()??, it.next()??])
 }
 
+/// Load averages as a report prints them ("?" when they could not be read).
+pub(super) fn fmt_load(load: Option<[f64; 3]>) -> String {
+    load.map_or("?".to_owned(), |[one, five, fifteen]| format!("{one:.2} {five:.2} {fifteen:.2}"))
+}
+
 // ---------------------------------------------------------------------------------------
 // Report
 // ---------------------------------------------------------------------------------------

@@ -20,13 +20,11 @@ use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
-use futures_util::{SinkExt as _, StreamExt as _};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio_tungstenite::tungstenite::Message;
 
-use super::deployments::load_average;
-use super::{open, Backend, BenchArgs, Latencies, Percentiles, ServerProcess, GOLDEN_MESSAGE, RUN_TIMEOUT};
+use super::deployments::{fmt_load, load_average};
+use super::{golden_run, Backend, BenchArgs, Latencies, Percentiles, ServerProcess};
 
 /// Words per sentence, the last being the stamp.
 const WORDS: usize = 8;
@@ -112,15 +110,13 @@ pub async fn run(args: &BenchArgs, runs: usize) -> anyhow::Result<i32> {
 
 impl Report {
     fn print_table(&self) {
-        let load =
-            |l: Option<[f64; 3]>| l.map_or("?".to_owned(), |[one, five, fifteen]| format!("{one:.2} {five:.2} {fifteen:.2}"));
         println!(
             "Model stream: {} runs × {} sentences of {WORDS} tokens, one token every {} µs (stand-in provider on loopback); load average {} → {}",
             self.runs,
             self.sentences_per_run,
             self.token_interval_us,
-            load(self.load_average_before),
-            load(self.load_average_after)
+            fmt_load(self.load_average_before),
+            fmt_load(self.load_average_after)
         );
         println!();
         println!("| provider's write of a sentence's last token → | sentences | p50 | p99 | max |");
@@ -152,34 +148,20 @@ struct Frame {
 
 /// One golden-path run; returns the latency of every stamped sentence that arrived.
 async fn one_run(url: &str, epoch: Instant) -> anyhow::Result<Vec<Duration>> {
-    let mut ws = open(url).await?;
-    ws.send(Message::Text(GOLDEN_MESSAGE)).await?;
     let mut samples = Vec::new();
-    let outcome = tokio::time::timeout(RUN_TIMEOUT, async {
-        loop {
-            let text = match ws.next().await.context("the connection ended mid-run")?? {
-                Message::Text(text) => text,
-                Message::Close(frame) => bail!("closed mid-run: {frame:?}"),
-                _ => continue,
-            };
-            let now = epoch.elapsed();
-            let frame: Frame = serde_json::from_str(&text).context("undecodable frame")?;
-            match frame.kind.as_str() {
-                "response_delta" => samples.extend(frame.text.as_deref().and_then(stamp_of).map(|at| now.saturating_sub(at))),
-                "agent_thinking" if frame.text.as_deref().is_some_and(|t| t.contains("failed")) => {
-                    bail!("the model path failed: {}", frame.text.unwrap_or_default())
-                }
-                "final_response" => return Ok(()),
-                "run_failed" | "run_cancelled" | "run_timed_out" | "run_interrupted" | "error" => {
-                    bail!("the run ended with {}", text.as_str())
-                }
-                _ => {}
+    golden_run(url, |text| {
+        let now = epoch.elapsed();
+        let frame: Frame = serde_json::from_str(text).context("undecodable frame")?;
+        match frame.kind.as_str() {
+            "response_delta" => samples.extend(frame.text.as_deref().and_then(stamp_of).map(|at| now.saturating_sub(at))),
+            "agent_thinking" if frame.text.as_deref().is_some_and(|t| t.contains("failed")) => {
+                bail!("the model path failed: {}", frame.text.unwrap_or_default())
             }
+            _ => {}
         }
+        Ok(())
     })
-    .await;
-    let _ = ws.close(None).await;
-    outcome.context("the run did not finish in time")??;
+    .await?;
     Ok(samples)
 }
 

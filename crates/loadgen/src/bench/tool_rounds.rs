@@ -21,13 +21,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
-use futures_util::{SinkExt as _, StreamExt as _};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
 
-use super::deployments::load_average;
-use super::{open, Backend, BenchArgs, Latencies, Percentiles, ServerProcess, GOLDEN_MESSAGE, RUN_TIMEOUT};
+use super::deployments::{fmt_load, load_average};
+use super::{golden_run, Backend, BenchArgs, Latencies, Percentiles, ServerProcess};
 
 /// The breakdowns the stand-in asks for, one per round (distinct calls: no loop).
 const BREAKDOWNS: [&str; 8] = ["model", "feature", "project", "provider", "environment", "day", "user", "api_key"];
@@ -119,14 +117,12 @@ pub async fn run(args: &BenchArgs, runs: usize) -> anyhow::Result<i32> {
 
 impl Report {
     fn print_table(&self) {
-        let load =
-            |l: Option<[f64; 3]>| l.map_or("?".to_owned(), |[one, five, fifteen]| format!("{one:.2} {five:.2} {fifteen:.2}"));
         println!(
             "Tool rounds: {} runs × {} tool calls planned by a stand-in provider on loopback; load average {} → {}",
             self.runs,
             self.tool_calls_per_run,
-            load(self.load_average_before),
-            load(self.load_average_after)
+            fmt_load(self.load_average_before),
+            fmt_load(self.load_average_after)
         );
         println!();
         println!("| per tool round-trip | rounds | p50 | p99 | max |");
@@ -174,35 +170,21 @@ struct Frame {
 /// `query_slice`: the agent's own calls come first).
 async fn one_run(url: &str, provider: &StandIn, calls: usize) -> anyhow::Result<Vec<Round>> {
     provider.reset();
-    let mut ws = open(url).await?;
-    ws.send(Message::Text(GOLDEN_MESSAGE)).await?;
     let mut tools = Vec::new();
-    let outcome = tokio::time::timeout(RUN_TIMEOUT, async {
-        loop {
-            let text = match ws.next().await.context("the connection ended mid-run")?? {
-                Message::Text(text) => text,
-                Message::Close(frame) => bail!("closed mid-run: {frame:?}"),
-                _ => continue,
-            };
-            let frame: Frame = serde_json::from_str(&text).context("undecodable frame")?;
-            match frame.kind.as_str() {
-                "tool_completed" if frame.agent.as_deref() == Some("data") && frame.tool.as_deref() == Some("query_slice") => {
-                    tools.push(Duration::from_micros(frame.duration_us))
-                }
-                "agent_thinking" if frame.text.as_deref().is_some_and(|t| t.contains("built-in planner")) => {
-                    bail!("the model was dropped: {}", frame.text.unwrap_or_default())
-                }
-                "final_response" => return Ok(()),
-                "run_failed" | "run_cancelled" | "run_timed_out" | "run_interrupted" | "error" => {
-                    bail!("the run ended with {}", text.as_str())
-                }
-                _ => {}
+    golden_run(url, |text| {
+        let frame: Frame = serde_json::from_str(text).context("undecodable frame")?;
+        match frame.kind.as_str() {
+            "tool_completed" if frame.agent.as_deref() == Some("data") && frame.tool.as_deref() == Some("query_slice") => {
+                tools.push(Duration::from_micros(frame.duration_us))
             }
+            "agent_thinking" if frame.text.as_deref().is_some_and(|t| t.contains("built-in planner")) => {
+                bail!("the model was dropped: {}", frame.text.unwrap_or_default())
+            }
+            _ => {}
         }
+        Ok(())
     })
-    .await;
-    let _ = ws.close(None).await;
-    outcome.context("the run did not finish in time")??;
+    .await?;
     let gaps = provider.gaps();
     let own = tools.len().saturating_sub(calls);
     Ok(gaps.into_iter().zip(tools.into_iter().skip(own)).map(|(gap, tool)| Round { gap, tool }).collect())
