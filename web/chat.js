@@ -29,7 +29,7 @@ const pretty = (v) => JSON.stringify(v, null, 2);
 
 /** One run: its agent cards, its streamed answer, and how it ended. */
 export class RunView {
-  constructor(runId, threadId, { live, onSavings, onUsage, announce, onAsk }) {
+  constructor(runId, threadId, { live, onSavings, onUsage, announce, onAsk, onRegenerate }) {
     this.runId = runId;
     this.threadId = threadId;
     this.seq = 0;
@@ -43,6 +43,8 @@ export class RunView {
     this.onUsage = onUsage;
     this.announce = announce;
     this.onAsk = onAsk;
+    this.onRegenerate = onRegenerate;
+    this.userMessageId = null;
     this.suggestions = [];
     this.queue = [];
     this.filling = false;
@@ -59,11 +61,26 @@ export class RunView {
     this.markdown = new StreamingMarkdown(this.answer);
     this.end = el('p', { class: 'run-end', role: 'status' });
     this.next = el('nav', { class: 'suggestions next', 'aria-label': 'Ask next', hidden: '' });
-    this.root = el('article', { class: 'run', 'data-run-id': runId, 'data-state': 'running', 'aria-label': 'Agent run' }, this.details, this.answer, this.next, this.end);
+    // Other answers to the same message (a switch, set by the thread) and "Regenerate".
+    this.switchSlot = el('span', { class: 'switch-slot' });
+    this.regenerate = el('button', { type: 'button', class: 'regenerate', text: 'Regenerate', hidden: '' });
+    this.regenerate.addEventListener('click', () => this.onRegenerate?.(this));
+    this.actions = el('div', { class: 'run-actions' }, this.switchSlot, this.regenerate);
+    this.root = el('article', { class: 'run', 'data-run-id': runId, 'data-state': 'running', 'aria-label': 'Agent run' }, this.details, this.answer, this.next, this.end, this.actions);
     this.ticker = setInterval(() => this.tick(), 250);
   }
 
   get active() { return !this.terminal; }
+
+  /** The user message this run answers: once known, an ended run can be asked again. */
+  answers(messageId) {
+    this.userMessageId = messageId;
+    this.updateActions();
+  }
+
+  setSwitch(node) { this.switchSlot.replaceChildren(...(node ? [node] : [])); }
+
+  updateActions() { this.regenerate.hidden = !(this.terminal && this.userMessageId && this.onRegenerate); }
 
   /** Accepts events in any order and with repeats; applies each seq once, in order. */
   push(ev) {
@@ -201,6 +218,7 @@ export class RunView {
     this.tick();
     this.render();
     this.answer.setAttribute('aria-busy', 'false');
+    this.updateActions();
     if (message) this.announce?.(message);
   }
 
@@ -262,6 +280,11 @@ export class Chat {
     this.draining = false;
     this.threadId = localStorage.getItem(THREAD_KEY) || null;
     this.threads = [];
+    this.tree = null;               // the open thread's messages and runs (every branch)
+    this.choice = new Map();        // fork → index of the branch shown
+    this.branched = false;          // a switch was used: the next message follows the branch shown
+    this.shownLast = null;          // the last message of the branch shown
+    this.editing = null;            // { id } of the user message being edited
     this.loadToken = 0;
     this.epoch = 0;
     this.input = $('composer-input');
@@ -280,6 +303,7 @@ export class Chat {
     $('composer').addEventListener('submit', (e) => { e.preventDefault(); this.send(); });
     this.input.addEventListener('keydown', (e) => {
       if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); this.send(); }
+      if (e.key === 'Escape' && this.editing) { e.preventDefault(); this.cancelEdit(); }
     });
     this.input.addEventListener('input', () => this.updateCounter());
     $('stop').addEventListener('click', () => this.stop());
@@ -299,7 +323,10 @@ export class Chat {
   }
 
   frameFor(text) {
-    return { type: 'user_message', text, thread_id: this.threadId || undefined, client_message_id: crypto.randomUUID() };
+    const frame = { type: 'user_message', text, thread_id: this.threadId || undefined, client_message_id: crypto.randomUUID() };
+    if (this.threadId && this.editing) frame.edit_of = this.editing.id;
+    else if (this.threadId && this.branched && this.shownLast) frame.parent_id = this.shownLast;
+    return frame;
   }
 
   updateCounter() {
@@ -328,10 +355,38 @@ export class Chat {
     if (bytes > FRAME_LIMIT) { this.showNotice(`Too long: the message is ${bytes.toLocaleString()} bytes and the limit is ${FRAME_LIMIT.toLocaleString()}. Shorten it.`); return; }
     if (!this.conn.send(frame)) { this.showNotice('Not connected: your message is kept here; send it again once the status says connected.'); return; }
     this.showNotice('');
-    const bubble = this.userBubble(text);
+    // An edit is drawn with its new branch once accepted; a message, right away.
+    const bubble = frame.edit_of ? null : this.userBubble(text);
     this.pending.set(frame.client_message_id, { frame, bubble });
+    this.editing = null;
     this.input.value = '';
     this.updateCounter();
+  }
+
+  /** A message of the branch shown, back in the composer: sending asks it on a new branch. */
+  edit(id, text) {
+    if (this.activeRun()) { this.showNotice('This thread is still answering: wait for it or press Stop.'); return; }
+    this.editing = { id };
+    this.input.value = text;
+    this.updateCounter();
+    this.input.focus();
+    this.showNotice('Editing your message: Send asks it again on a new branch; the original and its answer stay. Esc cancels.');
+  }
+
+  cancelEdit() {
+    this.editing = null;
+    this.input.value = '';
+    this.updateCounter();
+    this.showNotice('');
+  }
+
+  /** Asks the message an ended run answered again: a new run, its answer beside the others. */
+  regenerate(run) {
+    if (this.activeRun()) { this.showNotice('This thread is still answering: wait for it or press Stop.'); return; }
+    const frame = { type: 'user_message', thread_id: run.threadId, regenerate: run.userMessageId, client_message_id: crypto.randomUUID() };
+    if (!this.conn.send(frame)) { this.showNotice('Not connected: press Regenerate again once the status says connected.'); return; }
+    this.showNotice('');
+    this.pending.set(frame.client_message_id, { frame, bubble: null });
   }
 
   /** A suggested question, clicked: asked in the thread of the answer that suggested it. */
@@ -346,15 +401,37 @@ export class Chat {
     if (run && !this.conn.send({ type: 'stop_agent', run_id: run.runId })) this.showNotice('Not connected: Stop is sent once the page reconnects; press it again then.');
   }
 
-  userBubble(text) {
+  userBubble(text, id) {
     this.welcome.hidden = true;
     const bubble = el('div', { class: 'bubble md' });
     setMarkdown(bubble, text);
-    const msg = el('div', { class: 'msg user', 'aria-label': 'You said' }, el('span', { class: 'sr-only', text: 'You: ' }), bubble);
+    const tools = el('div', { class: 'msg-tools' });
+    const msg = el('div', { class: 'msg user', 'aria-label': 'You said' }, el('span', { class: 'sr-only', text: 'You: ' }), bubble, tools);
+    if (id) this.editable(msg, id, text);
     this.transcript.append(msg);
     this.stick = true;
     this.scroll();
     return msg;
+  }
+
+  /** An "Edit" button on a user message whose id is known. */
+  editable(msg, id, text) {
+    msg.dataset.messageId = id;
+    const b = el('button', { type: 'button', class: 'edit', text: 'Edit', 'aria-label': 'Edit this message' });
+    b.addEventListener('click', () => this.edit(id, text));
+    msg.querySelector('.msg-tools').append(b);
+  }
+
+  /** ‹ 2 / 3 ›: which of the versions at a fork is shown. */
+  switcher(key, index, count, label) {
+    const go = (to) => { this.choice.set(key, to); this.branched = true; this.renderBranch(); };
+    const prev = el('button', { type: 'button', class: 'prev', text: '‹', 'aria-label': `Previous ${label}` });
+    const next = el('button', { type: 'button', class: 'next-version', text: '›', 'aria-label': `Next ${label}` });
+    if (index === 0) prev.disabled = true;
+    if (index === count - 1) next.disabled = true;
+    prev.addEventListener('click', () => go(index - 1));
+    next.addEventListener('click', () => go(index + 1));
+    return el('span', { class: 'branch', role: 'group', 'aria-label': label }, prev, el('span', { class: 'branch-pos', text: `${index + 1} / ${count}` }), next);
   }
 
   /** Follows the newest content unless the reader scrolled up. */
@@ -377,6 +454,7 @@ export class Chat {
         onUsage: this.onUsage,
         announce: (t) => this.announce(t),
         onAsk: (text, thread) => this.askNext(text, thread),
+        onRegenerate: (r) => this.regenerate(r),
       });
       this.runs.set(runId, run);
     }
@@ -442,8 +520,17 @@ export class Chat {
     const isNew = this.threadId !== f.thread_id;
     if (isNew && p && !this.threadId) this.setThread(f.thread_id);
     const run = this.newRun(f.run_id, f.thread_id, true);
+    run.answers(f.message_id);
+    if (f.thread_id === this.threadId) this.branched = false; // the new message is the thread's latest
+    if (p && (p.frame.edit_of || p.frame.regenerate) && f.thread_id === this.threadId) {
+      // A new branch: the thread is drawn again, showing it.
+      this.openThread(f.thread_id);
+      this.loadThreads();
+      return;
+    }
+    if (p?.bubble && !p.bubble.dataset.messageId) this.editable(p.bubble, f.message_id, p.frame.text);
     if (f.thread_id === this.threadId && !run.root.isConnected) {
-      if (p) p.bubble.after(run.root); else this.transcript.append(run.root);
+      if (p?.bubble) p.bubble.after(run.root); else this.transcript.append(run.root);
     }
     this.updateStop();
     this.scroll();
@@ -464,9 +551,9 @@ export class Chat {
     const why = `${reasons[f.code] || 'Refused'} (${f.code}): ${f.message}`;
     if (p) {
       this.pending.delete(f.client_message_id);
-      p.bubble.classList.add('refused');
-      p.bubble.remove();
-      if (!this.input.value) { this.input.value = p.frame.text; this.updateCounter(); }
+      p.bubble?.remove();
+      if (p.frame.edit_of && !this.input.value) this.editing = { id: p.frame.edit_of };
+      if (!this.input.value && p.frame.text) { this.input.value = p.frame.text; this.updateCounter(); }
       this.showNotice(`Not sent. ${why}`);
     } else {
       this.showNotice(why);
@@ -527,6 +614,8 @@ export class Chat {
   }
 
   newChat() {
+    this.editing = null;
+    this.tree = null;
     this.setThread(null);
     this.clearTranscript();
     this.welcome.hidden = false;
@@ -541,33 +630,92 @@ export class Chat {
     const token = ++this.loadToken;
     this.setThread(id);
     this.showNotice('');
-    let messages;
+    this.editing = null;
+    let messages, runs;
     try {
-      ({ messages } = await api(`/api/threads/${id}/messages`));
+      ({ messages, runs } = await api(`/api/threads/${id}/messages`));
     } catch (e) {
       if (token !== this.loadToken) return;
       if (e.status === 404) { this.newChat(); return; }
       this.showNotice(`Could not open the thread: ${e.message}`);
       return;
     }
-    const runIds = [...new Set(messages.filter((m) => m.role === 'user' && m.run_id).map((m) => m.run_id))];
+    const runIds = runs.map((r) => r.id);
     const histories = await Promise.all(runIds.map((r) => this.runs.has(r) ? null : api(`/api/runs/${r}/events`).catch(() => null)));
     if (token !== this.loadToken) return;
-    this.clearTranscript();
-    this.welcome.hidden = messages.length > 0;
     runIds.forEach((r, i) => {
       if (!histories[i]) return;
       const run = this.newRun(r, id, false);
       for (const ev of histories[i].events) run.push(ev);
     });
-    for (const m of messages) {
-      if (m.role !== 'user') continue;
-      this.transcript.append(this.userBubble(m.content));
-      const run = m.run_id && this.runs.get(m.run_id);
-      if (run) { run.render(); this.transcript.append(run.root); if (run.active) run.details.open = true; }
-    }
+    this.tree = { messages, runs };
+    this.choice = new Map();
+    this.branched = false;
+    this.renderBranch();
     this.transcript.scrollTop = this.transcript.scrollHeight;
     this.updateStop();
     if (this.conn.connected) this.resumeAll();
+  }
+
+  /**
+   * Draws one branch of the thread: from its first message, at each fork the version
+   * chosen with a switch, by default the one on the way to the thread's latest message
+   * (where a message sent now goes).
+   */
+  renderBranch() {
+    const { messages, runs } = this.tree;
+    const children = new Map();
+    for (const m of messages) {
+      const k = m.parent_id || '';
+      if (!children.has(k)) children.set(k, []);
+      children.get(k).push(m);
+    }
+    const attempts = new Map();
+    for (const r of runs) {
+      if (!attempts.has(r.user_message_id)) attempts.set(r.user_message_id, []);
+      attempts.get(r.user_message_id).push(r);
+    }
+    const byId = new Map(messages.map((m) => [m.id, m]));
+    const onLatest = new Set();
+    for (let m = messages[messages.length - 1]; m && !onLatest.has(m.id); m = byId.get(m.parent_id)) onLatest.add(m.id);
+    const pick = (key, options, isLatest) => {
+      const chosen = this.choice.get(key);
+      if (chosen != null && chosen < options.length) return chosen;
+      const i = options.findIndex(isLatest);
+      return i >= 0 ? i : options.length - 1;
+    };
+    for (const run of this.runs.values()) if (run.threadId === this.threadId) run.setSwitch(null);
+    this.clearTranscript();
+    this.welcome.hidden = messages.length > 0;
+    let at = '';
+    let last = null;
+    for (let depth = 0; depth < messages.length; depth++) {
+      const versions = (children.get(at) || []).filter((m) => m.role === 'user');
+      if (!versions.length) break;
+      const vi = pick(`m:${at}`, versions, (m) => onLatest.has(m.id));
+      const u = versions[vi];
+      const msg = this.userBubble(u.content, u.id);
+      if (versions.length > 1) msg.querySelector('.msg-tools').prepend(this.switcher(`m:${at}`, vi, versions.length, 'version of this message'));
+      last = u.id;
+      let answer = null;
+      const tries = attempts.get(u.id) || [];
+      if (tries.length) {
+        const answerOf = new Map((children.get(u.id) || []).filter((m) => m.role === 'assistant').map((m) => [m.run_id, m]));
+        const ri = pick(`r:${u.id}`, tries, (r) => onLatest.has(answerOf.get(r.id)?.id));
+        const run = this.runs.get(tries[ri].id);
+        if (run) {
+          run.answers(u.id);
+          if (tries.length > 1) run.setSwitch(this.switcher(`r:${u.id}`, ri, tries.length, 'answer to this message'));
+          run.render();
+          this.transcript.append(run.root);
+          if (run.active) run.details.open = true;
+        }
+        answer = answerOf.get(tries[ri].id);
+        if (answer) last = answer.id;
+      }
+      at = answer ? answer.id : u.id;
+    }
+    this.shownLast = last;
+    this.updateStop();
   }
 }

@@ -140,6 +140,70 @@ test('a direct answer offers its follow-up questions as buttons that ask them in
   await ctx.close();
 });
 
+test('Edit and Regenerate branch the thread; every branch stays, can be shown again, and survives a reload', async () => {
+  const { ctx, page, problems } = await openPage(server.url);
+  const done = (n) => page.locator('article.run[data-state="completed"]').nth(n).waitFor({ timeout: 20000 });
+  const bubbles = page.locator('.msg.user .bubble');
+  const shown = async () => (await bubbles.allTextContents()).map((t) => t.trim());
+  await ask(page, 'Which feature costs the most?');
+  await done(0);
+  await ask(page, 'Which model costs the most?');
+  await done(1);
+
+  // Edit the second question: the composer takes its text; sending asks it on a new branch.
+  await page.locator('.msg.user').nth(1).locator('button.edit').click();
+  const box = page.locator('#composer-input');
+  assert.equal(await box.inputValue(), 'Which model costs the most?');
+  await expectText(page.locator('#notice'), /Editing your message/);
+  await box.fill('Which project costs the most?');
+  await box.press('Enter');
+  await page.locator('.msg.user .branch-pos', { hasText: '2 / 2' }).waitFor({ timeout: 10000 });
+  await done(1);
+  assert.deepEqual(await shown(), ['Which feature costs the most?', 'Which project costs the most?']);
+  await expectText(lastRun(page).locator('.answer p').first(), /^The project that cost the most/);
+  await screenshot(page, '02c-edited');
+
+  // The original is one switch away, with its own answer.
+  await page.locator('.msg.user .branch button.prev').click();
+  assert.deepEqual(await shown(), ['Which feature costs the most?', 'Which model costs the most?']);
+  await expectText(page.locator('.msg.user .branch-pos'), /^1 \/ 2$/);
+  await expectText(lastRun(page).locator('.answer p').first(), /^The model that cost the most/);
+
+  // Regenerate the answer shown: a second answer to the same question, beside the first.
+  const original = await lastRun(page).getAttribute('data-run-id');
+  await lastRun(page).locator('button.regenerate').click();
+  const answers = page.locator('article.run .branch-pos');
+  await expectText(answers, /^2 \/ 2$/);
+  await page.locator('article.run[data-state="completed"]').nth(1).waitFor({ timeout: 20000 });
+  assert.notEqual(await lastRun(page).getAttribute('data-run-id'), original);
+  assert.deepEqual(await shown(), ['Which feature costs the most?', 'Which model costs the most?'], 'the branch regenerated stays shown');
+  await expectText(lastRun(page).locator('.answer p').first(), /^The model that cost the most/);
+  await screenshot(page, '02d-regenerated');
+
+  // After a reload: the thread's latest branch, both switches, and the first answer one click away.
+  await page.reload();
+  await waitConnected(page);
+  await page.locator('article.run .branch-pos', { hasText: '2 / 2' }).waitFor({ timeout: 10000 });
+  assert.deepEqual(await shown(), ['Which feature costs the most?', 'Which model costs the most?']);
+  await expectText(page.locator('.msg.user .branch-pos'), /^1 \/ 2$/);
+  await lastRun(page).locator('.branch button.prev').click();
+  assert.equal(await lastRun(page).getAttribute('data-run-id'), original);
+
+  // A message sent now continues the branch shown (the switch moved it off the latest).
+  await page.locator('.msg.user .branch button.next-version').click();
+  assert.deepEqual(await shown(), ['Which feature costs the most?', 'Which project costs the most?']);
+  await ask(page, 'and what about the second one?');
+  await done(2);
+  await expectText(lastRun(page).locator('.answer p').first(), /^You spent \S+ on project /);
+  const token = await page.evaluate(() => localStorage.getItem('apex.token'));
+  const thread = await page.evaluate(() => localStorage.getItem('apex.thread'));
+  const { body } = await rest(server, `/api/threads/${thread}/messages`, token);
+  assert.equal(body.messages.filter((m) => m.role === 'user').length, 4, 'every question kept');
+  assert.equal(body.runs.length, 5);
+  assert.deepEqual(problems, []);
+  await ctx.close();
+});
+
 test('a reload in the middle of a run resumes it: complete answer, no duplicate text', async () => {
   const { ctx, page, problems } = await openPage(slow.url);
   await ask(page, 'Analyze my AI costs');

@@ -307,6 +307,30 @@ async fn the_model_reads_the_threads_history() {
     assert!(thoughts(&events, "supervisor").iter().any(|t| t.contains("last 2 messages")), "{events:?}");
 }
 
+#[tokio::test]
+async fn the_model_reads_only_the_branch_of_the_message_it_answers() {
+    let model = scripted(|r| match r.stage() {
+        "answer" => Reply::Text(vec!["Here is what I found.".into()]),
+        _ => Reply::Text(vec!["Enough.".into()]),
+    })
+    .await;
+    let app = spawn_with(with_model(&model.url), |s| s).await;
+    let (mut client, accepted, _) = run(&app, "analyst", "Analyze my AI costs", None).await;
+    let thread = accepted["thread_id"].as_str().unwrap().to_owned();
+    let replaced = client.ask("Which model costs the most?", Some(&thread)).await;
+    client.events_until_terminal().await;
+    let before = model.requests().len();
+    let edit = json!({"type": "user_message", "thread_id": thread, "edit_of": replaced["message_id"], "text": "Which project costs the most?"});
+    client.send(edit).await;
+    assert_eq!(client.next_json().await["type"], "message_accepted");
+    assert_golden_run_streamed_in(&client.events_until_terminal().await, 1);
+    let request = &model.requests()[before];
+    let said: Vec<&str> = request["messages"].as_array().unwrap()[1..].iter().filter_map(|m| m["content"].as_str()).collect();
+    assert_eq!(said[0], "Analyze my AI costs", "{request}");
+    assert!(!said.iter().any(|m| m.contains("Which model costs the most?")), "the replaced branch is not history: {said:?}");
+    assert!(said.iter().any(|m| m.starts_with("Which project costs the most?")), "{said:?}");
+}
+
 /// The run ends with the built-in answer, and the data agent says why the model was dropped.
 async fn assert_dropped(model: &Scripted, because: &str, question: &str) -> Vec<Value> {
     let app = spawn_with(with_model(&model.url), |s| s).await;

@@ -7,20 +7,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-/// The result of the run's `query_slice` call.
-fn slice_of(events: &[Value]) -> Value {
-    events
-        .iter()
-        .find(|e| e["type"] == "tool_completed" && e["tool"] == "query_slice")
-        .map(|e| e["result"].clone())
-        .expect("the run narrowed the usage with query_slice")
-}
-
-/// A micro-dollar amount of a tool result as answers print it.
-fn money(micros: &Value) -> String {
-    apex_costs::Money(micros.as_i64().unwrap()).to_string()
-}
-
 #[tokio::test]
 async fn a_narrow_question_gets_its_figure_first() {
     let app = spawn_app().await;

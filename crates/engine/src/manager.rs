@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use apex_costs::PriceBook;
-use apex_protocol::{now_ms, MessageId, RunId, ThreadId, UserId, UserMessage};
-use apex_store::{BeginOutcome, NewRun, Store, StoreError, Write};
+use apex_protocol::{now_ms, Branch, MessageId, RunId, ThreadId, UserId, UserMessage};
+use apex_store::{BeginOutcome, NewRun, Place, Store, StoreError, Write};
 use apex_telemetry as m;
 use futures_util::FutureExt;
 use tokio::task::JoinHandle;
@@ -69,6 +69,12 @@ pub struct Accepted {
     pub duplicate: bool,
 }
 
+/// Where an accepted message goes, and for a regenerate the message answered again.
+struct Placed {
+    place: Place,
+    again: Option<(MessageId, String)>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The thread has an active run (its id, once it has one).
@@ -76,6 +82,10 @@ pub enum StartError {
     ThreadBusy(Option<RunId>),
     #[error("not found")]
     NotFound,
+    /// `parent_id`, `edit_of` or `regenerate` names no message of the thread
+    /// (`not_found`), or one it cannot name (an answer, for an edit or a regenerate).
+    #[error("{message}")]
+    Branch { not_found: bool, message: String },
     #[error("the server is shutting down")]
     ShuttingDown,
     /// Storage is failing (a full disk): the message was not saved, so not accepted.
@@ -243,8 +253,26 @@ impl RunManager {
                 return self.busy_or_resent(user_id, &msg, run).await;
             }
         }
-        let new = NewRun::new(user_id, msg.thread_id, msg.text.clone(), msg.client_message_id.clone(), now_ms())
-            .owned_by(&inner.instance);
+        let placed = match (msg.thread_id, msg.branch) {
+            (Some(thread), Some(branch)) => self.place(user_id, thread, branch).await,
+            _ => Ok(Placed { place: Place::Latest, again: None }),
+        };
+        let placed = match placed {
+            Ok(p) => p,
+            Err(e) => {
+                if let Some(thread) = reserved {
+                    inner.busy_threads.lock().expect("busy lock").remove(&thread);
+                }
+                return Err(e);
+            }
+        };
+        let text = placed.again.as_ref().map_or_else(|| msg.text.clone(), |(_, text)| text.clone());
+        let mut new = NewRun::new(user_id, msg.thread_id, text.clone(), msg.client_message_id.clone(), now_ms())
+            .owned_by(&inner.instance)
+            .placed(placed.place);
+        if let Some((message_id, _)) = placed.again {
+            new.message_id = message_id;
+        }
         let outcome = inner.writer.begin(new).await;
         let begun = match outcome {
             Some(BeginOutcome::Begun(b)) => b,
@@ -279,7 +307,7 @@ impl RunManager {
             thread_id: begun.thread_id,
             run_id: begun.run_id,
             message_id: MessageId::new(),
-            text: Arc::from(msg.text),
+            text: Arc::from(text),
             memory: Some(Arc::new(crate::question::StoreMemory(inner.store.clone()))),
         };
         let task_inner = inner.clone();
@@ -295,6 +323,29 @@ impl RunManager {
             .instrument(span),
         );
         Ok(Accepted { run_id: begun.run_id, thread_id: begun.thread_id, message_id: begun.message_id, duplicate: false })
+    }
+
+    /// Where a message that names an earlier one goes: after it (`parent_id`), beside it
+    /// (`edit_of`), or nowhere, its run answering it again (`regenerate`, with its text).
+    async fn place(&self, user_id: &UserId, thread: ThreadId, branch: Branch) -> Result<Placed, StartError> {
+        let messages = self.inner.store.thread_messages(user_id, thread).await.map_err(|e| match e {
+            StoreError::NotFound => StartError::NotFound,
+            // As for a message that cannot be saved: not accepted, retry later.
+            _ => StartError::StorageUnavailable,
+        })?;
+        let (field, id) = (branch.field(), branch.message_id());
+        let Some(named) = messages.iter().find(|m| m.id == id) else {
+            return Err(StartError::Branch { not_found: true, message: format!("`{field}`: this thread has no message {id}") });
+        };
+        if named.role != "user" && !matches!(branch, Branch::After(_)) {
+            let message = format!("`{field}` names a message you sent; {id} is an answer");
+            return Err(StartError::Branch { not_found: false, message });
+        }
+        Ok(match branch {
+            Branch::After(_) => Placed { place: Place::After(Some(id)), again: None },
+            Branch::EditOf(_) => Placed { place: Place::After(named.parent_id), again: None },
+            Branch::Regenerate(_) => Placed { place: Place::Again, again: Some((id, named.content.clone())) },
+        })
     }
 
     /// A message for a busy thread: refused, unless it is a resend of one already accepted

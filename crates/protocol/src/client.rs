@@ -6,7 +6,7 @@
 use serde_json::{Map, Value};
 
 use crate::codes::ErrorCode;
-use crate::ids::{RunId, ThreadId};
+use crate::ids::{MessageId, RunId, ThreadId};
 
 /// Longest accepted `client_message_id`, in bytes.
 pub const MAX_CLIENT_MESSAGE_ID: usize = 128;
@@ -21,10 +21,43 @@ pub enum ClientFrame {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserMessage {
-    /// Non-empty after trimming; bounded by the frame size limit.
+    /// Non-empty after trimming; bounded by the frame size limit. Empty for a
+    /// [`Branch::Regenerate`], which answers a stored message again.
     pub text: String,
     pub thread_id: Option<ThreadId>,
     pub client_message_id: Option<String>,
+    /// Where in the thread the message goes; `None`: after the thread's latest message.
+    /// Always with a `thread_id`.
+    pub branch: Option<Branch>,
+}
+
+/// A message placed somewhere other than after the thread's latest message. Earlier
+/// messages are never changed: an edit or a regenerate starts a new branch beside them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Branch {
+    /// `parent_id`: continues the branch that ends at this message.
+    After(MessageId),
+    /// `edit_of`: replaces this user message on a new branch (same parent as the original).
+    EditOf(MessageId),
+    /// `regenerate`: answers this user message again; `text` is absent.
+    Regenerate(MessageId),
+}
+
+impl Branch {
+    /// The field that carries it on the wire.
+    pub fn field(self) -> &'static str {
+        match self {
+            Self::After(_) => "parent_id",
+            Self::EditOf(_) => "edit_of",
+            Self::Regenerate(_) => "regenerate",
+        }
+    }
+
+    pub fn message_id(self) -> MessageId {
+        match self {
+            Self::After(m) | Self::EditOf(m) | Self::Regenerate(m) => m,
+        }
+    }
 }
 
 /// Why a frame was refused. `code` is stable; `message` is for humans.
@@ -89,16 +122,45 @@ fn parse_user_message(obj: &Map<String, Value>) -> Result<ClientFrame, ClientErr
         e.client_message_id = client_message_id.clone();
         e
     };
-    let text = match obj.get("text") {
-        None | Some(Value::Null) => return Err(with_id(ClientError::new(ErrorCode::MissingField, "field `text` is required"))),
-        Some(Value::String(s)) => s,
-        Some(_) => return Err(with_id(ClientError::new(ErrorCode::InvalidField, "field `text` must be a string"))),
-    };
-    if text.trim().is_empty() {
-        return Err(with_id(ClientError::new(ErrorCode::InvalidField, "field `text` must not be empty")));
+    let mut branches = Vec::new();
+    for (field, make) in
+        [("parent_id", Branch::After as fn(MessageId) -> Branch), ("edit_of", Branch::EditOf), ("regenerate", Branch::Regenerate)]
+    {
+        if let Some(id) = optional_id(obj, field).map_err(with_id)? {
+            branches.push(make(id));
+        }
     }
+    if branches.len() > 1 {
+        let e = ClientError::new(ErrorCode::InvalidField, "only one of `parent_id`, `edit_of` and `regenerate` may be given");
+        return Err(with_id(e));
+    }
+    let branch = branches.pop();
     let thread_id = optional_id(obj, "thread_id").map_err(with_id)?;
-    Ok(ClientFrame::UserMessage(UserMessage { text: text.clone(), thread_id, client_message_id }))
+    if let (Some(b), None) = (branch, thread_id) {
+        let e = ClientError::new(ErrorCode::MissingField, format!("field `thread_id` is required with `{}`", b.field()));
+        return Err(with_id(e));
+    }
+    let text = match (obj.get("text"), branch) {
+        (None | Some(Value::Null), Some(Branch::Regenerate(_))) => String::new(),
+        (Some(v), Some(Branch::Regenerate(_))) if !v.is_null() => {
+            let e = ClientError::new(
+                ErrorCode::InvalidField,
+                "a `regenerate` carries no `text`: it answers the stored message again",
+            );
+            return Err(with_id(e));
+        }
+        (None | Some(Value::Null), _) => {
+            return Err(with_id(ClientError::new(ErrorCode::MissingField, "field `text` is required")))
+        }
+        (Some(Value::String(s)), _) => {
+            if s.trim().is_empty() {
+                return Err(with_id(ClientError::new(ErrorCode::InvalidField, "field `text` must not be empty")));
+            }
+            s.clone()
+        }
+        (Some(_), _) => return Err(with_id(ClientError::new(ErrorCode::InvalidField, "field `text` must be a string"))),
+    };
+    Ok(ClientFrame::UserMessage(UserMessage { text, thread_id, client_message_id, branch }))
 }
 
 fn required_id<T: std::str::FromStr>(obj: &Map<String, Value>, field: &str) -> Result<T, ClientError> {
@@ -163,7 +225,8 @@ mod tests {
             Ok(ClientFrame::UserMessage(UserMessage {
                 text: "hi".into(),
                 thread_id: Some(thread),
-                client_message_id: Some("c1".into())
+                client_message_id: Some("c1".into()),
+                branch: None
             }))
         );
     }
@@ -188,6 +251,36 @@ mod tests {
         assert_eq!(code(&format!(r#"{{"type":"user_message","text":"{}"}}"#, "a".repeat(MAX))), ErrorCode::MessageTooLarge);
         let nested = format!("{}{}", "[".repeat(1_000), "]".repeat(1_000));
         assert_eq!(code(&nested), ErrorCode::InvalidJson);
+    }
+
+    #[test]
+    fn a_message_may_branch_from_an_earlier_one() {
+        let thread = ThreadId::new();
+        let m = MessageId::new();
+        let parse =
+            |extra: &str| parse_client_frame(&format!(r#"{{"type":"user_message","thread_id":"{thread}",{extra}}}"#), MAX);
+        for (field, branch) in [("parent_id", Branch::After(m)), ("edit_of", Branch::EditOf(m))] {
+            match parse(&format!(r#""text":"hi","{field}":"{m}""#)) {
+                Ok(ClientFrame::UserMessage(u)) => {
+                    assert_eq!((u.branch, u.text.as_str(), u.thread_id), (Some(branch), "hi", Some(thread)))
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        match parse(&format!(r#""regenerate":"{m}","client_message_id":"r1""#)) {
+            Ok(ClientFrame::UserMessage(u)) => assert_eq!((u.branch, u.text.as_str()), (Some(Branch::Regenerate(m)), "")),
+            other => panic!("regenerate: {other:?}"),
+        }
+        // A regenerate has no text; an edit needs one; one branch at a time; always in a thread.
+        let e = parse(&format!(r#""regenerate":"{m}","text":"again","client_message_id":"r2""#)).unwrap_err();
+        assert_eq!((e.code, e.client_message_id.as_deref()), (ErrorCode::InvalidField, Some("r2")));
+        assert_eq!(parse(&format!(r#""edit_of":"{m}""#)).unwrap_err().code, ErrorCode::MissingField);
+        assert_eq!(parse(&format!(r#""text":"a","edit_of":"{m}","parent_id":"{m}""#)).unwrap_err().code, ErrorCode::InvalidField);
+        assert_eq!(parse(r#""text":"a","edit_of":"nope""#).unwrap_err().code, ErrorCode::InvalidField);
+        assert_eq!(parse(r#""text":"a","regenerate":7"#).unwrap_err().code, ErrorCode::InvalidField);
+        let e = parse_client_frame(&format!(r#"{{"type":"user_message","text":"a","edit_of":"{m}"}}"#), MAX).unwrap_err();
+        assert_eq!(e.code, ErrorCode::MissingField);
+        assert!(e.message.contains("thread_id"), "{}", e.message);
     }
 
     #[test]
@@ -227,7 +320,12 @@ mod tests {
         assert_eq!(code(r#"{"type":"user_message","text":"a","thread_id":5}"#), ErrorCode::InvalidField);
         assert_eq!(
             parse_client_frame(r#"{"type":"user_message","text":"a","thread_id":null}"#, MAX),
-            Ok(ClientFrame::UserMessage(UserMessage { text: "a".into(), thread_id: None, client_message_id: None }))
+            Ok(ClientFrame::UserMessage(UserMessage {
+                text: "a".into(),
+                thread_id: None,
+                client_message_id: None,
+                branch: None
+            }))
         );
         let e = parse_client_frame(r#"{"type":"stop_agent"}"#, MAX).unwrap_err();
         assert!(e.message.contains("run_id"), "the message names the field: {}", e.message);
@@ -246,7 +344,12 @@ mod tests {
         assert_eq!(code(r#"{"type":"user_message","text":"hi","client_message_id":7}"#), ErrorCode::InvalidField);
         assert_eq!(
             parse_client_frame(r#"{"type":"user_message","text":"hi","client_message_id":null}"#, MAX),
-            Ok(ClientFrame::UserMessage(UserMessage { text: "hi".into(), thread_id: None, client_message_id: None }))
+            Ok(ClientFrame::UserMessage(UserMessage {
+                text: "hi".into(),
+                thread_id: None,
+                client_message_id: None,
+                branch: None
+            }))
         );
     }
 
@@ -352,7 +455,7 @@ mod tests {
             let mut obj = serde_json::json!({"type": "user_message", "text": text});
             if let Some(c) = &cid { obj["client_message_id"] = Value::from(c.clone()); }
             let parsed = parse_client_frame(&obj.to_string(), MAX).unwrap();
-            prop_assert_eq!(parsed, ClientFrame::UserMessage(UserMessage { text, thread_id: None, client_message_id: cid }));
+            prop_assert_eq!(parsed, ClientFrame::UserMessage(UserMessage { text, thread_id: None, client_message_id: cid, branch: None }));
         }
     }
 }

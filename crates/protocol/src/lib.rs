@@ -11,7 +11,7 @@ pub mod event;
 pub mod ids;
 pub mod server;
 
-pub use client::{parse_client_frame, ClientError, ClientFrame, UserMessage};
+pub use client::{parse_client_frame, Branch, ClientError, ClientFrame, UserMessage};
 pub use codes::{close, ErrorCode};
 pub use event::{AgentName, EventKind, RunEvent};
 pub use ids::{ConnectionId, MessageId, RunId, ThreadId, UserId};

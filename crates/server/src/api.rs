@@ -110,8 +110,9 @@ async fn list_threads(State(app): State<AppState>, User(user): User) -> Result<R
 
 async fn thread_messages(State(app): State<AppState>, User(user): User, Path(id): Path<String>) -> Result<Response, ApiError> {
     let thread_id: ThreadId = parse(&id, "thread")?;
-    let messages = app.runs.store().thread_messages(&user, thread_id).await?;
-    Ok(Json(json!({ "thread_id": thread_id, "messages": messages })).into_response())
+    let store = app.runs.store();
+    let (messages, runs) = tokio::try_join!(store.thread_messages(&user, thread_id), store.thread_runs(&user, thread_id))?;
+    Ok(Json(json!({ "thread_id": thread_id, "messages": messages, "runs": runs })).into_response())
 }
 
 async fn get_run(State(app): State<AppState>, User(user): User, Path(id): Path<String>) -> Result<Response, ApiError> {

@@ -72,6 +72,7 @@ decorated! { Store {
     true fn find_client_message(&self, user_id: &UserId, client_message_id: &str) -> Option<BegunRun>;
     true fn list_threads(&self, user_id: &UserId) -> Vec<ThreadRow>;
     true fn thread_messages(&self, user_id: &UserId, thread_id: ThreadId) -> Vec<MessageRow>;
+    true fn thread_runs(&self, user_id: &UserId, thread_id: ThreadId) -> Vec<ThreadRunRow>;
     true fn get_run(&self, user_id: &UserId, run_id: RunId) -> RunRow;
     true fn run_events(&self, user_id: &UserId, run_id: RunId, after_seq: u64) -> Vec<String>;
     true fn agent_results(&self, user_id: &UserId, run_id: RunId) -> Vec<AgentResultRow>;

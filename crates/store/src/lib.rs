@@ -87,11 +87,14 @@ pub trait Store: Accounts + Send + Sync + 'static {
     /// call from several instances at once: each run is ended once.
     async fn interrupt_orphaned(&self, instance: &str, lease: std::time::Duration) -> StoreResult<Vec<RunId>>;
 
-    /// The message (and run) this user sent earlier with this `client_message_id`.
+    /// The run (and its message) this user started earlier with this `client_message_id`.
     async fn find_client_message(&self, user_id: &UserId, client_message_id: &str) -> StoreResult<Option<BegunRun>>;
 
     async fn list_threads(&self, user_id: &UserId) -> StoreResult<Vec<ThreadRow>>;
+    /// Every message of the thread, every branch, oldest first.
     async fn thread_messages(&self, user_id: &UserId, thread_id: ThreadId) -> StoreResult<Vec<MessageRow>>;
+    /// The thread's runs, oldest first: a user message answered again has several.
+    async fn thread_runs(&self, user_id: &UserId, thread_id: ThreadId) -> StoreResult<Vec<ThreadRunRow>>;
     async fn get_run(&self, user_id: &UserId, run_id: RunId) -> StoreResult<RunRow>;
     /// Events of a run with `seq > after_seq`, in order, as their wire JSON.
     async fn run_events(&self, user_id: &UserId, run_id: RunId, after_seq: u64) -> StoreResult<Vec<String>>;

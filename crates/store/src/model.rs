@@ -68,6 +68,20 @@ pub struct NewRun {
     pub at_ms: u64,
     /// The instance that executes the run (its lease keeps the run alive).
     pub owner: Option<String>,
+    /// Where the message goes in its thread.
+    pub place: Place,
+}
+
+/// Where an accepted message goes in its thread: a tree, each message after its parent.
+/// A place that already has a message starts a branch beside it; nothing is replaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// After the thread's latest message (first, in a new thread).
+    Latest,
+    /// After this message, or first in the thread (`None`).
+    After(Option<MessageId>),
+    /// No new message: the run answers `message_id`, a stored user message, again.
+    Again,
 }
 
 impl NewRun {
@@ -88,7 +102,14 @@ impl NewRun {
             client_message_id,
             at_ms,
             owner: None,
+            place: Place::Latest,
         }
+    }
+
+    /// The same, placed elsewhere in its thread.
+    pub fn placed(mut self, place: Place) -> Self {
+        self.place = place;
+        self
     }
 
     /// The same, executed by `instance`.
@@ -203,12 +224,40 @@ pub struct ThreadRow {
 pub struct MessageRow {
     pub id: MessageId,
     pub thread_id: ThreadId,
+    /// The message this one follows; `None` for the first of its thread. Messages with the
+    /// same parent are branches: an edit, or another answer to the same question.
+    pub parent_id: Option<MessageId>,
     pub run_id: Option<RunId>,
     pub role: String,
     pub content: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_message_id: Option<String>,
     pub created_at: u64,
+}
+
+/// A run of a thread, for drawing the thread: which message it answers, and how it went.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ThreadRunRow {
+    pub id: RunId,
+    pub user_message_id: MessageId,
+    pub status: RunStatus,
+    pub created_at: u64,
+}
+
+/// The messages from the first of the thread to `last`, in order, following parents.
+/// Empty when `last` is not among `messages`.
+pub fn branch_to(messages: &[MessageRow], last: MessageId) -> Vec<&MessageRow> {
+    let by_id: std::collections::HashMap<MessageId, &MessageRow> = messages.iter().map(|m| (m.id, m)).collect();
+    let mut path = Vec::new();
+    let mut next = Some(last);
+    while let Some(id) = next {
+        // A cycle cannot be written (a parent always exists before its child); bound it anyway.
+        let Some(m) = by_id.get(&id).filter(|_| path.len() < messages.len()) else { break };
+        path.push(*m);
+        next = m.parent_id;
+    }
+    path.reverse();
+    path
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

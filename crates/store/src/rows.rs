@@ -7,7 +7,7 @@ use std::str::FromStr;
 use apex_costs::{Money, UsageRecord};
 use apex_protocol::{RunId, ThreadId};
 
-use crate::model::{AgentResultRow, BegunRun, MessageRow, RunRow, RunStatus, ThreadRow};
+use crate::model::{AgentResultRow, BegunRun, MessageRow, RunRow, RunStatus, ThreadRow, ThreadRunRow};
 use crate::{StoreError, StoreResult};
 
 /// An id as stored (its text form), parsed back.
@@ -113,6 +113,7 @@ impl TryFrom<Thread> for ThreadRow {
 #[derive(sqlx::FromRow)]
 pub(crate) struct Message {
     id: String,
+    parent_id: Option<String>,
     run_id: Option<String>,
     role: String,
     content: String,
@@ -125,11 +126,33 @@ impl Message {
         Ok(MessageRow {
             id: parse_id(&self.id)?,
             thread_id,
+            parent_id: self.parent_id.as_deref().map(parse_id).transpose()?,
             run_id: self.run_id.as_deref().map(parse_id).transpose()?,
             role: self.role,
             content: self.content,
             client_message_id: self.client_message_id,
             created_at: unsigned(self.created_at),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ThreadRun {
+    id: String,
+    user_message_id: String,
+    status: String,
+    created_at: i64,
+}
+
+impl TryFrom<ThreadRun> for ThreadRunRow {
+    type Error = StoreError;
+    fn try_from(r: ThreadRun) -> StoreResult<Self> {
+        Ok(ThreadRunRow {
+            id: parse_id(&r.id)?,
+            user_message_id: parse_id(&r.user_message_id)?,
+            status: RunStatus::parse(&r.status)
+                .ok_or_else(|| StoreError::Database(sqlx::Error::Decode(format!("bad run status `{}`", r.status).into())))?,
+            created_at: unsigned(r.created_at),
         })
     }
 }

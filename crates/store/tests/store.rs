@@ -5,7 +5,7 @@ use std::sync::Arc;
 use apex_costs::import::ImportRow;
 use apex_costs::{Money, UsageRecord};
 use apex_protocol::{AgentName, EventKind, MessageId, RunEvent, RunId, ThreadId};
-use apex_store::{BeginOutcome, NewRun, RunFinish, RunStatus, Store, StoreError, Write};
+use apex_store::{branch_to, BeginOutcome, NewRun, Place, RunFinish, RunStatus, Store, StoreError, Write};
 
 /// A database that outlives the stores opened on it (a restart opens a second one).
 enum Db {
@@ -56,6 +56,7 @@ on_every_backend!(
     sessions_rotate_their_refresh_token_and_a_replayed_one_ends_the_session,
     invitations_are_used_once_before_they_expire,
     deleting_a_user_removes_its_threads_runs_and_account_and_keeps_its_revocations,
+    a_thread_branches_on_an_edit_and_a_regenerate_and_keeps_every_branch,
 );
 
 const LEASE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -135,6 +136,79 @@ async fn another_users_thread_is_not_found_and_the_rest_of_the_batch_lands(db: D
     assert!(matches!(store.run_events(&"eve".into(), ann.run_id, 0).await, Err(StoreError::NotFound)));
     assert!(store.agent_results(&"eve".into(), ann.run_id).await.unwrap().is_empty());
     assert!(store.list_threads(&"eve".into()).await.unwrap().is_empty());
+}
+
+/// Ends a run with an answer, as the engine's writer does.
+async fn answer(store: &Arc<dyn Store>, begun: &apex_store::BegunRun, text: &str, at_ms: u64) -> MessageId {
+    let message_id = MessageId::new();
+    let finish = RunFinish {
+        run_id: begun.run_id,
+        user_id: "ann".into(),
+        thread_id: begun.thread_id,
+        status: RunStatus::Completed,
+        at_ms,
+        error: None,
+        message_id,
+        text: text.into(),
+    };
+    store.apply(&[], &[Write::Finish(finish)]).await.unwrap();
+    message_id
+}
+
+async fn a_thread_branches_on_an_edit_and_a_regenerate_and_keeps_every_branch(db: Db) {
+    let store = db.open().await;
+    let ann = "ann".into();
+    let at = |ms: u64, mut run: NewRun| {
+        run.at_ms = ms;
+        run
+    };
+    let q1 = begun(&store.begin_run(at(1_000, new_run("ann", None, "Q1", None))).await.unwrap()).clone();
+    let thread = q1.thread_id;
+    let a1 = answer(&store, &q1, "A1", 1_100).await;
+    let q2 = begun(&store.begin_run(at(1_200, new_run("ann", Some(thread), "Q2", None))).await.unwrap()).clone();
+    let a2 = answer(&store, &q2, "A2", 1_300).await;
+    // An edit of Q2: a new message after Q2's parent; Q2 and its answer stay.
+    let edit = at(1_400, new_run("ann", Some(thread), "Q2 edited", Some("e1"))).placed(Place::After(Some(a1)));
+    let q2b = begun(&store.begin_run(edit.clone()).await.unwrap()).clone();
+    let a2b = answer(&store, &q2b, "A2b", 1_500).await;
+    // An edit of the first message: first in the thread again.
+    let q1b = begun(
+        &store.begin_run(at(1_600, new_run("ann", Some(thread), "Q1 edited", None)).placed(Place::After(None))).await.unwrap(),
+    )
+    .clone();
+    // A regenerate of Q2b: a run and no message, its answer beside A2b.
+    let mut again = at(1_700, new_run("ann", Some(thread), "Q2 edited", Some("r1"))).placed(Place::Again);
+    again.message_id = q2b.message_id;
+    let r = begun(&store.begin_run(again.clone()).await.unwrap()).clone();
+    assert_eq!((r.message_id, r.thread_id), (q2b.message_id, thread));
+    assert_eq!(store.begin_run(again).await.unwrap(), BeginOutcome::Duplicate(r.clone()), "a resent regenerate is the same run");
+    assert_eq!(store.begin_run(edit).await.unwrap(), BeginOutcome::Duplicate(q2b.clone()), "a resent edit is the same run");
+    assert_eq!(store.find_client_message(&ann, "r1").await.unwrap(), Some(r.clone()));
+    let a2c = answer(&store, &r, "A2c", 1_800).await;
+    // Without a place: after the thread's latest message.
+    let q3 = begun(&store.begin_run(at(1_900, new_run("ann", Some(thread), "Q3", None))).await.unwrap()).clone();
+
+    let messages = store.thread_messages(&ann, thread).await.unwrap();
+    let parent = |id: MessageId| messages.iter().find(|m| m.id == id).unwrap().parent_id;
+    assert_eq!(messages.len(), 9, "every branch kept: {messages:?}");
+    assert_eq!(parent(q1.message_id), None);
+    assert_eq!(parent(a1), Some(q1.message_id));
+    assert_eq!(parent(q2.message_id), Some(a1));
+    assert_eq!(parent(a2), Some(q2.message_id));
+    assert_eq!(parent(q2b.message_id), Some(a1));
+    assert_eq!(parent(a2b), Some(q2b.message_id));
+    assert_eq!(parent(q1b.message_id), None);
+    assert_eq!(parent(a2c), Some(q2b.message_id), "a regenerated answer follows the same question");
+    assert_eq!(parent(q3.message_id), Some(a2c));
+    let path: Vec<&str> = branch_to(&messages, q3.message_id).iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(path, ["Q1", "A1", "Q2 edited", "A2c", "Q3"]);
+
+    let runs = store.thread_runs(&ann, thread).await.unwrap();
+    let answering: Vec<_> = runs.iter().filter(|x| x.user_message_id == q2b.message_id).map(|x| x.id).collect();
+    assert_eq!(answering, [q2b.run_id, r.run_id], "both runs of the regenerated question, oldest first");
+    assert_eq!(runs.len(), 6);
+    assert_eq!(store.get_run(&ann, r.run_id).await.unwrap().user_message_id, q2b.message_id);
+    assert!(matches!(store.thread_runs(&"eve".into(), thread).await, Err(StoreError::NotFound)));
 }
 
 async fn events_results_and_the_end_of_a_run_read_back(db: Db) {

@@ -636,3 +636,17 @@ impl ServeProcess {
         (field("VmRSS:"), field("VmHWM:"))
     }
 }
+
+/// The result of the run's `query_slice` call.
+pub fn slice_of(events: &[Value]) -> Value {
+    events
+        .iter()
+        .find(|e| e["type"] == "tool_completed" && e["tool"] == "query_slice")
+        .map(|e| e["result"].clone())
+        .expect("the run narrowed the usage with query_slice")
+}
+
+/// A micro-dollar amount of a tool result as answers print it.
+pub fn money(micros: &Value) -> String {
+    apex_costs::Money(micros.as_i64().unwrap()).to_string()
+}

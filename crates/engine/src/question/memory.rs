@@ -1,11 +1,12 @@
 //! Thread memory: the previous turn of a thread — its question as triage read it and the
 //! names its answer ranked — so that a follow-up ("the second one", "and in October?") is
 //! read against it. It is recovered from what every run already persists (the agents'
-//! results), so it survives a reconnect, a restart and a move to another instance.
+//! results), so it survives a reconnect, a restart and a move to another instance. Only
+//! the branch that leads to the message being answered counts (see [`StoreMemory`]).
 use std::sync::Arc;
 
 use apex_protocol::{RunId, ThreadId, UserId};
-use apex_store::Store;
+use apex_store::{branch_to, MessageRow, Store};
 use async_trait::async_trait;
 
 use super::{Question, Turn};
@@ -51,14 +52,26 @@ pub fn compact(messages: impl IntoIterator<Item = Said>) -> Vec<Said> {
         .collect()
 }
 
-/// Memory read from the store.
+/// Memory read from the store. A thread is a tree (edits and regenerates branch it): a run
+/// remembers the branch that leads to the message it answers, not the branches beside it.
 pub struct StoreMemory(pub Arc<dyn Store>);
+
+impl StoreMemory {
+    /// The messages before the one the run `current` answers, on its branch, oldest first.
+    async fn branch(&self, user: &UserId, thread: ThreadId, current: RunId) -> Option<Vec<MessageRow>> {
+        let (messages, run) = tokio::join!(self.0.thread_messages(user, thread), self.0.get_run(user, current));
+        let (messages, run) = (messages.ok()?, run.ok()?);
+        let mut path: Vec<MessageRow> = branch_to(&messages, run.user_message_id).into_iter().cloned().collect();
+        path.pop();
+        Some(path)
+    }
+}
 
 #[async_trait]
 impl Memory for StoreMemory {
     async fn previous_turn(&self, user: &UserId, thread: ThreadId, current: RunId) -> Option<Turn> {
-        let messages = self.0.thread_messages(user, thread).await.ok()?;
-        let run = messages.iter().rev().filter(|m| m.role == "assistant").find_map(|m| m.run_id.filter(|r| *r != current))?;
+        let branch = self.branch(user, thread, current).await?;
+        let run = branch.iter().rev().filter(|m| m.role == "assistant").find_map(|m| m.run_id)?;
         let results = self.0.agent_results(user, run).await.ok()?;
         let output = |agent: &str| results.iter().find(|r| r.agent == agent).map(|r| &r.output);
         let question: Option<Question> = output("triage").and_then(|o| serde_json::from_value(o.get("question")?.clone()).ok());
@@ -68,11 +81,11 @@ impl Memory for StoreMemory {
     }
 
     async fn history(&self, user: &UserId, thread: ThreadId, current: RunId) -> Vec<Said> {
-        let Ok(messages) = self.0.thread_messages(user, thread).await else { return Vec::new() };
+        let Some(branch) = self.branch(user, thread, current).await else { return Vec::new() };
         compact(
-            messages
+            branch
                 .into_iter()
-                .filter(|m| m.run_id != Some(current) && matches!(m.role.as_str(), "user" | "assistant"))
+                .filter(|m| matches!(m.role.as_str(), "user" | "assistant"))
                 .map(|m| Said { by_user: m.role == "user", text: m.content }),
         )
     }

@@ -285,6 +285,9 @@ fn start_error(e: StartError) -> (ErrorCode, String, Option<RunId>) {
             (ErrorCode::ThreadBusy, "this thread has an active run; wait for it to finish or stop it".into(), run)
         }
         StartError::NotFound => (ErrorCode::NotFound, "no such thread or run".into(), None),
+        StartError::Branch { not_found, message } => {
+            (if not_found { ErrorCode::NotFound } else { ErrorCode::InvalidField }, message, None)
+        }
         StartError::ShuttingDown => (ErrorCode::ShuttingDown, "the server is restarting; retry shortly".into(), None),
         StartError::StorageUnavailable => (
             ErrorCode::StorageUnavailable,

@@ -8,7 +8,7 @@ use apex_protocol::{MessageId, RunId, ThreadId};
 use sqlx::{Postgres, Row, Transaction};
 
 use super::parse_id;
-use crate::model::{decide_begins, title_from, BeginOutcome, BegunRun, NewRun, RunFinish, Write};
+use crate::model::{decide_begins, title_from, BeginOutcome, BegunRun, NewRun, Place, RunFinish, Write};
 use crate::StoreResult;
 
 /// Writes accepted messages and their runs: two lookups (earlier `client_message_id`s and
@@ -18,7 +18,7 @@ pub(super) async fn begin(tx: &mut Transaction<'_, Postgres>, begins: &[NewRun])
     if begins.is_empty() {
         return Ok(Vec::new());
     }
-    let seen = earlier_messages(tx, begins).await?;
+    let seen = earlier_runs(tx, begins).await?;
     let owners = thread_owners(tx, begins).await?;
     let (outcomes, accepted) = decide_begins(begins, seen, &owners);
     if !accepted.is_empty() {
@@ -27,26 +27,23 @@ pub(super) async fn begin(tx: &mut Transaction<'_, Postgres>, begins: &[NewRun])
     Ok(outcomes)
 }
 
-async fn earlier_messages(
-    tx: &mut Transaction<'_, Postgres>,
-    begins: &[NewRun],
-) -> StoreResult<HashMap<(String, String), BegunRun>> {
+async fn earlier_runs(tx: &mut Transaction<'_, Postgres>, begins: &[NewRun]) -> StoreResult<HashMap<(String, String), BegunRun>> {
     let ids: Vec<&str> = begins.iter().filter_map(|b| b.client_message_id.as_deref()).collect();
     let mut found = HashMap::new();
     if ids.is_empty() {
         return Ok(found);
     }
-    let rows =
-        sqlx::query("SELECT user_id, client_message_id, id, thread_id, run_id FROM messages WHERE client_message_id = ANY($1)")
-            .bind(&ids)
-            .fetch_all(&mut **tx)
-            .await?;
+    let rows = sqlx::query(
+        "SELECT user_id, client_message_id, user_message_id, thread_id, id FROM runs WHERE client_message_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&mut **tx)
+    .await?;
     for row in rows {
-        let run: Option<String> = row.get(4);
         let begun = BegunRun {
             message_id: parse_id::<MessageId>(row.get(2))?,
             thread_id: parse_id::<ThreadId>(row.get(3))?,
-            run_id: parse_id::<RunId>(run.as_deref().unwrap_or_default())?,
+            run_id: parse_id::<RunId>(row.get(4))?,
         };
         found.insert((row.get(0), row.get(1)), begun);
     }
@@ -95,26 +92,44 @@ async fn insert_accepted(tx: &mut Transaction<'_, Postgres>, accepted: &[&NewRun
             .await?;
     }
 
-    sqlx::query(
-        "INSERT INTO messages (id, thread_id, user_id, run_id, role, content, client_message_id, created_at) \
-         SELECT id, t, u, r, 'user', c, cid, at \
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[]) \
-         AS v(id, t, u, r, c, cid, at)",
-    )
-    .bind(accepted.iter().map(|b| b.message_id.to_string()).collect::<Vec<_>>())
-    .bind(accepted.iter().map(|b| b.thread().to_string()).collect::<Vec<_>>())
-    .bind(accepted.iter().map(|b| b.user_id.as_str()).collect::<Vec<_>>())
-    .bind(accepted.iter().map(|b| b.run_id.to_string()).collect::<Vec<_>>())
-    .bind(accepted.iter().map(|b| b.text.as_str()).collect::<Vec<_>>())
-    .bind(accepted.iter().map(|b| b.client_message_id.as_deref()).collect::<Vec<_>>())
-    .bind(accepted.iter().map(|b| b.at_ms as i64).collect::<Vec<_>>())
-    .execute(&mut **tx)
-    .await?;
+    // A message goes after the one it names, or after its thread's latest (read in this
+    // transaction, so nothing can come between); a run answering a message again writes none.
+    let messages: Vec<&&NewRun> = accepted.iter().filter(|b| b.place != Place::Again).collect();
+    if !messages.is_empty() {
+        sqlx::query(
+            "INSERT INTO messages (id, thread_id, user_id, run_id, role, content, client_message_id, created_at, parent_id) \
+             SELECT id, t, u, r, 'user', c, cid, at, \
+             CASE WHEN latest THEN (SELECT p.id FROM messages AS p WHERE p.thread_id = v.t \
+             ORDER BY p.created_at DESC, p.id DESC LIMIT 1) ELSE parent END \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], \
+             $8::bool[], $9::text[]) AS v(id, t, u, r, c, cid, at, latest, parent)",
+        )
+        .bind(messages.iter().map(|b| b.message_id.to_string()).collect::<Vec<_>>())
+        .bind(messages.iter().map(|b| b.thread().to_string()).collect::<Vec<_>>())
+        .bind(messages.iter().map(|b| b.user_id.as_str()).collect::<Vec<_>>())
+        .bind(messages.iter().map(|b| b.run_id.to_string()).collect::<Vec<_>>())
+        .bind(messages.iter().map(|b| b.text.as_str()).collect::<Vec<_>>())
+        .bind(messages.iter().map(|b| b.client_message_id.as_deref()).collect::<Vec<_>>())
+        .bind(messages.iter().map(|b| b.at_ms as i64).collect::<Vec<_>>())
+        .bind(messages.iter().map(|b| b.place == Place::Latest).collect::<Vec<_>>())
+        .bind(
+            messages
+                .iter()
+                .map(|b| match b.place {
+                    Place::After(parent) => parent.map(|p| p.to_string()),
+                    Place::Latest | Place::Again => None,
+                })
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut **tx)
+        .await?;
+    }
 
     sqlx::query(
-        "INSERT INTO runs (id, user_id, thread_id, user_message_id, status, created_at, owner) \
-         SELECT id, u, t, m, 'queued', at, o \
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[]) AS v(id, u, t, m, at, o)",
+        "INSERT INTO runs (id, user_id, thread_id, user_message_id, status, created_at, owner, client_message_id) \
+         SELECT id, u, t, m, 'queued', at, o, cid \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[]) \
+         AS v(id, u, t, m, at, o, cid)",
     )
     .bind(accepted.iter().map(|b| b.run_id.to_string()).collect::<Vec<_>>())
     .bind(accepted.iter().map(|b| b.user_id.as_str()).collect::<Vec<_>>())
@@ -122,6 +137,7 @@ async fn insert_accepted(tx: &mut Transaction<'_, Postgres>, accepted: &[&NewRun
     .bind(accepted.iter().map(|b| b.message_id.to_string()).collect::<Vec<_>>())
     .bind(accepted.iter().map(|b| b.at_ms as i64).collect::<Vec<_>>())
     .bind(accepted.iter().map(|b| b.owner.as_deref()).collect::<Vec<_>>())
+    .bind(accepted.iter().map(|b| b.client_message_id.as_deref()).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -354,8 +370,8 @@ async fn finish_runs(tx: &mut Transaction<'_, Postgres>, finished: &[&RunFinish]
     let answers: Vec<&&RunFinish> = finished.iter().filter(|f| !f.text.is_empty()).collect();
     if !answers.is_empty() {
         sqlx::query(
-            "INSERT INTO messages (id, thread_id, user_id, run_id, role, content, created_at) \
-             SELECT id, t, u, r, 'assistant', c, at \
+            "INSERT INTO messages (id, thread_id, user_id, run_id, role, content, created_at, parent_id) \
+             SELECT id, t, u, r, 'assistant', c, at, (SELECT runs.user_message_id FROM runs WHERE runs.id = v.r) \
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[]) AS v(id, t, u, r, c, at) \
              ON CONFLICT DO NOTHING",
         )

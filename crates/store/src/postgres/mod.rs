@@ -231,12 +231,13 @@ impl Store for PgStore {
     }
 
     async fn find_client_message(&self, user_id: &UserId, client_message_id: &str) -> StoreResult<Option<BegunRun>> {
-        let row: Option<rows::Begun> =
-            sqlx::query_as("SELECT id, thread_id, run_id FROM messages WHERE user_id = $1 AND client_message_id = $2")
-                .bind(user_id.as_str())
-                .bind(client_message_id)
-                .fetch_optional(self.pool()?)
-                .await?;
+        let row: Option<rows::Begun> = sqlx::query_as(
+            "SELECT user_message_id AS id, thread_id, id AS run_id FROM runs WHERE user_id = $1 AND client_message_id = $2",
+        )
+        .bind(user_id.as_str())
+        .bind(client_message_id)
+        .fetch_optional(self.pool()?)
+        .await?;
         row.map(BegunRun::try_from).transpose()
     }
 
@@ -253,7 +254,7 @@ impl Store for PgStore {
     async fn thread_messages(&self, user_id: &UserId, thread_id: ThreadId) -> StoreResult<Vec<MessageRow>> {
         self.ensure_owned("SELECT 1 FROM threads WHERE id = $1 AND user_id = $2", thread_id.to_string(), user_id).await?;
         let rows: Vec<rows::Message> = sqlx::query_as(
-            "SELECT id, run_id, role, content, client_message_id, created_at FROM messages \
+            "SELECT id, parent_id, run_id, role, content, client_message_id, created_at FROM messages \
              WHERE thread_id = $1 AND user_id = $2 ORDER BY created_at, id",
         )
         .bind(thread_id.to_string())
@@ -261,6 +262,19 @@ impl Store for PgStore {
         .fetch_all(self.pool()?)
         .await?;
         rows.into_iter().map(|r| r.into_row(thread_id)).collect()
+    }
+
+    async fn thread_runs(&self, user_id: &UserId, thread_id: ThreadId) -> StoreResult<Vec<ThreadRunRow>> {
+        self.ensure_owned("SELECT 1 FROM threads WHERE id = $1 AND user_id = $2", thread_id.to_string(), user_id).await?;
+        let rows: Vec<rows::ThreadRun> = sqlx::query_as(
+            "SELECT id, user_message_id, status, created_at FROM runs WHERE thread_id = $1 AND user_id = $2 \
+             ORDER BY created_at, id",
+        )
+        .bind(thread_id.to_string())
+        .bind(user_id.as_str())
+        .fetch_all(self.pool()?)
+        .await?;
+        rows.into_iter().map(ThreadRunRow::try_from).collect()
     }
 
     async fn get_run(&self, user_id: &UserId, run_id: RunId) -> StoreResult<RunRow> {

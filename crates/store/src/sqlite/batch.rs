@@ -8,7 +8,7 @@ use apex_protocol::{MessageId, RunId, ThreadId};
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::parse_id;
-use crate::model::{decide_begins, title_from, BeginOutcome, BegunRun, NewRun, RunFinish, Write};
+use crate::model::{decide_begins, title_from, BeginOutcome, BegunRun, NewRun, Place, RunFinish, Write};
 use crate::StoreResult;
 
 /// Rows per multi-row statement (at most 4 parameters each: far below SQLite's limit).
@@ -20,7 +20,7 @@ pub(super) async fn begin(tx: &mut Transaction<'_, Sqlite>, begins: &[NewRun]) -
     if begins.is_empty() {
         return Ok(Vec::new());
     }
-    let seen = earlier_messages(tx, begins).await?;
+    let seen = earlier_runs(tx, begins).await?;
     let owners = thread_owners(tx, begins).await?;
     let (outcomes, accepted) = decide_begins(begins, seen, &owners);
     for chunk in accepted.chunks(ROWS_PER_STATEMENT / 2) {
@@ -29,15 +29,12 @@ pub(super) async fn begin(tx: &mut Transaction<'_, Sqlite>, begins: &[NewRun]) -
     Ok(outcomes)
 }
 
-async fn earlier_messages(
-    tx: &mut Transaction<'_, Sqlite>,
-    begins: &[NewRun],
-) -> StoreResult<HashMap<(String, String), BegunRun>> {
+async fn earlier_runs(tx: &mut Transaction<'_, Sqlite>, begins: &[NewRun]) -> StoreResult<HashMap<(String, String), BegunRun>> {
     let ids: Vec<&str> = begins.iter().filter_map(|b| b.client_message_id.as_deref()).collect();
     let mut found = HashMap::new();
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT user_id, client_message_id, id, thread_id, run_id FROM messages WHERE client_message_id IN (",
+            "SELECT user_id, client_message_id, user_message_id, thread_id, id FROM runs WHERE client_message_id IN (",
         );
         let mut list = q.separated(", ");
         for id in chunk {
@@ -45,11 +42,10 @@ async fn earlier_messages(
         }
         q.push(")");
         for row in q.build().fetch_all(&mut **tx).await? {
-            let run: Option<String> = row.get(4);
             let begun = BegunRun {
                 message_id: parse_id::<MessageId>(row.get(2))?,
                 thread_id: parse_id::<ThreadId>(row.get(3))?,
-                run_id: parse_id::<RunId>(run.as_deref().unwrap_or_default())?,
+                run_id: parse_id::<RunId>(row.get(4))?,
             };
             found.insert((row.get(0), row.get(1)), begun);
         }
@@ -106,23 +102,38 @@ async fn insert_accepted(tx: &mut Transaction<'_, Sqlite>, accepted: &[&NewRun])
         q.build().execute(&mut **tx).await?;
     }
 
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO messages (id, thread_id, user_id, run_id, role, content, client_message_id, created_at) ",
-    );
-    q.push_values(accepted, |mut row, b| {
-        row.push_bind(b.message_id.to_string())
-            .push_bind(b.thread().to_string())
-            .push_bind(b.user_id.as_str())
-            .push_bind(b.run_id.to_string())
-            .push_bind("user")
-            .push_bind(b.text.as_str())
-            .push_bind(b.client_message_id.as_deref())
-            .push_bind(b.at_ms as i64);
-    });
-    q.build().execute(&mut **tx).await?;
+    // A message goes after the one it names, or after its thread's latest (read in this
+    // transaction, so nothing can come between); a run answering a message again writes none.
+    let messages: Vec<&&NewRun> = accepted.iter().filter(|b| b.place != Place::Again).collect();
+    if !messages.is_empty() {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO messages (id, thread_id, user_id, run_id, role, content, client_message_id, created_at, parent_id) \
+             SELECT v.column1, v.column2, v.column3, v.column4, 'user', v.column5, v.column6, v.column7, \
+             CASE WHEN v.column8 THEN (SELECT p.id FROM messages AS p WHERE p.thread_id = v.column2 \
+             ORDER BY p.created_at DESC, p.id DESC LIMIT 1) ELSE v.column9 END FROM (",
+        );
+        q.push_values(&messages, |mut row, b| {
+            let parent = match b.place {
+                Place::After(parent) => parent.map(|p| p.to_string()),
+                Place::Latest | Place::Again => None,
+            };
+            row.push_bind(b.message_id.to_string())
+                .push_bind(b.thread().to_string())
+                .push_bind(b.user_id.as_str())
+                .push_bind(b.run_id.to_string())
+                .push_bind(b.text.as_str())
+                .push_bind(b.client_message_id.as_deref())
+                .push_bind(b.at_ms as i64)
+                .push_bind(b.place == Place::Latest)
+                .push_bind(parent);
+        });
+        q.push(") AS v");
+        q.build().execute(&mut **tx).await?;
+    }
 
-    let mut q =
-        QueryBuilder::<Sqlite>::new("INSERT INTO runs (id, user_id, thread_id, user_message_id, status, created_at, owner) ");
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO runs (id, user_id, thread_id, user_message_id, status, created_at, owner, client_message_id) ",
+    );
     q.push_values(accepted, |mut row, b| {
         row.push_bind(b.run_id.to_string())
             .push_bind(b.user_id.as_str())
@@ -130,7 +141,8 @@ async fn insert_accepted(tx: &mut Transaction<'_, Sqlite>, accepted: &[&NewRun])
             .push_bind(b.message_id.to_string())
             .push_bind("queued")
             .push_bind(b.at_ms as i64)
-            .push_bind(b.owner.as_deref());
+            .push_bind(b.owner.as_deref())
+            .push_bind(b.client_message_id.as_deref());
     });
     q.build().execute(&mut **tx).await?;
     Ok(())
@@ -604,18 +616,21 @@ async fn finish_runs(tx: &mut Transaction<'_, Sqlite>, finished: &[&RunFinish]) 
     }
     let answers: Vec<&&RunFinish> = finished.iter().filter(|f| !f.text.is_empty()).collect();
     for chunk in answers.chunks(ROWS_PER_STATEMENT) {
+        // An answer follows the message its run answers.
         let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT OR IGNORE INTO messages (id, thread_id, user_id, run_id, role, content, created_at) ",
+            "INSERT OR IGNORE INTO messages (id, thread_id, user_id, run_id, role, content, created_at, parent_id) \
+             SELECT v.column1, v.column2, v.column3, v.column4, 'assistant', v.column5, v.column6, \
+             (SELECT r.user_message_id FROM runs AS r WHERE r.id = v.column4) FROM (",
         );
         q.push_values(chunk, |mut row, f| {
             row.push_bind(f.message_id.to_string())
                 .push_bind(f.thread_id.to_string())
                 .push_bind(f.user_id.as_str())
                 .push_bind(f.run_id.to_string())
-                .push_bind("assistant")
                 .push_bind(f.text.as_str())
                 .push_bind(f.at_ms as i64);
         });
+        q.push(") AS v");
         q.build().execute(&mut **tx).await?;
     }
     for chunk in finished.chunks(ROWS_PER_STATEMENT) {

@@ -251,12 +251,13 @@ impl Store for SqliteStore {
     }
 
     async fn find_client_message(&self, user_id: &UserId, client_message_id: &str) -> StoreResult<Option<BegunRun>> {
-        let row: Option<rows::Begun> =
-            sqlx::query_as("SELECT id, thread_id, run_id FROM messages WHERE user_id = ? AND client_message_id = ?")
-                .bind(user_id.as_str())
-                .bind(client_message_id)
-                .fetch_optional(&self.readers)
-                .await?;
+        let row: Option<rows::Begun> = sqlx::query_as(
+            "SELECT user_message_id AS id, thread_id, id AS run_id FROM runs WHERE user_id = ? AND client_message_id = ?",
+        )
+        .bind(user_id.as_str())
+        .bind(client_message_id)
+        .fetch_optional(&self.readers)
+        .await?;
         row.map(BegunRun::try_from).transpose()
     }
 
@@ -273,7 +274,7 @@ impl Store for SqliteStore {
     async fn thread_messages(&self, user_id: &UserId, thread_id: ThreadId) -> StoreResult<Vec<MessageRow>> {
         self.ensure_owned("SELECT 1 FROM threads WHERE id = ? AND user_id = ?", thread_id.to_string(), user_id).await?;
         let rows: Vec<rows::Message> = sqlx::query_as(
-            "SELECT id, run_id, role, content, client_message_id, created_at FROM messages \
+            "SELECT id, parent_id, run_id, role, content, client_message_id, created_at FROM messages \
              WHERE thread_id = ? AND user_id = ? ORDER BY created_at, id",
         )
         .bind(thread_id.to_string())
@@ -281,6 +282,19 @@ impl Store for SqliteStore {
         .fetch_all(&self.readers)
         .await?;
         rows.into_iter().map(|r| r.into_row(thread_id)).collect()
+    }
+
+    async fn thread_runs(&self, user_id: &UserId, thread_id: ThreadId) -> StoreResult<Vec<ThreadRunRow>> {
+        self.ensure_owned("SELECT 1 FROM threads WHERE id = ? AND user_id = ?", thread_id.to_string(), user_id).await?;
+        let rows: Vec<rows::ThreadRun> = sqlx::query_as(
+            "SELECT id, user_message_id, status, created_at FROM runs WHERE thread_id = ? AND user_id = ? \
+             ORDER BY created_at, id",
+        )
+        .bind(thread_id.to_string())
+        .bind(user_id.as_str())
+        .fetch_all(&self.readers)
+        .await?;
+        rows.into_iter().map(ThreadRunRow::try_from).collect()
     }
 
     async fn get_run(&self, user_id: &UserId, run_id: RunId) -> StoreResult<RunRow> {
