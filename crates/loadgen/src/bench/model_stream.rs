@@ -234,6 +234,13 @@ impl StandIn {
     async fn start(epoch: Instant, sentences: usize, interval: Duration) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?.to_string();
+        // Tokens leave as they are made, as from a real provider's server (Go's, Python's
+        // asyncio and OpenAI's edge all turn Nagle off). With Nagle on, a token written while
+        // the previous one is unacknowledged waits for Apex's delayed ACK — up to 40 ms on a
+        // connection reused from the pool, as the answer after a plan's requests is.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         // The request is read whole before the answer starts, as a provider does (a plan's
         // request carries the conversation so far).
         let handler = move |_request: String| async move {

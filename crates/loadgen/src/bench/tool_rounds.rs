@@ -221,6 +221,10 @@ impl StandIn {
     async fn start(epoch: Instant, calls: usize) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        // No Nagle delay, as from a real provider's server (see model_stream.rs).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let timeline: Arc<Mutex<Timeline>> = Arc::default();
         let state = (epoch, calls, timeline.clone());
         let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(reply)).with_state(state);
