@@ -203,7 +203,11 @@ async fn ending_a_session_closes_its_sockets_with_4001_here_and_from_another_pro
     assert_eq!(gone.status().as_u16(), 404);
 
     // Disabled by `apex users` (another process, the same store): the socket closes within
-    // the revocation poll, and the account cannot sign in.
+    // the revocation poll, the account cannot sign in, and a token of no session minted
+    // for it with the secret stops working.
+    let ann_id = app.get("/api/me", &ann.token()).await.1["id"].as_str().unwrap().to_owned();
+    let minted = app.token(&ann_id);
+    assert_eq!(threads_status(&app, &minted).await, 200);
     let mut socket = connect(&app, By::Subprotocol(ann.token())).await;
     let out = Command::new(env!("CARGO_BIN_EXE_apex"))
         .args(["users", "disable", "ann", "--data-dir"])
@@ -216,6 +220,18 @@ async fn ending_a_session_closes_its_sockets_with_4001_here_and_from_another_pro
     assert!(matches!(socket.next_frame_within(Duration::from_secs(5)).await, Frame::Close(Some(4001))));
     let disabled = login(&app, "ann", PASSWORD).await;
     assert_eq!((disabled.status, disabled.code()), (403, "account_disabled"));
+    assert_eq!(threads_status(&app, &minted).await, 401);
+    let upgrade = common::try_connect(&app.ws_url(), By::Header(minted.clone())).await;
+    assert!(upgrade.is_err(), "a disabled account's token cannot open a socket");
+    // Enabled again: the same token works again.
+    let out = Command::new(env!("CARGO_BIN_EXE_apex"))
+        .args(["users", "enable", "ann", "--data-dir"])
+        .arg(app.dir.path())
+        .env("APEX_JWT_SECRET", common::SECRET)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(threads_status(&app, &minted).await, 200);
 }
 
 #[tokio::test]

@@ -57,7 +57,9 @@ pub fn router() -> Router<AppState> {
 
 impl AppState {
     /// Who a request is: an API key's user, or [`crate::Auth::authenticate`] and, for a
-    /// token of a sign-in session, that session still active.
+    /// token of a sign-in session, that session still active; for a token of no session
+    /// (minted with the secret by `apex token`, or by the identity provider) whose user is
+    /// a local account, that account not disabled.
     pub async fn identify(&self, token: Option<&str>) -> Result<Identity, AuthError> {
         if let Some(key) = token.filter(|t| api_keys::is_key(t)) {
             return api_keys::identify(self, key).await;
@@ -70,6 +72,14 @@ impl AppState {
                     identity.expires_at = s.expires_at / 1000;
                 }
                 _ => return Err(AuthError::SessionEnded),
+            }
+        } else if !identity.demo {
+            match self.runs.store().account(AccountKey::Id(&identity.user_id)).await {
+                Ok(Some(account)) if account.disabled_at.is_some() => return Err(AuthError::AccountDisabled),
+                Ok(_) => {}
+                // Such a token needs no session: while storage is down it is let through, as
+                // before accounts existed (the user can read nothing then anyway).
+                Err(e) => tracing::warn!(error = %e, "could not check whether the token's account is disabled"),
             }
         }
         Ok(identity)

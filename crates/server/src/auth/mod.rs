@@ -88,6 +88,9 @@ pub enum AuthError {
     /// The token's sign-in session was signed out, revoked or has expired.
     #[error("the session has ended: sign in again")]
     SessionEnded,
+    /// The token's user is a local account that an admin disabled.
+    #[error("the account is disabled")]
+    AccountDisabled,
     #[error("sessions cannot be checked right now: storage is unavailable")]
     Unavailable,
 }
