@@ -42,16 +42,21 @@ async fn a_database_outage_delays_runs_and_messages_but_loses_nothing() {
 
     // The database disappears for three seconds; meanwhile another message arrives.
     proxy.down();
+    let (opened, mut socket_open) = tokio::sync::oneshot::channel();
     let late = {
         let (url, token) = (app.ws_url(), token.clone());
         tokio::spawn(async move {
             let mut other = try_connect(&url, By::Header(token)).await.unwrap();
+            let _ = opened.send(());
             let accepted = other.ask("How do I reduce spend?", None).await;
             let events = other.events_until_terminal().await;
             (accepted, events)
         })
     };
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // A token of no session opens its socket while the database is still down (the check
+    // that its account is not disabled gives up after a second).
+    assert!(socket_open.try_recv().is_ok(), "the socket opened during the outage");
     proxy.up();
 
     // The run finishes as if nothing happened, only later.

@@ -38,6 +38,8 @@ use manage::ManageError;
 
 /// The session cookie: the refresh token, sent to `/api/auth` only.
 pub const COOKIE: &str = "apex_session";
+/// How long a token of no session waits for storage to say whether its account is disabled.
+const DISABLED_CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 const COOKIE_PATH: &str = "/api/auth";
 
 pub fn router() -> Router<AppState> {
@@ -74,12 +76,14 @@ impl AppState {
                 _ => return Err(AuthError::SessionEnded),
             }
         } else if !identity.demo {
-            match self.runs.store().account(AccountKey::Id(&identity.user_id)).await {
-                Ok(Some(account)) if account.disabled_at.is_some() => return Err(AuthError::AccountDisabled),
-                Ok(_) => {}
-                // Such a token needs no session: while storage is down it is let through, as
-                // before accounts existed (the user can read nothing then anyway).
-                Err(e) => tracing::warn!(error = %e, "could not check whether the token's account is disabled"),
+            // Such a token needs no session: while storage is down (the store retries reads
+            // for seconds) it is let through after a short wait, as before accounts existed.
+            let account = self.runs.store().account(AccountKey::Id(&identity.user_id));
+            match tokio::time::timeout(DISABLED_CHECK_WAIT, account).await {
+                Ok(Ok(Some(account))) if account.disabled_at.is_some() => return Err(AuthError::AccountDisabled),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not check whether the token's account is disabled"),
+                Err(_) => tracing::warn!("storage did not say in time whether the token's account is disabled"),
             }
         }
         Ok(identity)
