@@ -27,15 +27,20 @@ pub(super) async fn begin(tx: &mut Transaction<'_, Postgres>, begins: &[NewRun])
     Ok(outcomes)
 }
 
+/// The runs started earlier with the `client_message_id`s of `begins`, by (user, id): one
+/// index lookup per pair (`runs_client_id`), whatever the number of runs stored.
 async fn earlier_runs(tx: &mut Transaction<'_, Postgres>, begins: &[NewRun]) -> StoreResult<HashMap<(String, String), BegunRun>> {
-    let ids: Vec<&str> = begins.iter().filter_map(|b| b.client_message_id.as_deref()).collect();
+    let (users, ids): (Vec<&str>, Vec<&str>) =
+        begins.iter().filter_map(|b| Some((b.user_id.as_str(), b.client_message_id.as_deref()?))).unzip();
     let mut found = HashMap::new();
     if ids.is_empty() {
         return Ok(found);
     }
     let rows = sqlx::query(
-        "SELECT user_id, client_message_id, user_message_id, thread_id, id FROM runs WHERE client_message_id = ANY($1)",
+        "SELECT r.user_id, r.client_message_id, r.user_message_id, r.thread_id, r.id \
+         FROM UNNEST($1::text[], $2::text[]) AS k(u, c) JOIN runs AS r ON r.user_id = k.u AND r.client_message_id = k.c",
     )
+    .bind(&users)
     .bind(&ids)
     .fetch_all(&mut **tx)
     .await?;

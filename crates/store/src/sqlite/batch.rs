@@ -11,7 +11,8 @@ use super::parse_id;
 use crate::model::{decide_begins, title_from, BeginOutcome, BegunRun, NewRun, Place, RunFinish, Write};
 use crate::StoreResult;
 
-/// Rows per multi-row statement (at most 4 parameters each: far below SQLite's limit).
+/// Rows per multi-row statement (a begin statement takes half as many, of at most 9
+/// parameters each: all far below SQLite's limit of 32,766 parameters).
 const ROWS_PER_STATEMENT: usize = 512;
 
 /// Writes accepted messages and their runs: two lookups (earlier `client_message_id`s and
@@ -29,18 +30,19 @@ pub(super) async fn begin(tx: &mut Transaction<'_, Sqlite>, begins: &[NewRun]) -
     Ok(outcomes)
 }
 
+/// The runs started earlier with the `client_message_id`s of `begins`, by (user, id): one
+/// index lookup per pair (`runs_client_id`), whatever the number of runs stored.
 async fn earlier_runs(tx: &mut Transaction<'_, Sqlite>, begins: &[NewRun]) -> StoreResult<HashMap<(String, String), BegunRun>> {
-    let ids: Vec<&str> = begins.iter().filter_map(|b| b.client_message_id.as_deref()).collect();
+    let keys: Vec<(&str, &str)> =
+        begins.iter().filter_map(|b| Some((b.user_id.as_str(), b.client_message_id.as_deref()?))).collect();
     let mut found = HashMap::new();
-    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT user_id, client_message_id, user_message_id, thread_id, id FROM runs WHERE client_message_id IN (",
-        );
-        let mut list = q.separated(", ");
-        for id in chunk {
-            list.push_bind(*id);
-        }
-        q.push(")");
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let mut q =
+            QueryBuilder::<Sqlite>::new("SELECT r.user_id, r.client_message_id, r.user_message_id, r.thread_id, r.id FROM (");
+        q.push_values(chunk, |mut row, (user, id)| {
+            row.push_bind(*user).push_bind(*id);
+        });
+        q.push(") AS k JOIN runs AS r ON r.user_id = k.column1 AND r.client_message_id = k.column2");
         for row in q.build().fetch_all(&mut **tx).await? {
             let begun = BegunRun {
                 message_id: parse_id::<MessageId>(row.get(2))?,
