@@ -45,6 +45,7 @@ export class RunView {
     this.onAsk = onAsk;
     this.onRegenerate = onRegenerate;
     this.userMessageId = null;
+    this.answerId = null;           // the answer's message id, once text has come
     this.suggestions = [];
     this.queue = [];
     this.filling = false;
@@ -176,11 +177,13 @@ export class RunView {
         break;
       }
       case 'response_delta':
+        this.answerId = ev.message_id;
         this.text += ev.text;
         this.announce?.(ev.text);
         this.scheduleRender();
         break;
       case 'final_response':
+        this.answerId = ev.message_id;
         this.text = ev.text;
         this.suggestions = ev.suggestions || [];
         this.finish(ev, 'completed', 'Done', '');
@@ -282,8 +285,7 @@ export class Chat {
     this.threads = [];
     this.tree = null;               // the open thread's messages and runs (every branch)
     this.choice = new Map();        // fork → index of the branch shown
-    this.branched = false;          // a switch was used: the next message follows the branch shown
-    this.shownLast = null;          // the last message of the branch shown
+    this.shownLast = null;          // the last message of the branch shown: a message sent follows it
     this.editing = null;            // { id } of the user message being edited
     this.loadToken = 0;
     this.epoch = 0;
@@ -325,7 +327,7 @@ export class Chat {
   frameFor(text) {
     const frame = { type: 'user_message', text, thread_id: this.threadId || undefined, client_message_id: crypto.randomUUID() };
     if (this.threadId && this.editing) frame.edit_of = this.editing.id;
-    else if (this.threadId && this.branched && this.shownLast) frame.parent_id = this.shownLast;
+    else if (this.threadId && this.shownLast) frame.parent_id = this.shownLast;
     return frame;
   }
 
@@ -424,7 +426,7 @@ export class Chat {
 
   /** ‹ 2 / 3 ›: which of the versions at a fork is shown. */
   switcher(key, index, count, label) {
-    const go = (to) => { this.choice.set(key, to); this.branched = true; this.renderBranch(); };
+    const go = (to) => { this.choice.set(key, to); this.renderBranch(); };
     const prev = el('button', { type: 'button', class: 'prev', text: '‹', 'aria-label': `Previous ${label}` });
     const next = el('button', { type: 'button', class: 'next-version', text: '›', 'aria-label': `Next ${label}` });
     if (index === 0) prev.disabled = true;
@@ -506,7 +508,11 @@ export class Chat {
       const run = this.runs.get(f.run_id) || this.newRun(f.run_id, f.thread_id, true);
       run.push(f);
       if (!run.root.isConnected && f.thread_id === this.threadId) this.transcript.append(run.root);
-      if (TERMINAL.has(f.type)) ended = true;
+      if (TERMINAL.has(f.type)) {
+        ended = true;
+        // The branch shown now ends with this run: its answer, or the message it answered.
+        if (run.threadId === this.threadId && run.root.isConnected) this.shownLast = (run.text && run.answerId) || run.userMessageId || this.shownLast;
+      }
     }
     if (this.inboxAt >= this.inbox.length) { this.inbox = []; this.inboxAt = 0; }
     this.scroll();
@@ -521,7 +527,7 @@ export class Chat {
     if (isNew && p && !this.threadId) this.setThread(f.thread_id);
     const run = this.newRun(f.run_id, f.thread_id, true);
     run.answers(f.message_id);
-    if (f.thread_id === this.threadId) this.branched = false; // the new message is the thread's latest
+    if (f.thread_id === this.threadId && !p?.frame.regenerate) this.shownLast = f.message_id;
     if (p && (p.frame.edit_of || p.frame.regenerate) && f.thread_id === this.threadId) {
       // A new branch: the thread is drawn again, showing it.
       this.openThread(f.thread_id);
@@ -592,6 +598,8 @@ export class Chat {
 
   /** Forgets everything shown: another identity takes over the page. */
   reset() {
+    this.tree = null;
+    this.shownLast = null;
     for (const run of this.runs.values()) run.dispose();
     this.runs.clear();
     this.pending.clear();
@@ -616,6 +624,7 @@ export class Chat {
   newChat() {
     this.editing = null;
     this.tree = null;
+    this.shownLast = null;
     this.setThread(null);
     this.clearTranscript();
     this.welcome.hidden = false;
@@ -650,7 +659,6 @@ export class Chat {
     });
     this.tree = { messages, runs };
     this.choice = new Map();
-    this.branched = false;
     this.renderBranch();
     this.transcript.scrollTop = this.transcript.scrollHeight;
     this.updateStop();
@@ -676,8 +684,13 @@ export class Chat {
       attempts.get(r.user_message_id).push(r);
     }
     const byId = new Map(messages.map((m) => [m.id, m]));
+    // The thread's latest: its newest message, or a newer run (a regenerate without an answer yet).
+    let tip = messages[messages.length - 1];
+    const newestRun = runs[runs.length - 1];
+    const tipRun = newestRun && (!tip || newestRun.created_at > tip.created_at) ? newestRun.id : null;
+    if (tipRun) tip = byId.get(newestRun.user_message_id);
     const onLatest = new Set();
-    for (let m = messages[messages.length - 1]; m && !onLatest.has(m.id); m = byId.get(m.parent_id)) onLatest.add(m.id);
+    for (let m = tip; m && !onLatest.has(m.id); m = byId.get(m.parent_id)) onLatest.add(m.id);
     const pick = (key, options, isLatest) => {
       const chosen = this.choice.get(key);
       if (chosen != null && chosen < options.length) return chosen;
@@ -701,7 +714,7 @@ export class Chat {
       const tries = attempts.get(u.id) || [];
       if (tries.length) {
         const answerOf = new Map((children.get(u.id) || []).filter((m) => m.role === 'assistant').map((m) => [m.run_id, m]));
-        const ri = pick(`r:${u.id}`, tries, (r) => onLatest.has(answerOf.get(r.id)?.id));
+        const ri = pick(`r:${u.id}`, tries, (r) => r.id === tipRun || onLatest.has(answerOf.get(r.id)?.id));
         const run = this.runs.get(tries[ri].id);
         if (run) {
           run.answers(u.id);

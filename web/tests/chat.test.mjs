@@ -141,7 +141,8 @@ test('a direct answer offers its follow-up questions as buttons that ask them in
 });
 
 test('Edit and Regenerate branch the thread; every branch stays, can be shown again, and survives a reload', async () => {
-  const { ctx, page, problems } = await openPage(server.url);
+  // The slow server: the thread is drawn again while the regenerated answer is still coming.
+  const { ctx, page, problems } = await openPage(slow.url);
   const done = (n) => page.locator('article.run[data-state="completed"]').nth(n).waitFor({ timeout: 20000 });
   const bubbles = page.locator('.msg.user .bubble');
   const shown = async () => (await bubbles.allTextContents()).map((t) => t.trim());
@@ -197,7 +198,7 @@ test('Edit and Regenerate branch the thread; every branch stays, can be shown ag
   await expectText(lastRun(page).locator('.answer p').first(), /^You spent \S+ on project /);
   const token = await page.evaluate(() => localStorage.getItem('apex.token'));
   const thread = await page.evaluate(() => localStorage.getItem('apex.thread'));
-  const { body } = await rest(server, `/api/threads/${thread}/messages`, token);
+  const { body } = await rest(slow, `/api/threads/${thread}/messages`, token);
   assert.equal(body.messages.filter((m) => m.role === 'user').length, 4, 'every question kept');
   assert.equal(body.runs.length, 5);
   assert.deepEqual(problems, []);
