@@ -445,16 +445,39 @@ async fn open(url: &str) -> anyhow::Result<WsStream> {
     .context("connect timed out")?
 }
 
-/// One golden-path run on a connection of its own: every text frame goes to `on_frame`
-/// (which may end the run with an error) until `final_response`. A run that fails, is
-/// cancelled, times out or is interrupted, an `error` frame, a close, or no end within
-/// [`RUN_TIMEOUT`] is an error.
-async fn golden_run(url: &str, mut on_frame: impl FnMut(&str) -> anyhow::Result<()>) -> anyhow::Result<()> {
-    #[derive(Deserialize)]
-    struct Kind {
-        #[serde(rename = "type")]
-        kind: String,
-    }
+/// A loopback listener for a stand-in provider, and its address. Its sockets send without
+/// Nagle's delay, as real providers' servers do (Go's `net`, Python's asyncio, OpenAI's
+/// edge): with Nagle on, a token written while the previous one is unacknowledged waits
+/// for Apex's delayed ACK, up to 40 ms on a connection reused from the pool.
+async fn stand_in_listener() -> anyhow::Result<(impl axum::serve::Listener<Addr = std::net::SocketAddr>, std::net::SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    Ok((listener, addr))
+}
+
+/// The fields of a run's frames that the benches read.
+#[derive(Deserialize)]
+struct RunFrame {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    agent: Option<String>,
+    #[serde(default)]
+    tool: Option<String>,
+    #[serde(default)]
+    duration_us: u64,
+}
+
+/// One golden-path run on a connection of its own: every frame goes to `on_frame`, with
+/// the instant it was read (`on_frame` may end the run with an error), until
+/// `final_response`. A run that fails, is cancelled, times out or is interrupted, an
+/// `error` frame, a close, or no end within [`RUN_TIMEOUT`] is an error.
+async fn golden_run(url: &str, mut on_frame: impl FnMut(&RunFrame, Instant) -> anyhow::Result<()>) -> anyhow::Result<()> {
     let mut ws = open(url).await?;
     ws.send(Message::Text(GOLDEN_MESSAGE)).await?;
     let outcome = timeout(RUN_TIMEOUT, async {
@@ -464,8 +487,9 @@ async fn golden_run(url: &str, mut on_frame: impl FnMut(&str) -> anyhow::Result<
                 Message::Close(frame) => bail!("closed mid-run: {frame:?}"),
                 _ => continue,
             };
-            on_frame(&text)?;
-            let frame: Kind = serde_json::from_str(&text).context("undecodable frame")?;
+            let received = Instant::now();
+            let frame: RunFrame = serde_json::from_str(&text).context("undecodable frame")?;
+            on_frame(&frame, received)?;
             match frame.kind.as_str() {
                 "final_response" => return Ok(()),
                 "run_failed" | "run_cancelled" | "run_timed_out" | "run_interrupted" | "error" => {

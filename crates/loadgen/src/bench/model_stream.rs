@@ -19,12 +19,12 @@
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context as _};
-use serde::{Deserialize, Serialize};
+use anyhow::{bail, ensure};
+use serde::Serialize;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::deployments::{fmt_load, load_average};
-use super::{golden_run, Backend, BenchArgs, Latencies, Percentiles, ServerProcess};
+use super::{golden_run, stand_in_listener, Backend, BenchArgs, Latencies, Percentiles, ServerProcess};
 
 /// Words per sentence, the last being the stamp.
 const WORDS: usize = 8;
@@ -138,24 +138,15 @@ impl Report {
 }
 
 /// The fields of a server frame this bench reads.
-#[derive(Deserialize)]
-struct Frame {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    text: Option<String>,
-}
-
 /// One golden-path run; returns the latency of every stamped sentence that arrived.
 async fn one_run(url: &str, epoch: Instant) -> anyhow::Result<Vec<Duration>> {
     let mut samples = Vec::new();
-    golden_run(url, |text| {
-        let now = epoch.elapsed();
-        let frame: Frame = serde_json::from_str(text).context("undecodable frame")?;
+    golden_run(url, |frame, received| {
+        let now = received.duration_since(epoch);
         match frame.kind.as_str() {
             "response_delta" => samples.extend(frame.text.as_deref().and_then(stamp_of).map(|at| now.saturating_sub(at))),
             "agent_thinking" if frame.text.as_deref().is_some_and(|t| t.contains("failed")) => {
-                bail!("the model path failed: {}", frame.text.unwrap_or_default())
+                bail!("the model path failed: {}", frame.text.as_deref().unwrap_or_default())
             }
             _ => {}
         }
@@ -232,15 +223,10 @@ struct StandIn {
 
 impl StandIn {
     async fn start(epoch: Instant, sentences: usize, interval: Duration) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?.to_string();
-        // Tokens leave as they are made, as from a real provider's server (Go's, Python's
-        // asyncio and OpenAI's edge all turn Nagle off). With Nagle on, a token written while
-        // the previous one is unacknowledged waits for Apex's delayed ACK — up to 40 ms on a
-        // connection reused from the pool, as the answer after a plan's requests is.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        // Tokens leave as they are made (the answer after a plan's requests comes on a
+        // connection reused from the pool).
+        let (listener, addr) = stand_in_listener().await?;
+        let addr = addr.to_string();
         // The request is read whole before the answer starts, as a provider does (a plan's
         // request carries the conversation so far).
         let handler = move |_request: String| async move {

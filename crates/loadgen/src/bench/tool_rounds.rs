@@ -20,12 +20,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context as _};
-use serde::{Deserialize, Serialize};
+use anyhow::{bail, ensure};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::deployments::{fmt_load, load_average};
-use super::{golden_run, Backend, BenchArgs, Latencies, Percentiles, ServerProcess};
+use super::{golden_run, stand_in_listener, Backend, BenchArgs, Latencies, Percentiles, ServerProcess};
 
 /// The breakdowns the stand-in asks for, one per round (distinct calls: no loop).
 const BREAKDOWNS: [&str; 8] = ["model", "feature", "project", "provider", "environment", "day", "user", "api_key"];
@@ -151,34 +151,19 @@ struct Round {
     tool: Duration,
 }
 
-#[derive(Deserialize)]
-struct Frame {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    tool: Option<String>,
-    #[serde(default)]
-    agent: Option<String>,
-    #[serde(default)]
-    duration_us: u64,
-    #[serde(default)]
-    text: Option<String>,
-}
-
 /// One golden-path run: the provider's gaps after each of its tool calls, paired in order
 /// with the `tool_completed` of the calls (the last `calls` of the data agent's
 /// `query_slice`: the agent's own calls come first).
 async fn one_run(url: &str, provider: &StandIn, calls: usize) -> anyhow::Result<Vec<Round>> {
     provider.reset();
     let mut tools = Vec::new();
-    golden_run(url, |text| {
-        let frame: Frame = serde_json::from_str(text).context("undecodable frame")?;
+    golden_run(url, |frame, _| {
         match frame.kind.as_str() {
             "tool_completed" if frame.agent.as_deref() == Some("data") && frame.tool.as_deref() == Some("query_slice") => {
                 tools.push(Duration::from_micros(frame.duration_us))
             }
             "agent_thinking" if frame.text.as_deref().is_some_and(|t| t.contains("built-in planner")) => {
-                bail!("the model was dropped: {}", frame.text.unwrap_or_default())
+                bail!("the model was dropped: {}", frame.text.as_deref().unwrap_or_default())
             }
             _ => {}
         }
@@ -219,12 +204,7 @@ struct StandIn {
 
 impl StandIn {
     async fn start(epoch: Instant, calls: usize) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        // No Nagle delay, as from a real provider's server (see model_stream.rs).
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        let (listener, addr) = stand_in_listener().await?;
         let timeline: Arc<Mutex<Timeline>> = Arc::default();
         let state = (epoch, calls, timeline.clone());
         let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(reply)).with_state(state);
