@@ -231,6 +231,11 @@ impl RunManager {
         let user = user_id.clone();
         // Held until the run ends (moved into its task), or released on refusal.
         let slot = InFlight::take(inner, &user).await.ok_or(StartError::TooManyRuns(inner.settings.max_runs_per_user))?;
+        // Where the message goes, read before the thread is reserved (nothing to undo).
+        let placed = match (msg.thread_id, msg.branch) {
+            (Some(thread), Some(branch)) => self.place(user_id, thread, branch).await?,
+            _ => Placed { place: Place::Latest, again: None },
+        };
         let mut reserved = None;
         if let Some(thread) = msg.thread_id {
             let busy_with = {
@@ -253,19 +258,6 @@ impl RunManager {
                 return self.busy_or_resent(user_id, &msg, run).await;
             }
         }
-        let placed = match (msg.thread_id, msg.branch) {
-            (Some(thread), Some(branch)) => self.place(user_id, thread, branch).await,
-            _ => Ok(Placed { place: Place::Latest, again: None }),
-        };
-        let placed = match placed {
-            Ok(p) => p,
-            Err(e) => {
-                if let Some(thread) = reserved {
-                    inner.busy_threads.lock().expect("busy lock").remove(&thread);
-                }
-                return Err(e);
-            }
-        };
         let text = placed.again.as_ref().map_or_else(|| msg.text.clone(), |(_, text)| text.clone());
         let mut new = NewRun::new(user_id, msg.thread_id, text.clone(), msg.client_message_id.clone(), now_ms())
             .owned_by(&inner.instance)
