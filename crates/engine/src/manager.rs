@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use apex_costs::PriceBook;
-use apex_protocol::{now_ms, Branch, MessageId, RunId, ThreadId, UserId, UserMessage};
+use apex_protocol::{now_ms, Branch, MessageId, OrgId, RunId, ThreadId, UserId, UserMessage};
 use apex_store::{BeginOutcome, NewRun, Place, Store, StoreError, Write};
 use apex_telemetry as m;
 use futures_util::FutureExt;
@@ -221,8 +221,10 @@ impl RunManager {
     }
 
     /// Persists the message and starts its run. Returns once the message is durable.
-    /// `demo`: the user is a demo identity (demo data until they import).
-    pub async fn submit(&self, user_id: &UserId, demo: bool, msg: UserMessage) -> Result<Accepted, StartError> {
+    /// The run reads the usage of `org` (the user's own space, or a shared organization
+    /// the caller checked they belong to). `demo`: the user is a demo identity (demo data
+    /// until they import).
+    pub async fn submit(&self, user_id: &UserId, org: &OrgId, demo: bool, msg: UserMessage) -> Result<Accepted, StartError> {
         let received = Instant::now();
         let inner = &self.inner;
         if !inner.accepting.load(Ordering::Acquire) {
@@ -291,7 +293,7 @@ impl RunManager {
         });
         inner.runs.lock().expect("runs lock").insert(begun.run_id, live.clone());
         let ctx = RunContext {
-            data: RunData::new(inner.source.clone(), user.clone(), demo)
+            data: RunData::new(inner.source.clone(), org.clone(), demo)
                 .with_cluster(inner.cluster.clone())
                 .with_prices(inner.settings.prices.clone()),
             user_id: user,
@@ -545,7 +547,7 @@ impl Inner {
             tracing::warn!(error = %e, "the run's model usage could not be read back");
             return;
         }
-        if let Err(e) = self.store.import_usage(&UserId::from(OWN_USAGE_ACCOUNT), &rows, now_ms()).await {
+        if let Err(e) = self.store.import_usage(&OrgId::new(OWN_USAGE_ACCOUNT), &rows, now_ms()).await {
             tracing::warn!(error = %e, "the run's model usage could not be recorded");
         }
     }

@@ -8,7 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use apex_costs::{aggregate, summarize, GroupBy, PriceBook, Summary, UsageQuery, UsageRecord, ROLLUP};
-use apex_protocol::UserId;
+use apex_protocol::OrgId;
 use async_trait::async_trait;
 use tokio::sync::OnceCell;
 
@@ -22,17 +22,17 @@ use crate::tools::ToolError;
 pub trait UsageSource: Send + Sync {
     /// The user's usage as [`UsageQuery::rollup`] sums it. `demo`: the user is a demo
     /// identity (a property of how they signed in).
-    async fn usage(&self, user_id: &UserId, demo: bool) -> Result<UsageData, String>;
+    async fn usage(&self, org: &OrgId, demo: bool) -> Result<UsageData, String>;
     /// The user's imported usage at `version` (as [`UsageSource::usage`] gave it) summed as
     /// `q` asks: for what the rollup sums over (end users, API keys). Only asked when
     /// [`UsageSource::usage`] said `Imported`.
-    async fn totals(&self, user_id: &UserId, version: u64, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, String>;
+    async fn totals(&self, org: &OrgId, version: u64, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, String>;
     /// The distinct names of `dim` in the user's imported usage at `version` (end users and
     /// API keys, which the rollup sums over). Only asked when [`UsageSource::usage`] said
     /// `Imported`.
-    async fn names(&self, user_id: &UserId, version: u64, dim: GroupBy) -> Result<Vec<String>, String> {
+    async fn names(&self, org: &OrgId, version: u64, dim: GroupBy) -> Result<Vec<String>, String> {
         let q = UsageQuery { keep: vec![dim], ..UsageQuery::default() };
-        let records = self.totals(user_id, version, &q).await?;
+        let records = self.totals(org, version, &q).await?;
         let mut names: Vec<String> =
             records.iter().map(|r| apex_costs::field(r, dim).to_owned()).filter(|n| !n.is_empty()).collect();
         names.dedup();
@@ -96,7 +96,7 @@ pub struct StoredUsage {
 /// Summed records kept by [`StoredUsage`], by user and query, with the version they are of.
 #[derive(Default)]
 struct Sums {
-    entries: std::collections::HashMap<(UserId, UsageQuery), (u64, Summed)>,
+    entries: std::collections::HashMap<(OrgId, UsageQuery), (u64, Summed)>,
     rows: usize,
 }
 
@@ -111,11 +111,11 @@ struct Summed {
 }
 
 impl Sums {
-    fn get(&self, key: &(UserId, UsageQuery), version: u64) -> Option<Summed> {
+    fn get(&self, key: &(OrgId, UsageQuery), version: u64) -> Option<Summed> {
         self.entries.get(key).filter(|(v, _)| *v == version).map(|(_, summed)| summed.clone())
     }
 
-    fn put(&mut self, key: (UserId, UsageQuery), version: u64, summed: Summed) {
+    fn put(&mut self, key: (OrgId, UsageQuery), version: u64, summed: Summed) {
         let rows = summed.records.len();
         if rows > CACHED_ROWS {
             return;
@@ -140,12 +140,12 @@ impl StoredUsage {
     }
 
     /// `q` over the user's stored usage at `version`, from the cache or summed by the store.
-    async fn summed(&self, user_id: &UserId, version: u64, q: &UsageQuery) -> Result<Summed, String> {
-        let key = (user_id.clone(), q.clone());
+    async fn summed(&self, org: &OrgId, version: u64, q: &UsageQuery) -> Result<Summed, String> {
+        let key = (org.clone(), q.clone());
         if let Some(summed) = self.cache.lock().expect("usage cache lock").get(&key, version) {
             return Ok(summed);
         }
-        let records = Arc::new(self.store.usage_totals(user_id, q).await.map_err(unavailable)?);
+        let records = Arc::new(self.store.usage_totals(org, q).await.map_err(unavailable)?);
         let summed = Summed { records, derived: Arc::default() };
         self.cache.lock().expect("usage cache lock").put(key, version, summed.clone());
         Ok(summed)
@@ -158,25 +158,25 @@ fn unavailable(e: apex_store::StoreError) -> String {
 
 #[async_trait]
 impl UsageSource for StoredUsage {
-    async fn usage(&self, user_id: &UserId, demo: bool) -> Result<UsageData, String> {
-        let version = self.store.usage_version(user_id).await.map_err(unavailable)?;
+    async fn usage(&self, org: &OrgId, demo: bool) -> Result<UsageData, String> {
+        let version = self.store.usage_version(org).await.map_err(unavailable)?;
         // Version 0: nothing was ever imported, so there is nothing to read.
-        let summed = if version == 0 { Summed::default() } else { self.summed(user_id, version, &UsageQuery::rollup()).await? };
+        let summed = if version == 0 { Summed::default() } else { self.summed(org, version, &UsageQuery::rollup()).await? };
         if summed.records.is_empty() {
             if demo {
-                return self.demo.usage(user_id, demo).await;
+                return self.demo.usage(org, demo).await;
             }
             return Ok(UsageData::new(summed.records, Origin::Empty, version));
         }
         Ok(UsageData { records: summed.records, origin: Origin::Imported, version, derived: summed.derived })
     }
 
-    async fn totals(&self, user_id: &UserId, version: u64, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, String> {
-        Ok(self.summed(user_id, version, q).await?.records)
+    async fn totals(&self, org: &OrgId, version: u64, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, String> {
+        Ok(self.summed(org, version, q).await?.records)
     }
 
-    async fn names(&self, user_id: &UserId, _version: u64, dim: GroupBy) -> Result<Vec<String>, String> {
-        self.store.usage_names(user_id, dim).await.map_err(unavailable)
+    async fn names(&self, org: &OrgId, _version: u64, dim: GroupBy) -> Result<Vec<String>, String> {
+        self.store.usage_names(org, dim).await.map_err(unavailable)
     }
 }
 
@@ -193,8 +193,8 @@ const DEMO_CACHE: usize = 512;
 
 #[async_trait]
 impl UsageSource for DemoUsage {
-    async fn usage(&self, user_id: &UserId, _demo: bool) -> Result<UsageData, String> {
-        let seed = seed_for(user_id.as_str());
+    async fn usage(&self, org: &OrgId, _demo: bool) -> Result<UsageData, String> {
+        let seed = seed_for(org.as_str());
         let mut cache = self.cache.lock().expect("demo cache lock");
         if cache.len() >= DEMO_CACHE && !cache.contains_key(&seed) {
             evict_one(&mut cache);
@@ -206,8 +206,8 @@ impl UsageSource for DemoUsage {
         Ok(UsageData { records: summed.records, origin: Origin::Demo, version: 0, derived: summed.derived })
     }
 
-    async fn totals(&self, user_id: &UserId, _version: u64, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, String> {
-        let data = self.usage(user_id, true).await?;
+    async fn totals(&self, org: &OrgId, _version: u64, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, String> {
+        let data = self.usage(org, true).await?;
         Ok(Arc::new(aggregate(&data.records, q)))
     }
 }
@@ -228,7 +228,7 @@ fn seed_for(user_id: &str) -> u64 {
 /// The per-run view of the data: loaded once, shared by every tool call of the run.
 #[derive(Clone)]
 pub struct RunData {
-    user_id: UserId,
+    org: OrgId,
     demo: bool,
     source: Arc<dyn UsageSource>,
     /// The other instances, whose cache tools may share (`None` on a single instance).
@@ -245,9 +245,9 @@ impl fmt::Debug for RunData {
 }
 
 impl RunData {
-    /// The data of `user_id` (a demo identity when `demo`), from `source`.
-    pub fn new(source: Arc<dyn UsageSource>, user_id: UserId, demo: bool) -> Self {
-        Self { user_id, demo, source, cluster: None, prices: PriceBook::default(), data: Arc::default() }
+    /// The data of `org` (a demo identity's own when `demo`), from `source`.
+    pub fn new(source: Arc<dyn UsageSource>, org: OrgId, demo: bool) -> Self {
+        Self { org, demo, source, cluster: None, prices: PriceBook::default(), data: Arc::default() }
     }
 
     /// The same, for an instance of a cluster.
@@ -267,6 +267,11 @@ impl RunData {
         &self.prices
     }
 
+    /// Whose usage the run reads.
+    pub fn org(&self) -> &OrgId {
+        &self.org
+    }
+
     /// The other instances of the cluster, if any (for caches shared between them).
     pub fn cluster(&self) -> Option<&Arc<dyn crate::Cluster>> {
         self.cluster.as_ref()
@@ -274,7 +279,7 @@ impl RunData {
 
     /// The user's usage, loaded once per run.
     pub async fn data(&self) -> Result<&UsageData, ToolError> {
-        self.data.get_or_try_init(|| async { self.source.usage(&self.user_id, self.demo).await.map_err(ToolError) }).await
+        self.data.get_or_try_init(|| async { self.source.usage(&self.org, self.demo).await.map_err(ToolError) }).await
     }
 
     /// The user's usage per day, model, provider, feature, project and environment (end
@@ -288,7 +293,7 @@ impl RunData {
     pub async fn totals(&self, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, ToolError> {
         let data = self.data().await?;
         if q.needs_tags() && data.origin == Origin::Imported {
-            return self.source.totals(&self.user_id, data.version, q).await.map_err(ToolError);
+            return self.source.totals(&self.org, data.version, q).await.map_err(ToolError);
         }
         // Imported records are the rollup (the demo dataset is raw rows).
         if ROLLUP.iter().all(|d| q.keeps(*d)) && data.origin == Origin::Imported {
@@ -315,7 +320,7 @@ impl RunData {
             let mut tags = Vec::new();
             if data.origin == Origin::Imported {
                 for (dim, dimension) in [(GroupBy::User, Dimension::User), (GroupBy::ApiKey, Dimension::ApiKey)] {
-                    let names = self.source.names(&self.user_id, data.version, dim).await.map_err(ToolError)?;
+                    let names = self.source.names(&self.org, data.version, dim).await.map_err(ToolError)?;
                     tags.extend(names.into_iter().map(|name| (dimension, name)));
                 }
             }

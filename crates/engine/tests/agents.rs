@@ -10,7 +10,7 @@ use apex_engine::tools::{self, Intent, NoArgs, UsageOverview, WhatIfResult};
 use apex_engine::{
     Agent, AgentError, DemoUsage, Findings, MemorySink, Origin, RunContext, RunData, Step, UsageData, UsageSource,
 };
-use apex_protocol::{AgentName, EventKind, MessageId, RunId, ThreadId, UserId};
+use apex_protocol::{AgentName, EventKind, MessageId, OrgId, RunId, ThreadId, UserId};
 use serde_json::json;
 
 /// A data source holding fixed records, as if the user had imported them (and summing
@@ -19,12 +19,12 @@ struct Imported(Vec<UsageRecord>);
 
 #[async_trait::async_trait]
 impl UsageSource for Imported {
-    async fn usage(&self, _user_id: &UserId, _demo: bool) -> Result<UsageData, String> {
+    async fn usage(&self, _org: &OrgId, _demo: bool) -> Result<UsageData, String> {
         let origin = if self.0.is_empty() { Origin::Empty } else { Origin::Imported };
         Ok(UsageData::new(Arc::new(aggregate(&self.0, &UsageQuery::rollup())), origin, 1))
     }
 
-    async fn totals(&self, _user_id: &UserId, _version: u64, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, String> {
+    async fn totals(&self, _org: &OrgId, _version: u64, q: &UsageQuery) -> Result<Arc<Vec<UsageRecord>>, String> {
         Ok(Arc::new(aggregate(&self.0, q)))
     }
 }
@@ -32,7 +32,7 @@ impl UsageSource for Imported {
 fn run_of(source: Arc<dyn UsageSource>, question: &str) -> RunContext {
     let user = UserId::from("demo-agents-test");
     RunContext {
-        data: RunData::new(source, user.clone(), true),
+        data: RunData::new(source, OrgId::personal(&user), true),
         user_id: user,
         demo: true,
         thread_id: ThreadId::new(),

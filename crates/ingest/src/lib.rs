@@ -11,7 +11,7 @@ use std::sync::Arc;
 use apex_costs::import::{import, Format, ImportError, ImportRow, Limit, Rejected};
 use apex_costs::limits::{MAX_ACCOUNT_COST, MAX_ACCOUNT_COUNT};
 use apex_costs::UsageRecord;
-use apex_protocol::UserId;
+use apex_protocol::OrgId;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -47,11 +47,11 @@ pub enum ImportFailed {
     Store(#[from] StoreError),
 }
 
-/// Imports `input` (already decompressed) for `user_id`. `progress` is called after each
+/// Imports `input` (already decompressed) into `org` (a shared organization or a personal space). `progress` is called after each
 /// stored chunk with the rows read so far.
 pub async fn import_into(
     store: &dyn Store,
-    user_id: &UserId,
+    org: &OrgId,
     format: Format,
     input: impl Read + Send + 'static,
     mut progress: impl FnMut(u64),
@@ -106,7 +106,7 @@ pub async fn import_into(
     let mut report = ImportReport { format: Some(format), ..ImportReport::default() };
     let now = apex_protocol::now_ms();
     // What the account holds already, summed by the store.
-    let mut totals = AccountTotals::of(&store.usage_totals(user_id, &apex_costs::UsageQuery::default()).await?);
+    let mut totals = AccountTotals::of(&store.usage_totals(org, &apex_costs::UsageQuery::default()).await?);
     while let Some(batch) = rx.recv().await {
         report.rejected_count += batch.rejected_count;
         report.rejected.extend(batch.rejected);
@@ -121,7 +121,7 @@ pub async fn import_into(
                 drop(rx);
                 return Err(ImportFailed::Limit { limit: Limit::Account, report });
             }
-            let new = store.import_usage(user_id, &rows, now).await?;
+            let new = store.import_usage(org, &rows, now).await?;
             report.rows_read += rows.len() as u64;
             report.imported += new;
             report.duplicates += rows.len() as u64 - new;

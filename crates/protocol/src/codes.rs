@@ -30,6 +30,9 @@ pub enum ErrorCode {
     StorageUnavailable,
     /// The user already has as many runs in flight as allowed; wait for one to end.
     TooManyRuns,
+    /// The connection's organization (`?org=` at the upgrade) no longer counts the user as
+    /// a member: reconnect for another one.
+    NotAMember,
     /// A server-side fault; the request may be retried.
     Internal,
 }
@@ -49,6 +52,7 @@ impl ErrorCode {
             Self::ShuttingDown => "shutting_down",
             Self::StorageUnavailable => "storage_unavailable",
             Self::TooManyRuns => "too_many_runs",
+            Self::NotAMember => "not_a_member",
             Self::Internal => "internal",
         }
     }

@@ -104,3 +104,75 @@ impl AsRef<str> for UserId {
         &self.0
     }
 }
+
+/// How a shared organization's id begins (`org:` and a UUID); no user id may.
+pub const ORG_ID_PREFIX: &str = "org:";
+
+/// Whose usage data: a shared organization's (`org:…`), or a user's own — every user has a
+/// personal space whose id is the user id. Usage, its imports and every analysis of it are
+/// scoped to one; threads and runs stay the user's. Cheap to clone.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OrgId(std::sync::Arc<str>);
+
+impl OrgId {
+    /// The user's own space.
+    pub fn personal(user: &UserId) -> Self {
+        Self(user.0.clone())
+    }
+
+    /// A new shared organization's id.
+    pub fn new_shared() -> Self {
+        Self(format!("{ORG_ID_PREFIX}{}", Uuid::now_v7().hyphenated()).into())
+    }
+
+    /// An id as stored or sent: a shared organization's when it has the prefix.
+    pub fn new(id: impl Into<std::sync::Arc<str>>) -> Self {
+        Self(id.into())
+    }
+
+    /// A shared organization (not someone's personal space).
+    pub fn is_shared(&self) -> bool {
+        self.0.starts_with(ORG_ID_PREFIX)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OrgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for OrgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl From<&UserId> for OrgId {
+    fn from(user: &UserId) -> Self {
+        Self::personal(user)
+    }
+}
+
+impl AsRef<str> for OrgId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for OrgId {
+    fn from(id: &str) -> Self {
+        Self(id.into())
+    }
+}
+
+impl From<String> for OrgId {
+    fn from(id: String) -> Self {
+        Self(id.into())
+    }
+}

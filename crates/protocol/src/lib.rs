@@ -14,7 +14,7 @@ pub mod server;
 pub use client::{parse_client_frame, Branch, ClientError, ClientFrame, UserMessage};
 pub use codes::{close, ErrorCode};
 pub use event::{AgentName, EventKind, RunEvent};
-pub use ids::{ConnectionId, MessageId, RunId, ThreadId, UserId};
+pub use ids::{ConnectionId, MessageId, OrgId, RunId, ThreadId, UserId, ORG_ID_PREFIX};
 pub use server::ServerFrame;
 
 /// The WebSocket subprotocol spoken by this version.

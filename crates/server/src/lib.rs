@@ -11,6 +11,7 @@ pub mod auth;
 pub mod health;
 pub mod limits;
 pub mod listen;
+pub mod orgs;
 pub mod prices;
 pub mod settings;
 pub mod telemetry;
@@ -265,6 +266,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::router())
         .merge(accounts::router())
         .merge(usage::router())
+        .merge(orgs::router())
         .merge(web::router());
     if state.settings.metrics_bind.is_none() {
         router = router.merge(telemetry::router());

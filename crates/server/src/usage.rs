@@ -1,5 +1,7 @@
 //! Usage data: import (every format of `apex_costs::import`, gzip accepted), summary, delete. Every
-//! route works on the authenticated user's rows only.
+//! route works on the rows of one organization the caller belongs to ([`Scope`]: their
+//! personal space unless the request names a shared one): reading needs any role,
+//! importing `analyst`, deleting `admin`.
 use apex_costs::import::{open, Limit, OpenError};
 use apex_costs::{breakdown, is_calendar_day, summarize, top_groups, GroupBy, UsageQuery};
 use apex_ingest::{import_into, ImportFailed, ImportReport};
@@ -13,7 +15,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use crate::api::{ApiError, User};
+use apex_store::OrgRole;
+
+use crate::api::ApiError;
+use crate::orgs::Scope;
 use crate::AppState;
 
 /// Largest accepted upload (compressed size). The body is streamed into the parser, never
@@ -42,11 +47,12 @@ fn too_large(limit: &Limit, report: Option<&ImportReport>) -> ApiError {
 
 async fn import_usage(
     State(app): State<AppState>,
-    User(user): User,
+    scope: Scope,
     query: Result<Query<ImportQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<ImportReport>, ApiError> {
+    scope.require(OrgRole::Analyst, "importing usage")?;
     let named = query.ok().and_then(|q| q.0.format);
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_UPLOAD) {
@@ -69,7 +75,7 @@ async fn import_usage(
             OpenError::Read(_) => ApiError::BadRequest("unreadable_file", e.to_string()),
         })?;
     let report =
-        import_into(app.runs.store().as_ref(), &user, opened.format, opened.input, |_| {}).await.map_err(|e| match e {
+        import_into(app.runs.store().as_ref(), &scope.org, opened.format, opened.input, |_| {}).await.map_err(|e| match e {
             ImportFailed::Unreadable(why) => ApiError::BadRequest("unreadable_file", why),
             ImportFailed::Limit { limit, report } => {
                 tracing::warn!(%limit, rows = report.rows_read, "usage import stopped at a limit");
@@ -95,7 +101,7 @@ struct SummaryQuery {
 
 async fn summary(
     State(app): State<AppState>,
-    User(user): User,
+    scope: Scope,
     query: Result<Query<SummaryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let q = query.map_err(|e| ApiError::BadRequest("invalid_field", e.body_text()))?.0;
@@ -119,9 +125,10 @@ async fn summary(
     // Summed by the store: per the rollup's names, or per day, model and the tag asked for.
     let keep = UsageQuery::keep_for(by.as_slice());
     let query = UsageQuery { from: q.from.clone(), to: q.to.clone(), filters: Vec::new(), keep };
-    let records = app.runs.store().usage_totals(&user, &query).await?;
+    let records = app.runs.store().usage_totals(&scope.org, &query).await?;
     let s = summarize(&app.prices, &records);
     let mut body = json!({
+        "organization": scope.org,
         "records": records.len(),
         "from": s.from, "to": s.to, "days": s.days,
         "total": s.total, "total_display": s.total.to_string(),
@@ -149,7 +156,8 @@ async fn summary(
     Ok(Json(body))
 }
 
-async fn delete_usage(State(app): State<AppState>, User(user): User) -> Result<Json<Value>, ApiError> {
-    let deleted = app.runs.store().delete_usage(&user).await?;
+async fn delete_usage(State(app): State<AppState>, scope: Scope) -> Result<Json<Value>, ApiError> {
+    scope.require(OrgRole::Admin, "deleting usage")?;
+    let deleted = app.runs.store().delete_usage(&scope.org).await?;
     Ok(Json(json!({ "deleted": deleted })))
 }

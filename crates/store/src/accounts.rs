@@ -126,6 +126,9 @@ pub struct ApiKey {
     pub prefix: String,
     /// What it may do: `ingest`, `read`, `chat`.
     pub scopes: Vec<String>,
+    /// An organization's key: it reaches that organization's usage only (as its user, while
+    /// they are a member). `None`: the user's own key, for any of their organizations.
+    pub org_id: Option<String>,
     pub created_at: u64,
     pub last_used_at: Option<u64>,
     pub revoked_at: Option<u64>,
@@ -139,12 +142,14 @@ pub struct NewApiKey {
     pub prefix: String,
     pub key_hash: String,
     pub scopes: Vec<String>,
+    pub org_id: Option<String>,
     pub at: u64,
 }
 
 /// A row of either backend, read by column name: text, and ms stored as integers.
 pub(crate) trait Columns {
     fn text(&self, column: &str) -> String;
+    fn maybe_text(&self, column: &str) -> Option<String>;
     fn maybe_ms(&self, column: &str) -> Option<u64>;
     fn ms(&self, column: &str) -> u64 {
         self.maybe_ms(column).unwrap_or_default()
@@ -156,9 +161,14 @@ where
     R: sqlx::Row,
     for<'a> &'a str: sqlx::ColumnIndex<R>,
     for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database>,
     for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
 {
     fn text(&self, column: &str) -> String {
+        self.get(column)
+    }
+
+    fn maybe_text(&self, column: &str) -> Option<String> {
         self.get(column)
     }
 
@@ -167,7 +177,7 @@ where
     }
 }
 
-pub(crate) const API_KEY_COLUMNS: &str = "id, account_id, name, prefix, scopes, created_at, last_used_at, revoked_at";
+pub(crate) const API_KEY_COLUMNS: &str = "id, account_id, name, prefix, scopes, org_id, created_at, last_used_at, revoked_at";
 
 pub(crate) fn api_key_from(row: &impl Columns) -> ApiKey {
     ApiKey {
@@ -176,6 +186,7 @@ pub(crate) fn api_key_from(row: &impl Columns) -> ApiKey {
         name: row.text("name"),
         prefix: row.text("prefix"),
         scopes: row.text("scopes").split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        org_id: row.maybe_text("org_id"),
         created_at: row.ms("created_at"),
         last_used_at: row.maybe_ms("last_used_at"),
         revoked_at: row.maybe_ms("revoked_at"),
@@ -440,7 +451,7 @@ macro_rules! account_methods {
 
         async fn create_api_key(&self, new: &NewApiKey) -> StoreResult<()> {
             sqlx::query(
-                "INSERT INTO api_keys (id, account_id, name, prefix, key_hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO api_keys (id, account_id, name, prefix, key_hash, scopes, org_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(&new.id)
             .bind(&new.account_id)
@@ -448,6 +459,7 @@ macro_rules! account_methods {
             .bind(&new.prefix)
             .bind(&new.key_hash)
             .bind(new.scopes.join(","))
+            .bind(new.org_id.as_deref())
             .bind(new.at as i64)
             .execute(self.account_pool()?)
             .await?;

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use apex_costs::import::ImportRow;
 use apex_costs::{GroupBy, UsageQuery, UsageRecord};
-use apex_protocol::{RunId, ThreadId, UserId};
+use apex_protocol::{OrgId, RunId, ThreadId, UserId};
 use async_trait::async_trait;
 
 use crate::model::*;
 use crate::{
-    Account, AccountChange, AccountKey, Accounts, ApiKey, AuthSession, Invitation, NewAccount, NewApiKey, NewSession, Rotation,
+    Account, AccountChange, AccountKey, Accounts, ApiKey, AuthSession, Invitation, Member, Membership, NewAccount, NewApiKey,
+    NewOrg, NewSession, OrgInvitation, OrgRole, Organization, Organizations, Rotation,
 };
 use crate::{Store, StoreResult};
 
@@ -76,12 +77,12 @@ decorated! { Store {
     true fn get_run(&self, user_id: &UserId, run_id: RunId) -> RunRow;
     true fn run_events(&self, user_id: &UserId, run_id: RunId, after_seq: u64) -> Vec<String>;
     true fn agent_results(&self, user_id: &UserId, run_id: RunId) -> Vec<AgentResultRow>;
-    true fn import_usage(&self, user_id: &UserId, rows: &[ImportRow], at_ms: u64) -> u64;
-    true fn usage(&self, user_id: &UserId, from: Option<&str>, to: Option<&str>) -> Vec<UsageRecord>;
-    true fn usage_totals(&self, user_id: &UserId, q: &UsageQuery) -> Vec<UsageRecord>;
-    true fn usage_names(&self, user_id: &UserId, dim: GroupBy) -> Vec<String>;
-    true fn delete_usage(&self, user_id: &UserId) -> u64;
-    true fn usage_version(&self, user_id: &UserId) -> u64;
+    true fn import_usage(&self, org: &OrgId, rows: &[ImportRow], at_ms: u64) -> u64;
+    true fn usage(&self, org: &OrgId, from: Option<&str>, to: Option<&str>) -> Vec<UsageRecord>;
+    true fn usage_totals(&self, org: &OrgId, q: &UsageQuery) -> Vec<UsageRecord>;
+    true fn usage_names(&self, org: &OrgId, dim: GroupBy) -> Vec<String>;
+    true fn delete_usage(&self, org: &OrgId) -> u64;
+    true fn usage_version(&self, org: &OrgId) -> u64;
 }}
 
 decorated! { Accounts {
@@ -103,4 +104,15 @@ decorated! { Accounts {
     true fn api_keys(&self, account_id: &str) -> Vec<ApiKey>;
     true fn revoke_api_key(&self, account_id: &str, id: &str, at: u64) -> bool;
     false fn touch_api_key(&self, id: &str, at: u64) -> ();
+}}
+
+decorated! { Organizations {
+    false fn create_org(&self, new: &NewOrg) -> Organization;
+    true fn orgs_of(&self, user_id: &UserId) -> Vec<Membership>;
+    true fn role_in(&self, org: &OrgId, user_id: &UserId) -> Option<OrgRole>;
+    true fn members(&self, org: &OrgId) -> Vec<Member>;
+    false fn set_member(&self, org: &OrgId, user_id: &UserId, role: Option<OrgRole>) -> ();
+    false fn create_org_invitation(&self, invitation: &OrgInvitation) -> ();
+    false fn join_org(&self, code_hash: &str, user_id: &UserId, at: u64) -> Option<Membership>;
+    false fn leave_all(&self, user_id: &UserId) -> Vec<OrgId>;
 }}

@@ -14,6 +14,7 @@ mod accounts;
 pub mod decorate;
 pub mod metered;
 mod model;
+mod orgs;
 pub mod postgres;
 mod recovery;
 pub mod retry;
@@ -27,6 +28,7 @@ pub use accounts::{
     ROTATION_RACE_MS,
 };
 pub use model::*;
+pub use orgs::{Member, Membership, NewOrg, OrgInvitation, OrgRole, Organization};
 
 /// The aggregation [`Store::usage_totals`] answers, over the stored daily rows (`?`
 /// parameters, the user id first and not among the returned values; the store itself reads
@@ -37,14 +39,15 @@ pub fn usage_totals_sql(q: &UsageQuery) -> (String, Vec<String>) {
 
 use apex_costs::import::ImportRow;
 use apex_costs::{GroupBy, UsageQuery, UsageRecord};
-use apex_protocol::{RunId, ThreadId, UserId};
+use apex_protocol::{OrgId, RunId, ThreadId, UserId};
 use async_trait::async_trait;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("not found")]
     NotFound,
-    /// A unique name is taken (an account's).
+    /// A unique name is taken (an account's), or the change would leave an organization
+    /// without an admin.
     #[error("already exists")]
     Conflict,
     #[error("database error: {0}")]
@@ -58,7 +61,7 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 #[async_trait]
-pub trait Store: Accounts + Send + Sync + 'static {
+pub trait Store: Accounts + Organizations + Send + Sync + 'static {
     /// A cheap round trip, for readiness checks.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -100,29 +103,32 @@ pub trait Store: Accounts + Send + Sync + 'static {
     async fn run_events(&self, user_id: &UserId, run_id: RunId, after_seq: u64) -> StoreResult<Vec<String>>;
     async fn agent_results(&self, user_id: &UserId, run_id: RunId) -> StoreResult<Vec<AgentResultRow>>;
 
-    /// Adds imported usage rows for this user; rows whose key is already stored are
+    /// Usage belongs to an organization ([`OrgId`]: a shared one, or a user's personal
+    /// space), never to a thread or a run; every method below is scoped to one.
+    ///
+    /// Adds imported usage rows to this organization's; rows whose key is already stored are
     /// skipped. Returns how many were new. A new row whose `request_hash` (when not empty)
-    /// this user already has, stored or earlier in `rows`, counts its requests as
+    /// the organization already has, stored or earlier in `rows`, counts its requests as
     /// `repeat_requests` (migration 0005).
-    async fn import_usage(&self, user_id: &UserId, rows: &[ImportRow], at_ms: u64) -> StoreResult<u64>;
-    /// This user's usage, optionally limited to days `from..=to` (`YYYY-MM-DD`), summed
+    async fn import_usage(&self, org: &OrgId, rows: &[ImportRow], at_ms: u64) -> StoreResult<u64>;
+    /// This organization's usage, optionally limited to days `from..=to` (`YYYY-MM-DD`), summed
     /// per day, provider, model, feature, project, end user, API key and environment (rows
     /// with a billed cost apart from rows without). Every field of `UsageRecord` round-trips
     /// (migration 0005 added the tags and the cache-write and reasoning tokens; the
     /// signature is unchanged).
-    async fn usage(&self, user_id: &UserId, from: Option<&str>, to: Option<&str>) -> StoreResult<Vec<UsageRecord>>;
-    /// This user's usage as `q` asks for it, summed by the database (never read row by row
+    async fn usage(&self, org: &OrgId, from: Option<&str>, to: Option<&str>) -> StoreResult<Vec<UsageRecord>>;
+    /// This organization's usage as `q` asks for it, summed by the database (never read row by row
     /// into the process): what `apex_costs::aggregate` gives over the same rows, in the
     /// same order.
-    async fn usage_totals(&self, user_id: &UserId, q: &UsageQuery) -> StoreResult<Vec<UsageRecord>>;
-    /// The distinct names of `dim` in this user's usage (empty names left out), sorted
+    async fn usage_totals(&self, org: &OrgId, q: &UsageQuery) -> StoreResult<Vec<UsageRecord>>;
+    /// The distinct names of `dim` in this organization's usage (empty names left out), sorted
     /// bytewise: read from the sums the import keeps, not from every stored row.
-    async fn usage_names(&self, user_id: &UserId, dim: GroupBy) -> StoreResult<Vec<String>>;
-    /// Removes all of this user's usage rows; returns how many.
-    async fn delete_usage(&self, user_id: &UserId) -> StoreResult<u64>;
-    /// The version of this user's usage data: it changes whenever an import adds rows or
+    async fn usage_names(&self, org: &OrgId, dim: GroupBy) -> StoreResult<Vec<String>>;
+    /// Removes all of this organization's usage rows; returns how many.
+    async fn delete_usage(&self, org: &OrgId) -> StoreResult<u64>;
+    /// The version of this organization's usage data: it changes whenever an import adds rows or
     /// the data is deleted (0 before any import).
-    async fn usage_version(&self, user_id: &UserId) -> StoreResult<u64>;
+    async fn usage_version(&self, org: &OrgId) -> StoreResult<u64>;
 }
 
 /// Local accounts, their sign-in sessions and invitations, and API keys (`accounts.rs`: one set of
@@ -167,6 +173,33 @@ pub trait Accounts: Send + Sync + 'static {
     async fn revoke_api_key(&self, account_id: &str, id: &str, at: u64) -> StoreResult<bool>;
     /// Records that the key was used at `at`.
     async fn touch_api_key(&self, id: &str, at: u64) -> StoreResult<()>;
+}
+
+/// Organizations, their members and invitation links (`orgs.rs`: one set of statements
+/// for both backends). Part of every [`Store`]. A user's personal space ([`OrgId::personal`])
+/// has no row: its only member is the user, as admin.
+#[async_trait]
+pub trait Organizations: Send + Sync + 'static {
+    /// Creates a shared organization with its creator as admin.
+    async fn create_org(&self, new: &NewOrg) -> StoreResult<Organization>;
+    /// The shared organizations the user belongs to, and the role in each, oldest first.
+    async fn orgs_of(&self, user_id: &UserId) -> StoreResult<Vec<Membership>>;
+    /// The user's role in a shared organization; `None` when not a member (or there is no
+    /// such organization).
+    async fn role_in(&self, org: &OrgId, user_id: &UserId) -> StoreResult<Option<OrgRole>>;
+    /// The organization's members, oldest first.
+    async fn members(&self, org: &OrgId) -> StoreResult<Vec<Member>>;
+    /// Gives a member another role, or removes them (`None`). `NotFound` for someone not a
+    /// member; `Conflict` when it would leave the organization without an admin.
+    async fn set_member(&self, org: &OrgId, user_id: &UserId, role: Option<OrgRole>) -> StoreResult<()>;
+    async fn create_org_invitation(&self, invitation: &OrgInvitation) -> StoreResult<()>;
+    /// Uses an unused, unexpired invitation: the user joins with its role (a member keeps
+    /// the role they have). `None` when the code is unknown, used or expired.
+    async fn join_org(&self, code_hash: &str, user_id: &UserId, at: u64) -> StoreResult<Option<Membership>>;
+    /// Takes the user out of every organization (their account is going): one left without
+    /// an admin gets its longest-standing member as admin, one left without members is
+    /// removed. Returns the removed ones, whose usage the caller deletes.
+    async fn leave_all(&self, user_id: &UserId) -> StoreResult<Vec<OrgId>>;
 }
 
 /// How the store talks to a database server (PostgreSQL; SQLite ignores these).

@@ -57,6 +57,7 @@ on_every_backend!(
     invitations_are_used_once_before_they_expire,
     deleting_a_user_removes_its_threads_runs_and_account_and_keeps_its_revocations,
     a_thread_branches_on_an_edit_and_a_regenerate_and_keeps_every_branch,
+    organizations_share_usage_among_members_keep_an_admin_and_outlive_a_leaver,
 );
 
 const LEASE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -632,6 +633,7 @@ async fn deleting_a_user_removes_its_threads_runs_and_account_and_keeps_its_revo
         prefix: "apx_ab".into(),
         key_hash: "kh".into(),
         scopes: vec!["read".into()],
+        org_id: None,
         at: 1_000,
     };
     store.create_api_key(&key).await.unwrap();
@@ -675,4 +677,81 @@ async fn deleting_a_user_removes_its_threads_runs_and_account_and_keeps_its_revo
     assert_eq!(store.run_events(&"u_bob".into(), b.run_id, 0).await.unwrap().len(), 1);
     // The name is free again.
     store.create_account(&new_account("ann", None)).await.unwrap();
+}
+
+async fn organizations_share_usage_among_members_keep_an_admin_and_outlive_a_leaver(db: Db) {
+    use apex_protocol::{OrgId, UserId};
+    use apex_store::{NewApiKey, NewOrg, OrgInvitation, OrgRole};
+    let store = db.open().await;
+    let (ann, bob, cy) = (UserId::from("u_ann"), UserId::from("u_bob"), UserId::from("u_cy"));
+    let acme = OrgId::new_shared();
+    let org =
+        store.create_org(&NewOrg { id: acme.clone(), name: "Acme".into(), created_by: ann.clone(), at: 1_000 }).await.unwrap();
+    assert_eq!(org.name, "Acme");
+    assert_eq!(store.role_in(&acme, &ann).await.unwrap(), Some(OrgRole::Admin), "the creator is its admin");
+    assert_eq!(store.role_in(&acme, &bob).await.unwrap(), None);
+    assert_eq!(store.role_in(&OrgId::new_shared(), &ann).await.unwrap(), None, "no such organization");
+
+    // An invitation is used once, before it expires; a member keeps the role they have.
+    let invitation = |code: &str, role, expires_at| OrgInvitation {
+        code_hash: code.into(),
+        org: acme.clone(),
+        role,
+        created_by: ann.clone(),
+        at: 1_000,
+        expires_at,
+    };
+    store.create_org_invitation(&invitation("c1", OrgRole::Analyst, 10_000)).await.unwrap();
+    store.create_org_invitation(&invitation("c2", OrgRole::Viewer, 10_000)).await.unwrap();
+    store.create_org_invitation(&invitation("c3", OrgRole::Viewer, 10_000)).await.unwrap();
+    let joined = store.join_org("c1", &bob, 2_000).await.unwrap().unwrap();
+    assert_eq!((joined.org.id.clone(), joined.role), (acme.clone(), OrgRole::Analyst));
+    assert_eq!(store.join_org("c1", &cy, 2_500).await.unwrap(), None, "used");
+    assert_eq!(store.join_org("c2", &cy, 10_000).await.unwrap(), None, "expired");
+    assert_eq!(store.join_org("nope", &cy, 2_000).await.unwrap(), None, "unknown");
+    assert_eq!(store.join_org("c3", &bob, 3_000).await.unwrap().unwrap().role, OrgRole::Analyst, "kept");
+    let orgs = store.orgs_of(&bob).await.unwrap();
+    assert_eq!(orgs.len(), 1);
+    assert_eq!((orgs[0].org.name.as_str(), orgs[0].role, orgs[0].joined_at), ("Acme", OrgRole::Analyst, 2_000));
+    let members: Vec<_> = store.members(&acme).await.unwrap().into_iter().map(|m| (m.user_id, m.role)).collect();
+    assert_eq!(members, [(ann.clone(), OrgRole::Admin), (bob.clone(), OrgRole::Analyst)]);
+
+    // Usage lives in the organization, apart from each member's own.
+    store.import_usage(&acme, &[usage_row("a1", "2025-01-01", "gpt-4o", 10, Some(1_000_000))], 1).await.unwrap();
+    store.import_usage(&OrgId::personal(&bob), &[usage_row("b1", "2025-01-01", "gpt-4o", 99, None)], 1).await.unwrap();
+    assert_eq!(store.usage(&acme, None, None).await.unwrap()[0].input_tokens, 10);
+    assert_eq!(store.usage(&OrgId::personal(&bob), None, None).await.unwrap()[0].input_tokens, 99);
+    assert!(store.usage(&OrgId::personal(&ann), None, None).await.unwrap().is_empty());
+    assert_eq!(store.usage_version(&acme).await.unwrap(), 1);
+
+    // The last admin can be neither demoted nor removed; another admin first.
+    assert!(matches!(store.set_member(&acme, &ann, Some(OrgRole::Viewer)).await, Err(StoreError::Conflict)));
+    assert!(matches!(store.set_member(&acme, &ann, None).await, Err(StoreError::Conflict)));
+    assert!(matches!(store.set_member(&acme, &cy, Some(OrgRole::Viewer)).await, Err(StoreError::NotFound)));
+    store.set_member(&acme, &bob, Some(OrgRole::Admin)).await.unwrap();
+    store.set_member(&acme, &ann, Some(OrgRole::Viewer)).await.unwrap();
+    assert_eq!(store.role_in(&acme, &ann).await.unwrap(), Some(OrgRole::Viewer));
+
+    // An organization's API key reads back bound to it.
+    let key = NewApiKey {
+        id: "k_org".into(),
+        account_id: "u_bob".into(),
+        name: "etl".into(),
+        prefix: "apx_cd".into(),
+        key_hash: "okh".into(),
+        scopes: vec!["ingest".into()],
+        org_id: Some(acme.to_string()),
+        at: 1_000,
+    };
+    store.create_api_key(&key).await.unwrap();
+    assert_eq!(store.api_key("okh").await.unwrap().unwrap().org_id.as_deref(), Some(acme.as_str()));
+
+    // The sole admin leaving hands the organization to the longest-standing member; the
+    // last member leaving removes it (its usage is then the caller's to delete).
+    assert!(store.leave_all(&bob).await.unwrap().is_empty());
+    assert_eq!(store.role_in(&acme, &ann).await.unwrap(), Some(OrgRole::Admin), "promoted");
+    assert_eq!(store.leave_all(&ann).await.unwrap(), vec![acme.clone()]);
+    assert!(store.orgs_of(&ann).await.unwrap().is_empty());
+    assert!(store.members(&acme).await.unwrap().is_empty());
+    assert_eq!(store.join_org("c3", &cy, 3_000).await.unwrap(), None, "its invitations went with it");
 }

@@ -128,7 +128,7 @@ impl FindSavings {
     /// The recommendations for the user's data, from a cache when they were worked out.
     async fn recommendations(&self, ctx: &RunContext) -> Result<Savings, ToolError> {
         let data = ctx.data.data().await?;
-        let key = (ctx.user_id.to_string(), data.origin, data.version);
+        let key = (ctx.data.org().to_string(), data.origin, data.version);
         let cached = |hit: Savings| Savings { cached: true, ..hit };
         if let Some(hit) = self.cache.lock().expect("savings cache lock").get(&key) {
             metrics::counter!(apex_telemetry::CACHE_HITS, "cache" => "local").increment(1);

@@ -276,7 +276,7 @@ async fn time_queries(database_url: &str, csv: &Path, repeat: usize) -> anyhow::
         ("spend by API key", UsageQuery { keep: priced(&[GroupBy::ApiKey]), ..UsageQuery::default() }),
     ];
     let store = apex_store::connect(database_url).await.context("opening the bench's store")?;
-    let user = apex_protocol::UserId::from(USER);
+    let org = apex_protocol::OrgId::new(USER);
     let mut timings = Vec::new();
     let mut duck_input = Vec::new();
     for (name, q) in &queries {
@@ -284,7 +284,7 @@ async fn time_queries(database_url: &str, csv: &Path, repeat: usize) -> anyhow::
         let mut rows_out = 0;
         for _ in 0..repeat.max(1) {
             let started = Instant::now();
-            rows_out = store.usage_totals(&user, q).await?.len();
+            rows_out = store.usage_totals(&org, q).await?.len();
             latencies.record(started.elapsed());
         }
         let (sql, params) = apex_store::usage_totals_sql(q);

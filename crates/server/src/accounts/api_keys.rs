@@ -57,6 +57,7 @@ pub async fn identify(app: &AppState, key: &str) -> Result<Identity, AuthError> 
         issued_token: None,
         session_id: None,
         key: Some((found.id, found.scopes)),
+        org: found.org_id,
     })
 }
 
@@ -72,6 +73,9 @@ pub fn scope_for(method: &Method, path: &str) -> Option<&'static str> {
     if method == Method::GET || method == Method::HEAD {
         return Some("read");
     }
+    if path.starts_with("/api/orgs") {
+        return None;
+    }
     path.starts_with("/api/usage").then_some("ingest")
 }
 
@@ -81,7 +85,10 @@ pub fn check_scope(identity: &Identity, method: &Method, path: &str) -> Result<(
     match scope_for(method, path) {
         Some(scope) if scopes.iter().any(|s| s == scope) => Ok(()),
         Some(scope) => Err(ApiError::Forbidden("insufficient_scope", format!("this API key lacks the `{scope}` scope"))),
-        None => Err(ApiError::Forbidden("insufficient_scope", "API keys cannot manage accounts, sessions or keys".into())),
+        None => Err(ApiError::Forbidden(
+            "insufficient_scope",
+            "API keys cannot manage accounts, sessions, keys or organizations".into(),
+        )),
     }
 }
 
@@ -90,6 +97,9 @@ struct NewKey {
     name: String,
     #[serde(default)]
     scopes: Option<Vec<String>>,
+    /// An organization's key: made by one of its admins, it reaches that organization only.
+    #[serde(default)]
+    org: Option<String>,
 }
 
 async fn create(
@@ -109,6 +119,19 @@ async fn create(
     if scopes.is_empty() || scopes.iter().any(|s| !SCOPES.contains(&s.as_str())) {
         return Err(ApiError::BadRequest("invalid_field", format!("scopes are one or more of {}", SCOPES.join(", "))));
     }
+    let org_id = match body.org.as_deref().map(str::trim).filter(|o| !o.is_empty()) {
+        Some(org) => {
+            let (org, role) = crate::orgs::resolve(&app, &identity, Some(org)).await?;
+            if !org.is_shared() {
+                None
+            } else if role != apex_store::OrgRole::Admin {
+                return Err(ApiError::Forbidden("insufficient_role", "an organization's keys are made by its admins".into()));
+            } else {
+                Some(org.to_string())
+            }
+        }
+        None => None,
+    };
     let store = app.runs.store();
     if store.api_keys(&identity.user_id).await?.len() >= MAX_KEYS {
         return Err(ApiError::TooMany("too_many_keys", format!("at most {MAX_KEYS} keys per user: revoke one first")));
@@ -121,11 +144,11 @@ async fn create(
         prefix: key[..PREFIX.len() + 6].to_owned(),
         key_hash: manage::digest(&key),
         scopes: scopes.clone(),
+        org_id,
         at: now_ms(),
     };
     store.create_api_key(&new).await?;
-    let body =
-        json!({ "key": key, "id": new.id, "name": new.name, "prefix": new.prefix, "scopes": scopes, "created_at": new.at });
+    let body = json!({ "key": key, "id": new.id, "name": new.name, "prefix": new.prefix, "scopes": scopes, "org_id": new.org_id, "created_at": new.at });
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -160,5 +183,8 @@ mod tests {
         assert_eq!(scope_for(&Method::DELETE, "/api/me"), None);
         assert_eq!(scope_for(&Method::POST, "/api/auth/logout"), None);
         assert_eq!(scope_for(&Method::DELETE, "/api/threads"), None, "nothing else writes");
+        assert_eq!(scope_for(&Method::GET, "/api/orgs"), Some("read"));
+        assert_eq!(scope_for(&Method::POST, "/api/orgs"), None);
+        assert_eq!(scope_for(&Method::POST, "/api/orgs/join"), None);
     }
 }

@@ -160,7 +160,7 @@ fn accounts_enabled(app: &AppState) -> Result<(), ApiError> {
 
 /// A browser's `Origin` must be this server (or a listed origin): sign-in and the cookie
 /// are not for other sites' pages.
-fn same_origin(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn same_origin(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     crate::ws::origin_allowed(headers, &app.settings.allowed_origins).map_err(|origin| {
         ApiError::Forbidden("origin_not_allowed", format!("origin `{origin}` is not allowed (APEX_ALLOWED_ORIGINS)"))
     })

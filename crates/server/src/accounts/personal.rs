@@ -1,8 +1,11 @@
 //! What Apex holds about the caller: `GET /api/me/export` gives all of it as one JSON
-//! document, `DELETE /api/me` removes it (threads, messages, runs and their events, usage,
-//! the account; its sessions and API keys end, and their sockets close with 4001 on every
-//! instance). Neither is open to API keys.
-use apex_protocol::{now_ms, UserId};
+//! document, `DELETE /api/me` removes it (threads, messages, runs and their events, the
+//! personal space's usage, the account, the memberships; its sessions and API keys end,
+//! and their sockets close with 4001 on every instance). A shared organization's usage is
+//! not the caller's: it stays while others belong to the organization (one without an
+//! admin left gets its longest-standing member as admin) and goes with the last member.
+//! Neither is open to API keys.
+use apex_protocol::{now_ms, OrgId, UserId};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -34,7 +37,8 @@ async fn export(State(app): State<AppState>, Caller(identity): Caller) -> Result
         "sessions": store.sessions(&identity.user_id, now_ms()).await?,
         "api_keys": store.api_keys(&identity.user_id).await?,
         "threads": threads,
-        "usage": store.usage(&user, None, None).await?,
+        "organizations": store.orgs_of(&user).await?,
+        "usage": store.usage(&OrgId::personal(&user), None, None).await?,
     });
     let disposition = (header::CONTENT_DISPOSITION, "attachment; filename=\"apex-export.json\"");
     Ok(([disposition, (header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
@@ -49,7 +53,11 @@ async fn delete(State(app): State<AppState>, headers: HeaderMap, Caller(identity
     if !store.delete_user(&identity.user_id, at).await? {
         return Err(ApiError::Conflict("run_in_progress", "a run of yours is in progress: stop it or wait for it to end".into()));
     }
-    store.delete_usage(&UserId::from(identity.user_id.as_str())).await?;
+    let user = UserId::from(identity.user_id.as_str());
+    store.delete_usage(&OrgId::personal(&user)).await?;
+    for emptied in store.leave_all(&user).await? {
+        store.delete_usage(&emptied).await?;
+    }
     app.revocations.end(&ended);
     tracing::info!(user_id = %identity.user_id, "the user's data was deleted at their request");
     let mut response = StatusCode::NO_CONTENT.into_response();

@@ -75,6 +75,8 @@ pub struct Identity {
     /// For an API key: its id and what it may do (`None`: a token, which may do anything
     /// its user may).
     pub key: Option<(String, Vec<String>)>,
+    /// For an organization's API key: that organization, the only one it reaches.
+    pub org: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -224,6 +226,10 @@ impl Auth {
         if claims.sub.is_empty() || claims.sub.len() > 256 {
             return Err(AuthError::Invalid("the subject must be 1 to 256 bytes".into()));
         }
+        if claims.sub.starts_with(apex_protocol::ORG_ID_PREFIX) {
+            // A user's id names their personal usage space: it must never be an organization's.
+            return Err(AuthError::Invalid(format!("a subject may not begin with `{}`", apex_protocol::ORG_ID_PREFIX)));
+        }
         let now = now_ms() / 1000;
         if claims.exp > now.saturating_add(MAX_TOKEN_LIFETIME.as_secs()) {
             return Err(AuthError::Invalid("expiry too far in the future".into()));
@@ -268,6 +274,7 @@ impl Auth {
                     issued_token: None,
                     session_id: claims.sid,
                     key: None,
+                    org: None,
                 })
             }
             None if self.demo_mode => {
@@ -275,7 +282,15 @@ impl Auth {
                 tracing::warn!(user_id = %user_id, "demo mode: admitting an unauthenticated client");
                 let token = self.mint(&user_id, DEMO_TOKEN_TTL, true).ok_or(AuthError::Missing)?;
                 let expires_at = now_ms() / 1000 + DEMO_TOKEN_TTL.as_secs();
-                Ok(Identity { user_id, demo: true, expires_at, issued_token: Some(token), session_id: None, key: None })
+                Ok(Identity {
+                    user_id,
+                    demo: true,
+                    expires_at,
+                    issued_token: Some(token),
+                    session_id: None,
+                    key: None,
+                    org: None,
+                })
             }
             None => Err(AuthError::Missing),
         }

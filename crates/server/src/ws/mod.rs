@@ -37,6 +37,8 @@ pub fn router() -> Router<AppState> {
 #[derive(Deserialize)]
 struct WsQuery {
     token: Option<String>,
+    /// The organization whose usage the connection's runs read (default: the user's own).
+    org: Option<String>,
 }
 
 async fn upgrade(
@@ -59,7 +61,7 @@ async fn upgrade(
         let message = format!("origin `{origin}` is not allowed (APEX_ALLOWED_ORIGINS)");
         return ApiError::Forbidden("origin_not_allowed", message).into_response();
     }
-    let query_token = query.ok().and_then(|q| q.0.token);
+    let (query_token, query_org) = query.ok().map_or((None, None), |q| (q.0.token, q.0.org));
     let token = token_from(&headers, query_token.as_deref());
     let identity = match async { app.identify(token?.as_deref()).await }.await {
         Ok(identity) => identity,
@@ -77,6 +79,14 @@ async fn upgrade(
         metrics::counter!(apex_telemetry::WS_UPGRADES_REJECTED, "reason" => "scope").increment(1);
         return refused.into_response();
     }
+    let requested_org = headers.get(crate::orgs::ORG_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned).or(query_org);
+    let org = match crate::orgs::resolve(&app, &identity, requested_org.as_deref()).await {
+        Ok((org, _)) => org,
+        Err(refused) => {
+            metrics::counter!(apex_telemetry::WS_UPGRADES_REJECTED, "reason" => "organization").increment(1);
+            return refused.into_response();
+        }
+    };
     if app.shutting_down.is_cancelled() {
         metrics::counter!(apex_telemetry::WS_UPGRADES_REJECTED, "reason" => "shutting_down").increment(1);
         return ApiError::Unavailable("the server is shutting down; reconnect shortly").into_response();
@@ -95,7 +105,7 @@ async fn upgrade(
     let held = session::Held { slot: slot.map(|Extension(slot)| slot), user, watch };
     configure(ws.protocols([SUBPROTOCOL]), app.settings.max_frame_bytes).on_upgrade(move |socket| {
         let sessions = app.sessions.clone();
-        sessions.track_future(session::run(socket, app, identity, held))
+        sessions.track_future(session::run(socket, app, identity, org, held))
     })
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use apex_engine::{Follow, StartError};
 use apex_protocol::{
-    close, now_ms, parse_client_frame, ClientFrame, ConnectionId, ErrorCode, RunId, ServerFrame, UserId, SUBPROTOCOL,
+    close, now_ms, parse_client_frame, ClientFrame, ConnectionId, ErrorCode, OrgId, RunId, ServerFrame, UserId, SUBPROTOCOL,
 };
 use apex_telemetry as m;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -46,7 +46,7 @@ pub(super) struct Held {
     pub watch: Option<crate::accounts::revocation::Watch>,
 }
 
-pub(super) async fn run(socket: WebSocket, app: AppState, identity: Identity, held: Held) {
+pub(super) async fn run(socket: WebSocket, app: AppState, identity: Identity, org: OrgId, held: Held) {
     let connection_id = ConnectionId::new();
     let span = tracing::info_span!("connection", user_id = %identity.user_id, %connection_id);
     let _open = ConnectionCount::open(&app.connections);
@@ -61,6 +61,7 @@ pub(super) async fn run(socket: WebSocket, app: AppState, identity: Identity, he
         app,
         user: UserId::from(identity.user_id.as_str()),
         demo: identity.demo,
+        org,
         out,
         followers: JoinSet::new(),
         following: HashMap::new(),
@@ -73,6 +74,9 @@ struct Session {
     user: UserId,
     /// A demo identity (from its token), shown demo data until it imports its own.
     demo: bool,
+    /// Whose usage the connection's runs read: checked at the upgrade, and again at every
+    /// message for a shared organization (a member removed meanwhile is refused).
+    org: OrgId,
     out: mpsc::Sender<Outbound>,
     followers: JoinSet<()>,
     following: HashMap<RunId, AbortHandle>,
@@ -192,6 +196,18 @@ impl Session {
         }
     }
 
+    /// Why the user may no longer ask about the connection's organization, if they may not.
+    async fn membership_lost(&self) -> Option<(ErrorCode, String)> {
+        if !self.org.is_shared() {
+            return None;
+        }
+        match self.app.runs.store().role_in(&self.org, &self.user).await {
+            Ok(Some(_)) => None,
+            Ok(None) => Some((ErrorCode::NotAMember, format!("you are no longer a member of organization `{}`", self.org))),
+            Err(_) => Some((ErrorCode::StorageUnavailable, "storage is unavailable; retry shortly".into())),
+        }
+    }
+
     async fn on_text(&mut self, text: &str) {
         if !self.limiter.allow() || !self.app.users.allow_frame(self.user.as_str()) {
             received("rate_limited");
@@ -216,7 +232,10 @@ impl Session {
             ClientFrame::Ping => self.send(ServerFrame::Pong).await,
             ClientFrame::UserMessage(message) => {
                 let client_message_id = message.client_message_id.clone();
-                match self.app.runs.submit(&self.user, self.demo, message).await {
+                if let Some((code, message)) = self.membership_lost().await {
+                    return self.send(ServerFrame::Error { code, message, run_id: None, client_message_id }).await;
+                }
+                match self.app.runs.submit(&self.user, &self.org, self.demo, message).await {
                     Ok(accepted) => {
                         self.send(ServerFrame::MessageAccepted {
                             run_id: accepted.run_id,

@@ -3,7 +3,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use apex_protocol::{RunId, ThreadId, UserId};
+use apex_protocol::{OrgId, RunId, ThreadId, UserId};
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Row, Sqlite, Transaction};
@@ -177,13 +177,13 @@ impl Store for SqliteStore {
         result
     }
 
-    async fn import_usage(&self, user_id: &UserId, rows: &[ImportRow], at_ms: u64) -> StoreResult<u64> {
+    async fn import_usage(&self, org: &OrgId, rows: &[ImportRow], at_ms: u64) -> StoreResult<u64> {
         let mut conn = self.writer.acquire().await?;
         let result = async {
             let mut tx = conn.begin().await?;
-            let inserted = batch::insert_usage(&mut tx, user_id.as_str(), rows, at_ms).await?;
+            let inserted = batch::insert_usage(&mut tx, org.as_str(), rows, at_ms).await?;
             if inserted > 0 {
-                bump_version(&mut tx, user_id.as_str()).await?;
+                bump_version(&mut tx, org.as_str()).await?;
             }
             tx.commit().await?;
             Ok(inserted)
@@ -193,19 +193,19 @@ impl Store for SqliteStore {
         result
     }
 
-    async fn usage(&self, user_id: &UserId, from: Option<&str>, to: Option<&str>) -> StoreResult<Vec<UsageRecord>> {
+    async fn usage(&self, org: &OrgId, from: Option<&str>, to: Option<&str>) -> StoreResult<Vec<UsageRecord>> {
         let sql = format!(
             "SELECT {USAGE_DAILY_COLUMNS} FROM usage_daily \
              WHERE user_id = ? AND day >= COALESCE(?, '') AND day <= COALESCE(?, '9999') ORDER BY day"
         );
         let rows: Vec<rows::UsageDaily> =
-            sqlx::query_as(&sql).bind(user_id.as_str()).bind(from).bind(to).fetch_all(&self.readers).await?;
+            sqlx::query_as(&sql).bind(org.as_str()).bind(from).bind(to).fetch_all(&self.readers).await?;
         Ok(rows.into_iter().map(UsageRecord::from).collect())
     }
 
-    async fn usage_names(&self, user_id: &UserId, dim: GroupBy) -> StoreResult<Vec<String>> {
+    async fn usage_names(&self, org: &OrgId, dim: GroupBy) -> StoreResult<Vec<String>> {
         let sql = crate::totals::names_sql(dim, "?", "?");
-        let mut query = sqlx::query_scalar::<_, String>(&sql).bind(user_id.as_str());
+        let mut query = sqlx::query_scalar::<_, String>(&sql).bind(org.as_str());
         if let Some(tag) = crate::totals::tag_name(dim) {
             query = query.bind(tag);
         }
@@ -214,9 +214,9 @@ impl Store for SqliteStore {
         Ok(names)
     }
 
-    async fn usage_totals(&self, user_id: &UserId, q: &UsageQuery) -> StoreResult<Vec<UsageRecord>> {
+    async fn usage_totals(&self, org: &OrgId, q: &UsageQuery) -> StoreResult<Vec<UsageRecord>> {
         let (sql, binds) = crate::totals::sql(q, crate::totals::source(q), |_| "?".to_owned());
-        let mut query = sqlx::query_as::<_, rows::UsageDaily>(&sql).bind(user_id.as_str());
+        let mut query = sqlx::query_as::<_, rows::UsageDaily>(&sql).bind(org.as_str());
         for value in &binds {
             query = query.bind(value);
         }
@@ -224,16 +224,15 @@ impl Store for SqliteStore {
         Ok(crate::totals::sorted(rows.into_iter().map(UsageRecord::from).collect()))
     }
 
-    async fn delete_usage(&self, user_id: &UserId) -> StoreResult<u64> {
+    async fn delete_usage(&self, org: &OrgId) -> StoreResult<u64> {
         let mut conn = self.writer.acquire().await?;
         let result = async {
             let mut tx = conn.begin().await?;
             for table in crate::totals::KEPT_SUMS {
-                sqlx::query(&format!("DELETE FROM {table} WHERE user_id = ?")).bind(user_id.as_str()).execute(&mut *tx).await?;
+                sqlx::query(&format!("DELETE FROM {table} WHERE user_id = ?")).bind(org.as_str()).execute(&mut *tx).await?;
             }
-            let done =
-                sqlx::query("DELETE FROM usage_records WHERE user_id = ?").bind(user_id.as_str()).execute(&mut *tx).await?;
-            bump_version(&mut tx, user_id.as_str()).await?;
+            let done = sqlx::query("DELETE FROM usage_records WHERE user_id = ?").bind(org.as_str()).execute(&mut *tx).await?;
+            bump_version(&mut tx, org.as_str()).await?;
             tx.commit().await?;
             Ok(done.rows_affected())
         }
@@ -242,9 +241,9 @@ impl Store for SqliteStore {
         result
     }
 
-    async fn usage_version(&self, user_id: &UserId) -> StoreResult<u64> {
+    async fn usage_version(&self, org: &OrgId) -> StoreResult<u64> {
         let v: Option<i64> = sqlx::query_scalar("SELECT version FROM usage_versions WHERE user_id = ?")
-            .bind(user_id.as_str())
+            .bind(org.as_str())
             .fetch_optional(&self.readers)
             .await?;
         Ok(v.unwrap_or(0) as u64)
@@ -346,3 +345,4 @@ async fn bump_version(tx: &mut Transaction<'_, Sqlite>, user_id: &str) -> StoreR
 }
 
 crate::accounts::account_methods!(SqliteStore);
+crate::orgs::org_methods!(SqliteStore);
