@@ -1,7 +1,7 @@
 // Wires the page: connection and status, chat, costs, theme, sidebar, and the account
 // dialog (sign-in with a local account and its sessions and API keys, a pasted token, or
 // a new demo identity).
-import { Connection, identity, session, api, authConfig, takeFragment } from './connection.js';
+import { Connection, identity, session, organization, api, authConfig, takeFragment } from './connection.js';
 import { Chat, el } from './chat.js';
 import { Costs } from './costs.js';
 
@@ -32,7 +32,7 @@ const conn = new Connection({
     $('status').dataset.state = state;
     $('status-text').textContent = text;
   },
-  onReady: (frame) => { showWho(frame); chat.onReady(frame); },
+  onReady: (frame) => { showWho(frame); chat.onReady(frame); loadOrganizations(frame); },
   onFrame: (frame) => chat.onFrame(frame),
   onClosed: () => chat.updateStop(),
   onAuthProblem: (message, ask) => {
@@ -116,6 +116,7 @@ function startChat() {
 
 /** Forgets what the page kept of the previous identity, like a new user. */
 function forgetUserData() {
+  organization.forget();
   localStorage.removeItem('apex.thread');
   localStorage.removeItem('apex.savings');
   localStorage.removeItem('apex.analysis');
@@ -135,6 +136,59 @@ function endSession() {
   showWho();
   openSignIn('You were signed out.');
 }
+
+// Organizations: whose usage the answers and the charts read. Once connected, the user's
+// organizations are listed; the picker shows when there is more than their own space, and
+// the last choice is taken again if they still belong to it. An invitation link
+// (`#join=CODE`) is used once signed in, and selects the organization it joined.
+let orgsLoading = null;
+async function loadOrganizations(frame) {
+  if (frame.demo) { showOrganizations([]); return; }
+  if (orgsLoading) return;
+  orgsLoading = (async () => {
+    const join = sessionStorage.getItem('apex.join');
+    if (join) {
+      sessionStorage.removeItem('apex.join');
+      try {
+        const joined = await api('/api/orgs/join', { method: 'POST', json: { code: join } });
+        organization.choose(joined.id);
+        organization.id = '';
+        chat.showNotice(`You joined ${joined.name} as ${joined.role}.`);
+      } catch (e) {
+        chat.showNotice(`The invitation could not be used: ${e.message}`);
+      }
+    }
+    let list;
+    try { list = (await api('/api/orgs')).organizations; } catch { return; }
+    const wanted = organization.wanted;
+    const known = list.some((o) => !o.personal && o.id === wanted);
+    if (wanted && !known) organization.forget();
+    showOrganizations(list, known ? wanted : '');
+    if ((known ? wanted : '') !== organization.id) useOrganization(known ? wanted : '');
+  })().finally(() => { orgsLoading = null; });
+}
+
+function showOrganizations(list, selected = '') {
+  const select = $('org');
+  select.replaceChildren(...list.map((o) => el('option', { value: o.personal ? '' : o.id, text: o.personal ? 'Personal' : `${o.name} (${o.role})` })));
+  select.value = selected;
+  $('org-box').hidden = list.length < 2;
+}
+
+/** Reads another organization's usage: the socket reconnects for it, the charts reload. */
+function useOrganization(id) {
+  organization.choose(id);
+  localStorage.removeItem('apex.savings');
+  localStorage.removeItem('apex.analysis');
+  costs.reset();
+  if (!$('costs-view').hidden) costs.refresh();
+  conn.start();
+}
+$('org').addEventListener('change', (e) => {
+  useOrganization(e.target.value);
+  const name = e.target.selectedOptions[0]?.textContent || 'Personal';
+  chat.showNotice(e.target.value ? `Answers and charts now read the usage of ${name}.` : 'Answers and charts now read your own usage.');
+});
 
 // The account dialog: the signed-in user and their sessions, or the sign-in form; a
 // token to paste; a new demo identity.

@@ -9,10 +9,26 @@
 // exponential backoff and jitter.
 
 const TOKEN_KEY = 'apex.token';
+const ORG_KEY = 'apex.org';
 const DEMO_KEY = 'apex.token.demo';
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000, 30000];
 // Close code of a socket whose session was signed out, revoked or disabled elsewhere.
 const SESSION_ENDED = 4001;
+
+/**
+ * The organization whose usage the page reads and asks about: '' for the user's own
+ * space. `id` is what requests and the socket use (set once the user's organizations are
+ * known to hold it); `wanted` is the last choice, remembered across reloads.
+ */
+export const organization = {
+  id: '',
+  get wanted() { return localStorage.getItem(ORG_KEY) || ''; },
+  choose(id) {
+    this.id = id;
+    if (id) localStorage.setItem(ORG_KEY, id); else localStorage.removeItem(ORG_KEY);
+  },
+  forget() { this.id = ''; localStorage.removeItem(ORG_KEY); },
+};
 
 /** The signed-in account: its access token and user, in memory only. */
 export const session = {
@@ -100,8 +116,10 @@ export function takeFragment() {
   };
   const token = get('token');
   const invite = get('invite');
+  const join = get('join');
+  if (join) sessionStorage.setItem('apex.join', join);
   if (token) identity.set(token, false);
-  if (token || invite) history.replaceState(null, '', location.pathname + location.search);
+  if (token || invite || join) history.replaceState(null, '', location.pathname + location.search);
   return invite;
 }
 
@@ -123,6 +141,7 @@ export async function api(path, { json, auth = true, ...init } = {}, retried = f
   const headers = new Headers(init.headers || {});
   const token = auth ? identity.token : '';
   if (token) headers.set('Authorization', `Bearer ${token}`);
+  if (auth && organization.id && !headers.has('X-Apex-Org')) headers.set('X-Apex-Org', organization.id);
   if (json !== undefined) { headers.set('Content-Type', 'application/json'); init.body = JSON.stringify(json); }
   const viaSession = !!token && token === session.token;
   const res = await fetch(path, { credentials: 'same-origin', ...init, headers });
@@ -165,7 +184,8 @@ export class Connection {
     this.ready = false;
     this.opened = false;
     if (this.attempt === 0) this.status('connecting', 'Connecting…');
-    const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+    const org = organization.id ? `?org=${encodeURIComponent(organization.id)}` : '';
+    const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws${org}`;
     const token = identity.token;
     const viaSession = session.active;
     const ws = new WebSocket(url, token ? ['apex.v1', `jwt.${token}`] : ['apex.v1']);

@@ -1,7 +1,7 @@
 // Costs: import usage files (drag-and-drop or picker, with upload progress and the
 // rejected lines), and charts of GET /api/usage/summary plus the savings of the latest
 // `find_savings` result seen in a run.
-import { identity, session, api } from './connection.js';
+import { identity, session, organization, api } from './connection.js';
 
 const $ = (id) => document.getElementById(id);
 const usd = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD' });
@@ -79,6 +79,7 @@ export class Costs {
     xhr.open('POST', '/api/usage/import');
     const token = identity.token;
     if (token) xhr.setRequestHeader('Authorization', `Bearer ${token}`);
+    if (organization.id) xhr.setRequestHeader('X-Apex-Org', organization.id);
     xhr.upload.onprogress = (e) => { if (e.lengthComputable) progress.value = Math.round((e.loaded / e.total) * 100); };
     xhr.upload.onload = () => { progress.removeAttribute('value'); result.textContent = `Importing ${f.name}…`; };
     xhr.onerror = () => { progress.hidden = true; result.textContent = 'The upload failed: the server could not be reached.'; };

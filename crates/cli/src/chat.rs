@@ -42,6 +42,9 @@ pub struct ChatArgs {
     /// Continue an existing thread
     #[arg(long)]
     pub thread: Option<String>,
+    /// Ask about a shared organization's usage (org:…, one you belong to) instead of your own
+    #[arg(long)]
+    pub org: Option<String>,
 }
 
 /// Exit codes of `apex chat` (meaningful with `--once`).
@@ -187,8 +190,13 @@ type Input = Option<mpsc::Receiver<String>>;
 
 impl Chat {
     fn new(args: &ChatArgs, thread: Option<ThreadId>) -> Self {
+        let url = match &args.org {
+            // An organization's id (`org:` and a UUID) needs no escaping in a query.
+            Some(org) => format!("{}{}org={org}", args.url, if args.url.contains('?') { '&' } else { '?' }),
+            None => args.url.clone(),
+        };
         Self {
-            url: args.url.clone(),
+            url,
             token: args.token.clone(),
             once: args.once.is_some(),
             thread,
@@ -681,8 +689,14 @@ mod tests {
     }
 
     fn new_chat(once: bool) -> Chat {
-        let args =
-            ChatArgs { url: "ws://x/ws".into(), token: None, json: true, once: once.then(|| "hi".to_owned()), thread: None };
+        let args = ChatArgs {
+            url: "ws://x/ws".into(),
+            token: None,
+            json: true,
+            once: once.then(|| "hi".to_owned()),
+            thread: None,
+            org: None,
+        };
         Chat::new(&args, None)
     }
 

@@ -28,6 +28,10 @@ pub struct IngestArgs {
     /// Bearer token for --url (else one is minted for --user with the configured secret)
     #[arg(long, env = "APEX_TOKEN")]
     pub token: Option<String>,
+    /// The shared organization (org:…) the usage goes to, instead of the user's own space
+    /// (with --url the user must be one of its analysts or admins)
+    #[arg(long)]
+    pub org: Option<String>,
 }
 
 /// `--format`: every importer's name (with its description, for `--help`) and aliases.
@@ -46,13 +50,17 @@ pub async fn run(args: IngestArgs, settings: apex_server::Settings) -> anyhow::R
     let mut clean = true;
     match &args.url {
         None => {
-            let user = args.user.as_deref().context("--user is required when writing to the store")?;
+            let owner = match (&args.org, &args.user) {
+                (Some(org), _) => org.as_str(),
+                (None, Some(user)) => user.as_str(),
+                (None, None) => bail!("--user (or --org) is required when writing to the store"),
+            };
             if settings.database_url.starts_with("sqlite:") {
                 std::fs::create_dir_all(&settings.data_dir)?;
             }
             let store = apex_store::connect(&settings.database_url).await?;
             for path in &args.files {
-                let report = to_store(store.as_ref(), user, path, named).await?;
+                let report = to_store(store.as_ref(), owner, path, named).await?;
                 clean &= print_report(path, &report);
             }
         }
@@ -65,7 +73,7 @@ pub async fn run(args: IngestArgs, settings: apex_server::Settings) -> anyhow::R
                 (None, None) => bail!("--url needs --token, or --user to mint one"),
             };
             for path in &args.files {
-                let report = upload(url, &token, path, named).await?;
+                let report = upload(url, &token, args.org.as_deref(), path, named).await?;
                 clean &= print_report(path, &report);
             }
         }
@@ -73,7 +81,12 @@ pub async fn run(args: IngestArgs, settings: apex_server::Settings) -> anyhow::R
     Ok(if clean { 0 } else { 1 })
 }
 
-async fn to_store(store: &dyn apex_store::Store, user: &str, path: &Path, named: Option<Format>) -> anyhow::Result<ImportReport> {
+async fn to_store(
+    store: &dyn apex_store::Store,
+    owner: &str,
+    path: &Path,
+    named: Option<Format>,
+) -> anyhow::Result<ImportReport> {
     let size = std::fs::metadata(path).with_context(|| format!("cannot open {}", path.display()))?.len().max(1);
     let read = Arc::new(AtomicU64::new(0));
     let file = Counting { inner: File::open(path)?, read: read.clone() };
@@ -85,7 +98,7 @@ async fn to_store(store: &dyn apex_store::Store, user: &str, path: &Path, named:
     let started = Instant::now();
     let mut last = Instant::now();
     let name = path.display().to_string();
-    let report = import_into(store, &user.into(), opened.format, opened.input, |rows| {
+    let report = import_into(store, &owner.into(), opened.format, opened.input, |rows| {
         if last.elapsed() >= Duration::from_millis(250) {
             last = Instant::now();
             let pct = read.load(Ordering::Relaxed) * 100 / size;
@@ -98,14 +111,18 @@ async fn to_store(store: &dyn apex_store::Store, user: &str, path: &Path, named:
     Ok(report)
 }
 
-async fn upload(url: &str, token: &str, path: &Path, format: Option<Format>) -> anyhow::Result<ImportReport> {
+async fn upload(url: &str, token: &str, org: Option<&str>, path: &Path, format: Option<Format>) -> anyhow::Result<ImportReport> {
     let body = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     eprintln!("{}: uploading {:.1} MiB…", path.display(), body.len() as f64 / 1_048_576.0);
     let mut endpoint = format!("{}/api/usage/import", url.trim_end_matches('/'));
     if let Some(f) = format {
         endpoint.push_str(&format!("?format={}", f.name()));
     }
-    let response = reqwest::Client::new().post(endpoint).bearer_auth(token).body(body).send().await?;
+    let mut request = reqwest::Client::new().post(endpoint).bearer_auth(token).body(body);
+    if let Some(org) = org {
+        request = request.header("X-Apex-Org", org);
+    }
+    let response = request.send().await?;
     let status = response.status();
     let json: serde_json::Value = response.json().await.unwrap_or_default();
     if !status.is_success() {

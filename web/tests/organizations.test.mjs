@@ -1,0 +1,108 @@
+// Organizations in the page, against a real server with demo mode off: an invitation link
+// (`#join=CODE`) adds the user to the organization and selects it; the picker shows
+// which organization the answers and the charts read, switches between it and the
+// user's own space, and is remembered across a reload. Every wait is bounded.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { BINARY, startServer, launchBrowser, watchPage, ask, screenshot } from './helpers.mjs';
+
+const SECRET = 'organizations-test-secret-0123456789';
+const WAIT = 5000;
+const ANSWER = 20000;
+
+let server, b;
+
+before(async () => {
+  server = await startServer({ DEMO_MODE: '0', APEX_JWT_SECRET: SECRET, APEX_COOKIE_SECURE: '0' });
+  b = await launchBrowser();
+});
+after(async () => {
+  await b?.close();
+  await server?.stop();
+});
+
+/** A token for `user`, minted with the server's secret by `apex token`. */
+function token(user) {
+  return execFileSync(BINARY, ['token', '--user', user, '--data-dir', server.dataDir], { env: { ...process.env, APEX_JWT_SECRET: SECRET } }).toString().trim();
+}
+
+async function call(method, path, bearer, { json, body, org } = {}) {
+  const headers = { Authorization: `Bearer ${bearer}` };
+  if (json) headers['Content-Type'] = 'application/json';
+  if (org) headers['X-Apex-Org'] = org;
+  const res = await fetch(`${server.url}${path}`, { method, headers, body: json ? JSON.stringify(json) : body, signal: AbortSignal.timeout(WAIT) });
+  return { status: res.status, body: await res.json().catch(() => null) };
+}
+
+/** Asks in a new thread and returns the completed answer's text. */
+async function answer(page, question) {
+  await page.locator('#new-chat').click();
+  const done = page.locator('article.run[data-state="completed"]');
+  await ask(page, question);
+  await done.first().waitFor({ timeout: ANSWER });
+  return done.first().textContent();
+}
+
+async function connected(page) {
+  await page.locator('#status[data-state="connected"]').waitFor({ timeout: WAIT });
+}
+
+test('a join link adds dave to Acme; the picker switches answers and charts between Acme and his own space, and a reload keeps it', async () => {
+  const carol = token('carol');
+  const created = await call('POST', '/api/orgs', carol, { json: { name: 'Acme' } });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const acme = created.body.id;
+  const csv = 'date,model,feature,input_tokens,output_tokens,cost_usd\n2026-11-02,gpt-4o,support-bot,1000,100,1234.00\n';
+  const imported = await call('POST', '/api/usage/import', carol, { body: csv, org: acme });
+  assert.equal(imported.status, 200, JSON.stringify(imported.body));
+  const invitation = await call('POST', `/api/orgs/${acme}/invitations`, carol, { json: { role: 'viewer' } });
+  assert.equal(invitation.status, 201);
+  assert.match(invitation.body.path, /^\/#join=/);
+
+  const ctx = await b.newContext();
+  const page = await ctx.newPage();
+  const problems = watchPage(page);
+  await page.goto(`${server.url}/#token=${token('dave')}&join=${invitation.body.code}`);
+  await connected(page);
+  const picker = page.locator('#org');
+  await picker.waitFor({ state: 'visible', timeout: WAIT });
+  await page.waitForFunction((id) => document.querySelector('#org').value === id, acme, { timeout: WAIT });
+  assert.deepEqual(await picker.locator('option').allTextContents(), ['Personal', 'Acme (viewer)']);
+  await page.getByText('You joined Acme as viewer.').waitFor({ timeout: WAIT });
+  assert.equal(new URL(page.url()).hash, '', 'the code leaves the address bar');
+  await connected(page);
+
+  assert.match(await answer(page, 'What did we spend in total?'), /\$1,234\.00/, 'Acme\'s usage');
+  await page.locator('#tab-costs').click();
+  await page.locator('#costs-summary').filter({ hasText: '$1,234.00' }).waitFor({ timeout: WAIT });
+  await screenshot(page, 'organization-costs');
+  await page.locator('#tab-chat').click();
+
+  await picker.selectOption({ label: 'Personal' });
+  await page.getByText('Answers and charts now read your own usage.').waitFor({ timeout: WAIT });
+  await connected(page);
+  assert.doesNotMatch(await answer(page, 'What did we spend in total?'), /\$1,234\.00/, 'his own space has nothing of Acme\'s');
+
+  await page.reload();
+  await connected(page);
+  await picker.waitFor({ state: 'visible', timeout: WAIT });
+  assert.equal(await picker.inputValue(), '', 'still his own space');
+  await picker.selectOption({ label: 'Acme (viewer)' });
+  await connected(page);
+  await page.reload();
+  await page.waitForFunction((id) => document.querySelector('#org').value === id, acme, { timeout: WAIT });
+  await connected(page);
+  assert.match(await answer(page, 'What did we spend in total?'), /\$1,234\.00/, 'Acme again after the reload');
+
+  // Removed from Acme, the next load falls back to his own space.
+  const removed = await call('DELETE', `/api/orgs/${acme}/members/dave`, carol);
+  assert.equal(removed.status, 204);
+  await page.reload();
+  await connected(page);
+  await page.waitForTimeout(300);
+  assert.equal(await picker.isVisible(), false, 'no organization left to pick');
+  assert.doesNotMatch(await answer(page, 'What did we spend in total?'), /\$1,234\.00/);
+  assert.deepEqual(problems, []);
+  await ctx.close();
+});
