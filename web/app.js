@@ -102,9 +102,12 @@ async function boot() {
     startChat();
     return;
   }
-  if (mustSignIn()) { conn.status('offline', 'Signed out'); openSignIn(''); return; }
+  const ssoError = sessionStorage.getItem('apex.signin_error');
+  sessionStorage.removeItem('apex.signin_error');
+  if (mustSignIn()) { conn.status('offline', 'Signed out'); openSignIn(ssoError || ''); return; }
   startChat();
   if (invite && canSignUp()) openSignIn('', 'signup');
+  else if (ssoError && config?.accounts) openSignIn(ssoError);
 }
 
 function startChat() {
@@ -265,6 +268,9 @@ function setMode(m) {
   $('signin-password').autocomplete = up ? 'new-password' : 'current-password';
   $('signin-hint').hidden = !up;
   $('signin-note').hidden = !(up && invite);
+  // The identity provider a team signs in with, when the server has one.
+  $('sso-bar').hidden = up || !config?.oidc;
+  if (config?.oidc) $('sso').textContent = `Sign in with ${config.oidc.name}`;
 }
 $('signin-switch').addEventListener('click', () => {
   setMode(mode === 'signup' ? 'signin' : 'signup');

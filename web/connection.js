@@ -118,8 +118,11 @@ export function takeFragment() {
   const invite = get('invite');
   const join = get('join');
   if (join) sessionStorage.setItem('apex.join', join);
+  // Why a sign-in with the identity provider came back without a session.
+  const ssoError = get('signin_error');
+  if (ssoError) sessionStorage.setItem('apex.signin_error', ssoError.replace(/\+/g, ' '));
   if (token) identity.set(token, false);
-  if (token || invite || join) history.replaceState(null, '', location.pathname + location.search);
+  if (token || invite || join || ssoError) history.replaceState(null, '', location.pathname + location.search);
   return invite;
 }
 

@@ -55,6 +55,8 @@ pub struct AppState {
     pub revocations: Arc<accounts::revocation::Revocations>,
     /// Sign-in attempts per address.
     pub sign_in_attempts: Arc<limits::AttemptLimits>,
+    /// The OpenID Connect provider's metadata, once fetched.
+    pub oidc: Arc<accounts::oidc::Discovery>,
 }
 
 impl AppState {
@@ -206,6 +208,7 @@ impl Server {
             users,
             revocations,
             sign_in_attempts,
+            oidc: Arc::default(),
         })
     }
 }

@@ -42,6 +42,24 @@ pub struct Settings {
     /// The soonest the JWKS is fetched again for a token naming a key id it does not hold.
     #[serde(rename = "jwt_jwks_refresh_secs", deserialize_with = "secs")]
     pub jwt_jwks_refresh: Duration,
+    /// Sign-in with an OpenID Connect provider (authorization code + PKCE): its issuer URL
+    /// (discovery at `<issuer>/.well-known/openid-configuration`) and this client's id.
+    pub oidc_issuer: Option<String>,
+    pub oidc_client_id: Option<String>,
+    /// For a confidential client (sent as HTTP Basic to the token endpoint).
+    pub oidc_client_secret: Option<SecretString>,
+    /// Where the provider sends the browser back (registered with it); default: this
+    /// server's `/api/auth/oidc/callback` at the address the browser used.
+    pub oidc_redirect_url: Option<String>,
+    /// The sign-in button's name for the provider ("Sign in with …").
+    pub oidc_name: String,
+    /// Scopes asked for besides `openid` (space-separated).
+    pub oidc_scopes: String,
+    /// The ID-token claim that lists the user's groups.
+    pub oidc_groups_claim: String,
+    /// Groups (comma-separated) whose members are admins of this install; when set, every
+    /// other provider user is a member (the role follows the groups at each sign-in).
+    pub oidc_admin_groups: Option<String>,
     /// Who may create a local account on the page: `closed` (admins create them with
     /// `apex users`), `invite` (with an invitation) or `open`.
     pub signup: Signup,
@@ -232,6 +250,14 @@ impl Default for Settings {
             jwt_public_key: None,
             jwt_jwks_url: None,
             jwt_jwks_refresh: Duration::from_secs(30),
+            oidc_issuer: None,
+            oidc_client_id: None,
+            oidc_client_secret: None,
+            oidc_redirect_url: None,
+            oidc_name: "SSO".into(),
+            oidc_scopes: "email profile".into(),
+            oidc_groups_claim: "groups".into(),
+            oidc_admin_groups: None,
             signup: Signup::Invite,
             access_token_ttl: Duration::from_secs(15 * 60),
             session_ttl: Duration::from_secs(30 * 24 * 3600),
@@ -365,6 +391,9 @@ impl Settings {
                 "max_connections_per_ip, max_connections_per_user, max_runs_per_user and user_rate_limit must be at least 1"
                     .into(),
             ));
+        }
+        if self.oidc_issuer.is_some() != self.oidc_client_id.is_some() {
+            return Err(ConfigError::Invalid("APEX_OIDC_ISSUER and APEX_OIDC_CLIENT_ID go together".into()));
         }
         if self.header_timeout.is_zero() {
             return Err(ConfigError::Invalid("header_timeout_secs must be greater than zero".into()));

@@ -13,6 +13,7 @@
 //! while after [`Settings::login_max_failures`]; attempts are also limited per address.
 pub mod api_keys;
 pub mod manage;
+pub mod oidc;
 pub mod passwords;
 pub mod personal;
 pub mod revocation;
@@ -54,6 +55,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/auth/invitations", post(create_invitation))
         .route("/api/me", get(me))
         .merge(api_keys::router())
+        .merge(oidc::router())
         .merge(personal::router())
 }
 
@@ -135,6 +137,7 @@ async fn config(State(app): State<AppState>) -> Json<serde_json::Value> {
         "demo_mode": app.settings.demo_mode,
         "signup": app.settings.signup,
         "accounts": app.auth.can_mint(),
+        "oidc": (app.auth.can_mint() && app.settings.oidc_issuer.is_some()).then(|| json!({ "name": app.settings.oidc_name })),
     }))
 }
 
@@ -278,6 +281,12 @@ async fn login(
 }
 
 async fn start_session(app: &AppState, account: &Account, headers: &HeaderMap, status: StatusCode) -> Result<Response, ApiError> {
+    let (session_id, refresh) = new_session(app, account, headers).await?;
+    signed_in(app, account, &session_id, Some(&refresh), status)
+}
+
+/// A new sign-in session of the account: its id and refresh token.
+async fn new_session(app: &AppState, account: &Account, headers: &HeaderMap) -> Result<(String, String), ApiError> {
     let refresh = manage::random_token();
     let at = now_ms();
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
@@ -290,7 +299,7 @@ async fn start_session(app: &AppState, account: &Account, headers: &HeaderMap, s
         user_agent: user_agent.chars().take(200).collect(),
     };
     app.runs.store().create_session(&session).await?;
-    signed_in(app, account, &session.id, Some(&refresh), status)
+    Ok((session.id, refresh))
 }
 
 /// The access token and who it is for, and the refresh cookie when it changed.

@@ -190,6 +190,26 @@ impl Auth {
         self.sign(user_id, ttl, false, Some(session_id.to_owned()))
     }
 
+    /// Signs a payload the server hands a browser to keep and give back (an OpenID Connect
+    /// sign-in in progress): HS256 with the secret. It carries `exp` and no `sub`, so it is
+    /// never taken for an access token, nor an access token for it.
+    pub fn sign_payload<T: Serialize>(&self, payload: &T) -> Option<String> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), payload, self.encoding.as_ref()?).ok()
+    }
+
+    /// A payload [`Auth::sign_payload`] signed, unless tampered with or past its `exp`.
+    pub fn verify_payload<T: serde::de::DeserializeOwned>(&self, token: &str) -> Option<T> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return None;
+        }
+        let key = self.keys.iter().find(|k| k.alg == Algorithm::HS256)?;
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.validate_aud = false;
+        validation.leeway = 0;
+        validation.required_spec_claims = std::iter::once("exp".to_owned()).collect();
+        jsonwebtoken::decode::<T>(token, &key.key, &validation).ok().map(|d| d.claims)
+    }
+
     /// Whether this server can sign tokens (and so sign local accounts in).
     pub fn can_mint(&self) -> bool {
         self.encoding.is_some()
