@@ -178,6 +178,58 @@ function showOrganizations(list, selected = '') {
   $('org-box').hidden = list.length < 2;
 }
 
+// The account dialog's organizations: each with the caller's role, an admin's invitation
+// links (a role to pick, the link shown with Copy), and a form to create one.
+async function loadOrgsPanel() {
+  let list;
+  try { list = (await api('/api/orgs')).organizations; } catch { $('orgs-panel').hidden = true; return; }
+  $('orgs').replaceChildren(...list.filter((o) => !o.personal).map(orgItem));
+  $('orgs-panel').hidden = false;
+}
+
+function orgItem(o) {
+  const id = `org-${o.id.replace(/[^a-z0-9-]/gi, '')}`;
+  const text = el('span', { id }, el('strong', { text: o.name }), ` · ${o.role}`);
+  if (o.role !== 'admin') return el('li', {}, text);
+  const role = el('select', { 'aria-label': `Role for an invitation to ${o.name}` },
+    ...['viewer', 'analyst', 'admin'].map((r) => el('option', { value: r, text: r })));
+  const b = el('button', { type: 'button', 'aria-describedby': id, text: 'Invite', 'aria-label': `Invite to ${o.name}` });
+  b.addEventListener('click', async () => {
+    try {
+      const made = await api(`/api/orgs/${encodeURIComponent(o.id)}/invitations`, { method: 'POST', json: { role: role.value } });
+      $('invite-link-value').value = `${location.origin}${made.path}`;
+      $('invite-link-label').textContent = `Invitation to ${o.name} as ${made.role}`;
+      $('invite-link').hidden = false;
+      $('invite-link-value').select();
+    } catch (e) { showOrgError(`Could not make an invitation: ${e.message}`); }
+  });
+  return el('li', {}, text, role, b);
+}
+
+function showOrgError(message) {
+  $('org-error').textContent = message;
+  $('org-error').hidden = !message;
+}
+
+$('org-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const name = $('org-name').value.trim();
+  if (!name) { showOrgError('Enter a name.'); $('org-name').focus(); return; }
+  try {
+    const made = await api('/api/orgs', { method: 'POST', json: { name } });
+    showOrgError('');
+    $('org-name').value = '';
+    await loadOrgsPanel();
+    // The new organization is picked: its (still empty) usage is what the page reads now.
+    const list = (await api('/api/orgs')).organizations;
+    showOrganizations(list, made.id);
+    useOrganization(made.id);
+  } catch (err) { showOrgError(`Could not create it: ${err.message}`); }
+});
+$('copy-invite').addEventListener('click', async () => {
+  try { await navigator.clipboard.writeText($('invite-link-value').value); } catch { $('invite-link-value').select(); }
+});
+
 /** Reads another organization's usage: the socket reconnects for it, the charts reload. */
 function useOrganization(id) {
   organization.choose(id);
@@ -219,6 +271,7 @@ function renderAccount() {
   if (signedIn) loadSessions();
   // A demo user is anonymous and gone with its token: a key for it would make no sense.
   if (identity.token && !identity.isDemoToken) loadKeys(); else hideKeys();
+  if (identity.token && !identity.isDemoToken) loadOrgsPanel(); else $('orgs-panel').hidden = true;
 }
 
 function openSignIn(message, m = mode) {
@@ -236,6 +289,9 @@ $('account-close').addEventListener('click', () => dialog.close());
 dialog.addEventListener('cancel', (e) => { if (mustSignIn()) e.preventDefault(); });
 dialog.addEventListener('close', () => {
   forgetNewKey();
+  // An invitation link admits whoever has it: not left on screen.
+  $('invite-link').hidden = true;
+  $('invite-link-value').value = '';
   if (mustSignIn()) { dialog.showModal(); $('signin-name').focus(); return; }
   if (demoOnClose && !session.active) { demoOnClose = false; startChat(); }
 });

@@ -106,3 +106,45 @@ test('a join link adds dave to Acme; the picker switches answers and charts betw
   assert.deepEqual(problems, []);
   await ctx.close();
 });
+
+test('in the account dialog, erin creates an organization (it is picked) and invites fay as an analyst by link', async () => {
+  const ctx = await b.newContext();
+  const page = await ctx.newPage();
+  const problems = watchPage(page);
+  await page.goto(`${server.url}/#token=${token('erin')}`);
+  await connected(page);
+  await page.locator('#account').click();
+  const panel = page.locator('#orgs-panel');
+  await panel.waitFor({ state: 'visible', timeout: WAIT });
+  await page.getByRole('button', { name: 'Create organization' }).click();
+  await page.locator('#org-error').filter({ hasText: 'Enter a name.' }).waitFor({ timeout: WAIT });
+  await page.getByLabel('Organization name').fill('Erin Labs');
+  await page.getByRole('button', { name: 'Create organization' }).click();
+  await panel.getByText('Erin Labs').waitFor({ timeout: WAIT });
+  const picker = page.locator('#org');
+  await picker.waitFor({ state: 'visible', timeout: WAIT });
+  assert.equal(await picker.locator('option:checked').textContent(), 'Erin Labs (admin)', 'the new organization is picked');
+
+  await page.getByLabel('Role for an invitation to Erin Labs').selectOption('analyst');
+  await page.getByRole('button', { name: 'Invite to Erin Labs' }).click();
+  await page.locator('#invite-link').waitFor({ state: 'visible', timeout: WAIT });
+  const link = await page.locator('#invite-link-value').inputValue();
+  await screenshot(page, 'organizations-dialog');
+  assert.match(link, /^http:\/\/127\.0\.0\.1:\d+\/#join=[A-Za-z0-9_-]{43}$/);
+  await page.locator('#account-close').click();
+  // Not left on screen once the dialog closes.
+  await page.waitForFunction(() => document.querySelector('#invite-link-value').value === '' && document.querySelector('#invite-link').hidden, null, { timeout: WAIT });
+  assert.deepEqual(problems, []);
+
+  const other = await b.newContext();
+  const fay = await other.newPage();
+  await fay.goto(link.replace('#join=', `#token=${token('fay')}&join=`));
+  await fay.getByText('You joined Erin Labs as analyst.').waitFor({ timeout: WAIT });
+  assert.equal(await fay.locator('#org option:checked').textContent(), 'Erin Labs (analyst)');
+  // Used once: the same link does nothing for anyone else.
+  const again = await other.newPage();
+  await again.goto(link.replace('#join=', `#token=${token('gus')}&join=`));
+  await again.getByText(/The invitation could not be used/).waitFor({ timeout: WAIT });
+  await other.close();
+  await ctx.close();
+});

@@ -93,7 +93,7 @@ async fn store(app: &TestApp) -> std::sync::Arc<dyn apex_store::Store> {
 async fn sign_up_sign_in_refresh_and_sign_out() {
     let app = server(Signup::Open, |_| ()).await;
     let config = http_client().get(app.http("/api/auth/config")).send().await.unwrap().json::<Value>().await.unwrap();
-    assert_eq!(config, json!({"demo_mode": false, "signup": "open", "accounts": true}));
+    assert_eq!(config, json!({"demo_mode": false, "signup": "open", "accounts": true, "oidc": null}));
 
     let ann = post(&app, "/api/auth/signup", json!({"name": " Ann ", "password": PASSWORD}), None, None).await;
     assert_eq!(ann.status, 201, "{}", ann.body);

@@ -165,6 +165,9 @@ async fn members_share_an_organizations_usage_by_role_and_nobody_else_sees_it() 
     assert_eq!(via_key["total_display"], "$1,234.00", "{via_key}");
     let (status, refused) = summary(&app, &key, Some("u_ann")).await;
     assert_eq!((status, code(&refused)), (403, "not_a_member"), "not ann's own space: {refused}");
+    let (_, listed) = app.get("/api/orgs", &key).await;
+    let listed: Vec<&str> = listed["organizations"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap()).collect();
+    assert_eq!(listed, [acme.as_str()], "the key lists its organization only");
     let (status, refused) = post(&app, "/api/keys", &bob, json!({ "name": "x", "org": acme })).await;
     assert_eq!((status, code(&refused)), (403, "insufficient_role"), "{refused}");
 

@@ -130,7 +130,11 @@ fn membership_json(m: &Membership) -> serde_json::Value {
 
 async fn list(State(app): State<AppState>, Caller(identity): Caller) -> Result<Response, ApiError> {
     let user = UserId::from(identity.user_id.as_str());
-    let mut orgs = vec![json!({ "id": user, "name": "Personal", "role": "admin", "personal": true })];
+    // An organization's API key reaches that organization only, not its maker's own space.
+    let mut orgs = Vec::new();
+    if identity.org.is_none() {
+        orgs.push(json!({ "id": user, "name": "Personal", "role": "admin", "personal": true }));
+    }
     if !identity.demo {
         let shared = app.runs.store().orgs_of(&user).await?;
         orgs.extend(shared.iter().filter(|m| identity.org.as_ref().is_none_or(|b| b == m.org.id.as_str())).map(membership_json));
