@@ -124,6 +124,14 @@ async fn member_of(app: &AppState, identity: &Identity, id: &str) -> Result<(Org
     resolve(app, identity, Some(id)).await
 }
 
+/// A user belongs to at most [`MAX_ORGS`] organizations.
+async fn room_for_one_more(app: &AppState, user: &UserId) -> Result<(), ApiError> {
+    if app.runs.store().orgs_of(user).await?.len() >= MAX_ORGS {
+        return Err(ApiError::TooMany("too_many_orgs", format!("you already belong to {MAX_ORGS} organizations")));
+    }
+    Ok(())
+}
+
 fn membership_json(m: &Membership) -> serde_json::Value {
     json!({ "id": m.org.id, "name": m.org.name, "role": m.role, "joined_at": m.joined_at, "personal": false })
 }
@@ -161,9 +169,7 @@ async fn create(
     }
     let user = UserId::from(identity.user_id.as_str());
     let store = app.runs.store();
-    if store.orgs_of(&user).await?.len() >= MAX_ORGS {
-        return Err(ApiError::TooMany("too_many_orgs", format!("you already belong to {MAX_ORGS} organizations")));
-    }
+    room_for_one_more(&app, &user).await?;
     let new = NewOrg { id: OrgId::new_shared(), name: name.to_owned(), created_by: user, at: now_ms() };
     let org = store.create_org(&new).await?;
     let created = Membership { org, role: OrgRole::Admin, joined_at: new.at };
@@ -282,9 +288,7 @@ async fn join(
     not_demo(&identity)?;
     let user = UserId::from(identity.user_id.as_str());
     let store = app.runs.store();
-    if store.orgs_of(&user).await?.len() >= MAX_ORGS {
-        return Err(ApiError::TooMany("too_many_orgs", format!("you already belong to {MAX_ORGS} organizations")));
-    }
+    room_for_one_more(&app, &user).await?;
     let code = body.code.trim();
     let joined =
         if code.is_empty() || code.len() > 128 { None } else { store.join_org(&manage::digest(code), &user, now_ms()).await? };
