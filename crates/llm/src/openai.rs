@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use apex_telemetry::error_chain;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
@@ -311,17 +312,6 @@ fn error_message(body: &str) -> String {
         .and_then(|v| v["error"]["message"].as_str().or_else(|| v["message"].as_str()).map(str::to_owned))
         .unwrap_or_else(|| body.trim().to_owned());
     message.chars().take(300).collect()
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

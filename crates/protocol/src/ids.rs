@@ -58,62 +58,76 @@ id_type!(
     ConnectionId
 );
 
-/// Who a request is for: the subject of the token that authenticated it (a local account,
-/// an identity provider's `sub`, or a demo identity). Every run, cache entry and store
-/// query is scoped to one. Cheap to clone.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct UserId(std::sync::Arc<str>);
+/// A string id shared cheaply (an `Arc<str>`): its constructor, `as_str`, `Display`,
+/// `Debug` as the quoted string, `From<&str>`/`From<String>`, `AsRef<str>`, and serde as
+/// the bare string.
+macro_rules! string_id {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(std::sync::Arc<str>);
 
-impl UserId {
-    pub fn new(id: impl Into<std::sync::Arc<str>>) -> Self {
-        Self(id.into())
-    }
+        impl $name {
+            /// An id as stored or sent.
+            pub fn new(id: impl Into<std::sync::Arc<str>>) -> Self {
+                Self(id.into())
+            }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&*self.0, f)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(id: &str) -> Self {
+                Self(id.into())
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(id: String) -> Self {
+                Self(id.into())
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
 }
 
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
-    }
-}
-
-impl From<&str> for UserId {
-    fn from(id: &str) -> Self {
-        Self(id.into())
-    }
-}
-
-impl From<String> for UserId {
-    fn from(id: String) -> Self {
-        Self(id.into())
-    }
-}
-
-impl AsRef<str> for UserId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
+string_id!(
+    /// Who a request is for: the subject of the token that authenticated it (a local
+    /// account, an identity provider's `sub`, or a demo identity). Every run, cache entry
+    /// and store query is scoped to one. Cheap to clone.
+    UserId
+);
 
 /// How a shared organization's id begins (`org:` and a UUID); no user id may.
 pub const ORG_ID_PREFIX: &str = "org:";
 
-/// Whose usage data: a shared organization's (`org:…`), or a user's own — every user has a
-/// personal space whose id is the user id. Usage, its imports and every analysis of it are
-/// scoped to one; threads and runs stay the user's. Cheap to clone.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct OrgId(std::sync::Arc<str>);
+string_id!(
+    /// Whose usage data: a shared organization's (`org:…`), or a user's own — every user
+    /// has a personal space whose id is the user id. Usage, its imports and every analysis
+    /// of it are scoped to one; threads and runs stay the user's (a thread may be shared
+    /// with an organization for its members to read). Cheap to clone.
+    OrgId
+);
 
 impl OrgId {
     /// The user's own space.
@@ -126,53 +140,14 @@ impl OrgId {
         Self(format!("{ORG_ID_PREFIX}{}", Uuid::now_v7().hyphenated()).into())
     }
 
-    /// An id as stored or sent: a shared organization's when it has the prefix.
-    pub fn new(id: impl Into<std::sync::Arc<str>>) -> Self {
-        Self(id.into())
-    }
-
     /// A shared organization (not someone's personal space).
     pub fn is_shared(&self) -> bool {
         self.0.starts_with(ORG_ID_PREFIX)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for OrgId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for OrgId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
     }
 }
 
 impl From<&UserId> for OrgId {
     fn from(user: &UserId) -> Self {
         Self::personal(user)
-    }
-}
-
-impl AsRef<str> for OrgId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<&str> for OrgId {
-    fn from(id: &str) -> Self {
-        Self(id.into())
-    }
-}
-
-impl From<String> for OrgId {
-    fn from(id: String) -> Self {
-        Self(id.into())
     }
 }

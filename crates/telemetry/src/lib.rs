@@ -6,6 +6,7 @@
 //! of the golden path, the series that moves when that stage runs: `apex readiness`
 //! measures monitoring coverage with it, and a test checks that one run moves all of them.
 //! docs/operations.md lists the same metrics with what they mean and alerts worth setting.
+//! [`error_chain`] is how an error is written into a log line or a message: with its causes.
 #![forbid(unsafe_code)]
 
 use std::sync::OnceLock;
@@ -254,6 +255,19 @@ fn parse_labels(s: &str) -> Vec<(String, String)> {
 /// The sum of every series of `name` (all label sets).
 pub fn total(samples: &[Sample], name: &str) -> f64 {
     samples.iter().filter(|s| s.name == name).map(|s| s.value).sum()
+}
+
+/// An error and each of its causes, `: `-separated (an HTTP client's "error sending
+/// request" alone never says that the connection was refused).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -327,17 +327,33 @@ fn signed_in(
     Ok(response)
 }
 
-fn set_cookie(response: &mut Response, app: &AppState, value: &str, max_age: std::time::Duration) {
-    let cookie = cookie::Cookie::build((COOKIE, value.to_owned()))
+/// A cookie the server sets: always `HttpOnly`, `Secure` unless `APEX_COOKIE_SECURE=0`,
+/// and only sent to `path`.
+pub(crate) struct CookieKind {
+    pub name: &'static str,
+    pub path: &'static str,
+    pub same_site: cookie::SameSite,
+}
+
+/// The refresh session: only for `/api/auth`, never sent from another site.
+const SESSION_COOKIE: CookieKind = CookieKind { name: COOKIE, path: COOKIE_PATH, same_site: cookie::SameSite::Strict };
+
+/// Sets (or, with an empty value and no max age, clears) a cookie of `kind`.
+pub(crate) fn put_cookie(response: &mut Response, app: &AppState, kind: &CookieKind, value: &str, max_age: std::time::Duration) {
+    let cookie = cookie::Cookie::build((kind.name, value.to_owned()))
         .http_only(true)
         .secure(app.settings.secure_cookies())
-        .same_site(cookie::SameSite::Strict)
-        .path(COOKIE_PATH)
+        .same_site(kind.same_site)
+        .path(kind.path)
         .max_age(cookie::time::Duration::seconds(max_age.as_secs() as i64))
         .build();
     if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
+}
+
+fn set_cookie(response: &mut Response, app: &AppState, value: &str, max_age: std::time::Duration) {
+    put_cookie(response, app, &SESSION_COOKIE, value, max_age);
 }
 
 fn session_cookie(headers: &HeaderMap) -> Option<String> {

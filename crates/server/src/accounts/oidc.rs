@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use apex_protocol::now_ms;
 use apex_store::{Account, AccountChange, AccountKey, NewAccount, StoreError};
+use apex_telemetry::error_chain;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
@@ -31,12 +32,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
-use super::{manage, new_session, set_cookie};
+use super::{manage, new_session, put_cookie, set_cookie, CookieKind};
 use crate::api::ApiError;
 use crate::AppState;
 
-const FLOW_COOKIE: &str = "apex_oidc";
-const FLOW_PATH: &str = "/api/auth/oidc";
+/// `state`, `nonce` and the PKCE verifier between `start` and `callback`: `Lax`, as the
+/// provider's redirect back is a top-level navigation from another site.
+const FLOW_COOKIE: CookieKind = CookieKind { name: "apex_oidc", path: "/api/auth/oidc", same_site: cookie::SameSite::Lax };
 /// How long a sign-in at the provider may take.
 const FLOW_TTL: Duration = Duration::from_secs(600);
 /// The provider's discovery document (and its keys) is fetched again after this long.
@@ -52,29 +54,19 @@ pub struct Discovery(Mutex<Option<(std::time::Instant, CoreProviderMetadata)>>);
 
 impl Discovery {
     async fn metadata(&self, http: &openidconnect::reqwest::Client, issuer: &str) -> Result<CoreProviderMetadata, String> {
+        // Held across the fetch on purpose: sign-ins arriving meanwhile wait for that one
+        // fetch (bounded by the HTTP client's timeout) instead of each asking the provider.
         let mut cached = self.0.lock().await;
-        if let Some((at, metadata)) = cached.as_ref().filter(|(at, _)| at.elapsed() < DISCOVERY_TTL) {
-            let _ = at;
+        if let Some((_, metadata)) = cached.as_ref().filter(|(at, _)| at.elapsed() < DISCOVERY_TTL) {
             return Ok(metadata.clone());
         }
         let issuer = IssuerUrl::new(issuer.to_owned()).map_err(|e| format!("APEX_OIDC_ISSUER is not a URL: {e}"))?;
         let metadata = CoreProviderMetadata::discover_async(issuer, http)
             .await
-            .map_err(|e| format!("the identity provider's discovery document could not be read: {}", chain(&e)))?;
+            .map_err(|e| format!("the identity provider's discovery document could not be read: {}", error_chain(&e)))?;
         *cached = Some((std::time::Instant::now(), metadata.clone()));
         Ok(metadata)
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// What the browser carries from `start` to `callback`, signed.
@@ -128,23 +120,19 @@ fn redirect_url(app: &AppState, headers: &HeaderMap) -> String {
     }
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
     let scheme = if app.settings.secure_cookies() { "https" } else { "http" };
-    format!("{scheme}://{host}{FLOW_PATH}/callback")
+    format!("{scheme}://{host}{}/callback", FLOW_COOKIE.path)
 }
 
 /// Back to the page with a reason it shows on the sign-in form.
-fn back_with_error(message: &str) -> Response {
+fn back_with_error(app: &AppState, message: &str) -> Response {
     let encoded: String = openidconnect::url::form_urlencoded::byte_serialize(message.as_bytes()).collect();
     let mut response = Redirect::to(&format!("/#signin_error={encoded}")).into_response();
-    clear_flow(&mut response);
+    clear_flow(&mut response, app);
     response
 }
 
-fn clear_flow(response: &mut Response) {
-    let cookie =
-        cookie::Cookie::build((FLOW_COOKIE, "")).http_only(true).path(FLOW_PATH).max_age(cookie::time::Duration::ZERO).build();
-    if let Ok(v) = HeaderValue::from_str(&cookie.to_string()) {
-        response.headers_mut().append(header::SET_COOKIE, v);
-    }
+fn clear_flow(response: &mut Response, app: &AppState) {
+    put_cookie(response, app, &FLOW_COOKIE, "", Duration::ZERO);
 }
 
 async fn start(State(app): State<AppState>, headers: HeaderMap) -> Response {
@@ -158,7 +146,7 @@ async fn start(State(app): State<AppState>, headers: HeaderMap) -> Response {
         Err(e) if app.settings.oidc_issuer.is_none() => return ApiError::Forbidden("oidc_unavailable", e).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "sign-in with the identity provider could not start");
-            return back_with_error("The identity provider cannot be reached right now; try again shortly.");
+            return back_with_error(&app, "The identity provider cannot be reached right now; try again shortly.");
         }
     };
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -177,17 +165,8 @@ async fn start(State(app): State<AppState>, headers: HeaderMap) -> Response {
     let Some(signed) = app.auth.sign_payload(&flow) else {
         return ApiError::Internal("no signing key".into()).into_response();
     };
-    let cookie = cookie::Cookie::build((FLOW_COOKIE, signed))
-        .http_only(true)
-        .secure(app.settings.secure_cookies())
-        .same_site(cookie::SameSite::Lax)
-        .path(FLOW_PATH)
-        .max_age(cookie::time::Duration::seconds(FLOW_TTL.as_secs() as i64))
-        .build();
     let mut response = Redirect::to(url.as_str()).into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie.to_string()) {
-        response.headers_mut().append(header::SET_COOKIE, v);
-    }
+    put_cookie(&mut response, &app, &FLOW_COOKIE, &signed, FLOW_TTL);
     response
 }
 
@@ -204,13 +183,13 @@ async fn callback(
     headers: HeaderMap,
     query: Result<Query<CallbackQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Ok(Query(q)) = query else { return back_with_error("The identity provider's answer was malformed.") };
+    let Ok(Query(q)) = query else { return back_with_error(&app, "The identity provider's answer was malformed.") };
     if let Some(error) = q.error {
         let why = q.error_description.unwrap_or(error);
-        return back_with_error(&format!(
-            "The identity provider refused the sign-in: {}",
-            why.chars().take(200).collect::<String>()
-        ));
+        return back_with_error(
+            &app,
+            &format!("The identity provider refused the sign-in: {}", why.chars().take(200).collect::<String>()),
+        );
     }
     let flow = headers
         .get_all(header::COOKIE)
@@ -218,22 +197,24 @@ async fn callback(
         .filter_map(|v| v.to_str().ok())
         .flat_map(cookie::Cookie::split_parse)
         .filter_map(Result::ok)
-        .find(|c| c.name() == FLOW_COOKIE)
+        .find(|c| c.name() == FLOW_COOKIE.name)
         .and_then(|c| app.auth.verify_payload::<Flow>(c.value()));
     let Some(flow) = flow else {
-        return back_with_error("This sign-in expired or was started elsewhere; start it again.");
+        return back_with_error(&app, "This sign-in expired or was started elsewhere; start it again.");
     };
     // The state ties the answer to this browser's own start (no login CSRF).
-    let (Some(code), Some(state)) = (q.code, q.state) else { return back_with_error("The identity provider sent no code.") };
+    let (Some(code), Some(state)) = (q.code, q.state) else {
+        return back_with_error(&app, "The identity provider sent no code.");
+    };
     if !constant_time_eq(state.as_bytes(), flow.state.as_bytes()) {
-        return back_with_error("This sign-in does not match the one started here; start it again.");
+        return back_with_error(&app, "This sign-in does not match the one started here; start it again.");
     }
     match finish(&app, &headers, &flow, code).await {
         Ok(response) => response,
-        Err(Failure::Refused(message)) => back_with_error(&message),
+        Err(Failure::Refused(message)) => back_with_error(&app, &message),
         Err(Failure::Broken(e)) => {
             tracing::warn!(error = %e, "sign-in with the identity provider failed");
-            back_with_error("The sign-in with the identity provider failed; try again.")
+            back_with_error(&app, "The sign-in with the identity provider failed; try again.")
         }
     }
 }
@@ -254,19 +235,19 @@ impl From<StoreError> for Failure {
 async fn finish(app: &AppState, headers: &HeaderMap, flow: &Flow, code: String) -> Result<Response, Failure> {
     let client = client(app, &flow.redirect).await.map_err(Failure::Broken)?;
     let http = http_client().map_err(Failure::Broken)?;
-    let exchange = client.exchange_code(AuthorizationCode::new(code)).map_err(|e| Failure::Broken(chain(&e)))?;
+    let exchange = client.exchange_code(AuthorizationCode::new(code)).map_err(|e| Failure::Broken(error_chain(&e)))?;
     let tokens = exchange
         .set_pkce_verifier(PkceCodeVerifier::new(flow.verifier.clone()))
         .request_async(&http)
         .await
-        .map_err(|e| Failure::Broken(format!("the code exchange failed: {}", chain(&e))))?;
+        .map_err(|e| Failure::Broken(format!("the code exchange failed: {}", error_chain(&e))))?;
     let Some(id_token) = openidconnect::TokenResponse::id_token(&tokens) else {
         return Err(Failure::Broken("the provider sent no ID token".into()));
     };
     let verifier = client.id_token_verifier();
     let claims = id_token
         .claims(&verifier, &Nonce::new(flow.nonce.clone()))
-        .map_err(|e| Failure::Broken(format!("the ID token was refused: {}", chain(&e))))?;
+        .map_err(|e| Failure::Broken(format!("the ID token was refused: {}", error_chain(&e))))?;
     let issuer = claims.issuer().as_str().to_owned();
     let subject = claims.subject().as_str().to_owned();
     let email = claims.email().map(|e| e.as_str().to_lowercase()).filter(|_| claims.email_verified() == Some(true));
@@ -311,7 +292,7 @@ async fn finish(app: &AppState, headers: &HeaderMap, flow: &Flow, code: String) 
     let mut response = Redirect::to("/").into_response();
     *response.status_mut() = StatusCode::SEE_OTHER;
     set_cookie(&mut response, app, &refresh, app.settings.session_ttl);
-    clear_flow(&mut response);
+    clear_flow(&mut response, app);
     Ok(response)
 }
 
