@@ -24,6 +24,8 @@ $('theme').addEventListener('click', () => {
 });
 
 let invite = takeFragment();
+// The user id of the identity on the page (from the socket's `ready`).
+let me = '';
 
 const costs = new Costs();
 let chat;
@@ -32,7 +34,7 @@ const conn = new Connection({
     $('status').dataset.state = state;
     $('status-text').textContent = text;
   },
-  onReady: (frame) => { showWho(frame); chat.onReady(frame); loadOrganizations(frame); },
+  onReady: (frame) => { me = frame.user_id; showWho(frame); chat.onReady(frame); loadOrganizations(frame); },
   onFrame: (frame) => chat.onFrame(frame),
   onClosed: () => chat.updateStop(),
   onAuthProblem: (message, ask) => {
@@ -171,28 +173,41 @@ async function loadOrganizations(frame) {
   })().finally(() => { orgsLoading = null; });
 }
 
+let orgNames = new Map();
 function showOrganizations(list, selected = '') {
   const select = $('org');
   select.replaceChildren(...list.map((o) => el('option', { value: o.personal ? '' : o.id, text: o.personal ? 'Personal' : `${o.name} (${o.role})` })));
   select.value = selected;
   $('org-box').hidden = list.length < 2;
+  orgNames = new Map(list.filter((o) => !o.personal).map((o) => [o.id, o.name]));
+  chat.setOrganization(selected, orgNames.get(selected) || '');
 }
 
 // The account dialog's organizations: each with the caller's role, an admin's invitation
 // links (a role to pick, the link shown with Copy), and a form to create one.
 async function loadOrgsPanel() {
   let list;
-  try { list = (await api('/api/orgs')).organizations; } catch { $('orgs-panel').hidden = true; return; }
+  try { list = (await api('/api/orgs')).organizations; } catch { $('orgs-panel').hidden = true; return null; }
   $('orgs').replaceChildren(...list.filter((o) => !o.personal).map(orgItem));
   $('orgs-panel').hidden = false;
+  return list;
 }
 
+const ROLES = ['viewer', 'analyst', 'admin'];
 function orgItem(o) {
   const id = `org-${o.id.replace(/[^a-z0-9-]/gi, '')}`;
   const text = el('span', { id }, el('strong', { text: o.name }), ` · ${o.role}`);
-  if (o.role !== 'admin') return el('li', {}, text);
+  const list = el('ul', { class: 'members', 'aria-label': `Members of ${o.name}`, hidden: '' });
+  const toggle = el('button', { type: 'button', text: 'Members', 'aria-expanded': 'false', 'aria-label': `Members of ${o.name}` });
+  toggle.addEventListener('click', async () => {
+    const open = toggle.getAttribute('aria-expanded') !== 'true';
+    toggle.setAttribute('aria-expanded', String(open));
+    list.hidden = !open;
+    if (open) await showMembers(o, list);
+  });
+  if (o.role !== 'admin') return el('li', {}, text, toggle, list);
   const role = el('select', { 'aria-label': `Role for an invitation to ${o.name}` },
-    ...['viewer', 'analyst', 'admin'].map((r) => el('option', { value: r, text: r })));
+    ...ROLES.map((r) => el('option', { value: r, text: r })));
   const b = el('button', { type: 'button', 'aria-describedby': id, text: 'Invite', 'aria-label': `Invite to ${o.name}` });
   b.addEventListener('click', async () => {
     try {
@@ -203,7 +218,57 @@ function orgItem(o) {
       $('invite-link-value').select();
     } catch (e) { showOrgError(`Could not make an invitation: ${e.message}`); }
   });
-  return el('li', {}, text, role, b);
+  return el('li', {}, text, toggle, role, b, list);
+}
+
+// An organization's members: an admin changes roles and removes members; anyone leaves.
+async function showMembers(o, list) {
+  let members;
+  try { members = (await api(`/api/orgs/${encodeURIComponent(o.id)}/members`)).members; } catch (e) {
+    showOrgError(`Could not list the members of ${o.name}: ${e.message}`);
+    return;
+  }
+  const admin = o.role === 'admin';
+  const change = async (request, done) => {
+    try {
+      await request();
+      showOrgError('');
+      if (done) await done();
+    } catch (e) { showOrgError(e.message); await showMembers(o, list); }
+  };
+  list.replaceChildren(...members.map((m) => {
+    const who = m.name || m.user_id;
+    const self = m.user_id === me;
+    const path = `/api/orgs/${encodeURIComponent(o.id)}/members/${encodeURIComponent(m.user_id)}`;
+    const parts = [el('span', { class: 'member-name', text: self ? `${who} (you)` : who })];
+    if (admin) {
+      const role = el('select', { 'aria-label': `Role of ${who}` }, ...ROLES.map((r) => el('option', { value: r, text: r })));
+      role.value = m.role;
+      role.addEventListener('change', () => change(() => api(path, { method: 'PATCH', json: { role: role.value } }),
+        () => (self ? loadOrganizationsAgain() : showMembers(o, list))));
+      parts.push(role);
+    } else {
+      parts.push(` · ${m.role}`);
+    }
+    if (self || admin) {
+      const b = el('button', { type: 'button', text: self ? 'Leave' : 'Remove', 'aria-label': self ? `Leave ${o.name}` : `Remove ${who} from ${o.name}` });
+      b.addEventListener('click', () => {
+        if (!confirm(self ? `Leave ${o.name}? Its usage and shared threads will no longer be yours to read.` : `Remove ${who} from ${o.name}?`)) return;
+        change(() => api(path, { method: 'DELETE' }), () => (self ? loadOrganizationsAgain() : showMembers(o, list)));
+      });
+      parts.push(b);
+    }
+    return el('li', { 'data-user-id': m.user_id }, ...parts);
+  }));
+}
+
+/** After the user's own membership changed: the dialog's list and the header's picker. */
+async function loadOrganizationsAgain() {
+  const list = await loadOrgsPanel();
+  if (!list) return;
+  const known = list.some((o) => !o.personal && o.id === organization.id);
+  showOrganizations(list, known ? organization.id : '');
+  if (!known && organization.id) useOrganization('');
 }
 
 function showOrgError(message) {
@@ -219,9 +284,9 @@ $('org-form').addEventListener('submit', async (e) => {
     const made = await api('/api/orgs', { method: 'POST', json: { name } });
     showOrgError('');
     $('org-name').value = '';
-    await loadOrgsPanel();
     // The new organization is picked: its (still empty) usage is what the page reads now.
-    const list = (await api('/api/orgs')).organizations;
+    const list = await loadOrgsPanel();
+    if (!list) return;
     showOrganizations(list, made.id);
     useOrganization(made.id);
   } catch (err) { showOrgError(`Could not create it: ${err.message}`); }
@@ -233,6 +298,7 @@ $('copy-invite').addEventListener('click', async () => {
 /** Reads another organization's usage: the socket reconnects for it, the charts reload. */
 function useOrganization(id) {
   organization.choose(id);
+  chat.setOrganization(id, orgNames.get(id) || '');
   localStorage.removeItem('apex.savings');
   localStorage.removeItem('apex.analysis');
   costs.reset();

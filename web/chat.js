@@ -283,6 +283,10 @@ export class Chat {
     this.draining = false;
     this.threadId = localStorage.getItem(THREAD_KEY) || null;
     this.threads = [];
+    this.org = { id: '', name: '' }; // the organization picked in the header ('' = personal)
+    this.shared = [];               // threads others shared with that organization
+    this.viewing = null;            // the shared thread open, read only (null: one's own)
+    this.followTimer = null;
     this.tree = null;               // the open thread's messages and runs (every branch)
     this.choice = new Map();        // fork → index of the branch shown
     this.shownLast = null;          // the last message of the branch shown: a message sent follows it
@@ -310,6 +314,7 @@ export class Chat {
     this.input.addEventListener('input', () => this.updateCounter());
     $('stop').addEventListener('click', () => this.stop());
     $('new-chat').addEventListener('click', () => this.newChat());
+    $('share').addEventListener('click', () => this.toggleShare());
     for (const b of document.querySelectorAll('.suggestion')) b.addEventListener('click', () => { this.input.value = b.textContent; this.send(); });
   }
 
@@ -340,7 +345,7 @@ export class Chat {
   }
 
   activeRun() {
-    return [...this.runs.values()].find((r) => r.active && r.threadId === this.threadId && r.root.isConnected);
+    return [...this.runs.values()].find((r) => r.active && !r.shared && r.threadId === this.threadId && r.root.isConnected);
   }
 
   updateStop() {
@@ -350,6 +355,7 @@ export class Chat {
 
   send() {
     const text = this.input.value;
+    if (this.viewing) { this.showNotice('This thread is shared with you to read: start a new chat to ask.'); return; }
     if (!text.trim()) { this.showNotice('Type a message first.'); return; }
     if (this.activeRun()) { this.showNotice('This thread is still answering: wait for it or press Stop.'); return; }
     const frame = this.frameFor(text);
@@ -474,7 +480,8 @@ export class Chat {
   }
 
   resumeAll() {
-    for (const run of this.runs.values()) if (run.active) this.conn.send({ type: 'resume', run_id: run.runId, after_seq: run.seq });
+    // A shared thread's runs are someone else's: followed over REST (followShared).
+    for (const run of this.runs.values()) if (run.active && !run.shared) this.conn.send({ type: 'resume', run_id: run.runId, after_seq: run.seq });
   }
 
   onFrame(f) {
@@ -566,34 +573,113 @@ export class Chat {
     }
   }
 
-  setThread(id) {
+  /** One's own thread is remembered across reloads; a shared one is only looked at. */
+  setThread(id, shared = null) {
     this.threadId = id;
-    if (id) localStorage.setItem(THREAD_KEY, id); else localStorage.removeItem(THREAD_KEY);
+    this.viewing = id ? shared : null;
+    if (id && !shared) localStorage.setItem(THREAD_KEY, id); else if (!id) localStorage.removeItem(THREAD_KEY);
+    $('chat-view').classList.toggle('read-only', !!this.viewing);
     this.renderThreads();
+  }
+
+  /** The organization picked in the header: its shared threads are listed beside one's own. */
+  setOrganization(id, name) {
+    if (id === this.org.id && name === this.org.name) return;
+    const was = this.org.id;
+    this.org = { id, name };
+    this.shared = [];
+    if (this.viewing && id !== was) this.newChat();
+    this.loadThreads();
   }
 
   async loadThreads() {
     const epoch = this.epoch;
+    const org = this.org.id;
     try {
-      const { threads } = await api('/api/threads');
-      if (epoch !== this.epoch) return; // asked for the identity before reset()
+      const [{ threads }, shared] = await Promise.all([
+        api('/api/threads'),
+        org ? api(`/api/orgs/${encodeURIComponent(org)}/threads`).then((r) => r.threads, () => []) : [],
+      ]);
+      if (epoch !== this.epoch || org !== this.org.id) return; // another identity or organization since
       this.threads = threads;
+      const own = new Set(threads.map((t) => t.id));
+      this.shared = shared.filter((t) => !own.has(t.id));
       this.renderThreads();
     } catch (e) {
       if (e.status !== 401) this.showNotice(`Could not load threads: ${e.message}`);
     }
   }
 
+  threadButton(t, shared) {
+    const b = el('button', { type: 'button', title: t.title, 'data-thread-id': t.id },
+      el('span', { class: 'thread-title', text: t.title || 'Untitled' }),
+      shared ? el('span', { class: 'thread-by', text: `by ${t.owner_name || t.owner}` })
+        : t.shared_with ? el('span', { class: 'thread-shared', text: 'shared', title: 'Members of an organization can read it' }) : null);
+    if (t.id === this.threadId) b.setAttribute('aria-current', 'true');
+    b.addEventListener('click', () => { this.openThread(t.id, shared ? t : null); document.dispatchEvent(new CustomEvent('apex:thread-opened')); });
+    return el('li', {}, b);
+  }
+
   renderThreads() {
-    const ul = $('threads');
-    const items = this.threads.map((t) => {
-      const b = el('button', { type: 'button', title: t.title, 'data-thread-id': t.id, text: t.title || 'Untitled' });
-      if (t.id === this.threadId) b.setAttribute('aria-current', 'true');
-      b.addEventListener('click', () => { this.openThread(t.id); document.dispatchEvent(new CustomEvent('apex:thread-opened')); });
-      return el('li', {}, b);
-    });
-    ul.replaceChildren(...items);
+    const items = this.threads.map((t) => this.threadButton(t, false));
+    $('threads').replaceChildren(...items);
     $('threads-empty').hidden = items.length > 0;
+    $('shared-box').hidden = !this.org.id;
+    $('shared-title').textContent = `Shared in ${this.org.name}`;
+    $('shared-threads').replaceChildren(...this.shared.map((t) => this.threadButton(t, true)));
+    $('shared-empty').hidden = this.shared.length > 0;
+    this.renderThreadBar();
+  }
+
+  /** Above the transcript: who can read the open thread, and its owner's Share button. */
+  renderThreadBar() {
+    const bar = $('thread-bar');
+    const text = $('thread-bar-text');
+    const button = $('share');
+    if (this.viewing) {
+      const t = this.viewing;
+      text.textContent = `Shared by ${t.owner_name || t.owner} in ${this.org.name || 'an organization'} · read only`;
+      button.hidden = true;
+      bar.hidden = false;
+      return;
+    }
+    const t = this.threadId && this.threads.find((x) => x.id === this.threadId);
+    bar.hidden = !t || (!t.shared_with && !this.org.id);
+    if (bar.hidden) return;
+    button.hidden = false;
+    if (t.shared_with) {
+      text.textContent = t.shared_with === this.org.id ? `Shared with ${this.org.name}: its members can read this thread.` : 'Shared with another of your organizations.';
+      button.textContent = 'Stop sharing';
+    } else {
+      text.textContent = 'Only you can read this thread.';
+      button.textContent = `Share with ${this.org.name}`;
+    }
+  }
+
+  async toggleShare() {
+    const t = this.threads.find((x) => x.id === this.threadId);
+    if (!t || this.viewing) return;
+    const path = `/api/threads/${t.id}/share`;
+    try {
+      if (t.shared_with) await api(path, { method: 'DELETE' });
+      else if (this.org.id) await api(path, { method: 'PUT', json: { org: this.org.id } });
+      this.showNotice(t.shared_with ? 'This thread is yours alone again.' : `Shared: the members of ${this.org.name} can read this thread.`);
+    } catch (e) {
+      this.showNotice(`Could not change who reads this thread: ${e.message}`);
+    }
+    await this.loadThreads();
+  }
+
+  /** A shared thread's live runs are someone else's: their new events are fetched over REST. */
+  followShared() {
+    clearTimeout(this.followTimer);
+    const runs = [...this.runs.values()].filter((r) => r.shared && r.active && r.threadId === this.threadId);
+    if (!this.viewing || !runs.length) return;
+    this.followTimer = setTimeout(async () => {
+      await Promise.all(runs.map((r) => r.fill()));
+      this.scroll();
+      this.followShared();
+    }, 1500);
   }
 
   /** Forgets everything shown: another identity takes over the page. */
@@ -606,6 +692,8 @@ export class Chat {
     this.inbox = [];
     this.inboxAt = 0;
     this.threads = [];
+    this.shared = [];
+    clearTimeout(this.followTimer);
     this.openedOnce = false;
     this.epoch += 1;
     this.loadToken += 1;
@@ -634,10 +722,11 @@ export class Chat {
     document.dispatchEvent(new CustomEvent('apex:thread-opened'));
   }
 
-  /** History over REST; each run drawn from its stored events, live ones resumed. */
-  async openThread(id) {
+  /** History over REST; each run drawn from its stored events, live ones resumed (or, in
+   *  a thread shared with the user, `shared`, followed). */
+  async openThread(id, shared = null) {
     const token = ++this.loadToken;
-    this.setThread(id);
+    this.setThread(id, shared);
     this.showNotice('');
     this.editing = null;
     let messages, runs;
@@ -655,6 +744,7 @@ export class Chat {
     runIds.forEach((r, i) => {
       if (!histories[i]) return;
       const run = this.newRun(r, id, false);
+      run.shared = !!shared;
       for (const ev of histories[i].events) run.push(ev);
     });
     this.tree = { messages, runs };
@@ -663,6 +753,7 @@ export class Chat {
     this.transcript.scrollTop = this.transcript.scrollHeight;
     this.updateStop();
     if (this.conn.connected) this.resumeAll();
+    this.followShared();
   }
 
   /**

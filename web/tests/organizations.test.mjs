@@ -148,3 +148,91 @@ test('in the account dialog, erin creates an organization (it is picked) and inv
   await other.close();
   await ctx.close();
 });
+
+test('hana shares a thread with Harbor: ivan reads it there, read only; hana makes him analyst in the members list, and he leaves', async () => {
+  const hana = token('hana');
+  const created = await call('POST', '/api/orgs', hana, { json: { name: 'Harbor' } });
+  const harbor = created.body.id;
+  const csv = 'date,model,feature,input_tokens,output_tokens,cost_usd\n2026-11-03,gpt-4o,search,2000,200,2345.00\n';
+  assert.equal((await call('POST', '/api/usage/import', hana, { body: csv, org: harbor })).status, 200);
+  const invitation = await call('POST', `/api/orgs/${harbor}/invitations`, hana, { json: { role: 'viewer' } });
+  const joined = await call('POST', '/api/orgs/join', token('ivan'), { json: { code: invitation.body.code } });
+  assert.equal(joined.status, 200, JSON.stringify(joined.body));
+
+  const ctx = await b.newContext();
+  const page = await ctx.newPage();
+  const problems = watchPage(page);
+  await page.goto(`${server.url}/#token=${hana}`);
+  await connected(page);
+  await page.locator('#org').selectOption({ label: 'Harbor (admin)' });
+  await connected(page);
+  assert.match(await answer(page, 'Analyze my AI costs'), /\$2,345\.00/, 'Harbor\'s usage');
+  const bar = page.locator('#thread-bar');
+  await bar.getByText('Only you can read this thread.').waitFor({ timeout: WAIT });
+  await page.getByRole('button', { name: 'Share with Harbor' }).click();
+  await bar.getByText('Shared with Harbor: its members can read this thread.').waitFor({ timeout: WAIT });
+  await page.locator('#threads button', { hasText: 'shared' }).waitFor({ timeout: WAIT });
+  assert.equal(await page.locator('#shared-threads button').count(), 0, 'her own thread is listed once, as hers');
+
+  const other = await b.newContext();
+  const ivan = await other.newPage();
+  const ivanProblems = watchPage(ivan);
+  await ivan.goto(`${server.url}/#token=${token('ivan')}`);
+  await connected(ivan);
+  await ivan.locator('#org').selectOption({ label: 'Harbor (viewer)' });
+  await ivan.locator('#shared-title').filter({ hasText: 'Shared in Harbor' }).waitFor({ timeout: WAIT });
+  const item = ivan.locator('#shared-threads button', { hasText: 'Analyze my AI costs' });
+  await item.waitFor({ timeout: WAIT });
+  assert.match(await item.textContent(), /by hana/);
+  assert.equal(await ivan.locator('#threads button').count(), 0, 'not one of his threads');
+  await item.click();
+  await ivan.locator('#transcript article.run[data-state="completed"]').waitFor({ timeout: WAIT });
+  assert.match(await ivan.locator('#transcript .answer').first().textContent(), /\$2,345\.00/, 'hana\'s answer, with Harbor\'s figures');
+  await ivan.locator('#thread-bar').getByText('Shared by hana in Harbor · read only').waitFor({ timeout: WAIT });
+  for (const hidden of ['#composer-input', '#send', '#transcript .msg-tools .edit', '#transcript .regenerate']) {
+    assert.equal(await ivan.locator(hidden).first().isVisible(), false, `${hidden} is not offered`);
+  }
+  await screenshot(ivan, 'shared-thread');
+  // A reload does not reopen someone else's thread as if it were his.
+  await ivan.reload();
+  await connected(ivan);
+  await ivan.waitForTimeout(300);
+  assert.equal(await ivan.locator('#composer-input').isVisible(), true);
+  assert.equal(await ivan.locator('#transcript article.run').count(), 0);
+
+  // Hana's members list: ivan becomes an analyst.
+  await page.locator('#account').click();
+  await page.getByRole('button', { name: 'Members of Harbor' }).click();
+  await page.getByText('hana (you)').waitFor({ timeout: WAIT });
+  await page.getByLabel('Role of ivan').selectOption('analyst');
+  await expectMembers(hana, harbor, [['hana', 'admin'], ['ivan', 'analyst']]);
+  await page.locator('#account-close').click();
+
+  // Ivan leaves: Harbor and its shared thread are gone from his page.
+  ivan.on('dialog', (d) => d.accept());
+  await ivan.locator('#account').click();
+  await ivan.getByRole('button', { name: 'Members of Harbor' }).click();
+  await ivan.getByRole('button', { name: 'Leave Harbor' }).click();
+  await ivan.locator('#org-box').waitFor({ state: 'hidden', timeout: WAIT });
+  await ivan.locator('#shared-box').waitFor({ state: 'hidden', timeout: WAIT });
+  await expectMembers(hana, harbor, [['hana', 'admin']]);
+
+  // Hana stops sharing.
+  await page.getByRole('button', { name: 'Stop sharing' }).click();
+  await bar.getByText('Only you can read this thread.').waitFor({ timeout: WAIT });
+  assert.deepEqual(problems, []);
+  assert.deepEqual(ivanProblems, []);
+  await other.close();
+  await ctx.close();
+});
+
+async function expectMembers(bearer, org, expected) {
+  const deadline = Date.now() + WAIT;
+  let got;
+  do {
+    got = (await call('GET', `/api/orgs/${org}/members`, bearer)).body.members.map((m) => [m.name || m.user_id, m.role]);
+    if (JSON.stringify(got) === JSON.stringify(expected)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  } while (Date.now() < deadline);
+  assert.deepEqual(got, expected);
+}

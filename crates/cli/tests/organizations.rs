@@ -3,6 +3,8 @@
 //! outside an organization reads nothing of it (whether it exists or not), an
 //! organization's API key reaches it only, a removed member's open socket is refused at
 //! its next message, and a leaver's account goes while the organization's data stays.
+//! Threads stay their owner's until shared with an organization: then its members read
+//! them (and only read them), until the owner stops sharing or leaves.
 //! Then a randomized check over two instances on PostgreSQL and Redis: many users in
 //! several organizations, every read of every organization by every user, on either
 //! instance, over REST and the WebSocket.
@@ -187,6 +189,119 @@ async fn members_share_an_organizations_usage_by_role_and_nobody_else_sees_it() 
     assert_eq!(status, 204);
     let store = apex_store::connect(&app.settings.database_url).await.unwrap();
     assert!(store.usage(&apex_protocol::OrgId::new(acme.as_str()), None, None).await.unwrap().is_empty(), "removed with it");
+}
+
+#[tokio::test]
+async fn a_thread_shared_with_an_organization_is_read_by_its_members_only() {
+    let app = spawn_with(|s| s.demo_mode = false, |s| s).await;
+    let (ann, bob, dan, eve) = (app.token("u_ann"), app.token("u_bob"), app.token("u_dan"), app.token("u_eve"));
+    let acme = organization(&app, &ann, "Acme", &[(&bob, "viewer")]).await;
+    let beta = organization(&app, &dan, "Beta", &[]).await;
+
+    // Ann asks in her own space: the thread is hers.
+    let mut c = try_connect(&app.ws_url(), By::Header(ann.clone())).await.unwrap();
+    let accepted = c.ask("Analyze my AI costs", None).await;
+    let events = c.events_until_terminal().await;
+    c.close().await;
+    let (thread, run) = (accepted["thread_id"].as_str().unwrap().to_owned(), accepted["run_id"].as_str().unwrap().to_owned());
+    let reads = [format!("/api/threads/{thread}/messages"), format!("/api/runs/{run}"), format!("/api/runs/{run}/events")];
+    let owners_view = {
+        let mut v = Vec::new();
+        for path in &reads {
+            let (status, body) = app.get(path, &ann).await;
+            assert_eq!(status, 200, "{path}: {body}");
+            v.push(body);
+        }
+        v
+    };
+    assert_eq!(owners_view[2]["events"].as_array().unwrap().len(), events.len());
+    let unreadable = |who: &'static str| {
+        let (app, reads) = (&app, &reads);
+        async move {
+            for path in reads {
+                let (status, body) = app.get(path, &app.token(who)).await;
+                assert_eq!((status, code(&body)), (404, "not_found"), "{who} reads {path}: {body}");
+            }
+        }
+    };
+    unreadable("u_bob").await;
+
+    // Only the owner shares, only with an organization she belongs to.
+    let share = |token: &str, org: &str| {
+        let body = json!({ "org": org });
+        let token = token.to_owned();
+        let path = format!("/api/threads/{thread}/share");
+        let app = &app;
+        async move { send(app, reqwest::Method::PUT, &path, &token, None, Some(body)).await }
+    };
+    let (status, refused) = share(&bob, &acme).await;
+    assert_eq!((status, code(&refused)), (404, "not_found"), "a member shares only their own threads: {refused}");
+    let (status, refused) = share(&eve, &acme).await;
+    assert_eq!((status, code(&refused)), (403, "not_a_member"), "{refused}");
+    let (status, refused) = share(&ann, &beta).await;
+    assert_eq!((status, code(&refused)), (403, "not_a_member"), "not with someone else's organization: {refused}");
+    let (status, refused) = share(&ann, "u_ann").await;
+    assert_eq!((status, code(&refused)), (400, "invalid_field"), "{refused}");
+    let (status, shared) = share(&ann, &acme).await;
+    assert_eq!((status, shared["shared_with"].as_str()), (200, Some(acme.as_str())), "{shared}");
+    let (_, own) = app.get("/api/threads", &ann).await;
+    assert_eq!(own["threads"][0]["shared_with"], acme.as_str(), "{own}");
+
+    // Bob, a member, lists it and reads exactly what ann reads; outsiders still read nothing.
+    let (status, listed) = app.get(&format!("/api/orgs/{acme}/threads"), &bob).await;
+    assert_eq!(status, 200, "{listed}");
+    let listed = listed["threads"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!((listed[0]["id"].as_str(), listed[0]["owner"].as_str()), (Some(thread.as_str()), Some("u_ann")));
+    for (path, expected) in reads.iter().zip(&owners_view) {
+        let (status, body) = app.get(path, &bob).await;
+        assert_eq!((status, &body), (200, expected), "bob reads {path}");
+    }
+    unreadable("u_dan").await;
+    unreadable("u_eve").await;
+    for outsider in [&dan, &eve] {
+        let (status, refused) = app.get(&format!("/api/orgs/{acme}/threads"), outsider).await;
+        assert_eq!((status, code(&refused)), (403, "not_a_member"), "{refused}");
+    }
+    let (_, beta_threads) = app.get(&format!("/api/orgs/{beta}/threads"), &dan).await;
+    assert_eq!(beta_threads["threads"], json!([]));
+
+    // Read only: bob's message into ann's thread is refused, and nothing is added to it.
+    let mut c = try_connect(&format!("{}?org={acme}", app.ws_url()), By::Header(bob.clone())).await.unwrap();
+    c.send(json!({ "type": "user_message", "text": "Let me add to this", "thread_id": thread })).await;
+    let refused = c.next_json().await;
+    assert_eq!((refused["type"].as_str(), refused["code"].as_str()), (Some("error"), Some("not_found")), "{refused}");
+    c.close().await;
+    let (_, after) = app.get(&reads[0], &ann).await;
+    assert_eq!(after, owners_view[0], "the thread is unchanged");
+    let (status, refused) = send(&app, reqwest::Method::DELETE, &format!("/api/threads/{thread}/share"), &bob, None, None).await;
+    assert_eq!(status, 404, "only the owner stops sharing: {refused}");
+
+    // Personal again: bob reads nothing; shared again, then ann leaves Acme: the share ends.
+    let (status, _) = send(&app, reqwest::Method::DELETE, &format!("/api/threads/{thread}/share"), &ann, None, None).await;
+    assert_eq!(status, 200);
+    unreadable("u_bob").await;
+    let (status, _) = share(&ann, &acme).await;
+    assert_eq!(status, 200);
+    let (status, _) = send(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("/api/orgs/{acme}/members/u_bob"),
+        &ann,
+        None,
+        Some(json!({ "role": "admin" })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = send(&app, reqwest::Method::DELETE, &format!("/api/orgs/{acme}/members/u_ann"), &ann, None, None).await;
+    assert_eq!(status, 204);
+    unreadable("u_bob").await;
+    let (_, listed) = app.get(&format!("/api/orgs/{acme}/threads"), &bob).await;
+    assert_eq!(listed["threads"], json!([]), "{listed}");
+    let (_, own) = app.get("/api/threads", &ann).await;
+    assert_eq!(own["threads"][0]["shared_with"], Value::Null, "{own}");
+    let (status, refused) = share(&ann, &acme).await;
+    assert_eq!((status, code(&refused)), (403, "not_a_member"), "{refused}");
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
-//! The REST API: threads, messages, runs and run events of the authenticated user.
-//! Another user's resource answers 404, because the store finds nothing for this user.
+//! The REST API: threads, messages, runs and run events of the authenticated user, and
+//! of threads shared with the user's organizations (`shares.rs`). Another user's
+//! resource answers 404, because the store finds nothing for this user.
 use apex_protocol::{RunId, ThreadId, UserId};
-use apex_store::StoreError;
+use apex_store::{Shareable, StoreError};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -12,6 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::accounts::Caller;
+use crate::shares::read_as;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -108,18 +110,30 @@ async fn list_threads(State(app): State<AppState>, User(user): User) -> Result<R
     Ok(Json(json!({ "threads": threads })).into_response())
 }
 
-async fn thread_messages(State(app): State<AppState>, User(user): User, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn thread_messages(
+    State(app): State<AppState>,
+    Caller(identity): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let thread_id: ThreadId = parse(&id, "thread")?;
     let store = app.runs.store();
-    let (messages, runs) = tokio::try_join!(store.thread_messages(&user, thread_id), store.thread_runs(&user, thread_id))?;
+    let (messages, runs) = read_as(&app, &identity, Shareable::Thread(thread_id), |user| {
+        let store = store.clone();
+        async move { tokio::try_join!(store.thread_messages(&user, thread_id), store.thread_runs(&user, thread_id)) }
+    })
+    .await?;
     Ok(Json(json!({ "thread_id": thread_id, "messages": messages, "runs": runs })).into_response())
 }
 
-async fn get_run(State(app): State<AppState>, User(user): User, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn get_run(State(app): State<AppState>, Caller(identity): Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     let run_id: RunId = parse(&id, "run")?;
     tracing::Span::current().record("run_id", tracing::field::display(run_id));
-    let run = app.runs.store().get_run(&user, run_id).await?;
-    let agents = app.runs.store().agent_results(&user, run_id).await?;
+    let store = app.runs.store();
+    let (run, agents) = read_as(&app, &identity, Shareable::Run(run_id), |user| {
+        let store = store.clone();
+        async move { tokio::try_join!(store.get_run(&user, run_id), store.agent_results(&user, run_id)) }
+    })
+    .await?;
     Ok(Json(json!({ "run": run, "agent_results": agents })).into_response())
 }
 
@@ -132,7 +146,7 @@ struct EventsQuery {
 /// this just saves a query); a finished one from the store.
 async fn run_events(
     State(app): State<AppState>,
-    User(user): User,
+    Caller(identity): Caller,
     Path(id): Path<String>,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -143,9 +157,20 @@ async fn run_events(
         .0
         .after_seq
         .unwrap_or(0);
+    let user = UserId::from(identity.user_id.as_str());
     let events: Vec<std::sync::Arc<str>> = match app.runs.live_log(&user, run_id) {
         Some(log) => log.events_after(after_seq),
-        None => app.runs.store().run_events(&user, run_id, after_seq).await?.into_iter().map(Into::into).collect(),
+        None => {
+            let store = app.runs.store();
+            read_as(&app, &identity, Shareable::Run(run_id), |user| {
+                let store = store.clone();
+                async move { store.run_events(&user, run_id, after_seq).await }
+            })
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect()
+        }
     };
     // The events are stored as their wire JSON: splice them in rather than re-encoding.
     let mut body = format!("{{\"run_id\":\"{run_id}\",\"events\":[");

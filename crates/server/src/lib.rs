@@ -14,6 +14,7 @@ pub mod listen;
 pub mod orgs;
 pub mod prices;
 pub mod settings;
+pub mod shares;
 pub mod telemetry;
 pub mod usage;
 pub mod web;
@@ -270,6 +271,7 @@ pub fn router(state: AppState) -> Router {
         .merge(accounts::router())
         .merge(usage::router())
         .merge(orgs::router())
+        .merge(shares::router())
         .merge(web::router());
     if state.settings.metrics_bind.is_none() {
         router = router.merge(telemetry::router());

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use crate::model::*;
 use crate::{
     Account, AccountChange, AccountKey, Accounts, ApiKey, AuthSession, Invitation, Member, Membership, NewAccount, NewApiKey,
-    NewOrg, NewSession, OrgInvitation, OrgRole, Organization, Organizations, Rotation,
+    NewOrg, NewSession, OrgInvitation, OrgRole, Organization, Organizations, Rotation, Shareable, SharedThread, ThreadShare,
 };
 use crate::{Store, StoreResult};
 
@@ -115,4 +115,7 @@ decorated! { Organizations {
     false fn create_org_invitation(&self, invitation: &OrgInvitation) -> ();
     false fn join_org(&self, code_hash: &str, user_id: &UserId, at: u64) -> Option<Membership>;
     false fn leave_all(&self, user_id: &UserId) -> Vec<OrgId>;
+    false fn share_thread(&self, owner: &UserId, thread: ThreadId, org: Option<&OrgId>, at: u64) -> ();
+    true fn share_of(&self, item: Shareable) -> Option<ThreadShare>;
+    true fn shared_threads(&self, org: &OrgId) -> Vec<SharedThread>;
 }}

@@ -28,7 +28,7 @@ pub use accounts::{
     ROTATION_RACE_MS,
 };
 pub use model::*;
-pub use orgs::{Member, Membership, NewOrg, OrgInvitation, OrgRole, Organization};
+pub use orgs::{Member, Membership, NewOrg, OrgInvitation, OrgRole, Organization, Shareable, SharedThread, ThreadShare};
 
 /// The aggregation [`Store::usage_totals`] answers, over the stored daily rows (`?`
 /// parameters, the user id first and not among the returned values; the store itself reads
@@ -200,6 +200,16 @@ pub trait Organizations: Send + Sync + 'static {
     /// an admin gets its longest-standing member as admin, one left without members is
     /// removed. Returns the removed ones, whose usage the caller deletes.
     async fn leave_all(&self, user_id: &UserId) -> StoreResult<Vec<OrgId>>;
+    /// Shares the owner's thread with an organization the owner belongs to, or makes it
+    /// personal again (`None`). `NotFound` when the owner has no such thread or is not a
+    /// member of `org`. A member's shares end when they leave or are removed.
+    async fn share_thread(&self, owner: &UserId, thread: ThreadId, org: Option<&OrgId>, at: u64) -> StoreResult<()>;
+    /// The owner of a shared thread (or of a run's thread) and the organization it is shared
+    /// with; `None` when it is personal or does not exist.
+    async fn share_of(&self, item: Shareable) -> StoreResult<Option<ThreadShare>>;
+    /// The threads shared with an organization, most recently updated first (at most
+    /// [`orgs::SHARED_THREADS_LISTED`]).
+    async fn shared_threads(&self, org: &OrgId) -> StoreResult<Vec<SharedThread>>;
 }
 
 /// How the store talks to a database server (PostgreSQL; SQLite ignores these).

@@ -1,5 +1,5 @@
 //! The records the store reads and writes.
-use apex_protocol::{MessageId, RunId, ThreadId, UserId};
+use apex_protocol::{MessageId, OrgId, RunId, ThreadId, UserId};
 use serde::Serialize;
 
 /// The `error_code`/`error_message` of a run that the server stopped (shutdown past its
@@ -218,6 +218,8 @@ pub struct ThreadRow {
     pub title: String,
     pub created_at: u64,
     pub updated_at: u64,
+    /// The organization whose members may read the thread; `None` while it is personal.
+    pub shared_with: Option<OrgId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

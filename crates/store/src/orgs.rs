@@ -4,9 +4,12 @@
 //!
 //! As in `accounts.rs`, the statements are the same in both backends and [`org_methods!`]
 //! expands them into each backend's impl. Times are ms since the epoch; invitation codes
-//! arrive as their SHA-256.
-use apex_protocol::{OrgId, UserId};
+//! arrive as their SHA-256. A thread stays its owner's; shared with one of the owner's
+//! organizations (migrations sqlite 0016, postgres 0012), its members may read it.
+use apex_protocol::{OrgId, RunId, ThreadId, UserId};
 use serde::Serialize;
+
+use crate::ThreadRow;
 
 /// What a member may do with the organization's usage data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -83,6 +86,33 @@ pub struct OrgInvitation {
     pub at: u64,
     pub expires_at: u64,
 }
+
+/// What a reader asks for: a thread, or a run of one.
+#[derive(Clone, Copy, Debug)]
+pub enum Shareable {
+    Thread(ThreadId),
+    Run(RunId),
+}
+
+/// Whose a shared thread is, and with which organization it is shared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThreadShare {
+    pub owner: UserId,
+    pub org: OrgId,
+}
+
+/// A thread shared with an organization, as its members list it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SharedThread {
+    #[serde(flatten)]
+    pub thread: ThreadRow,
+    pub owner: UserId,
+    /// The owner's local sign-in name; empty for an identity provider's user.
+    pub owner_name: String,
+}
+
+/// At most this many shared threads are listed (the most recently updated).
+pub const SHARED_THREADS_LISTED: i64 = 500;
 
 pub(crate) const ORG_COLUMNS: &str = "o.id, o.name, o.created_by, o.created_at";
 
@@ -198,6 +228,14 @@ macro_rules! org_methods {
                     None => sqlx::query("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2").bind(org.as_str()).bind(user_id.as_str()),
                 };
                 query.execute(&mut *tx).await?;
+                if role.is_none() {
+                    // What a member shared is theirs: it stops being readable with them gone.
+                    sqlx::query("UPDATE threads SET shared_org = NULL, shared_at = NULL WHERE user_id = $1 AND shared_org = $2")
+                        .bind(user_id.as_str())
+                        .bind(org.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 tx.commit().await?;
                 Ok(())
             }
@@ -257,6 +295,10 @@ macro_rules! org_methods {
                     .bind(user_id.as_str())
                     .fetch_all(&mut *tx)
                     .await?;
+                sqlx::query("UPDATE threads SET shared_org = NULL, shared_at = NULL WHERE user_id = $1 AND shared_org IS NOT NULL")
+                    .bind(user_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
                 let mut emptied = Vec::new();
                 for org in orgs {
                     sqlx::query("UPDATE organizations SET name = name WHERE id = $1").bind(&org).execute(&mut *tx).await?;
@@ -284,6 +326,69 @@ macro_rules! org_methods {
                 }
                 tx.commit().await?;
                 Ok(emptied)
+            }
+
+            async fn share_thread(&self, owner: &UserId, thread: ThreadId, org: Option<&OrgId>, at: u64) -> StoreResult<()> {
+                // Shared only with an organization the owner belongs to, checked in the same
+                // statement as the write (a removal in between cannot slip past it).
+                let done = sqlx::query(
+                    "UPDATE threads SET shared_org = $3, shared_at = $4 WHERE id = $1 AND user_id = $2 \
+                     AND ($3 IS NULL OR EXISTS (SELECT 1 FROM memberships WHERE org_id = $3 AND user_id = $2))",
+                )
+                .bind(thread.to_string())
+                .bind(owner.as_str())
+                .bind(org.map(OrgId::as_str))
+                .bind(org.map(|_| at as i64))
+                .execute(self.account_pool()?)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn share_of(&self, item: crate::Shareable) -> StoreResult<Option<crate::ThreadShare>> {
+                let (sql, id) = match item {
+                    crate::Shareable::Thread(id) => ("SELECT user_id, shared_org FROM threads WHERE id = $1 AND shared_org IS NOT NULL", id.to_string()),
+                    crate::Shareable::Run(id) => (
+                        "SELECT t.user_id, t.shared_org FROM runs r JOIN threads t ON t.id = r.thread_id \
+                         WHERE r.id = $1 AND t.shared_org IS NOT NULL",
+                        id.to_string(),
+                    ),
+                };
+                let row = sqlx::query(sql).bind(id).fetch_optional(self.account_reads()?).await?;
+                Ok(row.map(|r| crate::ThreadShare {
+                    owner: UserId::from(r.get::<String, _>("user_id")),
+                    org: OrgId::new(r.get::<String, _>("shared_org")),
+                }))
+            }
+
+            async fn shared_threads(&self, org: &OrgId) -> StoreResult<Vec<crate::SharedThread>> {
+                use crate::accounts::Columns;
+                let rows = sqlx::query(
+                    "SELECT t.id, t.title, t.created_at, t.updated_at, t.user_id, COALESCE(a.name, '') AS name FROM threads t \
+                     LEFT JOIN accounts a ON a.id = t.user_id WHERE t.shared_org = $1 \
+                     ORDER BY t.updated_at DESC, t.id DESC LIMIT $2",
+                )
+                .bind(org.as_str())
+                .bind(crate::orgs::SHARED_THREADS_LISTED)
+                .fetch_all(self.account_reads()?)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(crate::SharedThread {
+                            thread: crate::ThreadRow {
+                                id: crate::rows::parse_id(&r.text("id"))?,
+                                title: r.text("title"),
+                                created_at: r.ms("created_at"),
+                                updated_at: r.ms("updated_at"),
+                                shared_with: Some(org.clone()),
+                            },
+                            owner: UserId::from(r.text("user_id")),
+                            owner_name: r.text("name"),
+                        })
+                    })
+                    .collect()
             }
         }
     };

@@ -5,7 +5,7 @@
 use std::str::FromStr;
 
 use apex_costs::{Money, UsageRecord};
-use apex_protocol::{RunId, ThreadId};
+use apex_protocol::{OrgId, RunId, ThreadId};
 
 use crate::model::{AgentResultRow, BegunRun, MessageRow, RunRow, RunStatus, ThreadRow, ThreadRunRow};
 use crate::{StoreError, StoreResult};
@@ -96,6 +96,7 @@ pub(crate) struct Thread {
     title: String,
     created_at: i64,
     updated_at: i64,
+    shared_org: Option<String>,
 }
 
 impl TryFrom<Thread> for ThreadRow {
@@ -106,6 +107,7 @@ impl TryFrom<Thread> for ThreadRow {
             title: r.title,
             created_at: unsigned(r.created_at),
             updated_at: unsigned(r.updated_at),
+            shared_with: r.shared_org.map(OrgId::new),
         })
     }
 }

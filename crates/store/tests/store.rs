@@ -58,6 +58,7 @@ on_every_backend!(
     deleting_a_user_removes_its_threads_runs_and_account_and_keeps_its_revocations,
     a_thread_branches_on_an_edit_and_a_regenerate_and_keeps_every_branch,
     organizations_share_usage_among_members_keep_an_admin_and_outlive_a_leaver,
+    a_thread_is_shared_with_one_organization_of_its_owner_until_she_leaves,
 );
 
 const LEASE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -754,4 +755,57 @@ async fn organizations_share_usage_among_members_keep_an_admin_and_outlive_a_lea
     assert!(store.orgs_of(&ann).await.unwrap().is_empty());
     assert!(store.members(&acme).await.unwrap().is_empty());
     assert_eq!(store.join_org("c3", &cy, 3_000).await.unwrap(), None, "its invitations went with it");
+}
+
+async fn a_thread_is_shared_with_one_organization_of_its_owner_until_she_leaves(db: Db) {
+    use apex_protocol::{OrgId, UserId};
+    use apex_store::{NewOrg, OrgInvitation, OrgRole, Shareable, ThreadShare};
+    let store = db.open().await;
+    let (ann, bob) = (UserId::from("u_ann"), UserId::from("u_bob"));
+    let (acme, beta) = (OrgId::new_shared(), OrgId::new_shared());
+    store.create_org(&NewOrg { id: acme.clone(), name: "Acme".into(), created_by: ann.clone(), at: 1_000 }).await.unwrap();
+    store.create_org(&NewOrg { id: beta.clone(), name: "Beta".into(), created_by: bob.clone(), at: 1_000 }).await.unwrap();
+    let outcomes = store.apply(&[new_run("u_ann", None, "hello", None), new_run("u_bob", None, "hi", None)], &[]).await.unwrap();
+    let (a, b) = (begun(&outcomes[0]).clone(), begun(&outcomes[1]).clone());
+    assert_eq!(store.share_of(Shareable::Thread(a.thread_id)).await.unwrap(), None, "personal");
+
+    // Only the owner's thread, only with her organization.
+    assert!(matches!(store.share_thread(&bob, a.thread_id, Some(&beta), 2_000).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.share_thread(&ann, a.thread_id, Some(&beta), 2_000).await, Err(StoreError::NotFound)));
+    store.share_thread(&ann, a.thread_id, Some(&acme), 2_000).await.unwrap();
+    let share = ThreadShare { owner: ann.clone(), org: acme.clone() };
+    assert_eq!(store.share_of(Shareable::Thread(a.thread_id)).await.unwrap(), Some(share.clone()));
+    assert_eq!(store.share_of(Shareable::Run(a.run_id)).await.unwrap(), Some(share), "a run of a shared thread");
+    assert_eq!(store.share_of(Shareable::Run(b.run_id)).await.unwrap(), None);
+    assert_eq!(store.list_threads(&ann).await.unwrap()[0].shared_with, Some(acme.clone()));
+    let listed = store.shared_threads(&acme).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].thread.id, &listed[0].owner, listed[0].thread.title.as_str()), (a.thread_id, &ann, "hello"));
+    assert!(store.shared_threads(&beta).await.unwrap().is_empty());
+
+    // Personal again, shared again, then ann leaves: the share ends with her membership.
+    store.share_thread(&ann, a.thread_id, None, 3_000).await.unwrap();
+    assert!(store.shared_threads(&acme).await.unwrap().is_empty());
+    assert_eq!(store.list_threads(&ann).await.unwrap()[0].shared_with, None);
+    store.share_thread(&ann, a.thread_id, Some(&acme), 4_000).await.unwrap();
+    store.leave_all(&ann).await.unwrap();
+    assert_eq!(store.share_of(Shareable::Thread(a.thread_id)).await.unwrap(), None);
+    assert!(matches!(store.share_thread(&ann, a.thread_id, Some(&acme), 5_000).await, Err(StoreError::NotFound)));
+    // Removed by an admin: the same, for her shares only.
+    let invitation = OrgInvitation {
+        code_hash: "cb".into(),
+        org: beta.clone(),
+        role: OrgRole::Viewer,
+        created_by: bob.clone(),
+        at: 1_000,
+        expires_at: 10_000,
+    };
+    store.create_org_invitation(&invitation).await.unwrap();
+    store.join_org("cb", &ann, 5_000).await.unwrap().unwrap();
+    store.share_thread(&ann, a.thread_id, Some(&beta), 5_000).await.unwrap();
+    store.share_thread(&bob, b.thread_id, Some(&beta), 5_000).await.unwrap();
+    assert_eq!(store.shared_threads(&beta).await.unwrap().len(), 2);
+    store.set_member(&beta, &ann, None).await.unwrap();
+    let left: Vec<_> = store.shared_threads(&beta).await.unwrap().into_iter().map(|t| t.owner).collect();
+    assert_eq!(left, [bob], "ann's share went with her; bob's stays");
 }

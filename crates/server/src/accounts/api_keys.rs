@@ -87,7 +87,7 @@ pub fn check_scope(identity: &Identity, method: &Method, path: &str) -> Result<(
         Some(scope) => Err(ApiError::Forbidden("insufficient_scope", format!("this API key lacks the `{scope}` scope"))),
         None => Err(ApiError::Forbidden(
             "insufficient_scope",
-            "API keys cannot manage accounts, sessions, keys or organizations".into(),
+            "API keys cannot manage accounts, sessions, keys, organizations or shared threads".into(),
         )),
     }
 }

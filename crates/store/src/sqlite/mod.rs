@@ -262,7 +262,7 @@ impl Store for SqliteStore {
 
     async fn list_threads(&self, user_id: &UserId) -> StoreResult<Vec<ThreadRow>> {
         let rows: Vec<rows::Thread> = sqlx::query_as(
-            "SELECT id, title, created_at, updated_at FROM threads WHERE user_id = ? ORDER BY updated_at DESC, id DESC",
+            "SELECT id, title, created_at, updated_at, shared_org FROM threads WHERE user_id = ? ORDER BY updated_at DESC, id DESC",
         )
         .bind(user_id.as_str())
         .fetch_all(&self.readers)
