@@ -262,6 +262,24 @@ mod tests {
     }
 
     #[test]
+    fn rejected_rows_are_numbered_by_their_line_whatever_the_line_endings() {
+        // CRLF is what Excel and Python's csv module write; a lone CR what old Macs did.
+        for eol in ["\n", "\r\n", "\r"] {
+            let lines = [
+                "date,model,input_tokens",
+                "2026-11-01,gpt-4o,10",
+                "2026-13-01,gpt-4o,10",
+                "2026-11-09,gpt-4o,10",
+                "2026-11-02,,10",
+                "2026-11-03,gpt-4o,10",
+            ];
+            let (rows, bad) = run(&(lines.join(eol) + eol));
+            assert_eq!(rows.len(), 3, "{eol:?}");
+            assert_eq!(bad.iter().map(|b| b.line).collect::<Vec<_>>(), [3, 5], "{eol:?}: {bad:?}");
+        }
+    }
+
+    #[test]
     fn keys_are_stable_and_request_ids_win() {
         let csv = "date,model,input_tokens,request_id\n2026-11-01,gpt-4o,10,\n2026-11-01,gpt-4o,10,abc\n";
         let (a, _) = run(csv);

@@ -901,6 +901,8 @@ pub(crate) struct CsvRows<R> {
     cut: Option<usize>,
     /// Bytes to pass on before any more of the input (the mark, newlines).
     pending: std::collections::VecDeque<u8>,
+    /// The last byte ended a record with CR: an LF right after it is the same line end.
+    after_cr: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -924,6 +926,7 @@ impl<R: std::io::Read> CsvRows<R> {
             len: 0,
             cut: None,
             pending: std::collections::VecDeque::new(),
+            after_cr: false,
         }
     }
 
@@ -964,7 +967,19 @@ impl<R: std::io::Read> std::io::Read for CsvRows<R> {
             }
             let b = self.input[self.at];
             self.at += 1;
+            if std::mem::take(&mut self.after_cr) && b == b'\n' {
+                continue;
+            }
             let ends = self.step(b);
+            // A record ending in CR (CRLF as Excel and Python write, or a lone CR) is
+            // passed on ending in LF: the CSV reader counts lines by LF and would number
+            // every CRLF row after the first one too low. CRs inside quotes stay.
+            let b = if ends && b == b'\r' {
+                self.after_cr = true;
+                b'\n'
+            } else {
+                b
+            };
             if let Some(newlines) = self.cut.as_mut() {
                 if ends {
                     // The record's end. The newlines skipped inside it go before it, in
