@@ -281,7 +281,9 @@ async fn a_killed_instance_loses_its_runs_to_a_live_one_and_a_restart_spares_liv
         s.instance_lease = std::time::Duration::from_secs_f64(1.0);
     };
     let survivor = spawn_with(layer, |s| s).await;
-    let token = survivor.token("alice");
+    // A user of this run only: the killed process's runs stay counted as in flight in the
+    // shared Redis until they expire, and a rerun as the same user would be refused.
+    let token = survivor.token(&format!("alice-{}", uuid::Uuid::new_v4()));
     survivor.import_fixture(&token).await;
     let dir = tempfile::tempdir().unwrap();
     let (mut doomed, addr) = instance_process(&schema, &redis, dir.path(), 1_500).await;
