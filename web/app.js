@@ -221,7 +221,6 @@ function orgItem(o) {
   return el('li', {}, text, toggle, role, b, list);
 }
 
-// An organization's members: an admin changes roles and removes members; anyone leaves.
 async function showMembers(o, list) {
   let members;
   try { members = (await api(`/api/orgs/${encodeURIComponent(o.id)}/members`)).members; } catch (e) {
@@ -262,7 +261,6 @@ async function showMembers(o, list) {
   }));
 }
 
-/** After the user's own membership changed: the dialog's list and the header's picker. */
 async function loadOrganizationsAgain() {
   const list = await loadOrgsPanel();
   if (!list) return;

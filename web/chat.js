@@ -480,7 +480,6 @@ export class Chat {
   }
 
   resumeAll() {
-    // A shared thread's runs are someone else's: followed over REST (followShared).
     for (const run of this.runs.values()) if (run.active && !run.shared) this.conn.send({ type: 'resume', run_id: run.runId, after_seq: run.seq });
   }
 
@@ -573,7 +572,6 @@ export class Chat {
     }
   }
 
-  /** One's own thread is remembered across reloads; a shared one is only looked at. */
   setThread(id, shared = null) {
     this.threadId = id;
     this.viewing = id ? shared : null;
@@ -582,7 +580,6 @@ export class Chat {
     this.renderThreads();
   }
 
-  /** The organization picked in the header: its shared threads are listed beside one's own. */
   setOrganization(id, name) {
     if (id === this.org.id && name === this.org.name) return;
     const was = this.org.id;
@@ -631,7 +628,6 @@ export class Chat {
     this.renderThreadBar();
   }
 
-  /** Above the transcript: who can read the open thread, and its owner's Share button. */
   renderThreadBar() {
     const bar = $('thread-bar');
     const text = $('thread-bar-text');
@@ -670,7 +666,6 @@ export class Chat {
     await this.loadThreads();
   }
 
-  /** A shared thread's live runs are someone else's: their new events are fetched over REST. */
   followShared() {
     clearTimeout(this.followTimer);
     const runs = [...this.runs.values()].filter((r) => r.shared && r.active && r.threadId === this.threadId);
